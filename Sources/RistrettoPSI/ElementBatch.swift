@@ -1,0 +1,180 @@
+import Dispatch
+import Foundation
+
+/// A column of valid ristretto255 elements stored as contiguous 32-byte records, with batch
+/// operations that spread the group arithmetic over every core.
+///
+/// Contract: every record is a canonical, non-identity encoding (the batch is only built from
+/// ``RistrettoElement`` values, the strict batch decoder, hash-to-group, or scalar
+/// multiplication). Order is meaningful: it is the order of the message file it came from.
+/// Batch operations are deterministic in their output order whatever the number of threads.
+/// - SeeAlso: `Protocol/SPEC.md` §"Blinding" and §"Message layout".
+public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
+    /// Contiguous encodings, 32 bytes each.
+    private(set) var storage: [UInt8]
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { storage.count / RistrettoElement.byteCount }
+
+    /// An empty batch.
+    public init() { storage = [] }
+
+    /// A batch of the given elements, in order.
+    public init<S: Sequence>(_ elements: S) where S.Element == RistrettoElement {
+        storage = []
+        storage.reserveCapacity(elements.underestimatedCount * RistrettoElement.byteCount)
+        for e in elements { e.withUnsafeBytes { storage.append(contentsOf: $0) } }
+    }
+
+    private init(storage: [UInt8]) { self.storage = storage }
+
+    public subscript(position: Int) -> RistrettoElement {
+        precondition(position >= 0 && position < count, "element index out of range")
+        return storage.withUnsafeBytes { raw in
+            let start = position * RistrettoElement.byteCount
+            return RistrettoElement(trustedBytes: UnsafeRawBufferPointer(rebasing: raw[start..<start + RistrettoElement.byteCount]))
+        }
+    }
+
+    /// Strictly decodes a run of 32-byte records (RFC 9496 §4.3.1, identity rejected), in parallel.
+    /// - Throws: the ``CryptoError`` of the first invalid record, with its ``CryptoError/index``.
+    public init(validating bytes: UnsafeRawBufferPointer) throws(CryptoError) {
+        let size = RistrettoElement.byteCount
+        guard bytes.count % size == 0 else {
+            throw CryptoError(.invalidLength, "element data is \(bytes.count) bytes, not a multiple of \(size)")
+        }
+        let n = bytes.count / size
+        let firstBad = Parallel.firstFailure(count: n) { i throws(CryptoError) in
+            try RistrettoElement.validate(UnsafeRawBufferPointer(rebasing: bytes[i * size..<(i + 1) * size]))
+        }
+        if let (index, error) = firstBad { throw error.at(index: index) }
+        storage = Array(bytes)
+    }
+
+    /// Strictly decodes records held in an array; see ``init(validating:)-(UnsafeRawBufferPointer)``.
+    public init(validating bytes: [UInt8]) throws(CryptoError) {
+        self = try bytes.withBytes { raw throws(CryptoError) in try ElementBatch(validating: raw) }
+    }
+
+    /// Hashes each message to the group under `hasher`'s tag, in parallel, keeping order.
+    public static func hashing(_ messages: [[UInt8]], with hasher: HashToGroup) throws(CryptoError) -> ElementBatch {
+        try map(count: messages.count) { i, out throws(CryptoError) in
+            try messages[i].withBytes { m throws(CryptoError) in try hasher.hash(m, into: out) }
+        }
+    }
+
+    /// Hashes each message with the tagless ``CompatibilityHash``, in parallel, keeping order.
+    public static func compatibilityHashing(_ messages: [[UInt8]]) throws(CryptoError) -> ElementBatch {
+        try map(count: messages.count) { i, out throws(CryptoError) in
+            try messages[i].withBytes { m throws(CryptoError) in try CompatibilityHash.hash(m, into: out) }
+        }
+    }
+
+    /// Every element multiplied by `scalar` (blinding or re-blinding), in parallel, keeping order.
+    public func multiplied(by scalar: Scalar) throws(CryptoError) -> ElementBatch {
+        try storage.withBytes { src throws(CryptoError) in
+            try ElementBatch.map(count: count) { i, out throws(CryptoError) in
+                let e = src.baseAddress!.advanced(by: i * RistrettoElement.byteCount).assumingMemoryBound(to: UInt8.self)
+                guard RistrettoElement.scalarMultiply(into: out, element: e, scalar: scalar) == 0 else {
+                    throw CryptoError(.primitiveFailure, "scalar multiplication produced the identity")
+                }
+            }
+        }
+    }
+
+    /// Shuffles the records in place with a uniform Fisher–Yates permutation drawn from
+    /// libsodium's CSPRNG, so output position reveals nothing about input position.
+    public mutating func shuffle() {
+        var perm = Array(0..<count)
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            perm.swapAt(i, SecureRandom.index(below: i + 1))
+        }
+        apply(permutation: perm)
+    }
+
+    /// Reorders so that new position `j` holds old record `permutation[j]`.
+    public mutating func apply(permutation: [Int]) {
+        precondition(permutation.count == count, "permutation size must equal the batch size")
+        let size = RistrettoElement.byteCount
+        var out = [UInt8](repeating: 0, count: storage.count)
+        storage.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                for (j, i) in permutation.enumerated() {
+                    dst.baseAddress!.advanced(by: j * size).copyMemory(from: src.baseAddress!.advanced(by: i * size), byteCount: size)
+                }
+            }
+        }
+        storage = out
+    }
+
+    /// Appends one element.
+    public mutating func append(_ element: RistrettoElement) {
+        element.withUnsafeBytes { storage.append(contentsOf: $0) }
+    }
+
+    /// Appends every element of another batch.
+    public mutating func append(contentsOf other: ElementBatch) {
+        storage.append(contentsOf: other.storage)
+    }
+
+    /// Read access to the contiguous 32-byte records, e.g. to write a message file.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try storage.withUnsafeBytes(body)
+    }
+
+    /// Builds a batch of `count` records by running `body(i, out)` for each index in parallel.
+    private static func map(count: Int, _ body: (Int, UnsafeMutablePointer<UInt8>) throws(CryptoError) -> Void) throws(CryptoError) -> ElementBatch {
+        let size = RistrettoElement.byteCount
+        var out = [UInt8](repeating: 0, count: count * size)
+        let failure = out.withUnsafeMutableBytes { dst in
+            Parallel.firstFailure(count: count) { i throws(CryptoError) in
+                try body(i, dst.baseAddress!.advanced(by: i * size).assumingMemoryBound(to: UInt8.self))
+            }
+        }
+        if let (index, error) = failure { throw error.at(index: index) }
+        return ElementBatch(storage: out)
+    }
+}
+
+/// Data-parallel loops over index ranges on every core.
+enum Parallel {
+    /// Threads used by batch operations: one per active core.
+    static var workerCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// Runs `body` for every index in `0..<count`, split in contiguous chunks across cores, and
+    /// returns the lowest failing index with its error (deterministic whatever the scheduling).
+    static func firstFailure(count: Int, _ body: (Int) throws(CryptoError) -> Void) -> (Int, CryptoError)? {
+        guard count > 0 else { return nil }
+        // Small inputs are not worth a thread hop; chunks stay large enough to amortise scheduling.
+        let chunks = min(workerCount * 4, max(1, count / 64))
+        if chunks == 1 {
+            for i in 0..<count {
+                do throws(CryptoError) { try body(i) } catch { return (i, error) }
+            }
+            return nil
+        }
+        var failures = [(Int, CryptoError)?](repeating: nil, count: chunks)
+        failures.withUnsafeMutableBufferPointer { slots in
+            let slotsBox = UnsafeSendable(slots)
+            withoutActuallyEscaping(body) { body in
+                let bodyBox = UnsafeSendable(body)
+                DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                    let lower = count * c / chunks, upper = count * (c + 1) / chunks
+                    for i in lower..<upper {
+                        do throws(CryptoError) { try bodyBox.value(i) } catch {
+                            slotsBox.value[c] = (i, error)
+                            return
+                        }
+                    }
+                }
+            }
+        }
+        return failures.lazy.compactMap { $0 }.first
+    }
+}
+
+/// Carries a value into `concurrentPerform`, where each chunk touches disjoint memory.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
