@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what CleanRoom needs on a fresh Debian 12 machine that has only the Swift toolchain.
+# Idempotent: installs only what is missing. Used by `make demo`, `make test` and .ci/run.
+set -euo pipefail
+
+packages=(pkg-config libsodium-dev libsqlite3-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
