@@ -76,8 +76,8 @@ public struct CSVWriter: ~Copyable {
     /// Appends one record.
     ///
     /// Throws `csv.field_count` (naming the expected and actual counts) when the record's field count
-    /// differs from the first record's, without writing any of it; rethrows a sink error. After an
-    /// error every call throws it again.
+    /// differs from the first record's, without writing any of it (the writer stays usable); rethrows
+    /// a sink error, after which every call throws it again.
     public mutating func write<Field: Collection<UInt8>>(_ fields: some Sequence<Field>) throws(CSVError) {
         if let failure { throw failure }
         let mark = buffer.count

@@ -143,10 +143,12 @@ struct Parser {
                 case Self.quote:
                     pos += 1
                     size += 1
+                    try checkSize(size, info)
                     state = .quoted
                 case Self.comma:
                     pos += 1
                     size += 1
+                    try checkSize(size, info)
                     ends.append(bytes.count)
                 case Self.lf:
                     pos += 1
@@ -171,6 +173,7 @@ struct Parser {
                 case Self.comma:
                     pos += 1
                     size += 1
+                    try checkSize(size, info)
                     ends.append(bytes.count)
                     state = .fieldStart
                 case Self.lf:
@@ -195,6 +198,7 @@ struct Parser {
                 guard pos < chunk.count else { continue }
                 pos += 1
                 size += 1
+                try checkSize(size, info)
                 state = .quoteInQuoted
             case .quoteInQuoted:
                 switch chunk[pos] {
@@ -207,6 +211,7 @@ struct Parser {
                 case Self.comma:
                     pos += 1
                     size += 1
+                    try checkSize(size, info)
                     ends.append(bytes.count)
                     state = .fieldStart
                 case Self.lf:
