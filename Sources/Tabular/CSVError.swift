@@ -63,9 +63,9 @@ public struct CSVError: Error, Equatable, Hashable, Sendable, CustomStringConver
     public var description: String {
         let location: String
         switch (row, line) {
-        case let (row?, line?): location = "\(file) row \(row) (line \(line))"
-        case let (row?, nil): location = "\(file) row \(row)"
-        case let (nil, line?): location = "\(file) line \(line)"
+        case (let row?, let line?): location = "\(file) row \(row) (line \(line))"
+        case (let row?, nil): location = "\(file) row \(row)"
+        case (nil, let line?): location = "\(file) line \(line)"
         case (nil, nil): location = file
         }
         return "\(location): \(code.rawValue): \(reason)"

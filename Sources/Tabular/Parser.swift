@@ -99,7 +99,8 @@ struct Parser {
     private func error(_ code: CSVError.Code, _ reason: String, _ info: RecordInfo, field: Int?) -> CSVError {
         let column = field.flatMap { $0 < columnNames.count ? columnNames[$0] : nil }
         let at = field.map { " in field \($0 + 1)" + (column.map { " (column \"\($0)\")" } ?? "") } ?? ""
-        return CSVError(code, reason + at, file: file, line: info.line, row: info.row == 0 ? nil : info.row, column: column)
+        return CSVError(
+            code, reason + at, file: file, line: info.line, row: info.row == 0 ? nil : info.row, column: column)
     }
 
     /// Parses the next record into `bytes` and `ends`; `nil` at the end of the input.
@@ -228,7 +229,8 @@ struct Parser {
                 }
             case .afterCR:
                 guard chunk[pos] == Self.lf else {
-                    throw error(.bareCarriageReturn, "carriage return not followed by a line feed", info, field: ends.count)
+                    throw error(
+                        .bareCarriageReturn, "carriage return not followed by a line feed", info, field: ends.count)
                 }
                 pos += 1
                 line += 1

@@ -136,7 +136,10 @@ struct ReaderRejectTests {
         let header = try CSVReader(bytes: utf8("email,phone\nSECRET-MARKER,1\n"), displayName: "customers.csv").header
         let error = #expect(throws: CSVError(.missingColumn, "", file: "")) { try header.require("maid") }
         #expect(error?.column == "maid")
-        #expect(error?.description == "customers.csv line 1: csv.missing_column: required column \"maid\" is not in the header (2 columns)")
+        #expect(
+            error?.description
+                == "customers.csv line 1: csv.missing_column: required column \"maid\" is not in the header (2 columns)"
+        )
     }
 
     @Test(arguments: ["email,phone,email", "Email,email", " email ,email", "a,,b,"])
@@ -205,7 +208,9 @@ struct ReaderRejectTests {
         #expect(try reader.next() != nil)
         let error = #expect(throws: CSVError(.recordTooLong, "", file: "")) { try reader.next() }
         #expect(error?.row == 2 && error?.line == 3)
-        #expect(error?.description == "huge.csv row 2 (line 3): csv.record_too_long: record is longer than the limit of 1048576 bytes")
+        #expect(
+            error?.description
+                == "huge.csv row 2 (line 3): csv.record_too_long: record is longer than the limit of 1048576 bytes")
         #expect(reader.parser.bytes.capacity <= 3 << 20)
         // And from a file, with the same result.
         #expect(fileOutcome(input) == .failed(code: .recordTooLong, line: 3, row: 2, column: nil))
@@ -252,7 +257,9 @@ struct PrivacyTests {
         let error = #expect(throws: CSVError.self) { try reader.header.require("phone") }
         #expect(error.map { !$0.description.contains("SECRET") } == true)
         let record = try #require(try reader.next())
-        for text in [record.description, String(reflecting: record), "\(Mirror(reflecting: record).children.map { $0 })"] {
+        for text in [
+            record.description, String(reflecting: record), "\(Mirror(reflecting: record).children.map { $0 })",
+        ] {
             #expect(!text.contains("SECRET"))
         }
     }

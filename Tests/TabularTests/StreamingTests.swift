@@ -9,7 +9,8 @@ struct ChunkBoundaryTests {
     static let inputs: [[UInt8]] = [
         [0xEF, 0xBB, 0xBF] + utf8("email,phone\r\n\"a,b\",\"q\"\"q\"\r\n\"multi\r\nline\",2\r\n,\r\nlast,x"),
         utf8("email,note\n\"\"\"\",\"\"\n\n\"x\ny\",z\n\n\n"),
-        [0xEF, 0xBB] + utf8("email\n"),  // a partial BOM is data (and then not UTF-8? no: EF BB alone is invalid)
+        // A partial BOM is not skipped: it stays in the header, which is then not UTF-8.
+        [0xEF, 0xBB] + utf8("email\n"),
         utf8("email\na\n\nb\n\n\n"),
         utf8("h1,h2\n1,2\n3,\"open\n"),
         utf8("h1,h2\n1,2\n\"x\"y,2\n"),
@@ -36,11 +37,16 @@ struct ChunkBoundaryTests {
             memoryOutcome(Self.inputs[0])
                 == .parsed(
                     header: ["email", "phone"],
-                    rows: [[utf8("a,b"), utf8("q\"q")], [utf8("multi\r\nline"), utf8("2")], [[], []], [utf8("last"), utf8("x")]],
+                    rows: [
+                        [utf8("a,b"), utf8("q\"q")], [utf8("multi\r\nline"), utf8("2")], [[], []],
+                        [utf8("last"), utf8("x")],
+                    ],
                     lines: [2, 3, 5, 6], rowNumbers: [1, 2, 3, 4]))
         #expect(memoryOutcome(Self.inputs[2]) == .failed(code: .headerNotUTF8, line: 1, row: nil, column: nil))
         #expect(memoryOutcome(Self.inputs[4]) == .failed(code: .unterminatedQuote, line: 3, row: 2, column: "h2"))
-        #expect(memoryOutcome(Self.inputs[10], .init(maxRecordBytes: 32)) == .failed(code: .recordTooLong, line: 2, row: 1, column: nil))
+        #expect(
+            memoryOutcome(Self.inputs[10], .init(maxRecordBytes: 32))
+                == .failed(code: .recordTooLong, line: 2, row: 1, column: nil))
     }
 }
 
@@ -48,7 +54,8 @@ struct ChunkBoundaryTests {
 @Suite("CSV writer and round trip")
 struct WriterTests {
     @Test func quotingRules() throws {
-        let out = try CSVWriter.encode([["a", "b,c", "d\"e", "f\ng", "h\ri", ""], ["1", "2", "3", "4", "5", "6"]].map { $0.map(utf8) })
+        let out = try CSVWriter.encode(
+            [["a", "b,c", "d\"e", "f\ng", "h\ri", ""], ["1", "2", "3", "4", "5", "6"]].map { $0.map(utf8) })
         #expect(String(decoding: out, as: UTF8.self) == "a,\"b,c\",\"d\"\"e\",\"f\ng\",\"h\ri\",\n1,2,3,4,5,6\n")
     }
 

@@ -13,15 +13,17 @@ enum Outcome: Equatable, CustomStringConvertible {
 
     var description: String {
         switch self {
-        case let .parsed(header, rows, lines, rowNumbers):
-            return "parsed(header: \(header), \(rows.count) rows, lines: \(lines.prefix(20)), rows: \(rowNumbers.prefix(20)))"
-        case let .failed(code, line, row, column):
-            return "failed(\(code.rawValue), line: \(String(describing: line)), row: \(String(describing: row)), column: \(String(describing: column)))"
+        case .parsed(let header, let rows, let lines, let rowNumbers):
+            return
+                "parsed(header: \(header), \(rows.count) rows, lines: \(lines.prefix(20)), rows: \(rowNumbers.prefix(20)))"
+        case .failed(let code, let line, let row, let column):
+            return
+                "failed(\(code.rawValue), line: \(String(describing: line)), row: \(String(describing: row)), column: \(String(describing: column)))"
         }
     }
 
     var rows: [[[UInt8]]] {
-        if case let .parsed(_, rows, _, _) = self { return rows }
+        if case .parsed(_, let rows, _, _) = self { return rows }
         return []
     }
 }
