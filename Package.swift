@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "cleanroom", targets: ["CleanRoomCLI"]),
         .library(name: "RistrettoPSI", targets: ["RistrettoPSI"]),
         .library(name: "Identifiers", targets: ["Identifiers"]),
+        .library(name: "Tabular", targets: ["Tabular"]),
     ],
     targets: [
         // C at the bottom: system libraries from Debian's packages, nothing vendored.
@@ -27,6 +28,8 @@ let package = Package(
         // The only module that imports CSodium.
         .target(name: "RistrettoPSI", dependencies: ["CSodium"]),
         .target(name: "Identifiers", dependencies: ["RistrettoPSI"]),
+        // Streaming CSV reader/writer for the input files; no dependencies, Foundation only for file I/O.
+        .target(name: "Tabular"),
 
         // Thin CLI: parsing, wiring, printing.
         .executableTarget(
@@ -37,6 +40,7 @@ let package = Package(
 
         .testTarget(name: "RistrettoPSITests", dependencies: ["RistrettoPSI"]),
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
+        .testTarget(name: "TabularTests", dependencies: ["Tabular"]),
     ],
     swiftLanguageModes: [.v6]
 )
