@@ -30,6 +30,8 @@ let package = Package(
         .target(name: "Identifiers", dependencies: ["RistrettoPSI"]),
         // Streaming CSV reader/writer for the input files; no dependencies, Foundation only for file I/O.
         .target(name: "Tabular"),
+        // The protocol: agreement, round messages, roles. No I/O.
+        .target(name: "Activation", dependencies: ["RistrettoPSI", "Identifiers"]),
 
         // Thin CLI: parsing, wiring, printing.
         .executableTarget(
@@ -41,6 +43,7 @@ let package = Package(
         .testTarget(name: "RistrettoPSITests", dependencies: ["RistrettoPSI"]),
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
         .testTarget(name: "TabularTests", dependencies: ["Tabular"]),
+        .testTarget(name: "ActivationTests", dependencies: ["Activation", "Identifiers", "RistrettoPSI"]),
     ],
     swiftLanguageModes: [.v6]
 )
