@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "cleanroom", targets: ["CleanRoomCLI"]),
         .library(name: "RistrettoPSI", targets: ["RistrettoPSI"]),
         .library(name: "Identifiers", targets: ["Identifiers"]),
+        .library(name: "AuditLog", targets: ["AuditLog"]),
     ],
     targets: [
         // C at the bottom: system libraries from Debian's packages, nothing vendored.
@@ -27,16 +28,22 @@ let package = Package(
         // The only module that imports CSodium.
         .target(name: "RistrettoPSI", dependencies: ["CSodium"]),
         .target(name: "Identifiers", dependencies: ["RistrettoPSI"]),
+        // The only module that imports CSQLite: the append-only, signed Clean_Room_Audit_Log.
+        .target(name: "AuditLog", dependencies: ["CSQLite", "RistrettoPSI"]),
 
         // Thin CLI: parsing, wiring, printing.
         .executableTarget(
             name: "CleanRoomCLI",
-            dependencies: ["RistrettoPSI", "Identifiers"],
+            dependencies: ["RistrettoPSI", "Identifiers", "AuditLog"],
             path: "Sources/CleanRoomCLI"
         ),
 
         .testTarget(name: "RistrettoPSITests", dependencies: ["RistrettoPSI"]),
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
+        // CSQLite lets the tamper tests edit a log through the C API, as an attacker with file
+        // access would; "CleanRoomCLI" makes `swift test` build the `cleanroom` binary that the
+        // concurrency and kill -9 tests spawn.
+        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "RistrettoPSI", "CSQLite", "CleanRoomCLI"]),
     ],
     swiftLanguageModes: [.v6]
 )
