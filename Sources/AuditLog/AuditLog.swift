@@ -364,10 +364,7 @@ public final class AuditLog {
     /// - Throws: the first failure: `.corrupt`, `.invalidField`, `.keyMismatch`, `.chainBroken`,
     ///   `.signatureInvalid`, `.checkpointMismatch`, `.truncated`, each naming the entry.
     public func verify(pinnedKey: VerifyingKey? = nil, checkpoint: AuditCheckpoint? = nil) throws(AuditLogError) -> AuditVerification {
-        let check = try db.prepare("PRAGMA quick_check")
-        if try check.step(), let first = check.text(0), first != "ok" {
-            throw AuditLogError(.corrupt, "'\(path)' fails SQLite's quick_check: \(first.prefix(200))")
-        }
+        try checkIntegrity()
         var key = recordedCoordinatorKey
         var source = AuditVerification.KeySource.database
         if let checkpoint {
@@ -416,6 +413,15 @@ public final class AuditLog {
         }
         return AuditVerification(entryCount: Int(last), headSequence: last, headHash: previous, coordinatorKey: key,
                                  keySource: source, checkpointSequence: checkpoint?.sequence)
+    }
+
+    /// Runs SQLite's `PRAGMA quick_check` over every page (not the chain: see ``verify(pinnedKey:checkpoint:)``).
+    /// - Throws: `.corrupt` naming the first problem SQLite reports.
+    public func checkIntegrity() throws(AuditLogError) {
+        let check = try db.prepare("PRAGMA quick_check")
+        if try check.step(), let first = check.text(0), first != "ok" {
+            throw AuditLogError(.corrupt, "'\(path)' fails SQLite's quick_check: \(first.prefix(200))")
+        }
     }
 
     /// A checkpoint of the current head, after verifying the log (under `pinnedKey` if given).

@@ -23,6 +23,7 @@ enum AuditCommands {
 
     static let showUsage = """
     OVERVIEW: Print the counts and statuses of one collaboration's runs (no hashes, no data).
+    The whole log is verified first (against the key stored in it); a log that fails is not shown.
 
     USAGE: cleanroom audit show --db <file> --collaboration <id> [--json]
 
@@ -66,7 +67,8 @@ enum AuditCommands {
 
     static let exportUsage = """
     OVERVIEW: Export every entry (sequence order) as CSV with a header or as JSON Lines.
-    Export does not verify: run 'cleanroom audit verify' first.
+    Export checks SQLite page integrity but not the chain, so a tampered log can still be
+    exported for investigation: run 'cleanroom audit verify' first.
 
     USAGE: cleanroom audit export --db <file> --format csv|jsonl [--out <file>]
 
@@ -107,12 +109,17 @@ enum AuditCommands {
         let db = try args.required("db")
         let collaboration = try args.required("collaboration")
         let log = try AuditLog.openReadOnly(at: db)
+        let verification: AuditVerification
+        do { verification = try log.verify() } catch {
+            throw CLIError.failure("the log does not verify, so it is not shown (run 'cleanroom audit verify'): \(error)")
+        }
         let entries = try log.entries(collaborationID: collaboration)
         var totals: [String: Int] = Dictionary(uniqueKeysWithValues: AuditEventKind.allCases.map { ($0.rawValue, 0) })
         for e in entries { totals[e.event.kind.rawValue, default: 0] += 1 }
         if args.has("json") {
             Console.json([
                 "collaboration_id": collaboration,
+                "log_verified_entries": verification.entryCount,
                 "counts_by_status": totals,
                 "runs": entries.map { e -> [String: Any] in
                     [
@@ -128,6 +135,7 @@ enum AuditCommands {
             ])
             return
         }
+        Console.out("log verified: \(verification.entryCount) entries, signatures checked against the coordinator key stored in the log (pin it with 'cleanroom audit verify --coordinator-key')")
         Console.out("collaboration \(collaboration): \(entries.count) run event(s)")
         Console.out("  " + AuditEventKind.allCases.map { "\($0.rawValue) \(totals[$0.rawValue] ?? 0)" }.joined(separator: ", "))
         guard !entries.isEmpty else { return }
@@ -214,6 +222,7 @@ enum AuditCommands {
             throw CLIError.usage("--format must be csv or jsonl")
         }
         let log = try AuditLog.openReadOnly(at: db)
+        try log.checkIntegrity()
         let handle: FileHandle
         if let out = try args.value("out") {
             guard !FileManager.default.fileExists(atPath: out) else {
