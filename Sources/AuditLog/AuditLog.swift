@@ -344,6 +344,10 @@ public final class AuditLog {
         return found
     }
 
+    /// How many times this handle has waited for another writer's lock (a diagnostic: the
+    /// concurrency test uses it to show that two processes really contended).
+    public var lockWaits: Int { db.busy.waits }
+
     /// The number of entries.
     public func count() throws(AuditLogError) -> Int { Int(try db.scalarInt("SELECT count(*) FROM \(AuditSchema.table)")) }
 

@@ -1,4 +1,13 @@
 internal import CSQLite
+import Foundation
+
+/// State of the busy handler of one connection: when the current wait began, and how many
+/// times the connection has waited for another writer (a diagnostic the tests read).
+final class BusyState {
+    var waits = 0
+    var waitStartedNanos: UInt64 = 0
+    var timeoutNanos: UInt64 = 0
+}
 
 /// A thin, internal wrapper over the SQLite C API: one connection, prepared statements, and every
 /// return code checked and turned into an ``AuditLogError``.
@@ -15,6 +24,7 @@ final class SQLiteConnection {
     }
 
     private let handle: OpaquePointer
+    let busy = BusyState()
     /// The file name used in error reasons (the path the caller gave; never a party's data).
     let path: String
 
@@ -53,7 +63,22 @@ final class SQLiteConnection {
     }
 
     /// Waits up to `milliseconds` for another connection's lock instead of failing at once.
-    func setBusyTimeout(milliseconds: Int32) { sqlite3_busy_timeout(handle, milliseconds) }
+    ///
+    /// Replaces SQLite's default handler, whose back-off grows to 100 ms sleeps and lets a busy
+    /// writer starve a waiting one, with short randomized sleeps (0.2–1.2 ms) until the deadline.
+    func setBusyTimeout(milliseconds: Int32) {
+        busy.timeoutNanos = UInt64(max(0, milliseconds)) * 1_000_000
+        sqlite3_busy_handler(handle, { context, attempt in
+            guard let context else { return 0 }
+            let state = Unmanaged<BusyState>.fromOpaque(context).takeUnretainedValue()
+            let now = DispatchTime.now().uptimeNanoseconds
+            if attempt == 0 { state.waitStartedNanos = now }
+            state.waits += 1
+            guard now - state.waitStartedNanos < state.timeoutNanos else { return 0 }
+            usleep(UInt32.random(in: 200...1200))
+            return 1
+        }, Unmanaged.passUnretained(busy).toOpaque())
+    }
 
     /// Runs one or more statements that return no rows the caller needs.
     func execute(_ sql: String) throws(AuditLogError) {

@@ -255,7 +255,14 @@ enum AuditDebugCommands {
     OVERVIEW: Append N synthetic entries to an audit log (created if missing), printing
     'appended <sequence>' after each commit. For testing concurrency and crash safety.
 
-    USAGE: cleanroom debug audit-append --db <file> --key-file <file> --count <n> --collaboration <id> [--quiet]
+    USAGE: cleanroom debug audit-append --db <file> --key-file <file> --count <n> --collaboration <id>
+                                        [--quiet] [--barrier]
+
+    OPTIONS:
+      --quiet      no 'appended' lines
+      --barrier    after opening the log, print 'ready' and wait for a line on stdin before
+                   appending (lets a test start several writers at the same moment)
+    At the end, 'lock waits: <n>' on stderr: how often this process waited for another writer.
     """
 
     static func keygen(_ argv: [String]) throws {
@@ -270,7 +277,7 @@ enum AuditDebugCommands {
     }
 
     static func append(_ argv: [String]) throws {
-        let args = try Arguments(argv, flags: ["help", "quiet"], options: ["db", "key-file", "count", "collaboration"])
+        let args = try Arguments(argv, flags: ["help", "quiet", "barrier"], options: ["db", "key-file", "count", "collaboration"])
         if args.has("help") { Console.out(appendUsage); return }
         try args.expectPositionals(0)
         let db = try args.required("db")
@@ -280,6 +287,11 @@ enum AuditDebugCommands {
         let log = try AuditLog.openOrCreate(at: db, coordinatorKey: key.verifyingKey)
         let agreement = AuditDigest.sha256(of: Array("synthetic agreement \(collaboration)".utf8))
         let pid = ProcessInfo.processInfo.processIdentifier
+        if args.has("barrier") {
+            Console.out("ready")
+            _ = readLine()
+        }
+        defer { Console.err("lock waits: \(log.lockWaits)") }
         let kinds = AuditEventKind.allCases
         for i in 0..<count {
             let kind = kinds[i % kinds.count]

@@ -21,16 +21,33 @@ struct ProcessTests {
     func concurrentAppends() throws {
         let (scratch, db, keyFile, key) = try setUp()
         defer { scratch.expectNoMarkers() }
-        let perProcess = 40
-        let processes = try ["collab-a", "collab-b"].map { collaboration in
-            try CLI.process(["debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", String(perProcess),
-                             "--collaboration", collaboration, "--quiet"])
+        let perProcess = 150
+        var writers: [(Process, stdin: Pipe, stdout: Pipe, stderr: Pipe)] = []
+        for collaboration in ["collab-a", "collab-b"] {
+            let p = try CLI.process(["debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", String(perProcess),
+                                     "--collaboration", collaboration, "--quiet", "--barrier"])
+            let (i, o, e) = (Pipe(), Pipe(), Pipe())
+            p.standardInput = i
+            p.standardOutput = o
+            p.standardError = e
+            try p.run()
+            writers.append((p, i, o, e))
         }
-        for p in processes { try p.run() }
-        for p in processes { p.waitUntilExit() }
-        for p in processes {
-            #expect(p.terminationReason == .exit)
-            #expect(p.terminationStatus == 0)
+        // Barrier: both have opened the log; release them together.
+        for w in writers {
+            let line = String(decoding: w.stdout.fileHandleForReading.availableData, as: UTF8.self)
+            #expect(line.hasPrefix("ready"))
+        }
+        for w in writers { w.stdin.fileHandleForWriting.write(Data("go\n".utf8)) }
+        var lockWaits = 0
+        for w in writers {
+            let err = String(decoding: w.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            w.0.waitUntilExit()
+            #expect(w.0.terminationReason == .exit)
+            #expect(w.0.terminationStatus == 0, "stderr: \(err)")
+            if let n = err.split(separator: "\n").last(where: { $0.hasPrefix("lock waits: ") }).flatMap({ Int($0.dropFirst(12)) }) {
+                lockWaits += n
+            }
         }
         let log = try AuditLog.openReadOnly(at: db)
         let v = try log.verify(pinnedKey: key.verifyingKey)
@@ -40,6 +57,9 @@ struct ProcessTests {
             #expect(try log.eventCounts(collaborationID: c, since: epoch).values.reduce(0, +) == perProcess)
         }
         #expect(Set(try log.entries().map(\.entryID)).count == 2 * perProcess)
+        // Not asserted (it depends on scheduling), but recorded in the test output for a reader:
+        // how often the writers actually waited for each other's lock.
+        print("concurrentAppends: \(lockWaits) lock waits across the two writers")
     }
 
     @Test("kill -9 during appends leaves a log that verifies and can be extended")
