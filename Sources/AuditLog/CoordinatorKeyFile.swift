@@ -16,8 +16,16 @@ public enum CoordinatorKeyFile {
             throw AuditLogError(.io, "cannot create key file '\(path)' (it may already exist): errno \(errno)")
         }
         defer { close(fd) }
-        var text = key.withSeed { Array(Hex.encode($0).utf8) }
-        text.append(0x0a)
+        // Hex-encode straight into a byte array that is zeroed below (no String copy of the seed).
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8](repeating: 0, count: 2 * SigningKey.seedByteCount + 1)
+        key.withSeed { seed in
+            for (i, b) in seed.enumerated() {
+                text[2 * i] = digits[Int(b >> 4)]
+                text[2 * i + 1] = digits[Int(b & 0x0f)]
+            }
+        }
+        text[text.count - 1] = 0x0a
         defer { SecureBytes.zero(&text) }
         let written = text.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
         guard written == text.count, fsync(fd) == 0 else {
