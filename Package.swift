@@ -9,6 +9,9 @@ let package = Package(
         .library(name: "RistrettoPSI", targets: ["RistrettoPSI"]),
         .library(name: "Identifiers", targets: ["Identifiers"]),
         .library(name: "Tabular", targets: ["Tabular"]),
+        .library(name: "AuditLog", targets: ["AuditLog"]),
+        .library(name: "Activation", targets: ["Activation"]),
+        .library(name: "Workflow", targets: ["Workflow"]),
     ],
     targets: [
         // C at the bottom: system libraries from Debian's packages, nothing vendored.
@@ -30,20 +33,32 @@ let package = Package(
         .target(name: "Identifiers", dependencies: ["RistrettoPSI"]),
         // Streaming CSV reader/writer for the input files; no dependencies, Foundation only for file I/O.
         .target(name: "Tabular"),
+        // The only module that imports CSQLite: the append-only, signed Clean_Room_Audit_Log.
+        .target(name: "AuditLog", dependencies: ["CSQLite", "RistrettoPSI"]),
         // The protocol: agreement, round messages, roles. No I/O.
         .target(name: "Activation", dependencies: ["RistrettoPSI", "Identifiers"]),
+        // The edges: files, state directories, destinations, the audit ledger; each role step.
+        .target(name: "Workflow", dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog"]),
 
         // Thin CLI: parsing, wiring, printing.
         .executableTarget(
             name: "CleanRoomCLI",
-            dependencies: ["RistrettoPSI", "Identifiers"],
+            dependencies: ["RistrettoPSI", "Identifiers", "AuditLog", "Activation", "Workflow", "Tabular"],
             path: "Sources/CleanRoomCLI"
         ),
+
+        // Test support shared by the targets that drive the built `cleanroom` binary.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
 
         .testTarget(name: "RistrettoPSITests", dependencies: ["RistrettoPSI"]),
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
         .testTarget(name: "TabularTests", dependencies: ["Tabular"]),
         .testTarget(name: "ActivationTests", dependencies: ["Activation", "Identifiers", "RistrettoPSI"]),
+        // CSQLite lets the tamper tests edit a log through the C API, as an attacker with file
+        // access would; "CleanRoomCLI" makes `swift test` build the `cleanroom` binary that the
+        // concurrency and kill -9 tests spawn.
+        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "RistrettoPSI", "CSQLite", "CleanRoomCLI", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Workflow", "RistrettoPSI", "CleanRoomCLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -20,6 +20,10 @@ enum DebugCommands {
                       strict RFC 9496 decode: prints the canonical encoding or the reason it fails.
       scalar-mult     --scalar-hex <hex> --element-hex <hex>
                       element × scalar (test vectors only: never pass a real key on a command line).
+      audit-keygen    --out <file>
+                      a coordinator Ed25519 key file (seed hex, mode 0600); prints the public key.
+      audit-append    --db <file> --key-file <file> --count <n> --collaboration <id> [--quiet]
+                      appends n synthetic entries (for concurrency and crash tests).
     """
 
     static func run(_ argv: [String]) throws {
@@ -35,6 +39,8 @@ enum DebugCommands {
         case "expand-message": try expandMessage(rest)
         case "decode-element": try decodeElement(rest)
         case "scalar-mult": try scalarMult(rest)
+        case "audit-keygen": try AuditDebugCommands.keygen(rest)
+        case "audit-append": try AuditDebugCommands.append(rest)
         default:
             throw CLIError.usage("unknown debug subcommand '\(sub)'\n\n\(usage)")
         }

@@ -7,6 +7,8 @@ let usage = """
 usage: cleanroom <command> [<args>]
 
 commands:
+  audit     the Clean_Room_Audit_Log: show, verify, checkpoint, export
+            (counts and statuses of every run, hash-chained and signed)
   debug     reviewer diagnostics: reproduce the spec's vectors from the shell
             (hash-to-group, expand-message, decode-element, scalar-mult, normalize)
   version   print the tool, protocol and libsodium versions
@@ -17,6 +19,7 @@ Exit codes: 0 success, 1 failure (bad input, refused, check failed), 64 usage er
 
 /// Subcommand groups; each returns normally on success or throws `CLIError`.
 let commands: [String: @Sendable ([String]) throws -> Void] = [
+    "audit": AuditCommands.run,
     "debug": DebugCommands.run,
     "version": VersionCommand.run,
 ]
