@@ -18,19 +18,23 @@ public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Cu
     public init<E: Error>(count: Int, initializer: (UnsafeMutableRawBufferPointer) throws(E) -> Void) throws(E) {
         _ = Sodium.ready
         precondition(count > 0, "SecureBytes needs a positive size")
-        self.count = count
-        self.pointer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
-        self.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: count)
+        let p = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: count)
         // Best effort: mlock can fail under RLIMIT_MEMLOCK; the bytes are still zeroed on release.
-        self.locked = sodium_mlock(pointer, count) == 0
+        let locked = sodium_mlock(p, count) == 0
         do {
-            try initializer(UnsafeMutableRawBufferPointer(start: pointer, count: count))
+            try initializer(UnsafeMutableRawBufferPointer(start: p, count: count))
         } catch {
-            sodium_memzero(pointer, count)
-            if locked { _ = sodium_munlock(pointer, count) }
-            pointer.deallocate()
+            // Clean up here, before any stored property is set: a class initializer that throws
+            // after full initialisation would also run deinit, and free the buffer twice.
+            sodium_memzero(p, count)
+            if locked { _ = sodium_munlock(p, count) }
+            p.deallocate()
             throw error
         }
+        self.pointer = p
+        self.count = count
+        self.locked = locked
     }
 
     /// Copies `bytes` into a new secure buffer. The caller remains responsible for zeroing its own copy.
