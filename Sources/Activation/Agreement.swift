@@ -1,0 +1,332 @@
+import Foundation
+import RistrettoPSI
+import Identifiers
+
+/// The collaboration agreement: the terms both parties sign and the coordinator enforces (the
+/// "activation use case template").
+///
+/// Contract: ``AgreementTerms`` is plain data; ``SignedAgreement`` adds the parties' Ed25519
+/// signatures over ``AgreementTerms/signedBytes()``; ``VerifiedAgreement`` can only be obtained
+/// from ``SignedAgreement/verified(now:)``, so every role holds terms that are complete, signed by
+/// both parties and unexpired.
+/// - SeeAlso: `Protocol/SPEC.md` §8 "Agreement".
+public struct AgreementTerms: Codable, Equatable, Sendable {
+    /// Format tag of the JSON document.
+    public static let formatName = "cleanroom-agreement"
+    /// Domain-separation prefix of the signed bytes.
+    static let signingPrefix = Array("CLEANROOM-V01-AGREEMENT\n".utf8)
+
+    public struct Party: Codable, Equatable, Sendable {
+        public var name: String
+        /// Ed25519 public key, hex.
+        public var signingKey: String
+        /// X25519 public key for sealed records, hex (provider and coordinator).
+        public var sealingKey: String?
+        public init(name: String, signingKey: String, sealingKey: String? = nil) {
+            self.name = name; self.signingKey = signingKey; self.sealingKey = sealingKey
+        }
+    }
+
+    public struct Matching: Codable, Equatable, Sendable {
+        /// Identifier types matched (raw values of `IdentifierType`).
+        public var identifierTypes: [String]
+        /// Normalization rule set version and options.
+        public var rulesVersion: Int
+        public var gmailRule: Bool
+        public var defaultCountryCallingCode: String?
+        /// `rfc9380` (default) or `compatibility` (tagless `from_hash(SHA-512)`).
+        public var hashToGroup: String
+        public init(identifierTypes: [String], rulesVersion: Int = 1, gmailRule: Bool = false,
+                    defaultCountryCallingCode: String? = nil, hashToGroup: String = "rfc9380") {
+            self.identifierTypes = identifierTypes; self.rulesVersion = rulesVersion; self.gmailRule = gmailRule
+            self.defaultCountryCallingCode = defaultCountryCallingCode; self.hashToGroup = hashToGroup
+        }
+    }
+
+    public struct Output: Codable, Equatable, Sendable {
+        /// Deliver the consumer's member ID with each matched provider row.
+        public var deliverMemberID: Bool
+        /// `csv` is the only format of protocol v1.
+        public var format: String
+        public var gzip: Bool
+        /// Records sealed to the provider (default) or plain.
+        public var sealed: Bool
+        public init(deliverMemberID: Bool = false, format: String = "csv", gzip: Bool = false, sealed: Bool = true) {
+            self.deliverMemberID = deliverMemberID; self.format = format; self.gzip = gzip; self.sealed = sealed
+        }
+    }
+
+    public struct Privacy: Codable, Equatable, Sendable {
+        public var minConsumerRows: Int
+        /// k: a run delivers nothing unless at least k provider rows match.
+        public var minMatchedRows: Int
+        public var maxRunsPerWindow: Int
+        public var windowSeconds: Int
+        public init(minConsumerRows: Int = 100, minMatchedRows: Int = 50, maxRunsPerWindow: Int = 4, windowSeconds: Int = 86_400) {
+            self.minConsumerRows = minConsumerRows; self.minMatchedRows = minMatchedRows
+            self.maxRunsPerWindow = maxRunsPerWindow; self.windowSeconds = windowSeconds
+        }
+    }
+
+    public struct Destination: Codable, Equatable, Sendable {
+        /// `local` or `s3`.
+        public var kind: String
+        public var directory: String?
+        public var bucket: String?
+        public var prefix: String?
+        public var region: String?
+        public var roleARN: String?
+        public init(kind: String, directory: String? = nil, bucket: String? = nil, prefix: String? = nil,
+                    region: String? = nil, roleARN: String? = nil) {
+            self.kind = kind; self.directory = directory; self.bucket = bucket; self.prefix = prefix
+            self.region = region; self.roleARN = roleARN
+        }
+    }
+
+    public var format: String = AgreementTerms.formatName
+    public var formatVersion: Int = 1
+    public var protocolVersion: String = "\(DomainSeparation.protocolName)-\(DomainSeparation.protocolVersion)"
+    /// A UUID, lowercase.
+    public var collaborationID: String
+    /// Generated at invitation, unique to the collaboration; the IAM trust policy's condition.
+    public var externalID: String
+    /// ISO 8601 UTC.
+    public var createdAt: String
+    public var expiresAt: String
+    public var consumer: Party
+    public var provider: Party?
+    public var coordinator: Party
+    public var matching: Matching
+    public var output: Output
+    public var privacy: Privacy
+    public var destination: Destination?
+
+    public init(collaborationID: String, externalID: String, createdAt: Date, expiresAt: Date, consumer: Party,
+                provider: Party? = nil, coordinator: Party, matching: Matching, output: Output, privacy: Privacy,
+                destination: Destination? = nil) {
+        self.collaborationID = collaborationID; self.externalID = externalID
+        self.createdAt = ISO8601.format(createdAt); self.expiresAt = ISO8601.format(expiresAt)
+        self.consumer = consumer; self.provider = provider; self.coordinator = coordinator
+        self.matching = matching; self.output = output; self.privacy = privacy; self.destination = destination
+    }
+
+    /// The exact bytes each party signs: the prefix, then the terms as JSON with sorted keys, no
+    /// insignificant whitespace and unescaped slashes.
+    public func signedBytes() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding plain strings, ints and bools cannot fail.
+        let json = try! encoder.encode(self)
+        return AgreementTerms.signingPrefix + Array(json)
+    }
+
+    /// SHA-256 of ``signedBytes()``: the agreement's identity in messages and the audit log.
+    public var hash: [UInt8] { SHA256.hash(signedBytes()) }
+
+    /// A fresh random UUID string, lowercase (collaboration, run and External IDs).
+    public static func newID() -> String {
+        var b = SecureRandom.bytes(16)
+        b[6] = (b[6] & 0x0f) | 0x40
+        b[8] = (b[8] & 0x3f) | 0x80
+        return UUIDBytes.string(b)
+    }
+}
+
+/// Terms plus the parties' signatures, as stored in the agreement file.
+public struct SignedAgreement: Codable, Equatable, Sendable {
+    public struct Signatures: Codable, Equatable, Sendable {
+        public var consumer: String?
+        public var provider: String?
+        public init(consumer: String? = nil, provider: String? = nil) { self.consumer = consumer; self.provider = provider }
+    }
+    public var terms: AgreementTerms
+    public var signatures: Signatures
+
+    public init(terms: AgreementTerms) {
+        self.terms = terms
+        self.signatures = Signatures()
+    }
+
+    /// Parses an agreement file.
+    public init(json: Data) throws(ActivationError) {
+        do {
+            self = try JSONDecoder().decode(SignedAgreement.self, from: json)
+        } catch {
+            throw ActivationError(.agreementMalformed, "agreement is not a valid agreement document (\(Self.shortReason(error)))")
+        }
+        guard terms.format == AgreementTerms.formatName, terms.formatVersion == 1 else {
+            throw ActivationError(.agreementMalformed, "unsupported agreement format or version")
+        }
+    }
+
+    /// The file form: pretty-printed, sorted keys.
+    public func json() -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return try! encoder.encode(self)
+    }
+
+    public enum Signer: String, Sendable { case consumer, provider }
+
+    /// Signs as `signer` with `key`, which must be the key the terms name for that party.
+    /// Any change to the terms after signing invalidates the signature.
+    public mutating func sign(as signer: Signer, with key: SigningKey) throws(ActivationError) {
+        let named: String? = signer == .consumer ? terms.consumer.signingKey : terms.provider?.signingKey
+        guard named == key.verifyingKey.hex else {
+            throw ActivationError(.agreementSignatureInvalid, "the signing key is not the \(signer.rawValue) key named in the terms")
+        }
+        let sig = Hex.encode(key.signature(for: terms.signedBytes()))
+        switch signer {
+        case .consumer: signatures.consumer = sig
+        case .provider: signatures.provider = sig
+        }
+    }
+
+    /// Checks completeness, both signatures and expiry, and returns the verified agreement.
+    public func verified(now: Date = Date()) throws(ActivationError) -> VerifiedAgreement {
+        try VerifiedAgreement(self, now: now)
+    }
+
+    static func shortReason(_ error: Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): return "missing field '\(key.stringValue)'"
+        case DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx):
+            return "wrong type at '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))'"
+        case DecodingError.dataCorrupted: return "not JSON"
+        default: return "unreadable"
+        }
+    }
+}
+
+/// An agreement that is complete, signed by both parties, unexpired, and for this protocol.
+public struct VerifiedAgreement: Sendable {
+    public let terms: AgreementTerms
+    public let hash: [UInt8]
+    public let collaborationUUID: [UInt8]
+    public let consumerKey: VerifyingKey
+    public let providerKey: VerifyingKey
+    public let coordinatorKey: VerifyingKey
+    public let providerSealingKey: SealingPublicKey
+    public let coordinatorSealingKey: SealingPublicKey
+    public let identifierTypes: [IdentifierType]
+    public let rules: NormalizationRules
+    public let hasher: HashToGroupChoice
+
+    init(_ signed: SignedAgreement, now: Date) throws(ActivationError) {
+        let t = signed.terms
+        guard t.protocolVersion == "\(DomainSeparation.protocolName)-\(DomainSeparation.protocolVersion)" else {
+            throw ActivationError(.agreementMalformed, "agreement is for protocol \(t.protocolVersion)")
+        }
+        guard let collab = UUIDBytes.parse(t.collaborationID) else {
+            throw ActivationError(.agreementMalformed, "collaborationID is not a UUID")
+        }
+        guard UUIDBytes.parse(t.externalID) != nil else {
+            throw ActivationError(.agreementMalformed, "externalID is not a UUID")
+        }
+        guard let provider = t.provider, t.destination != nil else {
+            throw ActivationError(.agreementIncomplete, "the provider has not accepted (no provider keys or destination)")
+        }
+        guard let consumerSig = signed.signatures.consumer, let providerSig = signed.signatures.provider else {
+            throw ActivationError(.agreementUnsigned, "the agreement must be signed by both the consumer and the provider")
+        }
+        func key(_ hex: String, _ who: String) throws(ActivationError) -> VerifyingKey {
+            do { return try VerifyingKey(hex: hex) } catch {
+                throw ActivationError(.agreementMalformed, "\(who).signingKey is not a valid Ed25519 key")
+            }
+        }
+        func sealing(_ hex: String?, _ who: String) throws(ActivationError) -> SealingPublicKey {
+            guard let hex else { throw ActivationError(.agreementIncomplete, "\(who).sealingKey is missing") }
+            do { return try SealingPublicKey(hex: hex) } catch {
+                throw ActivationError(.agreementMalformed, "\(who).sealingKey is not a valid X25519 key")
+            }
+        }
+        consumerKey = try key(t.consumer.signingKey, "consumer")
+        providerKey = try key(provider.signingKey, "provider")
+        coordinatorKey = try key(t.coordinator.signingKey, "coordinator")
+        providerSealingKey = try sealing(provider.sealingKey, "provider")
+        coordinatorSealingKey = try sealing(t.coordinator.sealingKey, "coordinator")
+        let bytes = t.signedBytes()
+        guard let cs = Hex.decode(consumerSig), consumerKey.isValidSignature(cs, for: bytes) else {
+            throw ActivationError(.agreementSignatureInvalid, "the consumer's signature does not verify over these terms")
+        }
+        guard let ps = Hex.decode(providerSig), providerKey.isValidSignature(ps, for: bytes) else {
+            throw ActivationError(.agreementSignatureInvalid, "the provider's signature does not verify over these terms")
+        }
+        guard let expiry = ISO8601.parse(t.expiresAt) else {
+            throw ActivationError(.agreementMalformed, "expiresAt is not an ISO 8601 UTC time")
+        }
+        guard now < expiry else { throw ActivationError(.agreementExpired, "the agreement expired at \(t.expiresAt)") }
+        var types: [IdentifierType] = []
+        for raw in t.matching.identifierTypes {
+            guard let ty = IdentifierType(rawValue: raw) else {
+                throw ActivationError(.agreementMalformed, "unknown identifier type '\(raw)'")
+            }
+            types.append(ty)
+        }
+        guard !types.isEmpty else { throw ActivationError(.agreementMalformed, "no identifier types to match") }
+        do {
+            rules = try NormalizationRules(version: t.matching.rulesVersion, gmailRule: t.matching.gmailRule,
+                                           defaultCountryCallingCode: t.matching.defaultCountryCallingCode)
+        } catch {
+            throw ActivationError(.agreementMalformed, "normalization rules: \(error)")
+        }
+        switch t.matching.hashToGroup {
+        case "rfc9380": hasher = .rfc9380(HashToGroup(collaborationID: t.collaborationID))
+        case "compatibility": hasher = .compatibility
+        default: throw ActivationError(.agreementMalformed, "hashToGroup must be rfc9380 or compatibility")
+        }
+        guard t.output.format == "csv" else { throw ActivationError(.agreementMalformed, "output format must be csv") }
+        guard t.privacy.minMatchedRows >= 1, t.privacy.minConsumerRows >= 1, t.privacy.maxRunsPerWindow >= 1,
+              t.privacy.windowSeconds >= 1 else {
+            throw ActivationError(.agreementMalformed, "privacy limits must be at least 1")
+        }
+        terms = t
+        hash = t.hash
+        collaborationUUID = collab
+        identifierTypes = types
+    }
+}
+
+/// Which hash-to-group the agreement selected.
+public enum HashToGroupChoice: Sendable {
+    case rfc9380(HashToGroup)
+    case compatibility
+
+    func hash(_ messages: [[UInt8]]) throws(CryptoError) -> ElementBatch {
+        switch self {
+        case .rfc9380(let h): return try ElementBatch.hashing(messages, with: h)
+        case .compatibility: return try ElementBatch.compatibilityHashing(messages)
+        }
+    }
+}
+
+/// UUID text ↔ 16 bytes, lowercase canonical form only (collaboration, run and External IDs).
+public enum UUIDBytes {
+    public static func parse(_ s: String) -> [UInt8]? {
+        let u = Array(s.utf8)
+        guard u.count == 36, u[8] == 45, u[13] == 45, u[18] == 45, u[23] == 45 else { return nil }
+        let hex = u.enumerated().filter { ![8, 13, 18, 23].contains($0.offset) }.map(\.element)
+        guard hex.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else { return nil }
+        return Hex.decode(String(decoding: hex, as: UTF8.self))
+    }
+
+    public static func string(_ b: [UInt8]) -> String {
+        let h = Array(Hex.encode(b))
+        return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-" + String(h[20..<32])
+    }
+}
+
+/// ISO 8601 UTC timestamps with second precision, the only time format in agreements and manifests.
+public enum ISO8601 {
+    public static func format(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: date)
+    }
+    public static func parse(_ s: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: s)
+    }
+}

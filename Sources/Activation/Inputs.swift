@@ -1,0 +1,92 @@
+import Identifiers
+
+/// One data row of a party's input, already split into fields (raw bytes; the normalizer checks UTF-8).
+public struct InputRow: Sendable {
+    /// 1-based data row number (header excluded), used in every error about this row.
+    public let row: Int
+    public let fields: [[UInt8]]
+    public init(row: Int, fields: [[UInt8]]) { self.row = row; self.fields = fields }
+}
+
+/// A column of a party's input that holds identifiers of one type.
+public struct IdentifierColumn: Sendable {
+    public let index: Int
+    public let name: String
+    public let type: IdentifierType
+    public init(index: Int, name: String, type: IdentifierType) { self.index = index; self.name = name; self.type = type }
+}
+
+/// What to do with a value that fails normalization.
+public enum InvalidValuePolicy: Sendable {
+    /// Refuse the whole input at the first invalid value (the default).
+    case reject
+    /// Leave the value out of matching, and report it: every skipped value is listed by row,
+    /// column and rule in the summary, never silently.
+    case skipAndReport
+}
+
+/// A value left out under ``InvalidValuePolicy/skipAndReport``: where and why, never what.
+public struct SkippedValue: Sendable, CustomStringConvertible {
+    public let row: Int
+    public let column: String
+    public let code: String
+    public var description: String { "row \(row), column '\(column)': \(code)" }
+}
+
+/// The provider's audience for one run.
+public struct ProviderAudience: Sendable {
+    public let source: String
+    public let rows: [InputRow]
+    public let identifierColumns: [IdentifierColumn]
+    public let audienceKeyColumn: (index: Int, name: String)
+    public let invalidValues: InvalidValuePolicy
+    public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn],
+                audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject) {
+        self.source = source; self.rows = rows; self.identifierColumns = identifierColumns
+        self.audienceKeyColumn = audienceKeyColumn; self.invalidValues = invalidValues
+    }
+}
+
+/// The consumer's activation query for one run: its customer rows, which of them to activate, and
+/// under which segment.
+public struct ConsumerQuery: Sendable {
+    public struct Filter: Sendable {
+        public let index: Int
+        public let name: String
+        /// Accepted values (exact bytes after trimming ASCII spaces).
+        public let values: Set<[UInt8]>
+        public init(index: Int, name: String, values: Set<[UInt8]>) { self.index = index; self.name = name; self.values = values }
+    }
+    public let source: String
+    public let rows: [InputRow]
+    public let identifierColumns: [IdentifierColumn]
+    /// Segment selection: a row is activated only if every filter accepts it.
+    public let filters: [Filter]
+    /// Consent columns: a row is activated only if each holds a true value (`true`, `yes`, `y`, `1`, case-insensitive).
+    public let consentColumns: [(index: Int, name: String)]
+    /// The member ID column, required when the agreement delivers member IDs.
+    public let memberIDColumn: (index: Int, name: String)?
+    public let segmentID: String
+    public let segmentName: String
+    public let invalidValues: InvalidValuePolicy
+    public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn], filters: [Filter] = [],
+                consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
+                segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject) {
+        self.source = source; self.rows = rows; self.identifierColumns = identifierColumns; self.filters = filters
+        self.consentColumns = consentColumns; self.memberIDColumn = memberIDColumn; self.segmentID = segmentID
+        self.segmentName = segmentName; self.invalidValues = invalidValues
+    }
+}
+
+/// Counts a party's prepare step reports (no identifiers).
+public struct PrepareSummary: Sendable, Equatable {
+    public var rowsRead = 0
+    public var rowsSelected = 0
+    public var rowsFilteredOut = 0
+    public var rowsWithoutIdentifier = 0
+    public var identifiers = 0
+    public var duplicateIdentifiers = 0
+    public var skippedValues = 0
+    public var elements = 0
+    public init() {}
+}
