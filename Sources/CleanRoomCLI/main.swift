@@ -7,11 +7,15 @@ let usage = """
 usage: cleanroom <command> [<args>]
 
 commands:
-  audit     the Clean_Room_Audit_Log: show, verify, checkpoint, export
-            (counts and statuses of every run, hash-chained and signed)
-  debug     reviewer diagnostics: reproduce the spec's vectors from the shell
-            (hash-to-group, expand-message, decode-element, scalar-mult, normalize)
-  version   print the tool, protocol and libsodium versions
+  demo           the main job end to end on embedded defaults (synthetic data, local files)
+  keygen         a party's identity: Ed25519 signing key and X25519 sealing key
+  collaboration  the agreement: invite (consumer), accept (provider), countersign, verify, show
+  provider       prepare (round 1), respond (round 3), open (round 6)
+  consumer       prepare (round 2, the activation query), respond (round 4)
+  coordinator    match (round 5): verify, intersect, deliver, record in the audit log
+  audit          the Clean_Room_Audit_Log: show, verify, checkpoint, export
+  debug          reviewer diagnostics: reproduce the spec's vectors from the shell
+  version        print the protocol and libsodium versions
 
 Run 'cleanroom <command> --help' for the subcommands of a command.
 Exit codes: 0 success, 1 failure (bad input, refused, check failed), 64 usage error.
@@ -21,6 +25,12 @@ Exit codes: 0 success, 1 failure (bad input, refused, check failed), 64 usage er
 let commands: [String: @Sendable ([String]) throws -> Void] = [
     "audit": AuditCommands.run,
     "debug": DebugCommands.run,
+    "demo": DemoCommand.run,
+    "keygen": KeygenCommand.run,
+    "collaboration": CollaborationCommands.run,
+    "provider": ProviderCommands.run,
+    "consumer": ConsumerCommands.run,
+    "coordinator": CoordinatorCommands.run,
     "version": VersionCommand.run,
 ]
 

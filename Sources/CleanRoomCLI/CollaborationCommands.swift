@@ -1,0 +1,162 @@
+import Foundation
+import RistrettoPSI
+import Activation
+import Workflow
+
+/// `cleanroom keygen`: a party's identity (Ed25519 signing key, X25519 sealing key).
+enum KeygenCommand {
+    static let usage = """
+    usage: cleanroom keygen --role consumer|provider|coordinator --name <party name> --out <dir>
+
+    Writes <dir>/identity.key (private, mode 0600, never share it) and <dir>/identity.pub.json
+    (public keys, to send to the other parties). Refuses to overwrite an existing key.
+    """
+    static func run(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "json"], options: ["role", "name", "out"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        guard let role = KeyFiles.role(named: try args.required("role")) else { throw CLIError.usage("--role must be consumer, provider or coordinator") }
+        let pub = try KeyFiles.generate(role: role, name: try args.required("name"), directory: try args.required("out"))
+        if args.has("json") {
+            Console.json(["role": pub.role, "name": pub.name, "signingKey": pub.signingKey, "sealingKey": pub.sealingKey])
+        } else {
+            Console.out("wrote \(try args.required("out"))/identity.key (private) and identity.pub.json (share this)")
+            Console.out("signing key \(pub.signingKey)")
+        }
+    }
+}
+
+/// `cleanroom collaboration …`: the agreement's lifecycle.
+enum CollaborationCommands {
+    static let usage = """
+    usage: cleanroom collaboration <subcommand>
+
+      invite       (consumer) start a collaboration: new collaboration ID and External ID
+                   --identity <consumer identity.key> --coordinator <coordinator identity.pub.json>
+                   --out <agreement.json> [--name-provider <name>] [--types email,phone,maid,custom]
+                   [--gmail-rule] [--default-country-code <cc>] [--deliver-member-id] [--plain]
+                   [--gzip] [--min-consumer-rows N] [--min-matched-rows K] [--max-runs N]
+                   [--window-hours H] [--expires-days D] [--compat-hash]
+      accept       (provider) add its keys and destination, and sign
+                   --agreement <file> --identity <provider identity.key> --destination-dir <dir>
+      countersign  (consumer) sign the accepted terms
+                   --agreement <file> --identity <consumer identity.key>
+      verify       check both signatures, completeness and expiry: exit 0 if the agreement can run
+                   --agreement <file>
+      show         print the terms [--json]
+                   --agreement <file>
+    """
+
+    static func run(_ argv: [String]) throws {
+        guard let sub = argv.first, sub != "--help", sub != "-h" else {
+            Console.out(usage)
+            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
+            return
+        }
+        let rest = Array(argv.dropFirst())
+        switch sub {
+        case "invite": try invite(rest)
+        case "accept": try accept(rest)
+        case "countersign": try countersign(rest)
+        case "verify": try verify(rest)
+        case "show": try show(rest)
+        default: throw CLIError.usage("unknown collaboration subcommand '\(sub)'\n\n\(usage)")
+        }
+    }
+
+    static func int(_ args: Arguments, _ name: String, _ def: Int) throws -> Int {
+        guard let v = try args.value(name) else { return def }
+        guard let n = Int(v), n >= 1 else { throw CLIError.usage("--\(name) must be a positive integer") }
+        return n
+    }
+
+    static func invite(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "gmail-rule", "deliver-member-id", "plain", "gzip", "compat-hash"],
+                                 options: ["identity", "coordinator", "out", "types", "default-country-code", "min-consumer-rows",
+                                           "min-matched-rows", "max-runs", "window-hours", "expires-days", "name-provider"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let (me, name) = try KeyFiles.load(try args.required("identity"), role: .consumer)
+        let coord = try KeyFiles.loadPublic(try args.required("coordinator"))
+        guard coord.role == "coordinator" else { throw CLIError.failure("--coordinator must be the coordinator's public identity") }
+        let types = (try args.value("types") ?? "email,phone,maid").split(separator: ",").map(String.init)
+        if args.has("gzip") { throw CLIError.failure("gzip output is not supported by this build (protocol v1 delivers plain CSV objects)") }
+        let now = Date()
+        let terms = AgreementTerms(
+            collaborationID: AgreementTerms.newID(), externalID: AgreementTerms.newID(), createdAt: now,
+            expiresAt: now.addingTimeInterval(Double(try int(args, "expires-days", 90)) * 86_400),
+            consumer: .init(name: name, signingKey: me.signingKey.verifyingKey.hex),
+            provider: nil,
+            coordinator: .init(name: coord.name, signingKey: coord.signingKey, sealingKey: coord.sealingKey),
+            matching: .init(identifierTypes: types, gmailRule: args.has("gmail-rule"),
+                            defaultCountryCallingCode: try args.value("default-country-code"),
+                            hashToGroup: args.has("compat-hash") ? "compatibility" : "rfc9380"),
+            output: .init(deliverMemberID: args.has("deliver-member-id"), sealed: !args.has("plain")),
+            privacy: .init(minConsumerRows: try int(args, "min-consumer-rows", 100), minMatchedRows: try int(args, "min-matched-rows", 50),
+                           maxRunsPerWindow: try int(args, "max-runs", 4), windowSeconds: try int(args, "window-hours", 24) * 3600))
+        let out = try args.required("out")
+        try Files.writeAtomically(Array(SignedAgreement(terms: terms).json()), to: out, exclusive: true)
+        Console.out("collaboration \(terms.collaborationID)")
+        Console.out("External ID \(terms.externalID)")
+        Console.out("wrote \(out): send it to the provider to accept")
+    }
+
+    static func accept(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help"], options: ["agreement", "identity", "destination-dir", "name"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let path = try args.required("agreement")
+        var signed = try SignedAgreement(json: Data(try Files.read(path)))
+        guard signed.terms.provider == nil else { throw CLIError.failure("\(path): the agreement was already accepted") }
+        let (me, name) = try KeyFiles.load(try args.required("identity"), role: .provider)
+        signed.terms.provider = .init(name: try args.value("name") ?? name, signingKey: me.signingKey.verifyingKey.hex,
+                                      sealingKey: me.sealingKey.publicKey.hex)
+        signed.terms.destination = .init(kind: "local", directory: try args.required("destination-dir"))
+        signed.signatures = SignedAgreement.Signatures()
+        try signed.sign(as: .provider, with: me.signingKey)
+        try Files.writeAtomically(Array(signed.json()), to: path)
+        Console.out("accepted and signed collaboration \(signed.terms.collaborationID); send \(path) back to the consumer to countersign")
+    }
+
+    static func countersign(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help"], options: ["agreement", "identity"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let path = try args.required("agreement")
+        var signed = try SignedAgreement(json: Data(try Files.read(path)))
+        let (me, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
+        try signed.sign(as: .consumer, with: me.signingKey)
+        _ = try signed.verified()
+        try Files.writeAtomically(Array(signed.json()), to: path)
+        Console.out("countersigned: collaboration \(signed.terms.collaborationID) is active")
+    }
+
+    static func verify(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help"], options: ["agreement"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let a = try Steps.loadAgreement(try args.required("agreement"))
+        Console.out("ok: collaboration \(a.terms.collaborationID), signed by both parties, expires \(a.terms.expiresAt), agreement hash \(Hex.encode(a.hash))")
+    }
+
+    static func show(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "json"], options: ["agreement"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let signed = try SignedAgreement(json: Data(try Files.read(try args.required("agreement"))))
+        if args.has("json") { Console.out(String(decoding: signed.json(), as: UTF8.self)); return }
+        let t = signed.terms
+        Console.out("""
+        collaboration  \(t.collaborationID)
+        external ID    \(t.externalID)
+        expires        \(t.expiresAt)
+        consumer       \(t.consumer.name) (signed: \(signed.signatures.consumer == nil ? "no" : "yes"))
+        provider       \(t.provider?.name ?? "(not accepted yet)") (signed: \(signed.signatures.provider == nil ? "no" : "yes"))
+        coordinator    \(t.coordinator.name)
+        matching       \(t.matching.identifierTypes.joined(separator: ", ")); rules v\(t.matching.rulesVersion)\(t.matching.gmailRule ? ", Gmail rule" : "")\(t.matching.defaultCountryCallingCode.map { ", default country code +\($0)" } ?? ""); hash \(t.matching.hashToGroup)
+        output         \(t.output.sealed ? "sealed to the provider" : "plain")\(t.output.deliverMemberID ? ", with member IDs" : "")
+        privacy        ≥ \(t.privacy.minConsumerRows) consumer identifiers, ≥ \(t.privacy.minMatchedRows) matched rows, ≤ \(t.privacy.maxRunsPerWindow) runs per \(t.privacy.windowSeconds / 3600) h
+        destination    \(t.destination.map { $0.kind == "local" ? "local directory \($0.directory ?? "?")" : $0.kind } ?? "(not set)")
+        """)
+    }
+}

@@ -1,0 +1,208 @@
+import Foundation
+import RistrettoPSI
+import Identifiers
+import Activation
+import Workflow
+
+/// Shared flag handling for the role steps.
+enum RoleFlags {
+    static let identifierOptions = ["email-column", "phone-column", "maid-column", "custom-column"]
+
+    static func columns(_ args: Arguments) -> ColumnSpec {
+        var out: [(IdentifierType, String)] = []
+        for c in args.values("email-column") { out.append((.email, c)) }
+        for c in args.values("phone-column") { out.append((.phone, c)) }
+        for c in args.values("maid-column") { out.append((.mobileAdID, c)) }
+        for c in args.values("custom-column") { out.append((.custom, c)) }
+        return ColumnSpec(out)
+    }
+
+    static func runID(_ args: Arguments) throws -> String {
+        let r = try args.required("run-id")
+        guard UUIDBytes.parse(r) != nil else { throw CLIError.usage("--run-id must be a lowercase UUID") }
+        return r
+    }
+
+    static func report(_ r: Steps.PrepareResult, json: Bool, role: String) {
+        let s = r.summary
+        if json {
+            Console.json(["role": role, "runID": r.runID, "rowsRead": s.rowsRead, "rowsSelected": s.rowsSelected,
+                          "rowsFilteredOut": s.rowsFilteredOut, "rowsWithoutIdentifier": s.rowsWithoutIdentifier,
+                          "identifiers": s.identifiers, "duplicateIdentifiers": s.duplicateIdentifiers,
+                          "skippedValues": s.skippedValues, "elements": s.elements, "written": r.written])
+        } else {
+            Console.out("run \(r.runID): \(s.rowsRead) rows read, \(s.rowsSelected) selected, \(s.identifiers) identifiers, \(s.elements) distinct elements blinded")
+            if s.duplicateIdentifiers > 0 { Console.out("  \(s.duplicateIdentifiers) duplicate identifiers counted once") }
+            if s.rowsWithoutIdentifier > 0 { Console.out("  \(s.rowsWithoutIdentifier) selected rows without any identifier") }
+            for w in r.written { Console.out("  wrote \(w)") }
+        }
+        if !r.skipped.isEmpty {
+            Console.err("\(r.skipped.count) invalid values were left out (--skip-invalid):")
+            for s in r.skipped.prefix(50) { Console.err("  \(s)") }
+            if r.skipped.count > 50 { Console.err("  … and \(r.skipped.count - 50) more") }
+        }
+    }
+}
+
+/// `cleanroom provider …`
+enum ProviderCommands {
+    static let usage = """
+    usage: cleanroom provider <subcommand>
+
+      prepare   round 1: blind the audience with a fresh per-run scalar
+                --agreement <file> --identity <provider identity.key> --state-dir <private dir>
+                --exchange <dir> --run-id <uuid> --input <audience.csv> --audience-key-column <name>
+                [--email-column <name>]… [--phone-column <name>]… [--maid-column <name>]… [--custom-column <name>]…
+                [--skip-invalid] [--json]
+      respond   round 3: re-blind the consumer's set, shuffle it; shreds the run's scalar
+                --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
+      open      round 6: verify the delivery and write a plain CSV for the DSP upload
+                --agreement <file> --identity <file> --run-id <uuid> --out <matched.csv> [--json]
+    """
+
+    static func run(_ argv: [String]) throws {
+        guard let sub = argv.first, sub != "--help", sub != "-h" else {
+            Console.out(usage)
+            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
+            return
+        }
+        let rest = Array(argv.dropFirst())
+        switch sub {
+        case "prepare":
+            let args = try Arguments(rest, flags: ["help", "skip-invalid", "json"],
+                                     options: Set(["agreement", "identity", "state-dir", "exchange", "run-id", "input", "audience-key-column"] + RoleFlags.identifierOptions))
+            if args.has("help") { Console.out(usage); return }
+            try args.expectPositionals(0)
+            let a = try Steps.loadAgreement(try args.required("agreement"))
+            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
+            let r = try Steps.providerPrepare(agreement: a, identity: id, input: try args.required("input"), columns: RoleFlags.columns(args),
+                                              audienceKeyColumn: try args.required("audience-key-column"), runID: try RoleFlags.runID(args),
+                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                              policy: args.has("skip-invalid") ? .skipAndReport : .reject)
+            RoleFlags.report(r, json: args.has("json"), role: "provider")
+        case "respond":
+            let args = try Arguments(rest, flags: ["help", "json"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
+            if args.has("help") { Console.out(usage); return }
+            try args.expectPositionals(0)
+            let a = try Steps.loadAgreement(try args.required("agreement"))
+            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
+            let r = try Steps.providerRespond(agreement: a, identity: id, runID: try RoleFlags.runID(args),
+                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")))
+            if args.has("json") { Console.json(["role": "provider", "elements": r.elements, "written": r.written]) }
+            else { Console.out("re-blinded and shuffled \(r.elements) consumer elements; wrote \(r.written)") }
+        case "open":
+            let args = try Arguments(rest, flags: ["help", "json"], options: ["agreement", "identity", "run-id", "out"])
+            if args.has("help") { Console.out(usage); return }
+            try args.expectPositionals(0)
+            let a = try Steps.loadAgreement(try args.required("agreement"))
+            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
+            let out = try args.required("out")
+            let n = try Steps.providerOpen(agreement: a, identity: id, runID: try RoleFlags.runID(args), source: try Steps.destination(for: a), output: out)
+            if args.has("json") { Console.json(["role": "provider", "records": n, "written": out]) }
+            else { Console.out("delivery verified: \(n) matched audience records written to \(out)") }
+        default: throw CLIError.usage("unknown provider subcommand '\(sub)'\n\n\(usage)")
+        }
+    }
+}
+
+/// `cleanroom consumer …`
+enum ConsumerCommands {
+    static let usage = """
+    usage: cleanroom consumer <subcommand>
+
+      prepare   round 2, the activation query: select rows, blind with a fresh per-run scalar
+                --agreement <file> --identity <consumer identity.key> --state-dir <private dir>
+                --exchange <dir> --input <customers.csv> --segment-id <id> --segment-name <name>
+                [--run-id <uuid>] (a new one is made and printed if omitted)
+                [--email-column <name>]… [--phone-column <name>]… [--maid-column <name>]… [--custom-column <name>]…
+                [--where <column>=<value>[,<value>…]]… [--consent-column <name>]…
+                [--member-id-column <name>] [--skip-invalid] [--json]
+      respond   round 4: re-blind the provider's set; shreds the run's scalar
+                --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
+    """
+
+    static func run(_ argv: [String]) throws {
+        guard let sub = argv.first, sub != "--help", sub != "-h" else {
+            Console.out(usage)
+            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
+            return
+        }
+        let rest = Array(argv.dropFirst())
+        switch sub {
+        case "prepare":
+            let args = try Arguments(rest, flags: ["help", "skip-invalid", "json"],
+                                     options: Set(["agreement", "identity", "state-dir", "exchange", "run-id", "input", "segment-id", "segment-name",
+                                                   "where", "consent-column", "member-id-column"] + RoleFlags.identifierOptions))
+            if args.has("help") { Console.out(usage); return }
+            try args.expectPositionals(0)
+            let a = try Steps.loadAgreement(try args.required("agreement"))
+            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
+            var filters: [(column: String, values: [String])] = []
+            for w in args.values("where") {
+                guard let eq = w.firstIndex(of: "="), eq != w.startIndex else { throw CLIError.usage("--where takes <column>=<value>[,<value>…]") }
+                filters.append((String(w[..<eq]), w[w.index(after: eq)...].split(separator: ",").map(String.init)))
+            }
+            let runID = try args.value("run-id") != nil ? try RoleFlags.runID(args) : AgreementTerms.newID()
+            let r = try Steps.consumerPrepare(agreement: a, signingKey: id.signingKey, input: try args.required("input"), columns: RoleFlags.columns(args),
+                                              filters: filters, consent: args.values("consent-column"), memberIDColumn: try args.value("member-id-column"),
+                                              segmentID: try args.required("segment-id"), segmentName: try args.required("segment-name"),
+                                              runID: runID, exchange: Exchange(root: try args.required("exchange")),
+                                              state: StateStore(root: try args.required("state-dir")),
+                                              policy: args.has("skip-invalid") ? .skipAndReport : .reject)
+            RoleFlags.report(r, json: args.has("json"), role: "consumer")
+        case "respond":
+            let args = try Arguments(rest, flags: ["help", "json"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
+            if args.has("help") { Console.out(usage); return }
+            try args.expectPositionals(0)
+            let a = try Steps.loadAgreement(try args.required("agreement"))
+            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
+            let r = try Steps.consumerRespond(agreement: a, signingKey: id.signingKey, runID: try RoleFlags.runID(args),
+                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")))
+            if args.has("json") { Console.json(["role": "consumer", "elements": r.elements, "written": r.written]) }
+            else { Console.out("re-blinded \(r.elements) provider elements; wrote \(r.written)") }
+        default: throw CLIError.usage("unknown consumer subcommand '\(sub)'\n\n\(usage)")
+        }
+    }
+}
+
+/// `cleanroom coordinator …`
+enum CoordinatorCommands {
+    static let usage = """
+    usage: cleanroom coordinator <subcommand>
+
+      match     round 5: verify every message, intersect, deliver to the agreement's destination,
+                and append the run's entry to the audit log
+                --agreement <file> --identity <coordinator identity.key> --exchange <dir> --run-id <uuid>
+                --audit-db <file> [--json]
+    """
+
+    static func run(_ argv: [String]) throws {
+        guard let sub = argv.first, sub != "--help", sub != "-h" else {
+            Console.out(usage)
+            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
+            return
+        }
+        let rest = Array(argv.dropFirst())
+        switch sub {
+        case "match":
+            let args = try Arguments(rest, flags: ["help", "json"], options: ["agreement", "identity", "exchange", "run-id", "audit-db"])
+            if args.has("help") { Console.out(usage); return }
+            try args.expectPositionals(0)
+            let a = try Steps.loadAgreement(try args.required("agreement"))
+            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .coordinator)
+            let ledger = try AuditLedger(path: try args.required("audit-db"), signingKey: id.signingKey, agreement: a)
+            let r = try Steps.coordinatorMatch(agreement: a, identity: id, runID: try RoleFlags.runID(args),
+                                               exchange: Exchange(root: try args.required("exchange")),
+                                               destination: try Steps.destination(for: a), ledger: ledger)
+            let c = r.counts
+            if args.has("json") {
+                Console.json(["outcome": r.kind.rawValue, "consumerRows": c.consumerRows, "consumerIdentifiers": c.consumerIdentifiers,
+                              "providerElements": c.providerElements, "matchedRows": c.matchedRows, "objects": r.objects])
+            } else {
+                Console.out("run \(try RoleFlags.runID(args)): \(r.kind.rawValue); \(c.consumerIdentifiers) consumer identifiers, \(c.providerElements) provider elements, \(c.matchedRows) matched provider rows, \(r.objects) objects delivered")
+            }
+            if r.kind == .belowThreshold { throw CLIError.failure("below the agreement's minimum of matched rows: nothing was delivered") }
+        default: throw CLIError.usage("unknown coordinator subcommand '\(sub)'\n\n\(usage)")
+        }
+    }
+}

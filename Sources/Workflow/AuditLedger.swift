@@ -1,0 +1,59 @@
+import Foundation
+import RistrettoPSI
+import Activation
+import AuditLog
+
+/// The coordinator's ledger backed by the `Clean_Room_Audit_Log` (SQLite): run history for the
+/// privacy rules, and one signed, hash-chained entry per run.
+/// - SeeAlso: `Protocol/AUDIT_LOG.md`; `Protocol/SPEC.md` §6 round 5.
+public final class AuditLedger: RunLedger {
+    let log: AuditLog
+    let signingKey: SigningKey
+    let rulesVersion: String
+
+    /// Opens (or creates, recording the coordinator's public key) the audit database at `path`.
+    public init(path: String, signingKey: SigningKey, agreement: VerifiedAgreement) throws(AuditLogError) {
+        log = try AuditLog.openOrCreate(at: path, coordinatorKey: signingKey.verifyingKey)
+        guard log.recordedCoordinatorKey == signingKey.verifyingKey else {
+            throw AuditLogError(.signatureInvalid, "'\(path)' belongs to another coordinator key")
+        }
+        self.signingKey = signingKey
+        self.rulesVersion = "norm-\(agreement.terms.matching.rulesVersion)"
+    }
+
+    public func history(collaborationID: String, windowSeconds: Int, now: Date) throws -> RunHistory {
+        let counts = try log.eventCounts(collaborationID: collaborationID, since: now.addingTimeInterval(-Double(windowSeconds)))
+        // Every run that reached matching counts toward the cap, refused ones do not.
+        let runs = (counts[.delivered] ?? 0) + (counts[.belowThreshold] ?? 0) + (counts[.failed] ?? 0)
+        var used = Set<String>()
+        for e in try log.entries(collaborationID: collaborationID) { used.insert(e.event.runID) }
+        return RunHistory(usedRunIDs: used, runsInWindow: runs)
+    }
+
+    public func record(_ e: RunEvent) throws {
+        let kind: AuditEventKind
+        switch e.kind {
+        case .delivered: kind = .delivered
+        case .rejected: kind = .rejected
+        case .belowThreshold: kind = .belowThreshold
+        case .failed: kind = .failed
+        }
+        let event = AuditEvent(
+            collaborationID: e.collaborationID, runID: e.runID, kind: kind,
+            consumerRowsProcessed: e.counts.consumerRows, consumerIdentifiersProcessed: e.counts.consumerIdentifiers,
+            matchedRowsDelivered: e.kind == .delivered ? e.counts.matchedRows : 0, deliveredObjectCount: e.deliveredObjects,
+            deliveryManifestSHA256: try e.manifestSHA256.map { try AuditDigest(bytes: $0) },
+            agreementSHA256: try AuditDigest(bytes: e.agreementHash),
+            protocolVersion: "\(DomainSeparation.protocolName)-\(DomainSeparation.protocolVersion)",
+            normalizationRulesVersion: rulesVersion, reasonCode: e.reasonCode)
+        _ = try log.append(event, signedBy: signingKey)
+    }
+
+    /// The consumer's view of a collaboration: one line per run, counts and statuses only.
+    public func consumerView(collaborationID: String) throws -> String {
+        try log.entries(collaborationID: collaborationID).map { e in
+            "  #\(e.sequence) \(e.recordedAtISO8601) run \(e.event.runID): \(e.event.kind.rawValue), \(e.event.consumerRowsProcessed) consumer rows, \(e.event.consumerIdentifiersProcessed) identifiers, \(e.event.matchedRowsDelivered) matched rows delivered in \(e.event.deliveredObjectCount) objects"
+                + (e.event.reasonCode.map { " (\($0))" } ?? "")
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import RistrettoPSI
+import Activation
+
+/// Errors at the edges (files, directories, destinations), with stable codes.
+/// - SeeAlso: `Protocol/SPEC.md` §10 (the `workflow.*` rows).
+public struct WorkflowError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case io = "workflow.io"
+        case notFound = "workflow.not_found"
+        case alreadyExists = "workflow.already_exists"
+        case keyFile = "workflow.key_file"
+        case input = "workflow.input"
+        case destination = "workflow.destination"
+    }
+    public let code: Code
+    public let reason: String
+    public init(_ code: Code, _ reason: String) { self.code = code; self.reason = reason }
+    public var description: String { "\(code.rawValue): \(reason)" }
+    public static func == (a: WorkflowError, b: WorkflowError) -> Bool { a.code == b.code }
+}
+
+/// File helpers: atomic, durable writes so no partial output is ever visible under a final name.
+public enum Files {
+    /// Reads a whole file.
+    public static func read(_ path: String) throws(WorkflowError) -> [UInt8] {
+        guard let d = FileManager.default.contents(atPath: path) else {
+            if FileManager.default.fileExists(atPath: path) { throw WorkflowError(.io, "\(path): cannot be read") }
+            throw WorkflowError(.notFound, "\(path): no such file")
+        }
+        return Array(d)
+    }
+
+    /// Writes `bytes` to a temporary file beside `path`, fsyncs it, then renames it into place and
+    /// fsyncs the directory. `mode` applies from creation, so a private file is never world-readable.
+    /// - Parameter exclusive: refuse to replace an existing file.
+    public static func writeAtomically(_ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644, exclusive: Bool = false) throws(WorkflowError) {
+        let dir = (path as NSString).deletingLastPathComponent
+        try makeDirectory(dir.isEmpty ? "." : dir)
+        if exclusive && FileManager.default.fileExists(atPath: path) {
+            throw WorkflowError(.alreadyExists, "\(path) already exists; refusing to overwrite it")
+        }
+        let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot create (\(String(cString: strerror(errno))))") }
+        var ok = true
+        var off = 0
+        while off < bytes.count {
+            let n = write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n <= 0 { if errno == EINTR { continue }; ok = false; break }
+            off += n
+        }
+        let err = errno
+        if ok && fsync(fd) != 0 { ok = false }
+        close(fd)
+        guard ok else {
+            unlink(tmp)
+            throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(err)))); nothing was written")
+        }
+        if exclusive {
+            // link(2) fails if the target exists, so two writers cannot both win.
+            guard link(tmp, path) == 0 else {
+                let e = errno
+                unlink(tmp)
+                throw WorkflowError(e == EEXIST ? .alreadyExists : .io, "\(path): \(e == EEXIST ? "already exists; refusing to overwrite it" : String(cString: strerror(e)))")
+            }
+            unlink(tmp)
+        } else if rename(tmp, path) != 0 {
+            let e = errno
+            unlink(tmp)
+            throw WorkflowError(.io, "\(path): rename failed (\(String(cString: strerror(e))))")
+        }
+        syncDirectory(dir.isEmpty ? "." : dir)
+    }
+
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, exclusive: Bool = false) throws(WorkflowError) {
+        let r: Result<Void, WorkflowError> = bytes.withUnsafeBytes { b in
+            Result { () throws(WorkflowError) in try writeAtomically(b, to: path, mode: mode, exclusive: exclusive) }
+        }
+        try r.get()
+    }
+
+    /// Creates a directory and its parents.
+    public static func makeDirectory(_ path: String, mode: Int = 0o755) throws(WorkflowError) {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: mode]) } catch {
+            throw WorkflowError(.io, "\(path): cannot create directory")
+        }
+    }
+
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+
+    /// Overwrites a file's bytes with zeros, syncs, then unlinks it: used for run state holding a scalar.
+    public static func shred(_ path: String) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        if fd >= 0 {
+            var st = stat()
+            if fstat(fd, &st) == 0 && st.st_size > 0 {
+                let zeros = [UInt8](repeating: 0, count: Int(st.st_size))
+                _ = zeros.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                fsync(fd)
+            }
+            close(fd)
+        }
+        unlink(path)
+    }
+}

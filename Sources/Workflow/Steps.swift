@@ -1,0 +1,201 @@
+import Foundation
+import RistrettoPSI
+import Identifiers
+import Activation
+import Tabular
+
+/// The coordinator's record of runs: the audit log in production, read for the privacy rules and
+/// appended once per run.
+public protocol RunLedger {
+    func history(collaborationID: String, windowSeconds: Int, now: Date) throws -> RunHistory
+    func record(_ event: RunEvent) throws
+}
+
+/// One run's outcome as the ledger records it: counts and codes only.
+public struct RunEvent: Sendable {
+    public enum Kind: String, Sendable { case delivered, rejected, belowThreshold = "below_threshold", failed }
+    public let kind: Kind
+    public let collaborationID: String
+    public let runID: String
+    public let agreementHash: [UInt8]
+    public let counts: MatchCounts
+    public let deliveredObjects: Int
+    public let manifestSHA256: [UInt8]?
+    public let reasonCode: String?
+}
+
+/// Which input columns hold which identifier types (from the CLI's `--email-column` etc.).
+public struct ColumnSpec: Sendable {
+    public var byType: [(IdentifierType, String)]
+    public init(_ byType: [(IdentifierType, String)]) { self.byType = byType }
+
+    func resolve(_ header: Header) throws(Error) -> [IdentifierColumn] {
+        guard !byType.isEmpty else { throw WorkflowError(.input, "\(header.file): name at least one identifier column") }
+        var out: [IdentifierColumn] = []
+        for (t, name) in byType { out.append(IdentifierColumn(index: try header.require(name), name: name, type: t)) }
+        return out
+    }
+}
+
+/// Each role's step with its file I/O: what the CLI and the demo call.
+/// - SeeAlso: `Protocol/SPEC.md` §6; README.md "Running a collaboration".
+public enum Steps {
+    public static func loadAgreement(_ path: String, now: Date = Date()) throws(Error) -> VerifiedAgreement {
+        try SignedAgreement(json: Data(try Files.read(path))).verified(now: now)
+    }
+
+    public struct PrepareResult: Sendable {
+        public let runID: String
+        public let summary: PrepareSummary
+        public let skipped: [SkippedValue]
+        public let written: [String]
+    }
+
+    /// Round 1 (provider).
+    public static func providerPrepare(agreement: VerifiedAgreement, identity: PartyIdentity, input: String, columns: ColumnSpec,
+                                       audienceKeyColumn: String, runID: String, exchange: Exchange, state: StateStore,
+                                       policy: InvalidValuePolicy) throws(Error) -> PrepareResult {
+        let provider = try Provider(agreement: agreement, identity: identity)
+        let (header, rows) = try CSVInput.load(input)
+        let audience = ProviderAudience(source: header.file, rows: rows, identifierColumns: try columns.resolve(header),
+                                        audienceKeyColumn: (try header.require(audienceKeyColumn), audienceKeyColumn),
+                                        invalidValues: policy)
+        let p = try provider.prepare(runID: runID, audience: audience)
+        try state.save(p.state, agreement)
+        do {
+            try exchange.write(p.forCoordinator.message, agreement, run: runID)
+            try exchange.write(p.forConsumer.message, agreement, run: runID)
+        } catch {
+            state.delete(agreement, run: runID, role: .provider)
+            throw error
+        }
+        return PrepareResult(runID: runID, summary: p.summary, skipped: p.skipped,
+                             written: [exchange.path(agreement, run: runID, .providerBlinded), exchange.path(agreement, run: runID, .providerPayload)])
+    }
+
+    /// Round 2 (consumer): the activation query.
+    public static func consumerPrepare(agreement: VerifiedAgreement, signingKey: SigningKey, input: String, columns: ColumnSpec,
+                                       filters: [(column: String, values: [String])], consent: [String], memberIDColumn: String?,
+                                       segmentID: String, segmentName: String, runID: String, exchange: Exchange,
+                                       state: StateStore, policy: InvalidValuePolicy) throws(Error) -> PrepareResult {
+        let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
+        let (header, rows) = try CSVInput.load(input)
+        var fs: [ConsumerQuery.Filter] = []
+        for f in filters { fs.append(.init(index: try header.require(f.column), name: f.column, values: Set(f.values.map { Array($0.utf8) }))) }
+        var cs: [(index: Int, name: String)] = []
+        for c in consent { cs.append((try header.require(c), c)) }
+        let member: (index: Int, name: String)? = try memberIDColumn.map { (try header.require($0), $0) }
+        let query = ConsumerQuery(source: header.file, rows: rows, identifierColumns: try columns.resolve(header), filters: fs,
+                                  consentColumns: cs, memberIDColumn: member, segmentID: segmentID, segmentName: segmentName,
+                                  invalidValues: policy)
+        let c = try consumer.prepare(runID: runID, query: query)
+        try state.save(c.state, agreement)
+        do { try exchange.write(c.forProvider.message, agreement, run: runID) } catch {
+            state.delete(agreement, run: runID, role: .consumer)
+            throw error
+        }
+        return PrepareResult(runID: runID, summary: c.summary, skipped: c.skipped,
+                             written: [exchange.path(agreement, run: runID, .consumerBlinded)])
+    }
+
+    /// Round 3 (provider): re-blind the consumer's set; the run's scalar is shredded afterwards.
+    public static func providerRespond(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
+                                       state: StateStore) throws(Error) -> (elements: Int, written: String) {
+        let provider = try Provider(agreement: agreement, identity: identity)
+        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        let s = try state.load(agreement, run: runID, role: .provider)
+        let inPath = exchange.path(agreement, run: runID, .consumerBlinded)
+        let set = try ConsumerBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
+        let out = try provider.respond(to: set, state: s)
+        try exchange.write(out.message, agreement, run: runID)
+        state.delete(agreement, run: runID, role: .provider)
+        return (out.message.count, exchange.path(agreement, run: runID, .consumerReblinded))
+    }
+
+    /// Round 4 (consumer): re-blind the provider's set; the run's scalar is shredded afterwards.
+    public static func consumerRespond(agreement: VerifiedAgreement, signingKey: SigningKey, runID: String, exchange: Exchange,
+                                       state: StateStore) throws(Error) -> (elements: Int, written: String) {
+        let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
+        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        let s = try state.load(agreement, run: runID, role: .consumer)
+        let inPath = exchange.path(agreement, run: runID, .providerBlinded)
+        let set = try ProviderBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
+        let out = try consumer.respond(to: set, state: s)
+        try exchange.write(out.message, agreement, run: runID)
+        state.delete(agreement, run: runID, role: .consumer)
+        return (out.message.count, exchange.path(agreement, run: runID, .providerReblinded))
+    }
+
+    public struct MatchResult: Sendable {
+        public let kind: RunEvent.Kind
+        public let counts: MatchCounts
+        public let objects: Int
+    }
+
+    /// Round 5 (coordinator): verify, match, deliver, then record the outcome in the ledger. A
+    /// refused or failed run is recorded too (with its reason code) before the error is rethrown.
+    public static func coordinatorMatch(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
+                                        destination: DeliveryDestination, ledger: RunLedger, now: Date = Date()) throws(Error) -> MatchResult {
+        let coordinator = try Coordinator(agreement: agreement, identity: identity)
+        let collab = agreement.terms.collaborationID
+        func record(_ kind: RunEvent.Kind, _ counts: MatchCounts, objects: Int = 0, manifest: [UInt8]? = nil, reason: String? = nil) throws(Error) {
+            try ledger.record(RunEvent(kind: kind, collaborationID: collab, runID: runID, agreementHash: agreement.hash, counts: counts,
+                                       deliveredObjects: objects, manifestSHA256: manifest, reasonCode: reason))
+        }
+        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        let history = try ledger.history(collaborationID: collab, windowSeconds: agreement.terms.privacy.windowSeconds, now: now)
+        let outcome: MatchOutcome
+        do {
+            let p = exchange.path(agreement, run: runID, .providerPayload)
+            let c = exchange.path(agreement, run: runID, .consumerReblinded)
+            let q = exchange.path(agreement, run: runID, .providerReblinded)
+            outcome = try coordinator.match(
+                runID: runID,
+                payload: try ProviderPayload(parsing: try Files.read(p), agreement: agreement, run: run, source: p),
+                consumerSet: try ConsumerReblindedSet(parsing: try Files.read(c), agreement: agreement, run: run, source: c),
+                providerSet: try ProviderReblindedSet(parsing: try Files.read(q), agreement: agreement, run: run, source: q),
+                history: history, now: now)
+        } catch let e as ActivationError {
+            // A reused run ID already has its entry; every other refusal is recorded once.
+            if e.code != .runAlreadyUsed { try record(.rejected, MatchCounts(), reason: e.code.rawValue) }
+            throw e
+        } catch let e as WorkflowError {
+            try record(.rejected, MatchCounts(), reason: e.code.rawValue)
+            throw e
+        }
+        switch outcome {
+        case .belowThreshold(let counts):
+            try record(.belowThreshold, counts, reason: ActivationError.Code.belowThreshold.rawValue)
+            return MatchResult(kind: .belowThreshold, counts: counts, objects: 0)
+        case .deliver(let plan, let counts):
+            do { try destination.deliver(plan, collaborationID: collab, runID: runID) } catch {
+                try record(.failed, counts, reason: error.code.rawValue)
+                throw error
+            }
+            try record(.delivered, counts, objects: plan.objects.count, manifest: plan.manifest.sha256)
+            return MatchResult(kind: .delivered, counts: counts, objects: plan.objects.count)
+        }
+    }
+
+    /// Round 6 (provider): verify the delivery and write the plain CSV for a DSP upload.
+    public static func providerOpen(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String,
+                                    source: DeliveryDestination, output: String) throws(Error) -> Int {
+        let provider = try Provider(agreement: agreement, identity: identity)
+        let delivery = try source.read(collaborationID: agreement.terms.collaborationID, runID: runID)
+        let records = try provider.open(delivery)
+        try Files.writeAtomically(ReceivedDelivery.plainCSV(records), to: output, mode: 0o600)
+        return records.count
+    }
+
+    /// The destination the agreement names (local directories today; `s3` arrives with the S3 issue).
+    public static func destination(for agreement: VerifiedAgreement) throws(WorkflowError) -> DeliveryDestination {
+        guard let d = agreement.terms.destination else { throw WorkflowError(.destination, "the agreement names no destination") }
+        switch d.kind {
+        case "local":
+            guard let dir = d.directory else { throw WorkflowError(.destination, "a local destination needs a directory") }
+            return LocalDirectoryDestination(directory: dir)
+        default:
+            throw WorkflowError(.destination, "destination kind '\(d.kind)' is not supported by this build")
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import RistrettoPSI
+import Activation
+import Tabular
+
+/// Where round messages are exchanged: `<root>/<collaboration>/<run>/<kind>.crm`.
+/// A local directory today; the S3 issue adds `s3://` exchanges behind the same paths.
+public struct Exchange: Sendable {
+    public let root: String
+    public init(root: String) { self.root = root }
+    public func path(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) -> String {
+        "\(root)/\(a.terms.collaborationID)/\(run)/\(Self.fileName(kind))"
+    }
+    public static func fileName(_ kind: MessageKind) -> String {
+        switch kind {
+        case .providerBlinded: "provider-blinded.crm"
+        case .providerPayload: "provider-payload.crm"
+        case .consumerBlinded: "consumer-blinded.crm"
+        case .consumerReblinded: "consumer-reblinded.crm"
+        case .providerReblinded: "provider-reblinded.crm"
+        }
+    }
+    func write(_ m: SignedMessage, _ a: VerifiedAgreement, run: String) throws(WorkflowError) {
+        try Files.writeAtomically(m.serialized(), to: path(a, run: run, m.kind), exclusive: true)
+    }
+}
+
+/// A party's private state directory (mode 0700): per-run state files (mode 0600) that hold the
+/// run's scalar between the party's two steps, shredded after the second.
+public struct StateStore: Sendable {
+    public let root: String
+    public init(root: String) { self.root = root }
+    func path(_ a: VerifiedAgreement, run: String, role: Role) -> String {
+        "\(root)/\(a.terms.collaborationID)/\(run).\(KeyFiles.roleName(role)).state"
+    }
+    func save(_ s: RunState, _ a: VerifiedAgreement) throws(WorkflowError) {
+        try Files.makeDirectory(root, mode: 0o700)
+        try Files.makeDirectory("\(root)/\(a.terms.collaborationID)", mode: 0o700)
+        let bytes = s.serialized(collaborationUUID: a.collaborationUUID)
+        let r: Result<Void, WorkflowError> = bytes.withUnsafeBytes { b in
+            Result { () throws(WorkflowError) in try Files.writeAtomically(b, to: path(a, run: s.runID, role: s.role), mode: 0o600, exclusive: true) }
+        }
+        try r.get()
+    }
+    func load(_ a: VerifiedAgreement, run: String, role: Role) throws(Error) -> RunState {
+        let p = path(a, run: run, role: role)
+        var raw = try Files.read(p)
+        defer { SecureBytes.zero(&raw) }
+        let secure = SecureBytes(consuming: &raw)
+        return try RunState(parsing: secure, role: role, agreement: a, source: p)
+    }
+    func delete(_ a: VerifiedAgreement, run: String, role: Role) { Files.shred(path(a, run: run, role: role)) }
+}
+
+/// The provider's storage, as the coordinator writes it and the provider reads it.
+public protocol DeliveryDestination: Sendable {
+    /// Writes the objects, then the manifest (the commit marker). Refuses a run already delivered.
+    func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws(WorkflowError)
+    /// Reads a committed delivery back (the provider's own access).
+    func read(collaborationID: String, runID: String) throws(WorkflowError) -> ReceivedDelivery
+}
+
+/// A local directory standing in for the provider's bucket: `<dir>/<collaboration>/<run>/`.
+///
+/// Objects are staged in a hidden sibling directory, the manifest is written last, and the
+/// staging directory is renamed into place, so a reader never sees a partial delivery.
+public struct LocalDirectoryDestination: DeliveryDestination {
+    public let directory: String
+    public init(directory: String) { self.directory = directory }
+
+    public func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws(WorkflowError) {
+        let base = "\(directory)/\(collaborationID)"
+        let final = "\(base)/\(runID)"
+        if FileManager.default.fileExists(atPath: final) {
+            throw WorkflowError(.alreadyExists, "run \(runID) was already delivered; a delivery is never overwritten")
+        }
+        let staging = "\(base)/.staging-\(runID)-\(Hex.encode(SecureRandom.bytes(4)))"
+        do throws(WorkflowError) {
+            try Files.makeDirectory(staging)
+            for o in plan.objects { try Files.writeAtomically(o.bytes, to: "\(staging)/\(o.name)", exclusive: true) }
+            try Files.writeAtomically(plan.manifest.json(), to: "\(staging)/\(DeliveryPlan.manifestName)", exclusive: true)
+            // rename(2) of a directory onto an existing non-empty one fails: two coordinators cannot both deliver.
+            guard rename(staging, final) == 0 else {
+                let e = errno
+                throw WorkflowError(e == ENOTEMPTY || e == EEXIST ? .alreadyExists : .io,
+                                    "run \(runID): cannot commit the delivery (\(String(cString: strerror(e))))")
+            }
+            Files.syncDirectory(base)
+        } catch {
+            try? FileManager.default.removeItem(atPath: staging)
+            throw error
+        }
+    }
+
+    public func read(collaborationID: String, runID: String) throws(WorkflowError) -> ReceivedDelivery {
+        let dir = "\(directory)/\(collaborationID)/\(runID)"
+        let manifestBytes = try Files.read("\(dir)/\(DeliveryPlan.manifestName)")
+        guard let m = try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes)) else {
+            throw WorkflowError(.destination, "\(dir)/manifest.json is not a delivery manifest")
+        }
+        var objects: [String: [UInt8]] = [:]
+        for o in m.manifest.objects {
+            guard !o.name.contains("/"), !o.name.hasPrefix(".") else { throw WorkflowError(.destination, "manifest names an object outside the run") }
+            objects[o.name] = try Files.read("\(dir)/\(o.name)")
+        }
+        return ReceivedDelivery(manifestBytes: manifestBytes, objects: objects)
+    }
+}
+
+/// Reads a party's CSV into rows, naming the file in every error.
+public enum CSVInput {
+    public static func load(_ path: String) throws(Error) -> (header: Header, rows: [InputRow]) {
+        var reader = try CSVReader(path: path, displayName: (path as NSString).lastPathComponent)
+        var rows: [InputRow] = []
+        while let r = try reader.next() { rows.append(InputRow(row: r.row, fields: r.fields)) }
+        return (reader.header, rows)
+    }
+}
