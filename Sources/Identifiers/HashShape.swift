@@ -16,7 +16,10 @@ enum HashShape {
         }
         guard value.allSatisfy(UTF8Text.isHexDigit) else { return nil }
         if let shape {
-            throw IdentifierError(shape, "the value has the shape of a \(name(shape)) hex digest (\(value.count) hex characters); only SHA-256 (64 hex characters) of the normalized value is accepted")
+            throw IdentifierError(
+                shape,
+                "the value has the shape of a \(name(shape)) hex digest (\(value.count) hex characters); only SHA-256 (64 hex characters) of the normalized value is accepted"
+            )
         }
         var digest = [UInt8]()
         digest.reserveCapacity(value.count / 2)

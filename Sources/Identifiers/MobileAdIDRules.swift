@@ -1,8 +1,10 @@
 /// Mobile ad ID (IDFA / GAID) rules of version 1.
 /// - SeeAlso: `Protocol/NORMALIZATION.md` §5.
 enum MobileAdIDRules {
-    /// Byte offsets of the hyphens in the canonical 8-4-4-4-12 form.
-    private static let hyphenOffsets: Set<Int> = [8, 13, 18, 23]
+    /// Whether `offset` holds a hyphen in the canonical 8-4-4-4-12 form.
+    private static func isHyphenOffset(_ offset: Int) -> Bool {
+        offset == 8 || offset == 13 || offset == 18 || offset == 23
+    }
     private static let canonicalByteCount = 36
     private static let bareByteCount = 32
 
@@ -19,7 +21,7 @@ enum MobileAdIDRules {
         out.reserveCapacity(canonicalByteCount)
         var allZero = true
         for (i, b) in value.enumerated() {
-            if hyphenated, hyphenOffsets.contains(i) {
+            if hyphenated, isHyphenOffset(i) {
                 guard b == UInt8(ascii: "-") else {
                     throw IdentifierError(.maidMalformed, "a 36-character mobile ad ID must have hyphens at 8-4-4-4-12 positions")
                 }
@@ -30,7 +32,7 @@ enum MobileAdIDRules {
                 throw IdentifierError(.maidMalformed, "a mobile ad ID contains a character that is not a hex digit")
             }
             if b != UInt8(ascii: "0") { allZero = false }
-            if !hyphenated, hyphenOffsets.contains(out.count) { out.append(UInt8(ascii: "-")) }
+            if !hyphenated, isHyphenOffset(out.count) { out.append(UInt8(ascii: "-")) }
             out.append(UTF8Text.lowercased(b))
         }
         guard !allZero else {

@@ -31,17 +31,20 @@ public struct NormalizationRules: Sendable, Codable, Equatable, Hashable {
         defaultCountryCallingCode: String? = nil
     ) throws(IdentifierError) {
         guard version == RuleSetV1.version else {
-            throw IdentifierError(.rulesUnsupportedVersion, "this build implements normalization rule set version \(RuleSetV1.version) only")
+            throw IdentifierError(
+                .rulesUnsupportedVersion, "this build implements normalization rule set version \(RuleSetV1.version) only")
         }
         self.version = version
         self.gmailRule = gmailRule
         if let code = defaultCountryCallingCode {
             let digits = code.utf8.first == UInt8(ascii: "+") ? Substring(code.dropFirst()) : Substring(code)
-            let ok = (1...3).contains(digits.utf8.count)
+            let ok =
+                (1...3).contains(digits.utf8.count)
                 && digits.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
                 && digits.utf8.first != UInt8(ascii: "0")
             guard ok else {
-                throw IdentifierError(.rulesInvalidCountryCode, "the default country calling code must be 1 to 3 digits with a non-zero first digit")
+                throw IdentifierError(
+                    .rulesInvalidCountryCode, "the default country calling code must be 1 to 3 digits with a non-zero first digit")
             }
             self.defaultCountryCallingCode = String(digits)
         } else {

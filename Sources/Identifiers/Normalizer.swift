@@ -34,7 +34,7 @@ public struct Normalizer: Sendable {
 
     /// For debugging (`cleanroom debug normalize`): the normalized text whose bytes are hashed or
     /// matched, or `nil` when the input was already a SHA-256 hex digest and has no text form.
-    /// - Throws: the same errors as ``matchValue(_:as:)-(C,_)``.
+    /// - Throws: the same errors as ``matchValue(_:as:)``.
     /// - Warning: the result is personal data; show it only to the data's owner.
     public func normalizedForm<C: Collection>(_ raw: C, as type: IdentifierType) throws(IdentifierError) -> String?
     where C.Element == UInt8 {
@@ -45,7 +45,7 @@ public struct Normalizer: Sendable {
         }
     }
 
-    /// ``normalizedForm(_:as:)-(C,_)`` for `raw`'s UTF-8 bytes.
+    /// ``normalizedForm(_:as:)`` for `raw`'s UTF-8 bytes.
     public func normalizedForm(_ raw: String, as type: IdentifierType) throws(IdentifierError) -> String? {
         try normalizedForm(raw.utf8, as: type)
     }

@@ -21,7 +21,10 @@ enum PhoneRules {
             case UInt8(ascii: " "), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "("), UInt8(ascii: ")"):
                 continue
             default:
-                throw IdentifierError(.phoneInvalidCharacter, "the number contains a character other than digits, space, '-', '.', '(', ')' and a leading '+' (letters and extensions are rejected)")
+                throw IdentifierError(
+                    .phoneInvalidCharacter,
+                    "the number contains a character other than digits, space, '-', '.', '(', ')' and a leading '+' (letters and extensions are rejected)"
+                )
             }
         }
         guard !digits.isEmpty else {
@@ -37,7 +40,8 @@ enum PhoneRules {
             e164.append(contentsOf: digits[2...])
         } else {
             guard let code = defaultCountryCallingCode else {
-                throw IdentifierError(.phoneNoCountryCode, "the number is in national format and the rules have no default country calling code")
+                throw IdentifierError(
+                    .phoneNoCountryCode, "the number is in national format and the rules have no default country calling code")
             }
             if code == "1", digits.count == 11, digits[0] == UInt8(ascii: "1") {
                 e164.append(contentsOf: digits)  // NANP: the national number already carries the '1'.

@@ -13,9 +13,15 @@ enum UTF8Text {
         let value: UInt32
         let length: Int
         switch b0 {
-        case ..<0x80: value = b0; length = 1
-        case ..<0xE0: value = (b0 & 0x1F) << 6 | UInt32(p[i + 1] & 0x3F); length = 2
-        case ..<0xF0: value = (b0 & 0x0F) << 12 | UInt32(p[i + 1] & 0x3F) << 6 | UInt32(p[i + 2] & 0x3F); length = 3
+        case ..<0x80:
+            value = b0
+            length = 1
+        case ..<0xE0:
+            value = (b0 & 0x1F) << 6 | UInt32(p[i + 1] & 0x3F)
+            length = 2
+        case ..<0xF0:
+            value = (b0 & 0x0F) << 12 | UInt32(p[i + 1] & 0x3F) << 6 | UInt32(p[i + 2] & 0x3F)
+            length = 3
         default:
             value = (b0 & 0x07) << 18 | UInt32(p[i + 1] & 0x3F) << 12 | UInt32(p[i + 2] & 0x3F) << 6 | UInt32(p[i + 3] & 0x3F)
             length = 4

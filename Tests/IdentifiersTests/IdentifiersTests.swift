@@ -142,24 +142,27 @@ struct IdentifiersTests {
     @Test("a located error names file, row, column and rule")
     func locatedDescription() {
         let error = IdentifierError(.emailMalformed, "the address contains no '@'")
-        #expect(String(describing: error.located(file: "customers.csv", row: 12, column: "email"))
-            == "customers.csv row 12, column 'email': identifier.email.malformed: the address contains no '@'")
+        #expect(
+            String(describing: error.located(file: "customers.csv", row: 12, column: "email"))
+                == "customers.csv row 12, column 'email': identifier.email.malformed: the address contains no '@'")
         #expect(String(describing: error.located(row: 7)) == "row 7: identifier.email.malformed: the address contains no '@'")
         #expect(String(describing: error) == "identifier.email.malformed: the address contains no '@'")
         #expect(error.located(file: "a.csv", row: 1, column: "c").location == IdentifierError.Location(file: "a.csv", row: 1, column: "c"))
     }
 
-    @Test("rejections never contain the value", arguments: [
-        (IdentifierType.email, "zq.Secret Marker@example.com"),
-        (.email, "zqsecretmarker@zqsecret..com"),
-        (.email, "zqsecretmarker@zqsecret"),
-        (.email, "zqsecretmarker"),
-        (.email, "zqsécretmarker@example.com"),
-        (.phone, "+1 555 zqsecretmarker"),
-        (.phone, "+99999999999999999999"),
-        (.mobileAdID, "zqsecretmarker-8246-4ba4-ae5b-76104861"),
-        (.custom, String(repeating: "zqsecretmarker", count: 80)),
-    ])
+    @Test(
+        "rejections never contain the value",
+        arguments: [
+            (IdentifierType.email, "zq.Secret Marker@example.com"),
+            (.email, "zqsecretmarker@zqsecret..com"),
+            (.email, "zqsecretmarker@zqsecret"),
+            (.email, "zqsecretmarker"),
+            (.email, "zqsécretmarker@example.com"),
+            (.phone, "+1 555 zqsecretmarker"),
+            (.phone, "+99999999999999999999"),
+            (.mobileAdID, "zqsecretmarker-8246-4ba4-ae5b-76104861"),
+            (.custom, String(repeating: "zqsecretmarker", count: 80)),
+        ])
     func noLeak(_ type: IdentifierType, _ value: String) throws {
         let error = try #require(throws: IdentifierError.self) { try plain.matchValue(value, as: type) }
         let located = error.located(file: "f.csv", row: 1, column: "c")
@@ -174,8 +177,10 @@ struct IdentifiersTests {
 
     @Test("a match value's description, debug description and mirror are redacted")
     func matchValueRedacted() throws {
-        for (type, value) in [(IdentifierType.email, "zqsecret@example.com"), (.phone, "+14155550100"), (.custom, "zqsecret-42"),
-                              (.mobileAdID, "6d92078a-8246-4ba4-ae5b-76104861e7dc")] {
+        for (type, value) in [
+            (IdentifierType.email, "zqsecret@example.com"), (.phone, "+14155550100"), (.custom, "zqsecret-42"),
+            (.mobileAdID, "6d92078a-8246-4ba4-ae5b-76104861e7dc"),
+        ] {
             let match = try plain.matchValue(value, as: type)
             var dumped = ""
             dump(match, to: &dumped)

@@ -24,7 +24,8 @@ struct NormalizationVector: Codable, Sendable, CustomTestStringConvertible {
     var testDescription: String { id }
 
     func makeNormalizer() throws -> Normalizer {
-        Normalizer(rules: try NormalizationRules(gmailRule: rules.gmailRule ?? false, defaultCountryCallingCode: rules.defaultCountryCallingCode))
+        Normalizer(
+            rules: try NormalizationRules(gmailRule: rules.gmailRule ?? false, defaultCountryCallingCode: rules.defaultCountryCallingCode))
     }
 
     func inputBytes() throws -> [UInt8] {
@@ -34,7 +35,10 @@ struct NormalizationVector: Codable, Sendable, CustomTestStringConvertible {
 
     /// The vectors file, found from this source file's path (Tests/IdentifiersTests/ → package root).
     static func all() throws -> [NormalizationVector] {
-        struct File: Codable { var rulesVersion: Int; var vectors: [NormalizationVector] }
+        struct File: Codable {
+            var rulesVersion: Int
+            var vectors: [NormalizationVector]
+        }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let data = try Data(contentsOf: root.appendingPathComponent("Protocol/vectors/normalization-v1.json"))
         let file = try JSONDecoder().decode(File.self, from: data)
@@ -57,7 +61,9 @@ struct NormalizationVectorTests {
         }
     }
 
-    @Test("each vector normalizes to its expected form, match value and message, or fails with its code", arguments: try NormalizationVector.all())
+    @Test(
+        "each vector normalizes to its expected form, match value and message, or fails with its code",
+        arguments: try NormalizationVector.all())
     func vector(_ v: NormalizationVector) throws {
         let normalizer = try v.makeNormalizer()
         let input = try v.inputBytes()
@@ -75,7 +81,9 @@ struct NormalizationVectorTests {
         }
     }
 
-    @Test("normalizing a normalized form again changes nothing", arguments: try NormalizationVector.all().filter { $0.error == nil && $0.normalized != nil })
+    @Test(
+        "normalizing a normalized form again changes nothing",
+        arguments: try NormalizationVector.all().filter { $0.error == nil && $0.normalized != nil })
     func idempotent(_ v: NormalizationVector) throws {
         let normalizer = try v.makeNormalizer()
         let once = try #require(v.normalized)
@@ -83,7 +91,8 @@ struct NormalizationVectorTests {
         #expect(Hex.encode(try normalizer.matchValue(once, as: v.type).bytes) == v.matchValue)
     }
 
-    @Test("an error never repeats the rejected value", arguments: try NormalizationVector.all().filter { $0.error != nil && $0.input != nil })
+    @Test(
+        "an error never repeats the rejected value", arguments: try NormalizationVector.all().filter { $0.error != nil && $0.input != nil })
     func errorDoesNotLeak(_ v: NormalizationVector) throws {
         let normalizer = try v.makeNormalizer()
         let value = try #require(v.input).trimmingCharacters(in: .whitespacesAndNewlines)
