@@ -1,5 +1,6 @@
 import Foundation
 import RistrettoPSI
+import Identifiers
 
 /// `cleanroom debug …`: diagnostics that let a reviewer reproduce `Protocol/SPEC.md`'s vectors.
 ///
@@ -20,6 +21,9 @@ enum DebugCommands {
                       strict RFC 9496 decode: prints the canonical encoding or the reason it fails.
       scalar-mult     --scalar-hex <hex> --element-hex <hex>
                       element × scalar (test vectors only: never pass a real key on a command line).
+      normalize       --type email|phone|maid|custom [--gmail-rule] [--default-country-code <cc>] <value>
+                      the normalized form and the match value (hex) under rule set v1, and the
+                      message that is hashed to the group (Protocol/NORMALIZATION.md).
       audit-keygen    --out <file>
                       a coordinator Ed25519 key file (seed hex, mode 0600); prints the public key.
       audit-append    --db <file> --key-file <file> --count <n> --collaboration <id> [--quiet]
@@ -39,6 +43,7 @@ enum DebugCommands {
         case "expand-message": try expandMessage(rest)
         case "decode-element": try decodeElement(rest)
         case "scalar-mult": try scalarMult(rest)
+        case "normalize": try normalize(rest)
         case "audit-keygen": try AuditDebugCommands.keygen(rest)
         case "audit-append": try AuditDebugCommands.append(rest)
         default:
@@ -101,5 +106,27 @@ enum DebugCommands {
         let scalar = try Scalar(consumingCanonicalBytes: &scalarBytes)
         let element = try RistrettoElement(validating: elementBytes)
         Console.out(try element.multiplied(by: scalar).hex)
+    }
+
+    static func normalize(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "gmail-rule", "json"], options: ["type", "default-country-code"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(1)
+        guard let type = IdentifierType(rawValue: try args.required("type")) else {
+            throw CLIError.usage("--type must be one of \(IdentifierType.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let rules = try NormalizationRules(gmailRule: args.has("gmail-rule"), defaultCountryCallingCode: try args.value("default-country-code"))
+        let normalizer = Normalizer(rules: rules)
+        let value = try args.positional(0, "value")
+        let match = try normalizer.matchValue(value, as: type)
+        let form = try normalizer.normalizedForm(value, as: type)
+        if args.has("json") {
+            Console.json(["type": type.rawValue, "rulesVersion": rules.version, "normalized": form ?? NSNull(),
+                          "matchValue": Hex.encode(match.bytes), "hashToGroupMessage": Hex.encode(match.hashToGroupMessage)])
+        } else {
+            Console.out("normalized   \(form ?? "(pre-hashed input)")")
+            Console.out("match value  \(Hex.encode(match.bytes))")
+            Console.out("message      \(Hex.encode(match.hashToGroupMessage))")
+        }
     }
 }
