@@ -77,6 +77,7 @@ enum DemoCommand {
                                           segmentName: "Loyalty members", runID: AgreementTerms.newID(), exchange: exchange,
                                           state: StateStore(root: "\(consumerDir)/state"), policy: .skipAndReport)
         let runID = c.runID
+        for skipped in c.skipped { Console.err("          left out (reported, --skip-invalid): customers.csv \(skipped)") }
         step("provider blinds its audience (round 1)")
         let p = try Steps.providerPrepare(agreement: agreement, identity: providerID, input: "\(providerDir)/audience.csv",
                                           columns: ColumnSpec([(.email, "email"), (.phone, "phone"), (.mobileAdID, "mobile_ad_id")]),

@@ -17,6 +17,13 @@ enum RoleFlags {
         return ColumnSpec(out)
     }
 
+    /// Progress lines on stderr with elapsed time, unless `--quiet`.
+    static func progress(_ args: Arguments, _ role: String) -> ProgressReporter? {
+        if args.has("quiet") { return nil }
+        let start = Date()
+        return { line in Console.err("[\(role) \(String(format: "%7.2f", Date().timeIntervalSince(start)))s] \(line)") }
+    }
+
     static func runID(_ args: Arguments) throws -> String {
         let r = try args.required("run-id")
         guard UUIDBytes.parse(r) != nil else { throw CLIError.usage("--run-id must be a lowercase UUID") }
@@ -48,12 +55,13 @@ enum RoleFlags {
 enum ProviderCommands {
     static let usage = """
     usage: cleanroom provider <subcommand>
+    (every step prints progress on stderr; --quiet silences it)
 
       prepare   round 1: blind the audience with a fresh per-run scalar
                 --agreement <file> --identity <provider identity.key> --state-dir <private dir>
                 --exchange <dir> --run-id <uuid> --input <audience.csv> --audience-key-column <name>
                 [--email-column <name>]… [--phone-column <name>]… [--maid-column <name>]… [--custom-column <name>]…
-                [--skip-invalid] [--json]
+                [--skip-invalid] [--json] [--quiet]
       respond   round 3: re-blind the consumer's set, shuffle it; shreds the run's scalar
                 --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
       open      round 6: verify the delivery and write a plain CSV for the DSP upload
@@ -69,7 +77,7 @@ enum ProviderCommands {
         let rest = Array(argv.dropFirst())
         switch sub {
         case "prepare":
-            let args = try Arguments(rest, flags: ["help", "skip-invalid", "json"],
+            let args = try Arguments(rest, flags: ["help", "skip-invalid", "json", "quiet"],
                                      options: Set(["agreement", "identity", "state-dir", "exchange", "run-id", "input", "audience-key-column"] + RoleFlags.identifierOptions))
             if args.has("help") { Console.out(usage); return }
             try args.expectPositionals(0)
@@ -78,16 +86,17 @@ enum ProviderCommands {
             let r = try Steps.providerPrepare(agreement: a, identity: id, input: try args.required("input"), columns: RoleFlags.columns(args),
                                               audienceKeyColumn: try args.required("audience-key-column"), runID: try RoleFlags.runID(args),
                                               exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
-                                              policy: args.has("skip-invalid") ? .skipAndReport : .reject)
+                                              policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "provider"))
             RoleFlags.report(r, json: args.has("json"), role: "provider")
         case "respond":
-            let args = try Arguments(rest, flags: ["help", "json"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
+            let args = try Arguments(rest, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
             if args.has("help") { Console.out(usage); return }
             try args.expectPositionals(0)
             let a = try Steps.loadAgreement(try args.required("agreement"))
             let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
             let r = try Steps.providerRespond(agreement: a, identity: id, runID: try RoleFlags.runID(args),
-                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")))
+                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                              progress: RoleFlags.progress(args, "provider"))
             if args.has("json") { Console.json(["role": "provider", "elements": r.elements, "written": r.written]) }
             else { Console.out("re-blinded and shuffled \(r.elements) consumer elements; wrote \(r.written)") }
         case "open":
@@ -109,6 +118,7 @@ enum ProviderCommands {
 enum ConsumerCommands {
     static let usage = """
     usage: cleanroom consumer <subcommand>
+    (every step prints progress on stderr; --quiet silences it)
 
       prepare   round 2, the activation query: select rows, blind with a fresh per-run scalar
                 --agreement <file> --identity <consumer identity.key> --state-dir <private dir>
@@ -116,7 +126,7 @@ enum ConsumerCommands {
                 [--run-id <uuid>] (a new one is made and printed if omitted)
                 [--email-column <name>]… [--phone-column <name>]… [--maid-column <name>]… [--custom-column <name>]…
                 [--where <column>=<value>[,<value>…]]… [--consent-column <name>]…
-                [--member-id-column <name>] [--skip-invalid] [--json]
+                [--member-id-column <name>] [--skip-invalid] [--json] [--quiet]
       respond   round 4: re-blind the provider's set; shreds the run's scalar
                 --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
     """
@@ -130,7 +140,7 @@ enum ConsumerCommands {
         let rest = Array(argv.dropFirst())
         switch sub {
         case "prepare":
-            let args = try Arguments(rest, flags: ["help", "skip-invalid", "json"],
+            let args = try Arguments(rest, flags: ["help", "skip-invalid", "json", "quiet"],
                                      options: Set(["agreement", "identity", "state-dir", "exchange", "run-id", "input", "segment-id", "segment-name",
                                                    "where", "consent-column", "member-id-column"] + RoleFlags.identifierOptions))
             if args.has("help") { Console.out(usage); return }
@@ -148,16 +158,17 @@ enum ConsumerCommands {
                                               segmentID: try args.required("segment-id"), segmentName: try args.required("segment-name"),
                                               runID: runID, exchange: Exchange(root: try args.required("exchange")),
                                               state: StateStore(root: try args.required("state-dir")),
-                                              policy: args.has("skip-invalid") ? .skipAndReport : .reject)
+                                              policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "consumer"))
             RoleFlags.report(r, json: args.has("json"), role: "consumer")
         case "respond":
-            let args = try Arguments(rest, flags: ["help", "json"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
+            let args = try Arguments(rest, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
             if args.has("help") { Console.out(usage); return }
             try args.expectPositionals(0)
             let a = try Steps.loadAgreement(try args.required("agreement"))
             let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
             let r = try Steps.consumerRespond(agreement: a, signingKey: id.signingKey, runID: try RoleFlags.runID(args),
-                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")))
+                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                              progress: RoleFlags.progress(args, "consumer"))
             if args.has("json") { Console.json(["role": "consumer", "elements": r.elements, "written": r.written]) }
             else { Console.out("re-blinded \(r.elements) provider elements; wrote \(r.written)") }
         default: throw CLIError.usage("unknown consumer subcommand '\(sub)'\n\n\(usage)")
@@ -185,7 +196,7 @@ enum CoordinatorCommands {
         let rest = Array(argv.dropFirst())
         switch sub {
         case "match":
-            let args = try Arguments(rest, flags: ["help", "json"], options: ["agreement", "identity", "exchange", "run-id", "audit-db"])
+            let args = try Arguments(rest, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "exchange", "run-id", "audit-db"])
             if args.has("help") { Console.out(usage); return }
             try args.expectPositionals(0)
             let a = try Steps.loadAgreement(try args.required("agreement"))
@@ -193,7 +204,8 @@ enum CoordinatorCommands {
             let ledger = try AuditLedger(path: try args.required("audit-db"), signingKey: id.signingKey, agreement: a)
             let r = try Steps.coordinatorMatch(agreement: a, identity: id, runID: try RoleFlags.runID(args),
                                                exchange: Exchange(root: try args.required("exchange")),
-                                               destination: try Steps.destination(for: a), ledger: ledger)
+                                               destination: try Steps.destination(for: a), ledger: ledger,
+                                               progress: RoleFlags.progress(args, "coordinator"))
             let c = r.counts
             if args.has("json") {
                 Console.json(["outcome": r.kind.rawValue, "consumerRows": c.consumerRows, "consumerIdentifiers": c.consumerIdentifiers,

@@ -37,6 +37,10 @@ public struct ColumnSpec: Sendable {
     }
 }
 
+/// Stage-by-stage progress for long inputs (the CLI prints it on stderr). Carries counts and
+/// file names only.
+public typealias ProgressReporter = @Sendable (String) -> Void
+
 /// Each role's step with its file I/O: what the CLI and the demo call.
 /// - SeeAlso: `Protocol/SPEC.md` §6; README.md "Running a collaboration".
 public enum Steps {
@@ -54,13 +58,16 @@ public enum Steps {
     /// Round 1 (provider).
     public static func providerPrepare(agreement: VerifiedAgreement, identity: PartyIdentity, input: String, columns: ColumnSpec,
                                        audienceKeyColumn: String, runID: String, exchange: Exchange, state: StateStore,
-                                       policy: InvalidValuePolicy) throws(Error) -> PrepareResult {
+                                       policy: InvalidValuePolicy, progress: ProgressReporter? = nil) throws(Error) -> PrepareResult {
         let provider = try Provider(agreement: agreement, identity: identity)
+        progress?("reading \(input)")
         let (header, rows) = try CSVInput.load(input)
+        progress?("read \(rows.count) rows; normalizing, hashing to the group and blinding")
         let audience = ProviderAudience(source: header.file, rows: rows, identifierColumns: try columns.resolve(header),
                                         audienceKeyColumn: (try header.require(audienceKeyColumn), audienceKeyColumn),
                                         invalidValues: policy)
         let p = try provider.prepare(runID: runID, audience: audience)
+        progress?("blinded \(p.summary.elements) elements; writing the round-1 messages")
         try state.save(p.state, agreement)
         do {
             try exchange.write(p.forCoordinator.message, agreement, run: runID)
@@ -77,9 +84,11 @@ public enum Steps {
     public static func consumerPrepare(agreement: VerifiedAgreement, signingKey: SigningKey, input: String, columns: ColumnSpec,
                                        filters: [(column: String, values: [String])], consent: [String], memberIDColumn: String?,
                                        segmentID: String, segmentName: String, runID: String, exchange: Exchange,
-                                       state: StateStore, policy: InvalidValuePolicy) throws(Error) -> PrepareResult {
+                                       state: StateStore, policy: InvalidValuePolicy, progress: ProgressReporter? = nil) throws(Error) -> PrepareResult {
         let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
+        progress?("reading \(input)")
         let (header, rows) = try CSVInput.load(input)
+        progress?("read \(rows.count) rows; selecting, normalizing, hashing to the group and blinding")
         var fs: [ConsumerQuery.Filter] = []
         for f in filters { fs.append(.init(index: try header.require(f.column), name: f.column, values: Set(f.values.map { Array($0.utf8) }))) }
         var cs: [(index: Int, name: String)] = []
@@ -89,6 +98,7 @@ public enum Steps {
                                   consentColumns: cs, memberIDColumn: member, segmentID: segmentID, segmentName: segmentName,
                                   invalidValues: policy)
         let c = try consumer.prepare(runID: runID, query: query)
+        progress?("blinded \(c.summary.elements) elements; writing the round-2 message")
         try state.save(c.state, agreement)
         do { try exchange.write(c.forProvider.message, agreement, run: runID) } catch {
             state.delete(agreement, run: runID, role: .consumer)
@@ -100,8 +110,9 @@ public enum Steps {
 
     /// Round 3 (provider): re-blind the consumer's set; the run's scalar is shredded afterwards.
     public static func providerRespond(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
-                                       state: StateStore) throws(Error) -> (elements: Int, written: String) {
+                                       state: StateStore, progress: ProgressReporter? = nil) throws(Error) -> (elements: Int, written: String) {
         let provider = try Provider(agreement: agreement, identity: identity)
+        progress?("verifying the consumer's set and re-blinding it")
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let s = try state.load(agreement, run: runID, role: .provider)
         let inPath = exchange.path(agreement, run: runID, .consumerBlinded)
@@ -114,8 +125,9 @@ public enum Steps {
 
     /// Round 4 (consumer): re-blind the provider's set; the run's scalar is shredded afterwards.
     public static func consumerRespond(agreement: VerifiedAgreement, signingKey: SigningKey, runID: String, exchange: Exchange,
-                                       state: StateStore) throws(Error) -> (elements: Int, written: String) {
+                                       state: StateStore, progress: ProgressReporter? = nil) throws(Error) -> (elements: Int, written: String) {
         let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
+        progress?("verifying the provider's set and re-blinding it")
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let s = try state.load(agreement, run: runID, role: .consumer)
         let inPath = exchange.path(agreement, run: runID, .providerBlinded)
@@ -135,7 +147,8 @@ public enum Steps {
     /// Round 5 (coordinator): verify, match, deliver, then record the outcome in the ledger. A
     /// refused or failed run is recorded too (with its reason code) before the error is rethrown.
     public static func coordinatorMatch(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
-                                        destination: DeliveryDestination, ledger: RunLedger, now: Date = Date()) throws(Error) -> MatchResult {
+                                        destination: DeliveryDestination, ledger: RunLedger, now: Date = Date(),
+                                        progress: ProgressReporter? = nil) throws(Error) -> MatchResult {
         let coordinator = try Coordinator(agreement: agreement, identity: identity)
         let collab = agreement.terms.collaborationID
         func record(_ kind: RunEvent.Kind, _ counts: MatchCounts, objects: Int = 0, manifest: [UInt8]? = nil, reason: String? = nil) throws(Error) {
@@ -145,6 +158,7 @@ public enum Steps {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let history = try ledger.history(collaborationID: collab, windowSeconds: agreement.terms.privacy.windowSeconds, now: now)
         let outcome: MatchOutcome
+        progress?("verifying the three messages, decoding and intersecting")
         do {
             let p = exchange.path(agreement, run: runID, .providerPayload)
             let c = exchange.path(agreement, run: runID, .consumerReblinded)
@@ -168,6 +182,7 @@ public enum Steps {
             try record(.belowThreshold, counts, reason: ActivationError.Code.belowThreshold.rawValue)
             return MatchResult(kind: .belowThreshold, counts: counts, objects: 0)
         case .deliver(let plan, let counts):
+            progress?("delivering \(counts.matchedRows) records in \(plan.objects.count) objects, manifest last")
             do { try destination.deliver(plan, collaborationID: collab, runID: runID) } catch {
                 try record(.failed, counts, reason: error.code.rawValue)
                 throw error
