@@ -22,6 +22,12 @@ let package = Package(
             providers: [.apt(["libsodium-dev"])]
         ),
         .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(
             name: "CSQLite",
             path: "Sources/CSQLite",
             pkgConfig: "sqlite3",
@@ -35,8 +41,10 @@ let package = Package(
         .target(name: "Tabular"),
         // The only module that imports CSQLite: the append-only, signed Clean_Room_Audit_Log.
         .target(name: "AuditLog", dependencies: ["CSQLite", "RistrettoPSI"]),
+        // The only module that imports CZlib: gzip for delivery objects.
+        .target(name: "Gzip", dependencies: ["CZlib"]),
         // The protocol: agreement, round messages, roles. No I/O.
-        .target(name: "Activation", dependencies: ["RistrettoPSI", "Identifiers"]),
+        .target(name: "Activation", dependencies: ["RistrettoPSI", "Identifiers", "Gzip"]),
         // The edges: files, state directories, destinations, the audit ledger; each role step.
         .target(name: "Workflow", dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog"]),
 
@@ -53,6 +61,7 @@ let package = Package(
         .testTarget(name: "RistrettoPSITests", dependencies: ["RistrettoPSI"]),
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
         .testTarget(name: "TabularTests", dependencies: ["Tabular"]),
+        .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
         .testTarget(name: "ActivationTests", dependencies: ["Activation", "Identifiers", "RistrettoPSI"]),
         // CSQLite lets the tamper tests edit a log through the C API, as an attacker with file
         // access would; "CleanRoomCLI" makes `swift test` build the `cleanroom` binary that the

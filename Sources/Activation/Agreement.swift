@@ -48,6 +48,7 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         public var deliverMemberID: Bool
         /// `csv` is the only format of protocol v1.
         public var format: String
+        /// Delivery objects gzip-compressed (`part-NNNNN.csv.gz`).
         public var gzip: Bool
         /// Records sealed to the provider (default) or plain.
         public var sealed: Bool
@@ -275,7 +276,7 @@ public struct VerifiedAgreement: Sendable {
         case "compatibility": hasher = .compatibility
         default: throw ActivationError(.agreementMalformed, "hashToGroup must be rfc9380 or compatibility")
         }
-        guard t.output.format == "csv" else { throw ActivationError(.agreementMalformed, "output format must be csv") }
+        guard t.output.format == "csv" else { throw ActivationError(.agreementMalformed, "output format must be csv (optionally gzip-compressed)") }
         guard t.privacy.minMatchedRows >= 1, t.privacy.minConsumerRows >= 1, t.privacy.maxRunsPerWindow >= 1,
               t.privacy.windowSeconds >= 1 else {
             throw ActivationError(.agreementMalformed, "privacy limits must be at least 1")

@@ -1,5 +1,6 @@
 import Foundation
 import RistrettoPSI
+import Gzip
 
 /// What the coordinator knows of earlier runs of this collaboration (read from the audit log at
 /// the edge, so the role itself does no I/O).
@@ -123,8 +124,14 @@ public struct Coordinator: Sendable {
         var objects: [DeliveryPlan.Object] = []
         var current = Array((columns.joined(separator: ",") + "\n").utf8)
         var inCurrent = 0
+        let gzip = agreement.terms.output.gzip
+        var compressionFailure: Gzip.Error?
         func flush() {
-            objects.append(DeliveryPlan.Object(name: String(format: "part-%05d.csv", objects.count), bytes: current, records: inCurrent))
+            var bytes = current
+            if gzip {
+                do { bytes = try Gzip.compress(current) } catch { compressionFailure = error }
+            }
+            objects.append(DeliveryPlan.Object(name: String(format: "part-%05d.csv", objects.count) + (gzip ? ".gz" : ""), bytes: bytes, records: inCurrent))
             current = Array((columns.joined(separator: ",") + "\n").utf8)
             inCurrent = 0
         }
@@ -149,9 +156,10 @@ public struct Coordinator: Sendable {
             if inCurrent == recordsPerObject { flush() }
         }
         if inCurrent > 0 || objects.isEmpty { flush() }
+        if let compressionFailure { throw ActivationError(.cryptoFailure, "compressing the delivery failed: \(compressionFailure.code.rawValue)") }
         let manifest = Manifest(
             collaborationID: agreement.terms.collaborationID, runID: UUIDBytes.string(run), agreementHash: Hex.encode(agreement.hash),
-            createdAt: ISO8601.format(now), sealed: sealed, columns: columns, records: matched.count,
+            createdAt: ISO8601.format(now), sealed: sealed, compression: gzip ? "gzip" : nil, columns: columns, records: matched.count,
             objects: objects.map { Manifest.Object(name: $0.name, sha256: Hex.encode(SHA256.hash($0.bytes)), bytes: $0.bytes.count, records: $0.records) },
             payloadSealingKey: sealed ? Hex.encode(payload.message.sealingKey) : nil,
             memberSealingKey: member ? consumerSet.message.metadata["innerSealingKey"] : nil)

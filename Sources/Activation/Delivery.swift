@@ -1,5 +1,6 @@
 import Foundation
 import RistrettoPSI
+import Gzip
 
 /// The delivery manifest: written last, it is the commit marker of a delivery.
 /// - SeeAlso: `Protocol/SPEC.md` §6 round 5 "Delivery".
@@ -17,6 +18,8 @@ public struct Manifest: Codable, Equatable, Sendable {
     public let agreementHash: String
     public let createdAt: String
     public let sealed: Bool
+    /// `gzip` when the objects are gzip-compressed (the SHA-256 and size are of the stored bytes).
+    public let compression: String?
     public let columns: [String]
     public let records: Int
     public let objects: [Object]
@@ -83,6 +86,9 @@ public struct ReceivedDelivery: Sendable {
     public let objects: [String: [UInt8]]
     public init(manifestBytes: [UInt8], objects: [String: [UInt8]]) { self.manifestBytes = manifestBytes; self.objects = objects }
 
+    /// The longest delivered CSV line: base64 sealed key, two labels, base64 sealed member ID.
+    static let maxLineBytes = 1024
+
     /// Parses and verifies the manifest (signature, collaboration, agreement).
     public static func manifest(_ bytes: [UInt8], agreement: VerifiedAgreement) throws(ActivationError) -> Manifest {
         let signed: SignedManifest
@@ -94,6 +100,9 @@ public struct ReceivedDelivery: Sendable {
             throw ActivationError(.deliveryInvalid, "manifest signature does not verify with the coordinator's key")
         }
         let m = signed.manifest
+        guard m.compression == nil || m.compression == "gzip" else {
+            throw ActivationError(.deliveryInvalid, "manifest names an unknown compression")
+        }
         guard m.format == "cleanroom-delivery", m.version == 1, m.collaborationID == agreement.terms.collaborationID,
               m.agreementHash == Hex.encode(agreement.hash) else {
             throw ActivationError(.deliveryInvalid, "manifest belongs to another collaboration or agreement")
@@ -118,7 +127,14 @@ public struct ReceivedDelivery: Sendable {
             guard Hex.encode(SHA256.hash(bytes)) == o.sha256, bytes.count == o.bytes else {
                 throw ActivationError(.deliveryInvalid, "object \(o.name) does not match its SHA-256 in the manifest")
             }
-            var lines = CSVField.lines(bytes)
+            var csv = bytes
+            if m.compression == "gzip" {
+                // A bound from the record count: a hostile object cannot inflate past it.
+                do { csv = try Gzip.decompress(bytes, limit: (o.records + 1) * Self.maxLineBytes) } catch {
+                    throw ActivationError(.deliveryInvalid, "object \(o.name): \(error.code.rawValue)")
+                }
+            }
+            var lines = CSVField.lines(csv)
             guard lines.first.map({ CSVField.split($0) == m.columns.map { Array($0.utf8) } }) == true else {
                 throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header")
             }

@@ -80,7 +80,6 @@ enum CollaborationCommands {
         let coord = try KeyFiles.loadPublic(try args.required("coordinator"))
         guard coord.role == "coordinator" else { throw CLIError.failure("--coordinator must be the coordinator's public identity") }
         let types = (try args.value("types") ?? "email,phone,maid").split(separator: ",").map(String.init)
-        if args.has("gzip") { throw CLIError.failure("gzip output is not supported by this build (protocol v1 delivers plain CSV objects)") }
         let now = Date()
         let terms = AgreementTerms(
             collaborationID: AgreementTerms.newID(), externalID: AgreementTerms.newID(), createdAt: now,
@@ -91,7 +90,7 @@ enum CollaborationCommands {
             matching: .init(identifierTypes: types, gmailRule: args.has("gmail-rule"),
                             defaultCountryCallingCode: try args.value("default-country-code"),
                             hashToGroup: args.has("compat-hash") ? "compatibility" : "rfc9380"),
-            output: .init(deliverMemberID: args.has("deliver-member-id"), sealed: !args.has("plain")),
+            output: .init(deliverMemberID: args.has("deliver-member-id"), gzip: args.has("gzip"), sealed: !args.has("plain")),
             privacy: .init(minConsumerRows: try int(args, "min-consumer-rows", 100), minMatchedRows: try int(args, "min-matched-rows", 50),
                            maxRunsPerWindow: try int(args, "max-runs", 4), windowSeconds: try int(args, "window-hours", 24) * 3600))
         let out = try args.required("out")
@@ -154,7 +153,7 @@ enum CollaborationCommands {
         provider       \(t.provider?.name ?? "(not accepted yet)") (signed: \(signed.signatures.provider == nil ? "no" : "yes"))
         coordinator    \(t.coordinator.name)
         matching       \(t.matching.identifierTypes.joined(separator: ", ")); rules v\(t.matching.rulesVersion)\(t.matching.gmailRule ? ", Gmail rule" : "")\(t.matching.defaultCountryCallingCode.map { ", default country code +\($0)" } ?? ""); hash \(t.matching.hashToGroup)
-        output         \(t.output.sealed ? "sealed to the provider" : "plain")\(t.output.deliverMemberID ? ", with member IDs" : "")
+        output         CSV\(t.output.gzip ? " (gzip)" : ""), \(t.output.sealed ? "sealed to the provider" : "plain")\(t.output.deliverMemberID ? ", with member IDs" : "")
         privacy        ≥ \(t.privacy.minConsumerRows) consumer identifiers, ≥ \(t.privacy.minMatchedRows) matched rows, ≤ \(t.privacy.maxRunsPerWindow) runs per \(t.privacy.windowSeconds / 3600) h
         destination    \(t.destination.map { $0.kind == "local" ? "local directory \($0.directory ?? "?")" : $0.kind } ?? "(not set)")
         """)

@@ -36,13 +36,16 @@ struct EndToEndTests {
         return Run(m1: m1, m2: m2, m3: m3, m4: m4, m5: m5, outcome: outcome, runID: runID)
     }
 
-    @Test(arguments: [(true, true), (true, false), (false, true)])
-    func deliversExactlyTheOverlap(memberIDs: Bool, sealed: Bool) throws {
-        let f = Fixture(deliverMemberID: memberIDs, sealed: sealed)
+    @Test(arguments: [(true, true, false), (true, false, false), (false, true, false), (true, true, true), (false, false, true)])
+    func deliversExactlyTheOverlap(memberIDs: Bool, sealed: Bool, gzip: Bool) throws {
+        var f = Fixture(deliverMemberID: memberIDs, sealed: sealed)
+        f.terms.output.gzip = gzip
         let r = try Self.run(f)
         guard case .deliver(let plan, let counts) = r.outcome else { Issue.record("expected a delivery"); return }
         #expect(counts.matchedRows == People.expectedAudienceKeys.count)
         #expect(counts.consumerRows == 150) // 200 customers, 50 without consent
+        #expect(plan.objects.allSatisfy { $0.name.hasSuffix(gzip ? ".csv.gz" : ".csv") })
+        if gzip { #expect(plan.objects.allSatisfy { $0.bytes.starts(with: [0x1f, 0x8b]) }) }
         let objects = Dictionary(uniqueKeysWithValues: plan.objects.map { ($0.name, $0.bytes) })
         let delivery = ReceivedDelivery(manifestBytes: plan.manifest.json(), objects: objects)
         let records = try Provider(agreement: try f.agreement(), identity: f.providerID).open(delivery)

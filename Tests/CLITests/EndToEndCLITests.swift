@@ -120,6 +120,25 @@ struct EndToEndCLITests {
         #expect(again.stderr.contains("activation.run_already_used"))
     }
 
+    @Test func gzipDeliveryOpensToTheSameRows() throws {
+        let c = try Collaboration(extraInvite: ["--gzip"])
+        let data = SyntheticData(providerRows: 300, consumerRows: 200, overlap: 150)
+        let (pIn, cIn) = try Self.writeData(c, data)
+        let run = Self.newRun()
+        #expect(try c.providerPrepare(run, input: pIn).status == 0)
+        #expect(try c.consumerPrepare(run, input: cIn).status == 0)
+        try c.respondBoth(run)
+        let m = try c.match(run)
+        #expect(m.status == 0, "\(m.stderr)")
+        let dir = "\(c.bucket)/\(try Self.collaborationID(c))/\(run)"
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir)
+        #expect(names.contains("part-00000.csv.gz") && names.contains("manifest.json"))
+        let out = "\(c.root)/provider/matched.csv"
+        try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out])
+        let keys = Set(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map { String($0.split(separator: ",")[0]) })
+        #expect(keys == data.expectedAudienceKeys)
+    }
+
     @Test func belowThresholdDeliversNothingAndIsRecorded() throws {
         let c = try Collaboration(minMatched: 10_000)
         let data = SyntheticData(providerRows: 300, consumerRows: 200, overlap: 100)

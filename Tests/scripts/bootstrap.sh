@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Used by `make demo`, `make test` and .ci/run.
 set -euo pipefail
 
-packages=(pkg-config libsodium-dev libsqlite3-dev)
+packages=(pkg-config libsodium-dev libsqlite3-dev zlib1g-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
