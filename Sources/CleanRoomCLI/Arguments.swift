@@ -102,3 +102,20 @@ enum Console {
         }
     }
 }
+
+/// Dispatch of a command group's subcommands: `--help` (or nothing) prints the group's usage,
+/// an unknown name is a usage error naming the group.
+enum Subcommands {
+    static func dispatch(_ argv: [String], group: String, usage: String,
+                         _ table: KeyValuePairs<String, ([String]) throws -> Void>) throws {
+        guard let sub = argv.first, sub != "--help", sub != "-h" else {
+            Console.out(usage)
+            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
+            return
+        }
+        guard let handler = table.first(where: { $0.key == sub })?.value else {
+            throw CLIError.usage("unknown \(group) subcommand '\(sub)'\n\n\(usage)")
+        }
+        try handler(Array(argv.dropFirst()))
+    }
+}

@@ -80,19 +80,12 @@ enum AuditCommands {
     """
 
     static func run(_ argv: [String]) throws {
-        guard let sub = argv.first, sub != "--help", sub != "-h" else {
-            Console.out(usage)
-            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
-            return
-        }
-        let rest = Array(argv.dropFirst())
-        switch sub {
-        case "show": try show(rest)
-        case "verify": try verify(rest)
-        case "checkpoint": try checkpoint(rest)
-        case "export": try export(rest)
-        default: throw CLIError.usage("unknown audit subcommand '\(sub)'\n\n\(usage)")
-        }
+        try Subcommands.dispatch(argv, group: "audit", usage: usage, [
+            "show": show,
+            "verify": verify,
+            "checkpoint": checkpoint,
+            "export": export,
+        ])
     }
 
     static func pinnedKey(_ args: Arguments) throws -> VerifyingKey? {

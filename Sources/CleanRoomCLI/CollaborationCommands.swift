@@ -48,20 +48,13 @@ enum CollaborationCommands {
     """
 
     static func run(_ argv: [String]) throws {
-        guard let sub = argv.first, sub != "--help", sub != "-h" else {
-            Console.out(usage)
-            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
-            return
-        }
-        let rest = Array(argv.dropFirst())
-        switch sub {
-        case "invite": try invite(rest)
-        case "accept": try accept(rest)
-        case "countersign": try countersign(rest)
-        case "verify": try verify(rest)
-        case "show": try show(rest)
-        default: throw CLIError.usage("unknown collaboration subcommand '\(sub)'\n\n\(usage)")
-        }
+        try Subcommands.dispatch(argv, group: "collaboration", usage: usage, [
+            "invite": invite,
+            "accept": accept,
+            "countersign": countersign,
+            "verify": verify,
+            "show": show,
+        ])
     }
 
     static func int(_ args: Arguments, _ name: String, _ def: Int) throws -> Int {

@@ -31,24 +31,16 @@ enum DebugCommands {
     """
 
     static func run(_ argv: [String]) throws {
-        guard let sub = argv.first, sub != "--help", sub != "-h" else {
-            Console.out(usage)
-            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
-            return
-        }
-        let rest = Array(argv.dropFirst())
-        switch sub {
-        case "hash-to-group": try hashToGroup(rest)
-        case "protocol-tag": try protocolTag(rest)
-        case "expand-message": try expandMessage(rest)
-        case "decode-element": try decodeElement(rest)
-        case "scalar-mult": try scalarMult(rest)
-        case "normalize": try normalize(rest)
-        case "audit-keygen": try AuditDebugCommands.keygen(rest)
-        case "audit-append": try AuditDebugCommands.append(rest)
-        default:
-            throw CLIError.usage("unknown debug subcommand '\(sub)'\n\n\(usage)")
-        }
+        try Subcommands.dispatch(argv, group: "debug", usage: usage, [
+            "hash-to-group": hashToGroup,
+            "protocol-tag": protocolTag,
+            "expand-message": expandMessage,
+            "decode-element": decodeElement,
+            "scalar-mult": scalarMult,
+            "normalize": normalize,
+            "audit-keygen": AuditDebugCommands.keygen,
+            "audit-append": AuditDebugCommands.append,
+        ])
     }
 
     static func hex(_ args: Arguments, _ name: String) throws -> [UInt8] {

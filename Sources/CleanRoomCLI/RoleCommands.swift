@@ -69,48 +69,50 @@ enum ProviderCommands {
     """
 
     static func run(_ argv: [String]) throws {
-        guard let sub = argv.first, sub != "--help", sub != "-h" else {
-            Console.out(usage)
-            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
-            return
-        }
-        let rest = Array(argv.dropFirst())
-        switch sub {
-        case "prepare":
-            let args = try Arguments(rest, flags: ["help", "skip-invalid", "json", "quiet"],
-                                     options: Set(["agreement", "identity", "state-dir", "exchange", "run-id", "input", "audience-key-column"] + RoleFlags.identifierOptions))
-            if args.has("help") { Console.out(usage); return }
-            try args.expectPositionals(0)
-            let a = try Steps.loadAgreement(try args.required("agreement"))
-            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
-            let r = try Steps.providerPrepare(agreement: a, identity: id, input: try args.required("input"), columns: RoleFlags.columns(args),
-                                              audienceKeyColumn: try args.required("audience-key-column"), runID: try RoleFlags.runID(args),
-                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
-                                              policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "provider"))
-            RoleFlags.report(r, json: args.has("json"), role: "provider")
-        case "respond":
-            let args = try Arguments(rest, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
-            if args.has("help") { Console.out(usage); return }
-            try args.expectPositionals(0)
-            let a = try Steps.loadAgreement(try args.required("agreement"))
-            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
-            let r = try Steps.providerRespond(agreement: a, identity: id, runID: try RoleFlags.runID(args),
-                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
-                                              progress: RoleFlags.progress(args, "provider"))
-            if args.has("json") { Console.json(["role": "provider", "elements": r.elements, "written": r.written]) }
-            else { Console.out("re-blinded and shuffled \(r.elements) consumer elements; wrote \(r.written)") }
-        case "open":
-            let args = try Arguments(rest, flags: ["help", "json"], options: ["agreement", "identity", "run-id", "out"])
-            if args.has("help") { Console.out(usage); return }
-            try args.expectPositionals(0)
-            let a = try Steps.loadAgreement(try args.required("agreement"))
-            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
-            let out = try args.required("out")
-            let n = try Steps.providerOpen(agreement: a, identity: id, runID: try RoleFlags.runID(args), source: try Steps.destination(for: a), output: out)
-            if args.has("json") { Console.json(["role": "provider", "records": n, "written": out]) }
-            else { Console.out("delivery verified: \(n) matched audience records written to \(out)") }
-        default: throw CLIError.usage("unknown provider subcommand '\(sub)'\n\n\(usage)")
-        }
+        try Subcommands.dispatch(argv, group: "provider", usage: usage, [
+            "prepare": prepare,
+            "respond": respond,
+            "open": open,
+        ])
+    }
+
+    static func prepare(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "skip-invalid", "json", "quiet"],
+                                 options: Set(["agreement", "identity", "state-dir", "exchange", "run-id", "input", "audience-key-column"] + RoleFlags.identifierOptions))
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let a = try Steps.loadAgreement(try args.required("agreement"))
+        let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
+        let r = try Steps.providerPrepare(agreement: a, identity: id, input: try args.required("input"), columns: RoleFlags.columns(args),
+                                          audienceKeyColumn: try args.required("audience-key-column"), runID: try RoleFlags.runID(args),
+                                          exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                          policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "provider"))
+        RoleFlags.report(r, json: args.has("json"), role: "provider")
+    }
+
+    static func respond(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let a = try Steps.loadAgreement(try args.required("agreement"))
+        let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
+        let r = try Steps.providerRespond(agreement: a, identity: id, runID: try RoleFlags.runID(args),
+                                          exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                          progress: RoleFlags.progress(args, "provider"))
+        if args.has("json") { Console.json(["role": "provider", "elements": r.elements, "written": r.written]) }
+        else { Console.out("re-blinded and shuffled \(r.elements) consumer elements; wrote \(r.written)") }
+    }
+
+    static func open(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "json"], options: ["agreement", "identity", "run-id", "out"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let a = try Steps.loadAgreement(try args.required("agreement"))
+        let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
+        let out = try args.required("out")
+        let n = try Steps.providerOpen(agreement: a, identity: id, runID: try RoleFlags.runID(args), source: try Steps.destination(for: a), output: out)
+        if args.has("json") { Console.json(["role": "provider", "records": n, "written": out]) }
+        else { Console.out("delivery verified: \(n) matched audience records written to \(out)") }
     }
 }
 
@@ -132,47 +134,46 @@ enum ConsumerCommands {
     """
 
     static func run(_ argv: [String]) throws {
-        guard let sub = argv.first, sub != "--help", sub != "-h" else {
-            Console.out(usage)
-            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
-            return
+        try Subcommands.dispatch(argv, group: "consumer", usage: usage, [
+            "prepare": prepare,
+            "respond": respond,
+        ])
+    }
+
+    static func prepare(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "skip-invalid", "json", "quiet"],
+                                 options: Set(["agreement", "identity", "state-dir", "exchange", "run-id", "input", "segment-id", "segment-name",
+                                               "where", "consent-column", "member-id-column"] + RoleFlags.identifierOptions))
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let a = try Steps.loadAgreement(try args.required("agreement"))
+        let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
+        var filters: [(column: String, values: [String])] = []
+        for w in args.values("where") {
+            guard let eq = w.firstIndex(of: "="), eq != w.startIndex else { throw CLIError.usage("--where takes <column>=<value>[,<value>…]") }
+            filters.append((String(w[..<eq]), w[w.index(after: eq)...].split(separator: ",").map(String.init)))
         }
-        let rest = Array(argv.dropFirst())
-        switch sub {
-        case "prepare":
-            let args = try Arguments(rest, flags: ["help", "skip-invalid", "json", "quiet"],
-                                     options: Set(["agreement", "identity", "state-dir", "exchange", "run-id", "input", "segment-id", "segment-name",
-                                                   "where", "consent-column", "member-id-column"] + RoleFlags.identifierOptions))
-            if args.has("help") { Console.out(usage); return }
-            try args.expectPositionals(0)
-            let a = try Steps.loadAgreement(try args.required("agreement"))
-            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
-            var filters: [(column: String, values: [String])] = []
-            for w in args.values("where") {
-                guard let eq = w.firstIndex(of: "="), eq != w.startIndex else { throw CLIError.usage("--where takes <column>=<value>[,<value>…]") }
-                filters.append((String(w[..<eq]), w[w.index(after: eq)...].split(separator: ",").map(String.init)))
-            }
-            let runID = try args.value("run-id") != nil ? try RoleFlags.runID(args) : AgreementTerms.newID()
-            let r = try Steps.consumerPrepare(agreement: a, signingKey: id.signingKey, input: try args.required("input"), columns: RoleFlags.columns(args),
-                                              filters: filters, consent: args.values("consent-column"), memberIDColumn: try args.value("member-id-column"),
-                                              segmentID: try args.required("segment-id"), segmentName: try args.required("segment-name"),
-                                              runID: runID, exchange: Exchange(root: try args.required("exchange")),
-                                              state: StateStore(root: try args.required("state-dir")),
-                                              policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "consumer"))
-            RoleFlags.report(r, json: args.has("json"), role: "consumer")
-        case "respond":
-            let args = try Arguments(rest, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
-            if args.has("help") { Console.out(usage); return }
-            try args.expectPositionals(0)
-            let a = try Steps.loadAgreement(try args.required("agreement"))
-            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
-            let r = try Steps.consumerRespond(agreement: a, signingKey: id.signingKey, runID: try RoleFlags.runID(args),
-                                              exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
-                                              progress: RoleFlags.progress(args, "consumer"))
-            if args.has("json") { Console.json(["role": "consumer", "elements": r.elements, "written": r.written]) }
-            else { Console.out("re-blinded \(r.elements) provider elements; wrote \(r.written)") }
-        default: throw CLIError.usage("unknown consumer subcommand '\(sub)'\n\n\(usage)")
-        }
+        let runID = try args.value("run-id") != nil ? try RoleFlags.runID(args) : AgreementTerms.newID()
+        let r = try Steps.consumerPrepare(agreement: a, signingKey: id.signingKey, input: try args.required("input"), columns: RoleFlags.columns(args),
+                                          filters: filters, consent: args.values("consent-column"), memberIDColumn: try args.value("member-id-column"),
+                                          segmentID: try args.required("segment-id"), segmentName: try args.required("segment-name"),
+                                          runID: runID, exchange: Exchange(root: try args.required("exchange")),
+                                          state: StateStore(root: try args.required("state-dir")),
+                                          policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "consumer"))
+        RoleFlags.report(r, json: args.has("json"), role: "consumer")
+    }
+
+    static func respond(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "state-dir", "exchange", "run-id"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let a = try Steps.loadAgreement(try args.required("agreement"))
+        let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
+        let r = try Steps.consumerRespond(agreement: a, signingKey: id.signingKey, runID: try RoleFlags.runID(args),
+                                          exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                          progress: RoleFlags.progress(args, "consumer"))
+        if args.has("json") { Console.json(["role": "consumer", "elements": r.elements, "written": r.written]) }
+        else { Console.out("re-blinded \(r.elements) provider elements; wrote \(r.written)") }
     }
 }
 
@@ -188,33 +189,29 @@ enum CoordinatorCommands {
     """
 
     static func run(_ argv: [String]) throws {
-        guard let sub = argv.first, sub != "--help", sub != "-h" else {
-            Console.out(usage)
-            if argv.isEmpty { throw CLIError.usage("missing subcommand") }
-            return
+        try Subcommands.dispatch(argv, group: "coordinator", usage: usage, [
+            "match": match,
+        ])
+    }
+
+    static func match(_ argv: [String]) throws {
+        let args = try Arguments(argv, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "exchange", "run-id", "audit-db"])
+        if args.has("help") { Console.out(usage); return }
+        try args.expectPositionals(0)
+        let a = try Steps.loadAgreement(try args.required("agreement"))
+        let (id, _) = try KeyFiles.load(try args.required("identity"), role: .coordinator)
+        let ledger = try AuditLedger(path: try args.required("audit-db"), signingKey: id.signingKey, agreement: a)
+        let r = try Steps.coordinatorMatch(agreement: a, identity: id, runID: try RoleFlags.runID(args),
+                                           exchange: Exchange(root: try args.required("exchange")),
+                                           destination: try Steps.destination(for: a), ledger: ledger,
+                                           progress: RoleFlags.progress(args, "coordinator"))
+        let c = r.counts
+        if args.has("json") {
+            Console.json(["outcome": r.kind.rawValue, "consumerRows": c.consumerRows, "consumerIdentifiers": c.consumerIdentifiers,
+                          "providerElements": c.providerElements, "matchedRows": c.matchedRows, "objects": r.objects])
+        } else {
+            Console.out("run \(try RoleFlags.runID(args)): \(r.kind.rawValue); \(c.consumerIdentifiers) consumer identifiers, \(c.providerElements) provider elements, \(c.matchedRows) matched provider rows, \(r.objects) objects delivered")
         }
-        let rest = Array(argv.dropFirst())
-        switch sub {
-        case "match":
-            let args = try Arguments(rest, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "exchange", "run-id", "audit-db"])
-            if args.has("help") { Console.out(usage); return }
-            try args.expectPositionals(0)
-            let a = try Steps.loadAgreement(try args.required("agreement"))
-            let (id, _) = try KeyFiles.load(try args.required("identity"), role: .coordinator)
-            let ledger = try AuditLedger(path: try args.required("audit-db"), signingKey: id.signingKey, agreement: a)
-            let r = try Steps.coordinatorMatch(agreement: a, identity: id, runID: try RoleFlags.runID(args),
-                                               exchange: Exchange(root: try args.required("exchange")),
-                                               destination: try Steps.destination(for: a), ledger: ledger,
-                                               progress: RoleFlags.progress(args, "coordinator"))
-            let c = r.counts
-            if args.has("json") {
-                Console.json(["outcome": r.kind.rawValue, "consumerRows": c.consumerRows, "consumerIdentifiers": c.consumerIdentifiers,
-                              "providerElements": c.providerElements, "matchedRows": c.matchedRows, "objects": r.objects])
-            } else {
-                Console.out("run \(try RoleFlags.runID(args)): \(r.kind.rawValue); \(c.consumerIdentifiers) consumer identifiers, \(c.providerElements) provider elements, \(c.matchedRows) matched provider rows, \(r.objects) objects delivered")
-            }
-            if r.kind == .belowThreshold { throw CLIError.failure("below the agreement's minimum of matched rows: nothing was delivered") }
-        default: throw CLIError.usage("unknown coordinator subcommand '\(sub)'\n\n\(usage)")
-        }
+        if r.kind == .belowThreshold { throw CLIError.failure("below the agreement's minimum of matched rows: nothing was delivered") }
     }
 }
