@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the whole test suite under AddressSanitizer (with LeakSanitizer) and ThreadSanitizer,
+# each in its own build directory so the normal build is untouched. Part of `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+supp="$(pwd)/Tests/scripts/lsan.supp"
+
+echo "== swift test under AddressSanitizer =="
+ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" LSAN_OPTIONS="suppressions=${supp}:print_suppressions=0" \
+  swift test --sanitize=address --build-path .build-asan
+
+echo "== swift test under ThreadSanitizer =="
+TSAN_OPTIONS="halt_on_error=1" swift test --sanitize=thread --build-path .build-tsan
