@@ -1,5 +1,5 @@
 # The two commands of README.md. Each brings what it needs (Debian packages) when it is missing.
-.PHONY: demo test bootstrap build
+.PHONY: demo test bootstrap build bench bench-smoke
 
 bootstrap:
 	@bash Tests/scripts/bootstrap.sh
@@ -8,9 +8,22 @@ build: bootstrap
 	swift build
 
 # Runs the whole test suite. The CLI binary is built first: some tests drive it as a process.
+# The benchmark smoke (a tiny debug run, no timing checks) keeps cleanroom-bench building and running.
 test: bootstrap
 	swift build
 	swift test
+	$(MAKE) bench-smoke
+
+bench-smoke:
+	.build/debug/cleanroom-bench --sizes 1k --runs 1 --warmup 0 --work-dir .build/bench-smoke > .build/bench-smoke.log 2>&1 \
+	  || { cat .build/bench-smoke.log; exit 1; }
+	@tail -n 12 .build/bench-smoke.log
+
+# The release benchmark (BENCHMARKS.md). BENCH_ARGS overrides the sizes and runs.
+BENCH_ARGS ?= --sizes 10k,100k --runs 5 --warmup 1
+bench: bootstrap
+	swift build -c release
+	.build/release/cleanroom-bench $(BENCH_ARGS)
 
 # Runs the main job end to end on embedded defaults.
 demo: bootstrap

@@ -6,6 +6,7 @@ let package = Package(
     name: "CleanRoom",
     products: [
         .executable(name: "cleanroom", targets: ["CleanRoomCLI"]),
+        .executable(name: "cleanroom-bench", targets: ["CleanRoomBench"]),
         .library(name: "RistrettoPSI", targets: ["RistrettoPSI"]),
         .library(name: "Identifiers", targets: ["Identifiers"]),
         .library(name: "Tabular", targets: ["Tabular"]),
@@ -53,6 +54,13 @@ let package = Package(
             name: "CleanRoomCLI",
             dependencies: ["RistrettoPSI", "Identifiers", "AuditLog", "Activation", "Workflow", "Tabular"],
             path: "Sources/CleanRoomCLI"
+        ),
+
+        // The performance tester (BENCHMARKS.md): stages, end to end, the primitive bound, peak RSS.
+        .executableTarget(
+            name: "CleanRoomBench",
+            dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Workflow", "Tabular"],
+            path: "Benchmarks/CleanRoomBench"
         ),
 
         // Test support shared by the targets that drive the built `cleanroom` binary.

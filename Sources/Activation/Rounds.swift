@@ -106,15 +106,14 @@ enum Layout {
         }
     }
 
-    /// Refuses a set holding the same element twice (honest parties deduplicate before blinding).
-    static func rejectDuplicates(_ batch: ElementBatch, source: String) throws(ActivationError) -> [RistrettoElement: Int] {
-        var seen = [RistrettoElement: Int](minimumCapacity: batch.count)
-        for i in 0..<batch.count {
-            if let first = seen.updateValue(i, forKey: batch[i]) {
-                throw ActivationError(.duplicateElement, "\(source): element \(i) duplicates element \(first)")
-            }
+    /// Refuses a set holding the same element twice (honest parties deduplicate before blinding);
+    /// returns the set's flat hash index (see ``ElementIndex``), which the coordinator probes.
+    static func rejectDuplicates(_ batch: ElementBatch, source: String) throws(ActivationError) -> ElementIndex {
+        let (index, duplicate) = ElementIndex.build(batch)
+        if let (first, second) = duplicate {
+            throw ActivationError(.duplicateElement, "\(source): element \(second) duplicates element \(first)")
         }
-        return seen
+        return index
     }
 }
 

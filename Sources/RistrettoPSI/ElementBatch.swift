@@ -137,16 +137,26 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
 }
 
 /// Data-parallel loops over index ranges on every core.
-enum Parallel {
-    /// Threads used by batch operations: one per active core.
-    static var workerCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+public enum Parallel {
+    /// The environment variable that caps the threads of batch operations (a positive integer).
+    /// Used by `cleanroom-bench` to measure thread scaling, and by operators who share a machine.
+    public static let threadsVariable = "CLEANROOM_THREADS"
+
+    /// Threads used by batch operations: one per active core, or `CLEANROOM_THREADS` when it is a
+    /// positive integer (read on every batch, so a benchmark can change it between runs).
+    public static var workerCount: Int {
+        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        guard let raw = getenv(threadsVariable), let n = Int(String(cString: raw)), n > 0 else { return cores }
+        return n
+    }
 
     /// Runs `body` for every index in `0..<count`, split in contiguous chunks across cores, and
     /// returns the lowest failing index with its error (deterministic whatever the scheduling).
     static func firstFailure(count: Int, _ body: (Int) throws(CryptoError) -> Void) -> (Int, CryptoError)? {
         guard count > 0 else { return nil }
         // Small inputs are not worth a thread hop; chunks stay large enough to amortise scheduling.
-        let chunks = min(workerCount * 4, max(1, count / 64))
+        let workers = workerCount
+        let chunks = workers == 1 ? 1 : min(workers * 4, max(1, count / 64))
         if chunks == 1 {
             for i in 0..<count {
                 do throws(CryptoError) { try body(i) } catch { return (i, error) }

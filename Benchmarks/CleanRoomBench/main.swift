@@ -1,0 +1,335 @@
+import Foundation
+import RistrettoPSI
+import Identifiers
+import Activation
+import Workflow
+import Tabular
+
+/// `cleanroom-bench`: CleanRoom's performance tester (see `BENCHMARKS.md` and `Options.usage`).
+///
+/// Every figure is elements per second, the median of several timed runs after a warm-up. The
+/// primitive bound (libsodium hash-to-group + 2 scalar multiplications per element, all cores)
+/// is measured in the same run, so the end-to-end ratio does not depend on how busy the machine is.
+
+let benchmarkNames = [
+    "read+normalize", "hash-to-group@1t", "hash-to-group@Nt", "blind@1t", "blind@Nt", "re-blind@1t", "re-blind@Nt",
+    "decode@1t", "decode@Nt", "bound@1t", "bound@Nt", "shuffle", "write", "e2e", "e2e@1t", "e2e-processes",
+    "verify+decode", "match", "coordinator-round", "deliver",
+]
+
+#if DEBUG
+let debugBanner = """
+
+    ================================================================================
+    ==  WARNING: cleanroom-bench is a DEBUG build. Its numbers mean nothing.      ==
+    ==  Measure with: swift build -c release && .build/release/cleanroom-bench    ==
+    ================================================================================
+
+    """
+#endif
+
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == Child.helperFlag {
+    Child.helperMain(Array(CommandLine.arguments.dropFirst(2)))
+}
+
+let options: Options
+do { options = try Options(Array(CommandLine.arguments.dropFirst())) } catch let e as Options.UsageError {
+    if e.message.isEmpty {
+        print(Options.usage)
+        exit(0)
+    }
+    FileHandle.standardError.write(Data("cleanroom-bench: \(e.message)\n\n\(Options.usage)\n".utf8))
+    exit(64)
+}
+if options.list {
+    for n in benchmarkNames { print(n) }
+    exit(0)
+}
+#if DEBUG
+FileHandle.standardError.write(Data(debugBanner.utf8))
+#endif
+
+let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+let bench = Bench(options: options)
+
+/// Runs `body` with batch arithmetic capped at `threads` (the `CLEANROOM_THREADS` knob).
+func withThreads<T>(_ threads: Int?, _ body: () throws -> T) rethrows -> T {
+    let previous = getenv(Parallel.threadsVariable).map { String(cString: $0) }
+    if let threads { setenv(Parallel.threadsVariable, String(threads), 1) } else { unsetenv(Parallel.threadsVariable) }
+    defer { if let previous { setenv(Parallel.threadsVariable, previous, 1) } else { unsetenv(Parallel.threadsVariable) } }
+    return try body()
+}
+
+/// The built `cleanroom` binary beside this executable, for the child-process run.
+func cleanroomBinary() -> String? {
+    guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+    let path = (exe as NSString).deletingLastPathComponent + "/cleanroom"
+    return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+}
+
+func machineDescription() -> String {
+    var model = "unknown CPU"
+    if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+       let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) {
+        model = line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? model
+    }
+    let mem = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8))?.split(separator: "\n").first.map(String.init) ?? ""
+    let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+    return "\(cores) cores (\(model)), \(mem.replacingOccurrences(of: "  ", with: "")), load average \(load), libsodium \(CryptoLibrary.libsodiumVersion)"
+}
+
+print("cleanroom-bench — \(ISO8601.format(Date()))")
+print("machine: \(machineDescription())")
+print("sizes: \(options.sizes.map(Options.label).joined(separator: ", ")); \(options.runs) timed runs after \(options.warmup) warm-up; median ± half-spread")
+try? FileManager.default.removeItem(atPath: options.workDir)
+try Files.makeDirectory(options.workDir)
+
+struct Summary: Codable {
+    var size: Int
+    var boundRate: Double?
+    var e2eRate: Double?
+    var e2eRatio: Double?
+    var e2eProcessesRate: Double?
+    var e2eProcessesRatio: Double?
+    var scaling: [String: Double] = [:]
+    var roundScaling: [String: Double] = [:]
+    var matchRate: Double?
+    var peakRSSKiBByRound: [String: Int] = [:]
+}
+var summaries: [Summary] = []
+
+do {
+    for size in options.sizes {
+        print("\n== \(Report.count(size)) × \(Report.count(size)) elements ==")
+        print("  " + Report.pad("benchmark", 34) + Report.pad("elements", 10, right: true) + Report.pad("median", 13, right: true)
+              + Report.pad("±", 9, right: true) + Report.pad("elements/s", 14, right: true)
+              + Report.pad("cpu/wall", 10, right: true))
+        let scenario = try Scenario(size: size, root: options.workDir)
+        var summary = Summary(size: size)
+        let agreement = scenario.agreement
+        guard case .rfc9380(let hasher) = agreement.hasher else { throw BenchError("the bench agreement must use RFC 9380 hash-to-group") }
+        let normalizer = Normalizer(rules: agreement.rules)
+
+        // Read and normalize: the streaming CSV reader and normalization v1, deduplicated as the parties do.
+        var messages: [[UInt8]] = []
+        func readAndNormalize() throws {
+            var reader = try CSVReader(path: scenario.consumerCSV)
+            let column = try reader.header.require("email")
+            var seen = Set<[UInt8]>(minimumCapacity: size)
+            var out: [[UInt8]] = []
+            out.reserveCapacity(size)
+            while let row = try reader.next() {
+                let m = try normalizer.matchValue(row[column], as: .email).hashToGroupMessage
+                if seen.insert(m).inserted { out.append(m) }
+            }
+            messages = out
+        }
+        if try bench.measure("read+normalize", size: size, elements: size, readAndNormalize) == nil { try readAndNormalize() }
+
+        // The group arithmetic, at one thread and on every core.
+        var hashed = ElementBatch(), blinded = ElementBatch()
+        let a = Scalar.random(), b = Scalar.random()
+        for (suffix, threads) in [("@1t", 1), ("@Nt", cores)] {
+            try withThreads(threads) {
+                try bench.measure("hash-to-group" + suffix, size: size, elements: size) { hashed = try ElementBatch.hashing(messages, with: hasher) }
+                if hashed.isEmpty { hashed = try ElementBatch.hashing(messages, with: hasher) }
+                try bench.measure("blind" + suffix, size: size, elements: size) { blinded = try hashed.multiplied(by: a) }
+                if blinded.isEmpty { blinded = try hashed.multiplied(by: a) }
+                // What rounds 3 and 4 do per element: strict decode, then multiply.
+                let bytes = blinded.withUnsafeBytes { Array($0) }
+                try bench.measure("re-blind" + suffix, size: size, elements: size) { _ = try ElementBatch(validating: bytes).multiplied(by: b) }
+                try bench.measure("decode" + suffix, size: size, elements: size) { _ = try ElementBatch(validating: bytes) }
+                // The primitive bound: hash-to-group and two scalar multiplications per element, nothing else.
+                try bench.measure("bound" + suffix, size: size, elements: size) {
+                    _ = try ElementBatch.hashing(messages, with: hasher).multiplied(by: a).multiplied(by: b)
+                }
+            }
+        }
+        for op in ["hash-to-group", "blind", "re-blind", "decode", "bound"] {
+            if let one = bench.result(op + "@1t", size: size), let all = bench.result(op + "@Nt", size: size), one.rate > 0 {
+                summary.scaling[op] = all.rate / one.rate
+            }
+        }
+        summary.boundRate = bench.result("bound@Nt", size: size)?.rate
+
+        var shuffled = blinded
+        try bench.measure("shuffle", size: size, elements: size, prepare: { shuffled = blinded }) { shuffled.shuffle() }
+
+        // Write: body SHA-256, the header signature, an fsync'd atomic write (what each round's output costs).
+        let writePath = "\(scenario.dir)/write-test.crm"
+        try bench.measure("write", size: size, elements: size, prepare: { try? FileManager.default.removeItem(atPath: writePath) }) {
+            try blinded.withUnsafeBytes { body in
+                let digest = SHA256.hash(Array(body))
+                _ = scenario.consumer.signingKey.signature(for: digest)
+                try Files.writeAtomically(body, to: writePath, exclusive: true)
+            }
+        }
+        try? FileManager.default.removeItem(atPath: writePath)
+
+        // End to end in this process, through the message files (the Steps the CLI runs).
+        var lastRun: (Scenario.Run, String)?
+        func e2e(_ name: String, threads: Int?) throws {
+            guard bench.selected(name) else { return }
+            var runs: [(seconds: Double, rounds: [Result.Round])] = []
+            for i in 0..<(options.warmup + options.runs) {
+                let run = try scenario.newRun("\(name)-\(i)")
+                let t0 = Clock.now()
+                let r = try withThreads(threads) { try scenario.endToEnd(run) }
+                let seconds = Clock.now() - t0
+                if i >= options.warmup { runs.append((seconds, r.rounds)) }
+                if let (previous, _) = lastRun { try? FileManager.default.removeItem(atPath: previous.dir) }
+                lastRun = (run, r.runID)
+            }
+            let times = runs.map(\.seconds)
+            var result = Result(name: name, size: size, elements: 2 * size, seconds: times)
+            let medianRun = runs.min { abs($0.seconds - result.median) < abs($1.seconds - result.median) }!
+            result.rounds = medianRun.rounds
+            result.note = "all 6 rounds, \(scenario.overlap) delivered"
+            bench.record(result)
+            for r in medianRun.rounds {
+                print("      " + Report.pad(r.name, 28) + Report.pad(Report.count(r.elements), 12, right: true)
+                      + Report.pad(String(format: "%.4f s", r.seconds), 13, right: true)
+                      + Report.pad(Report.rate(Double(r.elements) / r.seconds), 14, right: true))
+            }
+        }
+        try e2e("e2e", threads: nil)
+        try e2e("e2e@1t", threads: 1)
+        if let e = bench.result("e2e", size: size) {
+            summary.e2eRate = e.rate
+            summary.e2eRatio = summary.boundRate.map { e.rate / $0 }
+            if let one = bench.result("e2e@1t", size: size) {
+                for (r1, rN) in zip(one.rounds ?? [], e.rounds ?? []) { summary.roundScaling[rN.name] = r1.seconds / rN.seconds }
+                summary.scaling["e2e"] = e.rate / one.rate
+            }
+        }
+
+        // End to end through child `cleanroom` processes: per-party peak RSS from wait4's rusage.
+        if options.processes && bench.selected("e2e-processes") {
+            if let exe = cleanroomBinary() {
+                var runs: [(Double, [Result.Round])] = []
+                for i in 0..<(options.warmup + options.runs) {
+                    let run = try scenario.newRun("processes-\(i)")
+                    let rounds = try scenario.endToEndProcesses(run, cleanroom: exe)
+                    if i >= options.warmup { runs.append((rounds.reduce(0) { $0 + $1.seconds }, rounds)) }
+                    try? FileManager.default.removeItem(atPath: run.dir)
+                }
+                var result = Result(name: "e2e-processes", size: size, elements: 2 * size, seconds: runs.map(\.0))
+                let med = runs.min { abs($0.0 - result.median) < abs($1.0 - result.median) }!
+                result.rounds = med.1
+                result.peakRSSKiB = runs.flatMap { $0.1.compactMap(\.peakRSSKiB) }.max()
+                result.note = "6 child processes"
+                bench.record(result)
+                for r in med.1 {
+                    summary.peakRSSKiBByRound[r.name] = runs.flatMap { $0.1.filter { $0.name == r.name }.compactMap(\.peakRSSKiB) }.max()
+                    print("      " + Report.pad(r.name, 28) + Report.pad(Report.count(r.elements), 12, right: true)
+                          + Report.pad(String(format: "%.4f s", r.seconds), 13, right: true)
+                          + Report.pad(Report.rate(Double(r.elements) / r.seconds), 14, right: true)
+                          + "   peak RSS \(Report.mib(r.peakRSSKiB ?? 0))")
+                }
+                summary.e2eProcessesRate = result.rate
+                summary.e2eProcessesRatio = summary.boundRate.map { result.rate / $0 }
+            } else {
+                print("  e2e-processes: skipped (no built `cleanroom` beside this executable; run `swift build -c release` first)")
+            }
+        }
+
+        // The coordinator's stages, on the message files of the last in-process run.
+        if let (run, runID) = lastRun, let uuid = UUIDBytes.parse(runID) {
+            let ex = run.exchange
+            let pPath = ex.path(agreement, run: runID, .providerPayload)
+            let cPath = ex.path(agreement, run: runID, .consumerReblinded)
+            let qPath = ex.path(agreement, run: runID, .providerReblinded)
+            var consumerSet: ConsumerReblindedSet?, providerSet: ProviderReblindedSet?
+            var consumerBatch = ElementBatch(), providerBatch = ElementBatch()
+            func leading32(_ m: SignedMessage) -> [UInt8] {
+                var raw = [UInt8]()
+                raw.reserveCapacity(m.count * 32)
+                m.body.withUnsafeBytes { body in
+                    for i in 0..<m.count {
+                        raw.append(contentsOf: UnsafeRawBufferPointer(rebasing: body[(i * m.recordSize)..<(i * m.recordSize + 32)]))
+                    }
+                }
+                return raw
+            }
+            func verifyAndDecode() throws {
+                let c = try ConsumerReblindedSet(parsing: try Files.read(cPath), agreement: agreement, run: uuid, source: cPath)
+                let q = try ProviderReblindedSet(parsing: try Files.read(qPath), agreement: agreement, run: uuid, source: qPath)
+                consumerBatch = try ElementBatch(validating: leading32(c.message))
+                providerBatch = try ElementBatch(validating: q.message.body)
+                consumerSet = c; providerSet = q
+            }
+            if try bench.measure("verify+decode", size: size, elements: 2 * size, verifyAndDecode) == nil { try verifyAndDecode() }
+            var matches = 0
+            if let r = try bench.measure("match", size: size, elements: 2 * size, {
+                let (index, duplicate) = ElementIndex.build(consumerBatch)
+                precondition(duplicate == nil)
+                matches = 0
+                index.forEachMatch(in: providerBatch) { _, _ in matches += 1 }
+            }) {
+                summary.matchRate = r.rate
+                guard matches == scenario.overlap else { throw BenchError("match found \(matches), expected \(scenario.overlap)") }
+            }
+            let payload = try ProviderPayload(parsing: try Files.read(pPath), agreement: agreement, run: uuid, source: pPath)
+            let coordinator = try Coordinator(agreement: agreement, identity: scenario.coordinator)
+            var plan: DeliveryPlan?
+            func coordinate() throws {
+                let outcome = try coordinator.match(runID: runID, payload: payload, consumerSet: consumerSet!, providerSet: providerSet!,
+                                                    history: RunHistory())
+                guard case .deliver(let p, _) = outcome else { throw BenchError("the coordinator did not deliver") }
+                plan = p
+            }
+            if try bench.measure("coordinator-round", size: size, elements: 2 * size, coordinate) == nil, bench.selected("deliver") { try coordinate() }
+            if let plan {
+                var k = 0
+                let bucket = "\(scenario.dir)/deliver-bench"
+                try bench.measure("deliver", size: size, elements: plan.manifest.manifest.records,
+                                  prepare: { try? FileManager.default.removeItem(atPath: bucket); k += 1 }) {
+                    try LocalDirectoryDestination(directory: bucket).deliver(plan, collaborationID: agreement.terms.collaborationID, runID: runID)
+                }
+                try? FileManager.default.removeItem(atPath: bucket)
+            }
+        }
+        summaries.append(summary)
+        if !options.keep { try? FileManager.default.removeItem(atPath: scenario.dir) }
+    }
+} catch {
+    FileHandle.standardError.write(Data("cleanroom-bench: \(error)\n".utf8))
+    exit(1)
+}
+
+// Summary: the ratios the issue's targets are stated in.
+print("\n== summary (ratios are measured in the same run, so they hold on a busy machine) ==")
+for s in summaries {
+    print("\(Report.count(s.size)) × \(Report.count(s.size)):")
+    if let b = s.boundRate { print("  primitive bound (hash-to-group + 2 scalar mults, \(cores) threads): \(Report.rate(b))") }
+    if let e = s.e2eRate, let r = s.e2eRatio { print(String(format: "  end to end (in process, all rounds):   %@   ratio to bound %.3f  (target ≥ 0.90)", Report.rate(e), r)) }
+    if let e = s.e2eProcessesRate, let r = s.e2eProcessesRatio {
+        print(String(format: "  end to end (child processes):          %@   ratio to bound %.3f", Report.rate(e), r))
+    }
+    if !s.scaling.isEmpty {
+        print("  thread scaling \(cores) vs 1 (target ≥ 1.8): " + s.scaling.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f×", $0.key, $0.value) }.joined(separator: ", "))
+    }
+    if !s.roundScaling.isEmpty {
+        print("  per-round scaling: " + s.roundScaling.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f×", $0.key, $0.value) }.joined(separator: ", "))
+    }
+    if let m = s.matchRate { print("  coordinator matching: \(Report.rate(m))  (target ≥ 10 M/s)") }
+    if !s.peakRSSKiBByRound.isEmpty {
+        print("  peak RSS per process: " + s.peakRSSKiBByRound.sorted { $0.key < $1.key }.map { "\($0.key) \(Report.mib($0.value))" }.joined(separator: ", ")
+              + "  (target ≤ 300 MB at 1M)")
+    }
+}
+print("this process's peak RSS (VmHWM, all benchmarks together): \(Report.mib(Memory.peakKiB))")
+
+if let path = options.jsonPath {
+    struct Output: Codable {
+        let date: String, machine: String, runs: Int, warmup: Int
+        let results: [Result]
+        let summaries: [Summary]
+    }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let out = Output(date: ISO8601.format(Date()), machine: machineDescription(), runs: options.runs, warmup: options.warmup,
+                     results: bench.results, summaries: summaries)
+    try Files.writeAtomically(Array(try encoder.encode(out)), to: path)
+}
+if !options.keep { try? FileManager.default.removeItem(atPath: options.workDir) }

@@ -1,0 +1,112 @@
+/// A flat open-addressing hash index over the 32-byte records of one ``ElementBatch``: the
+/// coordinator's hash set of one side, and every party's duplicate check.
+///
+/// Contract: built once from a batch (which it keeps, not copies: ``ElementBatch`` is copy-on-write),
+/// then read-only; lookups take raw 32-byte records, so probing the other side allocates nothing.
+/// Slots hold `Int32` record indices (4 bytes per slot, load factor ≤ 1/2), so the index of n
+/// elements costs 32·n bytes of records plus at most 16·n bytes of table.
+/// Thread-safety: immutable after construction, safe to share.
+///
+/// Why not `Dictionary<RistrettoElement, Int>`: it stores a 40-byte key/value per entry plus
+/// metadata and hashes through the generic `Hashable` path; the coordinator must intersect at
+/// ≥ 10 million elements per second (issue 6), which a flat table reaches with room to spare.
+/// Why a seeded hash: the elements are public values that a malicious party can choose, so the
+/// bucket is taken from Swift's per-process randomly seeded SipHash (`Hasher`) over the record,
+/// not from its raw bytes, and crafted collisions cannot turn matching quadratic.
+/// - SeeAlso: `Protocol/SPEC.md` §6 round 5 and §11 "Timing and resource exhaustion".
+public struct ElementIndex: Sendable {
+    /// The indexed records.
+    public let batch: ElementBatch
+    /// Record index + 1 per slot (0 = empty), so a zeroed table is an empty one.
+    private var slots: [Int32]
+    private let mask: Int
+
+    /// The index of `batch`, or the first duplicate found: `(first, second)` record indices with
+    /// `first < second` and equal encodings.
+    public static func build(_ batch: ElementBatch) -> (index: ElementIndex, duplicate: (first: Int, second: Int)?) {
+        precondition(batch.count < Int(Int32.max), "an element index holds fewer than 2^31 - 1 elements")
+        var capacity = 16
+        while capacity < batch.count * 2 { capacity <<= 1 }
+        var index = ElementIndex(batch: batch, slots: [Int32](repeating: 0, count: capacity), mask: capacity - 1)
+        let duplicate = index.fill()
+        return (index, duplicate)
+    }
+
+    private init(batch: ElementBatch, slots: [Int32], mask: Int) {
+        self.batch = batch
+        self.slots = slots
+        self.mask = mask
+    }
+
+    private mutating func fill() -> (first: Int, second: Int)? {
+        let mask = self.mask
+        return batch.withUnsafeBytes { records in
+            slots.withUnsafeMutableBufferPointer { table in
+                let base = records.baseAddress
+                for i in 0..<batch.count {
+                    let r = base!.advanced(by: i * RistrettoElement.byteCount)
+                    var s = ElementIndex.bucket(r) & mask
+                    while true {
+                        let held = Int(table[s])
+                        if held == 0 {
+                            table[s] = Int32(i + 1)
+                            break
+                        }
+                        if ElementIndex.equal(base!.advanced(by: (held - 1) * RistrettoElement.byteCount), r) { return (held - 1, i) }
+                        s = (s + 1) & mask
+                    }
+                }
+                return nil
+            }
+        }
+    }
+
+    /// The batch index of the record equal to the 32 bytes at `record`, if any.
+    public func firstIndex(ofRecord record: UnsafeRawPointer) -> Int? {
+        batch.withUnsafeBytes { records in
+            slots.withUnsafeBufferPointer { table in
+                var s = ElementIndex.bucket(record) & mask
+                while true {
+                    let held = Int(table[s])
+                    if held == 0 { return nil }
+                    if ElementIndex.equal(records.baseAddress!.advanced(by: (held - 1) * RistrettoElement.byteCount), record) { return held - 1 }
+                    s = (s + 1) & mask
+                }
+            }
+        }
+    }
+
+    /// The batch index of `element`, if indexed.
+    public func firstIndex(of element: RistrettoElement) -> Int? {
+        element.withUnsafeBytes { firstIndex(ofRecord: $0.baseAddress!) }
+    }
+
+    /// Calls `body(i, j)` for each record `i` of `other` (in order) equal to record `j` of the index.
+    public func forEachMatch(in other: ElementBatch, _ body: (Int, Int) throws -> Void) rethrows {
+        try other.withUnsafeBytes { probe in
+            for i in 0..<other.count {
+                if let j = firstIndex(ofRecord: probe.baseAddress!.advanced(by: i * RistrettoElement.byteCount)) { try body(i, j) }
+            }
+        }
+    }
+
+    /// Seeded SipHash of the record's four words (see the type's note on crafted collisions).
+    @inline(__always)
+    static func bucket(_ r: UnsafeRawPointer) -> Int {
+        var h = Hasher()
+        h.combine(r.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        h.combine(r.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        h.combine(r.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        h.combine(r.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        return h.finalize()
+    }
+
+    /// Equality of two public 32-byte records (no secret involved, so no constant-time compare).
+    @inline(__always)
+    static func equal(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> Bool {
+        a.loadUnaligned(fromByteOffset: 0, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+            && a.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            && a.loadUnaligned(fromByteOffset: 16, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+            && a.loadUnaligned(fromByteOffset: 24, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+    }
+}
