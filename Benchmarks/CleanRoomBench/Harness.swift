@@ -96,13 +96,20 @@ struct Result: Codable {
     /// Elements processed per run (the unit of the rate).
     let elements: Int
     let seconds: [Double]
-    var median: Double { Result.median(seconds) }
-    var rate: Double { median > 0 ? Double(elements) / median : 0 }
+    let median: Double
+    /// Elements per second at the median time.
+    let rate: Double
     /// (max − min) / median, in percent.
-    var spread: Double { median > 0 ? (seconds.max()! - seconds.min()!) / median * 100 : 0 }
-    var peakRSSKiB: Int?
-    /// CPU seconds (user + system, all threads) per wall second: ≈ the cores actually used.
+    let spread: Double
+    /// CPU seconds (user + system, every thread and child) per element, median over runs.
+    var cpuPerElement: Double?
+    /// CPU seconds per wall second: ≈ the cores actually used (below 1 on a busy machine).
     var cpuPerWall: Double?
+    var peakRSSKiB: Int?
+    /// For a benchmark timed alternately with a reference (`pairedWith`): the median over run
+    /// pairs of this rate / the reference's rate, so a change of machine load between runs cancels.
+    var pairedWith: String?
+    var pairedRatio: Double?
     var note: String?
     /// Per-round seconds of the median run (end-to-end benchmarks).
     var rounds: [Round]?
@@ -111,34 +118,25 @@ struct Result: Codable {
         let name: String
         let elements: Int
         let seconds: Double
+        var cpuSeconds: Double?
         var peakRSSKiB: Int?
+    }
+
+    init(name: String, size: Int, elements: Int, seconds: [Double], cpu: [Double]? = nil) {
+        self.name = name; self.size = size; self.elements = elements; self.seconds = seconds
+        median = Result.median(seconds)
+        rate = median > 0 ? Double(elements) / median : 0
+        spread = median > 0 ? (seconds.max()! - seconds.min()!) / median * 100 : 0
+        if let cpu, !cpu.isEmpty {
+            cpuPerElement = Result.median(cpu) / Double(max(elements, 1))
+            cpuPerWall = Result.median(cpu) / max(median, 1e-9)
+        }
     }
 
     static func median(_ xs: [Double]) -> Double {
         let s = xs.sorted()
         guard !s.isEmpty else { return 0 }
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-
-    private enum CodingKeys: String, CodingKey { case name, size, elements, seconds, peakRSSKiB, cpuPerWall, note, rounds, median, rate, spread }
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name); try c.encode(size, forKey: .size); try c.encode(elements, forKey: .elements)
-        try c.encode(seconds, forKey: .seconds); try c.encode(median, forKey: .median); try c.encode(rate, forKey: .rate)
-        try c.encode(spread, forKey: .spread); try c.encodeIfPresent(peakRSSKiB, forKey: .peakRSSKiB)
-        try c.encodeIfPresent(cpuPerWall, forKey: .cpuPerWall)
-        try c.encodeIfPresent(note, forKey: .note); try c.encodeIfPresent(rounds, forKey: .rounds)
-    }
-    init(name: String, size: Int, elements: Int, seconds: [Double]) {
-        self.name = name; self.size = size; self.elements = elements; self.seconds = seconds
-    }
-    init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.decode(String.self, forKey: .name); size = try c.decode(Int.self, forKey: .size)
-        elements = try c.decode(Int.self, forKey: .elements); seconds = try c.decode([Double].self, forKey: .seconds)
-        peakRSSKiB = try c.decodeIfPresent(Int.self, forKey: .peakRSSKiB)
-        cpuPerWall = try c.decodeIfPresent(Double.self, forKey: .cpuPerWall); note = try c.decodeIfPresent(String.self, forKey: .note)
-        rounds = try c.decodeIfPresent([Round].self, forKey: .rounds)
     }
 }
 
@@ -153,45 +151,108 @@ final class Bench {
         options.filters.isEmpty || options.filters.contains { name.contains($0) }
     }
 
+    /// One timed body: wall seconds, CPU seconds, and whatever the body reports.
+    struct Sample<T> {
+        let seconds: Double
+        let cpu: Double
+        let value: T
+    }
+
+    static func sample<T>(_ body: () throws -> T) rethrows -> Sample<T> {
+        let c0 = Clock.cpu(), t0 = Clock.now()
+        let v = try body()
+        return Sample(seconds: Clock.now() - t0, cpu: Clock.cpu() - c0, value: v)
+    }
+
     /// Runs `body` `warmup` times untimed, then `runs` times timed (`prepare` runs untimed before
     /// each). Returns nil when the filter excludes `name`.
     @discardableResult
-    func measure(_ name: String, size: Int, elements: Int, runs: Int? = nil, warmup: Int? = nil,
-                 prepare: () throws -> Void = {}, _ body: () throws -> Void) throws -> Result? {
+    func measure(_ name: String, size: Int, elements: Int, prepare: () throws -> Void = {}, _ body: () throws -> Void) throws -> Result? {
         guard selected(name) else { return nil }
-        for _ in 0..<(warmup ?? options.warmup) {
+        for _ in 0..<options.warmup {
             try prepare()
             try body()
         }
-        var seconds: [Double] = [], cpu: [Double] = []
-        for _ in 0..<(runs ?? options.runs) {
+        var samples: [Sample<Void>] = []
+        for _ in 0..<options.runs {
             try prepare()
-            let c0 = Clock.cpu(), t0 = Clock.now()
-            try body()
-            seconds.append(Clock.now() - t0)
-            cpu.append(Clock.cpu() - c0)
+            samples.append(try Bench.sample(body))
         }
-        var r = Result(name: name, size: size, elements: elements, seconds: seconds)
-        r.cpuPerWall = Result.median(cpu) / max(r.median, 1e-9)
+        let r = Result(name: name, size: size, elements: elements, seconds: samples.map(\.seconds), cpu: samples.map(\.cpu))
         record(r)
         return r
     }
 
-    /// Adds a result measured elsewhere (end-to-end runs time their own rounds) and prints it.
+    /// Times `reference` and `subject` alternately (reference first in each pair), so both see the
+    /// same machine load; the subject's result carries the median of the per-pair rate ratios.
+    /// `subject` returns its own CPU seconds when it runs child processes (nil: this process's).
+    func measurePair(reference: String, referenceElements: Int, _ referenceBody: () throws -> Void,
+                     subject: String, size: Int, elements: Int, prepare: () throws -> Void = {},
+                     _ subjectBody: () throws -> (cpu: Double?, rounds: [Result.Round]?)) throws -> (Result?, Result?) {
+        let runReference = selected(reference), runSubject = selected(subject)
+        guard runReference || runSubject else { return (nil, nil) }
+        for _ in 0..<options.warmup {
+            if runReference { try referenceBody() }
+            if runSubject { try prepare(); _ = try subjectBody() }
+        }
+        var ref: [Sample<Void>] = [], sub: [Sample<(cpu: Double?, rounds: [Result.Round]?)>] = []
+        for _ in 0..<options.runs {
+            if runReference { ref.append(try Bench.sample(referenceBody)) }
+            if runSubject {
+                try prepare()
+                sub.append(try Bench.sample(subjectBody))
+            }
+        }
+        var a: Result?, b: Result?
+        if runReference {
+            a = Result(name: reference, size: size, elements: referenceElements, seconds: ref.map(\.seconds), cpu: ref.map(\.cpu))
+            record(a!)
+        }
+        if runSubject {
+            var r = Result(name: subject, size: size, elements: elements, seconds: sub.map(\.seconds),
+                           cpu: sub.map { $0.value.cpu ?? $0.cpu })
+            if runReference {
+                r.pairedWith = reference
+                r.pairedRatio = Result.median(zip(ref, sub).map { (Double(referenceElements) / $0.seconds) > 0 ? (Double(elements) / $1.seconds) / (Double(referenceElements) / $0.seconds) : 0 })
+            }
+            let med = sub.min { abs($0.seconds - r.median) < abs($1.seconds - r.median) }!
+            r.rounds = med.value.rounds
+            r.peakRSSKiB = sub.compactMap { $0.value.rounds?.compactMap(\.peakRSSKiB).max() }.max()
+            b = r
+            record(r)
+        }
+        return (a, b)
+    }
+
+    /// Adds a result and prints it (and its rounds).
     func record(_ r: Result) {
         results.append(r)
-        var line = "  " + Report.pad(r.name, 34) + Report.pad(Report.count(r.elements), 10, right: true)
-            + Report.pad(String(format: "%.4f s", r.median), 13, right: true)
+        var line = "  " + Report.pad(r.name, 24) + Report.pad(Report.count(r.elements), 11, right: true)
+            + Report.pad(String(format: "%.4f s", r.median), 12, right: true)
             + Report.pad(String(format: "±%.1f%%", r.spread / 2), 9, right: true)
-            + Report.pad(Report.rate(r.rate), 14, right: true)
-            + Report.pad(r.cpuPerWall.map { String(format: "%.2f", $0) } ?? "", 8, right: true)
+            + Report.pad(Report.rate(r.rate), 12, right: true)
+            + Report.pad(r.cpuPerElement.map { String(format: "%.1f µs", $0 * 1e6) } ?? "", 11, right: true)
+            + Report.pad(r.cpuPerWall.map { String(format: "%.2f", $0) } ?? "", 7, right: true)
+        if let p = r.pairedRatio, let w = r.pairedWith { line += String(format: "   %.3f × %@", p, w) }
         if let kib = r.peakRSSKiB { line += "   peak RSS \(Report.mib(kib))" }
         if let n = r.note { line += "   (\(n))" }
         print(line)
+        for x in r.rounds ?? [] {
+            var l = "      " + Report.pad(x.name, 22) + Report.pad(Report.count(x.elements), 9, right: true)
+                + Report.pad(String(format: "%.4f s", x.seconds), 12, right: true) + Report.pad("", 9)
+                + Report.pad(Report.rate(Double(x.elements) / max(x.seconds, 1e-9)), 12, right: true)
+            if let c = x.cpuSeconds { l += Report.pad(String(format: "%.1f µs", c / Double(max(x.elements, 1)) * 1e6), 11, right: true) }
+            if let kib = x.peakRSSKiB { l += "   peak RSS \(Report.mib(kib))" }
+            print(l)
+        }
         fflush(nil)
     }
 
     func result(_ name: String, size: Int) -> Result? { results.last { $0.name == name && $0.size == size } }
+
+    static let header = "  " + Report.pad("benchmark", 24) + Report.pad("elements", 11, right: true) + Report.pad("median", 12, right: true)
+        + Report.pad("±", 9, right: true) + Report.pad("elements/s", 12, right: true) + Report.pad("cpu/elem", 11, right: true)
+        + Report.pad("cores", 7, right: true)
 }
 
 /// Monotonic seconds.
@@ -234,6 +295,8 @@ enum Child {
         let seconds: Double
         let peakRSSKiB: Int
         let exitStatus: Int32
+        /// User + system CPU seconds of the child.
+        var cpuSeconds: Double = 0
     }
 
     static let helperFlag = "--rusage-child"
@@ -261,7 +324,9 @@ enum Child {
         }
         let seconds = Clock.now() - t0
         let exited = (status & 0x7f) == 0
-        return Outcome(seconds: seconds, peakRSSKiB: Int(usage.ru_maxrss), exitStatus: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        return Outcome(seconds: seconds, peakRSSKiB: Int(usage.ru_maxrss), exitStatus: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f),
+                       cpuSeconds: cpu)
     }
 
     /// Runs the command through the `--rusage-child` helper (see the type's note).
@@ -276,8 +341,10 @@ enum Child {
             throw BenchError("the rusage helper wrote no report (exit \(helper.exitStatus)); see \(log)")
         }
         let f = text.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
-        guard f.count == 3, let sec = Double(f[0]), let kib = Int(f[1]), let st = Int32(f[2]) else { throw BenchError("bad rusage report '\(text)'") }
-        return Outcome(seconds: sec, peakRSSKiB: kib, exitStatus: st)
+        guard f.count == 4, let sec = Double(f[0]), let kib = Int(f[1]), let st = Int32(f[2]), let cpu = Double(f[3]) else {
+            throw BenchError("bad rusage report '\(text)'")
+        }
+        return Outcome(seconds: sec, peakRSSKiB: kib, exitStatus: st, cpuSeconds: cpu)
     }
 
     /// The helper's side: `--rusage-child <report> <executable> <args…>`.
@@ -285,7 +352,7 @@ enum Child {
         guard argv.count >= 2 else { exit(64) }
         do {
             let o = try run(argv[1], Array(argv.dropFirst(2)), log: nil)
-            try "\(o.seconds) \(o.peakRSSKiB) \(o.exitStatus)\n".write(toFile: argv[0], atomically: true, encoding: .utf8)
+            try "\(o.seconds) \(o.peakRSSKiB) \(o.exitStatus) \(o.cpuSeconds)\n".write(toFile: argv[0], atomically: true, encoding: .utf8)
             exit(o.exitStatus)
         } catch {
             FileHandle.standardError.write(Data("cleanroom-bench rusage helper: \(error)\n".utf8))

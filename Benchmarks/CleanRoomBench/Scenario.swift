@@ -97,9 +97,9 @@ struct Scenario {
     func endToEnd(_ run: Run) throws -> (rounds: [Result.Round], delivered: Int, runID: String) {
         var rounds: [Result.Round] = []
         func timed<T>(_ name: String, _ elements: Int, _ body: () throws -> T) rethrows -> T {
-            let t0 = Clock.now()
+            let c0 = Clock.cpu(), t0 = Clock.now()
             let v = try body()
-            rounds.append(Result.Round(name: name, elements: elements, seconds: Clock.now() - t0))
+            rounds.append(Result.Round(name: name, elements: elements, seconds: Clock.now() - t0, cpuSeconds: Clock.cpu() - c0))
             return v
         }
         let c = try timed("2 consumer prepare", size) {
@@ -158,7 +158,7 @@ struct Scenario {
         for (name, elements, args) in steps {
             let o = try Child.measured(cleanroom, args, log: log)
             guard o.exitStatus == 0 else { throw BenchError("`cleanroom \(args[0]) \(args[1])` exited with \(o.exitStatus); see \(log)") }
-            rounds.append(Result.Round(name: name, elements: elements, seconds: o.seconds, peakRSSKiB: o.peakRSSKiB))
+            rounds.append(Result.Round(name: name, elements: elements, seconds: o.seconds, cpuSeconds: o.cpuSeconds, peakRSSKiB: o.peakRSSKiB))
         }
         return rounds
     }

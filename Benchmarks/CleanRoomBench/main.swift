@@ -91,6 +91,9 @@ struct Summary: Codable {
     var e2eRatio: Double?
     var e2eProcessesRate: Double?
     var e2eProcessesRatio: Double?
+    /// Primitive CPU per element / end-to-end CPU per element: the overhead, independent of load.
+    var e2eCPURatio: Double?
+    var e2eProcessesCPURatio: Double?
     var scaling: [String: Double] = [:]
     var roundScaling: [String: Double] = [:]
     var matchRate: Double?
@@ -101,9 +104,7 @@ var summaries: [Summary] = []
 do {
     for size in options.sizes {
         print("\n== \(Report.count(size)) × \(Report.count(size)) elements ==")
-        print("  " + Report.pad("benchmark", 34) + Report.pad("elements", 10, right: true) + Report.pad("median", 13, right: true)
-              + Report.pad("±", 9, right: true) + Report.pad("elements/s", 14, right: true)
-              + Report.pad("cpu/wall", 10, right: true))
+        print(Bench.header)
         let scenario = try Scenario(size: size, root: options.workDir)
         var summary = Summary(size: size)
         let agreement = scenario.agreement
@@ -126,31 +127,30 @@ do {
         }
         if try bench.measure("read+normalize", size: size, elements: size, readAndNormalize) == nil { try readAndNormalize() }
 
-        // The group arithmetic, at one thread and on every core.
-        var hashed = ElementBatch(), blinded = ElementBatch()
+        // The group arithmetic at one thread and on every core, timed alternately (1t, Nt, 1t, …)
+        // so that both see the same load from whatever else runs on the machine.
         let a = Scalar.random(), b = Scalar.random()
-        for (suffix, threads) in [("@1t", 1), ("@Nt", cores)] {
-            try withThreads(threads) {
-                try bench.measure("hash-to-group" + suffix, size: size, elements: size) { hashed = try ElementBatch.hashing(messages, with: hasher) }
-                if hashed.isEmpty { hashed = try ElementBatch.hashing(messages, with: hasher) }
-                try bench.measure("blind" + suffix, size: size, elements: size) { blinded = try hashed.multiplied(by: a) }
-                if blinded.isEmpty { blinded = try hashed.multiplied(by: a) }
-                // What rounds 3 and 4 do per element: strict decode, then multiply.
-                let bytes = blinded.withUnsafeBytes { Array($0) }
-                try bench.measure("re-blind" + suffix, size: size, elements: size) { _ = try ElementBatch(validating: bytes).multiplied(by: b) }
-                try bench.measure("decode" + suffix, size: size, elements: size) { _ = try ElementBatch(validating: bytes) }
-                // The primitive bound: hash-to-group and two scalar multiplications per element, nothing else.
-                try bench.measure("bound" + suffix, size: size, elements: size) {
-                    _ = try ElementBatch.hashing(messages, with: hasher).multiplied(by: a).multiplied(by: b)
-                }
+        var hashed = try ElementBatch.hashing(Array(messages.prefix(1)), with: hasher)
+        func pair(_ op: String, _ body: () throws -> Void) throws {
+            let (_, n) = try bench.measurePair(reference: op + "@1t", referenceElements: size, { try withThreads(1, body) },
+                                               subject: op + "@Nt", size: size, elements: size) {
+                try withThreads(nil, body)
+                return (nil, nil)
             }
+            if let n, let r = n.pairedRatio { summary.scaling[op] = r }
         }
-        for op in ["hash-to-group", "blind", "re-blind", "decode", "bound"] {
-            if let one = bench.result(op + "@1t", size: size), let all = bench.result(op + "@Nt", size: size), one.rate > 0 {
-                summary.scaling[op] = all.rate / one.rate
-            }
-        }
-        summary.boundRate = bench.result("bound@Nt", size: size)?.rate
+        try pair("hash-to-group") { hashed = try ElementBatch.hashing(messages, with: hasher) }
+        if hashed.count != messages.count { hashed = try ElementBatch.hashing(messages, with: hasher) }
+        var blinded = ElementBatch()
+        try pair("blind") { blinded = try hashed.multiplied(by: a) }
+        if blinded.count != messages.count { blinded = try hashed.multiplied(by: a) }
+        // What rounds 3 and 4 do per element: strict decode, then multiply.
+        let blindedBytes = blinded.withUnsafeBytes { Array($0) }
+        try pair("re-blind") { _ = try ElementBatch(validating: blindedBytes).multiplied(by: b) }
+        try pair("decode") { _ = try ElementBatch(validating: blindedBytes) }
+        // The primitive bound: hash-to-group and two scalar multiplications per element, nothing else.
+        let bound = { _ = try ElementBatch.hashing(messages, with: hasher).multiplied(by: a).multiplied(by: b) }
+        try pair("bound", bound)
 
         var shuffled = blinded
         try bench.measure("shuffle", size: size, elements: size, prepare: { shuffled = blinded }) { shuffled.shuffle() }
@@ -166,68 +166,61 @@ do {
         }
         try? FileManager.default.removeItem(atPath: writePath)
 
-        // End to end in this process, through the message files (the Steps the CLI runs).
+        // End to end in this process, through the message files (the Steps the CLI runs), each
+        // run paired with a run of the primitive bound at the same moment.
         var lastRun: (Scenario.Run, String)?
+        var runCounter = 0
         func e2e(_ name: String, threads: Int?) throws {
             guard bench.selected(name) else { return }
-            var runs: [(seconds: Double, rounds: [Result.Round])] = []
-            for i in 0..<(options.warmup + options.runs) {
-                let run = try scenario.newRun("\(name)-\(i)")
-                let t0 = Clock.now()
+            let (_, _) = try bench.measurePair(reference: threads == 1 ? "bound@1t" : "bound@Nt", referenceElements: 2 * size,
+                                               { try withThreads(threads, bound); try withThreads(threads, bound) },
+                                               subject: name, size: size, elements: 2 * size, prepare: {
+                if let (previous, _) = lastRun { try? FileManager.default.removeItem(atPath: previous.dir); lastRun = nil }
+            }) {
+                runCounter += 1
+                let run = try scenario.newRun("\(name)-\(runCounter)")
                 let r = try withThreads(threads) { try scenario.endToEnd(run) }
-                let seconds = Clock.now() - t0
-                if i >= options.warmup { runs.append((seconds, r.rounds)) }
-                if let (previous, _) = lastRun { try? FileManager.default.removeItem(atPath: previous.dir) }
                 lastRun = (run, r.runID)
-            }
-            let times = runs.map(\.seconds)
-            var result = Result(name: name, size: size, elements: 2 * size, seconds: times)
-            let medianRun = runs.min { abs($0.seconds - result.median) < abs($1.seconds - result.median) }!
-            result.rounds = medianRun.rounds
-            result.note = "all 6 rounds, \(scenario.overlap) delivered"
-            bench.record(result)
-            for r in medianRun.rounds {
-                print("      " + Report.pad(r.name, 28) + Report.pad(Report.count(r.elements), 12, right: true)
-                      + Report.pad(String(format: "%.4f s", r.seconds), 13, right: true)
-                      + Report.pad(Report.rate(Double(r.elements) / r.seconds), 14, right: true))
+                return (nil, r.rounds)
             }
         }
         try e2e("e2e", threads: nil)
         try e2e("e2e@1t", threads: 1)
+        summary.boundRate = bench.result("bound@Nt", size: size)?.rate
         if let e = bench.result("e2e", size: size) {
             summary.e2eRate = e.rate
-            summary.e2eRatio = summary.boundRate.map { e.rate / $0 }
+            summary.e2eRatio = e.pairedRatio
+            summary.e2eCPURatio = zip([e.cpuPerElement], [bench.results.first { $0.name == "bound@Nt" && $0.size == size }?.cpuPerElement])
+                .compactMap { x, y in x.flatMap { xx in y.map { $0 / xx } } }.first
             if let one = bench.result("e2e@1t", size: size) {
                 for (r1, rN) in zip(one.rounds ?? [], e.rounds ?? []) { summary.roundScaling[rN.name] = r1.seconds / rN.seconds }
-                summary.scaling["e2e"] = e.rate / one.rate
+                summary.scaling["e2e (unpaired)"] = e.rate / one.rate
             }
         }
 
-        // End to end through child `cleanroom` processes: per-party peak RSS from wait4's rusage.
+        // End to end through child `cleanroom` processes: per-party peak RSS and CPU from wait4.
         if options.processes && bench.selected("e2e-processes") {
             if let exe = cleanroomBinary() {
-                var runs: [(Double, [Result.Round])] = []
-                for i in 0..<(options.warmup + options.runs) {
-                    let run = try scenario.newRun("processes-\(i)")
+                var previous: Scenario.Run?
+                let (_, r) = try bench.measurePair(reference: "bound@Nt", referenceElements: 2 * size, { try bound(); try bound() },
+                                                   subject: "e2e-processes", size: size, elements: 2 * size, prepare: {
+                    if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
+                }) {
+                    runCounter += 1
+                    let run = try scenario.newRun("processes-\(runCounter)")
+                    previous = run
                     let rounds = try scenario.endToEndProcesses(run, cleanroom: exe)
-                    if i >= options.warmup { runs.append((rounds.reduce(0) { $0 + $1.seconds }, rounds)) }
-                    try? FileManager.default.removeItem(atPath: run.dir)
+                    return (rounds.reduce(0) { $0 + ($1.cpuSeconds ?? 0) }, rounds)
                 }
-                var result = Result(name: "e2e-processes", size: size, elements: 2 * size, seconds: runs.map(\.0))
-                let med = runs.min { abs($0.0 - result.median) < abs($1.0 - result.median) }!
-                result.rounds = med.1
-                result.peakRSSKiB = runs.flatMap { $0.1.compactMap(\.peakRSSKiB) }.max()
-                result.note = "6 child processes"
-                bench.record(result)
-                for r in med.1 {
-                    summary.peakRSSKiBByRound[r.name] = runs.flatMap { $0.1.filter { $0.name == r.name }.compactMap(\.peakRSSKiB) }.max()
-                    print("      " + Report.pad(r.name, 28) + Report.pad(Report.count(r.elements), 12, right: true)
-                          + Report.pad(String(format: "%.4f s", r.seconds), 13, right: true)
-                          + Report.pad(Report.rate(Double(r.elements) / r.seconds), 14, right: true)
-                          + "   peak RSS \(Report.mib(r.peakRSSKiB ?? 0))")
+                if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
+                if let r {
+                    for x in r.rounds ?? [] { summary.peakRSSKiBByRound[x.name] = x.peakRSSKiB }
+                    summary.e2eProcessesRate = r.rate
+                    summary.e2eProcessesRatio = r.pairedRatio
+                    if let c = r.cpuPerElement, let bc = bench.results.first(where: { $0.name == "bound@Nt" && $0.size == size })?.cpuPerElement {
+                        summary.e2eProcessesCPURatio = bc / c
+                    }
                 }
-                summary.e2eProcessesRate = result.rate
-                summary.e2eProcessesRatio = summary.boundRate.map { result.rate / $0 }
             } else {
                 print("  e2e-processes: skipped (no built `cleanroom` beside this executable; run `swift build -c release` first)")
             }
@@ -302,12 +295,16 @@ print("\n== summary (ratios are measured in the same run, so they hold on a busy
 for s in summaries {
     print("\(Report.count(s.size)) × \(Report.count(s.size)):")
     if let b = s.boundRate { print("  primitive bound (hash-to-group + 2 scalar mults, \(cores) threads): \(Report.rate(b))") }
-    if let e = s.e2eRate, let r = s.e2eRatio { print(String(format: "  end to end (in process, all rounds):   %@   ratio to bound %.3f  (target ≥ 0.90)", Report.rate(e), r)) }
+    if let e = s.e2eRate, let r = s.e2eRatio {
+        print(String(format: "  end to end (in process, all rounds):   %@   throughput ratio to bound %.3f (target ≥ 0.90), CPU-cost ratio %.3f",
+                     Report.rate(e), r, s.e2eCPURatio ?? .nan))
+    }
     if let e = s.e2eProcessesRate, let r = s.e2eProcessesRatio {
-        print(String(format: "  end to end (child processes):          %@   ratio to bound %.3f", Report.rate(e), r))
+        print(String(format: "  end to end (child processes):          %@   throughput ratio to bound %.3f, CPU-cost ratio %.3f",
+                     Report.rate(e), r, s.e2eProcessesCPURatio ?? .nan))
     }
     if !s.scaling.isEmpty {
-        print("  thread scaling \(cores) vs 1 (target ≥ 1.8): " + s.scaling.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f×", $0.key, $0.value) }.joined(separator: ", "))
+        print("  thread scaling \(cores) vs 1, paired runs (target ≥ 1.8): " + s.scaling.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f×", $0.key, $0.value) }.joined(separator: ", "))
     }
     if !s.roundScaling.isEmpty {
         print("  per-round scaling: " + s.roundScaling.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f×", $0.key, $0.value) }.joined(separator: ", "))

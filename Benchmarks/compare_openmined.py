@@ -1,0 +1,74 @@
+"""Runs cleanroom-bench and openmined-psi at the same set sizes and prints both with the ratios.
+
+CleanRoom: `cleanroom-bench --filter bound@Nt,e2e-processes`: every round as its own `cleanroom`
+process through the message files (consumer, provider, coordinator, delivery and the provider's
+open), per-process peak RSS from wait4. openmined-psi: Benchmarks/openmined_psi_run.py in a fresh
+Python process (client and server in one process, which is how its benchmarks run too).
+Throughput is elements per second with both sets counted (2 × size), for both.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def size_of(s: str) -> int:
+    s = s.strip().lower()
+    return int(s[:-1]) * 1000 if s.endswith("k") else int(s[:-1]) * 1_000_000 if s.endswith("m") else int(s)
+
+
+def median(xs):
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="100k")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--bench", default=".build/release/cleanroom-bench")
+    a = ap.parse_args()
+    rows = []
+    for label in a.sizes.split(","):
+        n = size_of(label)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "bench.json")
+            subprocess.run([a.bench, "--sizes", label, "--runs", str(a.runs), "--warmup", "0",
+                            "--filter", "bound@Nt,e2e-processes", "--json", out, "--work-dir", os.path.join(tmp, "work")],
+                           check=True, stdout=sys.stderr)
+            with open(out) as f:
+                ours = json.load(f)
+        e2e = next(r for r in ours["results"] if r["name"] == "e2e-processes")
+        bound = next(r for r in ours["results"] if r["name"] == "bound@Nt")
+        theirs = []
+        for _ in range(a.runs):
+            p = subprocess.run([sys.executable, os.path.join(HERE, "openmined_psi_run.py"), str(n)],
+                               check=True, capture_output=True, text=True)
+            theirs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+        t_sec = median([t["seconds"] for t in theirs])
+        t_rss = max(t["peakRSSKiB"] for t in theirs)
+        assert all(t["intersection"] == n - n // 2 for t in theirs), "openmined-psi intersection size is wrong"
+        rows.append({
+            "size": n, "ours_rate": e2e["rate"], "ours_rss": e2e["peakRSSKiB"], "ours_seconds": e2e["median"],
+            "bound_rate": bound["rate"], "theirs_rate": 2 * n / t_sec, "theirs_seconds": t_sec, "theirs_rss": t_rss,
+            "version": theirs[0]["version"],
+        })
+    print(f"\nCleanRoom vs openmined-psi {rows[0]['version']} (same emails, overlap size/2, {a.runs} run(s) each, median)")
+    print(f"machine: {ours['machine']}")
+    hdr = ("size", "CleanRoom el/s", "openmined el/s", "throughput ×", "CleanRoom peak", "openmined peak", "memory ratio", "bound el/s")
+    print("{:>10} {:>15} {:>15} {:>13} {:>15} {:>15} {:>13} {:>12}".format(*hdr))
+    for r in rows:
+        print("{:>10,} {:>15,.0f} {:>15,.0f} {:>12.2f}× {:>11.1f} MiB {:>11.1f} MiB {:>13.2f} {:>12,.0f}".format(
+            r["size"], r["ours_rate"], r["theirs_rate"], r["ours_rate"] / r["theirs_rate"], r["ours_rss"] / 1024,
+            r["theirs_rss"] / 1024, r["ours_rss"] / r["theirs_rss"], r["bound_rate"]))
+    print("targets (issue 6): throughput × ≥ 2.5; memory ratio (our largest process / theirs) ≤ 0.25")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
