@@ -148,12 +148,7 @@ public struct Provider: Sendable {
         let m = consumerSet.message
         guard m.runUUID == state.runUUID else { throw ActivationError(.messageWrongRun, "consumer set belongs to another run than this state") }
         let source = "consumer-blinded"
-        let elements = try Layout.elements(of: m, source: source)
-        _ = try Layout.rejectDuplicates(elements, source: source)
-        let reblinded: ElementBatch
-        do { reblinded = try elements.multiplied(by: state.scalar) } catch {
-            throw ActivationError(.cryptoFailure, "re-blinding failed: \(error.code.rawValue)")
-        }
+        let reblinded = try Layout.reblinded(m, by: state.scalar, source: source)
         let perm = permutation ?? Shuffle.permutation(m.count)
         var body = [UInt8]()
         body.reserveCapacity(m.body.count)
@@ -268,12 +263,7 @@ public struct Consumer: Sendable {
         let m = providerSet.message
         guard m.runUUID == state.runUUID else { throw ActivationError(.messageWrongRun, "provider set belongs to another run than this state") }
         let source = "provider-blinded"
-        let elements = try Layout.elements(of: m, source: source)
-        _ = try Layout.rejectDuplicates(elements, source: source)
-        let reblinded: ElementBatch
-        do { reblinded = try elements.multiplied(by: state.scalar) } catch {
-            throw ActivationError(.cryptoFailure, "re-blinding failed: \(error.code.rawValue)")
-        }
+        let reblinded = try Layout.reblinded(m, by: state.scalar, source: source)
         let out = SignedMessage(kind: .providerReblinded, agreement: agreement, runUUID: m.runUUID, recordSize: Layout.elementSize,
                                 body: reblinded.withUnsafeBytes { Array($0) }, reference: m.bodyHash, signer: signingKey)
         return ProviderReblindedSet(out)

@@ -98,12 +98,33 @@ enum Layout {
 
     /// Strictly decodes the leading 32 bytes of every record.
     static func elements(of m: SignedMessage, source: String) throws(ActivationError) -> ElementBatch {
-        var raw = [UInt8]()
-        raw.reserveCapacity(m.count * elementSize)
-        for i in 0..<m.count { raw += m.record(i).prefix(elementSize) }
+        let raw = leadingElementBytes(m)
         do { return try ElementBatch(validating: raw) } catch {
             throw ActivationError(.invalidElement, "\(source): element \(error.index.map(String.init) ?? "?") rejected: \(error.code.rawValue)")
         }
+    }
+
+    /// Strictly decodes the leading 32 bytes of every record and multiplies each by `scalar` in
+    /// the same pass (rounds 3 and 4; see ``ElementBatch/multiplying(validating:by:)``), then
+    /// refuses duplicates. Scalar multiplication by a non-zero scalar is a bijection, so a
+    /// duplicate in the output is a duplicate at the same indices in the input.
+    static func reblinded(_ m: SignedMessage, by scalar: Scalar, source: String) throws(ActivationError) -> ElementBatch {
+        let raw = leadingElementBytes(m)
+        let out: ElementBatch
+        do { out = try ElementBatch.multiplying(validating: raw, by: scalar) } catch {
+            if error.code == .primitiveFailure { throw ActivationError(.cryptoFailure, "re-blinding failed: \(error.code.rawValue)") }
+            throw ActivationError(.invalidElement, "\(source): element \(error.index.map(String.init) ?? "?") rejected: \(error.code.rawValue)")
+        }
+        _ = try rejectDuplicates(out, source: source)
+        return out
+    }
+
+    static func leadingElementBytes(_ m: SignedMessage) -> [UInt8] {
+        if m.recordSize == elementSize { return m.body }
+        var raw = [UInt8]()
+        raw.reserveCapacity(m.count * elementSize)
+        for i in 0..<m.count { raw += m.record(i).prefix(elementSize) }
+        return raw
     }
 
     /// Refuses a set holding the same element twice (honest parties deduplicate before blinding);

@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+@testable import RistrettoPSI
+
+/// The fast paths the benchmarks rely on give exactly the answers of the plain ones (no timing here).
+@Suite("Batch fast paths")
+struct BatchPerformancePathTests {
+    static let hasher = HashToGroup(collaborationID: "6a0c9a52-1f7e-4c55-9d0e-2b5b7c4f8a11")
+
+    static func batch(_ n: Int) throws -> ElementBatch {
+        try ElementBatch.hashing((0..<n).map { Array("person-\($0)@example.com".utf8) }, with: hasher)
+    }
+
+    /// Fused decode-and-multiply equals strict decode then multiply, on the serial path (fewer than
+    /// 128 records) and the parallel one. (The thread count is not changed here: `setenv` while
+    /// other tests read the environment would race.)
+    @Test(arguments: [1, 100, 700])
+    func fusedReblindEqualsDecodeThenMultiply(count: Int) throws {
+        let b = Scalar.random()
+        let bytes = try Self.batch(count).withUnsafeBytes { Array($0) }
+        #expect(try ElementBatch.multiplying(validating: bytes, by: b) == (try ElementBatch(validating: bytes).multiplied(by: b)))
+    }
+
+    /// Every kind of bad record is refused by the fused path with the strict decoder's code and index.
+    static let badRecords: [(String, [UInt8])] = [
+        ("identity", [UInt8](repeating: 0, count: 32)),
+        ("top bit set (libsodium 1.0.18 alone accepts it)", [UInt8](repeating: 0, count: 31) + [0x80]),
+        ("negative (odd) field element", [0x01] + [UInt8](repeating: 0, count: 31)),
+        ("not below p", [0xed] + [UInt8](repeating: 0xff, count: 30) + [0x7f]),
+        // RFC 9496 Appendix A.2, "non-square x^2".
+        ("non-square x^2", Hex.decode("26948d35ca62e643e26a83177332e6b6afeb9d08e4268b650f1f5bbd8d81d371")!),
+    ]
+
+    @Test(arguments: badRecords)
+    func fusedReblindRefusesLikeTheStrictDecoder(name: String, bad: [UInt8]) throws {
+        var bytes = try Self.batch(300).withUnsafeBytes { Array($0) }
+        bytes.replaceSubrange(150 * 32..<151 * 32, with: bad)
+        var strict: CryptoError?
+        do { _ = try ElementBatch(validating: bytes) } catch { strict = error }
+        var fused: CryptoError?
+        do { _ = try ElementBatch.multiplying(validating: bytes, by: Scalar.random()) } catch { fused = error }
+        #expect(strict != nil, "\(name) must be refused by the strict decoder")
+        #expect(fused?.code == strict?.code, "\(name)")
+        #expect(fused?.index == 150 && strict?.index == 150, "\(name)")
+    }
+
+    /// The flat index finds exactly what a Set finds, and names the first duplicate pair.
+    @Test func indexAgreesWithASet() throws {
+        let consumer = try Self.batch(2000)
+        let provider = try ElementBatch.hashing((1000..<3500).map { Array("person-\($0)@example.com".utf8) }, with: Self.hasher)
+        let (index, duplicate) = ElementIndex.build(consumer)
+        #expect(duplicate == nil)
+        var found: [(Int, Int)] = []
+        index.forEachMatch(in: provider) { i, j in found.append((i, j)) }
+        #expect(found.count == 1000)
+        for (i, j) in found { #expect(provider[i] == consumer[j]) }
+        #expect(found.map(\.0) == Array(0..<1000), "matches come in the probe side's order")
+        for j in [0, 999, 1999] { #expect(index.firstIndex(of: consumer[j]) == j) }
+        #expect(index.firstIndex(of: provider[2499]) == nil)
+
+        var withDuplicate = consumer
+        withDuplicate.append(consumer[17])
+        let (_, dup) = ElementIndex.build(withDuplicate)
+        #expect(dup?.first == 17 && dup?.second == 2000)
+        #expect(ElementIndex.build(ElementBatch()).duplicate == nil)
+    }
+}
