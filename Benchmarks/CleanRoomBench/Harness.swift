@@ -7,7 +7,7 @@ import Glibc
 struct Options {
     static let usage = """
     usage: cleanroom-bench [--sizes 10k,100k,1m] [--runs N] [--warmup N] [--filter <substring>[,<substring>…]]
-                           [--work-dir <dir>] [--json <file>] [--no-processes] [--keep] [--list] [--help]
+                           [--exclude <substring>[,<substring>…]] [--work-dir <dir>] [--json <file>] [--no-processes] [--keep] [--list] [--help]
 
     Measures CleanRoom's throughput stage by stage and end to end against the primitive bound
     (libsodium hash-to-group + 2 scalar multiplications per element, all cores) measured in the
@@ -18,6 +18,7 @@ struct Options {
       --runs         timed runs per benchmark                                     default 5
       --warmup       untimed warm-up runs per benchmark                           default 1
       --filter       run only benchmarks whose name contains one of these         default all
+      --exclude      skip benchmarks whose name contains one of these (after --filter)
       --work-dir     where the synthetic lists and message files go               default $TMPDIR/cleanroom-bench
       --json         also write every result and the summary as JSON to this file
       --no-processes skip the end-to-end run through child `cleanroom` processes (per-party peak RSS)
@@ -32,6 +33,7 @@ struct Options {
     var runs = 5
     var warmup = 1
     var filters: [String] = []
+    var excludes: [String] = []
     var workDir = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/cleanroom-bench"
     var jsonPath: String?
     var processes = true
@@ -62,6 +64,7 @@ struct Options {
             case "--runs": runs = try count("--runs", min: 1)
             case "--warmup": warmup = try count("--warmup", min: 0)
             case "--filter": filters += try value("--filter").split(separator: ",").map(String.init)
+            case "--exclude": excludes += try value("--exclude").split(separator: ",").map(String.init)
             case "--work-dir": workDir = try value("--work-dir")
             case "--json": jsonPath = try value("--json")
             case "--no-processes": processes = false
@@ -148,7 +151,7 @@ final class Bench {
     init(options: Options) { self.options = options }
 
     func selected(_ name: String) -> Bool {
-        options.filters.isEmpty || options.filters.contains { name.contains($0) }
+        (options.filters.isEmpty || options.filters.contains { name.contains($0) }) && !options.excludes.contains { name.contains($0) }
     }
 
     /// One timed body: wall seconds, CPU seconds, and whatever the body reports.
