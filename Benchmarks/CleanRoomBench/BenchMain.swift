@@ -161,6 +161,7 @@ enum BenchMain {
                 if options.processes && bench.selected("e2e-processes") {
                     if let exe = cleanroomBinary() {
                         var previous: Scenario.Run?
+                        var processesRun: (Scenario.Run, String)?
                         let (_, r) = try bench.measurePair(reference: "bound@Nt", referenceElements: 2 * size, { try bound(); try bound() },
                                                            subject: "e2e-processes", size: size, elements: 2 * size, prepare: {
                             if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
@@ -168,10 +169,12 @@ enum BenchMain {
                             runCounter += 1
                             let run = try scenario.newRun("processes-\(runCounter)")
                             previous = run
-                            let rounds = try scenario.endToEndProcesses(run, cleanroom: exe)
+                            let (rounds, runID) = try scenario.endToEndProcesses(run, cleanroom: exe)
+                            processesRun = (run, runID)
                             return (rounds.reduce(0) { $0 + ($1.cpuSeconds ?? 0) }, rounds)
                         }
-                        if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
+                        // The coordinator's stages below use the in-process run's files, else this run's.
+                        if lastRun == nil { lastRun = processesRun } else if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
                         if let r {
                             for x in r.rounds ?? [] { summary.peakRSSKiBByRound[x.name] = x.peakRSSKiB }
                             summary.e2eProcessesRate = r.rate

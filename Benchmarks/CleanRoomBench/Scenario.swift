@@ -135,7 +135,7 @@ struct Scenario {
     }
 
     /// The same rounds, each as a child `cleanroom` process (the built CLI), with its peak RSS.
-    func endToEndProcesses(_ run: Run, cleanroom: String) throws -> [Result.Round] {
+    func endToEndProcesses(_ run: Run, cleanroom: String) throws -> (rounds: [Result.Round], runID: String) {
         let runID = AgreementTerms.newID()
         let log = "\(run.dir)/processes.log"
         let a = ["--agreement", agreementPath]
@@ -160,6 +160,6 @@ struct Scenario {
             guard o.exitStatus == 0 else { throw BenchError("`cleanroom \(args[0]) \(args[1])` exited with \(o.exitStatus); see \(log)") }
             rounds.append(Result.Round(name: name, elements: elements, seconds: o.seconds, cpuSeconds: o.cpuSeconds, peakRSSKiB: o.peakRSSKiB))
         }
-        return rounds
+        return (rounds, runID)
     }
 }
