@@ -106,6 +106,15 @@ public struct SignedMessage: Sendable {
     /// The file bytes.
     public func serialized() -> [UInt8] { headerBytes + body + signature }
 
+    /// The file bytes in three pieces (header, body, signature), handed to `sink` in order, so a
+    /// writer can stream a message to disk without first concatenating a copy of its body.
+    public func writeParts<E: Error>(_ sink: (UnsafeRawBufferPointer) throws(E) -> Void) throws(E) {
+        for part in [headerBytes, body, signature] {
+            let r: Result<Void, E> = part.withUnsafeBytes { b in Result { () throws(E) in try sink(b) } }
+            try r.get()
+        }
+    }
+
     /// Parses and fully verifies a message: layout, version, kind, collaboration, agreement,
     /// signature by the expected sender, body checksum and count.
     /// - Throws: ``ActivationError`` with the `activation.message.*` code of the first rule broken.

@@ -38,6 +38,14 @@ public enum Files {
     /// fsyncs the directory. `mode` applies from creation, so a private file is never world-readable.
     /// - Parameter exclusive: refuse to replace an existing file.
     public static func writeAtomically(_ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644, exclusive: Bool = false) throws(WorkflowError) {
+        try writeAtomically(to: path, mode: mode, exclusive: exclusive) { emit throws(WorkflowError) in try emit(bytes) }
+    }
+
+    /// As ``writeAtomically(_:to:mode:exclusive:)-(UnsafeRawBufferPointer,_,_,_)``, with the
+    /// content produced in pieces by `produce` (each piece passed to `emit` is written at once), so
+    /// a large message is streamed to disk instead of first being concatenated in memory.
+    public static func writeAtomically(to path: String, mode: mode_t = 0o644, exclusive: Bool = false,
+                                       _ produce: (_ emit: (UnsafeRawBufferPointer) throws(WorkflowError) -> Void) throws(WorkflowError) -> Void) throws(WorkflowError) {
         let dir = (path as NSString).deletingLastPathComponent
         try makeDirectory(dir.isEmpty ? "." : dir)
         if exclusive && FileManager.default.fileExists(atPath: path) {
@@ -47,14 +55,23 @@ public enum Files {
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot create (\(String(cString: strerror(errno))))") }
         var ok = true
-        var off = 0
-        while off < bytes.count {
-            let n = write(fd, bytes.baseAddress! + off, bytes.count - off)
-            if n <= 0 { if errno == EINTR { continue }; ok = false; break }
-            off += n
+        var err: Int32 = 0
+        do throws(WorkflowError) {
+            try produce { bytes throws(WorkflowError) in
+                guard ok else { return }
+                var off = 0
+                while off < bytes.count {
+                    let n = write(fd, bytes.baseAddress! + off, bytes.count - off)
+                    if n <= 0 { if errno == EINTR { continue }; ok = false; err = errno; return }
+                    off += n
+                }
+            }
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
         }
-        let err = errno
-        if ok && fsync(fd) != 0 { ok = false }
+        if ok && fsync(fd) != 0 { ok = false; err = errno }
         close(fd)
         guard ok else {
             unlink(tmp)

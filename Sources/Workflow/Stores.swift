@@ -24,7 +24,8 @@ public struct Exchange: Sendable {
         }
     }
     func write(_ m: SignedMessage, _ a: VerifiedAgreement, run: String) throws(WorkflowError) {
-        try Files.writeAtomically(m.serialized(), to: path(a, run: run, m.kind), exclusive: true)
+        // Streamed in three pieces: no concatenated copy of the body (the largest allocation of a step).
+        try Files.writeAtomically(to: path(a, run: run, m.kind), exclusive: true) { emit throws(WorkflowError) in try m.writeParts(emit) }
     }
 }
 
