@@ -219,7 +219,7 @@ enum BenchMain {
                         let (index, duplicate) = ElementIndex.build(consumerBatch)
                         precondition(duplicate == nil)
                         matches = 0
-                        index.forEachMatch(in: providerBatch) { _, _ in matches += 1 }
+                        matches = index.matches(in: providerBatch).count
                     }) {
                         summary.matchRate = r.rate
                         guard matches == scenario.overlap else { throw BenchError("match found \(matches), expected \(scenario.overlap)") }

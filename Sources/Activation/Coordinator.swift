@@ -86,11 +86,11 @@ public struct Coordinator: Sendable {
         // provider row → (lowest matching consumer element, its index): deterministic choice of
         // which consumer attributes accompany a row when several consumer identifiers match it.
         var matched = [UInt64: (element: RistrettoElement, consumerIndex: Int, providerIndex: Int)]()
-        consumerIndex.forEachMatch(in: providerElements) { i, ci in
+        for (i, ci) in consumerIndex.matches(in: providerElements) {
             let e = providerElements[i]
             counts.matchedElements += 1
             let row = BE.read64(payload.message.record(i).prefix(Layout.rowIndexSize))
-            if let existing = matched[row], !Self.less(e, existing.element) { return }
+            if let existing = matched[row], !Self.less(e, existing.element) { continue }
             matched[row] = (e, ci, i)
         }
         counts.matchedRows = matched.count

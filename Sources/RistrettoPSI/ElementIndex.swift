@@ -1,3 +1,5 @@
+import Dispatch
+
 /// A flat open-addressing hash index over the 32-byte records of one ``ElementBatch``: the
 /// coordinator's hash set of one side, and every party's duplicate check.
 ///
@@ -100,6 +102,30 @@ public struct ElementIndex: Sendable {
                 if let j = firstIndex(ofRecord: probe.baseAddress!.advanced(by: i * RistrettoElement.byteCount)) { try body(i, j) }
             }
         }
+    }
+
+    /// Every record of `other` equal to a record of the index, as `(i, j)` (record `i` of `other`,
+    /// record `j` of the index) in `other`'s order; the probes run on every core (read-only table).
+    public func matches(in other: ElementBatch) -> [(Int, Int)] {
+        let n = other.count
+        let workers = Parallel.workerCount
+        let chunks = workers == 1 ? 1 : min(workers * 4, max(1, n / 4096))
+        var perChunk = [[(Int, Int)]](repeating: [], count: chunks)
+        other.withUnsafeBytes { probe in
+            perChunk.withUnsafeMutableBufferPointer { slots in
+                let slotsBox = UnsafeSendable(slots), probeBox = UnsafeSendable(probe), selfBox = UnsafeSendable(self)
+                let work: @Sendable (Int) -> Void = { c in
+                    var found: [(Int, Int)] = []
+                    for i in (n * c / chunks)..<(n * (c + 1) / chunks) {
+                        let r = probeBox.value.baseAddress!.advanced(by: i * RistrettoElement.byteCount)
+                        if let j = selfBox.value.firstIndex(ofRecord: r) { found.append((i, j)) }
+                    }
+                    slotsBox.value[c] = found
+                }
+                if chunks == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: work) }
+            }
+        }
+        return perChunk.flatMap { $0 }
     }
 
     /// Seeded SipHash of the record's four words (see the type's note on crafted collisions).

@@ -55,6 +55,8 @@ struct BatchPerformancePathTests {
         #expect(found.count == 1000)
         for (i, j) in found { #expect(provider[i] == consumer[j]) }
         #expect(found.map(\.0) == Array(0..<1000), "matches come in the probe side's order")
+        let parallel = index.matches(in: provider)
+        #expect(parallel.map(\.0) == found.map(\.0) && parallel.map(\.1) == found.map(\.1), "the parallel probe finds the same pairs in the same order")
         for j in [0, 999, 1999] { #expect(index.firstIndex(of: consumer[j]) == j) }
         #expect(index.firstIndex(of: provider[2499]) == nil)
 
