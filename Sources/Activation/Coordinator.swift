@@ -72,8 +72,10 @@ public struct Coordinator: Sendable {
         }
         let consumerElements = try Layout.elements(of: consumerSet.message, source: "consumer-reblinded")
         let providerElements = try Layout.elements(of: providerSet.message, source: "provider-reblinded")
-        let consumerIndex = try Layout.rejectDuplicates(consumerElements, source: "consumer-reblinded")
-        _ = try Layout.rejectDuplicates(providerElements, source: "provider-reblinded")
+        // One partitioned hash join finds duplicates on both sides and the matches (RistrettoPSI.ElementJoin).
+        let join = ElementJoin.intersect(consumerElements, providerElements)
+        try Layout.refuseDuplicate(join.duplicateInA, source: "consumer-reblinded")
+        try Layout.refuseDuplicate(join.duplicateInB, source: "provider-reblinded")
 
         var counts = MatchCounts()
         counts.consumerIdentifiers = consumerElements.count
@@ -86,7 +88,7 @@ public struct Coordinator: Sendable {
         // provider row → (lowest matching consumer element, its index): deterministic choice of
         // which consumer attributes accompany a row when several consumer identifiers match it.
         var matched = [UInt64: (element: RistrettoElement, consumerIndex: Int, providerIndex: Int)]()
-        for (i, ci) in consumerIndex.matches(in: providerElements) {
+        for (i, ci) in join.matches {
             let e = providerElements[i]
             counts.matchedElements += 1
             let row = BE.read64(payload.message.record(i).prefix(Layout.rowIndexSize))

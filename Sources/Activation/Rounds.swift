@@ -131,10 +131,14 @@ enum Layout {
     /// returns the set's flat hash index (see ``ElementIndex``), which the coordinator probes.
     static func rejectDuplicates(_ batch: ElementBatch, source: String) throws(ActivationError) -> ElementIndex {
         let (index, duplicate) = ElementIndex.build(batch)
+        try refuseDuplicate(duplicate, source: source)
+        return index
+    }
+
+    static func refuseDuplicate(_ duplicate: (first: Int, second: Int)?, source: String) throws(ActivationError) {
         if let (first, second) = duplicate {
             throw ActivationError(.duplicateElement, "\(source): element \(second) duplicates element \(first)")
         }
-        return index
     }
 }
 

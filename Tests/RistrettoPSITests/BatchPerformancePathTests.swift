@@ -66,4 +66,26 @@ struct BatchPerformancePathTests {
         #expect(dup?.first == 17 && dup?.second == 2000)
         #expect(ElementIndex.build(ElementBatch()).duplicate == nil)
     }
+
+    /// The partitioned join gives the flat index's answers, with one partition or many.
+    @Test(arguments: [16_384, 64, 1])
+    func partitionedJoinAgreesWithTheIndex(partitionTarget: Int) throws {
+        let a = try Self.batch(2000)
+        let b = try ElementBatch.hashing((1000..<3500).map { Array("person-\($0)@example.com".utf8) }, with: Self.hasher)
+        let join = ElementJoin.intersect(a, b, partitionTarget: partitionTarget)
+        let (index, _) = ElementIndex.build(a)
+        let expected = index.matches(in: b)
+        #expect(join.duplicateInA == nil && join.duplicateInB == nil)
+        #expect(join.matches.map(\.0) == expected.map(\.0) && join.matches.map(\.1) == expected.map(\.1))
+
+        // Duplicates on either side: the pair a sequential scan finds first.
+        var a2 = a, b2 = b
+        a2.append(a[1500]); a2.append(a[3])
+        b2.append(b[10]); b2.append(b[2499])
+        let dup = ElementJoin.intersect(a2, b2, partitionTarget: partitionTarget)
+        #expect(dup.duplicateInA?.first == 1500 && dup.duplicateInA?.second == 2000)
+        #expect(dup.duplicateInB?.first == 10 && dup.duplicateInB?.second == 2500)
+        #expect(ElementIndex.build(a2).duplicate?.second == 2000)
+        #expect(ElementJoin.intersect(ElementBatch(), ElementBatch()).matches.isEmpty)
+    }
 }
