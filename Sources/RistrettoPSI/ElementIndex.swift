@@ -183,30 +183,31 @@ public enum ElementJoin {
         var bits = 0
         while (a.count + b.count) >> bits > partitionTarget && bits < 16 { bits += 1 }
         let partitions = 1 << bits
-        let hashesA = hashes(a), hashesB = hashes(b)
-        let (startA, orderA) = partitioned(hashesA, bits: bits)
-        let (startB, orderB) = partitioned(hashesB, bits: bits)
+        // Radix-partition both sides in one sequential pass each: records, hashes and original
+        // indices are copied partition by partition, so the per-partition work stays in cache.
+        let pa = Partitioned(a, hashes: hashes(a), bits: bits)
+        let pb = Partitioned(b, hashes: hashes(b), bits: bits)
         var dupA = [(Int, Int)?](repeating: nil, count: partitions)
         var dupB = [(Int, Int)?](repeating: nil, count: partitions)
         var matchOf = [Int32](repeating: -1, count: b.count)
-        a.withUnsafeBytes { ra in
-            b.withUnsafeBytes { rb in
+        pa.records.withUnsafeBytes { ra in
+            pb.records.withUnsafeBytes { rb in
                 dupA.withUnsafeMutableBufferPointer { da in
                     dupB.withUnsafeMutableBufferPointer { db in
                         matchOf.withUnsafeMutableBufferPointer { mo in
                             let box = UnsafeSendable((ra, rb, da, db, mo))
                             let work: @Sendable (Int) -> Void = { p in
                                 let (ra, rb, da, db, mo) = box.value
+                                let aRange = pa.starts[p]..<pa.starts[p + 1], bRange = pb.starts[p]..<pb.starts[p + 1]
                                 var table = [UInt64]()
-                                let aSlice = orderA[startA[p]..<startA[p + 1]], bSlice = orderB[startB[p]..<startB[p + 1]]
-                                da[p] = insertAll(aSlice, hashesA, ra, into: &table)
+                                da[p] = insertAll(aRange, pa.hashes, ra, into: &table).map { (Int(pa.order[$0.0]), Int(pa.order[$0.1])) }
                                 var tableB = [UInt64]()
-                                db[p] = insertAll(bSlice, hashesB, rb, into: &tableB)
+                                db[p] = insertAll(bRange, pb.hashes, rb, into: &tableB).map { (Int(pb.order[$0.0]), Int(pb.order[$0.1])) }
                                 let mask = table.count - 1
-                                for ii in bSlice {
-                                    let i = Int(ii)
-                                    let r = rb.baseAddress!.advanced(by: i * 32)
-                                    if let j = lookup(r, hashesB[i], table, mask, ra) { mo[i] = Int32(j) }
+                                for k in bRange {
+                                    if let j = lookup(rb.baseAddress!.advanced(by: k * 32), pb.hashes[k], table, mask, ra) {
+                                        mo[Int(pb.order[k])] = pa.order[j]
+                                    }
                                 }
                             }
                             if partitions == 1 || Parallel.workerCount == 1 {
@@ -240,35 +241,54 @@ public enum ElementJoin {
         return out
     }
 
-    /// Record indices grouped by the top `bits` of their hash (a stable counting sort), with each
-    /// partition's start offset (`starts[p]..<starts[p + 1]`).
-    static func partitioned(_ hashes: [UInt64], bits: Int) -> (starts: [Int], order: [Int32]) {
-        let partitions = 1 << bits
-        func part(_ h: UInt64) -> Int { bits == 0 ? 0 : Int(h >> UInt64(64 - bits)) }
-        var starts = [Int](repeating: 0, count: partitions + 1)
-        for h in hashes { starts[part(h) + 1] += 1 }
-        for p in 0..<partitions { starts[p + 1] += starts[p] }
-        var next = starts
-        var order = [Int32](repeating: 0, count: hashes.count)
-        for (i, h) in hashes.enumerated() {
-            let p = part(h)
-            order[next[p]] = Int32(i)
-            next[p] += 1
+    /// One side grouped by the top `bits` of the hash (a stable counting sort): partition `p` is
+    /// local positions `starts[p]..<starts[p + 1]`; `order[k]` is the original index of local `k`,
+    /// `hashes[k]` its hash and `records[32k..<32k+32]` its bytes.
+    struct Partitioned: Sendable {
+        let starts: [Int]
+        let order: [Int32]
+        let hashes: [UInt64]
+        let records: [UInt8]
+
+        init(_ batch: ElementBatch, hashes h: [UInt64], bits: Int) {
+            let partitions = 1 << bits
+            func part(_ x: UInt64) -> Int { bits == 0 ? 0 : Int(x >> UInt64(64 - bits)) }
+            var starts = [Int](repeating: 0, count: partitions + 1)
+            for x in h { starts[part(x) + 1] += 1 }
+            for p in 0..<partitions { starts[p + 1] += starts[p] }
+            var next = starts
+            var order = [Int32](repeating: 0, count: h.count)
+            var hashes = [UInt64](repeating: 0, count: h.count)
+            var records = [UInt8](repeating: 0, count: h.count * 32)
+            batch.withUnsafeBytes { src in
+                records.withUnsafeMutableBytes { dst in
+                    for (i, x) in h.enumerated() {
+                        let p = part(x)
+                        let k = next[p]
+                        next[p] = k + 1
+                        order[k] = Int32(i)
+                        hashes[k] = x
+                        dst.baseAddress!.advanced(by: k * 32).copyMemory(from: src.baseAddress!.advanced(by: i * 32), byteCount: 32)
+                    }
+                }
+            }
+            self.starts = starts
+            self.order = order
+            self.hashes = hashes
+            self.records = records
         }
-        return (starts, order)
     }
 
     /// Inserts the records in order into a fresh table; returns the first duplicate pair.
-    static func insertAll(_ indices: ArraySlice<Int32>, _ hashes: [UInt64], _ records: UnsafeRawBufferPointer,
+    static func insertAll(_ positions: Range<Int>, _ hashes: [UInt64], _ records: UnsafeRawBufferPointer,
                           into table: inout [UInt64]) -> (Int, Int)? {
         var capacity = 16
-        while capacity < indices.count * 2 { capacity <<= 1 }
+        while capacity < positions.count * 2 { capacity <<= 1 }
         table = [UInt64](repeating: 0, count: capacity)
         let mask = capacity - 1
         var duplicate: (Int, Int)?
         table.withUnsafeMutableBufferPointer { t in
-            for ii in indices {
-                let i = Int(ii)
+            for i in positions {
                 let r = records.baseAddress!.advanced(by: i * 32)
                 let h = hashes[i]
                 let tag = h & 0xffff_ffff_0000_0000
