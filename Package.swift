@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "AuditLog", targets: ["AuditLog"]),
         .library(name: "Activation", targets: ["Activation"]),
         .library(name: "Workflow", targets: ["Workflow"]),
+        .library(name: "S3Delivery", targets: ["S3Delivery"]),
     ],
     targets: [
         // C at the bottom: system libraries from Debian's packages, nothing vendored.
@@ -45,6 +46,9 @@ let package = Package(
         .target(name: "Gzip", dependencies: ["CZlib"]),
         // The protocol: agreement, round messages, roles. No I/O.
         .target(name: "Activation", dependencies: ["RistrettoPSI", "Identifiers", "Gzip"]),
+        // Delivery to Amazon S3 without an AWS SDK: SigV4, credentials, STS, the S3 REST calls
+        // over FoundationNetworking. HMAC/SHA-256 come from RistrettoPSI (the only CSodium importer).
+        .target(name: "S3Delivery", dependencies: ["RistrettoPSI"]),
         // The edges: files, state directories, destinations, the audit ledger; each role step.
         .target(name: "Workflow", dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog"]),
 
@@ -62,6 +66,7 @@ let package = Package(
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
         .testTarget(name: "TabularTests", dependencies: ["Tabular"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
+        .testTarget(name: "S3DeliveryTests", dependencies: ["S3Delivery", "RistrettoPSI", "TestSupport"]),
         .testTarget(name: "ActivationTests", dependencies: ["Activation", "Identifiers", "RistrettoPSI"]),
         // CSQLite lets the tamper tests edit a log through the C API, as an attacker with file
         // access would; "CleanRoomCLI" makes `swift test` build the `cleanroom` binary that the
