@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+import RistrettoPSI
+@testable import S3Delivery
+
+/// S3 writes through an assumed role against the local S3 server (see ``S3Server``).
+@Suite(.enabled(if: S3Server.configured, Comment(rawValue: S3Server.skipMessage)))
+struct S3WriterIntegrationTests {
+    let p: S3Server.Provisioned
+    init() throws { p = try S3Server.provision() }
+
+    func role(externalID: String? = nil) -> AssumedRoleCredentials {
+        AssumedRoleCredentials(sts: STSClient(endpoints: S3Server.endpoints(), http: S3Server.http), base: StaticCredentials(p.coordinator),
+                               roleARN: p.roleARN, externalID: externalID ?? p.externalID, sessionName: "cleanroom-test")
+    }
+
+    func writer(_ creds: any CredentialProvider) -> S3Writer {
+        S3Writer(endpoints: S3Server.endpoints(), bucket: p.location.bucket, http: S3Server.http, credentials: creds)
+    }
+
+    @Test func assumedRoleWritesOnceInsideThePrefix() throws {
+        let creds = role()
+        let c = try creds.credentials()
+        #expect(c.accessKeyID.hasPrefix("ASIA"))
+        #expect(c.expiration != nil)
+        let key = p.location.key(p.collaborationID, "run-1", "part-00001.csv")
+        #expect(try writer(creds).put(key: key, bytes: Array("a,b\n".utf8)) == .written)
+        #expect(try S3Reader(endpoints: S3Server.endpoints(), bucket: p.location.bucket, http: S3Server.http,
+                             credentials: StaticCredentials(S3Server.admin)).get(key: key) == Array("a,b\n".utf8))
+        // If-None-Match: * — a second write of the same key is refused, never an overwrite.
+        #expect(throws: AWSError(.alreadyExists, "")) { try writer(creds).put(key: key, bytes: Array("x".utf8)) }
+    }
+
+    @Test func writeOutsideThePrefixIsDenied() throws {
+        let outside = p.location.key("other-collaboration", "x.csv")
+        #expect(throws: AWSError(.accessDenied, "")) { try writer(role()).put(key: outside, bytes: [1, 2, 3]) }
+    }
+
+    @Test func readIsDenied() throws {
+        let key = p.location.key(p.collaborationID, "canary")
+        _ = try writer(role()).put(key: key, bytes: [1])
+        let reader = S3Reader(endpoints: S3Server.endpoints(), bucket: p.location.bucket, http: S3Server.http, credentials: role())
+        #expect(throws: AWSError(.accessDenied, "")) { try reader.get(key: key) }
+    }
+
+    @Test func coordinatorsOwnKeysCannotWrite() throws {
+        // The coordinator's user may only assume roles: every delivery goes through the role.
+        #expect(throws: AWSError(.accessDenied, "")) {
+            try writer(StaticCredentials(p.coordinator)).put(key: p.location.key(p.collaborationID, "direct"), bytes: [1])
+        }
+    }
+
+    @Test func multipartUploadOfALargeObject() throws {
+        var bytes = [UInt8](repeating: 0, count: 11 * 1024 * 1024 + 123)
+        for i in stride(from: 0, to: bytes.count, by: 4096) { bytes[i] = UInt8(truncatingIfNeeded: i / 4096) }
+        let w = S3Writer(endpoints: S3Server.endpoints(), bucket: p.location.bucket, http: S3Server.http, credentials: role(),
+                         multipartThreshold: 5 * 1024 * 1024, partSize: 5 * 1024 * 1024, parallelParts: 3)
+        let key = p.location.key(p.collaborationID, "run-2", "part-00001.csv")
+        #expect(try w.put(key: key, bytes: bytes) == .written)
+        let back = try S3Reader(endpoints: S3Server.endpoints(), bucket: p.location.bucket, http: S3Server.http,
+                                credentials: StaticCredentials(S3Server.admin)).get(key: key)
+        #expect(SHA256.hash(back) == SHA256.hash(bytes))
+        #expect(try S3Server.openUploads(p.location.bucket) == 0)
+    }
+}
+
+/// STS against the local server: web identity, and refresh before expiry.
+@Suite(.enabled(if: S3Server.configured, Comment(rawValue: S3Server.skipMessage)))
+struct STSIntegrationTests {
+    final class Clock: @unchecked Sendable {
+        private let lock = NSLock()
+        private var offset: TimeInterval = 0
+        func advance(_ s: TimeInterval) { lock.lock(); offset += s; lock.unlock() }
+        func now() -> Date { lock.lock(); defer { lock.unlock() }; return Date().addingTimeInterval(offset) }
+    }
+
+    @Test func assumedRoleCredentialsAreRefreshedBeforeTheyExpire() throws {
+        let p = try S3Server.provision()
+        let clock = Clock()
+        let creds = AssumedRoleCredentials(sts: STSClient(endpoints: S3Server.endpoints(), http: S3Server.http), base: StaticCredentials(p.coordinator),
+                                           roleARN: p.roleARN, externalID: p.externalID, sessionName: "cleanroom-refresh",
+                                           durationSeconds: 900, refreshMargin: 300, clock: { clock.now() })
+        let first = try creds.credentials()
+        #expect(try creds.credentials().accessKeyID == first.accessKeyID)   // cached
+        clock.advance(700)                                                      // within 5 minutes of expiry
+        #expect(try creds.credentials().accessKeyID != first.accessKeyID)
+    }
+
+    @Test func webIdentityTokenFileThroughTheChain() throws {
+        let tag = S3Server.random()
+        let trust = DeliveryPolicies.oidcTrustPolicy(accountID: S3Server.accountID, issuerHost: "token.example.com",
+                                                     audience: "sts.amazonaws.com", subject: "system:serviceaccount:cleanroom:coordinator")
+        let created = try S3Server.iam("CreateRole", [("RoleName", "cleanroom-oidc-\(tag)"), ("AssumeRolePolicyDocument", trust)])
+        let token = NSTemporaryDirectory() + "cr-token-\(tag)"
+        try "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjb29yZGluYXRvciJ9.c2ln\n".write(toFile: token, atomically: true, encoding: .utf8)
+        let env = AWSEnvironment(["AWS_WEB_IDENTITY_TOKEN_FILE": token, "AWS_ROLE_ARN": XMLText.first("Arn", in: created)!,
+                                  "AWS_ROLE_SESSION_NAME": "cleanroom-oidc", "HOME": "/nonexistent"])
+        let provider = try CredentialChain.resolve(env, endpoints: S3Server.endpoints(), http: S3Server.http)
+        #expect(provider is WebIdentityCredentials)
+        // AssumeRoleWithWebIdentity is unsigned by design (the token is the proof). moto 5.2.5 with
+        // authentication on crashes on a request without an Authorization header (HTTP 500,
+        // KeyError 'HTTP_AUTHORIZATION' in its log), so against moto this is a known issue; the
+        // parsing of the answer is covered by the fault-proxy tests' STS stand-in.
+        withKnownIssue("moto 5.2.5 answers 500 to an unsigned AssumeRoleWithWebIdentity when authentication is on") {
+            let c = try provider.credentials()
+            #expect(c.hasSessionToken)
+            #expect(c.source.contains("AssumeRoleWithWebIdentity"))
+        }
+    }
+}
