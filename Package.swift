@@ -50,17 +50,17 @@ let package = Package(
         // over FoundationNetworking. HMAC/SHA-256 come from RistrettoPSI (the only CSodium importer).
         .target(name: "S3Delivery", dependencies: ["RistrettoPSI"]),
         // The edges: files, state directories, destinations, the audit ledger; each role step.
-        .target(name: "Workflow", dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog"]),
+        .target(name: "Workflow", dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog", "S3Delivery"]),
 
         // Thin CLI: parsing, wiring, printing.
         .executableTarget(
             name: "CleanRoomCLI",
-            dependencies: ["RistrettoPSI", "Identifiers", "AuditLog", "Activation", "Workflow", "Tabular"],
+            dependencies: ["RistrettoPSI", "Identifiers", "AuditLog", "Activation", "Workflow", "Tabular", "S3Delivery"],
             path: "Sources/CleanRoomCLI"
         ),
 
         // Test support shared by the targets that drive the built `cleanroom` binary.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["S3Delivery", "RistrettoPSI"], path: "Tests/TestSupport"),
 
         .testTarget(name: "RistrettoPSITests", dependencies: ["RistrettoPSI"]),
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
@@ -72,7 +72,7 @@ let package = Package(
         // access would; "CleanRoomCLI" makes `swift test` build the `cleanroom` binary that the
         // concurrency and kill -9 tests spawn.
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "RistrettoPSI", "CSQLite", "CleanRoomCLI", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["Workflow", "RistrettoPSI", "CleanRoomCLI", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Workflow", "RistrettoPSI", "CleanRoomCLI", "TestSupport", "S3Delivery"]),
     ],
     swiftLanguageModes: [.v6]
 )

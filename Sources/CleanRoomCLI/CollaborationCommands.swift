@@ -2,6 +2,7 @@ import Foundation
 import RistrettoPSI
 import Activation
 import Workflow
+import S3Delivery
 
 /// `cleanroom keygen`: a party's identity (Ed25519 signing key, X25519 sealing key).
 enum KeygenCommand {
@@ -38,7 +39,9 @@ enum CollaborationCommands {
                    [--gzip] [--min-consumer-rows N] [--min-matched-rows K] [--max-runs N]
                    [--window-hours H] [--expires-days D] [--compat-hash]
       accept       (provider) add its keys and destination, and sign
-                   --agreement <file> --identity <provider identity.key> --destination-dir <dir>
+                   --agreement <file> --identity <provider identity.key>
+                   --destination-dir <dir> | --destination-s3 s3://<bucket>/<prefix> --region <region>
+                   --role-arn <arn of the delivery role, see `provider aws-setup`>
       countersign  (consumer) sign the accepted terms
                    --agreement <file> --identity <consumer identity.key>
       verify       check both signatures, completeness and expiry: exit 0 if the agreement can run
@@ -94,7 +97,8 @@ enum CollaborationCommands {
     }
 
     static func accept(_ argv: [String]) throws {
-        let args = try Arguments(argv, flags: ["help"], options: ["agreement", "identity", "destination-dir", "name"])
+        let args = try Arguments(argv, flags: ["help"], options: ["agreement", "identity", "destination-dir", "destination-s3", "region",
+                                                                  "role-arn", "name"])
         if args.has("help") { Console.out(usage); return }
         try args.expectPositionals(0)
         let path = try args.required("agreement")
@@ -103,7 +107,16 @@ enum CollaborationCommands {
         let (me, name) = try KeyFiles.load(try args.required("identity"), role: .provider)
         signed.terms.provider = .init(name: try args.value("name") ?? name, signingKey: me.signingKey.verifyingKey.hex,
                                       sealingKey: me.sealingKey.publicKey.hex)
-        signed.terms.destination = .init(kind: "local", directory: try args.required("destination-dir"))
+        if let uri = try args.value("destination-s3") {
+            guard try args.value("destination-dir") == nil else { throw CLIError.usage("give --destination-dir or --destination-s3, not both") }
+            let location = try S3Location(uri: uri)
+            let role = try args.required("role-arn")
+            guard role.hasPrefix("arn:aws") && role.contains(":role/") else { throw CLIError.usage("--role-arn must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)") }
+            signed.terms.destination = .init(kind: "s3", bucket: location.bucket, prefix: location.prefix,
+                                             region: try args.required("region"), roleARN: role)
+        } else {
+            signed.terms.destination = .init(kind: "local", directory: try args.required("destination-dir"))
+        }
         signed.signatures = SignedAgreement.Signatures()
         try signed.sign(as: .provider, with: me.signingKey)
         try Files.writeAtomically(Array(signed.json()), to: path)
@@ -148,7 +161,8 @@ enum CollaborationCommands {
         matching       \(t.matching.identifierTypes.joined(separator: ", ")); rules v\(t.matching.rulesVersion)\(t.matching.gmailRule ? ", Gmail rule" : "")\(t.matching.defaultCountryCallingCode.map { ", default country code +\($0)" } ?? ""); hash \(t.matching.hashToGroup)
         output         CSV\(t.output.gzip ? " (gzip)" : ""), \(t.output.sealed ? "sealed to the provider" : "plain")\(t.output.deliverMemberID ? ", with member IDs" : "")
         privacy        ≥ \(t.privacy.minConsumerRows) consumer identifiers, ≥ \(t.privacy.minMatchedRows) matched rows, ≤ \(t.privacy.maxRunsPerWindow) runs per \(t.privacy.windowSeconds / 3600) h
-        destination    \(t.destination.map { $0.kind == "local" ? "local directory \($0.directory ?? "?")" : $0.kind } ?? "(not set)")
+        destination    \(t.destination.map { d in d.kind == "local" ? "local directory \(d.directory ?? "?")"
+            : d.kind == "s3" ? "s3://\(d.bucket ?? "?")/\(d.prefix ?? "") in \(d.region ?? "?") through role \(d.roleARN ?? "?")" : d.kind } ?? "(not set)")
         """)
     }
 }

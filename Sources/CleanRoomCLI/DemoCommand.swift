@@ -95,7 +95,7 @@ enum DemoCommand {
         step("provider opens its delivery (round 6)")
         let matchedPath = "\(providerDir)/matched-audience.csv"
         let delivered = try Steps.providerOpen(agreement: agreement, identity: providerID, runID: runID,
-                                               source: try Steps.destination(for: agreement), output: matchedPath)
+                                               source: try Steps.destination(for: agreement, access: .provider), output: matchedPath)
 
         // 3. What each party saw, and the check against the known overlap.
         var reader = try CSVReader(path: matchedPath)

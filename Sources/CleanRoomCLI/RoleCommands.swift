@@ -110,7 +110,7 @@ enum ProviderCommands {
         let a = try Steps.loadAgreement(try args.required("agreement"))
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
         let out = try args.required("out")
-        let n = try Steps.providerOpen(agreement: a, identity: id, runID: try RoleFlags.runID(args), source: try Steps.destination(for: a), output: out)
+        let n = try Steps.providerOpen(agreement: a, identity: id, runID: try RoleFlags.runID(args), source: try Steps.destination(for: a, access: .provider), output: out)
         if args.has("json") { Console.json(["role": "provider", "records": n, "written": out]) }
         else { Console.out("delivery verified: \(n) matched audience records written to \(out)") }
     }

@@ -3,6 +3,7 @@ import RistrettoPSI
 import Identifiers
 import Activation
 import Tabular
+import S3Delivery
 
 /// The coordinator's record of runs: the audit log in production, read for the privacy rules and
 /// appended once per run.
@@ -184,11 +185,20 @@ public enum Steps {
         case .deliver(let plan, let counts):
             progress?("delivering \(counts.matchedRows) records in \(plan.objects.count) objects, manifest last")
             do { try destination.deliver(plan, collaborationID: collab, runID: runID) } catch {
-                try record(.failed, counts, reason: error.code.rawValue)
+                try record(.failed, counts, reason: reasonCode(error))
                 throw error
             }
             try record(.delivered, counts, objects: plan.objects.count, manifest: plan.manifest.sha256)
             return MatchResult(kind: .delivered, counts: counts, objects: plan.objects.count)
+        }
+    }
+
+    /// The stable code an audit entry records for a failed delivery.
+    static func reasonCode(_ error: Error) -> String {
+        switch error {
+        case let e as AWSError: e.code.rawValue
+        case let e as WorkflowError: e.code.rawValue
+        default: WorkflowError.Code.destination.rawValue
         }
     }
 
@@ -202,13 +212,38 @@ public enum Steps {
         return records.count
     }
 
-    /// The destination the agreement names (local directories today; `s3` arrives with the S3 issue).
-    public static func destination(for agreement: VerifiedAgreement) throws(WorkflowError) -> DeliveryDestination {
+    /// Whose access a destination is opened with.
+    public enum DestinationAccess: Sendable {
+        /// Write-only: for S3, the agreement's role assumed per run with the External ID.
+        case coordinator
+        /// The provider's own credentials, to read its delivery back.
+        case provider
+    }
+
+    /// The destination the agreement names: a local directory, or the provider's S3 path (AWS
+    /// settings from `environment`: credentials chain, endpoint overrides; the agreement's region
+    /// wins over `AWS_REGION`).
+    public static func destination(for agreement: VerifiedAgreement, access: DestinationAccess = .coordinator,
+                                   environment: AWSEnvironment = AWSEnvironment()) throws -> DeliveryDestination {
         guard let d = agreement.terms.destination else { throw WorkflowError(.destination, "the agreement names no destination") }
         switch d.kind {
         case "local":
             guard let dir = d.directory else { throw WorkflowError(.destination, "a local destination needs a directory") }
             return LocalDirectoryDestination(directory: dir)
+        case "s3":
+            guard let bucket = d.bucket else { throw WorkflowError(.destination, "an s3 destination needs a bucket") }
+            let location = try S3Location(bucket: bucket, prefix: d.prefix ?? "")
+            let endpoints = try AWSEndpoints.resolve(environment, region: d.region)
+            let http = AWSHTTP()
+            let credentials = try CredentialChain.resolve(environment, endpoints: endpoints, http: http)
+            switch access {
+            case .coordinator:
+                guard let role = d.roleARN else { throw WorkflowError(.destination, "an s3 destination needs the provider's role ARN") }
+                return S3Destination(coordinator: credentials, roleARN: role, externalID: agreement.terms.externalID,
+                                     location: location, endpoints: endpoints, http: http)
+            case .provider:
+                return S3Destination(provider: credentials, location: location, endpoints: endpoints, http: http)
+            }
         default:
             throw WorkflowError(.destination, "destination kind '\(d.kind)' is not supported by this build")
         }

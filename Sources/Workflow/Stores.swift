@@ -58,9 +58,10 @@ public struct StateStore: Sendable {
 /// The provider's storage, as the coordinator writes it and the provider reads it.
 public protocol DeliveryDestination: Sendable {
     /// Writes the objects, then the manifest (the commit marker). Refuses a run already delivered.
-    func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws(WorkflowError)
+    /// Throws `WorkflowError` (local) or `AWSError` (S3): the coordinator records the code.
+    func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws
     /// Reads a committed delivery back (the provider's own access).
-    func read(collaborationID: String, runID: String) throws(WorkflowError) -> ReceivedDelivery
+    func read(collaborationID: String, runID: String) throws -> ReceivedDelivery
 }
 
 /// A local directory standing in for the provider's bucket: `<dir>/<collaboration>/<run>/`.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import RistrettoPSI
+import TestSupport
 @testable import S3Delivery
 
 /// S3 writes through an assumed role against the local S3 server (see ``S3Server``).

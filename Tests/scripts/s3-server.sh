@@ -6,21 +6,23 @@
 #
 #   s3-server.sh start   prints the endpoint URL (http://127.0.0.1:PORT) on stdout, and writes an
 #                        administrator's keys (created in the first unauthenticated actions) to
-#                        .build/s3-server.credentials, an AWS shared-credentials file
+#                        $STATE/credentials, an AWS shared-credentials file
 #                        (profile `admin`); everything after that is authenticated
 #   s3-server.sh stop    stops the server it started
 #
-# State: .build/s3-server.pid and .build/s3-server.log.
+# State: $CLEANROOM_S3_STATE (default .build/s3-server/): pid, log, credentials. `make test` uses
+# its own state directory, so it never stops a server started by hand for development.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MOTO_VERSION="5.2.5"
 VENV=".venv-s3"
-PIDFILE=".build/s3-server.pid"
-LOG=".build/s3-server.log"
+STATE="${CLEANROOM_S3_STATE:-.build/s3-server}"
+PIDFILE="$STATE/pid"
+LOG="$STATE/log"
 
 case "${1:-}" in
 start)
-  mkdir -p .build
+  mkdir -p "$STATE"
   if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c "import moto,sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
     echo "s3-server: installing moto[server]==$MOTO_VERSION into $VENV" >&2
     python3 -m venv "$VENV" >&2
@@ -33,7 +35,7 @@ start)
   for _ in $(seq 1 100); do
     if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
       # The three unauthenticated actions: an administrator user, its policy, its access key.
-      "$VENV/bin/python" - "http://127.0.0.1:$port" > .build/s3-server.credentials <<'PY'
+      "$VENV/bin/python" - "http://127.0.0.1:$port" > "$STATE/credentials" <<'PY'
 import sys, json, boto3
 iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
                    aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")

@@ -4,8 +4,9 @@
 # and stops the server on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export CLEANROOM_S3_STATE="$PWD/.build/s3-server-make-test"
 trap 'bash Tests/scripts/s3-server.sh stop' EXIT
 endpoint=$(bash Tests/scripts/s3-server.sh start)
 echo "test: local S3 server at $endpoint" >&2
-CLEANROOM_S3_ENDPOINT="$endpoint" CLEANROOM_S3_CREDENTIALS="$PWD/.build/s3-server.credentials" CLEANROOM_S3_REQUIRED=1 \
+CLEANROOM_S3_ENDPOINT="$endpoint" CLEANROOM_S3_CREDENTIALS="$CLEANROOM_S3_STATE/credentials" CLEANROOM_S3_REQUIRED=1 \
   swift test "$@"

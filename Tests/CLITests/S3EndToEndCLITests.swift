@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+import RistrettoPSI
+import Workflow
+import TestSupport
+import S3Delivery
+
+/// The whole activation delivered to the provider's S3 path on the local S3 server, through the
+/// built CLI: the coordinator assumes the provider's delivery role with the External ID; the
+/// provider reads back with its own keys. See `S3Server` for how the server is found.
+@Suite("Activation delivered to S3 through the CLI", .serialized, .enabled(if: S3Server.configured, Comment(rawValue: S3Server.skipMessage)))
+struct S3EndToEndCLITests {
+    struct Setup {
+        let c: EndToEndCLITests.Collaboration
+        let p: S3Server.Provisioned
+        let data: SyntheticData
+        let inputs: (provider: String, consumer: String)
+    }
+
+    /// Invite, provision the provider's bucket and role for that collaboration (as `provider
+    /// aws-setup` prints), accept with the S3 destination, countersign.
+    static func setUp(extraInvite: [String] = []) throws -> Setup {
+        let c = try EndToEndCLITests.Collaboration(minMatched: 20, extraInvite: extraInvite, accept: false)
+        let shown = try CLI.expectSuccess(["collaboration", "show", "--agreement", c.agreement, "--json"])
+        let terms = try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as! [String: Any]
+        let t = terms["terms"] as! [String: Any]
+        let p = try S3Server.provision(collaborationID: t["collaborationID"] as? String, externalID: t["externalID"] as? String)
+        try CLI.expectSuccess(["collaboration", "accept", "--agreement", c.agreement, "--identity", c.key("provider"),
+                               "--destination-s3", p.location.description, "--region", S3Server.region, "--role-arn", p.roleARN])
+        try CLI.expectSuccess(["collaboration", "countersign", "--agreement", c.agreement, "--identity", c.key("consumer")])
+        let data = SyntheticData(providerRows: 600, consumerRows: 400, overlap: 250)
+        return Setup(c: c, p: p, data: data, inputs: try EndToEndCLITests.writeData(c, data))
+    }
+
+    static func rounds(_ s: Setup, _ run: String) throws {
+        #expect(try s.c.providerPrepare(run, input: s.inputs.provider).status == 0)
+        #expect(try s.c.consumerPrepare(run, input: s.inputs.consumer).status == 0)
+        try s.c.respondBoth(run)
+    }
+
+    func match(_ s: Setup, _ run: String) throws -> CLI.Result {
+        try CLI.run(["coordinator", "match", "--agreement", s.c.agreement, "--identity", s.c.key("coordinator"), "--exchange", s.c.exchange,
+                     "--run-id", run, "--audit-db", s.c.audit, "--json"], environment: s.p.coordinatorEnvironment)
+    }
+
+    @Test func wholeActivationDeliveredThroughTheAssumedRole() throws {
+        let s = try Self.setUp(extraInvite: ["--gzip"])
+        let run = EndToEndCLITests.newRun()
+        try Self.rounds(s, run)
+        let m = try match(s, run)
+        #expect(m.status == 0, "\(m.stderr)")
+        #expect(m.stdout.contains("\"outcome\" : \"delivered\""))
+
+        // The layout: <prefix>/<collaboration>/<run>/part-NNNNN.csv.gz (numbered from 00000), then manifest.json.
+        let keys = try S3Server.keys(s.p.location.bucket, prefix: s.p.location.key(s.p.collaborationID, run))
+        #expect(keys.contains(s.p.location.key(s.p.collaborationID, run, "manifest.json")))
+        #expect(keys.contains(s.p.location.key(s.p.collaborationID, run, "part-00000.csv.gz")))
+        #expect(try S3Server.openUploads(s.p.location.bucket) == 0)
+
+        // The provider reads its delivery with its own keys and gets exactly the overlap.
+        let out = "\(s.c.root)/provider/matched.csv"
+        let open = try CLI.run(["provider", "open", "--agreement", s.c.agreement, "--identity", s.c.key("provider"), "--run-id", run, "--out", out],
+                               environment: S3Server.providerEnvironment)
+        #expect(open.status == 0, "\(open.stderr)")
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst()
+        #expect(Set(lines.map { String($0.split(separator: ",")[0]) }) == s.data.expectedAudienceKeys)
+
+        // The coordinator's role cannot read the delivery back.
+        let asCoordinator = try CLI.run(["provider", "open", "--agreement", s.c.agreement, "--identity", s.c.key("provider"), "--run-id", run,
+                                         "--out", "\(s.c.root)/x.csv"], environment: s.p.coordinatorEnvironment)
+        #expect(asCoordinator.status != 0)
+        #expect(asCoordinator.stderr.contains("aws.s3.access_denied"))
+
+        try CLI.expectSuccess(["audit", "verify", "--db", s.c.audit])
+    }
+
+    @Test func aRunWhoseObjectsExistIsRefusedAndRecorded() throws {
+        let s = try Self.setUp()
+        let run = EndToEndCLITests.newRun()
+        // Another writer got there first: the run's first object already exists in the bucket.
+        let role = AssumedRoleCredentials(sts: STSClient(endpoints: S3Server.endpoints(), http: S3Server.http), base: StaticCredentials(s.p.coordinator),
+                                          roleARN: s.p.roleARN, externalID: s.p.externalID, sessionName: "squatter")
+        _ = try S3Writer(endpoints: S3Server.endpoints(), bucket: s.p.location.bucket, http: S3Server.http, credentials: role)
+            .put(key: s.p.location.key(s.p.collaborationID, run, "part-00000.csv"), bytes: Array("x".utf8))
+        try Self.rounds(s, run)
+        let m = try match(s, run)
+        #expect(m.status == 1)
+        #expect(m.stderr.contains("aws.s3.already_exists"))
+        let keys = try S3Server.keys(s.p.location.bucket, prefix: s.p.location.key(s.p.collaborationID, run))
+        #expect(!keys.contains(s.p.location.key(s.p.collaborationID, run, "manifest.json")), "a refused run writes no manifest")
+        let audit = try CLI.expectSuccess(["audit", "show", "--db", s.c.audit, "--collaboration", s.p.collaborationID, "--json"])
+        #expect(audit.stdout.contains("aws.s3.already_exists"))
+    }
+}
