@@ -66,6 +66,10 @@ enum ProviderCommands {
                 --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
       open      round 6: verify the delivery and write a plain CSV for the DSP upload
                 --agreement <file> --identity <file> --run-id <uuid> --out <matched.csv> [--json]
+                (an s3 destination is read with the provider's own AWS credentials)
+      aws-setup print the delivery role's trust and permission policies for an s3 destination
+                --agreement <file> [--destination-s3 s3://<bucket>/<prefix>] [--coordinator-principal <arn>]
+                [--oidc-issuer <host> --oidc-subject <sub> --account-id <id>] [--json]
     """
 
     static func run(_ argv: [String]) throws {
@@ -73,6 +77,7 @@ enum ProviderCommands {
             "prepare": prepare,
             "respond": respond,
             "open": open,
+            "aws-setup": AWSCommands.setup,
         ])
     }
 
@@ -186,11 +191,15 @@ enum CoordinatorCommands {
                 and append the run's entry to the audit log
                 --agreement <file> --identity <coordinator identity.key> --exchange <dir> --run-id <uuid>
                 --audit-db <file> [--json]
+      verify-destination  assume the agreement's S3 role, write a canary, confirm reads and writes
+                outside the prefix are denied: "write-only confirmed" or what is wrong
+                --agreement <file> [--json]
     """
 
     static func run(_ argv: [String]) throws {
         try Subcommands.dispatch(argv, group: "coordinator", usage: usage, [
             "match": match,
+            "verify-destination": AWSCommands.verify,
         ])
     }
 

@@ -74,6 +74,21 @@ struct S3EndToEndCLITests {
         try CLI.expectSuccess(["audit", "verify", "--db", s.c.audit])
     }
 
+    @Test func verifyDestinationConfirmsWriteOnly() throws {
+        let s = try Self.setUp()
+        let r = try CLI.run(["coordinator", "verify-destination", "--agreement", s.c.agreement], environment: s.p.coordinatorEnvironment)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("ok   read is denied"))
+        #expect(r.stdout.contains("ok   write outside the prefix is denied"))
+        #expect(r.stdout.hasSuffix("write-only confirmed\n"))
+        // With no AWS credentials at all, it says so (and names no secret).
+        let none = try CLI.run(["coordinator", "verify-destination", "--agreement", s.c.agreement],
+                               environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+                                             "AWS_WEB_IDENTITY_TOKEN_FILE": "", "AWS_ENDPOINT_URL": S3Server.endpoint!.absoluteString])
+        #expect(none.status == 1)
+        #expect(none.stderr.contains("aws.credentials.missing"))
+    }
+
     @Test func aRunWhoseObjectsExistIsRefusedAndRecorded() throws {
         let s = try Self.setUp()
         let run = EndToEndCLITests.newRun()
@@ -90,5 +105,26 @@ struct S3EndToEndCLITests {
         #expect(!keys.contains(s.p.location.key(s.p.collaborationID, run, "manifest.json")), "a refused run writes no manifest")
         let audit = try CLI.expectSuccess(["audit", "show", "--db", s.c.audit, "--collaboration", s.p.collaborationID, "--json"])
         #expect(audit.stdout.contains("aws.s3.already_exists"))
+    }
+}
+
+/// `provider aws-setup` prints exactly the write-only documents (no server needed).
+@Suite struct AWSSetupCLITests {
+    @Test func printsTrustAndWriteOnlyPermissionPolicies() throws {
+        let c = try EndToEndCLITests.Collaboration(accept: false)
+        let r = try CLI.expectSuccess(["provider", "aws-setup", "--agreement", c.agreement, "--destination-s3", "s3://acme-audiences/cleanroom",
+                                       "--coordinator-principal", "arn:aws:iam::111122223333:role/coordinator", "--json"])
+        let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let collab = o["collaborationID"] as! String, external = o["externalID"] as! String
+        #expect(o["resource"] as? String == "arn:aws:s3:::acme-audiences/cleanroom/\(collab)/*")
+        let trust = o["trustPolicy"] as! String, perm = o["permissionPolicy"] as! String
+        #expect(trust.contains("\"sts:ExternalId\" : \"\(external)\""))
+        #expect(trust.contains("arn:aws:iam::111122223333:role/coordinator"))
+        for action in ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"] { #expect(perm.contains(action)) }
+        for forbidden in ["Get", "List\"", "Delete", "s3:*", "\"*\""] { #expect(!perm.contains(forbidden), "\(forbidden) in \(perm)") }
+        let oidc = try CLI.expectSuccess(["provider", "aws-setup", "--agreement", c.agreement, "--destination-s3", "s3://acme-audiences/cleanroom",
+                                          "--oidc-issuer", "token.actions.example.com", "--oidc-subject", "repo:coordinator", "--account-id", "111122223333"])
+        #expect(oidc.stdout.contains("sts:AssumeRoleWithWebIdentity"))
+        #expect(oidc.stdout.contains("token.actions.example.com:sub"))
     }
 }
