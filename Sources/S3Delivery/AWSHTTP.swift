@@ -34,6 +34,14 @@ public final class AWSHTTP: Sendable {
         client = HTTPClient(timeout: timeout); self.retry = retry; self.clock = clock
     }
 
+    /// From the environment: `AWS_MAX_ATTEMPTS` (the SDKs' standard setting) and
+    /// `CLEANROOM_AWS_TIMEOUT_SECONDS` (per request; default 30).
+    public static func fromEnvironment(_ env: AWSEnvironment) -> AWSHTTP {
+        let attempts = env.nonEmpty("AWS_MAX_ATTEMPTS").flatMap(Int.init) ?? 5
+        let timeout = env.nonEmpty("CLEANROOM_AWS_TIMEOUT_SECONDS").flatMap(Double.init) ?? 30
+        return AWSHTTP(timeout: max(0.1, timeout), retry: RetryPolicy(maxAttempts: attempts))
+    }
+
     /// What one attempt produced.
     enum Outcome {
         case response(HTTPResponse)

@@ -234,7 +234,7 @@ public enum Steps {
             guard let bucket = d.bucket else { throw WorkflowError(.destination, "an s3 destination needs a bucket") }
             let location = try S3Location(bucket: bucket, prefix: d.prefix ?? "")
             let endpoints = try AWSEndpoints.resolve(environment, region: d.region)
-            let http = AWSHTTP()
+            let http = AWSHTTP.fromEnvironment(environment)
             let credentials = try CredentialChain.resolve(environment, endpoints: endpoints, http: http)
             switch access {
             case .coordinator:

@@ -154,3 +154,71 @@ struct DestinationProbeTests {
         }
     }
 }
+
+/// Multipart uploads under faults: a part that keeps failing aborts the upload; a lost answer to
+/// CompleteMultipartUpload is recognised as our own completed write.
+@Suite(.enabled(if: S3Server.configured, Comment(rawValue: S3Server.skipMessage)))
+struct MultipartFaultTests {
+    static let mib5 = 5 * 1024 * 1024
+    func writer(_ p: S3Server.Provisioned, _ proxy: FaultProxy) -> S3Writer {
+        let role = AssumedRoleCredentials(sts: STSClient(endpoints: S3Server.endpoints(), http: S3Server.http), base: StaticCredentials(p.coordinator),
+                                          roleARN: p.roleARN, externalID: p.externalID, sessionName: "multipart-faults")
+        return S3Writer(endpoints: AWSEndpoints(region: S3Server.region, s3: proxy.url, sts: S3Server.endpoint!), bucket: p.location.bucket,
+                        http: S3Server.http, credentials: role, multipartThreshold: Self.mib5, partSize: Self.mib5, parallelParts: 2)
+    }
+
+    @Test func aFailingPartAbortsTheUpload() throws {
+        let p = try S3Server.provision()
+        let proxy = try FaultProxy(upstream: S3Server.endpoint!, rules: [
+            .init(times: 100, fault: .status(500, code: "InternalError"), matches: { m, t in m == "PUT" && t.contains("partNumber=2") }),
+        ])
+        defer { proxy.stop() }
+        let key = p.location.key(p.collaborationID, "run-f", "part-00000.csv")
+        #expect(throws: AWSError(.requestFailed, "")) { try writer(p, proxy).put(key: key, bytes: [UInt8](repeating: 7, count: 2 * Self.mib5 + 10)) }
+        #expect(proxy.actions.contains { $0.hasPrefix("DELETE") }, "AbortMultipartUpload was sent")
+        #expect(try S3Server.openUploads(p.location.bucket) == 0)
+        #expect(try S3Server.keys(p.location.bucket, prefix: key).isEmpty)
+    }
+
+    @Test func aLostCompletionIsOurOwnWrite() throws {
+        let p = try S3Server.provision()
+        let proxy = try FaultProxy(upstream: S3Server.endpoint!, rules: [
+            .init(times: 1, fault: .lostResponse, matches: { m, t in m == "POST" && t.contains("uploadId=") }),
+        ])
+        defer { proxy.stop() }
+        let key = p.location.key(p.collaborationID, "run-g", "part-00000.csv")
+        // The retried completion answers 200 (S3 and moto treat a repeated completion of the same
+        // upload as success) or 412/404 (recognised as our earlier write): either way, one object.
+        let result = try writer(p, proxy).put(key: key, bytes: [UInt8](repeating: 9, count: Self.mib5 + 10))
+        #expect(result == .written || result == .writtenByEarlierAttempt)
+        #expect(proxy.actions.contains { $0.contains("applied, response lost") })
+        #expect(try S3Server.keys(p.location.bucket, prefix: key) == [key])
+        #expect(try S3Server.openUploads(p.location.bucket) == 0)
+    }
+}
+
+/// AssumeRoleWithWebIdentity's request and answer, with the fault proxy standing in for STS
+/// (moto cannot serve the unsigned call with authentication on).
+@Suite struct WebIdentityStandInTests {
+    @Test func webIdentityAnswerIsParsed() throws {
+        let answer = """
+        <AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult>
+        <Credentials><AccessKeyId>ASIAWEBIDENTITYEXAMPLE</AccessKeyId><SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY</SecretAccessKey>
+        <SessionToken>FwoGZXIvYXdzEXAMPLE</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>
+        </AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>
+        """
+        // Upstream is never reached: every request gets the canned answer.
+        let proxy = try FaultProxy(upstream: URL(string: "http://127.0.0.1:9")!, rules: [.init(times: 5, fault: .respond(200, body: answer), matches: { _, _ in true })])
+        defer { proxy.stop() }
+        let token = NSTemporaryDirectory() + "cr-token-\(UUID().uuidString)"
+        try "header.payload.signature\n".write(toFile: token, atomically: true, encoding: .utf8)
+        let env = AWSEnvironment(["AWS_WEB_IDENTITY_TOKEN_FILE": token, "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/cleanroom-oidc",
+                                  "AWS_ENDPOINT_URL": proxy.url.absoluteString, "AWS_REGION": "us-east-1", "HOME": "/nonexistent"])
+        let endpoints = try AWSEndpoints.resolve(env)
+        let c = try CredentialChain.resolve(env, endpoints: endpoints, http: AWSHTTP(timeout: 5)).credentials()
+        #expect(c.accessKeyID == "ASIAWEBIDENTITYEXAMPLE")
+        #expect(c.hasSessionToken)
+        #expect(c.expiration == ISO8601DateFormatter().date(from: "2099-01-01T00:00:00Z"))
+        #expect(proxy.actions == ["POST / → answered 200 (unsigned request)"])
+    }
+}
