@@ -9,8 +9,8 @@ import TestSupport
         guard S3Server.required else { return }
         let endpoint = try #require(S3Server.endpoint, "make test must set CLEANROOM_S3_ENDPOINT")
         _ = endpoint
-        // One authenticated IAM call: the server is up and the admin keys work.
-        let body = try S3Server.iam("GetUser", [("UserName", "admin")])
-        #expect(XMLText.first("UserName", in: body) == "admin")
+        // One authenticated STS call: the server is up and the admin keys work.
+        let body = try S3Server.query(service: "sts", action: "GetCallerIdentity", version: "2011-06-15", params: [], creds: S3Server.admin)
+        #expect(XMLText.first("Arn", in: body)?.hasPrefix("arn:aws:") == true)
     }
 }

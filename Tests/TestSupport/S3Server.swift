@@ -16,6 +16,9 @@ public enum S3Server {
     public static var required: Bool { env["CLEANROOM_S3_REQUIRED"] == "1" }
     public static let skipMessage = "no CLEANROOM_S3_ENDPOINT: run `make test` (it starts a local S3 server) to run the S3 integration tests"
 
+    /// Which server (`CLEANROOM_S3_SERVER`: `moto`, the default, or `ministack`): they enforce
+    /// different things, and the tests say so where it matters.
+    public static var kind: String { env["CLEANROOM_S3_SERVER"] ?? "moto" }
     public static let region = "us-east-1"
     public static let accountID = "123456789012"
     public static let http = AWSHTTP(timeout: 20, retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.05, maxDelay: 0.5))
@@ -116,13 +119,13 @@ public enum S3Server {
         let collab = collaborationID ?? "0b5e7c4e-\(tag.prefix(4))-4a00-8000-000000000001"
         let external = externalID ?? "e1e1e1e1-\(tag.prefix(4))-4b00-8000-000000000002"
         let user = "coordinator-\(tag)"
-        try iam("CreateUser", [("UserName", user)])
+        let createdUser = try iam("CreateUser", [("UserName", user)])
         try iam("PutUserPolicy", [("UserName", user), ("PolicyName", "assume"), ("PolicyDocument",
             #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#)])
         let key = try iam("CreateAccessKey", [("UserName", user)])
         let keyID = XMLText.first("AccessKeyId", in: key)!, secret = XMLText.first("SecretAccessKey", in: key)!
         let coordinator = try AWSCredentials(accessKeyID: keyID, secretAccessKey: secret, source: "test coordinator")
-        let principal = "arn:aws:iam::\(accountID):user/\(user)"
+        let principal = XMLText.first("Arn", in: createdUser) ?? "arn:aws:iam::\(accountID):user/\(user)"
         let trust = trustPolicy?(principal, external) ?? DeliveryPolicies.trustPolicy(coordinatorPrincipal: principal, externalID: external)
         let role = "cleanroom-delivery-\(tag)"
         let created = try iam("CreateRole", [("RoleName", role), ("AssumeRolePolicyDocument", trust)])
