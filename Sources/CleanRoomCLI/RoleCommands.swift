@@ -3,6 +3,7 @@ import RistrettoPSI
 import Identifiers
 import Activation
 import Workflow
+import S3Delivery
 
 /// Shared flag handling for the role steps.
 enum RoleFlags {
@@ -55,7 +56,8 @@ enum RoleFlags {
 enum ProviderCommands {
     static let usage = """
     usage: cleanroom provider <subcommand>
-    (every step prints progress on stderr; --quiet silences it)
+    (every step prints progress on stderr; --quiet silences it; --exchange takes a directory or
+    s3://<bucket>/<prefix>, read and written with your own AWS credentials)
 
       prepare   round 1: blind the audience with a fresh per-run scalar
                 --agreement <file> --identity <provider identity.key> --state-dir <private dir>
@@ -90,7 +92,7 @@ enum ProviderCommands {
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
         let r = try Steps.providerPrepare(agreement: a, identity: id, input: try args.required("input"), columns: RoleFlags.columns(args),
                                           audienceKeyColumn: try args.required("audience-key-column"), runID: try RoleFlags.runID(args),
-                                          exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                          exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()), state: StateStore(root: try args.required("state-dir")),
                                           policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "provider"))
         RoleFlags.report(r, json: args.has("json"), role: "provider")
     }
@@ -102,7 +104,7 @@ enum ProviderCommands {
         let a = try Steps.loadAgreement(try args.required("agreement"))
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
         let r = try Steps.providerRespond(agreement: a, identity: id, runID: try RoleFlags.runID(args),
-                                          exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                          exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()), state: StateStore(root: try args.required("state-dir")),
                                           progress: RoleFlags.progress(args, "provider"))
         if args.has("json") { Console.json(["role": "provider", "elements": r.elements, "written": r.written]) }
         else { Console.out("re-blinded and shuffled \(r.elements) consumer elements; wrote \(r.written)") }
@@ -125,7 +127,8 @@ enum ProviderCommands {
 enum ConsumerCommands {
     static let usage = """
     usage: cleanroom consumer <subcommand>
-    (every step prints progress on stderr; --quiet silences it)
+    (every step prints progress on stderr; --quiet silences it; --exchange takes a directory or
+    s3://<bucket>/<prefix>, read and written with your own AWS credentials)
 
       prepare   round 2, the activation query: select rows, blind with a fresh per-run scalar
                 --agreement <file> --identity <consumer identity.key> --state-dir <private dir>
@@ -162,7 +165,7 @@ enum ConsumerCommands {
         let r = try Steps.consumerPrepare(agreement: a, signingKey: id.signingKey, input: try args.required("input"), columns: RoleFlags.columns(args),
                                           filters: filters, consent: args.values("consent-column"), memberIDColumn: try args.value("member-id-column"),
                                           segmentID: try args.required("segment-id"), segmentName: try args.required("segment-name"),
-                                          runID: runID, exchange: Exchange(root: try args.required("exchange")),
+                                          runID: runID, exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()),
                                           state: StateStore(root: try args.required("state-dir")),
                                           policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "consumer"))
         RoleFlags.report(r, json: args.has("json"), role: "consumer")
@@ -175,7 +178,7 @@ enum ConsumerCommands {
         let a = try Steps.loadAgreement(try args.required("agreement"))
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
         let r = try Steps.consumerRespond(agreement: a, signingKey: id.signingKey, runID: try RoleFlags.runID(args),
-                                          exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                          exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()), state: StateStore(root: try args.required("state-dir")),
                                           progress: RoleFlags.progress(args, "consumer"))
         if args.has("json") { Console.json(["role": "consumer", "elements": r.elements, "written": r.written]) }
         else { Console.out("re-blinded \(r.elements) provider elements; wrote \(r.written)") }
@@ -211,7 +214,7 @@ enum CoordinatorCommands {
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .coordinator)
         let ledger = try AuditLedger(path: try args.required("audit-db"), signingKey: id.signingKey, agreement: a)
         let r = try Steps.coordinatorMatch(agreement: a, identity: id, runID: try RoleFlags.runID(args),
-                                           exchange: Exchange(root: try args.required("exchange")),
+                                           exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()),
                                            destination: try Steps.destination(for: a), ledger: ledger,
                                            progress: RoleFlags.progress(args, "coordinator"))
         let c = r.counts

@@ -117,7 +117,7 @@ public enum Steps {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let s = try state.load(agreement, run: runID, role: .provider)
         let inPath = exchange.path(agreement, run: runID, .consumerBlinded)
-        let set = try ConsumerBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
+        let set = try ConsumerBlindedSet(parsing: try exchange.read(agreement, run: runID, .consumerBlinded), agreement: agreement, run: run, source: inPath)
         let out = try provider.respond(to: set, state: s)
         try exchange.write(out.message, agreement, run: runID)
         state.delete(agreement, run: runID, role: .provider)
@@ -132,7 +132,7 @@ public enum Steps {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let s = try state.load(agreement, run: runID, role: .consumer)
         let inPath = exchange.path(agreement, run: runID, .providerBlinded)
-        let set = try ProviderBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
+        let set = try ProviderBlindedSet(parsing: try exchange.read(agreement, run: runID, .providerBlinded), agreement: agreement, run: run, source: inPath)
         let out = try consumer.respond(to: set, state: s)
         try exchange.write(out.message, agreement, run: runID)
         state.delete(agreement, run: runID, role: .consumer)
@@ -166,15 +166,19 @@ public enum Steps {
             let q = exchange.path(agreement, run: runID, .providerReblinded)
             outcome = try coordinator.match(
                 runID: runID,
-                payload: try ProviderPayload(parsing: try Files.read(p), agreement: agreement, run: run, source: p),
-                consumerSet: try ConsumerReblindedSet(parsing: try Files.read(c), agreement: agreement, run: run, source: c),
-                providerSet: try ProviderReblindedSet(parsing: try Files.read(q), agreement: agreement, run: run, source: q),
+                payload: try ProviderPayload(parsing: try exchange.read(agreement, run: runID, .providerPayload), agreement: agreement, run: run, source: p),
+                consumerSet: try ConsumerReblindedSet(parsing: try exchange.read(agreement, run: runID, .consumerReblinded), agreement: agreement, run: run, source: c),
+                providerSet: try ProviderReblindedSet(parsing: try exchange.read(agreement, run: runID, .providerReblinded), agreement: agreement, run: run, source: q),
                 history: history, now: now)
         } catch let e as ActivationError {
             // A reused run ID already has its entry; every other refusal is recorded once.
             if e.code != .runAlreadyUsed { try record(.rejected, MatchCounts(), reason: e.code.rawValue) }
             throw e
         } catch let e as WorkflowError {
+            try record(.rejected, MatchCounts(), reason: e.code.rawValue)
+            throw e
+        } catch let e as AWSError {
+            // An s3:// exchange that cannot be read: refused, and recorded like a missing file.
             try record(.rejected, MatchCounts(), reason: e.code.rawValue)
             throw e
         }

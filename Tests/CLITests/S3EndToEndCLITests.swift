@@ -74,6 +74,44 @@ struct S3EndToEndCLITests {
         try CLI.expectSuccess(["audit", "verify", "--db", s.c.audit])
     }
 
+    /// Messages exchanged through `s3://` as well: each party with its own credentials (the
+    /// parties with the bucket owner's keys, the coordinator with its own user, granted read and
+    /// write on the exchange bucket), so no step needs a shared disk.
+    @Test func messagesExchangedThroughS3() throws {
+        let s = try Self.setUp()
+        let bucket = "cr-exchange-\(S3Server.random())"
+        try S3Server.createBucket(bucket)
+        try S3Server.iam("PutUserPolicy", [("UserName", s.p.coordinatorUser), ("PolicyName", "exchange"), ("PolicyDocument",
+            #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::"# + bucket + #"/*"}]}"#)])
+        let exchange = "s3://\(bucket)/messages"
+        let run = EndToEndCLITests.newRun()
+        let parties = S3Server.providerEnvironment
+        let c = s.c
+        try CLI.expectSuccess(["provider", "prepare", "--agreement", c.agreement, "--identity", c.key("provider"), "--state-dir", c.state("provider"),
+                               "--exchange", exchange, "--run-id", run, "--input", s.inputs.provider, "--audience-key-column", "audience_id",
+                               "--email-column", "email", "--phone-column", "phone", "--maid-column", "mobile_ad_id"], environment: parties)
+        try CLI.expectSuccess(["consumer", "prepare", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir", c.state("consumer"),
+                               "--exchange", exchange, "--run-id", run, "--input", s.inputs.consumer, "--email-column", "email", "--phone-column", "phone",
+                               "--consent-column", "ads_consent", "--member-id-column", "member_id", "--segment-id", "loyalty",
+                               "--segment-name", "Loyalty members", "--skip-invalid"], environment: parties)
+        try CLI.expectSuccess(["provider", "respond", "--agreement", c.agreement, "--identity", c.key("provider"), "--state-dir", c.state("provider"),
+                               "--exchange", exchange, "--run-id", run], environment: parties)
+        try CLI.expectSuccess(["consumer", "respond", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir", c.state("consumer"),
+                               "--exchange", exchange, "--run-id", run], environment: parties)
+        let m = try CLI.run(["coordinator", "match", "--agreement", c.agreement, "--identity", c.key("coordinator"), "--exchange", exchange,
+                             "--run-id", run, "--audit-db", c.audit, "--json"], environment: s.p.coordinatorEnvironment)
+        #expect(m.status == 0, "\(m.stderr)")
+        #expect(m.stdout.contains("\"outcome\" : \"delivered\""))
+        let messages = try S3Server.keys(bucket, prefix: "messages/")
+        #expect(messages.count == 5, "\(messages)")
+        #expect(!FileManager.default.fileExists(atPath: c.exchange), "no local exchange directory was used")
+        let out = "\(c.root)/provider/matched.csv"
+        try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out],
+                              environment: parties)
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst()
+        #expect(Set(lines.map { String($0.split(separator: ",")[0]) }) == s.data.expectedAudienceKeys)
+    }
+
     @Test func verifyDestinationConfirmsWriteOnly() throws {
         let s = try Self.setUp()
         let r = try CLI.run(["coordinator", "verify-destination", "--agreement", s.c.agreement], environment: s.p.coordinatorEnvironment)

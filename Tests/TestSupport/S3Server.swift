@@ -94,7 +94,7 @@ public enum S3Server {
     /// The provider process's environment: the bucket owner's own keys (profile `admin`).
     public static var providerEnvironment: [String: String] {
         ["AWS_SHARED_CREDENTIALS_FILE": env["CLEANROOM_S3_CREDENTIALS"] ?? "", "AWS_PROFILE": "admin", "AWS_ACCESS_KEY_ID": "",
-         "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_CONFIG_FILE": "/nonexistent"]
+         "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_CONFIG_FILE": "/nonexistent", "AWS_REGION": region]
     }
 
     public static func random() -> String { Hex.encode(SecureRandom.bytes(4)) }
@@ -107,6 +107,8 @@ public enum S3Server {
         public let externalID: String
         public let roleARN: String
         public let coordinator: AWSCredentials
+        /// The coordinator's IAM user name (to grant it an exchange bucket).
+        public let coordinatorUser: String
         /// The coordinator process's environment: its own keys (allowed only to assume roles) and the endpoint.
         public let coordinatorEnvironment: [String: String]
     }
@@ -132,9 +134,9 @@ public enum S3Server {
         let perm = permissionPolicy?(location, collab) ?? DeliveryPolicies.permissionPolicy(location: location, collaborationID: collab)
         try iam("PutRolePolicy", [("RoleName", role), ("PolicyName", "cleanroom-delivery"), ("PolicyDocument", perm)])
         return Provisioned(location: location, collaborationID: collab, externalID: external,
-                           roleARN: XMLText.first("Arn", in: created)!, coordinator: coordinator,
+                           roleARN: XMLText.first("Arn", in: created)!, coordinator: coordinator, coordinatorUser: user,
                            coordinatorEnvironment: ["AWS_ACCESS_KEY_ID": keyID, "AWS_SECRET_ACCESS_KEY": secret,
-                                                    "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_PROFILE": "",
+                                                    "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_PROFILE": "", "AWS_REGION": region,
                                                     "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"])
     }
 }
