@@ -132,6 +132,31 @@ public struct SigV4Signer: Sendable {
         return r
     }
 
+    /// Query-string signing (a presigned request): the `X-Amz-*` parameters go in the query, the
+    /// signature last; the headers given are the signed ones. CleanRoom does not hand out presigned
+    /// URLs; this mode exists so the whole AWS test suite can be replayed.
+    public func presign(_ r: SigV4Request, credentials: AWSCredentials, expires: Int, omitSessionToken: Bool = false) -> SigV4Request {
+        var r = r
+        let amzDate = Self.amzDate(clock())
+        let day = String(amzDate.prefix(8))
+        let scope = Self.scope(date: day, region: region, service: service)
+        let signed = Set(r.headers.map { $0.name.lowercased() }).sorted().joined(separator: ";")
+        var params = [("X-Amz-Algorithm", Self.algorithm), ("X-Amz-Credential", "\(credentials.accessKeyID)/\(scope)"),
+                      ("X-Amz-Date", amzDate), ("X-Amz-SignedHeaders", signed), ("X-Amz-Expires", String(expires))]
+        let token = credentials.sessionTokenHeader()
+        if let token, !omitSessionToken { params.append(("X-Amz-Security-Token", token)) }
+        func encoded(_ ps: [(String, String)]) -> String {
+            ps.map { "\(Self.uriEncode($0.0, keepSlash: false))=\(Self.uriEncode($0.1, keepSlash: false))" }.joined(separator: "&")
+        }
+        r.query = [r.query, encoded(params)].filter { !$0.isEmpty }.joined(separator: "&")
+        let (canonical, _) = Self.canonicalRequest(r, rules: rules)
+        let sig = Self.signature(stringToSign: Self.stringToSign(canonicalRequest: canonical, amzDate: amzDate, scope: scope),
+                                 credentials: credentials, date: day, region: region, service: service)
+        if let token, omitSessionToken { r.query += "&" + encoded([("X-Amz-Security-Token", token)]) }
+        r.query += "&X-Amz-Signature=\(sig)"
+        return r
+    }
+
     /// `yyyyMMdd'T'HHmmss'Z'` in UTC.
     public static func amzDate(_ d: Date) -> String {
         var t = time_t(d.timeIntervalSince1970.rounded(.down))

@@ -18,11 +18,12 @@ enum SigV4Vectors {
         let service: String
         let timestamp: String
         let omit_session_token: Bool?
+        let expiration_in_seconds: Int?
         let sign_body: Bool?
     }
     struct Expected: Decodable, Sendable { let canonical_request: String; let string_to_sign: String; let signature: String }
     struct Generic: Decodable, Sendable, CustomTestStringConvertible {
-        let name: String; let context: Context; let request: String; let header: Expected
+        let name: String; let context: Context; let request: String; let header: Expected; let query: Expected
         var testDescription: String { name }
     }
     struct S3Example: Decodable, Sendable, CustomTestStringConvertible {
@@ -95,6 +96,25 @@ enum SigV4Vectors {
         #expect(SigV4Signer.signature(stringToSign: v.header.string_to_sign, credentials: creds, date: day,
                                       region: v.context.region, service: v.context.service) == v.header.signature)
         #expect(signed.header("Authorization")?.hasSuffix("Signature=\(v.header.signature)") == true)
+    }
+
+    /// The same vector in query (presigned) mode: canonical request and signature.
+    @Test(arguments: SigV4Vectors.file.aws_sigv4_test_suite)
+    func presignedVector(_ v: SigV4Vectors.Generic) throws {
+        let (method, target, headers, body) = SigV4Vectors.parse(v.request)
+        let q = target.firstIndex(of: "?")
+        let req = SigV4Request(method: method, path: q.map { String(target[..<$0]) } ?? target,
+                               query: q.map { String(target[target.index(after: $0)...]) } ?? "",
+                               headers: headers, payloadSHA256: Hex.encode(SHA256.hash(body)))
+        let now = SigV4Vectors.date(v.context.timestamp)
+        let signer = SigV4Signer(region: v.context.region, service: v.context.service,
+                                 rules: .generic(normalizePath: v.context.normalize), clock: { now })
+        let signed = signer.presign(req, credentials: try SigV4Vectors.credentials(v.context), expires: v.context.expiration_in_seconds ?? 3600,
+                                    omitSessionToken: v.context.omit_session_token ?? false)
+        #expect(signed.query.hasSuffix("X-Amz-Signature=\(v.query.signature)"))
+        let day = String(SigV4Signer.amzDate(now).prefix(8))
+        #expect(SigV4Signer.stringToSign(canonicalRequest: v.query.canonical_request, amzDate: SigV4Signer.amzDate(now),
+                                         scope: SigV4Signer.scope(date: day, region: v.context.region, service: v.context.service)) == v.query.string_to_sign)
     }
 }
 
