@@ -83,3 +83,12 @@ extension LocalDirectoryDestination {
         for n in names where n.hasPrefix(".staging-\(runID)-") { try? FileManager.default.removeItem(atPath: "\(base)/\(n)") }
     }
 }
+
+extension RunEvent {
+    /// A run event as the coordinator records it (public so a ledger can be exercised directly).
+    public init(_ kind: Kind, collaborationID: String, runID: String, agreementHash: [UInt8], counts: MatchCounts,
+                deliveredObjects: Int, manifestSHA256: [UInt8]?, reasonCode: String?) {
+        self.kind = kind; self.collaborationID = collaborationID; self.runID = runID; self.agreementHash = agreementHash
+        self.counts = counts; self.deliveredObjects = deliveredObjects; self.manifestSHA256 = manifestSHA256; self.reasonCode = reasonCode
+    }
+}
