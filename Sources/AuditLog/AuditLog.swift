@@ -141,6 +141,10 @@ public final class AuditLog {
         let notOurs = "'\(db.path)' is not a CleanRoom audit log"
         let appID: Int64
         do throws(AuditLogError) { appID = try db.scalarInt("PRAGMA application_id") } catch {
+            // An I/O error on a file that is an SQLite database (e.g. no room for the WAL index
+            // on a full disk) stays `.io`: calling it "not an audit log" would mislead.
+            let isIOOnDatabase = error.code == .io && hasSQLiteHeader(db.path)
+            if isIOOnDatabase { throw AuditLogError(.io, "'\(db.path)' cannot be read: \(error.reason)") }
             throw AuditLogError(error.code == .io ? .notAnAuditLog : error.code, "\(notOurs): \(error.reason)")
         }
         guard appID == AuditSchema.applicationID else {
@@ -162,6 +166,13 @@ public final class AuditLog {
             throw AuditLogError(.corrupt, "'\(db.path)': metadata coordinator_public_key is missing or not a valid Ed25519 public key")
         }
         return (Int(version), key)
+    }
+
+    /// Whether the file starts with SQLite's 16-byte header string.
+    private static func hasSQLiteHeader(_ path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? h.close() }
+        return (try? h.read(upToCount: 16)) == Data("SQLite format 3\u{0}".utf8)
     }
 
     // MARK: Appending
