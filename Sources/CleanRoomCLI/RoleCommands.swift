@@ -210,7 +210,8 @@ enum CoordinatorCommands {
         let c = r.counts
         if args.has("json") {
             Console.json(["outcome": r.kind.rawValue, "consumerRows": c.consumerRows, "consumerIdentifiers": c.consumerIdentifiers,
-                          "providerElements": c.providerElements, "matchedRows": c.matchedRows, "objects": r.objects])
+                          "providerElements": c.providerElements, "matchedRows": c.matchedRows, "objects": r.objects,
+                          "consumerVisibleMatchedRows": c.consumerVisibleMatchedRows, "epsilonSpent": c.epsilonMillis.map { PrivacyGuards.epsilonText($0) } ?? "0"])
         } else {
             Console.out("run \(try RoleFlags.runID(args)): \(r.kind.rawValue); \(c.consumerIdentifiers) consumer identifiers, \(c.providerElements) provider elements, \(c.matchedRows) matched provider rows, \(r.objects) objects delivered")
         }

@@ -22,11 +22,17 @@ public final class AuditLedger: RunLedger {
     }
 
     public func history(collaborationID: String, windowSeconds: Int, now: Date) throws -> RunHistory {
-        let counts = try log.eventCounts(collaborationID: collaborationID, since: now.addingTimeInterval(-Double(windowSeconds)))
-        // Every run that reached matching counts toward the cap, refused ones do not.
-        let runs = (counts[.delivered] ?? 0) + (counts[.belowThreshold] ?? 0) + (counts[.failed] ?? 0)
+        // Every run that reached matching counts toward the cap, refused ones do not; except a
+        // near-duplicate refusal, which is decided on the matched set: counting it stops a
+        // consumer from probing the similarity threshold for free (SPEC §9.1).
+        let since = now.addingTimeInterval(-Double(windowSeconds))
+        var runs = 0
         var used = Set<String>()
-        for e in try log.entries(collaborationID: collaborationID) { used.insert(e.event.runID) }
+        for e in try log.entries(collaborationID: collaborationID) {
+            used.insert(e.event.runID)
+            guard e.recordedAt >= since else { continue }
+            if e.event.kind != .rejected || e.event.reasonCode == ActivationError.Code.nearDuplicateRun.rawValue { runs += 1 }
+        }
         return RunHistory(usedRunIDs: used, runsInWindow: runs, epsilonSpentMillis: try log.epsilonSpentMillis(collaborationID: collaborationID))
     }
 

@@ -4,6 +4,7 @@ import RistrettoPSI
 import Activation
 import AuditLog
 import Workflow
+import TestSupport
 
 /// The coordinator's privacy guards through the real edges: each role step with its files, the
 /// SQLite audit log (reopened for every run, so every rule is counted from the log) and the
@@ -145,6 +146,11 @@ struct PrivacyGuardsTests {
         try Self.expectRefused(room, try room.prepare(input: fewer), .nearDuplicateRun)
         try Self.expectRefused(room, try room.prepare(), .nearDuplicateRun)
 
+        // Near-duplicate refusals count toward the cap (probing the threshold is not free).
+        let history = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
+            .history(collaborationID: room.collaboration, windowSeconds: 86_400, now: Date())
+        #expect(history.runsInWindow == 3)
+
         // Gold members only: about half the matched set, below the 90 % similarity threshold.
         #expect(try room.match(try room.prepare(filters: [("loyalty_tier", ["gold"])])).kind == .delivered)
         #expect(try room.verifies() == 4)
@@ -234,5 +240,36 @@ struct PrivacyGuardsTests {
         let metaLength = be(180, 4)
         let body = 184 + metaLength
         return Set((0..<count).map { Data(bytes[(body + $0 * size)..<(body + $0 * size + 32)]) })
+    }
+}
+
+/// The agreement flags of the guards through the built binary.
+@Suite("Privacy guard flags in the CLI", .serialized)
+struct PrivacyGuardFlagTests {
+    @Test func inviteWritesTheGuardTermsAndShowPrintsThem() throws {
+        let c = try EndToEndCLITests.Collaboration(extraInvite: ["--max-run-similarity", "80", "--dp-epsilon", "0.5", "--dp-budget", "4.25"])
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: c.agreement))) as! [String: Any]
+        let privacy = (json["terms"] as! [String: Any])["privacy"] as! [String: Any]
+        #expect(privacy["maxRunSimilarityPercent"] as? Int == 80)
+        let noise = try #require(privacy["noise"] as? [String: Any])
+        #expect(noise["mechanism"] as? String == "two-sided-geometric")
+        #expect(noise["epsilonMillis"] as? Int == 500 && noise["budgetMillis"] as? Int == 4250 && noise["sensitivity"] as? Int == 1)
+        let show = try CLI.expectSuccess(["collaboration", "show", "--agreement", c.agreement])
+        #expect(show.stdout.contains("refuse runs ≥ 80 % similar"))
+        #expect(show.stdout.contains("two-sided-geometric, ε 0.500 per run, budget 4.250"))
+        try CLI.expectSuccess(["collaboration", "verify", "--agreement", c.agreement])
+    }
+
+    @Test(arguments: [["--dp-epsilon", "abc", "--dp-budget", "1"], ["--dp-epsilon", "0.5"], ["--dp-budget", "1"],
+                      ["--dp-epsilon", "0.0001", "--dp-budget", "1"], ["--max-run-similarity", "101"]])
+    func badGuardFlagsAreUsageErrors(flags: [String]) throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-flags-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try CLI.expectSuccess(["keygen", "--role", "consumer", "--name", "C", "--out", "\(root)/c"])
+        try CLI.expectSuccess(["keygen", "--role", "coordinator", "--name", "K", "--out", "\(root)/k"])
+        let r = try CLI.run(["collaboration", "invite", "--identity", "\(root)/c/identity.key", "--coordinator", "\(root)/k/identity.pub.json",
+                             "--out", "\(root)/agreement.json"] + flags)
+        #expect(r.status == 64, "\(flags): \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/agreement.json"))
     }
 }
