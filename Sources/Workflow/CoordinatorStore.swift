@@ -8,7 +8,7 @@ import Activation
 /// The coordinator's private store, beside its audit log and never shared with either party:
 /// each run's matched-set sketch (differencing detection) and each run's lock file.
 ///
-/// Layout: `<root>/<collaboration>/<run>.sketch` (mode 0600) and `<root>/<collaboration>/<run>.lock`.
+/// Layout: `<root>/<collaboration>/<run>.sketch` (mode 0600) and `<root>/<collaboration>/collaboration.lock`.
 /// The directory is mode 0700. Sketches hold keyed 64-bit tags of provider row positions, never an
 /// identifier, blinded value or count (`Protocol/SPEC.md` §9.1).
 ///
@@ -44,19 +44,21 @@ public struct CoordinatorStore: Sendable {
         try Files.writeAtomically(sketch.serialized(), to: "\(directory(collaborationID))/\(sketch.runID).sketch", mode: 0o600)
     }
 
-    /// Takes the run's exclusive lock without waiting.
+    /// Takes the lock for matching `runID` without waiting. The lock is per collaboration, not per
+    /// run: the run cap, the privacy budget and the near-duplicate check each read earlier runs and
+    /// then add one, so two runs of one collaboration must not interleave either.
     /// - Throws: `ActivationError.runInProgress` when another coordinator holds it; `WorkflowError.io`.
     public func lock(collaborationID: String, runID: String) throws(Error) -> RunLock {
         try Files.makeDirectory(root, mode: 0o700)
         try Files.makeDirectory(directory(collaborationID), mode: 0o700)
-        let path = "\(directory(collaborationID))/\(runID).lock"
+        let path = "\(directory(collaborationID))/collaboration.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot open the run lock (\(String(cString: strerror(errno))))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let e = errno
             close(fd)
             if e == EWOULDBLOCK {
-                throw ActivationError(.runInProgress, "another coordinator is matching run \(runID) right now; this one stops without delivering")
+                throw ActivationError(.runInProgress, "another coordinator is matching a run of this collaboration right now; run \(runID) stops without delivering (retry it when that one ends)")
             }
             throw WorkflowError(.io, "\(path): cannot lock (\(String(cString: strerror(e))))")
         }

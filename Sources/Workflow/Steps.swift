@@ -147,8 +147,8 @@ public enum Steps {
     /// Round 5 (coordinator): verify, match, deliver, then record the outcome in the ledger. A
     /// refused or failed run is recorded too (with its reason code) before the error is rethrown.
     ///
-    /// With a `store` (the CLI always passes one) the run is locked first, so a second coordinator
-    /// on the same run stops with `activation.run_in_progress` and records nothing; earlier runs'
+    /// With a `store` (the CLI always passes one) the collaboration is locked first, so a second
+    /// coordinator on it stops with `activation.run_in_progress` and records nothing; earlier runs'
     /// sketches feed the near-duplicate check and this run's sketch is stored before delivery; a
     /// retry after a crash removes stale staging, and adopts a delivery the crashed attempt had
     /// already committed (signed by this coordinator, same run) instead of failing on it.
@@ -222,7 +222,7 @@ public enum Steps {
     }
 
     /// A delivery already committed for `runID` whose manifest this coordinator signed for this
-    /// agreement and run, or nil. Only consulted under the run's lock and with no audit entry.
+    /// agreement and run, or nil. Only consulted under the collaboration's lock and with no audit entry.
     static func committedDelivery(agreement: VerifiedAgreement, runID: String,
                                   destination: DeliveryDestination) -> (sha256: [UInt8], objects: Int)? {
         guard let d = try? destination.read(collaborationID: agreement.terms.collaborationID, runID: runID),

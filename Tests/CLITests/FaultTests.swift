@@ -175,7 +175,7 @@ struct FaultTests {
     }
 
     /// Two coordinators started together on one run: exactly one delivers; the other is refused
-    /// (`activation.run_in_progress` while the first holds the run's lock, or
+    /// (`activation.run_in_progress` while the first holds the collaboration's lock, or
     /// `activation.run_already_used` after it recorded); one audit entry, and the log verifies.
     @Test(arguments: 1...2)
     func twoCoordinatorsOnOneRun(attempt: Int) throws {
