@@ -199,6 +199,8 @@ struct PrivacyGuardsTests {
         let show = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
             .consumerView(collaborationID: room.collaboration)
         #expect(show.contains("ε 1.000 spent"))
+        let cli = try CLI.run(["audit", "show", "--db", room.auditPath, "--collaboration", room.collaboration])
+        #expect(cli.status == 0 && cli.stdout.contains("differential privacy: ε 2.000 spent"), "\(cli.stdout)")
     }
 
     /// The ledger's contract under noise: the exact count never reaches the log, in any column.
@@ -271,5 +273,66 @@ struct PrivacyGuardFlagTests {
                              "--out", "\(root)/agreement.json"] + flags)
         #expect(r.status == 64, "\(flags): \(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "\(root)/agreement.json"))
+    }
+}
+
+/// The coordinator's crash windows, made deterministic: a ledger that dies on the `delivered`
+/// append stands for a coordinator killed between committing a delivery and recording it (the
+/// kill -9 tests in `FaultTests` hit this window only when the timing falls there).
+@Suite("Coordinator crash recovery", .serialized)
+struct CoordinatorRecoveryTests {
+    /// Forwards to the real audit ledger, but "dies" (throws) instead of recording a delivery.
+    struct DiesBeforeRecordingDelivery: RunLedger {
+        let real: AuditLedger
+        struct Died: Error {}
+        func history(collaborationID: String, windowSeconds: Int, now: Date) throws -> RunHistory {
+            try real.history(collaborationID: collaborationID, windowSeconds: windowSeconds, now: now)
+        }
+        func record(_ event: RunEvent) throws {
+            if event.kind == .delivered { throw Died() }
+            try real.record(event)
+        }
+    }
+
+    @Test func retryAdoptsACommittedDeliveryAndRemovesStaleStaging() throws {
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        let run = try room.prepare()
+        let ledger = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
+        #expect(throws: DiesBeforeRecordingDelivery.Died.self) {
+            try Steps.coordinatorMatch(agreement: room.agreement, identity: room.coordinator, runID: run, exchange: room.exchange,
+                                       destination: try Steps.destination(for: room.agreement),
+                                       ledger: DiesBeforeRecordingDelivery(real: ledger), store: room.store)
+        }
+        #expect(room.delivered(run), "the crash came after the commit")
+        #expect(try room.entry(run) == nil, "and before the audit entry")
+        // A crash of another attempt may also have left staging behind.
+        let stale = "\(room.bucket)/\(room.collaboration)/.staging-\(run)-deadbeef"
+        try FileManager.default.createDirectory(atPath: stale, withIntermediateDirectories: true)
+
+        let retry = try room.match(run)
+        #expect(retry.kind == .delivered)
+        #expect(!FileManager.default.fileExists(atPath: stale), "stale staging is removed under the lock")
+        let e = try #require(try room.entry(run))
+        #expect(e.event.kind == .delivered)
+        let manifest = try Data(contentsOf: URL(fileURLWithPath: "\(room.bucket)/\(room.collaboration)/\(run)/manifest.json"))
+        #expect(e.event.deliveryManifestSHA256?.bytes == SHA256.hash(Array(manifest)), "the entry names the delivery actually committed")
+        #expect(try room.verifies() == 1)
+        let opened = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run,
+                                            source: try Steps.destination(for: room.agreement), output: "\(room.root)/matched.csv")
+        #expect(opened == room.data.expectedAudienceKeys.count)
+        // A third attempt is refused: the run has its entry now.
+        #expect(try room.refusal(run) == .runAlreadyUsed)
+    }
+
+    /// A committed delivery of this run that this coordinator did not sign is never adopted.
+    @Test func foreignDeliveryIsNotAdopted() throws {
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        let run = try room.prepare()
+        let dir = "\(room.bucket)/\(room.collaboration)/\(run)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data("{\"manifest\":{},\"signature\":\"00\"}".utf8).write(to: URL(fileURLWithPath: "\(dir)/manifest.json"))
+        #expect(throws: WorkflowError(.alreadyExists, "")) { try room.match(run) }
+        let e = try #require(try room.entry(run))
+        #expect(e.event.kind == .failed && e.event.reasonCode == "workflow.already_exists")
     }
 }
