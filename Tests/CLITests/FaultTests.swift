@@ -282,13 +282,23 @@ struct FaultTests {
             #expect(disk.resize("64m"))
             try CLI.expectSuccess(args)
         } else {
-            // Fallback without mount rights: the file-size limit makes the message write fail.
-            let r = try Self.runWithFileSizeLimit(s.args(.providerPrepare, run), blocks: 256)
-            #expect(r.status == 1)
-            #expect(r.stderr.contains("workflow.io"), "\(r.stderr)")
-            #expect(Self.leftovers(s.c.exchange).isEmpty)
-            try CLI.expectSuccess(s.args(.providerPrepare, run))
+            print("exchangeDiskFillsDuringRoundOne: cannot mount a tmpfs here (needs root); exchangeWriteBeyondTheFileSizeLimit covers the write failure")
         }
+    }
+
+    /// The fallback where mounting is impossible, run everywhere: RLIMIT_FSIZE (`ulimit -f`) makes
+    /// the round-1 write fail (EFBIG) as a full disk would; the same checks hold.
+    @Test func exchangeWriteBeyondTheFileSizeLimit() throws {
+        let s = try Setup(providerRows: 6_000, consumerRows: 4_000, overlap: 2_500)
+        let run = EndToEndCLITests.newRun()
+        let r = try Self.runWithFileSizeLimit(s.args(.providerPrepare, run), blocks: 256)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("workflow.io"), "\(r.stderr)")
+        #expect(Self.leftovers(s.c.exchange).isEmpty, "temporary files left: \(Self.leftovers(s.c.exchange))")
+        let messages = (FileManager.default.enumerator(atPath: s.c.exchange)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".crm") }
+        #expect(messages.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: "\(s.c.state("provider"))/\(s.collaborationID)/\(run).provider.state"))
+        try CLI.expectSuccess(s.args(.providerPrepare, run))
     }
 
     /// The provider's bucket fills during the delivery: nothing is committed, staging is removed,
