@@ -48,19 +48,28 @@ struct PrivacyGuardsTests {
         /// Rounds 1–4 for a new run, the consumer's query narrowed by `filters` or read from `input`.
         func prepare(filters: [(column: String, values: [String])] = [], input: String? = nil) throws -> String {
             let run = AgreementTerms.newID()
+            try providerPrepare(run)
+            try consumerPrepare(run, filters: filters, input: input)
+            try respond(run)
+            return run
+        }
+        func providerPrepare(_ run: String) throws {
             _ = try Steps.providerPrepare(agreement: agreement, identity: provider, input: "\(root)/audience.csv",
                                           columns: ColumnSpec([(.email, "email"), (.phone, "phone"), (.mobileAdID, "mobile_ad_id")]),
                                           audienceKeyColumn: "audience_id", runID: run, exchange: exchange,
                                           state: StateStore(root: "\(root)/provider-state"), policy: .reject)
+        }
+        func consumerPrepare(_ run: String, filters: [(column: String, values: [String])] = [], input: String? = nil) throws {
             _ = try Steps.consumerPrepare(agreement: agreement, signingKey: consumer.signingKey, input: input ?? "\(root)/customers.csv",
                                           columns: ColumnSpec([(.email, "email"), (.phone, "phone")]), filters: filters,
                                           consent: ["ads_consent"], memberIDColumn: nil, segmentID: "seg", segmentName: "Segment",
                                           runID: run, exchange: exchange, state: StateStore(root: "\(root)/consumer-state"), policy: .skipAndReport)
+        }
+        func respond(_ run: String) throws {
             _ = try Steps.providerRespond(agreement: agreement, identity: provider, runID: run, exchange: exchange,
                                           state: StateStore(root: "\(root)/provider-state"))
             _ = try Steps.consumerRespond(agreement: agreement, signingKey: consumer.signingKey, runID: run, exchange: exchange,
                                           state: StateStore(root: "\(root)/consumer-state"))
-            return run
         }
 
         /// Round 5 with a freshly opened audit log, as a separate coordinator process would.
@@ -322,6 +331,33 @@ struct CoordinatorRecoveryTests {
         #expect(opened == room.data.expectedAudienceKeys.count)
         // A third attempt is refused: the run has its entry now.
         #expect(try room.refusal(run) == .runAlreadyUsed)
+    }
+
+    /// A prepare step killed after saving its state but before publishing its round (the message
+    /// the other party receives): the retry shreds the old state, drops the coordinator-only
+    /// payload, and the same run completes. Once the round is published, a retry is refused.
+    @Test func prepareKilledBeforePublishingCanBeRetried() throws {
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        let run = AgreementTerms.newID()
+        try room.providerPrepare(run)
+        try room.consumerPrepare(run)
+        let m1 = room.exchange.path(room.agreement, run: run, .providerBlinded)
+        let m2 = room.exchange.path(room.agreement, run: run, .providerPayload)
+        let m3 = room.exchange.path(room.agreement, run: run, .consumerBlinded)
+        let oldPayload = try Data(contentsOf: URL(fileURLWithPath: m2))
+        // As if both had been killed just before their last write.
+        try FileManager.default.removeItem(atPath: m1)
+        try FileManager.default.removeItem(atPath: m3)
+        try room.providerPrepare(run)
+        try room.consumerPrepare(run)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: m2)) != oldPayload, "the payload was made again with the new scalar")
+        // Published rounds are not redone.
+        #expect(throws: WorkflowError(.alreadyExists, "")) { try room.providerPrepare(run) }
+        #expect(throws: WorkflowError(.alreadyExists, "")) { try room.consumerPrepare(run) }
+        try room.respond(run)
+        #expect(try room.match(run).kind == .delivered)
+        let leftovers = (FileManager.default.enumerator(atPath: room.root)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".state") }
+        #expect(leftovers.isEmpty, "every run scalar is shredded: \(leftovers)")
     }
 
     /// A committed delivery of this run that this coordinator did not sign is never adopted.
