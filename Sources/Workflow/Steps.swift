@@ -121,7 +121,11 @@ public enum Steps {
         let inPath = exchange.path(agreement, run: runID, .consumerBlinded)
         let set = try ConsumerBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
         let out = try provider.respond(to: set, state: s)
-        try exchange.write(out.message, agreement, run: runID)
+        do { try exchange.write(out.message, agreement, run: runID) } catch {
+            // A crashed attempt already published this answer: the scalar has no further use.
+            if error.code == .alreadyExists { state.delete(agreement, run: runID, role: .provider) }
+            throw error
+        }
         state.delete(agreement, run: runID, role: .provider)
         return (out.message.count, exchange.path(agreement, run: runID, .consumerReblinded))
     }
@@ -136,7 +140,11 @@ public enum Steps {
         let inPath = exchange.path(agreement, run: runID, .providerBlinded)
         let set = try ProviderBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
         let out = try consumer.respond(to: set, state: s)
-        try exchange.write(out.message, agreement, run: runID)
+        do { try exchange.write(out.message, agreement, run: runID) } catch {
+            // A crashed attempt already published this answer: the scalar has no further use.
+            if error.code == .alreadyExists { state.delete(agreement, run: runID, role: .consumer) }
+            throw error
+        }
         state.delete(agreement, run: runID, role: .consumer)
         return (out.message.count, exchange.path(agreement, run: runID, .providerReblinded))
     }

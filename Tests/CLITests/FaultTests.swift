@@ -160,9 +160,12 @@ struct FaultTests {
             #expect(try s.run(all[...], fresh) == nil, "a fresh run completes after the crash")
             try s.expectDeliveredOverlap(fresh)
         } else {
-            // Completed under the same run ID.
+            // Completed under the same run ID, and no scalar of it is left on disk.
             try s.expectDeliveredOverlap(run)
+            let states = (FileManager.default.enumerator(atPath: s.c.root)?.allObjects as? [String] ?? []).filter { $0.hasSuffix("\(run).provider.state") || $0.hasSuffix("\(run).consumer.state") }
+            #expect(states.isEmpty, "run state left after the run completed: \(states)")
         }
+        print("kill -9 during \(step.rawValue): retry \(retry.status == 0 ? "completed the step" : "refused"); run \(rest == nil ? "completed under its run ID" : "refused, a fresh run completed")")
         if step == .coordinatorMatch {
             // The crashed match is always finished by the retry: delivered exactly once, one entry.
             #expect(retry.status == 0 || retry.stderr.contains("activation.run_already_used"), "\(retry.stderr)")

@@ -360,6 +360,29 @@ struct CoordinatorRecoveryTests {
         #expect(leftovers.isEmpty, "every run scalar is shredded: \(leftovers)")
     }
 
+    /// A respond step killed after publishing its answer but before shredding its state: the
+    /// retry is refused (the answer is out) and shreds the scalar that has no further use.
+    @Test func respondKilledAfterPublishingShredsItsStateOnRetry() throws {
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        let run = AgreementTerms.newID()
+        try room.providerPrepare(run)
+        try room.consumerPrepare(run)
+        let statePath = "\(room.root)/provider-state/\(room.collaboration)/\(run).provider.state"
+        let saved = try Data(contentsOf: URL(fileURLWithPath: statePath))
+        _ = try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: room.exchange,
+                                      state: StateStore(root: "\(room.root)/provider-state"))
+        #expect(!FileManager.default.fileExists(atPath: statePath))
+        try saved.write(to: URL(fileURLWithPath: statePath)) // the state as a kill before the shred leaves it
+        #expect(throws: WorkflowError(.alreadyExists, "")) {
+            try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: room.exchange,
+                                      state: StateStore(root: "\(room.root)/provider-state"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: statePath), "the scalar is shredded once its answer is out")
+        _ = try Steps.consumerRespond(agreement: room.agreement, signingKey: room.consumer.signingKey, runID: run, exchange: room.exchange,
+                                      state: StateStore(root: "\(room.root)/consumer-state"))
+        #expect(try room.match(run).kind == .delivered)
+    }
+
     /// A committed delivery of this run that this coordinator did not sign is never adopted.
     @Test func foreignDeliveryIsNotAdopted() throws {
         let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
