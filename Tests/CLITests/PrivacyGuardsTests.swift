@@ -288,7 +288,7 @@ struct PrivacyGuardFlagTests {
 /// The coordinator's crash windows, made deterministic: a ledger that dies on the `delivered`
 /// append stands for a coordinator killed between committing a delivery and recording it (the
 /// kill -9 tests in `FaultTests` hit this window only when the timing falls there).
-@Suite("Coordinator crash recovery", .serialized)
+@Suite("Crash recovery at each step", .serialized)
 struct CoordinatorRecoveryTests {
     /// Forwards to the real audit ledger, but "dies" (throws) instead of recording a delivery.
     struct DiesBeforeRecordingDelivery: RunLedger {
