@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "AuditLog", targets: ["AuditLog"]),
         .library(name: "Activation", targets: ["Activation"]),
         .library(name: "Workflow", targets: ["Workflow"]),
+        .library(name: "S3Delivery", targets: ["S3Delivery"]),
     ],
     targets: [
         // C at the bottom: system libraries from Debian's packages, nothing vendored.
@@ -46,13 +47,16 @@ let package = Package(
         .target(name: "Gzip", dependencies: ["CZlib"]),
         // The protocol: agreement, round messages, roles. No I/O.
         .target(name: "Activation", dependencies: ["RistrettoPSI", "Identifiers", "Gzip"]),
+        // Delivery to Amazon S3 without an AWS SDK: SigV4, credentials, STS, the S3 REST calls
+        // over FoundationNetworking. HMAC/SHA-256 come from RistrettoPSI (the only CSodium importer).
+        .target(name: "S3Delivery", dependencies: ["RistrettoPSI"]),
         // The edges: files, state directories, destinations, the audit ledger; each role step.
-        .target(name: "Workflow", dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog"]),
+        .target(name: "Workflow", dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog", "S3Delivery"]),
 
         // Thin CLI: parsing, wiring, printing.
         .executableTarget(
             name: "CleanRoomCLI",
-            dependencies: ["RistrettoPSI", "Identifiers", "AuditLog", "Activation", "Workflow", "Tabular"],
+            dependencies: ["RistrettoPSI", "Identifiers", "AuditLog", "Activation", "Workflow", "Tabular", "S3Delivery"],
             path: "Sources/CleanRoomCLI"
         ),
 
@@ -64,18 +68,19 @@ let package = Package(
         ),
 
         // Test support shared by the targets that drive the built `cleanroom` binary.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["S3Delivery", "RistrettoPSI"], path: "Tests/TestSupport"),
 
         .testTarget(name: "RistrettoPSITests", dependencies: ["RistrettoPSI"]),
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
         .testTarget(name: "TabularTests", dependencies: ["Tabular"]),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"]),
+        .testTarget(name: "S3DeliveryTests", dependencies: ["S3Delivery", "RistrettoPSI", "TestSupport"]),
         .testTarget(name: "ActivationTests", dependencies: ["Activation", "Identifiers", "RistrettoPSI"]),
         // CSQLite lets the tamper tests edit a log through the C API, as an attacker with file
         // access would; "CleanRoomCLI" makes `swift test` build the `cleanroom` binary that the
         // concurrency and kill -9 tests spawn.
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "RistrettoPSI", "CSQLite", "CleanRoomCLI", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["Workflow", "RistrettoPSI", "CleanRoomCLI", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Workflow", "Activation", "AuditLog", "RistrettoPSI", "CleanRoomCLI", "TestSupport", "S3Delivery"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -52,7 +52,8 @@ struct Scenario {
                                sealingKey: coordinator.sealingKey.publicKey.hex),
             matching: .init(identifierTypes: ["email"]),
             output: .init(deliverMemberID: true, sealed: true),
-            privacy: .init(minConsumerRows: 1, minMatchedRows: 1, maxRunsPerWindow: 1_000_000, windowSeconds: 60),
+            privacy: .init(minConsumerRows: 1, minMatchedRows: 1, maxRunsPerWindow: 1_000_000, windowSeconds: 60,
+                           maxRunSimilarityPercent: 0), // repeated runs of the same lists are the point here
             destination: .init(kind: "local", directory: "\(dir)/provider-bucket"))
         var signed = SignedAgreement(terms: terms)
         try signed.sign(as: .consumer, with: consumer.signingKey)

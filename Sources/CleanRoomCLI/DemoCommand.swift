@@ -91,11 +91,12 @@ enum DemoCommand {
         let auditPath = "\(coordinatorDir)/audit.sqlite"
         let ledger = try AuditLedger(path: auditPath, signingKey: coordinatorID.signingKey, agreement: agreement)
         let m = try Steps.coordinatorMatch(agreement: agreement, identity: coordinatorID, runID: runID, exchange: exchange,
-                                           destination: try Steps.destination(for: agreement), ledger: ledger)
+                                           destination: try Steps.destination(for: agreement), ledger: ledger,
+                                           store: CoordinatorStore.beside(auditDB: auditPath))
         step("provider opens its delivery (round 6)")
         let matchedPath = "\(providerDir)/matched-audience.csv"
         let delivered = try Steps.providerOpen(agreement: agreement, identity: providerID, runID: runID,
-                                               source: try Steps.destination(for: agreement), output: matchedPath)
+                                               source: try Steps.destination(for: agreement, access: .provider), output: matchedPath)
 
         // 3. What each party saw, and the check against the known overlap.
         var reader = try CSVReader(path: matchedPath)

@@ -3,6 +3,7 @@ import RistrettoPSI
 import Identifiers
 import Activation
 import Workflow
+import S3Delivery
 
 /// Shared flag handling for the role steps.
 enum RoleFlags {
@@ -55,7 +56,8 @@ enum RoleFlags {
 enum ProviderCommands {
     static let usage = """
     usage: cleanroom provider <subcommand>
-    (every step prints progress on stderr; --quiet silences it)
+    (every step prints progress on stderr; --quiet silences it; --exchange takes a directory or
+    s3://<bucket>/<prefix>, read and written with your own AWS credentials)
 
       prepare   round 1: blind the audience with a fresh per-run scalar
                 --agreement <file> --identity <provider identity.key> --state-dir <private dir>
@@ -66,6 +68,10 @@ enum ProviderCommands {
                 --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
       open      round 6: verify the delivery and write a plain CSV for the DSP upload
                 --agreement <file> --identity <file> --run-id <uuid> --out <matched.csv> [--json]
+                (an s3 destination is read with the provider's own AWS credentials)
+      aws-setup print the delivery role's trust and permission policies for an s3 destination
+                --agreement <file> [--destination-s3 s3://<bucket>/<prefix>] [--coordinator-principal <arn>]
+                [--oidc-issuer <host> --oidc-subject <sub> --account-id <id>] [--json]
     """
 
     static func run(_ argv: [String]) throws {
@@ -73,6 +79,7 @@ enum ProviderCommands {
             "prepare": prepare,
             "respond": respond,
             "open": open,
+            "aws-setup": AWSCommands.setup,
         ])
     }
 
@@ -85,7 +92,7 @@ enum ProviderCommands {
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
         let r = try Steps.providerPrepare(agreement: a, identity: id, input: try args.required("input"), columns: RoleFlags.columns(args),
                                           audienceKeyColumn: try args.required("audience-key-column"), runID: try RoleFlags.runID(args),
-                                          exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                          exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()), state: StateStore(root: try args.required("state-dir")),
                                           policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "provider"))
         RoleFlags.report(r, json: args.has("json"), role: "provider")
     }
@@ -97,7 +104,7 @@ enum ProviderCommands {
         let a = try Steps.loadAgreement(try args.required("agreement"))
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
         let r = try Steps.providerRespond(agreement: a, identity: id, runID: try RoleFlags.runID(args),
-                                          exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                          exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()), state: StateStore(root: try args.required("state-dir")),
                                           progress: RoleFlags.progress(args, "provider"))
         if args.has("json") { Console.json(["role": "provider", "elements": r.elements, "written": r.written]) }
         else { Console.out("re-blinded and shuffled \(r.elements) consumer elements; wrote \(r.written)") }
@@ -110,7 +117,7 @@ enum ProviderCommands {
         let a = try Steps.loadAgreement(try args.required("agreement"))
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
         let out = try args.required("out")
-        let n = try Steps.providerOpen(agreement: a, identity: id, runID: try RoleFlags.runID(args), source: try Steps.destination(for: a), output: out)
+        let n = try Steps.providerOpen(agreement: a, identity: id, runID: try RoleFlags.runID(args), source: try Steps.destination(for: a, access: .provider), output: out)
         if args.has("json") { Console.json(["role": "provider", "records": n, "written": out]) }
         else { Console.out("delivery verified: \(n) matched audience records written to \(out)") }
     }
@@ -120,7 +127,8 @@ enum ProviderCommands {
 enum ConsumerCommands {
     static let usage = """
     usage: cleanroom consumer <subcommand>
-    (every step prints progress on stderr; --quiet silences it)
+    (every step prints progress on stderr; --quiet silences it; --exchange takes a directory or
+    s3://<bucket>/<prefix>, read and written with your own AWS credentials)
 
       prepare   round 2, the activation query: select rows, blind with a fresh per-run scalar
                 --agreement <file> --identity <consumer identity.key> --state-dir <private dir>
@@ -157,7 +165,7 @@ enum ConsumerCommands {
         let r = try Steps.consumerPrepare(agreement: a, signingKey: id.signingKey, input: try args.required("input"), columns: RoleFlags.columns(args),
                                           filters: filters, consent: args.values("consent-column"), memberIDColumn: try args.value("member-id-column"),
                                           segmentID: try args.required("segment-id"), segmentName: try args.required("segment-name"),
-                                          runID: runID, exchange: Exchange(root: try args.required("exchange")),
+                                          runID: runID, exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()),
                                           state: StateStore(root: try args.required("state-dir")),
                                           policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "consumer"))
         RoleFlags.report(r, json: args.has("json"), role: "consumer")
@@ -170,7 +178,7 @@ enum ConsumerCommands {
         let a = try Steps.loadAgreement(try args.required("agreement"))
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
         let r = try Steps.consumerRespond(agreement: a, signingKey: id.signingKey, runID: try RoleFlags.runID(args),
-                                          exchange: Exchange(root: try args.required("exchange")), state: StateStore(root: try args.required("state-dir")),
+                                          exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()), state: StateStore(root: try args.required("state-dir")),
                                           progress: RoleFlags.progress(args, "consumer"))
         if args.has("json") { Console.json(["role": "consumer", "elements": r.elements, "written": r.written]) }
         else { Console.out("re-blinded \(r.elements) provider elements; wrote \(r.written)") }
@@ -183,14 +191,19 @@ enum CoordinatorCommands {
     usage: cleanroom coordinator <subcommand>
 
       match     round 5: verify every message, intersect, deliver to the agreement's destination,
-                and append the run's entry to the audit log
+                and append the run's entry to the audit log; keeps run locks and matched-set
+                sketches (differencing check) in <audit-db>.private/, never shared
                 --agreement <file> --identity <coordinator identity.key> --exchange <dir> --run-id <uuid>
                 --audit-db <file> [--json]
+      verify-destination  assume the agreement's S3 role, write a canary, confirm reads and writes
+                outside the prefix are denied: "write-only confirmed" or what is wrong
+                --agreement <file> [--json]
     """
 
     static func run(_ argv: [String]) throws {
         try Subcommands.dispatch(argv, group: "coordinator", usage: usage, [
             "match": match,
+            "verify-destination": AWSCommands.verify,
         ])
     }
 
@@ -202,13 +215,15 @@ enum CoordinatorCommands {
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .coordinator)
         let ledger = try AuditLedger(path: try args.required("audit-db"), signingKey: id.signingKey, agreement: a)
         let r = try Steps.coordinatorMatch(agreement: a, identity: id, runID: try RoleFlags.runID(args),
-                                           exchange: Exchange(root: try args.required("exchange")),
+                                           exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()),
                                            destination: try Steps.destination(for: a), ledger: ledger,
+                                           store: CoordinatorStore.beside(auditDB: try args.required("audit-db")),
                                            progress: RoleFlags.progress(args, "coordinator"))
         let c = r.counts
         if args.has("json") {
             Console.json(["outcome": r.kind.rawValue, "consumerRows": c.consumerRows, "consumerIdentifiers": c.consumerIdentifiers,
-                          "providerElements": c.providerElements, "matchedRows": c.matchedRows, "objects": r.objects])
+                          "providerElements": c.providerElements, "matchedRows": c.matchedRows, "objects": r.objects,
+                          "consumerVisibleMatchedRows": c.consumerVisibleMatchedRows, "epsilonSpent": c.epsilonMillis.map { PrivacyGuards.epsilonText($0) } ?? "0"])
         } else {
             Console.out("run \(try RoleFlags.runID(args)): \(r.kind.rawValue); \(c.consumerIdentifiers) consumer identifiers, \(c.providerElements) provider elements, \(c.matchedRows) matched provider rows, \(r.objects) objects delivered")
         }

@@ -94,3 +94,38 @@ public enum SHA512 {
         }
     }
 }
+
+/// HMAC-SHA-256 (RFC 2104) through libsodium's `crypto_auth_hmacsha256_*`, for AWS SigV4 request
+/// signing. The multi-part API is used because SigV4 keys are not 32 bytes long
+/// (`"AWS4" ‖ secret`, then 32-byte derived keys).
+/// - SeeAlso: `Protocol/SPEC.md` §12 "Delivery to Amazon S3".
+public enum HMACSHA256 {
+    /// Tag size in bytes.
+    public static let byteCount = 32
+
+    /// The HMAC-SHA-256 tag of `message` under `key`.
+    public static func authenticate(_ message: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) -> [UInt8] {
+        _ = Sodium.ready
+        var state = crypto_auth_hmacsha256_state()
+        var out = [UInt8](repeating: 0, count: byteCount)
+        // A zero-length key is legal HMAC; libsodium wants a non-null pointer all the same.
+        var empty: UInt8 = 0
+        if let k = key.baseAddress, key.count > 0 {
+            _ = crypto_auth_hmacsha256_init(&state, k.assumingMemoryBound(to: UInt8.self), key.count)
+        } else {
+            _ = crypto_auth_hmacsha256_init(&state, &empty, 0)
+        }
+        if message.count > 0 {
+            _ = crypto_auth_hmacsha256_update(&state, message.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(message.count))
+        }
+        _ = crypto_auth_hmacsha256_final(&state, &out)
+        // The state holds the key's inner and outer pads.
+        sodium_memzero(&state, MemoryLayout<crypto_auth_hmacsha256_state>.size)
+        return out
+    }
+
+    /// The HMAC-SHA-256 tag of `message` under `key` (byte sequences).
+    public static func authenticate<M: Collection, K: Collection>(_ message: M, key: K) -> [UInt8] where M.Element == UInt8, K.Element == UInt8 {
+        Array(message).withUnsafeBytes { m in Array(key).withUnsafeBytes { k in authenticate(m, key: k) } }
+    }
+}

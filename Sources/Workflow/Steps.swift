@@ -3,6 +3,7 @@ import RistrettoPSI
 import Identifiers
 import Activation
 import Tabular
+import S3Delivery
 
 /// The coordinator's record of runs: the audit log in production, read for the privacy rules and
 /// appended once per run.
@@ -68,6 +69,8 @@ public enum Steps {
                                         invalidValues: policy)
         let p = try provider.prepare(runID: runID, audience: audience)
         progress?("blinded \(p.summary.elements) elements; writing the round-1 messages")
+        state.clearAbandonedPrepare(agreement, run: runID, role: .provider, published: exchange.path(agreement, run: runID, .providerBlinded),
+                                    unpublished: [exchange.path(agreement, run: runID, .providerPayload)])
         try state.save(p.state, agreement)
         do {
             try exchange.write(p.forCoordinator.message, agreement, run: runID)
@@ -99,6 +102,7 @@ public enum Steps {
                                   invalidValues: policy)
         let c = try consumer.prepare(runID: runID, query: query)
         progress?("blinded \(c.summary.elements) elements; writing the round-2 message")
+        state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, published: exchange.path(agreement, run: runID, .consumerBlinded))
         try state.save(c.state, agreement)
         do { try exchange.write(c.forProvider.message, agreement, run: runID) } catch {
             state.delete(agreement, run: runID, role: .consumer)
@@ -116,9 +120,13 @@ public enum Steps {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let s = try state.load(agreement, run: runID, role: .provider)
         let inPath = exchange.path(agreement, run: runID, .consumerBlinded)
-        let set = try ConsumerBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
+        let set = try ConsumerBlindedSet(parsing: try exchange.read(agreement, run: runID, .consumerBlinded), agreement: agreement, run: run, source: inPath)
         let out = try provider.respond(to: set, state: s)
-        try exchange.write(out.message, agreement, run: runID)
+        do { try exchange.write(out.message, agreement, run: runID) } catch {
+            // A crashed attempt already published this answer: the scalar has no further use.
+            if isAlreadyExists(error) { state.delete(agreement, run: runID, role: .provider) }
+            throw error
+        }
         state.delete(agreement, run: runID, role: .provider)
         return (out.message.count, exchange.path(agreement, run: runID, .consumerReblinded))
     }
@@ -131,9 +139,13 @@ public enum Steps {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let s = try state.load(agreement, run: runID, role: .consumer)
         let inPath = exchange.path(agreement, run: runID, .providerBlinded)
-        let set = try ProviderBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
+        let set = try ProviderBlindedSet(parsing: try exchange.read(agreement, run: runID, .providerBlinded), agreement: agreement, run: run, source: inPath)
         let out = try consumer.respond(to: set, state: s)
-        try exchange.write(out.message, agreement, run: runID)
+        do { try exchange.write(out.message, agreement, run: runID) } catch {
+            // A crashed attempt already published this answer: the scalar has no further use.
+            if isAlreadyExists(error) { state.delete(agreement, run: runID, role: .consumer) }
+            throw error
+        }
         state.delete(agreement, run: runID, role: .consumer)
         return (out.message.count, exchange.path(agreement, run: runID, .providerReblinded))
     }
@@ -146,9 +158,16 @@ public enum Steps {
 
     /// Round 5 (coordinator): verify, match, deliver, then record the outcome in the ledger. A
     /// refused or failed run is recorded too (with its reason code) before the error is rethrown.
+    ///
+    /// With a `store` (the CLI always passes one) the collaboration is locked first, so a second
+    /// coordinator on it stops with `activation.run_in_progress` and records nothing; earlier runs'
+    /// sketches feed the near-duplicate check and this run's sketch is stored before delivery; a
+    /// retry after a crash removes stale staging, and adopts a delivery the crashed attempt had
+    /// already committed (signed by this coordinator, same run) instead of failing on it.
+    /// - SeeAlso: `Protocol/SPEC.md` §9.1, §9.2.
     public static func coordinatorMatch(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
-                                        destination: DeliveryDestination, ledger: RunLedger, now: Date = Date(),
-                                        progress: ProgressReporter? = nil) throws(Error) -> MatchResult {
+                                        destination: DeliveryDestination, ledger: RunLedger, store: CoordinatorStore? = nil,
+                                        now: Date = Date(), progress: ProgressReporter? = nil) throws(Error) -> MatchResult {
         let coordinator = try Coordinator(agreement: agreement, identity: identity)
         let collab = agreement.terms.collaborationID
         func record(_ kind: RunEvent.Kind, _ counts: MatchCounts, objects: Int = 0, manifest: [UInt8]? = nil, reason: String? = nil) throws(Error) {
@@ -156,7 +175,10 @@ public enum Steps {
                                        deliveredObjects: objects, manifestSHA256: manifest, reasonCode: reason))
         }
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
-        let history = try ledger.history(collaborationID: collab, windowSeconds: agreement.terms.privacy.windowSeconds, now: now)
+        let lock = try store?.lock(collaborationID: collab, runID: runID)
+        defer { lock?.release() }
+        var history = try ledger.history(collaborationID: collab, windowSeconds: agreement.terms.privacy.windowSeconds, now: now)
+        if let store { history.sketches = try store.sketches(collaborationID: collab) }
         let outcome: MatchOutcome
         progress?("verifying the three messages, decoding and intersecting")
         do {
@@ -165,9 +187,9 @@ public enum Steps {
             let q = exchange.path(agreement, run: runID, .providerReblinded)
             outcome = try coordinator.match(
                 runID: runID,
-                payload: try ProviderPayload(parsing: try Files.read(p), agreement: agreement, run: run, source: p),
-                consumerSet: try ConsumerReblindedSet(parsing: try Files.read(c), agreement: agreement, run: run, source: c),
-                providerSet: try ProviderReblindedSet(parsing: try Files.read(q), agreement: agreement, run: run, source: q),
+                payload: try ProviderPayload(parsing: try exchange.read(agreement, run: runID, .providerPayload), agreement: agreement, run: run, source: p),
+                consumerSet: try ConsumerReblindedSet(parsing: try exchange.read(agreement, run: runID, .consumerReblinded), agreement: agreement, run: run, source: c),
+                providerSet: try ProviderReblindedSet(parsing: try exchange.read(agreement, run: runID, .providerReblinded), agreement: agreement, run: run, source: q),
                 history: history, now: now)
         } catch let e as ActivationError {
             // A reused run ID already has its entry; every other refusal is recorded once.
@@ -176,6 +198,20 @@ public enum Steps {
         } catch let e as WorkflowError {
             try record(.rejected, MatchCounts(), reason: e.code.rawValue)
             throw e
+        } catch let e as AWSError {
+            // An s3:// exchange that cannot be read: refused, and recorded like a missing file.
+            try record(.rejected, MatchCounts(), reason: e.code.rawValue)
+            throw e
+        }
+        switch outcome {
+        case .belowThreshold(let counts), .deliver(_, let counts):
+            // Stored before anything is released, so a crash cannot lose a run's sketch.
+            if let store, let sketch = counts.sketch {
+                do { try store.save(sketch, collaborationID: collab) } catch {
+                    try record(.failed, counts, reason: error.code.rawValue)
+                    throw error
+                }
+            }
         }
         switch outcome {
         case .belowThreshold(let counts):
@@ -183,13 +219,48 @@ public enum Steps {
             return MatchResult(kind: .belowThreshold, counts: counts, objects: 0)
         case .deliver(let plan, let counts):
             progress?("delivering \(counts.matchedRows) records in \(plan.objects.count) objects, manifest last")
+            if lock != nil, let local = destination as? LocalDirectoryDestination {
+                local.removeStaleStaging(collaborationID: collab, runID: runID)
+            }
             do { try destination.deliver(plan, collaborationID: collab, runID: runID) } catch {
-                try record(.failed, counts, reason: error.code.rawValue)
+                if isAlreadyExists(error), lock != nil,
+                   let committed = committedDelivery(agreement: agreement, runID: runID, destination: destination) {
+                    // A crashed attempt of this run committed it but died before its audit entry.
+                    try record(.delivered, counts, objects: committed.objects, manifest: committed.sha256)
+                    return MatchResult(kind: .delivered, counts: counts, objects: committed.objects)
+                }
+                try record(.failed, counts, reason: reasonCode(error))
                 throw error
             }
             try record(.delivered, counts, objects: plan.objects.count, manifest: plan.manifest.sha256)
             return MatchResult(kind: .delivered, counts: counts, objects: plan.objects.count)
         }
+    }
+
+    /// The stable code an audit entry records for a failed delivery.
+    static func reasonCode(_ error: Error) -> String {
+        switch error {
+        case let e as AWSError: e.code.rawValue
+        case let e as WorkflowError: e.code.rawValue
+        default: WorkflowError.Code.destination.rawValue
+        }
+    }
+
+    /// Whether a write was refused because its target exists (local file or S3 object).
+    static func isAlreadyExists(_ error: Error) -> Bool {
+        (error as? WorkflowError)?.code == .alreadyExists || (error as? AWSError)?.code == .alreadyExists
+    }
+
+    /// A delivery already committed for `runID` whose manifest this coordinator signed for this
+    /// agreement and run, or nil. Only consulted under the collaboration's lock and with no audit entry.
+    static func committedDelivery(agreement: VerifiedAgreement, runID: String,
+                                  destination: DeliveryDestination) -> (sha256: [UInt8], objects: Int)? {
+        guard let d = try? destination.read(collaborationID: agreement.terms.collaborationID, runID: runID),
+              let m = try? JSONDecoder().decode(SignedManifest.self, from: Data(d.manifestBytes)),
+              m.isSigned(by: agreement.coordinatorKey), m.manifest.runID == runID,
+              m.manifest.collaborationID == agreement.terms.collaborationID,
+              m.manifest.agreementHash == Hex.encode(agreement.hash) else { return nil }
+        return (SHA256.hash(d.manifestBytes), m.manifest.objects.count)
     }
 
     /// Round 6 (provider): verify the delivery and write the plain CSV for a DSP upload.
@@ -202,13 +273,38 @@ public enum Steps {
         return records.count
     }
 
-    /// The destination the agreement names (local directories today; `s3` arrives with the S3 issue).
-    public static func destination(for agreement: VerifiedAgreement) throws(WorkflowError) -> DeliveryDestination {
+    /// Whose access a destination is opened with.
+    public enum DestinationAccess: Sendable {
+        /// Write-only: for S3, the agreement's role assumed per run with the External ID.
+        case coordinator
+        /// The provider's own credentials, to read its delivery back.
+        case provider
+    }
+
+    /// The destination the agreement names: a local directory, or the provider's S3 path (AWS
+    /// settings from `environment`: credentials chain, endpoint overrides; the agreement's region
+    /// wins over `AWS_REGION`).
+    public static func destination(for agreement: VerifiedAgreement, access: DestinationAccess = .coordinator,
+                                   environment: AWSEnvironment = AWSEnvironment()) throws -> DeliveryDestination {
         guard let d = agreement.terms.destination else { throw WorkflowError(.destination, "the agreement names no destination") }
         switch d.kind {
         case "local":
             guard let dir = d.directory else { throw WorkflowError(.destination, "a local destination needs a directory") }
             return LocalDirectoryDestination(directory: dir)
+        case "s3":
+            guard let bucket = d.bucket else { throw WorkflowError(.destination, "an s3 destination needs a bucket") }
+            let location = try S3Location(bucket: bucket, prefix: d.prefix ?? "")
+            let endpoints = try AWSEndpoints.resolve(environment, region: d.region)
+            let http = AWSHTTP.fromEnvironment(environment)
+            let credentials = try CredentialChain.resolve(environment, endpoints: endpoints, http: http)
+            switch access {
+            case .coordinator:
+                guard let role = d.roleARN else { throw WorkflowError(.destination, "an s3 destination needs the provider's role ARN") }
+                return S3Destination(coordinator: credentials, roleARN: role, externalID: agreement.terms.externalID,
+                                     location: location, endpoints: endpoints, http: http)
+            case .provider:
+                return S3Destination(provider: credentials, location: location, endpoints: endpoints, http: http)
+            }
         default:
             throw WorkflowError(.destination, "destination kind '\(d.kind)' is not supported by this build")
         }

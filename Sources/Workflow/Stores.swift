@@ -5,12 +5,42 @@ import Glibc
 import RistrettoPSI
 import Activation
 import Tabular
+import S3Delivery
 
-/// Where round messages are exchanged: `<root>/<collaboration>/<run>/<kind>.crm`.
-/// A local directory today; the S3 issue adds `s3://` exchanges behind the same paths.
+/// Where round messages are exchanged: `<root>/<collaboration>/<run>/<kind>.crm`, in a local
+/// directory or under an `s3://bucket/prefix` root that each party reaches with its own AWS
+/// credentials (so nothing in the protocol needs a shared disk).
+///
+/// Contract: a message is written once (a local exclusive create, or S3 `If-None-Match: *`) and
+/// read whole; every message is signed and verified by its reader, so the store is untrusted.
+/// - SeeAlso: `Protocol/SPEC.md` §12.7 "Exchanges on S3".
 public struct Exchange: Sendable {
     public let root: String
-    public init(root: String) { self.root = root }
+    let s3: S3Exchange?
+
+    struct S3Exchange: Sendable {
+        let location: S3Location
+        let writer: S3Writer
+        let reader: S3Reader
+    }
+
+    /// A local directory.
+    public init(root: String) { self.init(root: root, s3: nil) }
+    init(root: String, s3: S3Exchange?) { self.root = root; self.s3 = s3 }
+
+    /// A local directory, or `s3://bucket/prefix` with the caller's credentials from `environment`
+    /// (credential chain, `AWS_REGION`, endpoint overrides).
+    public init(location: String, environment: AWSEnvironment) throws {
+        guard location.hasPrefix("s3://") else { self.init(root: location); return }
+        let l = try S3Location(uri: location)
+        let endpoints = try AWSEndpoints.resolve(environment)
+        let http = AWSHTTP.fromEnvironment(environment)
+        let creds = try CredentialChain.resolve(environment, endpoints: endpoints, http: http)
+        self.init(root: l.description,
+                  s3: S3Exchange(location: l, writer: S3Writer(endpoints: endpoints, bucket: l.bucket, http: http, credentials: creds),
+                                 reader: S3Reader(endpoints: endpoints, bucket: l.bucket, http: http, credentials: creds)))
+    }
+
     public func path(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) -> String {
         "\(root)/\(a.terms.collaborationID)/\(run)/\(Self.fileName(kind))"
     }
@@ -23,9 +53,17 @@ public struct Exchange: Sendable {
         case .providerReblinded: "provider-reblinded.crm"
         }
     }
-    func write(_ m: SignedMessage, _ a: VerifiedAgreement, run: String) throws(WorkflowError) {
+    func write(_ m: SignedMessage, _ a: VerifiedAgreement, run: String) throws {
+        if let s3 {
+            _ = try s3.writer.put(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(m.kind)), bytes: m.serialized())
+            return
+        }
         // Streamed in three pieces: no concatenated copy of the body (the largest allocation of a step).
         try Files.writeAtomically(to: path(a, run: run, m.kind), exclusive: true) { emit throws(WorkflowError) in try m.writeParts(emit) }
+    }
+    func read(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> [UInt8] {
+        if let s3 { return try s3.reader.get(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))) }
+        return try Files.read(path(a, run: run, kind))
     }
 }
 
@@ -59,9 +97,10 @@ public struct StateStore: Sendable {
 /// The provider's storage, as the coordinator writes it and the provider reads it.
 public protocol DeliveryDestination: Sendable {
     /// Writes the objects, then the manifest (the commit marker). Refuses a run already delivered.
-    func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws(WorkflowError)
+    /// Throws `WorkflowError` (local) or `AWSError` (S3): the coordinator records the code.
+    func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws
     /// Reads a committed delivery back (the provider's own access).
-    func read(collaborationID: String, runID: String) throws(WorkflowError) -> ReceivedDelivery
+    func read(collaborationID: String, runID: String) throws -> ReceivedDelivery
 }
 
 /// A local directory standing in for the provider's bucket: `<dir>/<collaboration>/<run>/`.

@@ -18,7 +18,7 @@ struct EndToEndCLITests {
         func key(_ party: String) -> String { "\(root)/\(party)/keys/identity.key" }
         func state(_ party: String) -> String { "\(root)/\(party)/state" }
 
-        init(minMatched: Int = 20, extraInvite: [String] = []) throws {
+        init(minMatched: Int = 20, extraInvite: [String] = [], accept: Bool = true) throws {
             root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-e2e-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
             for (party, role) in [("consumer", "consumer"), ("provider", "provider"), ("coordinator", "coordinator")] {
@@ -27,6 +27,7 @@ struct EndToEndCLITests {
             try CLI.expectSuccess(["collaboration", "invite", "--identity", key("consumer"), "--coordinator", "\(root)/coordinator/keys/identity.pub.json",
                                    "--types", "email,phone,maid", "--default-country-code", "1", "--deliver-member-id",
                                    "--min-consumer-rows", "10", "--min-matched-rows", String(minMatched), "--out", agreement] + extraInvite)
+            guard accept else { return }
             try CLI.expectSuccess(["collaboration", "accept", "--agreement", agreement, "--identity", key("provider"), "--destination-dir", bucket])
             try CLI.expectSuccess(["collaboration", "countersign", "--agreement", agreement, "--identity", key("consumer")])
         }

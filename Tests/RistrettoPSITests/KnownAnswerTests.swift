@@ -179,3 +179,18 @@ struct OPRFTests {
         #expect(Hex.encode(SHA512.hash(transcript)) == v.output)
     }
 }
+
+/// RFC 4231 test cases 1, 2 and 6 (key longer than the block) for the SigV4 HMAC.
+@Suite struct HMACSHA256Tests {
+    static let cases: [(key: String, data: String, tag: String)] = [
+        (String(repeating: "0b", count: 20), "4869205468657265", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+        ("4a656665", "7768617420646f2079612077616e7420666f72206e6f7468696e673f", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+        (String(repeating: "aa", count: 131),
+         "54657374205573696e67204c6172676572205468616e20426c6f636b2d53697a65204b6579202d2048617368204b6579204669727374",
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+    ]
+    @Test(arguments: 0..<3) func rfc4231(_ i: Int) {
+        let c = Self.cases[i]
+        #expect(Hex.encode(HMACSHA256.authenticate(Hex.decode(c.data)!, key: Hex.decode(c.key)!)) == c.tag)
+    }
+}

@@ -44,8 +44,10 @@ public enum CLI {
     }
 
     /// Runs the CLI to completion, capturing output through files (no pipe can fill up).
-    public static func run(_ args: [String]) throws -> Result {
+    /// - Parameter environment: extra variables over the test process's own (AWS settings).
+    public static func run(_ args: [String], environment: [String: String] = [:]) throws -> Result {
         let p = try process(args)
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -69,8 +71,8 @@ public enum CLI {
 
     /// Runs the CLI and throws unless it exits 0.
     @discardableResult
-    public static func expectSuccess(_ args: [String]) throws -> Result {
-        let r = try run(args)
+    public static func expectSuccess(_ args: [String], environment: [String: String] = [:]) throws -> Result {
+        let r = try run(args, environment: environment)
         guard r.status == 0 else { throw Failed(args: args, result: r) }
         return r
     }

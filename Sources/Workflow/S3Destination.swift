@@ -1,0 +1,88 @@
+import Foundation
+import RistrettoPSI
+import Activation
+import S3Delivery
+
+/// The provider's Amazon S3 path: `<prefix>/<collaboration-id>/<run-id>/part-NNNNN.csv[.gz]`, then
+/// `manifest.json` written last as the commit marker.
+///
+/// Contract:
+/// - The coordinator side (``init(coordinator:…)``) assumes the agreement's role for each run
+///   (STS `AssumeRole` with the collaboration's External ID, session name
+///   `cleanroom-<collaboration>-<run>`), and only writes: each object with `If-None-Match: *`, the
+///   manifest last. A failure before the manifest leaves no manifest and no unfinished multipart
+///   upload; a run whose objects or manifest already exist is refused (`aws.s3.already_exists`).
+///   It holds no reader, so it cannot GET, LIST or DELETE in the provider's bucket.
+/// - The provider side (``init(provider:…)``) reads with the provider's own credentials.
+/// - SeeAlso: `Protocol/SPEC.md` §12 "Delivery to Amazon S3".
+public struct S3Destination: DeliveryDestination {
+    public let location: S3Location
+    enum Access: Sendable {
+        case coordinator(base: any CredentialProvider, roleARN: String, externalID: String?)
+        case provider(any CredentialProvider)
+    }
+    let access: Access
+    let endpoints: AWSEndpoints
+    let http: AWSHTTP
+    let multipartThreshold: Int
+    let partSize: Int
+
+    public init(coordinator base: any CredentialProvider, roleARN: String, externalID: String?, location: S3Location,
+                endpoints: AWSEndpoints, http: AWSHTTP = AWSHTTP(),
+                multipartThreshold: Int = 16 * 1024 * 1024, partSize: Int = 8 * 1024 * 1024) {
+        access = .coordinator(base: base, roleARN: roleARN, externalID: externalID)
+        self.location = location; self.endpoints = endpoints; self.http = http
+        self.multipartThreshold = multipartThreshold; self.partSize = partSize
+    }
+
+    public init(provider credentials: any CredentialProvider, location: S3Location, endpoints: AWSEndpoints, http: AWSHTTP = AWSHTTP()) {
+        access = .provider(credentials)
+        self.location = location; self.endpoints = endpoints; self.http = http
+        multipartThreshold = 16 * 1024 * 1024; partSize = 8 * 1024 * 1024
+    }
+
+    /// STS session names allow 64 characters of `[\w+=,.@-]`: the collaboration's first 8 hex
+    /// digits and the whole run ID, so CloudTrail names both.
+    public static func sessionName(collaborationID: String, runID: String) -> String {
+        "cleanroom-\(collaborationID.prefix(8))-\(runID)"
+    }
+
+    /// The temporary credentials of one run.
+    public func runCredentials(collaborationID: String, runID: String) throws(AWSError) -> AssumedRoleCredentials {
+        guard case .coordinator(let base, let role, let external) = access else {
+            throw AWSError(.configuration, "this destination holds the provider's read access, not the coordinator's")
+        }
+        return AssumedRoleCredentials(sts: STSClient(endpoints: endpoints, http: http), base: base, roleARN: role, externalID: external,
+                                      sessionName: Self.sessionName(collaborationID: collaborationID, runID: runID))
+    }
+
+    public func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws {
+        let creds = try runCredentials(collaborationID: collaborationID, runID: runID)
+        _ = try creds.credentials()   // fail fast (wrong External ID, untrusted principal) before any write
+        let writer = S3Writer(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds,
+                              multipartThreshold: multipartThreshold, partSize: partSize)
+        for o in plan.objects {
+            _ = try writer.put(key: location.key(collaborationID, runID, o.name), bytes: o.bytes,
+                               contentType: o.name.hasSuffix(".gz") ? "application/gzip" : "text/csv")
+        }
+        _ = try writer.put(key: location.key(collaborationID, runID, DeliveryPlan.manifestName), bytes: plan.manifest.json(),
+                           contentType: "application/json")
+    }
+
+    public func read(collaborationID: String, runID: String) throws -> ReceivedDelivery {
+        guard case .provider(let creds) = access else {
+            throw AWSError(.configuration, "the coordinator never reads the provider's bucket")
+        }
+        let reader = S3Reader(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds)
+        let manifestBytes = try reader.get(key: location.key(collaborationID, runID, DeliveryPlan.manifestName))
+        guard let m = try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes)) else {
+            throw WorkflowError(.destination, "\(location)/\(collaborationID)/\(runID)/manifest.json is not a delivery manifest")
+        }
+        var objects: [String: [UInt8]] = [:]
+        for o in m.manifest.objects {
+            guard !o.name.contains("/"), !o.name.hasPrefix(".") else { throw WorkflowError(.destination, "manifest names an object outside the run") }
+            objects[o.name] = try reader.get(key: location.key(collaborationID, runID, o.name))
+        }
+        return ReceivedDelivery(manifestBytes: manifestBytes, objects: objects)
+    }
+}

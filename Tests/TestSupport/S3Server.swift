@@ -1,0 +1,143 @@
+import Foundation
+import RistrettoPSI
+@testable import S3Delivery
+
+/// The real S3-compatible server the integration tests talk to (moto, started by
+/// `Tests/scripts/s3-server.sh`; `make test` starts and stops it and sets the variables).
+///
+/// - `CLEANROOM_S3_ENDPOINT`: the server's URL; without it the integration tests are skipped
+///   (plain `swift test`), with a message saying how to run them.
+/// - `CLEANROOM_S3_CREDENTIALS`: the administrator's shared-credentials file (profile `admin`).
+/// - `CLEANROOM_S3_REQUIRED=1` (set by `make test`): a missing or dead server is a failure.
+public enum S3Server {
+    public static let env = ProcessInfo.processInfo.environment
+    public static let endpoint: URL? = env["CLEANROOM_S3_ENDPOINT"].flatMap(URL.init(string:))
+    public static var configured: Bool { endpoint != nil }
+    public static var required: Bool { env["CLEANROOM_S3_REQUIRED"] == "1" }
+    public static let skipMessage = "no CLEANROOM_S3_ENDPOINT: run `make test` (it starts a local S3 server) to run the S3 integration tests"
+
+    /// Which server (`CLEANROOM_S3_SERVER`: `moto`, the default, or `ministack`): they enforce
+    /// different things, and the tests say so where it matters.
+    public static var kind: String { env["CLEANROOM_S3_SERVER"] ?? "moto" }
+    public static let region = "us-east-1"
+    public static let accountID = "123456789012"
+    public static let http = AWSHTTP(timeout: 20, retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.05, maxDelay: 0.5))
+
+    /// Endpoints for every service pointing at the server, as `AWS_ENDPOINT_URL` would.
+    public static func endpoints(_ base: URL? = nil) -> AWSEndpoints {
+        let u = base ?? endpoint!
+        return AWSEndpoints(region: region, s3: u, sts: u)
+    }
+
+    /// The administrator's keys, through the credential chain (shared file, `AWS_PROFILE=admin`).
+    public static let admin: AWSCredentials = {
+        let chainEnv = AWSEnvironment(["AWS_SHARED_CREDENTIALS_FILE": env["CLEANROOM_S3_CREDENTIALS"] ?? "", "AWS_PROFILE": "admin",
+                                       "HOME": "/nonexistent"])
+        do { return try CredentialChain.resolve(chainEnv, endpoints: endpoints(), http: http).credentials() } catch {
+            fatalError("cannot read the S3 test server's admin credentials: \(error)")
+        }
+    }()
+
+    /// An IAM Query API call signed with our own SigV4 (generic rules, service `iam`).
+    @discardableResult
+    public static func iam(_ action: String, _ params: [(String, String)], as creds: AWSCredentials = admin) throws -> [UInt8] {
+        try query(service: "iam", action: action, version: "2010-05-08", params: params, creds: creds)
+    }
+
+    public static func query(service: String, action: String, version: String, params: [(String, String)], creds: AWSCredentials) throws -> [UInt8] {
+        let all = [("Action", action), ("Version", version)] + params
+        let body = Array(AWSHTTP.formEncode(all).utf8)
+        let signer = SigV4Signer(region: region, service: service, rules: .generic(normalizePath: true))
+        let u = endpoint!
+        guard case .response(let r) = http.attempt(method: "POST", url: u, path: "/", query: "", host: AWSEndpoints.hostHeader(u),
+                                                   headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: body,
+                                                   payloadSHA256: Hex.encode(SHA256.hash(body)), signer: signer, credentials: creds) else {
+            throw AWSError(.network, "\(service):\(action): no answer")
+        }
+        guard (200..<300).contains(r.status) else { throw AWSHTTP.failure("\(service):\(action)", r) }
+        return r.body
+    }
+
+    /// CreateBucket as the administrator (path style).
+    public static func createBucket(_ name: String) throws {
+        let u = endpoint!
+        let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
+        guard case .response(let r) = http.attempt(method: "PUT", url: u.appendingPathComponent(name), path: "/\(name)", query: "",
+                                                   host: AWSEndpoints.hostHeader(u), headers: [], body: [],
+                                                   payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: admin),
+              (200..<300).contains(r.status) else { throw AWSError(.requestFailed, "CreateBucket \(name) failed") }
+    }
+
+    /// Lists the multipart uploads still open in a bucket (administrator): none may be left.
+    public static func openUploads(_ bucket: String) throws -> Int {
+        let u = endpoint!
+        let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
+        guard case .response(let r) = http.attempt(method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?uploads=")!,
+                                                   path: "/\(bucket)", query: "uploads=", host: AWSEndpoints.hostHeader(u), headers: [], body: [],
+                                                   payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: admin),
+              r.status == 200 else { throw AWSError(.requestFailed, "ListMultipartUploads \(bucket) failed") }
+        return XMLText.all("UploadId", in: r.body).count
+    }
+
+    /// Lists the keys under a prefix (administrator).
+    public static func keys(_ bucket: String, prefix: String) throws -> [String] {
+        let u = endpoint!
+        let q = "list-type=2&prefix=\(SigV4Signer.uriEncode(prefix, keepSlash: false))"
+        let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
+        guard case .response(let r) = http.attempt(method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?\(q)")!,
+                                                   path: "/\(bucket)", query: q, host: AWSEndpoints.hostHeader(u), headers: [], body: [],
+                                                   payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: admin),
+              r.status == 200 else { throw AWSError(.requestFailed, "ListObjectsV2 \(bucket) failed") }
+        return XMLText.all("Key", in: r.body).sorted()
+    }
+
+    /// The provider process's environment: the bucket owner's own keys (profile `admin`).
+    public static var providerEnvironment: [String: String] {
+        ["AWS_SHARED_CREDENTIALS_FILE": env["CLEANROOM_S3_CREDENTIALS"] ?? "", "AWS_PROFILE": "admin", "AWS_ACCESS_KEY_ID": "",
+         "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_CONFIG_FILE": "/nonexistent", "AWS_REGION": region]
+    }
+
+    public static func random() -> String { Hex.encode(SecureRandom.bytes(4)) }
+
+    /// A provider's bucket and delivery role, and a coordinator user allowed only to assume roles,
+    /// set up through IAM as `cleanroom provider aws-setup` describes.
+    public struct Provisioned {
+        public let location: S3Location
+        public let collaborationID: String
+        public let externalID: String
+        public let roleARN: String
+        public let coordinator: AWSCredentials
+        /// The coordinator's IAM user name (to grant it an exchange bucket).
+        public let coordinatorUser: String
+        /// The coordinator process's environment: its own keys (allowed only to assume roles) and the endpoint.
+        public let coordinatorEnvironment: [String: String]
+    }
+
+    public static func provision(collaborationID: String? = nil, externalID: String? = nil, trustPolicy: ((String, String) -> String)? = nil, permissionPolicy: ((S3Location, String) -> String)? = nil) throws -> Provisioned {
+        let tag = random()
+        let bucket = "cr-test-\(tag)"
+        try createBucket(bucket)
+        let location = try S3Location(bucket: bucket, prefix: "deliveries/acme")
+        let collab = collaborationID ?? "0b5e7c4e-\(tag.prefix(4))-4a00-8000-000000000001"
+        let external = externalID ?? "e1e1e1e1-\(tag.prefix(4))-4b00-8000-000000000002"
+        let user = "coordinator-\(tag)"
+        let createdUser = try iam("CreateUser", [("UserName", user)])
+        try iam("PutUserPolicy", [("UserName", user), ("PolicyName", "assume"), ("PolicyDocument",
+            #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#)])
+        let key = try iam("CreateAccessKey", [("UserName", user)])
+        let keyID = XMLText.first("AccessKeyId", in: key)!, secret = XMLText.first("SecretAccessKey", in: key)!
+        let coordinator = try AWSCredentials(accessKeyID: keyID, secretAccessKey: secret, source: "test coordinator")
+        let principal = XMLText.first("Arn", in: createdUser) ?? "arn:aws:iam::\(accountID):user/\(user)"
+        let trust = trustPolicy?(principal, external) ?? DeliveryPolicies.trustPolicy(coordinatorPrincipal: principal, externalID: external)
+        let role = "cleanroom-delivery-\(tag)"
+        let created = try iam("CreateRole", [("RoleName", role), ("AssumeRolePolicyDocument", trust)])
+        let perm = permissionPolicy?(location, collab) ?? DeliveryPolicies.permissionPolicy(location: location, collaborationID: collab)
+        try iam("PutRolePolicy", [("RoleName", role), ("PolicyName", "cleanroom-delivery"), ("PolicyDocument", perm)])
+        return Provisioned(location: location, collaborationID: collab, externalID: external,
+                           roleARN: XMLText.first("Arn", in: created)!, coordinator: coordinator, coordinatorUser: user,
+                           coordinatorEnvironment: ["AWS_ACCESS_KEY_ID": keyID, "AWS_SECRET_ACCESS_KEY": secret,
+                                                    "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_PROFILE": "", "AWS_REGION": region,
+                                                    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"])
+    }
+}
+
