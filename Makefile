@@ -24,7 +24,7 @@ bench-smoke:
 # The release benchmark (BENCHMARKS.md). BENCH_ARGS overrides the sizes and runs.
 BENCH_ARGS ?= --sizes 10k,100k --runs 5 --warmup 1
 bench: bootstrap
-	swift build -c release
+	swift build -c release --product cleanroom && swift build -c release --product cleanroom-bench
 	.build/release/cleanroom-bench $(BENCH_ARGS)
 
 # Runs the main job end to end on embedded defaults.

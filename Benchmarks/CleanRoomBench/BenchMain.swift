@@ -184,7 +184,7 @@ enum BenchMain {
                             }
                         }
                     } else {
-                        print("  e2e-processes: skipped (no built `cleanroom` beside this executable; run `swift build -c release` first)")
+                        print("  e2e-processes: skipped (no built `cleanroom` beside this executable; run `swift build -c release --product cleanroom` first)")
                     }
                 }
 

@@ -22,7 +22,7 @@ let debugBanner = """
 
     ================================================================================
     ==  WARNING: cleanroom-bench is a DEBUG build. Its numbers mean nothing.      ==
-    ==  Measure with: swift build -c release && .build/release/cleanroom-bench    ==
+    ==  Measure with: make bench (release build of cleanroom and cleanroom-bench)   ==
     ================================================================================
 
     """
