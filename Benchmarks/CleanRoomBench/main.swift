@@ -22,7 +22,7 @@ let debugBanner = """
 
     ================================================================================
     ==  WARNING: cleanroom-bench is a DEBUG build. Its numbers mean nothing.      ==
-    ==  Measure with: make bench (release build of cleanroom and cleanroom-bench)   ==
+    ==  Measure with `make bench` (release builds of cleanroom and the bench).    ==
     ================================================================================
 
     """
