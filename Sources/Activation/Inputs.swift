@@ -1,11 +1,46 @@
 import Identifiers
 
 /// One data row of a party's input, already split into fields (raw bytes; the normalizer checks UTF-8).
+///
+/// Stored compactly (one allocation per row: the fields' end offsets, then their bytes back to
+/// back) because a million-row input held as one array per field costs about three times its size
+/// in allocator overhead (SPEC §9 "Bounded memory").
 public struct InputRow: Sendable {
     /// 1-based data row number (header excluded), used in every error about this row.
     public let row: Int
-    public let fields: [[UInt8]]
-    public init(row: Int, fields: [[UInt8]]) { self.row = row; self.fields = fields }
+    /// Number of fields.
+    public let fieldCount: Int
+    /// `fieldCount` little-endian u32 end offsets (relative to the data), then the data.
+    private let storage: [UInt8]
+
+    public init(row: Int, fields: [[UInt8]]) {
+        self.row = row
+        self.fieldCount = fields.count
+        var s = [UInt8]()
+        s.reserveCapacity(4 * fields.count + fields.reduce(0) { $0 + $1.count })
+        var end: UInt32 = 0
+        for f in fields {
+            end += UInt32(f.count)
+            for k in 0..<4 { s.append(UInt8(truncatingIfNeeded: end >> (8 * UInt32(k)))) }
+        }
+        for f in fields { s += f }
+        self.storage = s
+    }
+
+    private func end(_ i: Int) -> Int {
+        let o = 4 * i
+        return Int(storage[o]) | Int(storage[o + 1]) << 8 | Int(storage[o + 2]) << 16 | Int(storage[o + 3]) << 24
+    }
+
+    /// Field `i` (`i < fieldCount`), without copying.
+    public func field(_ i: Int) -> ArraySlice<UInt8> {
+        precondition(i >= 0 && i < fieldCount)
+        let base = 4 * fieldCount
+        return storage[(base + (i == 0 ? 0 : end(i - 1)))..<(base + end(i))]
+    }
+
+    /// The fields as arrays (allocates one per field; prefer ``field(_:)``).
+    public var fields: [[UInt8]] { (0..<fieldCount).map { Array(field($0)) } }
 }
 
 /// A column of a party's input that holds identifiers of one type.

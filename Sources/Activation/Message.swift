@@ -118,14 +118,19 @@ public struct SignedMessage: Sendable {
     /// Parses and fully verifies a message: layout, version, kind, collaboration, agreement,
     /// signature by the expected sender, body checksum and count.
     /// - Throws: ``ActivationError`` with the `activation.message.*` code of the first rule broken.
-    public static func parse(_ data: [UInt8], expecting kind: MessageKind, agreement: VerifiedAgreement,
+    ///
+    /// Takes ownership of `data` so the body can stay in the same buffer (header and signature are
+    /// cut off in place): reading a message costs one copy of the file, not two.
+    public static func parse(_ data: consuming [UInt8], expecting kind: MessageKind, agreement: VerifiedAgreement,
                              run: [UInt8]? = nil, source: String) throws(ActivationError) -> SignedMessage {
         func fail(_ code: ActivationError.Code, _ why: String) -> ActivationError {
             ActivationError(code, "\(source): \(why)")
         }
         guard data.count >= fixedHeaderSize + 64 else { throw fail(.messageMalformed, "file too short to be a message (truncated?)") }
         guard Array(data[0..<4]) == magic else { throw fail(.messageMalformed, "not a CleanRoom message (bad magic)") }
-        var r = ByteReader(data, from: 4)
+        // The reader gets its own copy of the header region (≤ 64 KiB + fixed fields), so the body
+        // stays uniquely owned and is trimmed in place below.
+        var r = ByteReader(Array(data[0..<min(data.count, fixedHeaderSize + maxMetadata)]), from: 4)
         let version = r.u16()
         guard version == SignedMessage.version else { throw fail(.messageWrongVersion, "message version \(version), expected \(SignedMessage.version)") }
         let kindByte = r.u8(), senderByte = r.u8()
@@ -153,15 +158,16 @@ public struct SignedMessage: Sendable {
         guard key.isValidSignature(sig, for: signaturePrefix + header) else {
             throw fail(.messageSignatureInvalid, "signature does not verify with the \(k.sender == .consumer ? "consumer" : "provider")'s key")
         }
-        let body = Array(data[headerEnd..<(data.count - 64)])
-        guard SHA256.hash(body) == bodyHash else { throw fail(.messageChecksumMismatch, "body SHA-256 does not match the signed header") }
+        data.removeLast(64)
+        data.removeFirst(headerEnd)
+        guard SHA256.hash(data) == bodyHash else { throw fail(.messageChecksumMismatch, "body SHA-256 does not match the signed header") }
         let metadata: [String: String]
         do {
             metadata = metaLen == 0 ? [:] : try JSONDecoder().decode([String: String].self, from: Data(metaBytes))
         } catch { throw fail(.messageMalformed, "metadata is not a JSON object of strings") }
         return SignedMessage(kind: k, sender: k.sender, collaborationUUID: collab, runUUID: runID, agreementHash: agreementHash,
                              count: Int(count), recordSize: recordSize, bodyHash: bodyHash, reference: reference,
-                             sealingKey: sealing, metadata: metadata, body: body, headerBytes: header, signature: sig)
+                             sealingKey: sealing, metadata: metadata, body: data, headerBytes: header, signature: sig)
     }
 
     private init(kind: MessageKind, sender: Role, collaborationUUID: [UInt8], runUUID: [UInt8], agreementHash: [UInt8],

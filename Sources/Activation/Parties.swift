@@ -23,10 +23,10 @@ struct RowIdentifiers {
             let row = rows[r]
             var any = false
             for c in columns {
-                guard c.index < row.fields.count else {
+                guard c.index < row.fieldCount else {
                     throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'")
                 }
-                let raw = row.fields[c.index]
+                let raw = row.field(c.index)
                 if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue } // an absent identifier is not an error
                 do {
                     let message = try normalizer.matchValue(raw, as: c.type).hashToGroupMessage
@@ -102,21 +102,20 @@ public struct Provider: Sendable {
         let keyColumn = audience.audienceKeyColumn
         for r in Set(ids.rowOfMessage) {
             let row = rows[r]
-            guard keyColumn.index < row.fields.count else {
+            guard keyColumn.index < row.fieldCount else {
                 throw ActivationError(.invalidInput, "\(audience.source) row \(row.row): missing column '\(keyColumn.name)'")
             }
-            let key = row.fields[keyColumn.index]
+            let key = row.field(keyColumn.index)
             guard !key.isEmpty, key.count <= Layout.maxAudienceKey else {
                 throw ActivationError(.invalidInput, "\(audience.source) row \(row.row), column '\(keyColumn.name)': the audience key must be 1...\(Layout.maxAudienceKey) bytes")
             }
         }
-        let blinded: ElementBatch
-        do { blinded = try agreement.hasher.hash(ids.messages).multiplied(by: scalar) } catch {
-            throw ActivationError(.cryptoFailure, "blinding failed: \(error.code.rawValue)")
-        }
+        var blinded = try Self.blind(&ids, scalar: scalar, agreement: agreement)
         let perm = permutation ?? Shuffle.permutation(blinded.count)
-        var shuffled = blinded
-        shuffled.apply(permutation: perm)
+        blinded.apply(permutation: perm)
+        // The element bytes become the message body; the batch is not kept beside it.
+        let body = blinded.withUnsafeBytes { Array($0) }
+        blinded = ElementBatch()
 
         let sealer: RecordSealer?
         if agreement.terms.output.sealed {
@@ -128,10 +127,9 @@ public struct Provider: Sendable {
         payload.reserveCapacity(perm.count * Layout.payloadRecordSize(agreement))
         for j in perm {
             let r = ids.rowOfMessage[j]
-            let padded = Layout.padded(rows[r].fields[keyColumn.index], to: Layout.maxAudienceKey)
+            let padded = Layout.padded(Array(rows[r].field(keyColumn.index)), to: Layout.maxAudienceKey)
             payload += BE.u64(UInt64(r)) + (sealer.map { $0.seal(padded) } ?? padded)
         }
-        let body = shuffled.withUnsafeBytes { Array($0) }
         let m1 = SignedMessage(kind: .providerBlinded, agreement: agreement, runUUID: run, recordSize: Layout.elementSize,
                                body: body, signer: identity.signingKey)
         let m2 = SignedMessage(kind: .providerPayload, agreement: agreement, runUUID: run,
@@ -140,6 +138,21 @@ public struct Provider: Sendable {
         let state = RunState(role: .provider, runUUID: run, agreementHash: agreement.hash, reference: m1.bodyHash, scalar: scalar)
         return Prepared(forConsumer: ProviderBlindedSet(m1), forCoordinator: ProviderPayload(m2), state: state,
                         summary: ids.summary, skipped: ids.skipped)
+    }
+
+    /// Hashes and blinds the normalized messages, releasing them (and the unblinded hashes) as
+    /// soon as they are used, so a large input never holds messages, hashes and blinded elements at
+    /// once (SPEC §9 "Bounded memory").
+    static func blind(_ ids: inout RowIdentifiers, scalar: Scalar, agreement: VerifiedAgreement) throws(ActivationError) -> ElementBatch {
+        do {
+            var hashed = try agreement.hasher.hash(ids.messages)
+            ids.messages = []
+            let blinded = try hashed.multiplied(by: scalar)
+            hashed = ElementBatch()
+            return blinded
+        } catch {
+            throw ActivationError(.cryptoFailure, "blinding failed: \(error.code.rawValue)")
+        }
     }
 
     /// Round 3: strictly decode the consumer's set, refuse duplicates, re-blind with `b`, shuffle
@@ -208,12 +221,12 @@ public struct Consumer: Sendable {
         for (i, row) in query.rows.enumerated() {
             var keep = true
             for f in query.filters {
-                guard f.index < row.fields.count else { throw ActivationError(.invalidInput, "\(query.source) row \(row.row): missing column '\(f.name)'") }
-                if !f.values.contains(Self.trimmed(row.fields[f.index])) { keep = false }
+                guard f.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(query.source) row \(row.row): missing column '\(f.name)'") }
+                if !f.values.contains(Self.trimmed(row.field(f.index))) { keep = false }
             }
             for c in query.consentColumns {
-                guard c.index < row.fields.count else { throw ActivationError(.invalidInput, "\(query.source) row \(row.row): missing column '\(c.name)'") }
-                let v = String(decoding: Self.trimmed(row.fields[c.index]), as: UTF8.self).lowercased()
+                guard c.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(query.source) row \(row.row): missing column '\(c.name)'") }
+                let v = String(decoding: Self.trimmed(row.field(c.index)), as: UTF8.self).lowercased()
                 if !Self.truthy.contains(v) { keep = false }
             }
             if keep { selected.append(i) } else { filteredOut += 1 }
@@ -223,12 +236,10 @@ public struct Consumer: Sendable {
         ids.summary.rowsRead = query.rows.count
         ids.summary.rowsSelected = selected.count
         ids.summary.rowsFilteredOut = filteredOut
-        let blinded: ElementBatch
-        do { blinded = try agreement.hasher.hash(ids.messages).multiplied(by: scalar) } catch {
-            throw ActivationError(.cryptoFailure, "blinding failed: \(error.code.rawValue)")
-        }
+        let blinded = try Provider.blind(&ids, scalar: scalar, agreement: agreement)
         let perm = permutation ?? Shuffle.permutation(blinded.count)
         var body = [UInt8]()
+        body.reserveCapacity(perm.count * Layout.consumerRecordSize(agreement))
         var outerKey: SealingPublicKey?
         var metadata = ["segmentID": query.segmentID, "segmentName": query.segmentName, "consumerRows": String(selected.count)]
         if deliverMember, let col = query.memberIDColumn {
@@ -241,8 +252,8 @@ public struct Consumer: Sendable {
             metadata["innerSealingKey"] = inner.ephemeralPublicKey.hex
             for j in perm {
                 let row = query.rows[ids.rowOfMessage[j]]
-                guard col.index < row.fields.count else { throw ActivationError(.invalidInput, "\(query.source) row \(row.row): missing column '\(col.name)'") }
-                let member = row.fields[col.index]
+                guard col.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(query.source) row \(row.row): missing column '\(col.name)'") }
+                let member = Array(row.field(col.index))
                 guard !member.isEmpty, member.count <= Layout.maxMemberID else {
                     throw ActivationError(.invalidInput, "\(query.source) row \(row.row), column '\(col.name)': the member ID must be 1...\(Layout.maxMemberID) bytes")
                 }
@@ -269,7 +280,7 @@ public struct Consumer: Sendable {
         return ProviderReblindedSet(out)
     }
 
-    static func trimmed(_ b: [UInt8]) -> [UInt8] {
+    static func trimmed(_ b: ArraySlice<UInt8>) -> [UInt8] {
         var s = b[...]
         while let f = s.first, f == 0x20 || f == 0x09 { s = s.dropFirst() }
         while let l = s.last, l == 0x20 || l == 0x09 { s = s.dropLast() }

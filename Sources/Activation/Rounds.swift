@@ -4,8 +4,8 @@ import RistrettoPSI
 /// Round 1 message for the consumer: the provider's blinded, shuffled elements `H(y)·b`.
 public struct ProviderBlindedSet: Sendable {
     public let message: SignedMessage
-    public init(parsing data: [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(data, expecting: .providerBlinded, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
+        message = try SignedMessage.parse(consume data, expecting: .providerBlinded, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.elementSize, source)
     }
     init(_ m: SignedMessage) { message = m }
@@ -15,8 +15,8 @@ public struct ProviderBlindedSet: Sendable {
 /// provider row and its sealed audience key.
 public struct ProviderPayload: Sendable {
     public let message: SignedMessage
-    public init(parsing data: [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(data, expecting: .providerPayload, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
+        message = try SignedMessage.parse(consume data, expecting: .providerPayload, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.payloadRecordSize(agreement), source)
     }
     init(_ m: SignedMessage) { message = m }
@@ -26,8 +26,8 @@ public struct ProviderPayload: Sendable {
 /// its doubly sealed attributes when the agreement delivers them.
 public struct ConsumerBlindedSet: Sendable {
     public let message: SignedMessage
-    public init(parsing data: [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(data, expecting: .consumerBlinded, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
+        message = try SignedMessage.parse(consume data, expecting: .consumerBlinded, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.consumerRecordSize(agreement), source)
     }
     init(_ m: SignedMessage) { message = m }
@@ -36,8 +36,8 @@ public struct ConsumerBlindedSet: Sendable {
 /// Round 3 message for the coordinator: `H(x)·a·b`, shuffled again by the provider.
 public struct ConsumerReblindedSet: Sendable {
     public let message: SignedMessage
-    public init(parsing data: [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(data, expecting: .consumerReblinded, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
+        message = try SignedMessage.parse(consume data, expecting: .consumerReblinded, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.consumerRecordSize(agreement), source)
     }
     init(_ m: SignedMessage) { message = m }
@@ -46,8 +46,8 @@ public struct ConsumerReblindedSet: Sendable {
 /// Round 4 message for the coordinator: `H(y)·b·a`, in round 1's order.
 public struct ProviderReblindedSet: Sendable {
     public let message: SignedMessage
-    public init(parsing data: [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(data, expecting: .providerReblinded, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
+        message = try SignedMessage.parse(consume data, expecting: .providerReblinded, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.elementSize, source)
     }
     init(_ m: SignedMessage) { message = m }

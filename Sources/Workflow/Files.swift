@@ -27,11 +27,32 @@ public struct WorkflowError: Error, Equatable, Sendable, CustomStringConvertible
 public enum Files {
     /// Reads a whole file.
     public static func read(_ path: String) throws(WorkflowError) -> [UInt8] {
-        guard let d = FileManager.default.contents(atPath: path) else {
-            if FileManager.default.fileExists(atPath: path) { throw WorkflowError(.io, "\(path): cannot be read") }
-            throw WorkflowError(.notFound, "\(path): no such file")
+        // Read straight into the array (not through `Data`, which would hold a second copy of a
+        // message file that can be hundreds of megabytes).
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw WorkflowError(.notFound, "\(path): no such file") }
+            throw WorkflowError(.io, "\(path): cannot be read")
         }
-        return Array(d)
+        defer { Glibc.close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw WorkflowError(.io, "\(path): cannot be read") }
+        // One byte more than the size, so end of file is seen without growing; grows only if the
+        // file grew (or has no size, like a pipe).
+        var out = [UInt8](repeating: 0, count: max(Int(st.st_size), 0) + 1)
+        var n = 0
+        while true {
+            if n == out.count { out.append(contentsOf: repeatElement(0, count: max(out.count, 4096))) }
+            let r = out.withUnsafeMutableBytes { b in Glibc.read(fd, b.baseAddress! + n, b.count - n) }
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw WorkflowError(.io, "\(path): cannot be read")
+            }
+            if r == 0 { break }
+            n += r
+        }
+        out.removeLast(out.count - n)
+        return out
     }
 
     /// Writes `bytes` to a temporary file beside `path`, fsyncs it, then renames it into place and
