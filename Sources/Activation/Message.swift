@@ -69,7 +69,7 @@ public struct SignedMessage: Sendable {
     /// Ephemeral X25519 key of the records' seal (zeros when none).
     public let sealingKey: [UInt8]
     public let metadata: [String: String]
-    public let body: [UInt8]
+    public private(set) var body: [UInt8]
     let headerBytes: [UInt8]
     let signature: [UInt8]
 
@@ -184,6 +184,14 @@ public struct SignedMessage: Sendable {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         return Array(try! e.encode(m))
+    }
+
+    /// Hands the body's buffer over (leaving this message without a body), so a round can build its
+    /// answer in the same memory instead of holding input and output at once.
+    mutating func takeBody() -> [UInt8] {
+        let b = body
+        body = []
+        return b
     }
 
     /// Record `i` of the body.

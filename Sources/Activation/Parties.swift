@@ -91,25 +91,34 @@ public struct Provider: Sendable {
     }
 
     /// Round 1: normalize, hash, blind with a fresh `b`, shuffle; payloads in the same order.
-    public func prepare(runID: String, audience: ProviderAudience, scalar: Scalar = .random(),
+    ///
+    /// Takes the audience by value and lets its rows go once each element's audience key is copied
+    /// out (into one flat buffer), so the rows and the payload records are never held together
+    /// (SPEC §9 "Bounded memory").
+    public func prepare(runID: String, audience: consuming ProviderAudience, scalar: Scalar = .random(),
                         permutation: [Int]? = nil) throws(ActivationError) -> Prepared {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
-        let rows = audience.rows
-        var ids = try RowIdentifiers(source: audience.source, rows: rows, selected: Array(rows.indices),
-                                     columns: audience.identifierColumns, agreement: agreement, policy: audience.invalidValues)
+        let source = audience.source, keyColumn = audience.audienceKeyColumn
+        let identifierColumns = audience.identifierColumns, invalidValues = audience.invalidValues
+        var rows = (consume audience).rows
+        var ids = try RowIdentifiers(source: source, rows: rows, selected: Array(rows.indices),
+                                     columns: identifierColumns, agreement: agreement, policy: invalidValues)
         ids.summary.rowsRead = rows.count
         ids.summary.rowsSelected = rows.count
-        let keyColumn = audience.audienceKeyColumn
-        for r in Set(ids.rowOfMessage) {
+        // Each element's audience key, in element order, back to back.
+        var keys = FlatFields()
+        for r in ids.rowOfMessage {
             let row = rows[r]
             guard keyColumn.index < row.fieldCount else {
-                throw ActivationError(.invalidInput, "\(audience.source) row \(row.row): missing column '\(keyColumn.name)'")
+                throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(keyColumn.name)'")
             }
             let key = row.field(keyColumn.index)
             guard !key.isEmpty, key.count <= Layout.maxAudienceKey else {
-                throw ActivationError(.invalidInput, "\(audience.source) row \(row.row), column '\(keyColumn.name)': the audience key must be 1...\(Layout.maxAudienceKey) bytes")
+                throw ActivationError(.invalidInput, "\(source) row \(row.row), column '\(keyColumn.name)': the audience key must be 1...\(Layout.maxAudienceKey) bytes")
             }
+            keys.append(key)
         }
+        rows = []
         var blinded = try Self.blind(&ids, scalar: scalar, agreement: agreement)
         let perm = permutation ?? Shuffle.permutation(blinded.count)
         blinded.apply(permutation: perm)
@@ -127,7 +136,7 @@ public struct Provider: Sendable {
         payload.reserveCapacity(perm.count * Layout.payloadRecordSize(agreement))
         for j in perm {
             let r = ids.rowOfMessage[j]
-            let padded = Layout.padded(Array(rows[r].field(keyColumn.index)), to: Layout.maxAudienceKey)
+            let padded = Layout.padded(Array(keys[j]), to: Layout.maxAudienceKey)
             payload += BE.u64(UInt64(r)) + (sealer.map { $0.seal(padded) } ?? padded)
         }
         let m1 = SignedMessage(kind: .providerBlinded, agreement: agreement, runUUID: run, recordSize: Layout.elementSize,
@@ -157,19 +166,28 @@ public struct Provider: Sendable {
 
     /// Round 3: strictly decode the consumer's set, refuse duplicates, re-blind with `b`, shuffle
     /// again (sealed attributes move with their element).
-    public func respond(to consumerSet: ConsumerBlindedSet, state: RunState, permutation: [Int]? = nil) throws(ActivationError) -> ConsumerReblindedSet {
-        let m = consumerSet.message
+    ///
+    /// Takes the set by value: the answer is built in the verified input's buffer (each record's
+    /// element is replaced, then the records are permuted in place), so a round over a large set
+    /// holds one copy of it, not two (SPEC §9 "Bounded memory").
+    public func respond(to consumerSet: consuming ConsumerBlindedSet, state: RunState, permutation: [Int]? = nil) throws(ActivationError) -> ConsumerReblindedSet {
+        var m = (consume consumerSet).message
         guard m.runUUID == state.runUUID else { throw ActivationError(.messageWrongRun, "consumer set belongs to another run than this state") }
         let source = "consumer-blinded"
         let reblinded = try Layout.reblinded(m, by: state.scalar, source: source)
         let perm = permutation ?? Shuffle.permutation(m.count)
-        var body = [UInt8]()
-        body.reserveCapacity(m.body.count)
-        for j in perm {
-            reblinded[j].withUnsafeBytes { body += $0 }
-            body += m.record(j).dropFirst(Layout.elementSize)
+        precondition(perm.count == m.count, "permutation size must equal the set size")
+        let recordSize = m.recordSize
+        var body = m.takeBody()
+        body.withUnsafeMutableBytes { dst in
+            reblinded.withUnsafeBytes { src in
+                for i in 0..<perm.count {
+                    (dst.baseAddress! + i * recordSize).copyMemory(from: src.baseAddress! + i * Layout.elementSize, byteCount: Layout.elementSize)
+                }
+            }
+            Layout.permuteRecords(dst, recordSize: recordSize, perm)
         }
-        let out = SignedMessage(kind: .consumerReblinded, agreement: agreement, runUUID: m.runUUID, recordSize: m.recordSize,
+        let out = SignedMessage(kind: .consumerReblinded, agreement: agreement, runUUID: m.runUUID, recordSize: recordSize,
                                 body: body, reference: m.bodyHash, sealingKey: try? SealingPublicKey(bytes: m.sealingKey),
                                 metadata: m.metadata, signer: identity.signingKey)
         return ConsumerReblindedSet(out)
@@ -207,42 +225,61 @@ public struct Consumer: Sendable {
 
     /// Round 2: select rows (segment filters, consent), normalize, hash, blind with a fresh `a`,
     /// shuffle; attach doubly sealed member IDs when the agreement delivers them.
-    public func prepare(runID: String, query: ConsumerQuery, scalar: Scalar = .random(), permutation: [Int]? = nil) throws(ActivationError) -> Prepared {
+    public func prepare(runID: String, query: consuming ConsumerQuery, scalar: Scalar = .random(), permutation: [Int]? = nil) throws(ActivationError) -> Prepared {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
-        guard Self.isSafeLabel(query.segmentID), Self.isSafeLabel(query.segmentName) else {
+        let source = query.source, filters = query.filters, consentColumns = query.consentColumns
+        let memberIDColumn = query.memberIDColumn, segmentID = query.segmentID, segmentName = query.segmentName
+        let identifierColumns = query.identifierColumns, invalidValues = query.invalidValues
+        var rows = (consume query).rows
+        guard Self.isSafeLabel(segmentID), Self.isSafeLabel(segmentName) else {
             throw ActivationError(.invalidInput, "segment ID and name must be 1...64 printable characters without commas or quotes")
         }
         let deliverMember = agreement.terms.output.deliverMemberID
-        if deliverMember && query.memberIDColumn == nil {
+        if deliverMember && memberIDColumn == nil {
             throw ActivationError(.invalidInput, "the agreement delivers member IDs: name the member ID column")
         }
         var selected = [Int]()
         var filteredOut = 0
-        for (i, row) in query.rows.enumerated() {
+        for (i, row) in rows.enumerated() {
             var keep = true
-            for f in query.filters {
-                guard f.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(query.source) row \(row.row): missing column '\(f.name)'") }
+            for f in filters {
+                guard f.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(f.name)'") }
                 if !f.values.contains(Self.trimmed(row.field(f.index))) { keep = false }
             }
-            for c in query.consentColumns {
-                guard c.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(query.source) row \(row.row): missing column '\(c.name)'") }
+            for c in consentColumns {
+                guard c.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'") }
                 let v = String(decoding: Self.trimmed(row.field(c.index)), as: UTF8.self).lowercased()
                 if !Self.truthy.contains(v) { keep = false }
             }
             if keep { selected.append(i) } else { filteredOut += 1 }
         }
-        var ids = try RowIdentifiers(source: query.source, rows: query.rows, selected: selected,
-                                     columns: query.identifierColumns, agreement: agreement, policy: query.invalidValues)
-        ids.summary.rowsRead = query.rows.count
+        var ids = try RowIdentifiers(source: source, rows: rows, selected: selected,
+                                     columns: identifierColumns, agreement: agreement, policy: invalidValues)
+        ids.summary.rowsRead = rows.count
         ids.summary.rowsSelected = selected.count
         ids.summary.rowsFilteredOut = filteredOut
+        // Each element's member ID, in element order, copied out so the rows can go before the
+        // body is built (SPEC §9 "Bounded memory").
+        var members = FlatFields()
+        if deliverMember, let col = memberIDColumn {
+            for r in ids.rowOfMessage {
+                let row = rows[r]
+                guard col.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(col.name)'") }
+                let member = row.field(col.index)
+                guard !member.isEmpty, member.count <= Layout.maxMemberID else {
+                    throw ActivationError(.invalidInput, "\(source) row \(row.row), column '\(col.name)': the member ID must be 1...\(Layout.maxMemberID) bytes")
+                }
+                members.append(member)
+            }
+        }
+        rows = []
         let blinded = try Provider.blind(&ids, scalar: scalar, agreement: agreement)
         let perm = permutation ?? Shuffle.permutation(blinded.count)
         var body = [UInt8]()
         body.reserveCapacity(perm.count * Layout.consumerRecordSize(agreement))
         var outerKey: SealingPublicKey?
-        var metadata = ["segmentID": query.segmentID, "segmentName": query.segmentName, "consumerRows": String(selected.count)]
-        if deliverMember, let col = query.memberIDColumn {
+        var metadata = ["segmentID": segmentID, "segmentName": segmentName, "consumerRows": String(selected.count)]
+        if deliverMember {
             let inner: RecordSealer, outer: RecordSealer
             do {
                 inner = try RecordSealer(recipient: agreement.providerSealingKey, context: Layout.innerContext(agreement, run))
@@ -251,14 +288,8 @@ public struct Consumer: Sendable {
             outerKey = outer.ephemeralPublicKey
             metadata["innerSealingKey"] = inner.ephemeralPublicKey.hex
             for j in perm {
-                let row = query.rows[ids.rowOfMessage[j]]
-                guard col.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(query.source) row \(row.row): missing column '\(col.name)'") }
-                let member = Array(row.field(col.index))
-                guard !member.isEmpty, member.count <= Layout.maxMemberID else {
-                    throw ActivationError(.invalidInput, "\(query.source) row \(row.row), column '\(col.name)': the member ID must be 1...\(Layout.maxMemberID) bytes")
-                }
                 blinded[j].withUnsafeBytes { body += $0 }
-                body += outer.seal(inner.seal(Layout.padded(member, to: Layout.maxMemberID)))
+                body += outer.seal(inner.seal(Layout.padded(Array(members[j]), to: Layout.maxMemberID)))
             }
         } else {
             for j in perm { blinded[j].withUnsafeBytes { body += $0 } }
@@ -293,6 +324,16 @@ public struct Consumer: Sendable {
         !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0 != "," && $0 != "\"" && $0.value != 0x7f }
             && !"=+-@".contains(s.first!)
     }
+}
+
+/// Variable-length byte strings back to back in one buffer (one allocation for a million of
+/// them, instead of one each).
+struct FlatFields {
+    private var bytes: [UInt8] = []
+    private var ends: [Int] = []
+    var count: Int { ends.count }
+    mutating func append(_ b: ArraySlice<UInt8>) { bytes += b; ends.append(bytes.count) }
+    subscript(i: Int) -> ArraySlice<UInt8> { bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]] }
 }
 
 /// Uniform permutations from libsodium's CSPRNG.

@@ -119,6 +119,34 @@ enum Layout {
         return out
     }
 
+    /// Reorders fixed-size records in place so that new position `j` holds old record
+    /// `permutation[j]`, following the permutation's cycles with one record of scratch and one bit
+    /// per record, instead of a second copy of the records.
+    static func permuteRecords(_ records: UnsafeMutableRawBufferPointer, recordSize: Int, _ permutation: [Int]) {
+        let n = permutation.count
+        precondition(records.count == n * recordSize)
+        guard n > 1 else { return }
+        let base = records.baseAddress!
+        var done = [UInt64](repeating: 0, count: (n + 63) / 64)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: recordSize, alignment: 8)
+        defer { scratch.deallocate() }
+        for start in 0..<n where done[start >> 6] & (1 << UInt64(start & 63)) == 0 {
+            scratch.copyMemory(from: base + start * recordSize, byteCount: recordSize)
+            var j = start
+            while true {
+                done[j >> 6] |= 1 << UInt64(j & 63)
+                let k = permutation[j]
+                precondition(k >= 0 && k < n && (k == start || done[k >> 6] & (1 << UInt64(k & 63)) == 0), "not a permutation")
+                if k == start {
+                    (base + j * recordSize).copyMemory(from: scratch, byteCount: recordSize)
+                    break
+                }
+                (base + j * recordSize).copyMemory(from: base + k * recordSize, byteCount: recordSize)
+                j = k
+            }
+        }
+    }
+
     static func leadingElementBytes(_ m: SignedMessage) -> [UInt8] {
         if m.recordSize == elementSize { return m.body }
         var raw = [UInt8]()

@@ -64,10 +64,11 @@ public enum Steps {
         progress?("reading \(input)")
         let (header, rows) = try CSVInput.load(input)
         progress?("read \(rows.count) rows; normalizing, hashing to the group and blinding")
-        let audience = ProviderAudience(source: header.file, rows: rows, identifierColumns: try columns.resolve(header),
+        // The rows are handed over (not kept here), so the provider can let them go mid-round.
+        let audience = ProviderAudience(source: header.file, rows: consume rows, identifierColumns: try columns.resolve(header),
                                         audienceKeyColumn: (try header.require(audienceKeyColumn), audienceKeyColumn),
                                         invalidValues: policy)
-        let p = try provider.prepare(runID: runID, audience: audience)
+        let p = try provider.prepare(runID: runID, audience: consume audience)
         progress?("blinded \(p.summary.elements) elements; writing the round-1 messages")
         state.clearAbandonedPrepare(agreement, run: runID, role: .provider, published: exchange.path(agreement, run: runID, .providerBlinded),
                                     unpublished: [exchange.path(agreement, run: runID, .providerPayload)])
@@ -97,10 +98,10 @@ public enum Steps {
         var cs: [(index: Int, name: String)] = []
         for c in consent { cs.append((try header.require(c), c)) }
         let member: (index: Int, name: String)? = try memberIDColumn.map { (try header.require($0), $0) }
-        let query = ConsumerQuery(source: header.file, rows: rows, identifierColumns: try columns.resolve(header), filters: fs,
+        let query = ConsumerQuery(source: header.file, rows: consume rows, identifierColumns: try columns.resolve(header), filters: fs,
                                   consentColumns: cs, memberIDColumn: member, segmentID: segmentID, segmentName: segmentName,
                                   invalidValues: policy)
-        let c = try consumer.prepare(runID: runID, query: query)
+        let c = try consumer.prepare(runID: runID, query: consume query)
         progress?("blinded \(c.summary.elements) elements; writing the round-2 message")
         state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, published: exchange.path(agreement, run: runID, .consumerBlinded))
         try state.save(c.state, agreement)
@@ -121,7 +122,7 @@ public enum Steps {
         let s = try state.load(agreement, run: runID, role: .provider)
         let inPath = exchange.path(agreement, run: runID, .consumerBlinded)
         let set = try ConsumerBlindedSet(parsing: try exchange.read(agreement, run: runID, .consumerBlinded), agreement: agreement, run: run, source: inPath)
-        let out = try provider.respond(to: set, state: s)
+        let out = try provider.respond(to: consume set, state: s)
         do { try exchange.write(out.message, agreement, run: runID) } catch {
             // A crashed attempt already published this answer: the scalar has no further use.
             if isAlreadyExists(error) { state.delete(agreement, run: runID, role: .provider) }
