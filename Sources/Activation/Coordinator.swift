@@ -167,7 +167,7 @@ public struct Coordinator: Sendable {
             current = Array((columns.joined(separator: ",") + "\n").utf8)
             inCurrent = 0
         }
-        for m in matched {
+        for (n, m) in matched.enumerated() {
             let rec = Array(payload.message.record(m.providerIndex).dropFirst(Layout.rowIndexSize))
             var fields: [String] = []
             if sealed {
@@ -183,7 +183,14 @@ public struct Coordinator: Sendable {
                     throw ActivationError(.messageMalformed, "consumer-reblinded: element \(m.consumerIndex)'s sealed attributes do not open")
                 }
             }
-            current += Array((fields.joined(separator: ",") + "\n").utf8)
+            let line = Array((fields.joined(separator: ",") + "\n").utf8)
+            if inCurrent == 0 {
+                // Lines of one run have (nearly) one length: reserving the object up front avoids
+                // growing it by doubling, which briefly holds the old and the new buffer together
+                // (hundreds of megabytes at 1M; SPEC §9 "Bounded memory").
+                current.reserveCapacity(current.count + (line.count + 8) * min(matched.count - n, recordsPerObject))
+            }
+            current += line
             inCurrent += 1
             if inCurrent == recordsPerObject { flush() }
         }

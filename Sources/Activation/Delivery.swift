@@ -122,6 +122,9 @@ public struct ReceivedDelivery: Sendable {
         let payloadOpener = m.sealed ? try opener(m.payloadSealingKey, Layout.payloadContext(agreement, run)) : nil
         let memberOpener = m.columns.contains("sealed_member_id") ? try opener(m.memberSealingKey, Layout.innerContext(agreement, run)) : nil
         var out: [DeliveredRecord] = []
+        // Reserved once (growth by doubling would briefly hold two copies); bounded by the bytes
+        // actually received, so a manifest's claimed count cannot make it allocate.
+        out.reserveCapacity(max(0, min(m.records, objects.values.reduce(0) { $0 + $1.count } / 8)))
         for o in m.objects {
             guard let bytes = objects[o.name] else { throw ActivationError(.deliveryInvalid, "object \(o.name) is missing") }
             guard Hex.encode(SHA256.hash(bytes)) == o.sha256, bytes.count == o.bytes else {
@@ -169,6 +172,10 @@ public struct ReceivedDelivery: Sendable {
     public static func plainCSV(_ records: [DeliveredRecord]) -> [UInt8] {
         let member = records.contains { $0.memberID != nil }
         var out = Array(("audience_key,segment_id,segment_name" + (member ? ",member_id" : "") + "\n").utf8)
+        if let r = records.first {
+            // One allocation of about the final size instead of growth by doubling.
+            out.reserveCapacity(out.count + records.count * (r.audienceKey.count + r.segmentID.utf8.count + r.segmentName.utf8.count + (r.memberID?.count ?? 0) + 8))
+        }
         for r in records {
             var f = [CSVField.quoted(r.audienceKey), CSVField.quoted(Array(r.segmentID.utf8)), CSVField.quoted(Array(r.segmentName.utf8))]
             if member { f.append(CSVField.quoted(r.memberID ?? [])) }

@@ -39,6 +39,11 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
     /// Strictly decodes a run of 32-byte records (RFC 9496 §4.3.1, identity rejected), in parallel.
     /// - Throws: the ``CryptoError`` of the first invalid record, with its ``CryptoError/index``.
     public init(validating bytes: UnsafeRawBufferPointer) throws(CryptoError) {
+        try Self.validateAll(bytes)
+        storage = Array(bytes)
+    }
+
+    private static func validateAll(_ bytes: UnsafeRawBufferPointer) throws(CryptoError) {
         let size = RistrettoElement.byteCount
         guard bytes.count % size == 0 else {
             throw CryptoError(.invalidLength, "element data is \(bytes.count) bytes, not a multiple of \(size)")
@@ -48,12 +53,14 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
             try RistrettoElement.validate(UnsafeRawBufferPointer(rebasing: bytes[i * size..<(i + 1) * size]))
         }
         if let (index, error) = firstBad { throw error.at(index: index) }
-        storage = Array(bytes)
     }
 
     /// Strictly decodes records held in an array; see ``init(validating:)-(UnsafeRawBufferPointer)``.
+    /// The batch shares the array's buffer (copy on write) instead of copying it, so decoding a
+    /// message's elements costs no second copy of them.
     public init(validating bytes: [UInt8]) throws(CryptoError) {
-        self = try bytes.withBytes { raw throws(CryptoError) in try ElementBatch(validating: raw) }
+        try bytes.withBytes { raw throws(CryptoError) in try Self.validateAll(raw) }
+        storage = bytes
     }
 
     /// Hashes each message to the group under `hasher`'s tag, in parallel, keeping order.
