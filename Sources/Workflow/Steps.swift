@@ -69,8 +69,8 @@ public enum Steps {
                                         invalidValues: policy)
         let p = try provider.prepare(runID: runID, audience: audience)
         progress?("blinded \(p.summary.elements) elements; writing the round-1 messages")
-        state.clearAbandonedPrepare(agreement, run: runID, role: .provider, published: exchange.path(agreement, run: runID, .providerBlinded),
-                                    unpublished: [exchange.path(agreement, run: runID, .providerPayload)])
+        try state.clearAbandonedPrepare(agreement, run: runID, role: .provider, exchange: exchange, published: .providerBlinded,
+                                        unpublished: [.providerPayload])
         try state.save(p.state, agreement)
         do {
             try exchange.write(p.forCoordinator.message, agreement, run: runID)
@@ -102,7 +102,7 @@ public enum Steps {
                                   invalidValues: policy)
         let c = try consumer.prepare(runID: runID, query: query)
         progress?("blinded \(c.summary.elements) elements; writing the round-2 message")
-        state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, published: exchange.path(agreement, run: runID, .consumerBlinded))
+        try state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, exchange: exchange, published: .consumerBlinded)
         try state.save(c.state, agreement)
         do { try exchange.write(c.forProvider.message, agreement, run: runID) } catch {
             state.delete(agreement, run: runID, role: .consumer)

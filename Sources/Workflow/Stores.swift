@@ -60,6 +60,14 @@ public struct Exchange: Sendable {
         }
         try Files.writeAtomically(m.serialized(), to: path(a, run: run, m.kind), exclusive: true)
     }
+    /// Whether the message of `kind` was written (an S3 exchange asks with HeadObject).
+    /// - Throws: `AWSError` when an S3 exchange cannot tell (e.g. 403 without list permission).
+    func exists(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> Bool {
+        if let s3 { return try s3.reader.exists(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))) }
+        return FileManager.default.fileExists(atPath: path(a, run: run, kind))
+    }
+    /// Whether this exchange is on S3 (where writes never overwrite and nothing is deleted).
+    var isS3: Bool { s3 != nil }
     func read(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> [UInt8] {
         if let s3 { return try s3.reader.get(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))) }
         return try Files.read(path(a, run: run, kind))
