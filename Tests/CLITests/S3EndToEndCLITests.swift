@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import RistrettoPSI
+import Activation
 import Workflow
 import TestSupport
 import S3Delivery
@@ -165,6 +166,39 @@ struct S3EndToEndCLITests {
         #expect(!(try S3Server.keys(bucket, prefix: "messages/\(s.p.collaborationID)/\(run2)/").contains(key(run2, "provider-blinded.crm"))))
         // A new run ID goes through.
         #expect(try prepare("provider", EndToEndCLITests.newRun()).status == 0)
+    }
+
+    /// `cleanroom demo --destination-s3` (what `make demo-s3` runs): the role already trusts the
+    /// coordinator for the given collaboration and External ID; each party uses its own profile.
+    @Test func demoDeliversThroughTheAssumedRole() throws {
+        let collab = AgreementTerms.newID(), external = AgreementTerms.newID()
+        let p = try S3Server.provision(collaborationID: collab, externalID: external)
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-demo-s3-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let admin = try String(contentsOfFile: S3Server.env["CLEANROOM_S3_CREDENTIALS"] ?? "", encoding: .utf8)
+        let coordinator = p.coordinatorEnvironment
+        try (admin.replacingOccurrences(of: "[admin]", with: "[provider]")
+             + "\n[coordinator]\naws_access_key_id = \(coordinator["AWS_ACCESS_KEY_ID"]!)\naws_secret_access_key = \(coordinator["AWS_SECRET_ACCESS_KEY"]!)\n")
+            .write(toFile: "\(root)/credentials", atomically: true, encoding: .utf8)
+        let r = try CLI.run(["demo", "--work-dir", "\(root)/work", "--provider-rows", "600", "--consumer-rows", "400", "--overlap", "250",
+                             "--destination-s3", p.location.description, "--region", S3Server.region, "--role-arn", p.roleARN,
+                             "--collaboration-id", collab, "--external-id", external, "--json"],
+                            environment: ["AWS_ENDPOINT_URL": S3Server.endpoint!.absoluteString, "AWS_REGION": S3Server.region,
+                                          "AWS_SHARED_CREDENTIALS_FILE": "\(root)/credentials", "AWS_CONFIG_FILE": "/nonexistent",
+                                          "AWS_ACCESS_KEY_ID": "", "AWS_PROFILE": ""])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("\"check\" : \"passed\""), "\(r.stdout)")
+        let keys = try S3Server.keys(p.location.bucket, prefix: p.location.key(collab))
+        #expect(keys.contains { $0.hasSuffix("/manifest.json") }, "delivered to the provider's bucket: \(keys)")
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/work/provider-bucket"), "no local bucket directory")
+
+        // The IDs must be given together with the S3 destination, and only with it.
+        let missing = try CLI.run(["demo", "--work-dir", "\(root)/w2", "--destination-s3", p.location.description, "--region", S3Server.region,
+                                   "--role-arn", p.roleARN])
+        #expect(missing.status == 64)
+        let stray = try CLI.run(["demo", "--work-dir", "\(root)/w3", "--external-id", external])
+        #expect(stray.status == 64)
     }
 
     @Test func verifyDestinationConfirmsWriteOnly() throws {
