@@ -223,9 +223,9 @@ public enum Steps {
                 local.removeStaleStaging(collaborationID: collab, runID: runID)
             }
             let s3 = destination as? S3Destination
-            let intent = DeliveryIntent(plan, agreement: agreement, runID: runID)
             do {
                 if let s3, let store, lock != nil {
+                    let intent = DeliveryIntent(plan, agreement: agreement, runID: runID)
                     // Write-ahead: the coordinator cannot read the bucket back after a crash.
                     try s3.deliver(plan, collaborationID: collab, runID: runID,
                                    beforeManifest: { () throws in try store.saveIntent(intent, collaborationID: collab) })
@@ -241,7 +241,10 @@ public enum Steps {
                     }
                     if let s3, let store {
                         let adopted: (sha256: [UInt8], objects: Int)?
-                        do { adopted = try adoptFromIntent(s3, store: store, plan: plan, intent: intent, agreement: agreement, runID: runID) } catch {
+                        do {
+                            adopted = try adoptFromIntent(s3, store: store, plan: plan, intent: DeliveryIntent(plan, agreement: agreement, runID: runID),
+                                                          agreement: agreement, runID: runID)
+                        } catch {
                             try record(.failed, counts, reason: reasonCode(error))
                             throw error
                         }
