@@ -1,5 +1,5 @@
 # The two commands of README.md. Each brings what it needs (Debian packages) when it is missing.
-.PHONY: demo test bootstrap build bench bench-smoke
+.PHONY: demo demo-s3 test bootstrap build bench bench-smoke
 
 bootstrap:
 	@bash Tests/scripts/bootstrap.sh
@@ -30,3 +30,8 @@ bench: bootstrap
 # Runs the main job end to end on embedded defaults.
 demo: bootstrap
 	swift run -c release cleanroom demo
+
+# The same demo delivering to S3 through the provider's role, assumed with the External ID,
+# against a local S3 server (moto, pinned, in .venv-s3/) that the script starts and stops.
+demo-s3: bootstrap
+	bash Tests/scripts/demo-s3.sh

@@ -87,10 +87,9 @@ public final class AuditLog {
         let db = try SQLiteConnection(path: path, mode: .readWrite(create: true))
         db.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
         try db.execute("PRAGMA trusted_schema = OFF")
-        if try isEmptyDatabase(db) {
-            let mode = try db.scalarText("PRAGMA journal_mode = WAL")
-            guard mode == "wal" else { throw AuditLogError(.io, "'\(path)': cannot switch to WAL mode (got \(mode ?? "nothing"))") }
-            try db.immediateTransaction { () throws(AuditLogError) in
+        if try db.retryingWhileBusy({ () throws(AuditLogError) in try isEmptyDatabase(db) }) {
+            try switchToWAL(db)
+            try db.retryingWhileBusy { () throws(AuditLogError) in try db.immediateTransaction { () throws(AuditLogError) in
                 guard try isEmptyDatabase(db) else { return } // another process created it meanwhile
                 try db.execute(AuditSchema.createV1)
                 try db.execute(AuditSchema.migrateV1toV2)
@@ -102,7 +101,7 @@ public final class AuditLog {
                     _ = try insert.step()
                     insert.reset()
                 }
-            }
+            } }
         }
         let log = try configuredForWriting(db)
         guard log.recordedCoordinatorKey == coordinatorKey else {
@@ -115,9 +114,8 @@ public final class AuditLog {
         db.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
         try db.execute("PRAGMA trusted_schema = OFF")
         // Validate before touching anything, so a foreign database is left as it was.
-        var log = try AuditLog(db: db, readOnly: false)
-        let mode = try db.scalarText("PRAGMA journal_mode = WAL")
-        guard mode == "wal" else { throw AuditLogError(.io, "'\(db.path)': cannot switch to WAL mode (got \(mode ?? "nothing"))") }
+        var log = try db.retryingWhileBusy { () throws(AuditLogError) in try AuditLog(db: db, readOnly: false) }
+        try switchToWAL(db)
         try db.execute("PRAGMA synchronous = FULL")
         if log.schemaVersion < 2 {
             // Re-checked under the write lock: another writer may have migrated it meanwhile.
@@ -127,6 +125,13 @@ public final class AuditLog {
             log = try AuditLog(db: db, readOnly: false)
         }
         return log
+    }
+
+    /// Puts the log in WAL mode (persistent in the file, so usually already done).
+    /// - Throws: `.io` when SQLite keeps another mode; `.busy` past the busy timeout.
+    private static func switchToWAL(_ db: SQLiteConnection) throws(AuditLogError) {
+        let mode = try db.retryingWhileBusy { () throws(AuditLogError) in try db.scalarText("PRAGMA journal_mode = WAL") }
+        guard mode == "wal" else { throw AuditLogError(.io, "'\(db.path)': cannot switch to WAL mode (got \(mode ?? "nothing"))") }
     }
 
     private static func isEmptyDatabase(_ db: SQLiteConnection) throws(AuditLogError) -> Bool {

@@ -80,6 +80,25 @@ final class SQLiteConnection {
         }, Unmanaged.passUnretained(busy).toOpaque())
     }
 
+    /// Runs `body` again while it fails with `.busy`, until the busy timeout has passed.
+    ///
+    /// SQLite does not call the busy handler where waiting could deadlock: a connection holding
+    /// a shared lock that needs an exclusive one, as `PRAGMA journal_mode = WAL` does while two
+    /// processes create the same new log. It answers `SQLITE_BUSY` at once; the only safe
+    /// answer is to let go of every lock (each `body` runs in autocommit) and try again.
+    /// - SeeAlso: https://sqlite.org/c3ref/busy_handler.html; `Protocol/AUDIT_LOG.md` §"Durability and concurrency".
+    func retryingWhileBusy<R>(_ body: () throws(AuditLogError) -> R) throws(AuditLogError) -> R {
+        let started = DispatchTime.now().uptimeNanoseconds
+        while true {
+            do {
+                return try body()
+            } catch where error.code == .busy && DispatchTime.now().uptimeNanoseconds - started < busy.timeoutNanos {
+                busy.waits += 1
+                usleep(UInt32.random(in: 1_000...5_000))
+            }
+        }
+    }
+
     /// Runs one or more statements that return no rows the caller needs.
     func execute(_ sql: String) throws(AuditLogError) {
         let rc = sqlite3_exec(handle, sql, nil, nil, nil)

@@ -56,7 +56,7 @@ enum CollaborationCommands {
 
     static func run(_ argv: [String]) throws {
         try Subcommands.dispatch(argv, group: "collaboration", usage: usage, [
-            "invite": invite,
+            "invite": { try invite($0) },
             "accept": accept,
             "countersign": countersign,
             "verify": verify,
@@ -100,7 +100,9 @@ enum CollaborationCommands {
         return .init(epsilonMillis: try millis(e, "dp-epsilon"), budgetMillis: try millis(b, "dp-budget"), sensitivity: try int(args, "dp-sensitivity", 1))
     }
 
-    static func invite(_ argv: [String]) throws {
+    /// `ids`: the collaboration and External IDs to use instead of fresh ones (only `cleanroom
+    /// demo` passes them, so its script can create the provider's role before the run).
+    static func invite(_ argv: [String], ids: (collaboration: String, external: String)? = nil) throws {
         let args = try Arguments(argv, flags: ["help", "gmail-rule", "deliver-member-id", "plain", "gzip", "compat-hash"],
                                  options: ["identity", "coordinator", "out", "types", "default-country-code", "min-consumer-rows",
                                            "min-matched-rows", "max-runs", "window-hours", "expires-days", "name-provider",
@@ -113,7 +115,7 @@ enum CollaborationCommands {
         let types = (try args.value("types") ?? "email,phone,maid").split(separator: ",").map(String.init)
         let now = Date()
         let terms = AgreementTerms(
-            collaborationID: AgreementTerms.newID(), externalID: AgreementTerms.newID(), createdAt: now,
+            collaborationID: ids?.collaboration ?? AgreementTerms.newID(), externalID: ids?.external ?? AgreementTerms.newID(), createdAt: now,
             expiresAt: now.addingTimeInterval(Double(try int(args, "expires-days", 90)) * 86_400),
             consumer: .init(name: name, signingKey: me.signingKey.verifyingKey.hex),
             provider: nil,

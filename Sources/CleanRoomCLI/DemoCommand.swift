@@ -3,6 +3,7 @@ import RistrettoPSI
 import Activation
 import Workflow
 import Tabular
+import S3Delivery
 
 /// `cleanroom demo`: the main job end to end on embedded defaults.
 ///
@@ -13,14 +14,26 @@ import Tabular
 enum DemoCommand {
     static let usage = """
     usage: cleanroom demo [--work-dir <dir>] [--provider-rows N] [--consumer-rows N] [--overlap N] [--json]
+                          [--destination-s3 s3://<bucket>/<prefix> --region <region> --role-arn <arn>
+                           --collaboration-id <uuid> --external-id <uuid>
+                           [--coordinator-profile <name>] [--provider-profile <name>]]
 
     Defaults: --work-dir demo-output, 5000 provider rows, 3000 consumer rows, 1500 people in both.
     The work directory is recreated if a previous demo made it, and refused otherwise.
+
+    With --destination-s3 the delivery goes to the provider's S3 path through its role, assumed
+    with the External ID (`make demo-s3` runs this against a local S3 server). The role must
+    already trust the coordinator for this collaboration, so the collaboration and External IDs
+    are given rather than generated. AWS settings come from the environment (AWS_ENDPOINT_URL,
+    AWS_SHARED_CREDENTIALS_FILE, ...); the coordinator uses profile --coordinator-profile
+    (default coordinator), the provider reads back with --provider-profile (default provider).
     """
     static let marker = ".cleanroom-demo"
 
     static func run(_ argv: [String]) throws {
-        let args = try Arguments(argv, flags: ["help", "json"], options: ["work-dir", "provider-rows", "consumer-rows", "overlap"])
+        let args = try Arguments(argv, flags: ["help", "json"], options: ["work-dir", "provider-rows", "consumer-rows", "overlap", "destination-s3",
+                                                                         "region", "role-arn", "collaboration-id", "external-id",
+                                                                         "coordinator-profile", "provider-profile"])
         if args.has("help") { Console.out(usage); return }
         try args.expectPositionals(0)
         func n(_ name: String, _ d: Int) throws -> Int {
@@ -30,6 +43,7 @@ enum DemoCommand {
         }
         let providerRows = try n("provider-rows", 5000), consumerRows = try n("consumer-rows", 3000), overlap = try n("overlap", 1500)
         guard overlap <= providerRows, overlap <= consumerRows else { throw CLIError.usage("--overlap cannot exceed either list") }
+        let s3 = try S3Mode(args)
         let work = (try args.value("work-dir") ?? "demo-output")
         let fm = FileManager.default
         if fm.fileExists(atPath: work) {
@@ -59,9 +73,10 @@ enum DemoCommand {
         step("consumer invites, provider accepts, consumer countersigns")
         try CollaborationCommands.invite(["--identity", "\(consumerDir)/keys/identity.key", "--coordinator", "\(coordinatorDir)/keys/identity.pub.json",
                                           "--types", "email,phone,maid", "--default-country-code", "1", "--deliver-member-id",
-                                          "--min-consumer-rows", "100", "--min-matched-rows", "50", "--out", agreementPath])
-        try CollaborationCommands.accept(["--agreement", agreementPath, "--identity", "\(providerDir)/keys/identity.key",
-                                          "--destination-dir", "\(work)/provider-bucket"])
+                                          "--min-consumer-rows", "100", "--min-matched-rows", "50", "--out", agreementPath],
+                                         ids: s3.map { ($0.collaborationID, $0.externalID) })
+        try CollaborationCommands.accept(["--agreement", agreementPath, "--identity", "\(providerDir)/keys/identity.key"]
+                                         + (s3?.acceptArguments ?? ["--destination-dir", "\(work)/provider-bucket"]))
         try CollaborationCommands.countersign(["--agreement", agreementPath, "--identity", "\(consumerDir)/keys/identity.key"])
         let agreement = try Steps.loadAgreement(agreementPath)
         let exchange = Exchange(root: "\(work)/exchange")
@@ -91,12 +106,13 @@ enum DemoCommand {
         let auditPath = "\(coordinatorDir)/audit.sqlite"
         let ledger = try AuditLedger(path: auditPath, signingKey: coordinatorID.signingKey, agreement: agreement)
         let m = try Steps.coordinatorMatch(agreement: agreement, identity: coordinatorID, runID: runID, exchange: exchange,
-                                           destination: try Steps.destination(for: agreement), ledger: ledger,
+                                           destination: try Steps.destination(for: agreement, environment: s3?.coordinator ?? AWSEnvironment()), ledger: ledger,
                                            store: CoordinatorStore.beside(auditDB: auditPath))
         step("provider opens its delivery (round 6)")
         let matchedPath = "\(providerDir)/matched-audience.csv"
         let delivered = try Steps.providerOpen(agreement: agreement, identity: providerID, runID: runID,
-                                               source: try Steps.destination(for: agreement, access: .provider), output: matchedPath)
+                                               source: try Steps.destination(for: agreement, access: .provider, environment: s3?.provider ?? AWSEnvironment()),
+                                               output: matchedPath)
 
         // 3. What each party saw, and the check against the known overlap.
         var reader = try CSVReader(path: matchedPath)
@@ -120,7 +136,7 @@ enum DemoCommand {
             \(consumerView)
               consumer query: \(c.summary.rowsRead) rows read, \(c.summary.rowsSelected) with ads consent, \(c.summary.identifiers) identifiers, \(c.summary.skippedValues) invalid values reported and left out
 
-            Provider (media network) receives its matched audience, \(delivered) records in \(matchedPath):
+            Provider (media network) receives its matched audience, \(delivered) records\(s3.map { " delivered to \($0.location)/\(agreement.terms.collaborationID)/\(runID)/ through its role \($0.roleARN) (assumed by the coordinator with the External ID), read back with its own keys into" } ?? " in") \(matchedPath):
             \(sample.map { "  " + $0 }.joined(separator: "\n"))
               …
               audience blinded: \(p.summary.rowsRead) rows, \(p.summary.elements) distinct identifiers
@@ -132,5 +148,47 @@ enum DemoCommand {
             """)
         }
         if !ok { throw CLIError.failure("the delivery does not match the known overlap") }
+    }
+}
+
+extension DemoCommand {
+    /// The S3 options of the demo: the provider's path and role, the collaboration's IDs the role
+    /// already trusts, and which AWS profile each party uses.
+    struct S3Mode {
+        let location: S3Location
+        let region: String
+        let roleARN: String
+        let collaborationID: String
+        let externalID: String
+        let coordinator: AWSEnvironment
+        let provider: AWSEnvironment
+
+        init?(_ args: Arguments) throws {
+            guard let uri = try args.value("destination-s3") else {
+                for o in ["region", "role-arn", "collaboration-id", "external-id", "coordinator-profile", "provider-profile"] where try args.value(o) != nil {
+                    throw CLIError.usage("--\(o) needs --destination-s3")
+                }
+                return nil
+            }
+            do { location = try S3Location(uri: uri) } catch { throw CLIError.usage("--destination-s3: \(error)") }
+            region = try args.required("region")
+            roleARN = try args.required("role-arn")
+            collaborationID = try args.required("collaboration-id")
+            externalID = try args.required("external-id")
+            for id in [collaborationID, externalID] where UUIDBytes.parse(id) == nil {
+                throw CLIError.usage("--collaboration-id and --external-id must be lowercase UUIDs")
+            }
+            // Each party's own identity: the same environment with its profile and no keys from variables.
+            func env(_ profile: String) -> AWSEnvironment {
+                var v = ProcessInfo.processInfo.environment
+                v["AWS_PROFILE"] = profile
+                for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] { v[k] = nil }
+                return AWSEnvironment(v)
+            }
+            coordinator = env(try args.value("coordinator-profile") ?? "coordinator")
+            provider = env(try args.value("provider-profile") ?? "provider")
+        }
+
+        var acceptArguments: [String] { ["--destination-s3", location.description, "--region", region, "--role-arn", roleARN] }
     }
 }

@@ -228,4 +228,20 @@ public struct S3Reader: Sendable {
         guard (200..<300).contains(r.status) else { throw AWSHTTP.failure(op, r) }
         return r.body
     }
+
+    /// HeadObject: whether `key` exists. S3 answers 404 for a missing key only to a caller
+    /// allowed to list the prefix; otherwise 403, which is thrown (`aws.s3.access_denied`), never
+    /// taken for "absent".
+    public func exists(key: String) throws(AWSError) -> Bool {
+        let op = "HeadObject \(key)"
+        let (url, path, host) = endpoints.objectURL(bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: "")
+        let signer = SigV4Signer(region: endpoints.region, service: "s3", rules: .s3, clock: http.clock)
+        let (r, _, _) = try http.withRetries(operation: op) { _ throws(AWSError) in
+            http.attempt(method: "HEAD", url: url, path: path, query: "", host: host, headers: [], body: [],
+                         payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: try credentials.credentials())
+        }
+        if (200..<300).contains(r.status) { return true }
+        if r.status == 404 { return false }
+        throw AWSHTTP.failure(op, r)
+    }
 }

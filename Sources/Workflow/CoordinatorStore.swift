@@ -94,3 +94,64 @@ extension RunEvent {
         self.counts = counts; self.deliveredObjects = deliveredObjects; self.manifestSHA256 = manifestSHA256; self.reasonCode = reasonCode
     }
 }
+
+/// What the coordinator records privately just before it writes a delivery's manifest to S3
+/// (write-ahead), so a retry of a run killed between that write and its audit entry can record
+/// the delivery without reading the provider's bucket (its role may only write there).
+///
+/// Holds the agreement hash, the manifest's SHA-256, a digest of the object list (names and
+/// SHA-256s) and the object count: no identifier, blinded value or matched-row count (under
+/// noise the audit log holds only noisy counts, so the exact count is not kept here either).
+/// - SeeAlso: `Protocol/SPEC.md` §12.8 "Crash after the manifest".
+public struct DeliveryIntent: Equatable, Sendable, Codable {
+    public let runID: String
+    public let agreementHash: String
+    public let manifestSHA256: String
+    public let objectsDigest: String
+    public let objects: Int
+
+    /// The intent of delivering `plan` for `runID` under `agreement`.
+    public init(_ plan: DeliveryPlan, agreement: VerifiedAgreement, runID: String) {
+        self.runID = runID
+        agreementHash = Hex.encode(agreement.hash)
+        manifestSHA256 = Hex.encode(plan.manifest.sha256)
+        objectsDigest = Self.digest(plan.manifest.manifest.objects)
+        objects = plan.objects.count
+    }
+
+    /// SHA-256 over `name NUL sha256 LF` for each object in manifest order: equal digests mean
+    /// byte-identical objects under the same names.
+    static func digest(_ objects: [Manifest.Object]) -> String {
+        Hex.encode(SHA256.hash(Array(objects.map { "\($0.name)\u{0}\($0.sha256)\n" }.joined().utf8)))
+    }
+}
+
+extension CoordinatorStore {
+    func intentPath(_ collaborationID: String, _ runID: String) -> String { "\(directory(collaborationID))/\(runID).intent" }
+
+    /// Records `intent` durably (mode 0600) before the manifest is written.
+    public func saveIntent(_ intent: DeliveryIntent, collaborationID: String) throws(WorkflowError) {
+        try Files.makeDirectory(root, mode: 0o700)
+        try Files.makeDirectory(directory(collaborationID), mode: 0o700)
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        try Files.writeAtomically(Array(try! e.encode(intent)), to: intentPath(collaborationID, intent.runID), mode: 0o600)
+    }
+
+    /// The intent recorded for `runID`, or nil when there is none.
+    /// - Throws: `ActivationError.stateInvalid` for a malformed record.
+    public func intent(collaborationID: String, runID: String) throws(Error) -> DeliveryIntent? {
+        let p = intentPath(collaborationID, runID)
+        guard FileManager.default.fileExists(atPath: p) else { return nil }
+        let bytes = try Files.read(p)
+        guard let i = try? JSONDecoder().decode(DeliveryIntent.self, from: Data(bytes)), i.runID == runID else {
+            throw ActivationError(.stateInvalid, "\(p): not a delivery intent record for this run")
+        }
+        return i
+    }
+
+    /// Drops the intent once the run's audit entry is recorded.
+    public func removeIntent(collaborationID: String, runID: String) {
+        unlink(intentPath(collaborationID, runID))
+    }
+}

@@ -15,6 +15,7 @@ public struct WorkflowError: Error, Equatable, Sendable, CustomStringConvertible
         case keyFile = "workflow.key_file"
         case input = "workflow.input"
         case destination = "workflow.destination"
+        case deliveryUnconfirmed = "workflow.delivery_unconfirmed"
     }
     public let code: Code
     public let reason: String

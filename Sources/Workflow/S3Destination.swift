@@ -57,6 +57,12 @@ public struct S3Destination: DeliveryDestination {
     }
 
     public func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws {
+        try deliver(plan, collaborationID: collaborationID, runID: runID, beforeManifest: {})
+    }
+
+    /// Writes the objects, calls `beforeManifest` (the coordinator's write-ahead intent record),
+    /// then writes the manifest. A throw from `beforeManifest` stops before the manifest.
+    public func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String, beforeManifest: () throws -> Void) throws {
         let creds = try runCredentials(collaborationID: collaborationID, runID: runID)
         _ = try creds.credentials()   // fail fast (wrong External ID, untrusted principal) before any write
         let writer = S3Writer(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds,
@@ -65,8 +71,25 @@ public struct S3Destination: DeliveryDestination {
             _ = try writer.put(key: location.key(collaborationID, runID, o.name), bytes: o.bytes,
                                contentType: o.name.hasSuffix(".gz") ? "application/gzip" : "text/csv")
         }
+        try beforeManifest()
         _ = try writer.put(key: location.key(collaborationID, runID, DeliveryPlan.manifestName), bytes: plan.manifest.json(),
                            contentType: "application/json")
+    }
+
+    /// Writes only `plan`'s manifest (`If-None-Match: *`), for a retry whose objects a killed
+    /// attempt already wrote. Returns true when this call wrote it, false when a manifest was
+    /// already there (412): the coordinator cannot read which one, only that the key is taken.
+    public func commitManifest(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws -> Bool {
+        let creds = try runCredentials(collaborationID: collaborationID, runID: runID)
+        let writer = S3Writer(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds,
+                              multipartThreshold: multipartThreshold, partSize: partSize)
+        do {
+            _ = try writer.put(key: location.key(collaborationID, runID, DeliveryPlan.manifestName), bytes: plan.manifest.json(),
+                               contentType: "application/json")
+            return true
+        } catch where error.code == .alreadyExists {
+            return false
+        }
     }
 
     public func read(collaborationID: String, runID: String) throws -> ReceivedDelivery {

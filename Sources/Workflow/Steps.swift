@@ -70,8 +70,8 @@ public enum Steps {
                                         invalidValues: policy)
         let p = try provider.prepare(runID: runID, audience: consume audience)
         progress?("blinded \(p.summary.elements) elements; writing the round-1 messages")
-        state.clearAbandonedPrepare(agreement, run: runID, role: .provider, published: exchange.path(agreement, run: runID, .providerBlinded),
-                                    unpublished: [exchange.path(agreement, run: runID, .providerPayload)])
+        try state.clearAbandonedPrepare(agreement, run: runID, role: .provider, exchange: exchange, published: .providerBlinded,
+                                        unpublished: [.providerPayload])
         try state.save(p.state, agreement)
         do {
             try exchange.write(p.forCoordinator.message, agreement, run: runID)
@@ -103,7 +103,7 @@ public enum Steps {
                                   invalidValues: policy)
         let c = try consumer.prepare(runID: runID, query: consume query)
         progress?("blinded \(c.summary.elements) elements; writing the round-2 message")
-        state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, published: exchange.path(agreement, run: runID, .consumerBlinded))
+        try state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, exchange: exchange, published: .consumerBlinded)
         try state.save(c.state, agreement)
         do { try exchange.write(c.forProvider.message, agreement, run: runID) } catch {
             state.delete(agreement, run: runID, role: .consumer)
@@ -223,17 +223,44 @@ public enum Steps {
             if lock != nil, let local = destination as? LocalDirectoryDestination {
                 local.removeStaleStaging(collaborationID: collab, runID: runID)
             }
-            do { try destination.deliver(plan, collaborationID: collab, runID: runID) } catch {
-                if isAlreadyExists(error), lock != nil,
-                   let committed = committedDelivery(agreement: agreement, runID: runID, destination: destination) {
-                    // A crashed attempt of this run committed it but died before its audit entry.
-                    try record(.delivered, counts, objects: committed.objects, manifest: committed.sha256)
-                    return MatchResult(kind: .delivered, counts: counts, objects: committed.objects)
+            let s3 = destination as? S3Destination
+            do {
+                if let s3, let store, lock != nil {
+                    let intent = DeliveryIntent(plan, agreement: agreement, runID: runID)
+                    // Write-ahead: the coordinator cannot read the bucket back after a crash.
+                    try s3.deliver(plan, collaborationID: collab, runID: runID,
+                                   beforeManifest: { () throws in try store.saveIntent(intent, collaborationID: collab) })
+                } else {
+                    try destination.deliver(plan, collaborationID: collab, runID: runID)
+                }
+            } catch {
+                if isAlreadyExists(error), lock != nil {
+                    if let committed = committedDelivery(agreement: agreement, runID: runID, destination: destination) {
+                        // A crashed attempt of this run committed it but died before its audit entry.
+                        try record(.delivered, counts, objects: committed.objects, manifest: committed.sha256)
+                        return MatchResult(kind: .delivered, counts: counts, objects: committed.objects)
+                    }
+                    if let s3, let store {
+                        let adopted: (sha256: [UInt8], objects: Int)?
+                        do {
+                            adopted = try adoptFromIntent(s3, store: store, plan: plan, intent: DeliveryIntent(plan, agreement: agreement, runID: runID),
+                                                          agreement: agreement, runID: runID)
+                        } catch {
+                            try record(.failed, counts, reason: reasonCode(error))
+                            throw error
+                        }
+                        if let adopted {
+                            try record(.delivered, counts, objects: adopted.objects, manifest: adopted.sha256)
+                            store.removeIntent(collaborationID: collab, runID: runID)
+                            return MatchResult(kind: .delivered, counts: counts, objects: adopted.objects)
+                        }
+                    }
                 }
                 try record(.failed, counts, reason: reasonCode(error))
                 throw error
             }
             try record(.delivered, counts, objects: plan.objects.count, manifest: plan.manifest.sha256)
+            if s3 != nil { store?.removeIntent(collaborationID: collab, runID: runID) }
             return MatchResult(kind: .delivered, counts: counts, objects: plan.objects.count)
         }
     }
@@ -262,6 +289,35 @@ public enum Steps {
               m.manifest.collaborationID == agreement.terms.collaborationID,
               m.manifest.agreementHash == Hex.encode(agreement.hash) else { return nil }
         return (SHA256.hash(d.manifestBytes), m.manifest.objects.count)
+    }
+
+    /// A retry's S3 delivery found its objects taken: with this coordinator's write-ahead intent
+    /// record for the run, a killed attempt wrote every object and was about to write (or wrote)
+    /// the manifest. Returns the delivery to record, or nil without an intent (someone else's
+    /// objects: refused as before). Never re-delivers an object and never reads the bucket.
+    ///
+    /// - When this attempt's objects are byte-identical to the recorded ones (same digest), its
+    ///   manifest describes what is in the bucket: it is written with `If-None-Match: *`; 412
+    ///   means the killed attempt's manifest is there (its recorded hash is the one recorded),
+    ///   success means the kill came before the manifest and this one commits the delivery.
+    /// - Otherwise no manifest may be written (it would not describe the objects) and whether one
+    ///   exists cannot be learnt without a read: `workflow.delivery_unconfirmed`.
+    /// - SeeAlso: `Protocol/SPEC.md` §12.8 "Crash after the manifest".
+    static func adoptFromIntent(_ s3: S3Destination, store: CoordinatorStore, plan: DeliveryPlan, intent: DeliveryIntent,
+                                agreement: VerifiedAgreement, runID: String) throws -> (sha256: [UInt8], objects: Int)? {
+        let collab = agreement.terms.collaborationID
+        guard let recorded = try store.intent(collaborationID: collab, runID: runID) else { return nil }
+        guard recorded.agreementHash == intent.agreementHash, recorded.objectsDigest == intent.objectsDigest,
+              let recordedSHA = Hex.decode(recorded.manifestSHA256) else {
+            throw WorkflowError(.deliveryUnconfirmed, "run \(runID): a killed attempt wrote its objects to \(s3.location)/\(collab)/\(runID)/, "
+                                + "but this attempt's objects differ and the coordinator cannot read the bucket to learn whether that attempt's "
+                                + "manifest was written; nothing was written now. Ask the provider whether manifest.json exists there "
+                                + "(its SHA-256 should be \(recorded.manifestSHA256))")
+        }
+        if try s3.commitManifest(plan, collaborationID: collab, runID: runID) {
+            return (plan.manifest.sha256, plan.objects.count)
+        }
+        return (recordedSHA, recorded.objects)
     }
 
     /// Round 6 (provider): verify the delivery and write the plain CSV for a DSP upload.

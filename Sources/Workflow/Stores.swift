@@ -61,6 +61,14 @@ public struct Exchange: Sendable {
         // Streamed in three pieces: no concatenated copy of the body (the largest allocation of a step).
         try Files.writeAtomically(to: path(a, run: run, m.kind), exclusive: true) { emit throws(WorkflowError) in try m.writeParts(emit) }
     }
+    /// Whether the message of `kind` was written (an S3 exchange asks with HeadObject).
+    /// - Throws: `AWSError` when an S3 exchange cannot tell (e.g. 403 without list permission).
+    func exists(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> Bool {
+        if let s3 { return try s3.reader.exists(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))) }
+        return FileManager.default.fileExists(atPath: path(a, run: run, kind))
+    }
+    /// Whether this exchange is on S3 (where writes never overwrite and nothing is deleted).
+    var isS3: Bool { s3 != nil }
     func read(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> [UInt8] {
         if let s3 { return try s3.reader.get(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))) }
         return try Files.read(path(a, run: run, kind))

@@ -66,6 +66,38 @@ struct ProcessTests {
         print("concurrentAppends: \(lockWaits) lock waits across the two writers")
     }
 
+    /// SQLite refuses the switch to WAL with `SQLITE_BUSY` without calling the busy handler when
+    /// another process holds a shared lock on the new file; every creator must wait, not fail.
+    @Test("six processes creating the same new log at once all append, and the chain verifies")
+    func concurrentCreation() throws {
+        let scratch = try Scratch()
+        defer { scratch.expectNoMarkers() }
+        let keyFile = scratch.path("coordinator.key")
+        let key = SigningKey.generate()
+        try CoordinatorKeyFile.write(key, to: keyFile)
+        let writers = 6, perProcess = 3
+        for round in 0..<4 {
+            let db = scratch.path("audit-\(round).db")
+            var processes: [(Process, Pipe)] = []
+            for w in 0..<writers {
+                let p = try CLI.process(["debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", String(perProcess),
+                                         "--collaboration", "collab-\(w)", "--quiet"])
+                let e = Pipe()
+                p.standardError = e
+                p.standardOutput = FileHandle.nullDevice
+                processes.append((p, e))
+            }
+            for (p, _) in processes { try p.run() }
+            for (p, e) in processes {
+                let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                p.waitUntilExit()
+                #expect(p.terminationStatus == 0, "round \(round): \(err)")
+            }
+            let v = try AuditLog.openReadOnly(at: db).verify(pinnedKey: key.verifyingKey)
+            #expect(v.entryCount == writers * perProcess)
+        }
+    }
+
     @Test("kill -9 during appends leaves a log that verifies and can be extended")
     func killedMidAppend() throws {
         let (scratch, db, keyFile, key) = try setUp()

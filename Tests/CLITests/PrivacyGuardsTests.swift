@@ -24,20 +24,23 @@ struct PrivacyGuardsTests {
         var store: CoordinatorStore { CoordinatorStore.beside(auditDB: auditPath) }
         var collaboration: String { agreement.terms.collaborationID }
 
-        init(_ privacy: AgreementTerms.Privacy, data: SyntheticData = SyntheticData(providerRows: 400, consumerRows: 300, overlap: 200)) throws {
+        /// `destination` nil: a local bucket directory under `root`.
+        init(_ privacy: AgreementTerms.Privacy, data: SyntheticData = SyntheticData(providerRows: 400, consumerRows: 300, overlap: 200),
+             collaborationID: String = AgreementTerms.newID(), externalID: String = AgreementTerms.newID(),
+             destination: AgreementTerms.Destination? = nil) throws {
             root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-guards-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: "\(root)/coordinator", withIntermediateDirectories: true)
             self.data = data
             try Data(data.providerCSV).write(to: URL(fileURLWithPath: "\(root)/audience.csv"))
             try Data(data.consumerCSV).write(to: URL(fileURLWithPath: "\(root)/customers.csv"))
             let terms = AgreementTerms(
-                collaborationID: AgreementTerms.newID(), externalID: AgreementTerms.newID(), createdAt: Date(),
+                collaborationID: collaborationID, externalID: externalID, createdAt: Date(),
                 expiresAt: Date().addingTimeInterval(30 * 86_400),
                 consumer: .init(name: "Retailer", signingKey: consumer.signingKey.verifyingKey.hex),
                 provider: .init(name: "Media", signingKey: provider.signingKey.verifyingKey.hex, sealingKey: provider.sealingKey.publicKey.hex),
                 coordinator: .init(name: "Coordinator", signingKey: coordinator.signingKey.verifyingKey.hex, sealingKey: coordinator.sealingKey.publicKey.hex),
                 matching: .init(identifierTypes: ["email", "phone", "maid"], defaultCountryCallingCode: "1"),
-                output: .init(), privacy: privacy, destination: .init(kind: "local", directory: "\(root)/bucket"))
+                output: .init(), privacy: privacy, destination: destination ?? .init(kind: "local", directory: "\(root)/bucket"))
             var signed = SignedAgreement(terms: terms)
             try signed.sign(as: .consumer, with: consumer.signingKey)
             try signed.sign(as: .provider, with: provider.signingKey)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import RistrettoPSI
+import Activation
 import Workflow
 import TestSupport
 import S3Delivery
@@ -110,6 +111,94 @@ struct S3EndToEndCLITests {
                               environment: parties)
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst()
         #expect(Set(lines.map { String($0.split(separator: ",")[0]) }) == s.data.expectedAudienceKeys)
+    }
+
+    /// A prepare killed before publishing its round, on an `s3://` exchange (simulated by the
+    /// bucket owner deleting the round's message, as if the kill came just before that write):
+    /// the consumer's retry starts over; the provider's, whose coordinator-only payload is already
+    /// there and can be neither overwritten nor deleted, is refused and told to use a new run ID.
+    /// Once a round is published, a retry is refused and the party's state is kept.
+    @Test func abandonedPrepareOnAnS3Exchange() throws {
+        let s = try Self.setUp()
+        let bucket = "cr-exchange-\(S3Server.random())"
+        try S3Server.createBucket(bucket)
+        let exchange = "s3://\(bucket)/messages"
+        let c = s.c, parties = S3Server.providerEnvironment
+        func prepare(_ role: String, _ run: String) throws -> CLI.Result {
+            role == "provider"
+                ? try CLI.run(["provider", "prepare", "--agreement", c.agreement, "--identity", c.key("provider"), "--state-dir", c.state("provider"),
+                               "--exchange", exchange, "--run-id", run, "--input", s.inputs.provider, "--audience-key-column", "audience_id",
+                               "--email-column", "email", "--phone-column", "phone", "--maid-column", "mobile_ad_id"], environment: parties)
+                : try CLI.run(["consumer", "prepare", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir", c.state("consumer"),
+                               "--exchange", exchange, "--run-id", run, "--input", s.inputs.consumer, "--email-column", "email",
+                               "--phone-column", "phone", "--consent-column", "ads_consent", "--member-id-column", "member_id",
+                               "--segment-id", "loyalty", "--segment-name", "Loyalty members", "--skip-invalid"], environment: parties)
+        }
+        func key(_ run: String, _ file: String) -> String { "messages/\(s.p.collaborationID)/\(run)/\(file)" }
+        func state(_ role: String, _ run: String) -> String { "\(c.state(role))/\(s.p.collaborationID)/\(run).\(role).state" }
+
+        // Consumer: killed before round 2 was published; the retry starts over with a fresh scalar.
+        let run = EndToEndCLITests.newRun()
+        #expect(try prepare("consumer", run).status == 0)
+        let first = try S3Server.object(bucket, key: key(run, "consumer-blinded.crm"))
+        try S3Server.deleteObject(bucket, key: key(run, "consumer-blinded.crm"))
+        let retry = try prepare("consumer", run)
+        #expect(retry.status == 0, "\(retry.stderr)")
+        #expect(try S3Server.object(bucket, key: key(run, "consumer-blinded.crm")) != first, "made again with a new scalar")
+
+        // Published: a retry is refused and the state its respond step needs is kept.
+        let kept = try Data(contentsOf: URL(fileURLWithPath: state("consumer", run)))
+        let again = try prepare("consumer", run)
+        #expect(again.status == 1)
+        #expect(again.stderr.contains("already_exists"), "refused by the exclusive writes")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: state("consumer", run))) == kept, "the published round's state is untouched")
+
+        // Provider: killed after the coordinator-only payload, before round 1 was published.
+        let run2 = EndToEndCLITests.newRun()
+        #expect(try prepare("provider", run2).status == 0)
+        try S3Server.deleteObject(bucket, key: key(run2, "provider-blinded.crm"))
+        #expect(FileManager.default.fileExists(atPath: state("provider", run2)))
+        let refused = try prepare("provider", run2)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("workflow.already_exists"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("start a new run ID"))
+        #expect(!FileManager.default.fileExists(atPath: state("provider", run2)), "the abandoned scalar is shredded")
+        #expect(!(try S3Server.keys(bucket, prefix: "messages/\(s.p.collaborationID)/\(run2)/").contains(key(run2, "provider-blinded.crm"))))
+        // A new run ID goes through.
+        #expect(try prepare("provider", EndToEndCLITests.newRun()).status == 0)
+    }
+
+    /// `cleanroom demo --destination-s3` (what `make demo-s3` runs): the role already trusts the
+    /// coordinator for the given collaboration and External ID; each party uses its own profile.
+    @Test func demoDeliversThroughTheAssumedRole() throws {
+        let collab = AgreementTerms.newID(), external = AgreementTerms.newID()
+        let p = try S3Server.provision(collaborationID: collab, externalID: external)
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-demo-s3-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let admin = try String(contentsOfFile: S3Server.env["CLEANROOM_S3_CREDENTIALS"] ?? "", encoding: .utf8)
+        let coordinator = p.coordinatorEnvironment
+        try (admin.replacingOccurrences(of: "[admin]", with: "[provider]")
+             + "\n[coordinator]\naws_access_key_id = \(coordinator["AWS_ACCESS_KEY_ID"]!)\naws_secret_access_key = \(coordinator["AWS_SECRET_ACCESS_KEY"]!)\n")
+            .write(toFile: "\(root)/credentials", atomically: true, encoding: .utf8)
+        let r = try CLI.run(["demo", "--work-dir", "\(root)/work", "--provider-rows", "600", "--consumer-rows", "400", "--overlap", "250",
+                             "--destination-s3", p.location.description, "--region", S3Server.region, "--role-arn", p.roleARN,
+                             "--collaboration-id", collab, "--external-id", external, "--json"],
+                            environment: ["AWS_ENDPOINT_URL": S3Server.endpoint!.absoluteString, "AWS_REGION": S3Server.region,
+                                          "AWS_SHARED_CREDENTIALS_FILE": "\(root)/credentials", "AWS_CONFIG_FILE": "/nonexistent",
+                                          "AWS_ACCESS_KEY_ID": "", "AWS_PROFILE": ""])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("\"check\" : \"passed\""), "\(r.stdout)")
+        let keys = try S3Server.keys(p.location.bucket, prefix: p.location.key(collab))
+        #expect(keys.contains { $0.hasSuffix("/manifest.json") }, "delivered to the provider's bucket: \(keys)")
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/work/provider-bucket"), "no local bucket directory")
+
+        // The IDs must be given together with the S3 destination, and only with it.
+        let missing = try CLI.run(["demo", "--work-dir", "\(root)/w2", "--destination-s3", p.location.description, "--region", S3Server.region,
+                                   "--role-arn", p.roleARN])
+        #expect(missing.status == 64)
+        let stray = try CLI.run(["demo", "--work-dir", "\(root)/w3", "--external-id", external])
+        #expect(stray.status == 64)
     }
 
     @Test func verifyDestinationConfirmsWriteOnly() throws {

@@ -79,6 +79,22 @@ public enum S3Server {
         return XMLText.all("UploadId", in: r.body).count
     }
 
+    /// DeleteObject as the administrator (the bucket owner; never the coordinator).
+    public static func deleteObject(_ bucket: String, key: String) throws {
+        let u = endpoint!
+        let path = "/\(bucket)/" + SigV4Signer.uriEncode(key, keepSlash: true)
+        let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
+        guard case .response(let r) = http.attempt(method: "DELETE", url: URL(string: u.absoluteString + path)!, path: path, query: "",
+                                                   host: AWSEndpoints.hostHeader(u), headers: [], body: [],
+                                                   payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: admin),
+              (200..<300).contains(r.status) else { throw AWSError(.requestFailed, "DeleteObject \(bucket) failed") }
+    }
+
+    /// GetObject as the administrator.
+    public static func object(_ bucket: String, key: String) throws -> [UInt8] {
+        try S3Reader(endpoints: endpoints(), bucket: bucket, http: http, credentials: StaticCredentials(admin)).get(key: key)
+    }
+
     /// Lists the keys under a prefix (administrator).
     public static func keys(_ bucket: String, prefix: String) throws -> [String] {
         let u = endpoint!
