@@ -119,6 +119,7 @@ public struct Provider: Sendable {
             keys.append(key)
         }
         rows = []
+        FreedMemory.release()
         var blinded = try Self.blind(&ids, scalar: scalar, agreement: agreement)
         let perm = permutation ?? Shuffle.permutation(blinded.count)
         blinded.apply(permutation: perm)
@@ -158,6 +159,7 @@ public struct Provider: Sendable {
             ids.messages = []
             let blinded = try hashed.multiplied(by: scalar)
             hashed = ElementBatch()
+            FreedMemory.release()
             return blinded
         } catch {
             throw ActivationError(.cryptoFailure, "blinding failed: \(error.code.rawValue)")
@@ -273,6 +275,7 @@ public struct Consumer: Sendable {
             }
         }
         rows = []
+        FreedMemory.release()
         let blinded = try Provider.blind(&ids, scalar: scalar, agreement: agreement)
         let perm = permutation ?? Shuffle.permutation(blinded.count)
         var body = [UInt8]()
@@ -334,6 +337,21 @@ struct FlatFields {
     var count: Int { ends.count }
     mutating func append(_ b: ArraySlice<UInt8>) { bytes += b; ends.append(bytes.count) }
     subscript(i: Int) -> ArraySlice<UInt8> { bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]] }
+}
+
+/// Returns memory freed by the many small allocations of a round's early stages (rows, normalized
+/// messages) to the system. Why: glibc keeps freed small chunks resident in its heap, and the
+/// round's next large buffer (the message body) is a fresh mapping that cannot reuse them, so
+/// without this the peak is the sum of both stages, not the larger one (SPEC §9 "Bounded memory").
+enum FreedMemory {
+    /// glibc's `malloc_trim` (in `<malloc.h>`, which the Glibc module does not export), looked up
+    /// once; absent on other C libraries, where this is a no-op.
+    private static let trim: (@convention(c) (Int) -> Int32)? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let f = dlsym(handle, "malloc_trim") else { return nil }
+        return unsafeBitCast(f, to: (@convention(c) (Int) -> Int32).self)
+    }()
+
+    static func release() { _ = trim?(0) }
 }
 
 /// Uniform permutations from libsodium's CSPRNG.
