@@ -98,6 +98,9 @@ enum Layout {
 
     /// Strictly decodes the leading 32 bytes of every record.
     static func elements(of m: SignedMessage, source: String) throws(ActivationError) -> ElementBatch {
+        // Honest parties never send an empty set (prepare refuses one); an empty set can only
+        // probe the next step, so it is refused by name rather than matched as "nothing".
+        guard m.count > 0 else { throw ActivationError(.emptySet, "\(source): the set has no elements") }
         var raw = [UInt8]()
         raw.reserveCapacity(m.count * elementSize)
         for i in 0..<m.count { raw += m.record(i).prefix(elementSize) }
