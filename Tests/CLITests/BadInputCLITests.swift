@@ -184,6 +184,40 @@ struct BadInputCLITests {
         #expect(FileManager.default.fileExists(atPath: "\(Self.shared.state("provider"))/\(collab)/\(run).provider.state"))
     }
 
+    @Test("a tampered provider-blinded.crm at consumer respond")
+    func tamperedMessageAtTheConsumer() throws {
+        let c = Self.shared
+        let (run, collab) = try Self.preparedRun()
+        let path = "\(c.exchange)/\(collab)/\(run)/provider-blinded.crm"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count - 80] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let r = try CLI.run(["consumer", "respond", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir", c.state("consumer"),
+                             "--exchange", c.exchange, "--run-id", run])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("activation.message.checksum_mismatch") && r.stderr.contains("provider-blinded.crm"), "stderr: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(c.exchange)/\(collab)/\(run)/provider-reblinded.crm"), "no answer written")
+    }
+
+    @Test("a tampered message at coordinator match: refused, recorded as rejected with its code, nothing delivered",
+          arguments: ["provider-payload.crm", "consumer-reblinded.crm", "provider-reblinded.crm"])
+    func tamperedMessageAtTheCoordinator(_ file: String) throws {
+        let c = Self.shared
+        let (run, collab) = try Self.preparedRun()
+        try c.respondBoth(run)
+        let path = "\(c.exchange)/\(collab)/\(run)/\(file)"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count - 80] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let r = try c.match(run)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("activation.message.checksum_mismatch") && r.stderr.contains(file), "stderr: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(c.bucket)/\(collab)/\(run)"), "nothing delivered")
+        let log = try CLI.run(["audit", "show", "--db", c.audit, "--collaboration", collab])
+        #expect(log.status == 0)
+        #expect(log.stdout.contains(run) && log.stdout.contains("activation.message.checksum_mismatch"), "audit: \(log.stdout)")
+    }
+
     @Test("a message replayed from another run is refused as wrong_run")
     func replayedFromAnotherRun() throws {
         let (runA, collab) = try Self.preparedRun()
