@@ -82,7 +82,7 @@ let package = Package(
         // access would; "CleanRoomCLI" makes `swift test` build the `cleanroom` binary that the
         // concurrency and kill -9 tests spawn.
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "RistrettoPSI", "CSQLite", "CleanRoomCLI", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["Workflow", "RistrettoPSI", "CleanRoomCLI", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Workflow", "Activation", "AuditLog", "RistrettoPSI", "CleanRoomCLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -68,9 +68,16 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         public var minMatchedRows: Int
         public var maxRunsPerWindow: Int
         public var windowSeconds: Int
-        public init(minConsumerRows: Int = 100, minMatchedRows: Int = 50, maxRunsPerWindow: Int = 4, windowSeconds: Int = 86_400) {
+        /// Near-duplicate (differencing) refusal threshold in percent; absent means 90, 0 turns it
+        /// off (see `PrivacyGuards.swift`). Optional so agreements signed before it keep their bytes.
+        public var maxRunSimilarityPercent: Int?
+        /// Differential privacy for the consumer-visible matched count; absent means off.
+        public var noise: Noise?
+        public init(minConsumerRows: Int = 100, minMatchedRows: Int = 50, maxRunsPerWindow: Int = 4, windowSeconds: Int = 86_400,
+                    maxRunSimilarityPercent: Int? = nil, noise: Noise? = nil) {
             self.minConsumerRows = minConsumerRows; self.minMatchedRows = minMatchedRows
             self.maxRunsPerWindow = maxRunsPerWindow; self.windowSeconds = windowSeconds
+            self.maxRunSimilarityPercent = maxRunSimilarityPercent; self.noise = noise
         }
     }
 
@@ -289,6 +296,7 @@ public struct VerifiedAgreement: Sendable {
               t.privacy.windowSeconds >= 1 else {
             throw ActivationError(.agreementMalformed, "privacy limits must be at least 1")
         }
+        try PrivacyGuards.validate(t.privacy)
         terms = t
         hash = t.hash
         collaborationUUID = collab

@@ -9,7 +9,14 @@ public struct RunHistory: Sendable {
     public var usedRunIDs: Set<String>
     /// Runs of this collaboration inside the agreement's window, for frequency capping.
     public var runsInWindow: Int
-    public init(usedRunIDs: Set<String> = [], runsInWindow: Int = 0) { self.usedRunIDs = usedRunIDs; self.runsInWindow = runsInWindow }
+    /// ε (in thousandths) this collaboration has spent so far, summed from the audit log.
+    public var epsilonSpentMillis: Int
+    /// Sketches of earlier runs' matched sets, from the coordinator-private store.
+    public var sketches: [RunSketch]
+    public init(usedRunIDs: Set<String> = [], runsInWindow: Int = 0, epsilonSpentMillis: Int = 0, sketches: [RunSketch] = []) {
+        self.usedRunIDs = usedRunIDs; self.runsInWindow = runsInWindow
+        self.epsilonSpentMillis = epsilonSpentMillis; self.sketches = sketches
+    }
 }
 
 /// Counts of one run: all the consumer ever learns (through the audit log).
@@ -19,7 +26,16 @@ public struct MatchCounts: Sendable, Equatable {
     public var providerElements = 0
     public var matchedElements = 0
     public var matchedRows = 0
+    /// Under differential privacy: the noisy matched count, the only one the consumer may see.
+    public var noisyMatchedRows: Int?
+    /// Under differential privacy: the ε (thousandths) this run spent.
+    public var epsilonMillis: Int?
+    /// The run's matched-set sketch, for the coordinator-private store (never the audit log).
+    public var sketch: RunSketch?
     public init() {}
+
+    /// The matched count the audit log may show the consumer: noisy under differential privacy.
+    public var consumerVisibleMatchedRows: Int { noisyMatchedRows ?? matchedRows }
 }
 
 /// The coordinator's decision for a run.
@@ -60,6 +76,7 @@ public struct Coordinator: Sendable {
         guard history.runsInWindow < agreement.terms.privacy.maxRunsPerWindow else {
             throw ActivationError(.runLimitReached, "\(history.runsInWindow) runs in the last \(agreement.terms.privacy.windowSeconds) s; the agreement allows \(agreement.terms.privacy.maxRunsPerWindow)")
         }
+        try PrivacyGuards.checkBudget(agreement.terms.privacy, spentMillis: history.epsilonSpentMillis)
         for (m, name) in [(payload.message, "provider-payload"), (consumerSet.message, "consumer-reblinded"), (providerSet.message, "provider-reblinded")] {
             guard m.runUUID == run else { throw ActivationError(.messageWrongRun, "\(name) belongs to another run") }
         }
@@ -95,7 +112,21 @@ public struct Coordinator: Sendable {
             matched[row] = (e, ci, i)
         }
         counts.matchedRows = matched.count
-        guard counts.matchedRows >= agreement.terms.privacy.minMatchedRows else { return .belowThreshold(counts) }
+        // Differencing: compare this run's matched provider rows with earlier runs' (SPEC §9.1).
+        let sketch = RunSketch.make(runID: runID, rows: matched.keys, coordinator: identity.signingKey,
+                                    collaborationUUID: agreement.collaborationUUID)
+        try PrivacyGuards.checkNearDuplicate(sketch, against: history.sketches, percent: agreement.terms.privacy.effectiveRunSimilarityPercent)
+        counts.sketch = sketch
+        var deliverable = counts.matchedRows >= agreement.terms.privacy.minMatchedRows
+        if let noise = agreement.terms.privacy.noise {
+            // The consumer sees only the noisy count, and the outcome is decided on it (plus a
+            // margin), so the outcome is post-processing of a differentially private release.
+            let noisy = max(0, counts.matchedRows + GeometricNoise.sample(epsilonMillis: noise.epsilonMillis, sensitivity: noise.sensitivity))
+            counts.noisyMatchedRows = noisy
+            counts.epsilonMillis = noise.epsilonMillis
+            deliverable = deliverable && noisy >= agreement.terms.privacy.minMatchedRows + PrivacyGuards.thresholdMargin(noise)
+        }
+        guard deliverable else { return .belowThreshold(counts) }
 
         let plan = try buildDelivery(run: run, matched: matched.sorted { $0.key < $1.key }.map(\.value), payload: payload,
                                      consumerSet: consumerSet, now: now)

@@ -14,6 +14,7 @@ import RistrettoPSI
 ///          || str(protocol_version) || str(normalization_rules_version)
 ///          || optstr(reason_code)
 ///          || previous_hash                              (32 raw bytes)
+///          [|| u32(8) || u64(privacy_epsilon_millis)]    (schema 2, only when present)
 /// entry_hash = SHA-256(canonical)
 /// signature  = Ed25519-Sign(coordinator key, entry_hash)  (the 32 raw bytes of entry_hash)
 /// ```
@@ -49,6 +50,11 @@ public enum AuditChain {
         str(&out, event.normalizationRulesVersion)
         if let reason = event.reasonCode { str(&out, reason) } else { u32(&out, 0) }
         out.append(contentsOf: previousHash.bytes)
+        // Schema 2: appended only when present, so every entry without it keeps its v1 bytes.
+        if let eps = event.privacyEpsilonMillis {
+            u32(&out, 8)
+            u64(&out, UInt64(eps))
+        }
         return out
     }
 

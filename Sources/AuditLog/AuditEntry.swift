@@ -83,12 +83,16 @@ public struct AuditEvent: Hashable, Sendable {
     /// A stable reason code such as `agreement.expired` (required for `.rejected` and `.failed`,
     /// optional for `.belowThreshold`, absent for `.delivered`).
     public var reasonCode: String?
+    /// The ε (thousandths) the run spent under differential privacy, or nil when it drew no
+    /// noise. When present, `matchedRowsDelivered` holds the noisy count (schema version 2).
+    public var privacyEpsilonMillis: Int?
 
     public init(collaborationID: String, runID: String, kind: AuditEventKind,
                 consumerRowsProcessed: Int, consumerIdentifiersProcessed: Int,
                 matchedRowsDelivered: Int = 0, deliveredObjectCount: Int = 0,
                 deliveryManifestSHA256: AuditDigest? = nil, agreementSHA256: AuditDigest? = nil,
-                protocolVersion: String, normalizationRulesVersion: String, reasonCode: String? = nil) {
+                protocolVersion: String, normalizationRulesVersion: String, reasonCode: String? = nil,
+                privacyEpsilonMillis: Int? = nil) {
         self.collaborationID = collaborationID
         self.runID = runID
         self.kind = kind
@@ -101,6 +105,7 @@ public struct AuditEvent: Hashable, Sendable {
         self.protocolVersion = protocolVersion
         self.normalizationRulesVersion = normalizationRulesVersion
         self.reasonCode = reasonCode
+        self.privacyEpsilonMillis = privacyEpsilonMillis
     }
 
     /// Checks every field rule. - Throws: `.invalidField` naming the field and rule (never the value).
@@ -114,6 +119,9 @@ public struct AuditEvent: Hashable, Sendable {
         try FieldRules.count(matchedRowsDelivered, field: "matched_rows_delivered")
         try FieldRules.count(deliveredObjectCount, field: "delivered_object_count")
         if let reasonCode { try FieldRules.reasonCode(reasonCode) }
+        if let privacyEpsilonMillis, privacyEpsilonMillis < 1 {
+            throw AuditLogError(.invalidField, "privacy_epsilon_millis must be absent or a positive integer")
+        }
         switch kind {
         case .delivered:
             guard deliveryManifestSHA256 != nil else { throw invalid("delivery_manifest_sha256 is required for delivered") }

@@ -17,6 +17,7 @@ extension AuditLog {
         "consumer_rows_processed", "consumer_identifiers_processed", "matched_rows_delivered",
         "delivered_object_count", "delivery_manifest_sha256", "agreement_sha256", "protocol_version",
         "normalization_rules_version", "reason_code", "previous_hash", "entry_hash", "signature",
+        "privacy_epsilon_millis",
     ]
 
     /// Streams the log in `format` to `write`, one line (or the CSV header) per call.
@@ -34,7 +35,7 @@ extension AuditLog {
                 e.recordedAtMilliseconds, Int64(e.event.consumerRowsProcessed), Int64(e.event.consumerIdentifiersProcessed),
                 Int64(e.event.matchedRowsDelivered), Int64(e.event.deliveredObjectCount), e.event.deliveryManifestSHA256?.hex,
                 e.event.agreementSHA256?.hex, e.event.protocolVersion, e.event.normalizationRulesVersion, e.event.reasonCode,
-                e.previousHash.hex, e.entryHash.hex, Hex.encode(e.signature),
+                e.previousHash.hex, e.entryHash.hex, Hex.encode(e.signature), e.event.privacyEpsilonMillis.map { Int64($0) },
             ]
             switch format {
             case .csv:

@@ -93,6 +93,7 @@ public final class AuditLog {
             try db.immediateTransaction { () throws(AuditLogError) in
                 guard try isEmptyDatabase(db) else { return } // another process created it meanwhile
                 try db.execute(AuditSchema.createV1)
+                try db.execute(AuditSchema.migrateV1toV2)
                 let insert = try db.prepare("INSERT INTO \(AuditSchema.metaTable) (key, value) VALUES (?1, ?2)")
                 for (k, v) in [("format", AuditSchema.format), ("coordinator_public_key", coordinatorKey.hex),
                                ("created_at", AuditTime.iso8601(milliseconds: AuditTime.milliseconds(Date())))] {
@@ -114,10 +115,17 @@ public final class AuditLog {
         db.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
         try db.execute("PRAGMA trusted_schema = OFF")
         // Validate before touching anything, so a foreign database is left as it was.
-        let log = try AuditLog(db: db, readOnly: false)
+        var log = try AuditLog(db: db, readOnly: false)
         let mode = try db.scalarText("PRAGMA journal_mode = WAL")
         guard mode == "wal" else { throw AuditLogError(.io, "'\(db.path)': cannot switch to WAL mode (got \(mode ?? "nothing"))") }
         try db.execute("PRAGMA synchronous = FULL")
+        if log.schemaVersion < 2 {
+            // Re-checked under the write lock: another writer may have migrated it meanwhile.
+            try db.immediateTransaction { () throws(AuditLogError) in
+                if try db.scalarInt("PRAGMA user_version") == 1 { try db.execute(AuditSchema.migrateV1toV2) }
+            }
+            log = try AuditLog(db: db, readOnly: false)
+        }
         return log
     }
 
@@ -133,6 +141,10 @@ public final class AuditLog {
         let notOurs = "'\(db.path)' is not a CleanRoom audit log"
         let appID: Int64
         do throws(AuditLogError) { appID = try db.scalarInt("PRAGMA application_id") } catch {
+            // An I/O error on a file that is an SQLite database (e.g. no room for the WAL index
+            // on a full disk) stays `.io`: calling it "not an audit log" would mislead.
+            let isIOOnDatabase = error.code == .io && hasSQLiteHeader(db.path)
+            if isIOOnDatabase { throw AuditLogError(.io, "'\(db.path)' cannot be read: \(error.reason)") }
             throw AuditLogError(error.code == .io ? .notAnAuditLog : error.code, "\(notOurs): \(error.reason)")
         }
         guard appID == AuditSchema.applicationID else {
@@ -154,6 +166,13 @@ public final class AuditLog {
             throw AuditLogError(.corrupt, "'\(db.path)': metadata coordinator_public_key is missing or not a valid Ed25519 public key")
         }
         return (Int(version), key)
+    }
+
+    /// Whether the file starts with SQLite's 16-byte header string.
+    private static func hasSQLiteHeader(_ path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? h.close() }
+        return (try? h.read(upToCount: 16)) == Data("SQLite format 3\u{0}".utf8)
     }
 
     // MARK: Appending
@@ -199,7 +218,7 @@ public final class AuditLog {
     }
 
     private func insert(_ e: AuditEntry) throws(AuditLogError) {
-        let s = try db.prepare("INSERT INTO \(AuditSchema.table) (\(AuditSchema.columns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)")
+        let s = try db.prepare("INSERT INTO \(AuditSchema.table) (\(AuditSchema.columns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)")
         try s.bind(1, e.sequence)
         try s.bind(2, e.entryID)
         try s.bind(3, e.event.collaborationID)
@@ -218,6 +237,7 @@ public final class AuditLog {
         try s.bind(16, e.previousHash.hex)
         try s.bind(17, e.entryHash.hex)
         try s.bind(18, Hex.encode(e.signature))
+        if let eps = e.event.privacyEpsilonMillis { try s.bind(19, Int64(eps)) } else { try s.bind(19, nil as String?) }
         _ = try s.step()
     }
 
@@ -258,7 +278,8 @@ public final class AuditLog {
                 agreementSHA256: try digest(11, "agreement_sha256"),
                 protocolVersion: try text(12, "protocol_version"),
                 normalizationRulesVersion: try text(13, "normalization_rules_version"),
-                reasonCode: s.isNull(14) ? nil : try text(14, "reason_code"))
+                reasonCode: s.isNull(14) ? nil : try text(14, "reason_code"),
+                privacyEpsilonMillis: s.isNull(18) ? nil : try count(18, "privacy_epsilon_millis"))
             try event.validate()
             let entryID = try text(1, "entry_id")
             try FieldRules.entryID(entryID)
@@ -280,7 +301,7 @@ public final class AuditLog {
 
     private func query(_ whereClause: String, _ binds: [Any?] = [], order: String = "sequence ASC", limit: Int? = nil,
                        _ each: (AuditEntry) throws(AuditLogError) -> Void) throws(AuditLogError) {
-        var sql = "SELECT \(AuditSchema.columns) FROM \(AuditSchema.table)"
+        var sql = "SELECT \(AuditSchema.selectColumns(version: schemaVersion)) FROM \(AuditSchema.table)"
         if !whereClause.isEmpty { sql += " WHERE \(whereClause)" }
         sql += " ORDER BY \(order)"
         if let limit { sql += " LIMIT \(limit)" }
@@ -333,6 +354,17 @@ public final class AuditLog {
             counts[k] = Int(s.int(1))
         }
         return counts
+    }
+
+    /// The ε (thousandths) a collaboration has spent under differential privacy: the sum of
+    /// `privacy_epsilon_millis` over all its entries (0 on a version-1 log).
+    public func epsilonSpentMillis(collaborationID: String) throws(AuditLogError) -> Int {
+        try FieldRules.identifier(collaborationID, field: "collaboration_id")
+        guard schemaVersion >= 2 else { return 0 }
+        let s = try db.prepare("SELECT coalesce(sum(privacy_epsilon_millis), 0) FROM \(AuditSchema.table) WHERE collaboration_id = ?1")
+        try s.bind(1, collaborationID)
+        guard try s.step() else { return 0 }
+        return Int(s.int(0))
     }
 
     /// The most recent entry for `runID`, or `nil` when the run was never recorded (so a caller

@@ -4,20 +4,36 @@ enum AuditSchema {
     /// `PRAGMA application_id`: ASCII "CLRM", so `file(1)` and this module can tell an audit log
     /// from any other SQLite database.
     static let applicationID: Int64 = 0x434C_524D
-    /// `PRAGMA user_version`: the schema version this build writes and reads. A later issue that
-    /// adds columns (e.g. privacy budget) bumps it and adds a migration.
-    static let version: Int64 = 1
+    /// `PRAGMA user_version`: the schema version this build writes and reads. Version 2 added
+    /// `privacy_epsilon_millis` (the differential-privacy budget); a version-1 log is migrated
+    /// when opened for writing (``migrateV1toV2``) and read as is by read-only handles.
+    static let version: Int64 = 2
     /// The `format` value in the metadata table.
     static let format = "CLEANROOM-AUDIT-V1"
     static let table = "clean_room_audit_log"
     static let metaTable = "clean_room_audit_meta"
 
-    /// Column order used by every `SELECT` that reads entries.
-    static let columns = """
+    /// Column order used by every `INSERT` and by `SELECT`s on a version-2 log.
+    static let columns = v1Columns + ", privacy_epsilon_millis"
+
+    /// The columns a `SELECT` reads on a log of `version`; a version-1 log (read-only, not yet
+    /// migrated) reads NULL for the column it lacks, which is what migration would give it.
+    static func selectColumns(version: Int) -> String { version >= 2 ? columns : v1Columns + ", NULL" }
+
+    private static let v1Columns = """
         sequence, entry_id, collaboration_id, run_id, event_kind, recorded_at_ms, \
         consumer_rows_processed, consumer_identifiers_processed, matched_rows_delivered, \
         delivered_object_count, delivery_manifest_sha256, agreement_sha256, protocol_version, \
         normalization_rules_version, reason_code, previous_hash, entry_hash, signature
+        """
+
+    /// Version 1 → 2: the ε (thousandths) a run spent under differential privacy, NULL when the
+    /// run drew no noise. Old entries keep NULL, so their canonical bytes and hashes are unchanged.
+    /// Run inside a `BEGIN IMMEDIATE` transaction; creation runs `createV1` then this.
+    static let migrateV1toV2 = """
+        ALTER TABLE \(table) ADD COLUMN privacy_epsilon_millis INTEGER
+            CHECK (privacy_epsilon_millis IS NULL OR privacy_epsilon_millis >= 1);
+        PRAGMA user_version = 2;
         """
 
     private static func hex(_ column: String, _ length: Int, nullable: Bool = false) -> String {

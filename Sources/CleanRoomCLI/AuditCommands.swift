@@ -123,6 +123,7 @@ enum AuditCommands {
                         "matched_rows_delivered": e.event.matchedRowsDelivered,
                         "delivered_object_count": e.event.deliveredObjectCount,
                         "reason_code": e.event.reasonCode ?? NSNull(),
+                        "privacy_epsilon_millis": e.event.privacyEpsilonMillis ?? NSNull(),
                     ]
                 },
             ])
@@ -131,6 +132,10 @@ enum AuditCommands {
         Console.out("log verified: \(verification.entryCount) entries, signatures checked against the coordinator key stored in the log (pin it with 'cleanroom audit verify --coordinator-key')")
         Console.out("collaboration \(collaboration): \(entries.count) run event(s)")
         Console.out("  " + AuditEventKind.allCases.map { "\($0.rawValue) \(totals[$0.rawValue] ?? 0)" }.joined(separator: ", "))
+        let spent = entries.compactMap(\.event.privacyEpsilonMillis).reduce(0, +)
+        if spent > 0 {
+            Console.out("  differential privacy: ε \(spent / 1000).\(String(format: "%03d", spent % 1000)) spent; 'delivered' counts of runs that spent ε are noisy")
+        }
         guard !entries.isEmpty else { return }
         let header = ["seq", "recorded_at (UTC)", "run_id", "status", "rows", "identifiers", "delivered", "objects", "reason"]
         let rows = entries.map { e in

@@ -37,6 +37,10 @@ enum CollaborationCommands {
                    [--gmail-rule] [--default-country-code <cc>] [--deliver-member-id] [--plain]
                    [--gzip] [--min-consumer-rows N] [--min-matched-rows K] [--max-runs N]
                    [--window-hours H] [--expires-days D] [--compat-hash] [--max-set-size N]
+                   [--max-run-similarity P] (refuse a run whose matched set is ≥ P % similar to an
+                   earlier run's; default 90, 0 = off)
+                   [--dp-epsilon E --dp-budget B [--dp-sensitivity N]] (two-sided geometric noise
+                   on the consumer-visible matched count, ε E per run, total budget B)
       accept       (provider) add its keys and destination, and sign
                    --agreement <file> --identity <provider identity.key> --destination-dir <dir>
       countersign  (consumer) sign the accepted terms
@@ -63,10 +67,41 @@ enum CollaborationCommands {
         return n
     }
 
+    /// `--max-run-similarity P` (0 turns the near-duplicate check off; absent: the default 90).
+    static func similarity(_ args: Arguments) throws -> Int? {
+        guard let v = try args.value("max-run-similarity") else { return nil }
+        guard let n = Int(v), (0...100).contains(n) else { throw CLIError.usage("--max-run-similarity must be 0 (off) to 100") }
+        return n
+    }
+
+    /// ε as a decimal with at most three fractional digits, in thousandths (`0.5` → 500).
+    static func millis(_ text: String, _ name: String) throws -> Int {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let whole = Int(parts[0]), whole >= 0,
+              parts.count == 1 || (1...3).contains(parts[1].count) && parts[1].allSatisfy(\.isASCII) && parts[1].allSatisfy(\.isNumber) else {
+            throw CLIError.usage("--\(name) must be a decimal number with at most 3 decimals, e.g. 0.5")
+        }
+        let frac = parts.count == 2 ? Int(parts[1].padding(toLength: 3, withPad: "0", startingAt: 0))! : 0
+        let m = whole * 1000 + frac
+        guard m >= 1 else { throw CLIError.usage("--\(name) must be positive") }
+        return m
+    }
+
+    /// `--dp-epsilon E --dp-budget B [--dp-sensitivity N]`: differential privacy on the counts.
+    static func noise(_ args: Arguments) throws -> AgreementTerms.Privacy.Noise? {
+        guard let e = try args.value("dp-epsilon") else {
+            if try args.value("dp-budget") != nil || args.value("dp-sensitivity") != nil { throw CLIError.usage("--dp-budget and --dp-sensitivity need --dp-epsilon") }
+            return nil
+        }
+        guard let b = try args.value("dp-budget") else { throw CLIError.usage("--dp-epsilon needs --dp-budget (the collaboration's total ε)") }
+        return .init(epsilonMillis: try millis(e, "dp-epsilon"), budgetMillis: try millis(b, "dp-budget"), sensitivity: try int(args, "dp-sensitivity", 1))
+    }
+
     static func invite(_ argv: [String]) throws {
         let args = try Arguments(argv, flags: ["help", "gmail-rule", "deliver-member-id", "plain", "gzip", "compat-hash"],
                                  options: ["identity", "coordinator", "out", "types", "default-country-code", "min-consumer-rows",
                                            "min-matched-rows", "max-runs", "window-hours", "expires-days", "name-provider",
+                                           "max-run-similarity", "dp-epsilon", "dp-budget", "dp-sensitivity",
                                            "max-set-size"])
         if args.has("help") { Console.out(usage); return }
         try args.expectPositionals(0)
@@ -87,7 +122,8 @@ enum CollaborationCommands {
                             maxSetSize: try args.value("max-set-size") == nil ? nil : try int(args, "max-set-size", 1)),
             output: .init(deliverMemberID: args.has("deliver-member-id"), gzip: args.has("gzip"), sealed: !args.has("plain")),
             privacy: .init(minConsumerRows: try int(args, "min-consumer-rows", 100), minMatchedRows: try int(args, "min-matched-rows", 50),
-                           maxRunsPerWindow: try int(args, "max-runs", 4), windowSeconds: try int(args, "window-hours", 24) * 3600))
+                           maxRunsPerWindow: try int(args, "max-runs", 4), windowSeconds: try int(args, "window-hours", 24) * 3600,
+                           maxRunSimilarityPercent: try similarity(args), noise: try noise(args)))
         let out = try args.required("out")
         try Files.writeAtomically(Array(SignedAgreement(terms: terms).json()), to: out, exclusive: true)
         Console.out("collaboration \(terms.collaborationID)")
@@ -150,6 +186,8 @@ enum CollaborationCommands {
         matching       \(t.matching.identifierTypes.joined(separator: ", ")); rules v\(t.matching.rulesVersion)\(t.matching.gmailRule ? ", Gmail rule" : "")\(t.matching.defaultCountryCallingCode.map { ", default country code +\($0)" } ?? ""); hash \(t.matching.hashToGroup)
         output         CSV\(t.output.gzip ? " (gzip)" : ""), \(t.output.sealed ? "sealed to the provider" : "plain")\(t.output.deliverMemberID ? ", with member IDs" : "")
         privacy        ≥ \(t.privacy.minConsumerRows) consumer identifiers, ≥ \(t.privacy.minMatchedRows) matched rows, ≤ \(t.privacy.maxRunsPerWindow) runs per \(t.privacy.windowSeconds / 3600) h
+        differencing   \(t.privacy.effectiveRunSimilarityPercent == 0 ? "off" : "refuse runs ≥ \(t.privacy.effectiveRunSimilarityPercent) % similar to an earlier run")
+        noise          \(t.privacy.noise.map { "\($0.mechanism), ε \(PrivacyGuards.epsilonText($0.epsilonMillis)) per run, budget \(PrivacyGuards.epsilonText($0.budgetMillis)), sensitivity \($0.sensitivity)" } ?? "off (exact counts)")
         destination    \(t.destination.map { $0.kind == "local" ? "local directory \($0.directory ?? "?")" : $0.kind } ?? "(not set)")
         """)
     }

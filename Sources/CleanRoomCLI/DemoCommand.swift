@@ -91,7 +91,8 @@ enum DemoCommand {
         let auditPath = "\(coordinatorDir)/audit.sqlite"
         let ledger = try AuditLedger(path: auditPath, signingKey: coordinatorID.signingKey, agreement: agreement)
         let m = try Steps.coordinatorMatch(agreement: agreement, identity: coordinatorID, runID: runID, exchange: exchange,
-                                           destination: try Steps.destination(for: agreement), ledger: ledger)
+                                           destination: try Steps.destination(for: agreement), ledger: ledger,
+                                           store: CoordinatorStore.beside(auditDB: auditPath))
         step("provider opens its delivery (round 6)")
         let matchedPath = "\(providerDir)/matched-audience.csv"
         let delivered = try Steps.providerOpen(agreement: agreement, identity: providerID, runID: runID,

@@ -183,7 +183,8 @@ enum CoordinatorCommands {
     usage: cleanroom coordinator <subcommand>
 
       match     round 5: verify every message, intersect, deliver to the agreement's destination,
-                and append the run's entry to the audit log
+                and append the run's entry to the audit log; keeps run locks and matched-set
+                sketches (differencing check) in <audit-db>.private/, never shared
                 --agreement <file> --identity <coordinator identity.key> --exchange <dir> --run-id <uuid>
                 --audit-db <file> [--json]
     """
@@ -204,11 +205,13 @@ enum CoordinatorCommands {
         let r = try Steps.coordinatorMatch(agreement: a, identity: id, runID: try RoleFlags.runID(args),
                                            exchange: Exchange(root: try args.required("exchange")),
                                            destination: try Steps.destination(for: a), ledger: ledger,
+                                           store: CoordinatorStore.beside(auditDB: try args.required("audit-db")),
                                            progress: RoleFlags.progress(args, "coordinator"))
         let c = r.counts
         if args.has("json") {
             Console.json(["outcome": r.kind.rawValue, "consumerRows": c.consumerRows, "consumerIdentifiers": c.consumerIdentifiers,
-                          "providerElements": c.providerElements, "matchedRows": c.matchedRows, "objects": r.objects])
+                          "providerElements": c.providerElements, "matchedRows": c.matchedRows, "objects": r.objects,
+                          "consumerVisibleMatchedRows": c.consumerVisibleMatchedRows, "epsilonSpent": c.epsilonMillis.map { PrivacyGuards.epsilonText($0) } ?? "0"])
         } else {
             Console.out("run \(try RoleFlags.runID(args)): \(r.kind.rawValue); \(c.consumerIdentifiers) consumer identifiers, \(c.providerElements) provider elements, \(c.matchedRows) matched provider rows, \(r.objects) objects delivered")
         }

@@ -22,12 +22,18 @@ public final class AuditLedger: RunLedger {
     }
 
     public func history(collaborationID: String, windowSeconds: Int, now: Date) throws -> RunHistory {
-        let counts = try log.eventCounts(collaborationID: collaborationID, since: now.addingTimeInterval(-Double(windowSeconds)))
-        // Every run that reached matching counts toward the cap, refused ones do not.
-        let runs = (counts[.delivered] ?? 0) + (counts[.belowThreshold] ?? 0) + (counts[.failed] ?? 0)
+        // Every run that reached matching counts toward the cap, refused ones do not; except a
+        // near-duplicate refusal, which is decided on the matched set: counting it stops a
+        // consumer from probing the similarity threshold for free (SPEC §9.1).
+        let since = now.addingTimeInterval(-Double(windowSeconds))
+        var runs = 0
         var used = Set<String>()
-        for e in try log.entries(collaborationID: collaborationID) { used.insert(e.event.runID) }
-        return RunHistory(usedRunIDs: used, runsInWindow: runs)
+        for e in try log.entries(collaborationID: collaborationID) {
+            used.insert(e.event.runID)
+            guard e.recordedAt >= since else { continue }
+            if e.event.kind != .rejected || e.event.reasonCode == ActivationError.Code.nearDuplicateRun.rawValue { runs += 1 }
+        }
+        return RunHistory(usedRunIDs: used, runsInWindow: runs, epsilonSpentMillis: try log.epsilonSpentMillis(collaborationID: collaborationID))
     }
 
     public func record(_ e: RunEvent) throws {
@@ -41,11 +47,13 @@ public final class AuditLedger: RunLedger {
         let event = AuditEvent(
             collaborationID: e.collaborationID, runID: e.runID, kind: kind,
             consumerRowsProcessed: e.counts.consumerRows, consumerIdentifiersProcessed: e.counts.consumerIdentifiers,
-            matchedRowsDelivered: e.kind == .delivered ? e.counts.matchedRows : 0, deliveredObjectCount: e.deliveredObjects,
+            // Under differential privacy the consumer-visible count is the noisy one: the exact
+            // count never reaches the log (SPEC §9.1).
+            matchedRowsDelivered: e.kind == .delivered ? e.counts.consumerVisibleMatchedRows : 0, deliveredObjectCount: e.deliveredObjects,
             deliveryManifestSHA256: try e.manifestSHA256.map { try AuditDigest(bytes: $0) },
             agreementSHA256: try AuditDigest(bytes: e.agreementHash),
             protocolVersion: "\(DomainSeparation.protocolName)-\(DomainSeparation.protocolVersion)",
-            normalizationRulesVersion: rulesVersion, reasonCode: e.reasonCode)
+            normalizationRulesVersion: rulesVersion, reasonCode: e.reasonCode, privacyEpsilonMillis: e.counts.epsilonMillis)
         _ = try log.append(event, signedBy: signingKey)
     }
 
@@ -54,6 +62,7 @@ public final class AuditLedger: RunLedger {
         try log.entries(collaborationID: collaborationID).map { e in
             "  #\(e.sequence) \(e.recordedAtISO8601) run \(e.event.runID): \(e.event.kind.rawValue), \(e.event.consumerRowsProcessed) consumer rows, \(e.event.consumerIdentifiersProcessed) identifiers, \(e.event.matchedRowsDelivered) matched rows delivered in \(e.event.deliveredObjectCount) objects"
                 + (e.event.reasonCode.map { " (\($0))" } ?? "")
+                + (e.event.privacyEpsilonMillis.map { ", noisy count, ε \(PrivacyGuards.epsilonText($0)) spent" } ?? "")
         }.joined(separator: "\n")
     }
 }

@@ -68,6 +68,8 @@ public enum Steps {
                                         invalidValues: policy)
         let p = try provider.prepare(runID: runID, audience: audience)
         progress?("blinded \(p.summary.elements) elements; writing the round-1 messages")
+        state.clearAbandonedPrepare(agreement, run: runID, role: .provider, published: exchange.path(agreement, run: runID, .providerBlinded),
+                                    unpublished: [exchange.path(agreement, run: runID, .providerPayload)])
         try state.save(p.state, agreement)
         do {
             try exchange.write(p.forCoordinator.message, agreement, run: runID)
@@ -99,6 +101,7 @@ public enum Steps {
                                   invalidValues: policy)
         let c = try consumer.prepare(runID: runID, query: query)
         progress?("blinded \(c.summary.elements) elements; writing the round-2 message")
+        state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, published: exchange.path(agreement, run: runID, .consumerBlinded))
         try state.save(c.state, agreement)
         do { try exchange.write(c.forProvider.message, agreement, run: runID) } catch {
             state.delete(agreement, run: runID, role: .consumer)
@@ -118,7 +121,11 @@ public enum Steps {
         let inPath = exchange.path(agreement, run: runID, .consumerBlinded)
         let set = try ConsumerBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
         let out = try provider.respond(to: set, state: s)
-        try exchange.write(out.message, agreement, run: runID)
+        do { try exchange.write(out.message, agreement, run: runID) } catch {
+            // A crashed attempt already published this answer: the scalar has no further use.
+            if error.code == .alreadyExists { state.delete(agreement, run: runID, role: .provider) }
+            throw error
+        }
         state.delete(agreement, run: runID, role: .provider)
         return (out.message.count, exchange.path(agreement, run: runID, .consumerReblinded))
     }
@@ -133,7 +140,11 @@ public enum Steps {
         let inPath = exchange.path(agreement, run: runID, .providerBlinded)
         let set = try ProviderBlindedSet(parsing: try Files.read(inPath), agreement: agreement, run: run, source: inPath)
         let out = try consumer.respond(to: set, state: s)
-        try exchange.write(out.message, agreement, run: runID)
+        do { try exchange.write(out.message, agreement, run: runID) } catch {
+            // A crashed attempt already published this answer: the scalar has no further use.
+            if error.code == .alreadyExists { state.delete(agreement, run: runID, role: .consumer) }
+            throw error
+        }
         state.delete(agreement, run: runID, role: .consumer)
         return (out.message.count, exchange.path(agreement, run: runID, .providerReblinded))
     }
@@ -146,9 +157,16 @@ public enum Steps {
 
     /// Round 5 (coordinator): verify, match, deliver, then record the outcome in the ledger. A
     /// refused or failed run is recorded too (with its reason code) before the error is rethrown.
+    ///
+    /// With a `store` (the CLI always passes one) the collaboration is locked first, so a second
+    /// coordinator on it stops with `activation.run_in_progress` and records nothing; earlier runs'
+    /// sketches feed the near-duplicate check and this run's sketch is stored before delivery; a
+    /// retry after a crash removes stale staging, and adopts a delivery the crashed attempt had
+    /// already committed (signed by this coordinator, same run) instead of failing on it.
+    /// - SeeAlso: `Protocol/SPEC.md` §9.1, §9.2.
     public static func coordinatorMatch(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
-                                        destination: DeliveryDestination, ledger: RunLedger, now: Date = Date(),
-                                        progress: ProgressReporter? = nil) throws(Error) -> MatchResult {
+                                        destination: DeliveryDestination, ledger: RunLedger, store: CoordinatorStore? = nil,
+                                        now: Date = Date(), progress: ProgressReporter? = nil) throws(Error) -> MatchResult {
         let coordinator = try Coordinator(agreement: agreement, identity: identity)
         let collab = agreement.terms.collaborationID
         func record(_ kind: RunEvent.Kind, _ counts: MatchCounts, objects: Int = 0, manifest: [UInt8]? = nil, reason: String? = nil) throws(Error) {
@@ -156,7 +174,10 @@ public enum Steps {
                                        deliveredObjects: objects, manifestSHA256: manifest, reasonCode: reason))
         }
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
-        let history = try ledger.history(collaborationID: collab, windowSeconds: agreement.terms.privacy.windowSeconds, now: now)
+        let lock = try store?.lock(collaborationID: collab, runID: runID)
+        defer { lock?.release() }
+        var history = try ledger.history(collaborationID: collab, windowSeconds: agreement.terms.privacy.windowSeconds, now: now)
+        if let store { history.sketches = try store.sketches(collaborationID: collab) }
         let outcome: MatchOutcome
         progress?("verifying the three messages, decoding and intersecting")
         do {
@@ -178,18 +199,49 @@ public enum Steps {
             throw e
         }
         switch outcome {
+        case .belowThreshold(let counts), .deliver(_, let counts):
+            // Stored before anything is released, so a crash cannot lose a run's sketch.
+            if let store, let sketch = counts.sketch {
+                do { try store.save(sketch, collaborationID: collab) } catch {
+                    try record(.failed, counts, reason: error.code.rawValue)
+                    throw error
+                }
+            }
+        }
+        switch outcome {
         case .belowThreshold(let counts):
             try record(.belowThreshold, counts, reason: ActivationError.Code.belowThreshold.rawValue)
             return MatchResult(kind: .belowThreshold, counts: counts, objects: 0)
         case .deliver(let plan, let counts):
             progress?("delivering \(counts.matchedRows) records in \(plan.objects.count) objects, manifest last")
+            if lock != nil, let local = destination as? LocalDirectoryDestination {
+                local.removeStaleStaging(collaborationID: collab, runID: runID)
+            }
             do { try destination.deliver(plan, collaborationID: collab, runID: runID) } catch {
+                if error.code == .alreadyExists, lock != nil,
+                   let committed = committedDelivery(agreement: agreement, runID: runID, destination: destination) {
+                    // A crashed attempt of this run committed it but died before its audit entry.
+                    try record(.delivered, counts, objects: committed.objects, manifest: committed.sha256)
+                    return MatchResult(kind: .delivered, counts: counts, objects: committed.objects)
+                }
                 try record(.failed, counts, reason: error.code.rawValue)
                 throw error
             }
             try record(.delivered, counts, objects: plan.objects.count, manifest: plan.manifest.sha256)
             return MatchResult(kind: .delivered, counts: counts, objects: plan.objects.count)
         }
+    }
+
+    /// A delivery already committed for `runID` whose manifest this coordinator signed for this
+    /// agreement and run, or nil. Only consulted under the collaboration's lock and with no audit entry.
+    static func committedDelivery(agreement: VerifiedAgreement, runID: String,
+                                  destination: DeliveryDestination) -> (sha256: [UInt8], objects: Int)? {
+        guard let d = try? destination.read(collaborationID: agreement.terms.collaborationID, runID: runID),
+              let m = try? JSONDecoder().decode(SignedManifest.self, from: Data(d.manifestBytes)),
+              m.isSigned(by: agreement.coordinatorKey), m.manifest.runID == runID,
+              m.manifest.collaborationID == agreement.terms.collaborationID,
+              m.manifest.agreementHash == Hex.encode(agreement.hash) else { return nil }
+        return (SHA256.hash(d.manifestBytes), m.manifest.objects.count)
     }
 
     /// Round 6 (provider): verify the delivery and write the plain CSV for a DSP upload.

@@ -26,7 +26,7 @@ struct AuditLogBasicsTests {
         #expect(read[1].event.kind == .rejected && read[1].event.reasonCode == "agreement.expired")
         #expect(read[0].recordedAtISO8601 == "2026-05-28T20:26:40.000Z")
         #expect(log.recordedCoordinatorKey == key.verifyingKey)
-        #expect(log.schemaVersion == 1)
+        #expect(log.schemaVersion == 2)
         let v = try log.verify(pinnedKey: key.verifyingKey)
         #expect(v.entryCount == 4 && v.headSequence == 4 && v.headHash == read[3].entryHash && v.keySource == .pinned)
         #expect(!v.reliedOnDatabaseKeyOnly)
@@ -40,7 +40,7 @@ struct AuditLogBasicsTests {
         let db = scratch.path("audit.db")
         try Fixture.log(at: db, key: SigningKey.generate(), count: 1)
         #expect(RawSQL.int(db, "PRAGMA application_id") == 0x434C_524D)
-        #expect(RawSQL.int(db, "PRAGMA user_version") == 1)
+        #expect(RawSQL.int(db, "PRAGMA user_version") == 2)
         // journal_mode=WAL is persistent in the file header (bytes 18 and 19 are 2).
         let header = [UInt8](FileManager.default.contents(atPath: db)!.prefix(20))
         #expect(header[18] == 2 && header[19] == 2)

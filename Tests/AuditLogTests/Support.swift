@@ -122,7 +122,7 @@ enum RawSQL {
             \(q(ev.kind.rawValue)), \(e.recordedAtMilliseconds), \(ev.consumerRowsProcessed), \(ev.consumerIdentifiersProcessed),
             \(ev.matchedRowsDelivered), \(ev.deliveredObjectCount), \(q(ev.deliveryManifestSHA256?.hex)), \(q(ev.agreementSHA256?.hex)),
             \(q(ev.protocolVersion)), \(q(ev.normalizationRulesVersion)), \(q(ev.reasonCode)), \(q(e.previousHash.hex)),
-            \(q(e.entryHash.hex)), \(q(Hex.encode(e.signature))));
+            \(q(e.entryHash.hex)), \(q(Hex.encode(e.signature))), \(ev.privacyEpsilonMillis.map(String.init) ?? "NULL"));
             """
     }
 }

@@ -218,7 +218,7 @@ struct BadInputTests {
         defer { scratch.expectNoMarkers() }
         let path = scratch.path("audit.db")
         try Fixture.log(at: path, key: SigningKey.generate(), count: 2)
-        #expect(RawSQL.exec(path, "PRAGMA user_version = 2").rc == SQLITE_OK)
+        #expect(RawSQL.exec(path, "PRAGMA user_version = 3").rc == SQLITE_OK)
         try expectRejected(path, .newerSchema)
         #expect(throws: AuditLogError(.newerSchema)) { _ = try AuditLog.openForAppend(at: path) }
     }

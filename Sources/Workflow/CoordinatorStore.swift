@@ -1,0 +1,96 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import RistrettoPSI
+import Activation
+
+/// The coordinator's private store, beside its audit log and never shared with either party:
+/// each run's matched-set sketch (differencing detection) and each run's lock file.
+///
+/// Layout: `<root>/<collaboration>/<run>.sketch` (mode 0600) and `<root>/<collaboration>/collaboration.lock`.
+/// The directory is mode 0700. Sketches hold keyed 64-bit tags of provider row positions, never an
+/// identifier, blinded value or count (`Protocol/SPEC.md` §9.1).
+///
+/// Thread-safety: value type; the lock is a kernel `flock`, so coordinators on one machine (or on
+/// one file system that honours `flock`) exclude each other, and a killed coordinator's lock is
+/// released by the kernel.
+/// - SeeAlso: `Protocol/SPEC.md` §9.1 "Differencing", §9.2 "Faults".
+public struct CoordinatorStore: Sendable {
+    public let root: String
+    public init(root: String) { self.root = root }
+
+    /// The store that belongs to the audit log at `path`: `<path>.private`.
+    public static func beside(auditDB path: String) -> CoordinatorStore { CoordinatorStore(root: path + ".private") }
+
+    func directory(_ collaborationID: String) -> String { "\(root)/\(collaborationID)" }
+
+    /// Every stored sketch of the collaboration.
+    /// - Throws: `WorkflowError.io` for an unreadable file, `ActivationError.stateInvalid` for a malformed one.
+    public func sketches(collaborationID: String) throws(Error) -> [RunSketch] {
+        let dir = directory(collaborationID)
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        var out: [RunSketch] = []
+        for n in names.sorted() where n.hasSuffix(".sketch") && !n.hasPrefix(".") {
+            out.append(try RunSketch(parsing: try Files.read("\(dir)/\(n)"), source: "\(dir)/\(n)"))
+        }
+        return out
+    }
+
+    /// Stores (or, for a retried run, replaces) a run's sketch, durably.
+    public func save(_ sketch: RunSketch, collaborationID: String) throws(WorkflowError) {
+        try Files.makeDirectory(root, mode: 0o700)
+        try Files.makeDirectory(directory(collaborationID), mode: 0o700)
+        try Files.writeAtomically(sketch.serialized(), to: "\(directory(collaborationID))/\(sketch.runID).sketch", mode: 0o600)
+    }
+
+    /// Takes the lock for matching `runID` without waiting. The lock is per collaboration, not per
+    /// run: the run cap, the privacy budget and the near-duplicate check each read earlier runs and
+    /// then add one, so two runs of one collaboration must not interleave either.
+    /// - Throws: `ActivationError.runInProgress` when another coordinator holds it; `WorkflowError.io`.
+    public func lock(collaborationID: String, runID: String) throws(Error) -> RunLock {
+        try Files.makeDirectory(root, mode: 0o700)
+        try Files.makeDirectory(directory(collaborationID), mode: 0o700)
+        let path = "\(directory(collaborationID))/collaboration.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot open the run lock (\(String(cString: strerror(errno))))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let e = errno
+            close(fd)
+            if e == EWOULDBLOCK {
+                throw ActivationError(.runInProgress, "another coordinator is matching a run of this collaboration right now; run \(runID) stops without delivering (retry it when that one ends)")
+            }
+            throw WorkflowError(.io, "\(path): cannot lock (\(String(cString: strerror(e))))")
+        }
+        return RunLock(fd: fd)
+    }
+}
+
+/// A held run lock; released on ``release()``, on deinit, or by the kernel if the process dies.
+public final class RunLock: @unchecked Sendable {
+    private var fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    public func release() {
+        if fd >= 0 { close(fd); fd = -1 }
+    }
+    deinit { release() }
+}
+
+extension LocalDirectoryDestination {
+    /// Removes staging directories a killed coordinator left for `runID` (never a committed
+    /// delivery). Only called while holding the run's lock, so no live delivery is staging there.
+    func removeStaleStaging(collaborationID: String, runID: String) {
+        let base = "\(directory)/\(collaborationID)"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
+        for n in names where n.hasPrefix(".staging-\(runID)-") { try? FileManager.default.removeItem(atPath: "\(base)/\(n)") }
+    }
+}
+
+extension RunEvent {
+    /// A run event as the coordinator records it (public so a ledger can be exercised directly).
+    public init(_ kind: Kind, collaborationID: String, runID: String, agreementHash: [UInt8], counts: MatchCounts,
+                deliveredObjects: Int, manifestSHA256: [UInt8]?, reasonCode: String?) {
+        self.kind = kind; self.collaborationID = collaborationID; self.runID = runID; self.agreementHash = agreementHash
+        self.counts = counts; self.deliveredObjects = deliveredObjects; self.manifestSHA256 = manifestSHA256; self.reasonCode = reasonCode
+    }
+}
