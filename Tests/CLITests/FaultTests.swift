@@ -87,11 +87,16 @@ struct FaultTests {
         }
 
         /// No staging directory or half-written object is visible in the provider's bucket.
-        func expectNoPartialDelivery(sourceLocation: SourceLocation = #_sourceLocation) {
+        /// - Parameter allowStaging: right after a `kill -9` during delivery, the hidden staging
+        ///   directory may still exist (the provider never reads it; the next match removes it);
+        ///   every visible delivery must still have its manifest.
+        func expectNoPartialDelivery(allowStaging: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) {
             let base = "\(c.bucket)/\(collaborationID)"
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
-            #expect(!names.contains { $0.hasPrefix(".staging-") }, "staging left in the bucket: \(names)", sourceLocation: sourceLocation)
-            for n in names {
+            let all = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
+            if !allowStaging {
+                #expect(!all.contains { $0.hasPrefix(".staging-") }, "staging left in the bucket: \(all)", sourceLocation: sourceLocation)
+            }
+            for n in all where !n.hasPrefix(".staging-") {
                 let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(base)/\(n)")) ?? []
                 #expect(files.contains("manifest.json"), "a delivery without its manifest: \(n)", sourceLocation: sourceLocation)
             }
@@ -142,8 +147,11 @@ struct FaultTests {
         print("kill -9 during \(step.rawValue): \(killed ? "killed" : "ended before the signal")")
 
         // Nothing partial is visible: every exchange message parses or is absent, no delivery
-        // without its manifest, and the audit log (if any) verifies with at most one entry.
-        s.expectNoPartialDelivery()
+        // without its manifest, and the audit log (if any) verifies with at most one entry. A kill
+        // that lands while objects are staged leaves the hidden staging directory until the retry
+        // (more likely under the sanitizers, which slow the coordinator); the final check below
+        // requires it gone.
+        s.expectNoPartialDelivery(allowStaging: true)
         #expect(try s.auditEntries(run).count <= 1)
 
         // Retry the crashed step, then go on with the rest of the run.
