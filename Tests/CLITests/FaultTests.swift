@@ -299,7 +299,12 @@ struct FaultTests {
 
     /// The fallback where mounting is impossible, run everywhere: RLIMIT_FSIZE (`ulimit -f`) makes
     /// the round-1 write fail (EFBIG) as a full disk would; the same checks hold.
-    @Test func exchangeWriteBeyondTheFileSizeLimit() throws {
+    /// Not under ThreadSanitizer: its runtime dies with SIGBUS in a process whose file size is
+    /// limited (seen with Swift 6.3.1), before the code under test runs; the normal and the
+    /// address-sanitizer runs keep the case.
+    @Test(.disabled(if: ProcessInfo.processInfo.environment["CLEANROOM_SANITIZER"] == "thread",
+                    "ThreadSanitizer's runtime cannot run under RLIMIT_FSIZE"))
+    func exchangeWriteBeyondTheFileSizeLimit() throws {
         let s = try Setup(providerRows: 6_000, consumerRows: 4_000, overlap: 2_500)
         let run = EndToEndCLITests.newRun()
         let r = try Self.runWithFileSizeLimit(s.args(.providerPrepare, run), blocks: 256)
