@@ -1,5 +1,8 @@
 # The two commands of README.md. Each brings what it needs (Debian packages) when it is missing.
-.PHONY: demo demo-s3 test bootstrap build bench bench-smoke
+.PHONY: demo demo-s3 test bootstrap build bench bench-smoke sanitize fuzz
+
+# Seconds each libFuzzer harness runs in `make test` (Tests/scripts/fuzz.sh).
+FUZZ_SECONDS ?= 20
 
 bootstrap:
 	@bash Tests/scripts/bootstrap.sh
@@ -10,11 +13,23 @@ build: bootstrap
 # Runs the whole test suite. The CLI binary is built first: some tests drive it as a process.
 # A local S3 server (moto, pinned, in .venv-s3/) runs for the duration and is stopped on exit;
 # the S3 integration tests fail under `make test` if it is missing (plain `swift test` skips them).
-# The benchmark smoke (a tiny debug run, no timing checks) keeps cleanroom-bench building and running.
+# Then the suite again under the address (with leak) and thread sanitizers, then every libFuzzer
+# harness for FUZZ_SECONDS each, each in its own build directory; last the benchmark smoke (a tiny
+# debug run, no timing checks) keeps cleanroom-bench building and running.
 test: bootstrap
 	swift build
 	bash Tests/scripts/test-with-s3.sh
+	bash Tests/scripts/sanitizers.sh
+	bash Tests/scripts/fuzz.sh $(FUZZ_SECONDS)
 	$(MAKE) bench-smoke
+
+# The test suite under ASan+LSan and TSan only.
+sanitize: bootstrap
+	bash Tests/scripts/sanitizers.sh
+
+# The fuzzers only: `make fuzz FUZZ_SECONDS=300` for a longer campaign.
+fuzz: bootstrap
+	bash Tests/scripts/fuzz.sh $(FUZZ_SECONDS)
 
 bench-smoke:
 	.build/debug/cleanroom-bench --sizes 1k --runs 1 --warmup 0 --work-dir .build/bench-smoke > .build/bench-smoke.log 2>&1 \

@@ -70,6 +70,21 @@ let package = Package(
         // Test support shared by the targets that drive the built `cleanroom` binary.
         .target(name: "TestSupport", dependencies: ["S3Delivery", "RistrettoPSI"], path: "Tests/TestSupport"),
 
+        // libFuzzer harnesses (Tests/Fuzz/README.md). A plain build makes each a replay tool for
+        // its corpus; Tests/scripts/fuzz.sh builds them with -sanitize=fuzzer,address and
+        // -DCLEANROOM_FUZZING, which swaps the replay `main` for LLVMFuzzerTestOneInput.
+        .target(name: "FuzzSupport", dependencies: ["Activation", "Identifiers", "RistrettoPSI"], path: "Tests/Fuzz/FuzzSupport"),
+        .executableTarget(name: "FuzzCSV", dependencies: ["FuzzSupport", "Tabular"], path: "Tests/Fuzz/FuzzCSV", exclude: ["seeds"]),
+        .executableTarget(name: "FuzzMessage", dependencies: ["FuzzSupport", "Activation", "RistrettoPSI"],
+                          path: "Tests/Fuzz/FuzzMessage", exclude: ["seeds"]),
+        .executableTarget(name: "FuzzAgreement", dependencies: ["FuzzSupport", "Activation", "RistrettoPSI"],
+                          path: "Tests/Fuzz/FuzzAgreement", exclude: ["seeds"]),
+        .executableTarget(name: "FuzzEmail", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzEmail", exclude: ["seeds"]),
+        .executableTarget(name: "FuzzPhone", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzPhone", exclude: ["seeds"]),
+        .executableTarget(name: "FuzzMAID", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzMAID", exclude: ["seeds"]),
+        .executableTarget(name: "FuzzCustom", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzCustom", exclude: ["seeds"]),
+        .executableTarget(name: "FuzzElement", dependencies: ["FuzzSupport", "RistrettoPSI"], path: "Tests/Fuzz/FuzzElement", exclude: ["seeds"]),
+
         .testTarget(name: "RistrettoPSITests", dependencies: ["RistrettoPSI"]),
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
         .testTarget(name: "TabularTests", dependencies: ["Tabular"]),

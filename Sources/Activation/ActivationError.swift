@@ -22,6 +22,7 @@ public struct ActivationError: Error, Equatable, Hashable, Sendable, CustomStrin
         case messageCountMismatch = "activation.message.count_mismatch"
         case messageReferenceMismatch = "activation.message.reference_mismatch"
         case messageTooLarge = "activation.message.too_large"
+        case emptySet = "activation.message.empty_set"
         case duplicateElement = "activation.duplicate_element"
         case invalidElement = "activation.invalid_element"
         case invalidInput = "activation.invalid_input"

@@ -36,10 +36,15 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         public var defaultCountryCallingCode: String?
         /// `rfc9380` (default) or `compatibility` (tagless `from_hash(SHA-512)`).
         public var hashToGroup: String
+        /// The most elements (records) one round message may carry; a larger set is refused with
+        /// `activation.message.too_large` before its body is hashed. Absent (`nil`) in agreements
+        /// made before the field existed: they keep their signatures and have no agreed bound.
+        public var maxSetSize: Int?
         public init(identifierTypes: [String], rulesVersion: Int = 1, gmailRule: Bool = false,
-                    defaultCountryCallingCode: String? = nil, hashToGroup: String = "rfc9380") {
+                    defaultCountryCallingCode: String? = nil, hashToGroup: String = "rfc9380", maxSetSize: Int? = nil) {
             self.identifierTypes = identifierTypes; self.rulesVersion = rulesVersion; self.gmailRule = gmailRule
             self.defaultCountryCallingCode = defaultCountryCallingCode; self.hashToGroup = hashToGroup
+            self.maxSetSize = maxSetSize
         }
     }
 
@@ -282,6 +287,9 @@ public struct VerifiedAgreement: Sendable {
         case "rfc9380": hasher = .rfc9380(HashToGroup(collaborationID: t.collaborationID))
         case "compatibility": hasher = .compatibility
         default: throw ActivationError(.agreementMalformed, "hashToGroup must be rfc9380 or compatibility")
+        }
+        if let max = t.matching.maxSetSize, max < 1 {
+            throw ActivationError(.agreementMalformed, "matching.maxSetSize must be at least 1")
         }
         guard t.output.format == "csv" else { throw ActivationError(.agreementMalformed, "output format must be csv (optionally gzip-compressed)") }
         guard t.privacy.minMatchedRows >= 1, t.privacy.minConsumerRows >= 1, t.privacy.maxRunsPerWindow >= 1,

@@ -148,6 +148,9 @@ public struct SignedMessage: Sendable {
         guard agreementHash == agreement.hash else { throw fail(.messageWrongAgreement, "message was made under a different agreement") }
         if let run, run != runID { throw fail(.messageWrongRun, "message belongs to run \(UUIDBytes.string(runID)), expected \(UUIDBytes.string(run))") }
         guard recordSize > 0, recordSize <= 1 << 16 else { throw fail(.messageMalformed, "record size \(recordSize) out of range") }
+        if let max = agreement.terms.matching.maxSetSize, count > UInt64(max) {
+            throw fail(.messageTooLarge, "header says \(count) records, the agreement allows at most \(max) (matching.maxSetSize)")
+        }
         let bodyLen = data.count - headerEnd - 64
         guard count <= UInt64(Int.max / recordSize), Int(count) * recordSize == bodyLen else {
             throw fail(.messageCountMismatch, "header says \(count) records of \(recordSize) bytes, body holds \(bodyLen) bytes")

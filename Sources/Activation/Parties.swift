@@ -52,6 +52,14 @@ struct RowIdentifiers {
             if !any { summary.rowsWithoutIdentifier += 1 }
         }
         summary.elements = messages.count
+        // An empty set would only fail later, at the other party or the coordinator; a set above
+        // the agreed size would be refused there too. Refuse both here, before anything is written.
+        guard !messages.isEmpty else {
+            throw ActivationError(.invalidInput, "\(source): no identifiers to send (\(selected.count) rows selected, \(summary.skippedValues) values skipped as invalid, \(summary.rowsWithoutIdentifier) rows without an identifier\(skipped.first.map { "; first skipped: \($0)" } ?? ""))")
+        }
+        if let max = agreement.terms.matching.maxSetSize, messages.count > max {
+            throw ActivationError(.invalidInput, "\(source): \(messages.count) distinct identifiers, the agreement allows at most \(max) per set (matching.maxSetSize)")
+        }
     }
 }
 

@@ -98,6 +98,9 @@ enum Layout {
 
     /// Strictly decodes the leading 32 bytes of every record.
     static func elements(of m: SignedMessage, source: String) throws(ActivationError) -> ElementBatch {
+        // Honest parties never send an empty set (prepare refuses one); an empty set can only
+        // probe the next step, so it is refused by name rather than matched as "nothing".
+        guard m.count > 0 else { throw ActivationError(.emptySet, "\(source): the set has no elements") }
         let raw = leadingElementBytes(m)
         do { return try ElementBatch(validating: raw) } catch {
             throw ActivationError(.invalidElement, "\(source): element \(error.index.map(String.init) ?? "?") rejected: \(error.code.rawValue)")
@@ -109,6 +112,7 @@ enum Layout {
     /// refuses duplicates. Scalar multiplication by a non-zero scalar is a bijection, so a
     /// duplicate in the output is a duplicate at the same indices in the input.
     static func reblinded(_ m: SignedMessage, by scalar: Scalar, source: String) throws(ActivationError) -> ElementBatch {
+        guard m.count > 0 else { throw ActivationError(.emptySet, "\(source): the set has no elements") }
         let raw = leadingElementBytes(m)
         let out: ElementBatch
         do { out = try ElementBatch.multiplying(validating: raw, by: scalar) } catch {

@@ -37,7 +37,7 @@ enum CollaborationCommands {
                    --out <agreement.json> [--name-provider <name>] [--types email,phone,maid,custom]
                    [--gmail-rule] [--default-country-code <cc>] [--deliver-member-id] [--plain]
                    [--gzip] [--min-consumer-rows N] [--min-matched-rows K] [--max-runs N]
-                   [--window-hours H] [--expires-days D] [--compat-hash]
+                   [--window-hours H] [--expires-days D] [--compat-hash] [--max-set-size N]
                    [--max-run-similarity P] (refuse a run whose matched set is ≥ P % similar to an
                    earlier run's; default 90, 0 = off)
                    [--dp-epsilon E --dp-budget B [--dp-sensitivity N]] (two-sided geometric noise
@@ -106,7 +106,8 @@ enum CollaborationCommands {
         let args = try Arguments(argv, flags: ["help", "gmail-rule", "deliver-member-id", "plain", "gzip", "compat-hash"],
                                  options: ["identity", "coordinator", "out", "types", "default-country-code", "min-consumer-rows",
                                            "min-matched-rows", "max-runs", "window-hours", "expires-days", "name-provider",
-                                           "max-run-similarity", "dp-epsilon", "dp-budget", "dp-sensitivity"])
+                                           "max-run-similarity", "dp-epsilon", "dp-budget", "dp-sensitivity",
+                                           "max-set-size"])
         if args.has("help") { Console.out(usage); return }
         try args.expectPositionals(0)
         let (me, name) = try KeyFiles.load(try args.required("identity"), role: .consumer)
@@ -122,7 +123,8 @@ enum CollaborationCommands {
             coordinator: .init(name: coord.name, signingKey: coord.signingKey, sealingKey: coord.sealingKey),
             matching: .init(identifierTypes: types, gmailRule: args.has("gmail-rule"),
                             defaultCountryCallingCode: try args.value("default-country-code"),
-                            hashToGroup: args.has("compat-hash") ? "compatibility" : "rfc9380"),
+                            hashToGroup: args.has("compat-hash") ? "compatibility" : "rfc9380",
+                            maxSetSize: try args.value("max-set-size") == nil ? nil : try int(args, "max-set-size", 1)),
             output: .init(deliverMemberID: args.has("deliver-member-id"), gzip: args.has("gzip"), sealed: !args.has("plain")),
             privacy: .init(minConsumerRows: try int(args, "min-consumer-rows", 100), minMatchedRows: try int(args, "min-matched-rows", 50),
                            maxRunsPerWindow: try int(args, "max-runs", 4), windowSeconds: try int(args, "window-hours", 24) * 3600,

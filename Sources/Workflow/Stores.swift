@@ -97,7 +97,13 @@ public struct StateStore: Sendable {
         var raw = try Files.read(p)
         defer { SecureBytes.zero(&raw) }
         let secure = SecureBytes(consuming: &raw)
-        return try RunState(parsing: secure, role: role, agreement: a, source: p)
+        let state = try RunState(parsing: secure, role: role, agreement: a, source: p)
+        // A state file copied under another run's name would otherwise surface later, and less
+        // clearly, as a message from the wrong run.
+        guard state.runID == run else {
+            throw ActivationError(.stateInvalid, "\(p): state file belongs to run \(state.runID), not run \(run)")
+        }
+        return state
     }
     func delete(_ a: VerifiedAgreement, run: String, role: Role) { Files.shred(path(a, run: run, role: role)) }
 }

@@ -81,10 +81,11 @@ enum RawSQL {
     @discardableResult
     static func exec(_ path: String, _ sql: String) -> Outcome {
         var db: OpaquePointer?
-        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, nil) == SQLITE_OK, let db else {
+        // A failed open still allocates a handle (it carries the error message): close it too.
+        defer { sqlite3_close_v2(db) }
+        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, nil) == SQLITE_OK, db != nil else {
             return Outcome(rc: -1, message: "cannot open")
         }
-        defer { sqlite3_close_v2(db) }
         var err: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(db, sql, nil, nil, &err)
         let message = err.map { String(cString: $0) } ?? ""
@@ -104,8 +105,8 @@ enum RawSQL {
 
     static func int(_ path: String, _ sql: String) -> Int64 {
         var db: OpaquePointer?
-        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK, let db else { return -1 }
         defer { sqlite3_close_v2(db) }
+        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK, db != nil else { return -1 }
         var stmt: OpaquePointer?
         guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK else { return -1 }
         defer { sqlite3_finalize(stmt) }

@@ -87,15 +87,16 @@ struct FaultTests {
         }
 
         /// No staging directory or half-written object is visible in the provider's bucket.
-        /// `staging`: whether a hidden staging directory may be left (right after a kill during
-        /// the delivery: readers never look there, and the retry removes it under the lock).
-        func expectNoPartialDelivery(staging: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) {
+        /// - Parameter allowStaging: right after a `kill -9` during delivery, the hidden staging
+        ///   directory may still exist (the provider never reads it; the next match removes it);
+        ///   every visible delivery must still have its manifest.
+        func expectNoPartialDelivery(allowStaging: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) {
             let base = "\(c.bucket)/\(collaborationID)"
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
-            if !staging {
-                #expect(!names.contains { $0.hasPrefix(".staging-") }, "staging left in the bucket: \(names)", sourceLocation: sourceLocation)
+            let all = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
+            if !allowStaging {
+                #expect(!all.contains { $0.hasPrefix(".staging-") }, "staging left in the bucket: \(all)", sourceLocation: sourceLocation)
             }
-            for n in names where !n.hasPrefix(".staging-") {
+            for n in all where !n.hasPrefix(".staging-") {
                 let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(base)/\(n)")) ?? []
                 #expect(files.contains("manifest.json"), "a delivery without its manifest: \(n)", sourceLocation: sourceLocation)
             }
@@ -146,10 +147,11 @@ struct FaultTests {
         print("kill -9 during \(step.rawValue): \(killed ? "killed" : "ended before the signal")")
 
         // Nothing partial is visible: every exchange message parses or is absent, no delivery
-        // without its manifest (a kill while staging may leave the hidden staging directory,
-        // which the retry removes: checked at the end), and the audit log (if any) verifies
-        // with at most one entry.
-        s.expectNoPartialDelivery(staging: true)
+        // without its manifest, and the audit log (if any) verifies with at most one entry. A kill
+        // that lands while objects are staged leaves the hidden staging directory until the retry
+        // (more likely under the sanitizers, which slow the coordinator); the final check below
+        // requires it gone.
+        s.expectNoPartialDelivery(allowStaging: true)
         #expect(try s.auditEntries(run).count <= 1)
 
         // Retry the crashed step, then go on with the rest of the run.
@@ -297,7 +299,12 @@ struct FaultTests {
 
     /// The fallback where mounting is impossible, run everywhere: RLIMIT_FSIZE (`ulimit -f`) makes
     /// the round-1 write fail (EFBIG) as a full disk would; the same checks hold.
-    @Test func exchangeWriteBeyondTheFileSizeLimit() throws {
+    /// Not under ThreadSanitizer: its runtime dies with SIGBUS in a process whose file size is
+    /// limited (seen with Swift 6.3.1), before the code under test runs; the normal and the
+    /// address-sanitizer runs keep the case.
+    @Test(.disabled(if: ProcessInfo.processInfo.environment["CLEANROOM_SANITIZER"] == "thread",
+                    "ThreadSanitizer's runtime cannot run under RLIMIT_FSIZE"))
+    func exchangeWriteBeyondTheFileSizeLimit() throws {
         let s = try Setup(providerRows: 6_000, consumerRows: 4_000, overlap: 2_500)
         let run = EndToEndCLITests.newRun()
         let r = try Self.runWithFileSizeLimit(s.args(.providerPrepare, run), blocks: 256)
