@@ -1,6 +1,6 @@
 import Foundation
 import RistrettoPSI
-@testable import S3Delivery
+import S3Delivery
 
 /// The real S3-compatible server the integration tests talk to (moto, started by
 /// `Tests/scripts/s3-server.sh`; `make test` starts and stops it and sets the variables).
@@ -49,12 +49,10 @@ public enum S3Server {
         let body = Array(AWSHTTP.formEncode(all).utf8)
         let signer = SigV4Signer(region: region, service: service, rules: .generic(normalizePath: true))
         let u = endpoint!
-        guard case .response(let r) = http.attempt(method: "POST", url: u, path: "/", query: "", host: AWSEndpoints.hostHeader(u),
-                                                   headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: body,
-                                                   payloadSHA256: Hex.encode(SHA256.hash(body)), signer: signer, credentials: creds) else {
-            throw AWSError(.network, "\(service):\(action): no answer")
-        }
-        guard (200..<300).contains(r.status) else { throw AWSHTTP.failure("\(service):\(action)", r) }
+        let r = try http.signedRequest(method: "POST", url: u, path: "/",
+                                       headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: body,
+                                       signer: signer, credentials: creds)
+        guard (200..<300).contains(r.status) else { throw AWSHTTP.failure(operation: "\(service):\(action)", answer: r) }
         return r.body
     }
 
@@ -62,9 +60,8 @@ public enum S3Server {
     public static func createBucket(_ name: String) throws {
         let u = endpoint!
         let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
-        guard case .response(let r) = http.attempt(method: "PUT", url: u.appendingPathComponent(name), path: "/\(name)", query: "",
-                                                   host: AWSEndpoints.hostHeader(u), headers: [], body: [],
-                                                   payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: admin),
+        guard let r = try? http.signedRequest(method: "PUT", url: u.appendingPathComponent(name), path: "/\(name)",
+                                              signer: signer, credentials: admin),
               (200..<300).contains(r.status) else { throw AWSError(.requestFailed, "CreateBucket \(name) failed") }
     }
 
@@ -72,11 +69,10 @@ public enum S3Server {
     public static func openUploads(_ bucket: String) throws -> Int {
         let u = endpoint!
         let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
-        guard case .response(let r) = http.attempt(method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?uploads=")!,
-                                                   path: "/\(bucket)", query: "uploads=", host: AWSEndpoints.hostHeader(u), headers: [], body: [],
-                                                   payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: admin),
+        guard let r = try? http.signedRequest(method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?uploads=")!,
+                                              path: "/\(bucket)", query: "uploads=", signer: signer, credentials: admin),
               r.status == 200 else { throw AWSError(.requestFailed, "ListMultipartUploads \(bucket) failed") }
-        return XMLText.all("UploadId", in: r.body).count
+        return r.xmlValues("UploadId").count
     }
 
     /// DeleteObject as the administrator (the bucket owner; never the coordinator).
@@ -84,9 +80,8 @@ public enum S3Server {
         let u = endpoint!
         let path = "/\(bucket)/" + SigV4Signer.uriEncode(key, keepSlash: true)
         let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
-        guard case .response(let r) = http.attempt(method: "DELETE", url: URL(string: u.absoluteString + path)!, path: path, query: "",
-                                                   host: AWSEndpoints.hostHeader(u), headers: [], body: [],
-                                                   payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: admin),
+        guard let r = try? http.signedRequest(method: "DELETE", url: URL(string: u.absoluteString + path)!, path: path,
+                                              signer: signer, credentials: admin),
               (200..<300).contains(r.status) else { throw AWSError(.requestFailed, "DeleteObject \(bucket) failed") }
     }
 
@@ -100,11 +95,10 @@ public enum S3Server {
         let u = endpoint!
         let q = "list-type=2&prefix=\(SigV4Signer.uriEncode(prefix, keepSlash: false))"
         let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
-        guard case .response(let r) = http.attempt(method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?\(q)")!,
-                                                   path: "/\(bucket)", query: q, host: AWSEndpoints.hostHeader(u), headers: [], body: [],
-                                                   payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: admin),
+        guard let r = try? http.signedRequest(method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?\(q)")!,
+                                              path: "/\(bucket)", query: q, signer: signer, credentials: admin),
               r.status == 200 else { throw AWSError(.requestFailed, "ListObjectsV2 \(bucket) failed") }
-        return XMLText.all("Key", in: r.body).sorted()
+        return r.xmlValues("Key").sorted()
     }
 
     /// The provider process's environment: the bucket owner's own keys (profile `admin`).
@@ -112,6 +106,9 @@ public enum S3Server {
         ["AWS_SHARED_CREDENTIALS_FILE": env["CLEANROOM_S3_CREDENTIALS"] ?? "", "AWS_PROFILE": "admin", "AWS_ACCESS_KEY_ID": "",
          "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_CONFIG_FILE": "/nonexistent", "AWS_REGION": region]
     }
+
+    /// The first `<tag>` of an IAM answer's body.
+    static func xml(_ tag: String, _ body: [UInt8]) -> String? { SignedAnswer(status: 200, body: body).xmlValue(tag) }
 
     public static func random() -> String { Hex.encode(SecureRandom.bytes(4)) }
 
@@ -141,16 +138,16 @@ public enum S3Server {
         try iam("PutUserPolicy", [("UserName", user), ("PolicyName", "assume"), ("PolicyDocument",
             #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#)])
         let key = try iam("CreateAccessKey", [("UserName", user)])
-        let keyID = XMLText.first("AccessKeyId", in: key)!, secret = XMLText.first("SecretAccessKey", in: key)!
+        let keyID = xml("AccessKeyId", key)!, secret = xml("SecretAccessKey", key)!
         let coordinator = try AWSCredentials(accessKeyID: keyID, secretAccessKey: secret, source: "test coordinator")
-        let principal = XMLText.first("Arn", in: createdUser) ?? "arn:aws:iam::\(accountID):user/\(user)"
+        let principal = xml("Arn", createdUser) ?? "arn:aws:iam::\(accountID):user/\(user)"
         let trust = trustPolicy?(principal, external) ?? DeliveryPolicies.trustPolicy(coordinatorPrincipal: principal, externalID: external)
         let role = "cleanroom-delivery-\(tag)"
         let created = try iam("CreateRole", [("RoleName", role), ("AssumeRolePolicyDocument", trust)])
         let perm = permissionPolicy?(location, collab) ?? DeliveryPolicies.permissionPolicy(location: location, collaborationID: collab)
         try iam("PutRolePolicy", [("RoleName", role), ("PolicyName", "cleanroom-delivery"), ("PolicyDocument", perm)])
         return Provisioned(location: location, collaborationID: collab, externalID: external,
-                           roleARN: XMLText.first("Arn", in: created)!, coordinator: coordinator, coordinatorUser: user,
+                           roleARN: xml("Arn", created)!, coordinator: coordinator, coordinatorUser: user,
                            coordinatorEnvironment: ["AWS_ACCESS_KEY_ID": keyID, "AWS_SECRET_ACCESS_KEY": secret,
                                                     "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_PROFILE": "", "AWS_REGION": region,
                                                     "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"])
