@@ -57,8 +57,12 @@ public struct AWSCredentials: Sendable, CustomStringConvertible, CustomDebugStri
     }
 
     public var description: String {
-        "AWSCredentials(\(accessKeyID), secret redacted\(sessionToken == nil ? "" : ", session token redacted"), from \(source))"
+        "AWSCredentials(\(maskedKeyID), secret redacted\(sessionToken == nil ? "" : ", session token redacted"), from \(source))"
     }
     public var debugDescription: String { description }
-    public var customMirror: Mirror { Mirror(self, children: ["accessKeyID": accessKeyID, "secret": "redacted"], displayStyle: .struct) }
+    public var customMirror: Mirror { Mirror(self, children: ["accessKeyID": maskedKeyID, "secret": "redacted"], displayStyle: .struct) }
+
+    /// The key ID as `aws configure list` shows it (last four characters): enough to tell keys
+    /// apart in a log, not enough to name the principal in someone else's log or request.
+    var maskedKeyID: String { "****" + accessKeyID.suffix(4) }
 }

@@ -167,6 +167,7 @@ enum SigV4Vectors {
         for text in [c.description, c.debugDescription, String(reflecting: c), "\(Mirror(reflecting: c).children.map { "\($0.value)" })"] {
             #expect(!text.contains("wJalr"))
             #expect(!text.contains("TOKENVALUE"))
+            #expect(!text.contains("AKIDEXAMPLE"))
         }
     }
 }
