@@ -90,15 +90,9 @@ public struct SignedMessage: Sendable {
         self.sealingKey = sealingKey?.bytes ?? [UInt8](repeating: 0, count: 32)
         self.metadata = metadata
         self.body = body
-        let metaJSON = SignedMessage.encodeMetadata(metadata)
-        var h = SignedMessage.magic
-        h += BE.u16(SignedMessage.version)
-        h.append(kind.rawValue)
-        h.append(sender.rawValue)
-        h += collaborationUUID + runUUID + agreementHash
-        h += BE.u64(UInt64(count)) + BE.u32(UInt32(recordSize))
-        h += bodyHash + self.reference + self.sealingKey
-        h += BE.u32(UInt32(metaJSON.count)) + metaJSON
+        let h = MessageHeader.encode(kind: kind, collaborationUUID: collaborationUUID, runUUID: runUUID, agreementHash: agreementHash,
+                                     count: count, recordSize: recordSize, bodyHash: bodyHash, reference: self.reference,
+                                     sealingKey: self.sealingKey, metadataJSON: SignedMessage.encodeMetadata(metadata))
         headerBytes = h
         signature = signer.signature(for: SignedMessage.signaturePrefix + h)
     }
@@ -123,56 +117,22 @@ public struct SignedMessage: Sendable {
     /// cut off in place): reading a message costs one copy of the file, not two.
     public static func parse(_ data: consuming [UInt8], expecting kind: MessageKind, agreement: VerifiedAgreement,
                              run: [UInt8]? = nil, source: String) throws(ActivationError) -> SignedMessage {
-        func fail(_ code: ActivationError.Code, _ why: String) -> ActivationError {
-            ActivationError(code, "\(source): \(why)")
-        }
-        guard data.count >= fixedHeaderSize + 64 else { throw fail(.messageMalformed, "file too short to be a message (truncated?)") }
-        guard Array(data[0..<4]) == magic else { throw fail(.messageMalformed, "not a CleanRoom message (bad magic)") }
-        // The reader gets its own copy of the header region (≤ 64 KiB + fixed fields), so the body
-        // stays uniquely owned and is trimmed in place below.
-        var r = ByteReader(Array(data[0..<min(data.count, fixedHeaderSize + maxMetadata)]), from: 4)
-        let version = r.u16()
-        guard version == SignedMessage.version else { throw fail(.messageWrongVersion, "message version \(version), expected \(SignedMessage.version)") }
-        let kindByte = r.u8(), senderByte = r.u8()
-        guard let k = MessageKind(rawValue: kindByte) else { throw fail(.messageWrongKind, "unknown message kind \(kindByte)") }
-        guard k == kind else { throw fail(.messageWrongKind, "message is '\(k.name)', expected '\(kind.name)'") }
-        guard senderByte == k.sender.rawValue else { throw fail(.messageMalformed, "sender role does not match the message kind") }
-        let collab = r.bytes(16), runID = r.bytes(16), agreementHash = r.bytes(32)
-        let count = r.u64(), recordSize = Int(r.u32())
-        let bodyHash = r.bytes(32), reference = r.bytes(32), sealing = r.bytes(32)
-        let metaLen = Int(r.u32())
-        guard metaLen <= maxMetadata, r.offset + metaLen + 64 <= data.count else { throw fail(.messageMalformed, "metadata length out of range") }
-        let metaBytes = r.bytes(metaLen)
-        let headerEnd = r.offset
-        guard collab == agreement.collaborationUUID else { throw fail(.messageWrongCollaboration, "message belongs to another collaboration") }
-        guard agreementHash == agreement.hash else { throw fail(.messageWrongAgreement, "message was made under a different agreement") }
-        if let run, run != runID { throw fail(.messageWrongRun, "message belongs to run \(UUIDBytes.string(runID)), expected \(UUIDBytes.string(run))") }
-        guard recordSize > 0, recordSize <= 1 << 16 else { throw fail(.messageMalformed, "record size \(recordSize) out of range") }
-        if let max = agreement.terms.matching.maxSetSize, count > UInt64(max) {
-            throw fail(.messageTooLarge, "header says \(count) records, the agreement allows at most \(max) (matching.maxSetSize)")
-        }
-        let bodyLen = data.count - headerEnd - 64
-        guard count <= UInt64(Int.max / recordSize), Int(count) * recordSize == bodyLen else {
-            throw fail(.messageCountMismatch, "header says \(count) records of \(recordSize) bytes, body holds \(bodyLen) bytes")
-        }
-        let header = Array(data[0..<headerEnd])
+        // The header is parsed from its own copy of the first bytes (≤ 64 KiB + fixed fields), so
+        // the body stays uniquely owned and is trimmed in place below.
+        let h = try MessageHeader.parse(prefix: Array(data[0..<min(data.count, fixedHeaderSize + maxMetadata)]), fileSize: data.count,
+                                        expecting: kind, agreement: agreement, run: run, source: source)
         let sig = Array(data[(data.count - 64)...])
-        let key: VerifyingKey = k.sender == .consumer ? agreement.consumerKey : agreement.providerKey
-        guard key.isValidSignature(sig, for: signaturePrefix + header) else {
-            throw fail(.messageSignatureInvalid, "signature does not verify with the \(k.sender == .consumer ? "consumer" : "provider")'s key")
-        }
+        try h.verify(signature: sig, agreement: agreement, source: source)
         data.removeLast(64)
-        data.removeFirst(headerEnd)
-        guard SHA256.hash(data) == bodyHash else { throw fail(.messageChecksumMismatch, "body SHA-256 does not match the signed header") }
-        let metadata: [String: String]
-        do {
-            metadata = metaLen == 0 ? [:] : try JSONDecoder().decode([String: String].self, from: Data(metaBytes))
-        } catch { throw fail(.messageMalformed, "metadata is not a JSON object of strings") }
-        return SignedMessage(kind: k, sender: k.sender, collaborationUUID: collab, runUUID: runID, agreementHash: agreementHash,
-                             count: Int(count), recordSize: recordSize, bodyHash: bodyHash, reference: reference,
-                             sealingKey: sealing, metadata: metadata, body: data, headerBytes: header, signature: sig)
+        data.removeFirst(h.bytes.count)
+        guard SHA256.hash(data) == h.bodyHash else {
+            throw ActivationError(.messageChecksumMismatch, "\(source): body SHA-256 does not match the signed header")
+        }
+        return SignedMessage(kind: h.kind, sender: h.sender, collaborationUUID: h.collaborationUUID, runUUID: h.runUUID,
+                             agreementHash: h.agreementHash, count: h.count, recordSize: h.recordSize, bodyHash: h.bodyHash,
+                             reference: h.reference, sealingKey: h.sealingKey, metadata: h.metadata, body: data,
+                             headerBytes: h.bytes, signature: sig)
     }
-
     private init(kind: MessageKind, sender: Role, collaborationUUID: [UInt8], runUUID: [UInt8], agreementHash: [UInt8],
                  count: Int, recordSize: Int, bodyHash: [UInt8], reference: [UInt8], sealingKey: [UInt8],
                  metadata: [String: String], body: [UInt8], headerBytes: [UInt8], signature: [UInt8]) {

@@ -61,6 +61,18 @@ public struct Exchange: Sendable {
         // Streamed in three pieces: no concatenated copy of the body (the largest allocation of a step).
         try Files.writeAtomically(to: path(a, run: run, m.kind), exclusive: true) { emit throws(WorkflowError) in try m.writeParts(emit) }
     }
+    /// Opens the message of `kind` for a streamed read (SPEC §9 "Bounded memory"): a local file is
+    /// read in place; an S3 object is fetched whole first (not yet bounded: see SPEC §9).
+    func source(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> any ByteSource {
+        if s3 != nil { return BytesSource(try read(a, run: run, kind)) }
+        return try FileSource(path: path(a, run: run, kind))
+    }
+    /// A sink for a streamed write of the message of `kind`: a hidden temporary file linked into
+    /// place when complete; on S3 the bytes are gathered and put once complete (not yet bounded).
+    func sink(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> any MessageSink {
+        if let s3 { return S3MessageSink(exchange: s3, key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))) }
+        return try FileMessageSink(path: path(a, run: run, kind))
+    }
     /// Whether the message of `kind` was written (an S3 exchange asks with HeadObject).
     /// - Throws: `AWSError` when an S3 exchange cannot tell (e.g. 403 without list permission).
     func exists(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> Bool {
@@ -172,4 +184,19 @@ public enum CSVInput {
         while let r = try reader.next() { rows.append(InputRow(row: r.row, fields: r.fields)) }
         return (reader.header, rows)
     }
+}
+
+/// Gathers a streamed message and puts it with `If-None-Match: *` once signed.
+final class S3MessageSink: MessageSink, @unchecked Sendable {
+    let exchange: Exchange.S3Exchange
+    let key: String
+    let bytes = BytesSink()
+    init(exchange: Exchange.S3Exchange, key: String) { self.exchange = exchange; self.key = key }
+    func begin(headerLength: Int) throws { try bytes.begin(headerLength: headerLength) }
+    func append(_ b: UnsafeRawBufferPointer) throws { try bytes.append(b) }
+    func finish(header: [UInt8], signature: [UInt8]) throws {
+        try bytes.finish(header: header, signature: signature)
+        _ = try exchange.writer.put(key: key, bytes: bytes.bytes)
+    }
+    func abandon() { bytes.abandon() }
 }

@@ -1,0 +1,210 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import RistrettoPSI
+import Activation
+
+// File-backed implementations of the rounds' streaming seams (Activation's `ByteSource`,
+// `MessageSink`, `ScratchSpace`): what lets a step read, write and spill a large set without
+// holding it. - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory".
+
+/// A file opened for reading, read with `pread` (the descriptor stays open, so a file replaced
+/// under the same name mid-step is not followed; a file changed in place is caught by the
+/// reader's per-pass checksum).
+public final class FileSource: ByteSource, @unchecked Sendable {
+    let fd: Int32
+    public let path: String
+    public let size: Int
+
+    public init(path: String) throws(WorkflowError) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw WorkflowError(.notFound, "\(path): no such file") }
+            throw WorkflowError(.io, "\(path): cannot be read")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            Glibc.close(fd)
+            throw WorkflowError(.io, "\(path): not a regular file")
+        }
+        self.fd = fd
+        self.path = path
+        self.size = Int(st.st_size)
+    }
+
+    deinit { Glibc.close(fd) }
+
+    public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw WorkflowError(.io, "\(path): read failed or the file shrank while being read") }
+            done += n
+        }
+    }
+}
+
+/// A message streamed to a hidden temporary file beside `path`: the header's place is reserved,
+/// the body appended through a buffer, then the header written at offset 0 (`pwrite`), the
+/// signature appended, the file fsynced and linked to `path` only if nothing is there (so no
+/// partial message is ever visible under its name, and a message is written once).
+public final class FileMessageSink: MessageSink, @unchecked Sendable {
+    public let path: String
+    let tmp: String
+    let mode: mode_t
+    private var fd: Int32 = -1
+    private var buffer: [UInt8] = []
+    private var offset = 0
+    private var finished = false
+    static let bufferSize = 1 << 20
+
+    public init(path: String, mode: mode_t = 0o644) throws(WorkflowError) {
+        self.path = path
+        self.mode = mode
+        let dir = (path as NSString).deletingLastPathComponent
+        try Files.makeDirectory(dir.isEmpty ? "." : dir)
+        if FileManager.default.fileExists(atPath: path) {
+            throw WorkflowError(.alreadyExists, "\(path) already exists; refusing to overwrite it")
+        }
+        tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+        fd = Glibc.open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot create (\(String(cString: strerror(errno))))") }
+        buffer.reserveCapacity(Self.bufferSize)
+    }
+
+    deinit { if !finished { abandon() } }
+
+    public func begin(headerLength: Int) throws {
+        offset = headerLength
+    }
+
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        if buffer.count + bytes.count > Self.bufferSize { try flush() }
+        if bytes.count >= Self.bufferSize { try writeAt(bytes); return }
+        buffer.append(contentsOf: bytes)
+    }
+
+    private func flush() throws {
+        guard !buffer.isEmpty else { return }
+        try buffer.withUnsafeBytes { try writeAt($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAt(_ bytes: UnsafeRawBufferPointer) throws {
+        try Self.pwriteAll(fd, bytes, at: offset, path: path)
+        offset += bytes.count
+    }
+
+    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WorkflowError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+            done += n
+        }
+    }
+
+    public func finish(header: [UInt8], signature: [UInt8]) throws {
+        do {
+            try flush()
+            try signature.withUnsafeBytes { try writeAt($0) }
+            try header.withUnsafeBytes { try Self.pwriteAll(fd, $0, at: 0, path: path) }
+            guard fsync(fd) == 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+            Glibc.close(fd)
+            fd = -1
+            // link(2) fails if the target exists, so two writers cannot both win.
+            guard link(tmp, path) == 0 else {
+                let e = errno
+                throw WorkflowError(e == EEXIST ? .alreadyExists : .io,
+                                    "\(path): \(e == EEXIST ? "already exists; refusing to overwrite it" : String(cString: strerror(e)))")
+            }
+        } catch {
+            abandon()
+            throw error
+        }
+        unlink(tmp)
+        finished = true
+        let dir = (path as NSString).deletingLastPathComponent
+        Files.syncDirectory(dir.isEmpty ? "." : dir)
+    }
+
+    public func abandon() {
+        if fd >= 0 { Glibc.close(fd); fd = -1 }
+        unlink(tmp)
+        buffer = []
+        finished = true
+    }
+}
+
+/// Scratch files in a private directory (mode 0700): each file is created mode 0600 and unlinked
+/// at once, so it is never visible to another process and disappears with its descriptor, even
+/// if the step is killed.
+public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
+    public let directory: String
+
+    public init(directory: String) throws(WorkflowError) {
+        try Files.makeDirectory(directory, mode: 0o700)
+        self.directory = directory
+    }
+
+    public func makeFile() throws -> any ScratchFile {
+        let name = "\(directory)/.scratch-\(getpid())-\(Hex.encode(SecureRandom.bytes(8)))"
+        let fd = Glibc.open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw WorkflowError(.io, "\(directory): cannot create a scratch file (\(String(cString: strerror(errno))))") }
+        unlink(name)
+        return File(fd: fd, directory: directory)
+    }
+
+    final class File: ScratchFile {
+        var fd: Int32
+        let directory: String
+        private(set) var size = 0
+        private var buffer: [UInt8] = []
+        static let bufferSize = 256 << 10
+
+        init(fd: Int32, directory: String) { self.fd = fd; self.directory = directory }
+        deinit { remove() }
+
+        func append(_ bytes: UnsafeRawBufferPointer) throws {
+            if buffer.count + bytes.count > Self.bufferSize { try flush() }
+            if bytes.count >= Self.bufferSize {
+                try FileMessageSink.pwriteAll(fd, bytes, at: size, path: directory)
+                size += bytes.count
+                return
+            }
+            if buffer.capacity < Self.bufferSize { buffer.reserveCapacity(Self.bufferSize) }
+            buffer.append(contentsOf: bytes)
+            size += bytes.count
+        }
+
+        /// Bytes written to the file so far (the rest is in `buffer`).
+        private var onDisk: Int { size - buffer.count }
+
+        private func flush() throws {
+            guard !buffer.isEmpty else { return }
+            let at = onDisk
+            try buffer.withUnsafeBytes { try FileMessageSink.pwriteAll(fd, $0, at: at, path: directory) }
+            buffer.removeAll(keepingCapacity: true)
+        }
+
+        func read(at offset: Int, into out: UnsafeMutableRawBufferPointer) throws {
+            precondition(offset >= 0 && offset + out.count <= size)
+            try flush()
+            var done = 0
+            while done < out.count {
+                let n = pread(fd, out.baseAddress! + done, out.count - done, off_t(offset + done))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw WorkflowError(.io, "\(directory): scratch file read failed") }
+                done += n
+            }
+        }
+
+        func remove() {
+            if fd >= 0 { Glibc.close(fd); fd = -1 }
+            buffer = []
+        }
+    }
+}
