@@ -179,9 +179,36 @@ public enum ElementJoin {
 
     /// `partitionTarget` is a parameter so that the tests can force many partitions on small sets.
     static func intersect(_ a: ElementBatch, _ b: ElementBatch, partitionTarget: Int) -> Outcome {
-        precondition(a.count < Int(Int32.max) && b.count < Int(Int32.max), "a join side holds fewer than 2^31 - 1 elements")
+        a.withUnsafeBytes { ra in b.withUnsafeBytes { rb in intersect(records: ra, rb, partitionTarget: partitionTarget) } }
+    }
+
+    /// The same join over raw 32-byte records compared byte for byte (no group semantics): for
+    /// partitions of already validated elements that a bounded-memory round spilled to its own
+    /// scratch files and read back (`Protocol/SPEC.md` §9 "Bounded memory").
+    public static func intersect(records a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Outcome {
+        intersect(records: a, b, partitionTarget: partitionTarget)
+    }
+
+    /// Which of `partitions` spill partitions a 32-byte record belongs to: a seeded SipHash
+    /// independent of the one the in-memory join partitions and probes with (so a spilled
+    /// partition does not collapse into one in-memory partition), and unpredictable to whoever
+    /// chose the elements (so nobody can pile a set into one partition).
+    public static func spillPartition(_ record: UnsafeRawPointer, of partitions: Int) -> Int {
+        var h = Hasher()
+        h.combine(0x5350_494c_4c00 as UInt64)
+        h.combine(record.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        h.combine(record.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        h.combine(record.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        h.combine(record.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        return Int(UInt64(truncatingIfNeeded: h.finalize()) % UInt64(partitions))
+    }
+
+    static func intersect(records a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, partitionTarget: Int) -> Outcome {
+        precondition(a.count % 32 == 0 && b.count % 32 == 0, "32-byte records")
+        let aCount = a.count / 32, bCount = b.count / 32
+        precondition(aCount < Int(Int32.max) && bCount < Int(Int32.max), "a join side holds fewer than 2^31 - 1 elements")
         var bits = 0
-        while (a.count + b.count) >> bits > partitionTarget && bits < 16 { bits += 1 }
+        while (aCount + bCount) >> bits > partitionTarget && bits < 16 { bits += 1 }
         let partitions = 1 << bits
         // Radix-partition both sides in one sequential pass each: records, hashes and original
         // indices are copied partition by partition, so the per-partition work stays in cache.
@@ -189,7 +216,7 @@ public enum ElementJoin {
         let pb = Partitioned(b, hashes: hashes(b), bits: bits)
         var dupA = [(Int, Int)?](repeating: nil, count: partitions)
         var dupB = [(Int, Int)?](repeating: nil, count: partitions)
-        var matchOf = [Int32](repeating: -1, count: b.count)
+        var matchOf = [Int32](repeating: -1, count: bCount)
         pa.records.withUnsafeBytes { ra in
             pb.records.withUnsafeBytes { rb in
                 dupA.withUnsafeMutableBufferPointer { da in
@@ -229,13 +256,12 @@ public enum ElementJoin {
     }
 
     /// Seeded hashes of every record, in parallel.
-    static func hashes(_ batch: ElementBatch) -> [UInt64] {
-        var out = [UInt64](repeating: 0, count: batch.count)
-        batch.withUnsafeBytes { records in
-            out.withUnsafeMutableBufferPointer { o in
-                _ = Parallel.firstFailure(count: batch.count) { i in
-                    o[i] = UInt64(truncatingIfNeeded: ElementIndex.bucket(records.baseAddress!.advanced(by: i * 32)))
-                }
+    static func hashes(_ records: UnsafeRawBufferPointer) -> [UInt64] {
+        let count = records.count / 32
+        var out = [UInt64](repeating: 0, count: count)
+        out.withUnsafeMutableBufferPointer { o in
+            _ = Parallel.firstFailure(count: count) { i in
+                o[i] = UInt64(truncatingIfNeeded: ElementIndex.bucket(records.baseAddress!.advanced(by: i * 32)))
             }
         }
         return out
@@ -250,7 +276,7 @@ public enum ElementJoin {
         let hashes: [UInt64]
         let records: [UInt8]
 
-        init(_ batch: ElementBatch, hashes h: [UInt64], bits: Int) {
+        init(_ src: UnsafeRawBufferPointer, hashes h: [UInt64], bits: Int) {
             let partitions = 1 << bits
             func part(_ x: UInt64) -> Int { bits == 0 ? 0 : Int(x >> UInt64(64 - bits)) }
             var starts = [Int](repeating: 0, count: partitions + 1)
@@ -260,16 +286,14 @@ public enum ElementJoin {
             var order = [Int32](repeating: 0, count: h.count)
             var hashes = [UInt64](repeating: 0, count: h.count)
             var records = [UInt8](repeating: 0, count: h.count * 32)
-            batch.withUnsafeBytes { src in
-                records.withUnsafeMutableBytes { dst in
-                    for (i, x) in h.enumerated() {
-                        let p = part(x)
-                        let k = next[p]
-                        next[p] = k + 1
-                        order[k] = Int32(i)
-                        hashes[k] = x
-                        dst.baseAddress!.advanced(by: k * 32).copyMemory(from: src.baseAddress!.advanced(by: i * 32), byteCount: 32)
-                    }
+            records.withUnsafeMutableBytes { dst in
+                for (i, x) in h.enumerated() {
+                    let p = part(x)
+                    let k = next[p]
+                    next[p] = k + 1
+                    order[k] = Int32(i)
+                    hashes[k] = x
+                    dst.baseAddress!.advanced(by: k * 32).copyMemory(from: src.baseAddress!.advanced(by: i * 32), byteCount: 32)
                 }
             }
             self.starts = starts

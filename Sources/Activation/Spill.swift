@@ -1,0 +1,194 @@
+import Foundation
+import RistrettoPSI
+
+/// Memory a spilling algorithm aims to hold at once (one shuffle bucket, one join partition).
+/// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory".
+public enum SpillBudget {
+    /// 32 MiB: a round's other buffers (chunks, tables) stay well under the 300 MB target of
+    /// issue 6 at any set size. `CLEANROOM_SPILL_BYTES` overrides it (tests force many buckets).
+    public static var bytes: Int {
+        if let v = ProcessInfo.processInfo.environment["CLEANROOM_SPILL_BYTES"], let n = Int(v), n >= 4096 { return n }
+        return 32 << 20
+    }
+
+    /// Number of pieces so that `count` records of `recordSize` bytes fit the budget per piece.
+    static func pieces(count: Int, recordSize: Int, budget: Int = bytes) -> Int {
+        max(1, (count * recordSize + budget - 1) / budget)
+    }
+}
+
+/// An exactly uniform random permutation of fixed-size records in bounded memory.
+///
+/// Each record goes to one of `B` buckets chosen uniformly and independently (libsodium's
+/// `randombytes_uniform`); each bucket is then loaded, shuffled with Fisher–Yates from the same
+/// CSPRNG, and emitted, bucket after bucket. For any output order the probability is
+/// `Σ_k Π_b (1/k_b!) / Bⁿ` over the bucket sizes `k`, the same for every order: exactly uniform,
+/// with no key to protect. With one bucket nothing touches the scratch space.
+/// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory", "Shuffling in bounded memory".
+struct ExternalShuffle {
+    let recordSize: Int
+    let buckets: Int
+    private var files: [any ScratchFile] = []
+    private var memory: [UInt8] = []
+    private var staged: [[UInt8]]
+    private(set) var count = 0
+    static let stageBytes = 64 << 10
+
+    /// - Parameter expectedCount: the number of records that will be appended (sizes the buckets).
+    init(recordSize: Int, expectedCount: Int, scratch: any ScratchSpace, budget: Int = SpillBudget.bytes) throws {
+        self.recordSize = recordSize
+        buckets = SpillBudget.pieces(count: expectedCount, recordSize: recordSize, budget: budget)
+        staged = Array(repeating: [], count: buckets)
+        if buckets > 1 {
+            for _ in 0..<buckets { files.append(try scratch.makeFile()) }
+        } else {
+            memory.reserveCapacity(expectedCount * recordSize)
+        }
+    }
+
+    /// Appends whole records.
+    mutating func append(_ records: UnsafeRawBufferPointer) throws {
+        precondition(records.count % recordSize == 0)
+        let n = records.count / recordSize
+        count += n
+        guard buckets > 1 else { memory.append(contentsOf: records); return }
+        for i in 0..<n {
+            let b = Int(SecureRandom.uniform(UInt32(buckets)))
+            staged[b].append(contentsOf: UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<((i + 1) * recordSize)]))
+            if staged[b].count >= Self.stageBytes {
+                try staged[b].withUnsafeBytes { try files[b].append($0) }
+                staged[b].removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    /// Emits every record once, in the shuffled order, one bucket at a time (`body` gets whole
+    /// records; at most one bucket is held). Consumes the shuffle.
+    mutating func drain(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if buckets == 1 {
+            var m = memory
+            memory = []
+            Self.fisherYates(&m, recordSize: recordSize)
+            try m.withUnsafeBytes { try body($0) }
+            return
+        }
+        for b in 0..<buckets {
+            try staged[b].withUnsafeBytes { try files[b].append($0) }
+            staged[b] = []
+        }
+        for b in 0..<buckets {
+            var bucket = [UInt8](repeating: 0, count: files[b].size)
+            try bucket.withUnsafeMutableBytes { try files[b].read(at: 0, into: $0) }
+            files[b].remove()
+            Self.fisherYates(&bucket, recordSize: recordSize)
+            try bucket.withUnsafeBytes { try body($0) }
+        }
+        files = []
+    }
+
+    static func fisherYates(_ records: inout [UInt8], recordSize: Int) {
+        let n = records.count / recordSize
+        guard n > 1 else { return }
+        records.withUnsafeMutableBytes { r in
+            let tmp = UnsafeMutableRawPointer.allocate(byteCount: recordSize, alignment: 8)
+            defer { tmp.deallocate() }
+            let base = r.baseAddress!
+            for i in stride(from: n - 1, to: 0, by: -1) {
+                let j = SecureRandom.index(below: i + 1)
+                guard j != i else { continue }
+                tmp.copyMemory(from: base + i * recordSize, byteCount: recordSize)
+                (base + i * recordSize).copyMemory(from: base + j * recordSize, byteCount: recordSize)
+                (base + j * recordSize).copyMemory(from: tmp, byteCount: recordSize)
+            }
+        }
+    }
+}
+
+/// Elements with their positions, split into partitions by a seeded hash of the element, so that
+/// equal elements always meet in one partition and one partition fits the budget: what lets a
+/// round refuse duplicates, and the coordinator join, without holding a whole set.
+///
+/// Records are `element (32) ‖ position (u64, little-endian)`; partitions are emitted in order,
+/// each with its records in append order. With one partition nothing touches the scratch space.
+/// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory", "Coordinator".
+struct ElementPartitions {
+    static let recordSize = 40
+    let partitions: Int
+    private var files: [any ScratchFile] = []
+    private var memory: [UInt8] = []
+    private var staged: [[UInt8]]
+    private(set) var count = 0
+
+    init(expectedCount: Int, scratch: any ScratchSpace, partitions: Int? = nil, budget: Int = SpillBudget.bytes) throws {
+        self.partitions = partitions ?? SpillBudget.pieces(count: expectedCount, recordSize: Self.recordSize, budget: budget)
+        staged = Array(repeating: [], count: self.partitions)
+        if self.partitions > 1 {
+            for _ in 0..<self.partitions { files.append(try scratch.makeFile()) }
+        } else {
+            memory.reserveCapacity(expectedCount * Self.recordSize)
+        }
+    }
+
+    /// Appends the leading 32 bytes of each of `records` (of `recordSize` bytes), numbered from `firstPosition`.
+    mutating func append(elementsOf records: UnsafeRawBufferPointer, recordSize: Int, firstPosition: Int) throws {
+        let n = records.count / recordSize
+        for i in 0..<n {
+            let e = records.baseAddress! + i * recordSize
+            var pos = UInt64(firstPosition + i).littleEndian
+            let p = partitions == 1 ? 0 : ElementJoin.spillPartition(e, of: partitions)
+            if partitions == 1 {
+                memory.append(contentsOf: UnsafeRawBufferPointer(start: e, count: 32))
+                withUnsafeBytes(of: &pos) { memory.append(contentsOf: $0) }
+            } else {
+                staged[p].append(contentsOf: UnsafeRawBufferPointer(start: e, count: 32))
+                withUnsafeBytes(of: &pos) { staged[p].append(contentsOf: $0) }
+                if staged[p].count >= ExternalShuffle.stageBytes {
+                    try staged[p].withUnsafeBytes { try files[p].append($0) }
+                    staged[p].removeAll(keepingCapacity: true)
+                }
+            }
+        }
+        count += n
+    }
+
+    /// One partition, loaded: its elements back to back (for ``ElementJoin/intersect(records:_:)``)
+    /// and their positions.
+    struct Partition {
+        var elements: [UInt8]
+        var positions: [UInt64]
+    }
+
+    /// Hands each partition to `body` in turn (one held at a time). Consumes the partitions.
+    mutating func drain(_ body: (Partition) throws -> Void) throws {
+        for p in 0..<partitions {
+            var raw: [UInt8]
+            if partitions == 1 {
+                raw = memory
+                memory = []
+            } else {
+                try staged[p].withUnsafeBytes { try files[p].append($0) }
+                staged[p] = []
+                raw = [UInt8](repeating: 0, count: files[p].size)
+                try raw.withUnsafeMutableBytes { try files[p].read(at: 0, into: $0) }
+                files[p].remove()
+            }
+            try body(Self.split(raw))
+        }
+        files = []
+    }
+
+    static func split(_ raw: [UInt8]) -> Partition {
+        let n = raw.count / recordSize
+        var elements = [UInt8](repeating: 0, count: n * 32)
+        var positions = [UInt64](repeating: 0, count: n)
+        raw.withUnsafeBytes { r in
+            elements.withUnsafeMutableBytes { e in
+                for i in 0..<n {
+                    (e.baseAddress! + i * 32).copyMemory(from: r.baseAddress! + i * recordSize, byteCount: 32)
+                    positions[i] = UInt64(littleEndian: r.loadUnaligned(fromByteOffset: i * recordSize + 32, as: UInt64.self))
+                }
+            }
+        }
+        return Partition(elements: elements, positions: positions)
+    }
+}

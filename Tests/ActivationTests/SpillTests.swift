@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+import RistrettoPSI
+@testable import Activation
+
+/// The bounded-memory building blocks (SPEC §9 "Bounded memory"): the external bucket shuffle and
+/// the element partitions, with budgets small enough to force many buckets and partitions.
+@Suite("Spilling shuffle and partitions")
+struct SpillTests {
+    static func records(_ n: Int, size: Int) -> [UInt8] {
+        var out = [UInt8]()
+        for i in 0..<n {
+            var r = [UInt8](repeating: UInt8(truncatingIfNeeded: i * 7), count: size)
+            withUnsafeBytes(of: UInt32(i).littleEndian) { r.replaceSubrange(0..<4, with: $0) }
+            out += r
+        }
+        return out
+    }
+
+    @Test("the bucket shuffle emits each record exactly once", arguments: [(1000, 1 << 20), (1000, 4096), (1, 4096), (0, 4096)])
+    func shuffleIsAPermutation(n: Int, budget: Int) throws {
+        let input = Self.records(n, size: 40)
+        var s = try ExternalShuffle(recordSize: 40, expectedCount: n, scratch: MemoryScratch(), budget: budget)
+        #expect(s.buckets == max(1, (n * 40 + budget - 1) / budget))
+        try input.withUnsafeBytes { try s.append(UnsafeRawBufferPointer(rebasing: $0[0..<min($0.count, 4000)])) }
+        if input.count > 4000 { try input.withUnsafeBytes { try s.append(UnsafeRawBufferPointer(rebasing: $0[4000...])) } }
+        var out = [UInt8]()
+        try s.drain { out += $0 }
+        #expect(out.count == input.count)
+        let chunk = { (b: [UInt8]) in stride(from: 0, to: b.count, by: 40).map { Array(b[$0..<($0 + 40)]) } }
+        #expect(chunk(out).sorted { $0.lexicographicallyPrecedes($1) } == chunk(input).sorted { $0.lexicographicallyPrecedes($1) })
+        if n == 1000 { #expect(out != input, "a shuffle of 1000 records left them in order") }
+    }
+
+    /// Three records through three buckets, 60,000 times: each of the 6 orders must come out
+    /// about 10,000 times. The bound (χ² > 45 with 5 degrees of freedom) fails by chance with
+    /// probability below 10⁻⁸, and fails surely for a bucket shuffle that is not uniform (e.g.
+    /// one that keeps buckets in input order inside).
+    @Test("the bucket shuffle is uniform over the orders of three records")
+    func shuffleIsUniform() throws {
+        var counts = [[UInt8]: Int]()
+        let trials = 60_000
+        for _ in 0..<trials {
+            var s = try ExternalShuffle(recordSize: 1, expectedCount: 3, scratch: MemoryScratch(), budget: 1)
+            #expect(s.buckets == 3)
+            try [UInt8]([0, 1, 2]).withUnsafeBytes { try s.append($0) }
+            var out = [UInt8]()
+            try s.drain { out += $0 }
+            counts[out, default: 0] += 1
+        }
+        #expect(counts.count == 6)
+        let expected = Double(trials) / 6
+        let chi2 = counts.values.reduce(0.0) { $0 + pow(Double($1) - expected, 2) / expected }
+        #expect(chi2 < 45, "χ² = \(chi2) over \(counts)")
+    }
+
+    @Test("partitions hold every element once, with its position, and equal elements meet", arguments: [1 << 20, 4096])
+    func partitionsKeepEveryElement(budget: Int) throws {
+        // 500 distinct 32-byte values, the first 50 repeated at the end (positions 500..<550).
+        var records = Self.records(500, size: 32)
+        records += Array(records[0..<(50 * 32)])
+        var parts = try ElementPartitions(expectedCount: 550, scratch: MemoryScratch(), budget: budget)
+        try records.withUnsafeBytes { try parts.append(elementsOf: $0, recordSize: 32, firstPosition: 0) }
+        #expect(parts.count == 550)
+        var seen = Set<UInt64>()
+        var duplicatePairs = 0
+        try parts.drain { p in
+            #expect(p.elements.count == p.positions.count * 32)
+            for (i, pos) in p.positions.enumerated() {
+                #expect(Array(p.elements[(i * 32)..<(i * 32 + 32)]) == Array(records[(Int(pos) * 32)..<(Int(pos) * 32 + 32)]))
+                seen.insert(pos)
+            }
+            p.elements.withUnsafeBytes { e in
+                var rest = ElementJoin.intersect(records: e, UnsafeRawBufferPointer(start: nil, count: 0))
+                if rest.duplicateInA != nil { duplicatePairs += 1 }
+                _ = rest
+                rest = ElementJoin.intersect(records: e, e)
+                #expect(rest.matches.count == p.positions.count)
+            }
+        }
+        #expect(seen == Set(0..<550))
+        #expect(duplicatePairs >= 1)
+    }
+}
