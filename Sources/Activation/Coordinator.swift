@@ -199,7 +199,7 @@ public struct Coordinator: Sendable {
         let manifest = Manifest(
             collaborationID: agreement.terms.collaborationID, runID: UUIDBytes.string(run), agreementHash: Hex.encode(agreement.hash),
             createdAt: ISO8601.format(now), sealed: sealed, compression: gzip ? "gzip" : nil, columns: columns, records: matched.count,
-            objects: objects.map { Manifest.Object(name: $0.name, sha256: Hex.encode(SHA256.hash($0.bytes)), bytes: $0.bytes.count, records: $0.records) },
+            objects: objects.map { Manifest.Object(name: $0.name, sha256: Hex.encode($0.sha256), bytes: $0.size, records: $0.records) },
             payloadSealingKey: sealed ? Hex.encode(payload.message.sealingKey) : nil,
             memberSealingKey: member ? consumerSet.message.metadata["innerSealingKey"] : nil)
         return DeliveryPlan(objects: objects, manifest: SignedManifest.sign(manifest, with: identity.signingKey))

@@ -60,8 +60,22 @@ public struct SignedManifest: Codable, Equatable, Sendable {
 public struct DeliveryPlan: Sendable {
     public struct Object: Sendable {
         public let name: String
-        public let bytes: [UInt8]
         public let records: Int
+        /// The object's bytes, read in pieces (a coordinator scratch file for a large delivery).
+        public let content: ObjectContent
+        public let sha256: [UInt8]
+        public var size: Int { content.size }
+
+        /// An object held in memory (small deliveries, tests).
+        public init(name: String, bytes: [UInt8], records: Int) {
+            self.init(name: name, content: ObjectContent(bytes), sha256: SHA256.hash(bytes), records: records)
+        }
+        /// An object whose bytes are elsewhere; `sha256` was computed while writing them.
+        public init(name: String, content: ObjectContent, sha256: [UInt8], records: Int) {
+            self.name = name; self.content = content; self.sha256 = sha256; self.records = records
+        }
+        /// All the object's bytes at once (tests and small objects only).
+        public func bytes() throws -> [UInt8] { try content.readAll() }
     }
     public let objects: [Object]
     public let manifest: SignedManifest
@@ -220,4 +234,50 @@ enum CSVField {
 enum Base64 {
     static func encode(_ b: [UInt8]) -> String { Data(b).base64EncodedString() }
     static func decode(_ b: [UInt8]) -> [UInt8]? { Data(base64Encoded: Data(b)).map { Array($0) } }
+}
+
+/// The bytes of one delivered object, readable in pieces: in memory, or in a scratch file the
+/// coordinator wrote while building the delivery, so a destination can stream a large object
+/// instead of holding it (SPEC §9 "Bounded memory").
+public final class ObjectContent: @unchecked Sendable {
+    public let size: Int
+    private let memory: [UInt8]?
+    private let file: (any ScratchFile)?
+
+    public init(_ bytes: [UInt8]) { memory = bytes; file = nil; size = bytes.count }
+    public init(file: any ScratchFile) { memory = nil; self.file = file; size = file.size }
+
+    /// Fills `buffer` with the bytes at `offset` (within `size`).
+    public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        precondition(offset >= 0 && offset + buffer.count <= size)
+        if let memory {
+            memory.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
+        } else {
+            try file!.read(at: offset, into: buffer)
+        }
+    }
+
+    /// Hands the bytes to `body` in order, in pieces of at most `chunk` bytes.
+    public func forEachChunk(_ chunk: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if let memory { try memory.withUnsafeBytes { try body($0) }; return }
+        var buffer = [UInt8](repeating: 0, count: min(chunk, size))
+        var offset = 0
+        while offset < size {
+            let n = min(chunk, size - offset)
+            try buffer.withUnsafeMutableBytes { b in
+                let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<n])
+                try read(at: offset, into: piece)
+                try body(UnsafeRawBufferPointer(piece))
+            }
+            offset += n
+        }
+    }
+
+    /// All the bytes at once.
+    public func readAll() throws -> [UInt8] {
+        if let memory { return memory }
+        var out = [UInt8](repeating: 0, count: size)
+        try out.withUnsafeMutableBytes { try read(at: 0, into: $0) }
+        return out
+    }
 }

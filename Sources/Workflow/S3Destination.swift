@@ -68,7 +68,7 @@ public struct S3Destination: DeliveryDestination {
         let writer = S3Writer(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds,
                               multipartThreshold: multipartThreshold, partSize: partSize)
         for o in plan.objects {
-            _ = try writer.put(key: location.key(collaborationID, runID, o.name), bytes: o.bytes,
+            _ = try writer.put(key: location.key(collaborationID, runID, o.name), bytes: try o.bytes(),
                                contentType: o.name.hasSuffix(".gz") ? "application/gzip" : "text/csv")
         }
         try beforeManifest()

@@ -146,7 +146,13 @@ public struct LocalDirectoryDestination: DeliveryDestination {
         let staging = "\(base)/.staging-\(runID)-\(Hex.encode(SecureRandom.bytes(4)))"
         do throws(WorkflowError) {
             try Files.makeDirectory(staging)
-            for o in plan.objects { try Files.writeAtomically(o.bytes, to: "\(staging)/\(o.name)", exclusive: true) }
+            for o in plan.objects {
+                try Files.writeAtomically(to: "\(staging)/\(o.name)", exclusive: true) { emit throws(WorkflowError) in
+                    do { try o.content.forEachChunk { b in try emit(b) } } catch let e as WorkflowError { throw e } catch {
+                        throw WorkflowError(.io, "\(o.name): the delivery object cannot be read back (\(error))")
+                    }
+                }
+            }
             try Files.writeAtomically(plan.manifest.json(), to: "\(staging)/\(DeliveryPlan.manifestName)", exclusive: true)
             // rename(2) of a directory onto an existing non-empty one fails: two coordinators cannot both deliver.
             guard rename(staging, final) == 0 else {

@@ -116,7 +116,7 @@ struct ActivationVectorTests {
             "provider-reblinded": Hex.encode(SHA256.hash(m5.message.serialized())),
         ]
         out.matchedRows = counts.matchedRows
-        out.deliveredCSV = String(decoding: plan.objects.flatMap(\.bytes), as: UTF8.self)
+        out.deliveredCSV = String(decoding: try plan.objects.flatMap { try $0.bytes() }, as: UTF8.self)
         out.manifestSHA256 = Hex.encode(plan.manifest.sha256)
         return out
     }
