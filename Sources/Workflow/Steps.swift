@@ -128,10 +128,11 @@ public enum Steps {
         let s = try state.load(agreement, run: runID, role: .provider)
         let answered: RespondSummary
         do {
+            let scratch = try state.scratch()
             let source = try exchange.source(agreement, run: runID, .consumerBlinded)
             let sink = try exchange.sink(agreement, run: runID, .consumerReblinded)
             answered = try provider.respond(consumerSet: source, name: exchange.path(agreement, run: runID, .consumerBlinded), state: s,
-                                            into: sink, scratch: try state.scratch())
+                                            into: sink, scratch: scratch)
         } catch {
             // A crashed attempt already published this answer: the scalar has no further use.
             if isAlreadyExists(error) { state.delete(agreement, run: runID, role: .provider) }
@@ -153,10 +154,11 @@ public enum Steps {
         let s = try state.load(agreement, run: runID, role: .consumer)
         let answered: RespondSummary
         do {
+            let scratch = try state.scratch()
             let source = try exchange.source(agreement, run: runID, .providerBlinded)
             let sink = try exchange.sink(agreement, run: runID, .providerReblinded)
             answered = try consumer.respond(providerSet: source, name: exchange.path(agreement, run: runID, .providerBlinded), state: s,
-                                            into: sink, scratch: try state.scratch())
+                                            into: sink, scratch: scratch)
         } catch {
             // A crashed attempt already published this answer: the scalar has no further use.
             if isAlreadyExists(error) { state.delete(agreement, run: runID, role: .consumer) }
