@@ -174,35 +174,6 @@ public struct Provider: Sendable {
         }
     }
 
-    /// Round 3: strictly decode the consumer's set, refuse duplicates, re-blind with `b`, shuffle
-    /// again (sealed attributes move with their element).
-    ///
-    /// Takes the set by value: the answer is built in the verified input's buffer (each record's
-    /// element is replaced, then the records are permuted in place), so a round over a large set
-    /// holds one copy of it, not two (SPEC §9 "Bounded memory").
-    public func respond(to consumerSet: consuming ConsumerBlindedSet, state: RunState, permutation: [Int]? = nil) throws(ActivationError) -> ConsumerReblindedSet {
-        var m = (consume consumerSet).message
-        guard m.runUUID == state.runUUID else { throw ActivationError(.messageWrongRun, "consumer set belongs to another run than this state") }
-        let source = "consumer-blinded"
-        let reblinded = try Layout.reblinded(m, by: state.scalar, source: source)
-        let perm = permutation ?? Shuffle.permutation(m.count)
-        precondition(perm.count == m.count, "permutation size must equal the set size")
-        let recordSize = m.recordSize
-        var body = m.takeBody()
-        body.withUnsafeMutableBytes { dst in
-            reblinded.withUnsafeBytes { src in
-                for i in 0..<perm.count {
-                    (dst.baseAddress! + i * recordSize).copyMemory(from: src.baseAddress! + i * Layout.elementSize, byteCount: Layout.elementSize)
-                }
-            }
-            Layout.permuteRecords(dst, recordSize: recordSize, perm)
-        }
-        let out = SignedMessage(kind: .consumerReblinded, agreement: agreement, runUUID: m.runUUID, recordSize: recordSize,
-                                body: body, reference: m.bodyHash, sealingKey: try? SealingPublicKey(bytes: m.sealingKey),
-                                metadata: m.metadata, signer: identity.signingKey)
-        return ConsumerReblindedSet(out)
-    }
-
     /// Round 6: verify a delivery's manifest and objects, and open the sealed records.
     public func open(_ delivery: ReceivedDelivery) throws(ActivationError) -> [DeliveredRecord] {
         try delivery.open(agreement: agreement, provider: identity.sealingKey)
@@ -309,17 +280,6 @@ public struct Consumer: Sendable {
                               body: body, sealingKey: outerKey, metadata: metadata, signer: signingKey)
         let state = RunState(role: .consumer, runUUID: run, agreementHash: agreement.hash, reference: m.bodyHash, scalar: scalar)
         return Prepared(forProvider: ConsumerBlindedSet(m), state: state, summary: ids.summary, skipped: ids.skipped)
-    }
-
-    /// Round 4: strictly decode the provider's set, refuse duplicates, re-blind with `a`, keep order.
-    public func respond(to providerSet: ProviderBlindedSet, state: RunState) throws(ActivationError) -> ProviderReblindedSet {
-        let m = providerSet.message
-        guard m.runUUID == state.runUUID else { throw ActivationError(.messageWrongRun, "provider set belongs to another run than this state") }
-        let source = "provider-blinded"
-        let reblinded = try Layout.reblinded(m, by: state.scalar, source: source)
-        let out = SignedMessage(kind: .providerReblinded, agreement: agreement, runUUID: m.runUUID, recordSize: Layout.elementSize,
-                                body: reblinded.withUnsafeBytes { Array($0) }, reference: m.bodyHash, signer: signingKey)
-        return ProviderReblindedSet(out)
     }
 
     static func trimmed(_ b: ArraySlice<UInt8>) -> [UInt8] {

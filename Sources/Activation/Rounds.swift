@@ -107,22 +107,6 @@ enum Layout {
         }
     }
 
-    /// Strictly decodes the leading 32 bytes of every record and multiplies each by `scalar` in
-    /// the same pass (rounds 3 and 4; see ``ElementBatch/multiplying(validating:by:)``), then
-    /// refuses duplicates. Scalar multiplication by a non-zero scalar is a bijection, so a
-    /// duplicate in the output is a duplicate at the same indices in the input.
-    static func reblinded(_ m: SignedMessage, by scalar: Scalar, source: String) throws(ActivationError) -> ElementBatch {
-        guard m.count > 0 else { throw ActivationError(.emptySet, "\(source): the set has no elements") }
-        let raw = leadingElementBytes(m)
-        let out: ElementBatch
-        do { out = try ElementBatch.multiplying(validating: raw, by: scalar) } catch {
-            if error.code == .primitiveFailure { throw ActivationError(.cryptoFailure, "re-blinding failed: \(error.code.rawValue)") }
-            throw ActivationError(.invalidElement, "\(source): element \(error.index.map(String.init) ?? "?") rejected: \(error.code.rawValue)")
-        }
-        _ = try rejectDuplicates(out, source: source)
-        return out
-    }
-
     /// Reorders fixed-size records in place so that new position `j` holds old record
     /// `permutation[j]`, following the permutation's cycles with one record of scratch and one bit
     /// per record, instead of a second copy of the records.

@@ -114,41 +114,58 @@ public enum Steps {
     }
 
     /// Round 3 (provider): re-blind the consumer's set; the run's scalar is shredded afterwards.
+    ///
+    /// Streamed (SPEC §9 "Bounded memory"): the consumer's set is read from the exchange in
+    /// chunks, the answer goes to a hidden temporary file linked into place only once the input's
+    /// checksum and every check passed, and the shuffle and duplicate check spill to the provider's
+    /// private scratch directory. A refused input keeps the state (the run can complete once the
+    /// right file arrives); an answer already published (a crashed attempt's) shreds it.
     public static func providerRespond(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
                                        state: StateStore, progress: ProgressReporter? = nil) throws(Error) -> (elements: Int, written: String) {
         let provider = try Provider(agreement: agreement, identity: identity)
         progress?("verifying the consumer's set and re-blinding it")
-        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        guard UUIDBytes.parse(runID) != nil else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let s = try state.load(agreement, run: runID, role: .provider)
-        let inPath = exchange.path(agreement, run: runID, .consumerBlinded)
-        let set = try ConsumerBlindedSet(parsing: try exchange.read(agreement, run: runID, .consumerBlinded), agreement: agreement, run: run, source: inPath)
-        let out = try provider.respond(to: consume set, state: s)
-        do { try exchange.write(out.message, agreement, run: runID) } catch {
+        let answered: RespondSummary
+        do {
+            let scratch = try state.scratch()
+            let source = try exchange.source(agreement, run: runID, .consumerBlinded)
+            let sink = try exchange.sink(agreement, run: runID, .consumerReblinded)
+            answered = try provider.respond(consumerSet: source, name: exchange.path(agreement, run: runID, .consumerBlinded), state: s,
+                                            into: sink, scratch: scratch)
+        } catch {
             // A crashed attempt already published this answer: the scalar has no further use.
             if isAlreadyExists(error) { state.delete(agreement, run: runID, role: .provider) }
             throw error
         }
         state.delete(agreement, run: runID, role: .provider)
-        return (out.message.count, exchange.path(agreement, run: runID, .consumerReblinded))
+        return (answered.count, exchange.path(agreement, run: runID, .consumerReblinded))
     }
 
     /// Round 4 (consumer): re-blind the provider's set; the run's scalar is shredded afterwards.
+    ///
+    /// Streamed like round 3 (the answer keeps the provider's order, so records go to the
+    /// temporary file as they are re-blinded; only the duplicate check spills).
     public static func consumerRespond(agreement: VerifiedAgreement, signingKey: SigningKey, runID: String, exchange: Exchange,
                                        state: StateStore, progress: ProgressReporter? = nil) throws(Error) -> (elements: Int, written: String) {
         let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
         progress?("verifying the provider's set and re-blinding it")
-        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        guard UUIDBytes.parse(runID) != nil else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let s = try state.load(agreement, run: runID, role: .consumer)
-        let inPath = exchange.path(agreement, run: runID, .providerBlinded)
-        let set = try ProviderBlindedSet(parsing: try exchange.read(agreement, run: runID, .providerBlinded), agreement: agreement, run: run, source: inPath)
-        let out = try consumer.respond(to: set, state: s)
-        do { try exchange.write(out.message, agreement, run: runID) } catch {
+        let answered: RespondSummary
+        do {
+            let scratch = try state.scratch()
+            let source = try exchange.source(agreement, run: runID, .providerBlinded)
+            let sink = try exchange.sink(agreement, run: runID, .providerReblinded)
+            answered = try consumer.respond(providerSet: source, name: exchange.path(agreement, run: runID, .providerBlinded), state: s,
+                                            into: sink, scratch: scratch)
+        } catch {
             // A crashed attempt already published this answer: the scalar has no further use.
             if isAlreadyExists(error) { state.delete(agreement, run: runID, role: .consumer) }
             throw error
         }
         state.delete(agreement, run: runID, role: .consumer)
-        return (out.message.count, exchange.path(agreement, run: runID, .providerReblinded))
+        return (answered.count, exchange.path(agreement, run: runID, .providerReblinded))
     }
 
     public struct MatchResult: Sendable {

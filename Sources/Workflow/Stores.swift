@@ -118,6 +118,14 @@ public struct StateStore: Sendable {
         return state
     }
     func delete(_ a: VerifiedAgreement, run: String, role: Role) { Files.shred(path(a, run: run, role: role)) }
+    /// The party's scratch space for a step's spill files (shuffle buckets, duplicate-check
+    /// partitions): `<root>/scratch`, mode 0700, inside the private state directory, so spilled
+    /// blinded values are kept as privately as the run's scalar. Files are unlinked at creation.
+    /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory".
+    func scratch() throws(WorkflowError) -> DirectoryScratch {
+        try Files.makeDirectory(root, mode: 0o700)
+        return try DirectoryScratch(directory: "\(root)/scratch")
+    }
 }
 
 /// The provider's storage, as the coordinator writes it and the provider reads it.
