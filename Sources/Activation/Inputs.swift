@@ -69,22 +69,31 @@ public struct SkippedValue: Sendable, CustomStringConvertible {
 }
 
 /// The provider's audience for one run.
-public struct ProviderAudience: Sendable {
+///
+/// Its rows are a source read once, in order (a streamed CSV at the edge, an array in tests),
+/// so the audience is not `Sendable`: it is made, handed to one prepare, and gone.
+public struct ProviderAudience {
     public let source: String
-    public let rows: [InputRow]
+    public let rows: any InputRowSource
     public let identifierColumns: [IdentifierColumn]
     public let audienceKeyColumn: (index: Int, name: String)
     public let invalidValues: InvalidValuePolicy
-    public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn],
+    public init(source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn],
                 audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject) {
         self.source = source; self.rows = rows; self.identifierColumns = identifierColumns
         self.audienceKeyColumn = audienceKeyColumn; self.invalidValues = invalidValues
     }
+    /// Rows held in memory.
+    public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn],
+                audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject) {
+        self.init(source: source, rows: ArrayRowSource(rows), identifierColumns: identifierColumns,
+                  audienceKeyColumn: audienceKeyColumn, invalidValues: invalidValues)
+    }
 }
 
 /// The consumer's activation query for one run: its customer rows, which of them to activate, and
-/// under which segment.
-public struct ConsumerQuery: Sendable {
+/// under which segment. Its rows are a source read once (see ``ProviderAudience``).
+public struct ConsumerQuery {
     public struct Filter: Sendable {
         public let index: Int
         public let name: String
@@ -93,7 +102,7 @@ public struct ConsumerQuery: Sendable {
         public init(index: Int, name: String, values: Set<[UInt8]>) { self.index = index; self.name = name; self.values = values }
     }
     public let source: String
-    public let rows: [InputRow]
+    public let rows: any InputRowSource
     public let identifierColumns: [IdentifierColumn]
     /// Segment selection: a row is activated only if every filter accepts it.
     public let filters: [Filter]
@@ -104,12 +113,20 @@ public struct ConsumerQuery: Sendable {
     public let segmentID: String
     public let segmentName: String
     public let invalidValues: InvalidValuePolicy
-    public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn], filters: [Filter] = [],
+    public init(source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn], filters: [Filter] = [],
                 consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
                 segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject) {
         self.source = source; self.rows = rows; self.identifierColumns = identifierColumns; self.filters = filters
         self.consentColumns = consentColumns; self.memberIDColumn = memberIDColumn; self.segmentID = segmentID
         self.segmentName = segmentName; self.invalidValues = invalidValues
+    }
+    /// Rows held in memory.
+    public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn], filters: [Filter] = [],
+                consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
+                segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject) {
+        self.init(source: source, rows: ArrayRowSource(rows), identifierColumns: identifierColumns, filters: filters,
+                  consentColumns: consentColumns, memberIDColumn: memberIDColumn, segmentID: segmentID, segmentName: segmentName,
+                  invalidValues: invalidValues)
     }
 }
 
