@@ -68,7 +68,7 @@ struct IdentifierStream {
     private var sequence: UInt64 = 0
 
     init(source: String, columns: [IdentifierColumn], agreement: VerifiedAgreement, policy: InvalidValuePolicy, scalar: Scalar,
-         tailSize: Int, scratch: any ScratchSpace) throws(ActivationError) {
+         tailSize: Int, scratch: any ScratchSpace, budget: Int) throws(ActivationError) {
         let allowed = Set(agreement.identifierTypes)
         for c in columns where !allowed.contains(c.type) {
             throw ActivationError(.invalidInput, "\(source): column '\(c.name)' holds \(c.type.rawValue) identifiers, which the agreement does not match")
@@ -76,7 +76,7 @@ struct IdentifierStream {
         self.source = source; self.columns = columns; self.agreement = agreement; self.policy = policy; self.scalar = scalar
         self.tailSize = tailSize
         normalizer = Normalizer(rules: agreement.rules)
-        partitions = RecordPartitions(recordSize: Self.headSize + tailSize, scratch: scratch)
+        partitions = RecordPartitions(recordSize: Self.headSize + tailSize, scratch: scratch, budget: budget)
     }
 
     /// Normalizes one selected row's identifiers and queues each valid one with the row's datum,
@@ -212,10 +212,12 @@ struct PreparedOutput {
     /// The first invalid row datum in first-seen order: (sequence, status, data row).
     private(set) var firstInvalid: (sequence: UInt64, status: UInt8, row: Int)?
 
-    init(recordSize: Int, expectedCount: Int, scratch: any ScratchSpace, permutation: [Int]?) throws {
+    init(recordSize: Int, expectedCount: Int, scratch: any ScratchSpace, permutation: [Int]?, budget: Int) throws {
         self.recordSize = recordSize
         self.permutation = permutation
-        if permutation == nil { shuffle = try ExternalShuffle(recordSize: recordSize, expectedCount: expectedCount, scratch: scratch) }
+        if permutation == nil {
+            shuffle = try ExternalShuffle(recordSize: recordSize, expectedCount: expectedCount, scratch: scratch, budget: budget)
+        }
     }
 
     /// Takes a survivor's partition record: element, then its tail, as one output record.
@@ -375,6 +377,13 @@ extension Provider {
     /// distinct identifiers, and holds the set in memory.
     public func stage(runID: String, audience: consuming ProviderAudience, scalar: Scalar = .random(), scratch: any ScratchSpace,
                       permutation: [Int]? = nil, progress: ((Int) -> Void)? = nil) throws -> Staged {
+        try stage(runID: runID, audience: audience, scalar: scalar, scratch: scratch, permutation: permutation, progress: progress,
+                  budget: SpillBudget.bytes)
+    }
+
+    /// As the public stage, with the spill budget given (tests force many partitions and buckets).
+    func stage(runID: String, audience: consuming ProviderAudience, scalar: Scalar, scratch: any ScratchSpace,
+               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int) throws -> Staged {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let source = audience.source, keyColumn = audience.audienceKeyColumn, rows = audience.rows
         let sealer: RecordSealer?
@@ -385,7 +394,7 @@ extension Provider {
         } else { sealer = nil }
         let payloadSize = Layout.payloadRecordSize(agreement)
         var stream = try IdentifierStream(source: source, columns: audience.identifierColumns, agreement: agreement,
-                                          policy: audience.invalidValues, scalar: scalar, tailSize: payloadSize, scratch: scratch)
+                                          policy: audience.invalidValues, scalar: scalar, tailSize: payloadSize, scratch: scratch, budget: budget)
         var index = 0
         while let row = try rows.next() {
             let r = index
@@ -403,7 +412,7 @@ extension Provider {
         stream.summary.rowsSelected = index
         try stream.finishInput(rowsSelected: index)
         var output = try PreparedOutput(recordSize: 32 + payloadSize, expectedCount: stream.partitions.count, scratch: scratch,
-                                        permutation: permutation)
+                                        permutation: permutation, budget: budget)
         try stream.deduplicate { try output.add($0) }
         if let bad = output.firstInvalid {
             if bad.status == IdentifierStream.Status.missing.rawValue {
@@ -490,6 +499,13 @@ extension Consumer {
     /// missing member ID column first.
     public func stage(runID: String, query: consuming ConsumerQuery, scalar: Scalar = .random(), scratch: any ScratchSpace,
                       permutation: [Int]? = nil, progress: ((Int) -> Void)? = nil) throws -> Staged {
+        try stage(runID: runID, query: query, scalar: scalar, scratch: scratch, permutation: permutation, progress: progress,
+                  budget: SpillBudget.bytes)
+    }
+
+    /// As the public stage, with the spill budget given (tests force many partitions and buckets).
+    func stage(runID: String, query: consuming ConsumerQuery, scalar: Scalar, scratch: any ScratchSpace,
+               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int) throws -> Staged {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let source = query.source, filters = query.filters, consentColumns = query.consentColumns, rows = query.rows
         let memberIDColumn = query.memberIDColumn, segmentID = query.segmentID, segmentName = query.segmentName
@@ -509,7 +525,7 @@ extension Consumer {
         }
         let tailSize = Layout.consumerRecordSize(agreement) - Layout.elementSize
         var stream = try IdentifierStream(source: source, columns: query.identifierColumns, agreement: agreement,
-                                          policy: query.invalidValues, scalar: scalar, tailSize: tailSize, scratch: scratch)
+                                          policy: query.invalidValues, scalar: scalar, tailSize: tailSize, scratch: scratch, budget: budget)
         var read = 0, selected = 0, filteredOut = 0
         while let row = try rows.next() {
             read += 1
@@ -539,7 +555,7 @@ extension Consumer {
         stream.summary.rowsFilteredOut = filteredOut
         try stream.finishInput(rowsSelected: selected)
         var output = try PreparedOutput(recordSize: Layout.consumerRecordSize(agreement), expectedCount: stream.partitions.count,
-                                        scratch: scratch, permutation: permutation)
+                                        scratch: scratch, permutation: permutation, budget: budget)
         try stream.deduplicate { try output.add($0) }
         if let bad = output.firstInvalid, let col = memberIDColumn {
             if bad.status == IdentifierStream.Status.missing.rawValue {
