@@ -69,22 +69,33 @@ public struct SkippedValue: Sendable, CustomStringConvertible {
 }
 
 /// The provider's audience for one run.
-public struct ProviderAudience: Sendable {
+///
+/// Its rows are an array (read afresh by each prepare) or a source read once, in order (the
+/// streamed CSV at the edge); with a source the audience is for one prepare, so it is not `Sendable`.
+public struct ProviderAudience {
     public let source: String
-    public let rows: [InputRow]
+    let rowStore: RowStore
+    /// The rows, from the first: a new reader over an array, or the one-time source.
+    public var rows: any InputRowSource { rowStore.source }
     public let identifierColumns: [IdentifierColumn]
     public let audienceKeyColumn: (index: Int, name: String)
     public let invalidValues: InvalidValuePolicy
+    public init(source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn],
+                audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject) {
+        self.source = source; self.rowStore = .stream(rows); self.identifierColumns = identifierColumns
+        self.audienceKeyColumn = audienceKeyColumn; self.invalidValues = invalidValues
+    }
+    /// Rows held in memory.
     public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn],
                 audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject) {
-        self.source = source; self.rows = rows; self.identifierColumns = identifierColumns
+        self.source = source; self.rowStore = .memory(rows); self.identifierColumns = identifierColumns
         self.audienceKeyColumn = audienceKeyColumn; self.invalidValues = invalidValues
     }
 }
 
 /// The consumer's activation query for one run: its customer rows, which of them to activate, and
-/// under which segment.
-public struct ConsumerQuery: Sendable {
+/// under which segment. Its rows are a source read once (see ``ProviderAudience``).
+public struct ConsumerQuery {
     public struct Filter: Sendable {
         public let index: Int
         public let name: String
@@ -93,7 +104,9 @@ public struct ConsumerQuery: Sendable {
         public init(index: Int, name: String, values: Set<[UInt8]>) { self.index = index; self.name = name; self.values = values }
     }
     public let source: String
-    public let rows: [InputRow]
+    let rowStore: RowStore
+    /// The rows, from the first: a new reader over an array, or the one-time source.
+    public var rows: any InputRowSource { rowStore.source }
     public let identifierColumns: [IdentifierColumn]
     /// Segment selection: a row is activated only if every filter accepts it.
     public let filters: [Filter]
@@ -104,10 +117,25 @@ public struct ConsumerQuery: Sendable {
     public let segmentID: String
     public let segmentName: String
     public let invalidValues: InvalidValuePolicy
+    public init(source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn], filters: [Filter] = [],
+                consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
+                segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject) {
+        self.init(source: source, rowStore: .stream(rows), identifierColumns: identifierColumns, filters: filters,
+                  consentColumns: consentColumns, memberIDColumn: memberIDColumn, segmentID: segmentID, segmentName: segmentName,
+                  invalidValues: invalidValues)
+    }
+    /// Rows held in memory.
     public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn], filters: [Filter] = [],
                 consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
                 segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject) {
-        self.source = source; self.rows = rows; self.identifierColumns = identifierColumns; self.filters = filters
+        self.init(source: source, rowStore: .memory(rows), identifierColumns: identifierColumns, filters: filters,
+                  consentColumns: consentColumns, memberIDColumn: memberIDColumn, segmentID: segmentID, segmentName: segmentName,
+                  invalidValues: invalidValues)
+    }
+    init(source: String, rowStore: RowStore, identifierColumns: [IdentifierColumn], filters: [Filter],
+         consentColumns: [(index: Int, name: String)], memberIDColumn: (index: Int, name: String)?,
+         segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy) {
+        self.source = source; self.rowStore = rowStore; self.identifierColumns = identifierColumns; self.filters = filters
         self.consentColumns = consentColumns; self.memberIDColumn = memberIDColumn; self.segmentID = segmentID
         self.segmentName = segmentName; self.invalidValues = invalidValues
     }
@@ -124,4 +152,16 @@ public struct PrepareSummary: Sendable, Equatable {
     public var skippedValues = 0
     public var elements = 0
     public init() {}
+}
+
+/// A party's rows: an array (each prepare reads it from the start) or a one-time source.
+enum RowStore {
+    case memory([InputRow])
+    case stream(any InputRowSource)
+    var source: any InputRowSource {
+        switch self {
+        case .memory(let rows): ArrayRowSource(rows)
+        case .stream(let s): s
+        }
+    }
 }

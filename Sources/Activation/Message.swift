@@ -149,14 +149,6 @@ public struct SignedMessage: Sendable {
         return Array(try! e.encode(m))
     }
 
-    /// Hands the body's buffer over (leaving this message without a body), so a round can build its
-    /// answer in the same memory instead of holding input and output at once.
-    mutating func takeBody() -> [UInt8] {
-        let b = body
-        body = []
-        return b
-    }
-
     /// Record `i` of the body.
     func record(_ i: Int) -> ArraySlice<UInt8> { body[(i * recordSize)..<((i + 1) * recordSize)] }
 }

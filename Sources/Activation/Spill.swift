@@ -192,3 +192,152 @@ struct ElementPartitions {
         return Partition(elements: elements, positions: positions)
     }
 }
+
+/// Fixed-size records keyed by their leading 32-byte element, split into partitions so that
+/// equal elements meet in one partition and a partition fits the budget, when the number of
+/// records is not known in advance (a prepare step streams its input): what lets rounds 1 and 2
+/// deduplicate their own blinded elements without holding a whole set.
+///
+/// Records stay in memory until they exceed the budget; then they are spread over
+/// ``fanout`` scratch files by a seeded hash of the element, and later records follow them. A
+/// partition found larger than the budget when drained is split again, by an independent hash,
+/// into as many pieces as its size needs (a piece that does not shrink, i.e. one element
+/// repeated, is taken whole). Within a partition records keep their append order, so the first
+/// record of an element there is the first appended.
+/// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory", "Rounds 1 and 2".
+struct RecordPartitions {
+    let recordSize: Int
+    let budget: Int
+    let level: Int
+    private let scratch: any ScratchSpace
+    private var memory: [UInt8] = []
+    private var files: [any ScratchFile] = []
+    private var staged: [[UInt8]] = []
+    private(set) var count = 0
+    /// Files made at the first spill: 64 × 32 MiB covers 2 GiB of records in one pass, while the
+    /// staging buffers (64 KiB each, plus each scratch file's own) stay near 20 MiB.
+    static let fanout = 64
+
+    init(recordSize: Int, scratch: any ScratchSpace, budget: Int = SpillBudget.bytes, level: Int = 0) {
+        precondition(recordSize >= 32)
+        self.recordSize = recordSize
+        self.scratch = scratch
+        self.budget = budget
+        self.level = level
+    }
+
+    /// Whether the records have gone to scratch files.
+    var spilled: Bool { !files.isEmpty }
+
+    /// The partition of the element at `e` among `n`, by a hash seeded with the split's level
+    /// (Swift's per-process random seed makes it unpredictable to whoever chose the inputs).
+    static func partition(_ e: UnsafeRawPointer, of n: Int, level: Int) -> Int {
+        var h = Hasher()
+        h.combine(0x5052_4550_0000 as UInt64 | UInt64(level))
+        h.combine(e.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        h.combine(e.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        h.combine(e.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        h.combine(e.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        return Int(UInt64(truncatingIfNeeded: h.finalize()) % UInt64(n))
+    }
+
+    /// Appends whole records.
+    mutating func append(_ records: UnsafeRawBufferPointer) throws {
+        precondition(records.count % recordSize == 0, "partial record")
+        count += records.count / recordSize
+        if files.isEmpty {
+            // Reserved once (untouched pages cost nothing), so growth never holds two copies.
+            if memory.capacity == 0 { memory.reserveCapacity(budget + records.count) }
+            memory.append(contentsOf: records)
+            if memory.count > budget { try spill(into: Self.fanout) }
+            return
+        }
+        try distribute(records)
+    }
+
+    private mutating func spill(into n: Int) throws {
+        for _ in 0..<n { files.append(try scratch.makeFile()) }
+        staged = Array(repeating: [], count: n)
+        let held = memory
+        memory = []
+        try held.withUnsafeBytes { try distribute($0) }
+    }
+
+    private mutating func distribute(_ records: UnsafeRawBufferPointer) throws {
+        let n = records.count / recordSize
+        for i in 0..<n {
+            let r = UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<((i + 1) * recordSize)])
+            let p = Self.partition(r.baseAddress!, of: files.count, level: level)
+            staged[p].append(contentsOf: r)
+            if staged[p].count >= ExternalShuffle.stageBytes {
+                try staged[p].withUnsafeBytes { try files[p].append($0) }
+                staged[p].removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    /// Hands each partition's records (whole records, in append order) to `body`, one
+    /// partition held at a time. Consumes the partitions.
+    mutating func drain(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if files.isEmpty {
+            let held = memory
+            memory = []
+            try held.withUnsafeBytes { try body($0) }
+            return
+        }
+        for p in 0..<files.count {
+            try staged[p].withUnsafeBytes { try files[p].append($0) }
+            staged[p] = []
+        }
+        let all = files
+        files = []
+        for f in all {
+            let size = f.size
+            if size > budget && level < 4 {
+                // Too large to hold: split again by an independent hash, reading in pieces.
+                var sub = RecordPartitions(recordSize: recordSize, scratch: scratch, budget: budget, level: level + 1)
+                let pieces = (size + budget - 1) / budget * 2
+                try sub.spill(into: pieces)
+                let step = max(1, (1 << 20) / recordSize) * recordSize
+                var chunk = [UInt8]()
+                var at = 0
+                while at < size {
+                    let n = min(step, size - at)
+                    chunk = [UInt8](repeating: 0, count: n)
+                    try chunk.withUnsafeMutableBytes { try f.read(at: at, into: $0) }
+                    try chunk.withUnsafeBytes { try sub.distribute($0) }
+                    at += n
+                }
+                f.remove()
+                sub.count = size / recordSize
+                try sub.drainWhole(body, parentSize: size)
+            } else {
+                var raw = [UInt8](repeating: 0, count: size)
+                try raw.withUnsafeMutableBytes { try f.read(at: 0, into: $0) }
+                f.remove()
+                try raw.withUnsafeBytes { try body($0) }
+            }
+        }
+    }
+
+    /// Drains a re-split partition: a piece that did not shrink (one element repeated) is taken
+    /// whole rather than split forever.
+    private mutating func drainWhole(_ body: (UnsafeRawBufferPointer) throws -> Void, parentSize: Int) throws {
+        for p in 0..<files.count {
+            try staged[p].withUnsafeBytes { try files[p].append($0) }
+            staged[p] = []
+        }
+        if files.contains(where: { $0.size >= parentSize }) {
+            let all = files
+            files = []
+            for f in all {
+                var raw = [UInt8](repeating: 0, count: f.size)
+                try raw.withUnsafeMutableBytes { try f.read(at: 0, into: $0) }
+                f.remove()
+                try raw.withUnsafeBytes { try body($0) }
+            }
+            return
+        }
+        try drain(body)
+    }
+}

@@ -253,7 +253,8 @@ public struct MessageWriter {
     let runUUID: [UInt8]
     public let count: Int
     public let recordSize: Int
-    let reference: [UInt8]
+    /// Settable until ``finish()``: round 1's payload refers to the blinded message written beside it.
+    var reference: [UInt8]
     let sealingKey: [UInt8]
     let metadataJSON: [UInt8]
     let signer: SigningKey

@@ -56,60 +56,77 @@ public enum Steps {
         public let written: [String]
     }
 
-    /// Round 1 (provider).
+    /// Round 1 (provider), in bounded memory: the CSV streams through the provider's stage
+    /// (spilling to `<state-dir>/scratch`), then the two messages are written to the exchange.
+    ///
+    /// Order (as before streaming): every input refusal comes before anything is written; then an
+    /// abandoned earlier attempt of this run is cleared, the run state saved once both bodies
+    /// are written, and the payload linked into place before the blinded set, which publishes
+    /// the round. On a write failure the sinks are abandoned and the state shredded.
     public static func providerPrepare(agreement: VerifiedAgreement, identity: PartyIdentity, input: String, columns: ColumnSpec,
                                        audienceKeyColumn: String, runID: String, exchange: Exchange, state: StateStore,
                                        policy: InvalidValuePolicy, progress: ProgressReporter? = nil) throws(Error) -> PrepareResult {
         let provider = try Provider(agreement: agreement, identity: identity)
-        progress?("reading \(input)")
-        let (header, rows) = try CSVInput.load(input)
-        progress?("read \(rows.count) rows; normalizing, hashing to the group and blinding")
-        // The rows are handed over (not kept here), so the provider can let them go mid-round.
-        let audience = ProviderAudience(source: header.file, rows: consume rows, identifierColumns: try columns.resolve(header),
+        progress?("reading \(input); normalizing, hashing to the group and blinding as it streams")
+        let rows = try CSVInput.open(input)
+        let header = rows.header
+        let audience = ProviderAudience(source: header.file, rows: rows, identifierColumns: try columns.resolve(header),
                                         audienceKeyColumn: (try header.require(audienceKeyColumn), audienceKeyColumn),
                                         invalidValues: policy)
-        let p = try provider.prepare(runID: runID, audience: consume audience)
-        progress?("blinded \(p.summary.elements) elements; writing the round-1 messages")
+        var staged = try provider.stage(runID: runID, audience: audience, scratch: try state.scratch(),
+                                     progress: progress.map { p in { n in p("read \(n) rows") } })
+        progress?("blinded \(staged.summary.elements) elements; writing the round-1 messages")
         try state.clearAbandonedPrepare(agreement, run: runID, role: .provider, exchange: exchange, published: .providerBlinded,
                                         unpublished: [.providerPayload])
-        try state.save(p.state, agreement)
+        var saved = false
         do {
-            try exchange.write(p.forCoordinator.message, agreement, run: runID)
-            try exchange.write(p.forConsumer.message, agreement, run: runID)
+            let payload = try exchange.sink(agreement, run: runID, .providerPayload)
+            let blinded = try exchange.sink(agreement, run: runID, .providerBlinded)
+            _ = try staged.write(forConsumer: blinded, forCoordinator: payload) { s in
+                try state.save(s, agreement)
+                saved = true
+            }
         } catch {
-            state.delete(agreement, run: runID, role: .provider)
+            if saved { state.delete(agreement, run: runID, role: .provider) }
             throw error
         }
-        return PrepareResult(runID: runID, summary: p.summary, skipped: p.skipped,
+        return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped,
                              written: [exchange.path(agreement, run: runID, .providerBlinded), exchange.path(agreement, run: runID, .providerPayload)])
     }
 
-    /// Round 2 (consumer): the activation query.
+    /// Round 2 (consumer): the activation query, in bounded memory as round 1 (one message).
     public static func consumerPrepare(agreement: VerifiedAgreement, signingKey: SigningKey, input: String, columns: ColumnSpec,
                                        filters: [(column: String, values: [String])], consent: [String], memberIDColumn: String?,
                                        segmentID: String, segmentName: String, runID: String, exchange: Exchange,
                                        state: StateStore, policy: InvalidValuePolicy, progress: ProgressReporter? = nil) throws(Error) -> PrepareResult {
         let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
-        progress?("reading \(input)")
-        let (header, rows) = try CSVInput.load(input)
-        progress?("read \(rows.count) rows; selecting, normalizing, hashing to the group and blinding")
+        progress?("reading \(input); selecting, normalizing, hashing to the group and blinding as it streams")
+        let rows = try CSVInput.open(input)
+        let header = rows.header
         var fs: [ConsumerQuery.Filter] = []
         for f in filters { fs.append(.init(index: try header.require(f.column), name: f.column, values: Set(f.values.map { Array($0.utf8) }))) }
         var cs: [(index: Int, name: String)] = []
         for c in consent { cs.append((try header.require(c), c)) }
         let member: (index: Int, name: String)? = try memberIDColumn.map { (try header.require($0), $0) }
-        let query = ConsumerQuery(source: header.file, rows: consume rows, identifierColumns: try columns.resolve(header), filters: fs,
+        let query = ConsumerQuery(source: header.file, rows: rows, identifierColumns: try columns.resolve(header), filters: fs,
                                   consentColumns: cs, memberIDColumn: member, segmentID: segmentID, segmentName: segmentName,
                                   invalidValues: policy)
-        let c = try consumer.prepare(runID: runID, query: consume query)
-        progress?("blinded \(c.summary.elements) elements; writing the round-2 message")
+        var staged = try consumer.stage(runID: runID, query: query, scratch: try state.scratch(),
+                                     progress: progress.map { p in { n in p("read \(n) rows") } })
+        progress?("blinded \(staged.summary.elements) elements; writing the round-2 message")
         try state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, exchange: exchange, published: .consumerBlinded)
-        try state.save(c.state, agreement)
-        do { try exchange.write(c.forProvider.message, agreement, run: runID) } catch {
-            state.delete(agreement, run: runID, role: .consumer)
+        var saved = false
+        do {
+            let sink = try exchange.sink(agreement, run: runID, .consumerBlinded)
+            _ = try staged.write(forProvider: sink) { s in
+                try state.save(s, agreement)
+                saved = true
+            }
+        } catch {
+            if saved { state.delete(agreement, run: runID, role: .consumer) }
             throw error
         }
-        return PrepareResult(runID: runID, summary: c.summary, skipped: c.skipped,
+        return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped,
                              written: [exchange.path(agreement, run: runID, .consumerBlinded)])
     }
 

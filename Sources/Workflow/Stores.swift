@@ -190,13 +190,35 @@ public struct LocalDirectoryDestination: DeliveryDestination {
     }
 }
 
-/// Reads a party's CSV into rows, naming the file in every error.
+/// Reads a party's CSV, naming the file in every error.
 public enum CSVInput {
+    /// Every row in memory (small inputs and tests; the prepare steps stream with ``open(_:)``).
     public static func load(_ path: String) throws(Error) -> (header: Header, rows: [InputRow]) {
-        var reader = try CSVReader(path: path, displayName: (path as NSString).lastPathComponent)
+        let source = try open(path)
         var rows: [InputRow] = []
-        while let r = try reader.next() { rows.append(InputRow(row: r.row, fields: r.fields)) }
-        return (reader.header, rows)
+        while let r = try source.next() { rows.append(r) }
+        return (source.header, rows)
+    }
+
+    /// The header, and the rows as a source that reads the file in chunks as a prepare asks for
+    /// them (SPEC §9 "Bounded memory").
+    public static func open(_ path: String) throws(Error) -> CSVRowSource {
+        try CSVRowSource(reader: CSVReader(path: path, displayName: (path as NSString).lastPathComponent))
+    }
+}
+
+/// A streamed CSV file as an ``InputRowSource``: one record at a time from ``CSVReader``, whose
+/// errors (`csv.*`, naming file, row and line) pass through unchanged.
+public final class CSVRowSource: InputRowSource {
+    public let header: Header
+    private var reader: CSVReader
+    init(reader: consuming CSVReader) {
+        header = reader.header
+        self.reader = reader
+    }
+    public func next() throws -> InputRow? {
+        guard let r = try reader.next() else { return nil }
+        return InputRow(row: r.row, fields: r.fields)
     }
 }
 

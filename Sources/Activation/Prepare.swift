@@ -1,0 +1,600 @@
+import Foundation
+import RistrettoPSI
+import Identifiers
+
+// Rounds 1 and 2 in bounded memory: the input streams through in chunks (filter, normalize, hash
+// to the group, blind), each identifier is spilled with its first-seen sequence number and its
+// row's data, duplicates are removed per partition (equal normalized values give equal blinded
+// elements), and the survivors go through an external shuffle straight into the message writers.
+// - SeeAlso: `Protocol/SPEC.md` §6 rounds 1 and 2, §9 "Bounded memory".
+
+// MARK: Row sources
+
+/// Where a party's prepare step reads its rows, in input order: the streamed CSV reader at the
+/// edge (Workflow), an array in tests.
+///
+/// Contract: ``next()`` returns each row once, in order, then `nil`; errors are the source's own
+/// (e.g. `csv.*`), and a prepare stops at the first one, before anything is written.
+public protocol InputRowSource: AnyObject {
+    func next() throws -> InputRow?
+}
+
+/// Rows held in memory (tests, the in-memory round APIs).
+public final class ArrayRowSource: InputRowSource {
+    private var rows: [InputRow]
+    private var position = 0
+    public init(_ rows: [InputRow]) { self.rows = rows }
+    public func next() -> InputRow? {
+        guard position < rows.count else { rows = []; return nil }
+        defer { position += 1 }
+        return rows[position]
+    }
+}
+
+// MARK: The streamed half shared by both parties
+
+/// Normalizes, hashes and blinds a party's identifiers chunk by chunk and spills each as a
+/// partition record `element (32) ‖ sequence (u64 LE) ‖ status (u8) ‖ data row (u64 LE) ‖ tail`,
+/// where the sequence number counts valid identifiers in input order (so the smallest one of an
+/// element is its first sighting), `status` says whether the row's own data (audience key, member
+/// ID) is valid, and `tail` is what the output record carries after the element (already sealed).
+///
+/// Error order is the in-memory one: the input's own errors (a CSV error anywhere) first, then
+/// the first invalid identifier in input order, then an empty set, then the agreed maximum, then
+/// the first invalid row datum in first-seen order. So an invalid identifier is held (`pending`)
+/// while the rest of the input is read, unprocessed, for the source's errors.
+struct IdentifierStream {
+    /// Messages hashed and blinded per batch: enough for ElementBatch's parallel paths to keep
+    /// every core busy, small enough to be noise beside the spill budget.
+    static let chunk = 16_384
+    static let headSize = 32 + 8 + 1 + 8
+    enum Status: UInt8 { case valid = 0, invalid = 1, missing = 2 }
+
+    let source: String
+    let columns: [IdentifierColumn]
+    let normalizer: Normalizer
+    let policy: InvalidValuePolicy
+    let agreement: VerifiedAgreement
+    let scalar: Scalar
+    let tailSize: Int
+    var recordSize: Int { Self.headSize + tailSize }
+    var partitions: RecordPartitions
+    var summary = PrepareSummary()
+    var skipped: [SkippedValue] = []
+    var pending: ActivationError?
+    private var messages: [[UInt8]] = []
+    /// Per queued message: status ‖ data row ‖ tail.
+    private var extras: [UInt8] = []
+    private var sequence: UInt64 = 0
+
+    init(source: String, columns: [IdentifierColumn], agreement: VerifiedAgreement, policy: InvalidValuePolicy, scalar: Scalar,
+         tailSize: Int, scratch: any ScratchSpace, budget: Int) throws(ActivationError) {
+        let allowed = Set(agreement.identifierTypes)
+        for c in columns where !allowed.contains(c.type) {
+            throw ActivationError(.invalidInput, "\(source): column '\(c.name)' holds \(c.type.rawValue) identifiers, which the agreement does not match")
+        }
+        self.source = source; self.columns = columns; self.agreement = agreement; self.policy = policy; self.scalar = scalar
+        self.tailSize = tailSize
+        normalizer = Normalizer(rules: agreement.rules)
+        partitions = RecordPartitions(recordSize: Self.headSize + tailSize, scratch: scratch, budget: budget)
+    }
+
+    /// Normalizes one selected row's identifiers and queues each valid one with the row's datum,
+    /// which `datum` builds (status, tail) only when the row has an identifier.
+    mutating func add(_ row: InputRow, datum: () -> (Status, [UInt8])) throws {
+        guard pending == nil else { return }
+        let before = messages.count
+        for c in columns {
+            guard c.index < row.fieldCount else {
+                pending = ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'")
+                return
+            }
+            let raw = row.field(c.index)
+            if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue } // an absent identifier is not an error
+            do {
+                messages.append(try normalizer.matchValue(raw, as: c.type).hashToGroupMessage)
+                summary.identifiers += 1
+            } catch {
+                switch policy {
+                case .reject:
+                    pending = ActivationError(.invalidInput, "\(source) row \(row.row), column '\(c.name)': \(error.code.rawValue): \(error.reason)")
+                    return
+                case .skipAndReport:
+                    summary.skippedValues += 1
+                    skipped.append(SkippedValue(row: row.row, column: c.name, code: error.code.rawValue))
+                }
+            }
+        }
+        let found = messages.count - before
+        guard found > 0 else { summary.rowsWithoutIdentifier += 1; return }
+        let (status, tail) = datum()
+        precondition(tail.count == tailSize)
+        for _ in 0..<found {
+            extras.append(status.rawValue)
+            withUnsafeBytes(of: UInt64(row.row).littleEndian) { extras.append(contentsOf: $0) }
+            extras += tail
+        }
+        if messages.count >= Self.chunk { try flush() }
+    }
+
+    /// Hashes and blinds the queued messages (in parallel) and spills their records.
+    mutating func flush() throws {
+        guard !messages.isEmpty else { return }
+        let blinded: ElementBatch
+        do { blinded = try agreement.hasher.hash(messages).multiplied(by: scalar) } catch {
+            throw ActivationError(.cryptoFailure, "blinding failed: \(error.code.rawValue)")
+        }
+        let n = messages.count, size = recordSize, extraSize = 9 + tailSize
+        var records = [UInt8](repeating: 0, count: n * size)
+        records.withUnsafeMutableBytes { dst in
+            blinded.withUnsafeBytes { e in
+                extras.withUnsafeBytes { x in
+                    for i in 0..<n {
+                        let r = dst.baseAddress! + i * size
+                        r.copyMemory(from: e.baseAddress! + i * 32, byteCount: 32)
+                        r.storeBytes(of: (sequence + UInt64(i)).littleEndian, toByteOffset: 32, as: UInt64.self)
+                        (r + 40).copyMemory(from: x.baseAddress! + i * extraSize, byteCount: extraSize)
+                    }
+                }
+            }
+        }
+        sequence += UInt64(n)
+        messages.removeAll(keepingCapacity: true)
+        extras.removeAll(keepingCapacity: true)
+        try records.withUnsafeBytes { try partitions.append($0) }
+    }
+
+    /// Ends the input: throws the held identifier error or the empty-set refusal, in that order.
+    mutating func finishInput(rowsSelected: Int) throws {
+        if let pending { throw pending }
+        try flush()
+        // An empty set would only fail later, at the other party or the coordinator; a set above
+        // the agreed size would be refused there too. Both are refused here, before anything is written.
+        guard summary.identifiers > 0 else {
+            throw ActivationError(.invalidInput, "\(source): no identifiers to send (\(rowsSelected) rows selected, \(summary.skippedValues) values skipped as invalid, \(summary.rowsWithoutIdentifier) rows without an identifier\(skipped.first.map { "; first skipped: \($0)" } ?? ""))")
+        }
+    }
+
+    /// Hands the first-seen record of each distinct element to `survivor` (partition by
+    /// partition, so in no particular order; the sequence number says which came first), sets
+    /// `elements` and `duplicateIdentifiers`, and refuses a set above the agreed maximum.
+    mutating func deduplicate(_ survivor: (UnsafeRawPointer) throws -> Void) throws {
+        var distinct = 0
+        let size = recordSize
+        var slots = [Int32]()
+        try partitions.drain { records in
+            let n = records.count / size
+            guard n > 0 else { return }
+            precondition(n < Int(Int32.max), "a partition holds fewer than 2^31 - 1 records")
+            var capacity = 16
+            while capacity < 2 * n { capacity <<= 1 }
+            slots = [Int32](repeating: -1, count: capacity)
+            let mask = capacity - 1
+            let base = records.baseAddress!
+            for i in 0..<n {
+                let r = base + i * size
+                // The elements are blinded with this run's secret scalar, so their bytes are
+                // uniform to everyone: their first word is a fair table hash.
+                var s = Int(truncatingIfNeeded: r.loadUnaligned(as: UInt64.self)) & mask
+                var duplicate = false
+                while slots[s] >= 0 {
+                    if memcmp(base + Int(slots[s]) * size, r, 32) == 0 { duplicate = true; break }
+                    s = (s + 1) & mask
+                }
+                guard !duplicate else { continue }
+                // Records keep their append (= sequence) order within a partition: this is the element's first sighting.
+                slots[s] = Int32(i)
+                distinct += 1
+                try survivor(r)
+            }
+        }
+        summary.elements = distinct
+        summary.duplicateIdentifiers = summary.identifiers - distinct
+        if let max = agreement.terms.matching.maxSetSize, distinct > max {
+            throw ActivationError(.invalidInput, "\(source): \(distinct) distinct identifiers, the agreement allows at most \(max) per set (matching.maxSetSize)")
+        }
+    }
+
+    static func sequence(_ r: UnsafeRawPointer) -> UInt64 { UInt64(littleEndian: r.loadUnaligned(fromByteOffset: 32, as: UInt64.self)) }
+    static func status(_ r: UnsafeRawPointer) -> UInt8 { r.load(fromByteOffset: 40, as: UInt8.self) }
+    static func dataRow(_ r: UnsafeRawPointer) -> Int { Int(UInt64(littleEndian: r.loadUnaligned(fromByteOffset: 41, as: UInt64.self))) }
+}
+
+/// The survivors of deduplication on their way out: an external shuffle in production, or, for an
+/// explicit permutation (tests and vectors only), every output record in memory in first-seen
+/// order, then permuted.
+struct PreparedOutput {
+    let recordSize: Int
+    private var shuffle: ExternalShuffle?
+    private var ordered: [(UInt64, [UInt8])] = []
+    private var batch: [UInt8] = []
+    private let permutation: [Int]?
+    /// The first invalid row datum in first-seen order: (sequence, status, data row).
+    private(set) var firstInvalid: (sequence: UInt64, status: UInt8, row: Int)?
+
+    init(recordSize: Int, expectedCount: Int, scratch: any ScratchSpace, permutation: [Int]?, budget: Int) throws {
+        self.recordSize = recordSize
+        self.permutation = permutation
+        if permutation == nil {
+            shuffle = try ExternalShuffle(recordSize: recordSize, expectedCount: expectedCount, scratch: scratch, budget: budget)
+        }
+    }
+
+    /// Takes a survivor's partition record: element, then its tail, as one output record.
+    mutating func add(_ r: UnsafeRawPointer) throws {
+        let status = IdentifierStream.status(r)
+        if status != IdentifierStream.Status.valid.rawValue {
+            let seq = IdentifierStream.sequence(r)
+            if firstInvalid.map({ seq < $0.sequence }) ?? true { firstInvalid = (seq, status, IdentifierStream.dataRow(r)) }
+            return
+        }
+        guard firstInvalid == nil else { return } // the step fails: nothing more to keep
+        let element = UnsafeRawBufferPointer(start: r, count: 32)
+        let tail = UnsafeRawBufferPointer(start: r + IdentifierStream.headSize, count: recordSize - 32)
+        guard shuffle != nil else {
+            ordered.append((IdentifierStream.sequence(r), Array(element) + Array(tail)))
+            return
+        }
+        batch.append(contentsOf: element)
+        batch.append(contentsOf: tail)
+        if batch.count >= ExternalShuffle.stageBytes { try flushBatch() }
+    }
+
+    private mutating func flushBatch() throws {
+        guard !batch.isEmpty else { return }
+        try batch.withUnsafeBytes { try shuffle!.append($0) }
+        batch.removeAll(keepingCapacity: true)
+    }
+
+    /// Emits every output record once, in the output order, in pieces of whole records.
+    mutating func drain(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if shuffle != nil {
+            try flushBatch()
+            var s = shuffle!
+            shuffle = nil
+            batch = []
+            try s.drain(body)
+            return
+        }
+        ordered.sort { $0.0 < $1.0 }
+        let perm = permutation!
+        precondition(perm.count == ordered.count, "permutation size must equal the set size")
+        var all = [UInt8]()
+        all.reserveCapacity(perm.count * recordSize)
+        for j in perm { all += ordered[j].1 }
+        ordered = []
+        try all.withUnsafeBytes { try body($0) }
+    }
+}
+
+/// A sink that keeps a finished message's header and signature until ``publish()``, so a
+/// message's body hash is known (for the run state and the payload's reference) before the
+/// message becomes visible.
+final class HeldSink: MessageSink {
+    let inner: any MessageSink
+    private var held: (header: [UInt8], signature: [UInt8])?
+    init(_ inner: any MessageSink) { self.inner = inner }
+    func begin(headerLength: Int) throws { try inner.begin(headerLength: headerLength) }
+    func append(_ bytes: UnsafeRawBufferPointer) throws { try inner.append(bytes) }
+    func finish(header: [UInt8], signature: [UInt8]) throws { held = (header, signature) }
+    func abandon() { held = nil; inner.abandon() }
+    func publish() throws {
+        guard let held else { preconditionFailure("publish before finish") }
+        try inner.finish(header: held.header, signature: held.signature)
+    }
+}
+
+/// Splits output records `element ‖ tail` into the two messages' pieces (round 1), or passes
+/// them whole (round 2), a bounded number at a time.
+private func forEachPiece(_ records: UnsafeRawBufferPointer, recordSize: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+    let step = IdentifierStream.chunk * recordSize
+    var at = 0
+    while at < records.count {
+        let end = min(records.count, at + step)
+        try body(UnsafeRawBufferPointer(rebasing: records[at..<end]))
+        at = end
+    }
+}
+
+// MARK: Round 1
+
+extension Provider {
+    public struct Prepared: Sendable {
+        public let forConsumer: ProviderBlindedSet
+        public let forCoordinator: ProviderPayload
+        public let state: RunState
+        public let summary: PrepareSummary
+        public let skipped: [SkippedValue]
+    }
+
+    /// Round 1, validated and deduplicated, its records waiting in the shuffle: nothing written yet.
+    public struct Staged {
+        public let summary: PrepareSummary
+        public let skipped: [SkippedValue]
+        let provider: Provider
+        let run: [UInt8]
+        let scalar: Scalar
+        let sealingKey: SealingPublicKey?
+        var output: PreparedOutput
+
+        /// Writes round 1: the blinded elements for the consumer and, in the same order, each
+        /// element's provider row and (sealed) audience key for the coordinator.
+        ///
+        /// Order of visibility: both bodies are written (neither visible), the blinded message's
+        /// body hash becomes the payload's reference and the state's, `beforePublishing` runs
+        /// (the step saves the run state there), then the payload is finished and the blinded
+        /// message last, as it is the one that publishes the round (SPEC §9.2 "Faults"). On any
+        /// error both sinks are abandoned and the error is rethrown.
+        public mutating func write(forConsumer: any MessageSink, forCoordinator: any MessageSink,
+                                   beforePublishing: (RunState) throws -> Void) throws -> RunState {
+            let agreement = provider.agreement
+            let held = HeldSink(forConsumer)
+            do {
+                let n = summary.elements, payloadSize = Layout.payloadRecordSize(agreement)
+                var blinded = try MessageWriter(kind: .providerBlinded, agreement: agreement, runUUID: run, count: n,
+                                                recordSize: Layout.elementSize, signer: provider.identity.signingKey, sink: held)
+                var payload = try MessageWriter(kind: .providerPayload, agreement: agreement, runUUID: run, count: n,
+                                                recordSize: payloadSize, sealingKey: sealingKey, signer: provider.identity.signingKey,
+                                                sink: forCoordinator)
+                var elements = [UInt8](), payloads = [UInt8]()
+                let size = output.recordSize
+                try output.drain { records in
+                    try forEachPiece(records, recordSize: size) { piece in
+                        elements.removeAll(keepingCapacity: true)
+                        payloads.removeAll(keepingCapacity: true)
+                        for i in 0..<(piece.count / size) {
+                            elements.append(contentsOf: UnsafeRawBufferPointer(rebasing: piece[(i * size)..<(i * size + 32)]))
+                            payloads.append(contentsOf: UnsafeRawBufferPointer(rebasing: piece[(i * size + 32)..<((i + 1) * size)]))
+                        }
+                        try blinded.append(elements)
+                        try payload.append(payloads)
+                    }
+                }
+                let bodyHash = try blinded.finish()
+                payload.reference = bodyHash
+                let state = RunState(role: .provider, runUUID: run, agreementHash: agreement.hash, reference: bodyHash, scalar: scalar)
+                try beforePublishing(state)
+                _ = try payload.finish()
+                try held.publish()
+                return state
+            } catch {
+                held.abandon()
+                forCoordinator.abandon()
+                throw error
+            }
+        }
+    }
+
+    /// Round 1, streamed: reads `audience.rows` once in chunks, normalizes, hashes to the group,
+    /// blinds with `scalar`, seals each audience key, deduplicates and shuffles in `scratch`, in
+    /// memory bounded by ``SpillBudget`` whatever the input's size.
+    ///
+    /// Throws (nothing written): the row source's own errors; `activation.invalid_input` for an
+    /// invalid identifier (first in input order; skipped and reported under
+    /// ``InvalidValuePolicy/skipAndReport``), an empty set, a set above `matching.maxSetSize`, or
+    /// an invalid audience key (the first in first-seen order); scratch errors.
+    /// `permutation` (tests and vectors only) fixes the shuffle over the first-seen order of the
+    /// distinct identifiers, and holds the set in memory.
+    public func stage(runID: String, audience: consuming ProviderAudience, scalar: Scalar = .random(), scratch: any ScratchSpace,
+                      permutation: [Int]? = nil, progress: ((Int) -> Void)? = nil) throws -> Staged {
+        try stage(runID: runID, audience: audience, scalar: scalar, scratch: scratch, permutation: permutation, progress: progress,
+                  budget: SpillBudget.bytes)
+    }
+
+    /// As the public stage, with the spill budget given (tests force many partitions and buckets).
+    func stage(runID: String, audience: consuming ProviderAudience, scalar: Scalar, scratch: any ScratchSpace,
+               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int) throws -> Staged {
+        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        let source = audience.source, keyColumn = audience.audienceKeyColumn, rows = audience.rows
+        let sealer: RecordSealer?
+        if agreement.terms.output.sealed {
+            do { sealer = try RecordSealer(recipient: agreement.providerSealingKey, context: Layout.payloadContext(agreement, run)) } catch {
+                throw ActivationError(.cryptoFailure, "sealing set-up failed: \(error.code.rawValue)")
+            }
+        } else { sealer = nil }
+        let payloadSize = Layout.payloadRecordSize(agreement)
+        var stream = try IdentifierStream(source: source, columns: audience.identifierColumns, agreement: agreement,
+                                          policy: audience.invalidValues, scalar: scalar, tailSize: payloadSize, scratch: scratch, budget: budget)
+        var index = 0
+        while let row = try rows.next() {
+            let r = index
+            index += 1
+            try stream.add(row) {
+                guard keyColumn.index < row.fieldCount else { return (.missing, [UInt8](repeating: 0, count: payloadSize)) }
+                let key = row.field(keyColumn.index)
+                guard !key.isEmpty, key.count <= Layout.maxAudienceKey else { return (.invalid, [UInt8](repeating: 0, count: payloadSize)) }
+                let padded = Layout.padded(Array(key), to: Layout.maxAudienceKey)
+                return (.valid, BE.u64(UInt64(r)) + (sealer.map { $0.seal(padded) } ?? padded))
+            }
+            if index % 250_000 == 0 { progress?(index) }
+        }
+        stream.summary.rowsRead = index
+        stream.summary.rowsSelected = index
+        try stream.finishInput(rowsSelected: index)
+        var output = try PreparedOutput(recordSize: 32 + payloadSize, expectedCount: stream.partitions.count, scratch: scratch,
+                                        permutation: permutation, budget: budget)
+        try stream.deduplicate { try output.add($0) }
+        if let bad = output.firstInvalid {
+            if bad.status == IdentifierStream.Status.missing.rawValue {
+                throw ActivationError(.invalidInput, "\(source) row \(bad.row): missing column '\(keyColumn.name)'")
+            }
+            throw ActivationError(.invalidInput, "\(source) row \(bad.row), column '\(keyColumn.name)': the audience key must be 1...\(Layout.maxAudienceKey) bytes")
+        }
+        return Staged(summary: stream.summary, skipped: stream.skipped, provider: self, run: run, scalar: scalar,
+                      sealingKey: sealer?.ephemeralPublicKey, output: output)
+    }
+
+    /// Round 1 in memory (tests, vectors, fuzzers): ``stage(runID:audience:scalar:scratch:permutation:progress:)``
+    /// over memory, written to in-memory sinks.
+    public func prepare(runID: String, audience: consuming ProviderAudience, scalar: Scalar = .random(),
+                        permutation: [Int]? = nil) throws(ActivationError) -> Prepared {
+        let source = audience.source
+        do {
+            var staged = try stage(runID: runID, audience: audience, scalar: scalar, scratch: MemoryScratch(), permutation: permutation)
+            let m1 = BytesSink(), m2 = BytesSink()
+            let state = try staged.write(forConsumer: m1, forCoordinator: m2) { _ in }
+            let run = UUIDBytes.parse(runID)
+            return Prepared(forConsumer: try ProviderBlindedSet(parsing: m1.bytes, agreement: agreement, run: run, source: "provider-blinded"),
+                            forCoordinator: try ProviderPayload(parsing: m2.bytes, agreement: agreement, run: run, source: "provider-payload"),
+                            state: state, summary: staged.summary, skipped: staged.skipped)
+        } catch let e as ActivationError { throw e } catch {
+            throw ActivationError(.invalidInput, "\(source): \(error)")
+        }
+    }
+}
+
+// MARK: Round 2
+
+extension Consumer {
+    public struct Prepared: Sendable {
+        public let forProvider: ConsumerBlindedSet
+        public let state: RunState
+        public let summary: PrepareSummary
+        public let skipped: [SkippedValue]
+    }
+
+    /// Round 2, selected, validated and deduplicated, its records waiting in the shuffle: nothing written yet.
+    public struct Staged {
+        public let summary: PrepareSummary
+        public let skipped: [SkippedValue]
+        let consumer: Consumer
+        let run: [UInt8]
+        let scalar: Scalar
+        let sealingKey: SealingPublicKey?
+        let metadata: [String: String]
+        var output: PreparedOutput
+
+        /// Writes round 2 to `forProvider`; `beforePublishing` runs (the step saves the run state
+        /// there) once the body is written and before the message becomes visible. On any error
+        /// the sink is abandoned and the error is rethrown.
+        public mutating func write(forProvider: any MessageSink, beforePublishing: (RunState) throws -> Void) throws -> RunState {
+            let agreement = consumer.agreement
+            let held = HeldSink(forProvider)
+            do {
+                var writer = try MessageWriter(kind: .consumerBlinded, agreement: agreement, runUUID: run, count: summary.elements,
+                                               recordSize: Layout.consumerRecordSize(agreement), sealingKey: sealingKey, metadata: metadata,
+                                               signer: consumer.signingKey, sink: held)
+                try output.drain { try writer.append($0) }
+                let bodyHash = try writer.finish()
+                let state = RunState(role: .consumer, runUUID: run, agreementHash: agreement.hash, reference: bodyHash, scalar: scalar)
+                try beforePublishing(state)
+                try held.publish()
+                return state
+            } catch {
+                held.abandon()
+                throw error
+            }
+        }
+    }
+
+    static let truthy: Set<String> = ["true", "yes", "y", "1"]
+
+    /// Round 2, streamed: reads `query.rows` once in chunks, selects rows (segment filters,
+    /// consent), normalizes, hashes, blinds with `scalar`, doubly seals member IDs when the
+    /// agreement delivers them, deduplicates and shuffles in `scratch`, in memory bounded by
+    /// ``SpillBudget`` whatever the input's size.
+    ///
+    /// Throws (nothing written): as ``Provider/stage(runID:audience:scalar:scratch:permutation:progress:)``,
+    /// with an invalid member ID in place of an audience key, and unsafe segment labels or a
+    /// missing member ID column first.
+    public func stage(runID: String, query: consuming ConsumerQuery, scalar: Scalar = .random(), scratch: any ScratchSpace,
+                      permutation: [Int]? = nil, progress: ((Int) -> Void)? = nil) throws -> Staged {
+        try stage(runID: runID, query: query, scalar: scalar, scratch: scratch, permutation: permutation, progress: progress,
+                  budget: SpillBudget.bytes)
+    }
+
+    /// As the public stage, with the spill budget given (tests force many partitions and buckets).
+    func stage(runID: String, query: consuming ConsumerQuery, scalar: Scalar, scratch: any ScratchSpace,
+               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int) throws -> Staged {
+        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        let source = query.source, filters = query.filters, consentColumns = query.consentColumns, rows = query.rows
+        let memberIDColumn = query.memberIDColumn, segmentID = query.segmentID, segmentName = query.segmentName
+        guard Self.isSafeLabel(segmentID), Self.isSafeLabel(segmentName) else {
+            throw ActivationError(.invalidInput, "segment ID and name must be 1...64 printable characters without commas or quotes")
+        }
+        let deliverMember = agreement.terms.output.deliverMemberID
+        if deliverMember && memberIDColumn == nil {
+            throw ActivationError(.invalidInput, "the agreement delivers member IDs: name the member ID column")
+        }
+        var sealers: (inner: RecordSealer, outer: RecordSealer)?
+        if deliverMember {
+            do {
+                sealers = (try RecordSealer(recipient: agreement.providerSealingKey, context: Layout.innerContext(agreement, run)),
+                           try RecordSealer(recipient: agreement.coordinatorSealingKey, context: Layout.outerContext(agreement, run)))
+            } catch { throw ActivationError(.cryptoFailure, "sealing set-up failed: \(error.code.rawValue)") }
+        }
+        let tailSize = Layout.consumerRecordSize(agreement) - Layout.elementSize
+        var stream = try IdentifierStream(source: source, columns: query.identifierColumns, agreement: agreement,
+                                          policy: query.invalidValues, scalar: scalar, tailSize: tailSize, scratch: scratch, budget: budget)
+        var read = 0, selected = 0, filteredOut = 0
+        while let row = try rows.next() {
+            read += 1
+            if read % 250_000 == 0 { progress?(read) }
+            var keep = true
+            for f in filters {
+                guard f.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(f.name)'") }
+                if !f.values.contains(Self.trimmed(row.field(f.index))) { keep = false }
+            }
+            for c in consentColumns {
+                guard c.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'") }
+                let v = String(decoding: Self.trimmed(row.field(c.index)), as: UTF8.self).lowercased()
+                if !Self.truthy.contains(v) { keep = false }
+            }
+            guard keep else { filteredOut += 1; continue }
+            selected += 1
+            try stream.add(row) {
+                guard let sealers, let col = memberIDColumn else { return (.valid, []) }
+                guard col.index < row.fieldCount else { return (.missing, [UInt8](repeating: 0, count: tailSize)) }
+                let member = row.field(col.index)
+                guard !member.isEmpty, member.count <= Layout.maxMemberID else { return (.invalid, [UInt8](repeating: 0, count: tailSize)) }
+                return (.valid, sealers.outer.seal(sealers.inner.seal(Layout.padded(Array(member), to: Layout.maxMemberID))))
+            }
+        }
+        stream.summary.rowsRead = read
+        stream.summary.rowsSelected = selected
+        stream.summary.rowsFilteredOut = filteredOut
+        try stream.finishInput(rowsSelected: selected)
+        var output = try PreparedOutput(recordSize: Layout.consumerRecordSize(agreement), expectedCount: stream.partitions.count,
+                                        scratch: scratch, permutation: permutation, budget: budget)
+        try stream.deduplicate { try output.add($0) }
+        if let bad = output.firstInvalid, let col = memberIDColumn {
+            if bad.status == IdentifierStream.Status.missing.rawValue {
+                throw ActivationError(.invalidInput, "\(source) row \(bad.row): missing column '\(col.name)'")
+            }
+            throw ActivationError(.invalidInput, "\(source) row \(bad.row), column '\(col.name)': the member ID must be 1...\(Layout.maxMemberID) bytes")
+        }
+        var metadata = ["segmentID": segmentID, "segmentName": segmentName, "consumerRows": String(selected)]
+        if let sealers { metadata["innerSealingKey"] = sealers.inner.ephemeralPublicKey.hex }
+        return Staged(summary: stream.summary, skipped: stream.skipped, consumer: self, run: run, scalar: scalar,
+                      sealingKey: sealers?.outer.ephemeralPublicKey, metadata: metadata, output: output)
+    }
+
+    /// Round 2 in memory (tests, vectors, fuzzers): ``stage(runID:query:scalar:scratch:permutation:progress:)``
+    /// over memory, written to an in-memory sink.
+    public func prepare(runID: String, query: consuming ConsumerQuery, scalar: Scalar = .random(), permutation: [Int]? = nil) throws(ActivationError) -> Prepared {
+        let source = query.source
+        do {
+            var staged = try stage(runID: runID, query: query, scalar: scalar, scratch: MemoryScratch(), permutation: permutation)
+            let m = BytesSink()
+            let state = try staged.write(forProvider: m) { _ in }
+            return Prepared(forProvider: try ConsumerBlindedSet(parsing: m.bytes, agreement: agreement, run: UUIDBytes.parse(runID), source: "consumer-blinded"),
+                            state: state, summary: staged.summary, skipped: staged.skipped)
+        } catch let e as ActivationError { throw e } catch {
+            throw ActivationError(.invalidInput, "\(source): \(error)")
+        }
+    }
+
+    static func trimmed(_ b: ArraySlice<UInt8>) -> [UInt8] {
+        var s = b[...]
+        while let f = s.first, f == 0x20 || f == 0x09 { s = s.dropFirst() }
+        while let l = s.last, l == 0x20 || l == 0x09 { s = s.dropLast() }
+        return Array(s)
+    }
+
+    /// Segment labels reach the provider's files and the audit of counts, so they are kept to
+    /// plain labels that cannot carry a CSV injection or a list of people.
+    static func isSafeLabel(_ s: String) -> Bool {
+        !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0 != "," && $0 != "\"" && $0.value != 0x7f }
+            && !"=+-@".contains(s.first!)
+    }
+}
