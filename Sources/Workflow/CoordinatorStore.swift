@@ -71,7 +71,11 @@ public final class RunLock: @unchecked Sendable {
     private var fd: Int32
     init(fd: Int32) { self.fd = fd }
     public func release() {
-        if fd >= 0 { close(fd); fd = -1 }
+        // Unlocked explicitly before the close: a child process forked by another thread holds a
+        // copy of the descriptor until its exec closes it (O_CLOEXEC acts only at exec), and a
+        // flock belongs to the open file description, so a close alone could leave the lock held
+        // for that moment and refuse the next run with activation.run_in_progress.
+        if fd >= 0 { flock(fd, LOCK_UN); close(fd); fd = -1 }
     }
     deinit { release() }
 }
