@@ -324,10 +324,23 @@ public enum Steps {
     public static func providerOpen(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String,
                                     source: DeliveryDestination, output: String) throws(Error) -> Int {
         let provider = try Provider(agreement: agreement, identity: identity)
-        let delivery = try source.read(collaborationID: agreement.terms.collaborationID, runID: runID)
-        let records = try provider.open(delivery)
-        try Files.writeAtomically(ReceivedDelivery.plainCSV(records), to: output, mode: 0o600)
-        return records.count
+        // Objects that must be copied to be read in pieces (S3) go to a private scratch directory
+        // beside the output (mode 0700, files 0600 unlinked at once): sealed records, next to
+        // where their plaintext is going anyway, and on the output's disk rather than a tmpfs.
+        let dir = (output as NSString).deletingLastPathComponent
+        let scratchDir = (dir.isEmpty ? "." : dir) + "/.\((output as NSString).lastPathComponent).scratch-\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+        let scratch = try DirectoryScratch(directory: scratchDir)
+        defer { rmdir(scratchDir) }
+        let sink = try AtomicOutputFile(path: output, mode: 0o600)
+        do {
+            let delivery = try source.read(collaborationID: agreement.terms.collaborationID, runID: runID, scratch: scratch)
+            let n = try provider.open(delivery, into: sink)
+            try sink.commit()
+            return n
+        } catch {
+            sink.abandon()
+            throw error
+        }
     }
 
     /// Whose access a destination is opened with.

@@ -125,9 +125,23 @@ public protocol DeliveryDestination: Sendable {
     /// Writes the objects, then the manifest (the commit marker). Refuses a run already delivered.
     /// Throws `WorkflowError` (local) or `AWSError` (S3): the coordinator records the code.
     func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws
-    /// Reads a committed delivery back (the provider's own access).
-    func read(collaborationID: String, runID: String) throws -> ReceivedDelivery
+    /// Reads a committed delivery back (the provider's own access): the manifest now, each object
+    /// when the open asks for it. An object that must be copied to be read in pieces (S3) goes to
+    /// a file of `scratch`, one object at a time.
+    func read(collaborationID: String, runID: String, scratch: any ScratchSpace) throws -> ReceivedDelivery
 }
+
+extension DeliveryDestination {
+    /// ``read(collaborationID:runID:scratch:)`` with in-memory scratch (each S3 object is then
+    /// held while it is opened, one at a time): for reading only the manifest, and tests.
+    public func read(collaborationID: String, runID: String) throws -> ReceivedDelivery {
+        try read(collaborationID: collaborationID, runID: runID, scratch: MemoryScratch())
+    }
+}
+
+/// Whether a name from a manifest (not yet verified when the destination reads it) is a plain
+/// object name inside the run: the manifest decides which files are read.
+func isObjectName(_ name: String) -> Bool { !name.isEmpty && !name.contains("/") && !name.hasPrefix(".") }
 
 /// A local directory standing in for the provider's bucket: `<dir>/<collaboration>/<run>/`.
 ///
@@ -167,18 +181,17 @@ public struct LocalDirectoryDestination: DeliveryDestination {
         }
     }
 
-    public func read(collaborationID: String, runID: String) throws(WorkflowError) -> ReceivedDelivery {
+    public func read(collaborationID: String, runID: String, scratch: any ScratchSpace) throws(WorkflowError) -> ReceivedDelivery {
         let dir = "\(directory)/\(collaborationID)/\(runID)"
         let manifestBytes = try Files.read("\(dir)/\(DeliveryPlan.manifestName)")
-        guard let m = try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes)) else {
+        guard (try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes))) != nil else {
             throw WorkflowError(.destination, "\(dir)/manifest.json is not a delivery manifest")
         }
-        var objects: [String: [UInt8]] = [:]
-        for o in m.manifest.objects {
-            guard !o.name.contains("/"), !o.name.hasPrefix(".") else { throw WorkflowError(.destination, "manifest names an object outside the run") }
-            objects[o.name] = try Files.read("\(dir)/\(o.name)")
+        // Each object is read in place (pread), when the open reaches it.
+        return ReceivedDelivery(manifestBytes: manifestBytes) { o throws(WorkflowError) in
+            guard isObjectName(o.name) else { throw WorkflowError(.destination, "manifest names an object outside the run") }
+            return try FileSource(path: "\(dir)/\(o.name)")
         }
-        return ReceivedDelivery(manifestBytes: manifestBytes, objects: objects)
     }
 }
 
