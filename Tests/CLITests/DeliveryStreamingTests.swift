@@ -3,7 +3,7 @@ import Testing
 import RistrettoPSI
 @testable import Activation
 import AuditLog
-import Workflow
+@testable import Workflow
 import TestSupport
 import S3Delivery
 
@@ -230,6 +230,44 @@ struct S3StreamingTests {
         #expect(out == bytes)
         let gets = proxy.actions.filter { $0.hasPrefix("GET") }.count
         #expect(gets == (size == 0 ? 2 : (size + 1023) / 1024), "\(proxy.actions)")
+    }
+
+    /// An S3 exchange with a scratch directory stages a streamed message's body in an unlinked
+    /// scratch file and uploads header ‖ body ‖ signature from it (multipart above 16 MiB), once;
+    /// reading it back downloads into a scratch file: the bytes round-trip exactly.
+    @Test(arguments: [1000, 17 * 1024 * 1024 + 5])
+    func s3ExchangeMessagesStreamThroughScratchFiles(_ bodySize: Int) throws {
+        let bucket = "cr-exchange-\(S3Server.random())"
+        try S3Server.createBucket(bucket)
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        let scratch = "\(room.root)/state/scratch"
+        let exchange = try Exchange(location: "s3://\(bucket)/exchange", environment: AWSEnvironment(S3Server.providerEnvironment),
+                                    scratchDirectory: scratch)
+        let run = AgreementTerms.newID()
+        let header = DeliveryStreamingTests.pattern(120, seed: 11), signature = DeliveryStreamingTests.pattern(64, seed: 12)
+        let body = DeliveryStreamingTests.pattern(bodySize, seed: 13)
+        func write() throws {
+            let sink = try exchange.sink(room.agreement, run: run, .providerBlinded)
+            try sink.begin(headerLength: header.count)
+            var i = 0
+            while i < body.count {
+                let end = min(body.count, i + 123_457)
+                try body[i..<end].withUnsafeBytes { try sink.append($0) }
+                i = end
+            }
+            try sink.finish(header: header, signature: signature)
+        }
+        try write()
+        let key = "exchange/\(room.collaboration)/\(run)/provider-blinded.crm"
+        #expect(try S3Server.object(bucket, key: key) == header + body + signature)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty, "scratch files are unlinked at once")
+        #expect(throws: AWSError(.alreadyExists, "")) { try write() }
+
+        let source = try exchange.source(room.agreement, run: run, .providerBlinded)
+        #expect(source is ScratchFileSource)
+        var back = [UInt8](repeating: 0, count: source.size)
+        try back.withUnsafeMutableBytes { try source.read(at: 0, into: $0) }
+        #expect(back == header + body + signature)
     }
 
     /// The whole round 5 → round 6 path on S3: the coordinator's role delivers, the provider opens
