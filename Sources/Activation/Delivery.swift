@@ -375,12 +375,14 @@ struct LineSplitter {
     init(object: String) { self.object = object; carry.reserveCapacity(ReceivedDelivery.maxLineBytes) }
 
     mutating func feed(_ bytes: UnsafeRawBufferPointer, _ line: (ArraySlice<UInt8>) throws -> Void) throws {
+        guard let base = bytes.baseAddress else { return }
         var start = 0
         while start < bytes.count {
-            guard let nl = bytes[start...].firstIndex(of: 0x0a) else {
+            guard let found = memchr(base + start, 0x0a, bytes.count - start) else {
                 try keep(UnsafeRawBufferPointer(rebasing: bytes[start...]))
                 return
             }
+            let nl = base.distance(to: UnsafeRawPointer(found))
             try keep(UnsafeRawBufferPointer(rebasing: bytes[start..<nl]))
             lineNumber += 1
             try line(carry[...])
