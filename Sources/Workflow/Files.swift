@@ -73,7 +73,7 @@ public enum Files {
         if exclusive && FileManager.default.fileExists(atPath: path) {
             throw WorkflowError(.alreadyExists, "\(path) already exists; refusing to overwrite it")
         }
-        let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+        let tmp = temporaryName(for: path)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot create (\(String(cString: strerror(errno))))") }
         var ok = true
@@ -113,6 +113,46 @@ public enum Files {
             throw WorkflowError(.io, "\(path): rename failed (\(String(cString: strerror(e))))")
         }
         syncDirectory(dir.isEmpty ? "." : dir)
+    }
+
+    /// The hidden temporary name a write to `path` uses: `.<name>.tmp-<host>-<pid>-<random>`,
+    /// beside `path` (same file system, so the final link/rename is atomic). Removes first the
+    /// temporaries of earlier writes to `path` that a killed process left behind.
+    static func temporaryName(for path: String) -> String {
+        removeStaleTemporaries(for: path)
+        let dir = (path as NSString).deletingLastPathComponent
+        return (dir.isEmpty ? "." : dir) + "/" + temporaryPrefix(for: path) + "\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+    }
+
+    /// `.<name>.tmp-<host>-`: the host part (a hash of the host name) keeps a shared exchange
+    /// directory's writers on other machines out of ``removeStaleTemporaries(for:)``, whose
+    /// process-liveness test only means something on this host.
+    static func temporaryPrefix(for path: String) -> String {
+        ".\((path as NSString).lastPathComponent).tmp-\(hostTag)-"
+    }
+
+    static let hostTag: String = {
+        var name = [CChar](repeating: 0, count: 256)
+        _ = gethostname(&name, name.count - 1)
+        let bytes = name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return Hex.encode(Array(SHA256.hash(bytes).prefix(4)))
+    }()
+
+    /// Deletes the temporaries of writes to `path` made on this host by processes that no longer
+    /// exist (killed mid-write: `kill -9`, power loss). A live writer's file is never touched.
+    /// Why: such a file is never read, but it holds a partial message or delivery object and
+    /// would otherwise stay forever.
+    public static func removeStaleTemporaries(for path: String) {
+        let dir = (path as NSString).deletingLastPathComponent
+        let prefix = temporaryPrefix(for: path)
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.isEmpty ? "." : dir) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0 else { continue }
+            if kill(pid, 0) == -1 && errno == ESRCH {
+                unlink((dir.isEmpty ? "." : dir) + "/" + name)
+            }
+        }
     }
 
     public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, exclusive: Bool = false) throws(WorkflowError) {

@@ -68,7 +68,7 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
         if FileManager.default.fileExists(atPath: path) {
             throw WorkflowError(.alreadyExists, "\(path) already exists; refusing to overwrite it")
         }
-        tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+        tmp = Files.temporaryName(for: path)
         fd = Glibc.open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot create (\(String(cString: strerror(errno))))") }
         buffer.reserveCapacity(Self.bufferSize)
