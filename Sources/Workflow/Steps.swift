@@ -328,7 +328,16 @@ public enum Steps {
         // beside the output (mode 0700, files 0600 unlinked at once): sealed records, next to
         // where their plaintext is going anyway, and on the output's disk rather than a tmpfs.
         let dir = (output as NSString).deletingLastPathComponent
-        let scratchDir = (dir.isEmpty ? "." : dir) + "/.\((output as NSString).lastPathComponent).scratch-\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+        let prefix = ".\((output as NSString).lastPathComponent).scratch-\(Files.hostTag)-"
+        // A killed open leaves its (empty: files are unlinked at once) directory: remove those of
+        // dead processes on this host, as Files does for temporaries.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir.isEmpty ? "." : dir)) ?? [] where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            if let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, kill(pid, 0) == -1, errno == ESRCH {
+                rmdir((dir.isEmpty ? "." : dir) + "/" + name)
+            }
+        }
+        let scratchDir = (dir.isEmpty ? "." : dir) + "/" + prefix + "\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
         let scratch = try DirectoryScratch(directory: scratchDir)
         defer { rmdir(scratchDir) }
         let sink = try AtomicOutputFile(path: output, mode: 0o600)

@@ -236,7 +236,8 @@ public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         try Files.makeDirectory(dir.isEmpty ? "." : dir)
-        tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+        // The shared temporary naming: a killed open's leftover is removed by the next write here.
+        tmp = Files.temporaryName(for: path)
         fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot create (\(String(cString: strerror(errno))))") }
     }

@@ -67,8 +67,12 @@ struct DeliveryStreamingTests {
         #expect(try room.match(run).kind == .delivered)
         let source = try Steps.destination(for: room.agreement, access: .provider)
         let out = "\(room.root)/out/matched.csv"
+        // What a killed open leaves on this host: its empty scratch directory (no live process).
+        let stale = "\(room.root)/out/.matched.csv.scratch-\(Files.hostTag)-2147483646-00000000"
+        try FileManager.default.createDirectory(atPath: stale, withIntermediateDirectories: true)
         let n = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: source, output: out)
         #expect(n == room.data.expectedAudienceKeys.count)
+        #expect(!FileManager.default.fileExists(atPath: stale), "a dead open's scratch directory is removed")
         let inMemory = try Provider(agreement: room.agreement, identity: room.provider)
             .open(try source.read(collaborationID: room.collaboration, runID: run))
         #expect(try Files.read(out) == ReceivedDelivery.plainCSV(inMemory))
