@@ -94,14 +94,55 @@ public struct DeliveredRecord: Sendable, Equatable {
     public let memberID: [UInt8]?
 }
 
-/// A delivery as the provider reads it back from its storage.
-public struct ReceivedDelivery: Sendable {
+/// Where the provider's opened plain CSV goes, in pieces and in order: a temporary file at the
+/// edge, renamed into place by the caller only once ``ReceivedDelivery/open(agreement:provider:into:)``
+/// returned (so nothing is visible at the output path after any error); an array in tests.
+/// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory".
+public protocol OutputSink: AnyObject {
+    func append(_ bytes: UnsafeRawBufferPointer) throws
+}
+
+/// An in-memory ``OutputSink``.
+public final class BytesOutput: OutputSink, @unchecked Sendable {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+    public func append(_ b: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: b) }
+}
+
+/// A delivery as the provider reads it back from its storage: the manifest's bytes, and a way to
+/// fetch each object the manifest names, one at a time, as a ``ByteSource`` (a file at the edge),
+/// so opening a delivery never holds a whole object or the opened set.
+public struct ReceivedDelivery {
     public let manifestBytes: [UInt8]
-    public let objects: [String: [UInt8]]
-    public init(manifestBytes: [UInt8], objects: [String: [UInt8]]) { self.manifestBytes = manifestBytes; self.objects = objects }
+    /// Fetches the object a verified manifest names (called once per object, in manifest order,
+    /// after the manifest verified; the source is released before the next object is fetched).
+    let fetch: (Manifest.Object) throws -> any ByteSource
+    /// Bytes actually held, for reserving the in-memory result (nil: unknown, nothing reserved).
+    let heldBytes: Int?
+
+    /// A delivery held in memory (tests, the benchmark).
+    public init(manifestBytes: [UInt8], objects: [String: [UInt8]]) {
+        self.manifestBytes = manifestBytes
+        let sources = objects.mapValues { BytesSource($0) }
+        fetch = { o throws(ActivationError) in
+            guard let s = sources[o.name] else { throw ActivationError(.deliveryInvalid, "object \(o.name) is missing") }
+            return s
+        }
+        heldBytes = objects.values.reduce(0) { $0 + $1.count }
+    }
+
+    /// A delivery whose objects are fetched on demand: `fetch` is called for each object of the
+    /// verified manifest, in order; what it throws (a missing file, an S3 error) is rethrown.
+    public init(manifestBytes: [UInt8], fetch: @escaping (Manifest.Object) throws -> any ByteSource) {
+        self.manifestBytes = manifestBytes; self.fetch = fetch; heldBytes = nil
+    }
 
     /// The longest delivered CSV line: base64 sealed key, two labels, base64 sealed member ID.
+    /// (At most 228 + 2 × 256 + 196 bytes and three commas: §6 round 5.) A longer line is refused,
+    /// which bounds the line buffer of a streamed open.
     static let maxLineBytes = 1024
+    /// Pieces a source is read in (smaller in tests, so lines and gzip pieces cross reads).
+    var readChunk = 1 << 20
 
     /// Parses and verifies the manifest (signature, collaboration, agreement).
     public static func manifest(_ bytes: [UInt8], agreement: VerifiedAgreement) throws(ActivationError) -> Manifest {
@@ -124,7 +165,65 @@ public struct ReceivedDelivery: Sendable {
         return m
     }
 
+    /// Opens every record into memory (tests, the benchmark): a wrapper over the streamed open.
     func open(agreement: VerifiedAgreement, provider: SealingKey) throws(ActivationError) -> [DeliveredRecord] {
+        var out: [DeliveredRecord] = []
+        do {
+            _ = try stream(agreement: agreement, provider: provider, reserve: { m in
+                // Reserved once (growth by doubling would briefly hold two copies); bounded by the
+                // bytes actually held, so a manifest's claimed count cannot make it allocate.
+                if let held = heldBytes { out.reserveCapacity(max(0, min(m.records, held / 8))) }
+            }) { r in
+                out.append(DeliveredRecord(audienceKey: Array(r.audienceKey), segmentID: String(decoding: r.segmentID, as: UTF8.self),
+                                           segmentName: String(decoding: r.segmentName, as: UTF8.self), memberID: r.memberID.map { Array($0) }))
+            }
+        } catch let e as ActivationError { throw e } catch {
+            throw ActivationError(.deliveryInvalid, "\(error)")   // only fetch errors: the in-memory fetch throws ActivationError
+        }
+        return out
+    }
+
+    /// Verifies the delivery and writes its records as the plain CSV of ``plainCSV(_:)`` to
+    /// `output`, object by object, in bounded memory. Returns the number of records.
+    ///
+    /// Contract: the manifest is verified first; then, for each object, its size and SHA-256 are
+    /// checked over the whole source before any of its records is parsed or opened; a second pass
+    /// inflates (gzip, bounded by the manifest's record count), parses line by line and opens each
+    /// record, and hashes again so an object changed in place between the passes is refused. The
+    /// caller commits `output` only when this returns, and discards it on any throw.
+    /// - Throws: `activation.delivery.invalid` naming the object, record and rule; whatever the
+    ///   fetch or `output` throws (e.g. `workflow.io`, `aws.*`).
+    /// - SeeAlso: `Protocol/SPEC.md` §6 round 6, §9 "Bounded memory".
+    func open(agreement: VerifiedAgreement, provider: SealingKey, into output: any OutputSink) throws -> Int {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(readChunk + Self.maxLineBytes * 4)
+        func flush() throws {
+            try buffer.withUnsafeBytes { try output.append($0) }
+            buffer.removeAll(keepingCapacity: true)
+        }
+        var member = false
+        let n = try stream(agreement: agreement, provider: provider, reserve: { m in
+            member = m.columns.contains("sealed_member_id")
+            buffer += Self.plainHeader(member: member)
+        }) { r in
+            Self.appendPlainLine(&buffer, r.audienceKey, r.segmentID, r.segmentName, member ? (r.memberID ?? []) : nil)
+            if buffer.count >= readChunk { try flush() }
+        }
+        try flush()
+        return n
+    }
+
+    /// One opened record, borrowed for the duration of the callback.
+    struct OpenedFields {
+        let audienceKey: ArraySlice<UInt8>
+        let segmentID: ArraySlice<UInt8>
+        let segmentName: ArraySlice<UInt8>
+        let memberID: ArraySlice<UInt8>?
+    }
+
+    /// The streamed open shared by both entry points: verification, inflation, parsing, opening.
+    private func stream(agreement: VerifiedAgreement, provider: SealingKey, reserve: (Manifest) throws -> Void,
+                        _ each: (OpenedFields) throws -> Void) throws -> Int {
         let m = try Self.manifest(manifestBytes, agreement: agreement)
         guard let run = UUIDBytes.parse(m.runID) else { throw ActivationError(.deliveryInvalid, "manifest run ID is not a UUID") }
         func opener(_ hex: String?, _ context: [UInt8]) throws(ActivationError) -> RecordOpener {
@@ -135,67 +234,175 @@ public struct ReceivedDelivery: Sendable {
         }
         let payloadOpener = m.sealed ? try opener(m.payloadSealingKey, Layout.payloadContext(agreement, run)) : nil
         let memberOpener = m.columns.contains("sealed_member_id") ? try opener(m.memberSealingKey, Layout.innerContext(agreement, run)) : nil
-        var out: [DeliveredRecord] = []
-        // Reserved once (growth by doubling would briefly hold two copies); bounded by the bytes
-        // actually received, so a manifest's claimed count cannot make it allocate.
-        out.reserveCapacity(max(0, min(m.records, objects.values.reduce(0) { $0 + $1.count } / 8)))
+        let header = m.columns.map { Array($0.utf8) }
+        try reserve(m)
+        var total = 0
         for o in m.objects {
-            guard let bytes = objects[o.name] else { throw ActivationError(.deliveryInvalid, "object \(o.name) is missing") }
-            guard Hex.encode(SHA256.hash(bytes)) == o.sha256, bytes.count == o.bytes else {
+            let source = try fetch(o)
+            // Pass 1: the object's bytes are exactly the manifest's before anything is parsed.
+            guard source.size == o.bytes, try Self.sha256(source, chunk: readChunk) == o.sha256 else {
                 throw ActivationError(.deliveryInvalid, "object \(o.name) does not match its SHA-256 in the manifest")
             }
-            var csv = bytes
-            if m.compression == "gzip" {
-                // A bound from the record count: a hostile object cannot inflate past it.
-                do { csv = try Gzip.decompress(bytes, limit: (o.records + 1) * Self.maxLineBytes) } catch {
-                    throw ActivationError(.deliveryInvalid, "object \(o.name): \(error.code.rawValue)")
+            // Pass 2: inflate, split into lines, open; hashed again (a file changed in place between
+            // the passes is caught below, before the caller commits anything).
+            var lines = LineSplitter(object: o.name)
+            var sawHeader = false
+            var records = 0
+            func line(_ l: ArraySlice<UInt8>) throws {
+                if !sawHeader {
+                    guard CSVField.split(l) == header else { throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header") }
+                    sawHeader = true
+                    return
                 }
-            }
-            var lines = CSVField.lines(csv)
-            guard lines.first.map({ CSVField.split($0) == m.columns.map { Array($0.utf8) } }) == true else {
-                throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header")
-            }
-            lines.removeFirst()
-            guard lines.count == o.records else { throw ActivationError(.deliveryInvalid, "object \(o.name) holds \(lines.count) records, the manifest says \(o.records)") }
-            for (n, line) in lines.enumerated() {
-                let f = CSVField.split(line)
-                guard f.count == m.columns.count else { throw ActivationError(.deliveryInvalid, "object \(o.name) record \(n + 1): wrong field count") }
+                records += 1
+                // Past the manifest's count: keep counting (to name the real count), open nothing more.
+                guard records <= o.records else { return }
+                let f = CSVField.split(l)
+                guard f.count == m.columns.count else { throw ActivationError(.deliveryInvalid, "object \(o.name) record \(records): wrong field count") }
                 do {
                     let key: [UInt8]
                     if let payloadOpener {
                         guard let b = Base64.decode(f[0]), let k = Layout.unpadded(try payloadOpener.open(b)) else { throw CryptoError(.decryptionFailed, "") }
                         key = k
                     } else { key = f[0] }
-                    var member: [UInt8]?
+                    var memberID: [UInt8]?
                     if let memberOpener {
                         guard let b = Base64.decode(f[3]), let v = Layout.unpadded(try memberOpener.open(b)) else { throw CryptoError(.decryptionFailed, "") }
-                        member = v
+                        memberID = v
                     }
-                    out.append(DeliveredRecord(audienceKey: key, segmentID: String(decoding: f[1], as: UTF8.self),
-                                               segmentName: String(decoding: f[2], as: UTF8.self), memberID: member))
-                } catch {
-                    throw ActivationError(.deliveryInvalid, "object \(o.name) record \(n + 1): sealed field does not open")
+                    try each(OpenedFields(audienceKey: key[...], segmentID: f[1][...], segmentName: f[2][...], memberID: memberID?[...]))
+                } catch is CryptoError {
+                    throw ActivationError(.deliveryInvalid, "object \(o.name) record \(records): sealed field does not open")
                 }
             }
+            var hasher = SHA256.Hasher()
+            if m.compression == "gzip" {
+                // A bound from the record count: a hostile object cannot inflate past it.
+                let inflater: Gzip.Inflater
+                do { inflater = try Gzip.Inflater(limit: (o.records + 1) * Self.maxLineBytes) } catch {
+                    throw ActivationError(.deliveryInvalid, "object \(o.name): \(error.code.rawValue)")
+                }
+                do {
+                    try Self.forEachChunk(source, chunk: readChunk) { chunk in
+                        hasher.update(chunk)
+                        try inflater.feed(chunk) { plain in try lines.feed(plain, line) }
+                    }
+                    try inflater.finish()
+                } catch let e as Gzip.Error {
+                    throw ActivationError(.deliveryInvalid, "object \(o.name): \(e.code.rawValue)")
+                }
+            } else {
+                try Self.forEachChunk(source, chunk: readChunk) { chunk in
+                    hasher.update(chunk)
+                    try lines.feed(chunk, line)
+                }
+            }
+            try lines.finish(line)
+            guard Hex.encode(hasher.finalize()) == o.sha256 else {
+                throw ActivationError(.deliveryInvalid, "object \(o.name) changed while being read; it no longer matches its SHA-256 in the manifest")
+            }
+            guard sawHeader else { throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header") }
+            guard records == o.records else { throw ActivationError(.deliveryInvalid, "object \(o.name) holds \(records) records, the manifest says \(o.records)") }
+            total += records
         }
-        guard out.count == m.records else { throw ActivationError(.deliveryInvalid, "delivery holds \(out.count) records, the manifest says \(m.records)") }
-        return out
+        guard total == m.records else { throw ActivationError(.deliveryInvalid, "delivery holds \(total) records, the manifest says \(m.records)") }
+        return total
+    }
+
+    /// Hex SHA-256 of a whole source, read in pieces.
+    static func sha256(_ source: any ByteSource, chunk: Int) throws -> String {
+        var h = SHA256.Hasher()
+        try forEachChunk(source, chunk: chunk) { h.update($0) }
+        return Hex.encode(h.finalize())
+    }
+
+    /// Hands `source`'s bytes to `body` in order, in pieces of at most `chunk` bytes.
+    static func forEachChunk(_ source: any ByteSource, chunk size: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var chunk = [UInt8](repeating: 0, count: min(size, max(source.size, 1)))
+        var offset = 0
+        while offset < source.size {
+            let n = min(chunk.count, source.size - offset)
+            try chunk.withUnsafeMutableBytes { b in
+                let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<n])
+                try source.read(at: offset, into: piece)
+                try body(UnsafeRawBufferPointer(piece))
+            }
+            offset += n
+        }
     }
 
     /// The opened records as a plain CSV ready for a DSP upload.
     public static func plainCSV(_ records: [DeliveredRecord]) -> [UInt8] {
         let member = records.contains { $0.memberID != nil }
-        var out = Array(("audience_key,segment_id,segment_name" + (member ? ",member_id" : "") + "\n").utf8)
+        var out = plainHeader(member: member)
         if let r = records.first {
             // One allocation of about the final size instead of growth by doubling.
             out.reserveCapacity(out.count + records.count * (r.audienceKey.count + r.segmentID.utf8.count + r.segmentName.utf8.count + (r.memberID?.count ?? 0) + 8))
         }
         for r in records {
-            var f = [CSVField.quoted(r.audienceKey), CSVField.quoted(Array(r.segmentID.utf8)), CSVField.quoted(Array(r.segmentName.utf8))]
-            if member { f.append(CSVField.quoted(r.memberID ?? [])) }
-            out += f.joined(separator: [UInt8(ascii: ",")]) + [UInt8(ascii: "\n")]
+            appendPlainLine(&out, r.audienceKey[...], Array(r.segmentID.utf8)[...], Array(r.segmentName.utf8)[...], member ? (r.memberID ?? [])[...] : nil)
         }
         return out
+    }
+
+    static func plainHeader(member: Bool) -> [UInt8] {
+        Array(("audience_key,segment_id,segment_name" + (member ? ",member_id" : "") + "\n").utf8)
+    }
+
+    /// One plain CSV line (RFC 4180 quoting where needed); `member` nil: no member column.
+    static func appendPlainLine(_ out: inout [UInt8], _ key: ArraySlice<UInt8>, _ segmentID: ArraySlice<UInt8>,
+                                _ segmentName: ArraySlice<UInt8>, _ member: ArraySlice<UInt8>?) {
+        CSVField.appendQuoted(&out, key)
+        out.append(0x2c)
+        CSVField.appendQuoted(&out, segmentID)
+        out.append(0x2c)
+        CSVField.appendQuoted(&out, segmentName)
+        if let member {
+            out.append(0x2c)
+            CSVField.appendQuoted(&out, member)
+        }
+        out.append(0x0a)
+    }
+}
+
+/// Splits bytes fed in pieces into `\n`-terminated lines (a last unterminated line counts), as
+/// ``CSVField/lines(_:)`` does for a whole buffer, holding at most one line of
+/// ``ReceivedDelivery/maxLineBytes``.
+struct LineSplitter {
+    let object: String
+    private var carry: [UInt8] = []
+    private var lineNumber = 0
+    init(object: String) { self.object = object; carry.reserveCapacity(ReceivedDelivery.maxLineBytes) }
+
+    mutating func feed(_ bytes: UnsafeRawBufferPointer, _ line: (ArraySlice<UInt8>) throws -> Void) throws {
+        guard let base = bytes.baseAddress else { return }
+        var start = 0
+        while start < bytes.count {
+            guard let found = memchr(base + start, 0x0a, bytes.count - start) else {
+                try keep(UnsafeRawBufferPointer(rebasing: bytes[start...]))
+                return
+            }
+            let nl = base.distance(to: UnsafeRawPointer(found))
+            try keep(UnsafeRawBufferPointer(rebasing: bytes[start..<nl]))
+            lineNumber += 1
+            try line(carry[...])
+            carry.removeAll(keepingCapacity: true)
+            start = nl + 1
+        }
+    }
+
+    mutating func finish(_ line: (ArraySlice<UInt8>) throws -> Void) throws {
+        guard !carry.isEmpty else { return }
+        lineNumber += 1
+        try line(carry[...])
+        carry.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func keep(_ piece: UnsafeRawBufferPointer) throws {
+        guard carry.count + piece.count <= ReceivedDelivery.maxLineBytes else {
+            throw ActivationError(.deliveryInvalid, "object \(object) line \(lineNumber + 1): longer than \(ReceivedDelivery.maxLineBytes) bytes")
+        }
+        carry.append(contentsOf: piece)
     }
 }
 
@@ -203,6 +410,12 @@ public struct ReceivedDelivery: Sendable {
 /// (one record per line; audience keys never hold CR or LF).
 enum CSVField {
     static func quote(_ v: [UInt8]) -> String { String(decoding: quoted(v), as: UTF8.self) }
+    static func appendQuoted(_ out: inout [UInt8], _ v: ArraySlice<UInt8>) {
+        guard v.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else { out += v; return }
+        out.append(0x22)
+        for b in v { if b == 0x22 { out.append(0x22) }; out.append(b) }
+        out.append(0x22)
+    }
     static func quoted(_ v: [UInt8]) -> [UInt8] {
         guard v.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else { return v }
         var out: [UInt8] = [0x22]

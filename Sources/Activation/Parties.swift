@@ -33,6 +33,14 @@ public struct Provider: Sendable {
     public func open(_ delivery: ReceivedDelivery) throws(ActivationError) -> [DeliveredRecord] {
         try delivery.open(agreement: agreement, provider: identity.sealingKey)
     }
+
+    /// Round 6, streamed: verify the delivery object by object and write the opened records to
+    /// `output` as ``ReceivedDelivery/plainCSV(_:)`` would, in bounded memory. The caller makes
+    /// `output` visible only when this returns. Returns the number of records.
+    /// - Throws: `activation.delivery.invalid`, or what the delivery's fetch or `output` throws.
+    public func open(_ delivery: ReceivedDelivery, into output: any OutputSink) throws -> Int {
+        try delivery.open(agreement: agreement, provider: identity.sealingKey, into: output)
+    }
 }
 
 /// The consumer (retailer): runs the activation query, re-blinds the provider's set.

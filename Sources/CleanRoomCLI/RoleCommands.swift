@@ -9,6 +9,12 @@ import S3Delivery
 enum RoleFlags {
     static let identifierOptions = ["email-column", "phone-column", "maid-column", "custom-column"]
 
+    /// `--exchange`; an S3 exchange's messages are staged in `<private>/scratch` (the party's
+    /// state directory, the coordinator's private store) so they stream (SPEC §12.7).
+    static func exchange(_ args: Arguments, privateDirectory: String) throws -> Exchange {
+        try Exchange(location: try args.required("exchange"), environment: AWSEnvironment(), scratchDirectory: privateDirectory + "/scratch")
+    }
+
     static func columns(_ args: Arguments) -> ColumnSpec {
         var out: [(IdentifierType, String)] = []
         for c in args.values("email-column") { out.append((.email, c)) }
@@ -92,7 +98,7 @@ enum ProviderCommands {
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
         let r = try Steps.providerPrepare(agreement: a, identity: id, input: try args.required("input"), columns: RoleFlags.columns(args),
                                           audienceKeyColumn: try args.required("audience-key-column"), runID: try RoleFlags.runID(args),
-                                          exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()), state: StateStore(root: try args.required("state-dir")),
+                                          exchange: try RoleFlags.exchange(args, privateDirectory: try args.required("state-dir")), state: StateStore(root: try args.required("state-dir")),
                                           policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "provider"))
         RoleFlags.report(r, json: args.has("json"), role: "provider")
     }
@@ -104,7 +110,7 @@ enum ProviderCommands {
         let a = try Steps.loadAgreement(try args.required("agreement"))
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
         let r = try Steps.providerRespond(agreement: a, identity: id, runID: try RoleFlags.runID(args),
-                                          exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()), state: StateStore(root: try args.required("state-dir")),
+                                          exchange: try RoleFlags.exchange(args, privateDirectory: try args.required("state-dir")), state: StateStore(root: try args.required("state-dir")),
                                           progress: RoleFlags.progress(args, "provider"))
         if args.has("json") { Console.json(["role": "provider", "elements": r.elements, "written": r.written]) }
         else { Console.out("re-blinded and shuffled \(r.elements) consumer elements; wrote \(r.written)") }
@@ -165,7 +171,7 @@ enum ConsumerCommands {
         let r = try Steps.consumerPrepare(agreement: a, signingKey: id.signingKey, input: try args.required("input"), columns: RoleFlags.columns(args),
                                           filters: filters, consent: args.values("consent-column"), memberIDColumn: try args.value("member-id-column"),
                                           segmentID: try args.required("segment-id"), segmentName: try args.required("segment-name"),
-                                          runID: runID, exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()),
+                                          runID: runID, exchange: try RoleFlags.exchange(args, privateDirectory: try args.required("state-dir")),
                                           state: StateStore(root: try args.required("state-dir")),
                                           policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "consumer"))
         RoleFlags.report(r, json: args.has("json"), role: "consumer")
@@ -178,7 +184,7 @@ enum ConsumerCommands {
         let a = try Steps.loadAgreement(try args.required("agreement"))
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .consumer)
         let r = try Steps.consumerRespond(agreement: a, signingKey: id.signingKey, runID: try RoleFlags.runID(args),
-                                          exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()), state: StateStore(root: try args.required("state-dir")),
+                                          exchange: try RoleFlags.exchange(args, privateDirectory: try args.required("state-dir")), state: StateStore(root: try args.required("state-dir")),
                                           progress: RoleFlags.progress(args, "consumer"))
         if args.has("json") { Console.json(["role": "consumer", "elements": r.elements, "written": r.written]) }
         else { Console.out("re-blinded \(r.elements) provider elements; wrote \(r.written)") }
@@ -215,7 +221,7 @@ enum CoordinatorCommands {
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .coordinator)
         let ledger = try AuditLedger(path: try args.required("audit-db"), signingKey: id.signingKey, agreement: a)
         let r = try Steps.coordinatorMatch(agreement: a, identity: id, runID: try RoleFlags.runID(args),
-                                           exchange: try Exchange(location: try args.required("exchange"), environment: AWSEnvironment()),
+                                           exchange: try RoleFlags.exchange(args, privateDirectory: CoordinatorStore.beside(auditDB: try args.required("audit-db")).root),
                                            destination: try Steps.destination(for: a), ledger: ledger,
                                            store: CoordinatorStore.beside(auditDB: try args.required("audit-db")),
                                            progress: RoleFlags.progress(args, "coordinator"))

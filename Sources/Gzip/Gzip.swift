@@ -43,31 +43,79 @@ public enum Gzip {
 
     /// Decompresses one gzip member of at most `limit` bytes of output.
     public static func decompress(_ input: [UInt8], limit: Int) throws(Gzip.Error) -> [UInt8] {
-        var stream = z_stream()
-        guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw Error(code: .failure, reason: "inflateInit2 failed")
-        }
-        defer { inflateEnd(&stream) }
+        let inflater = try Inflater(limit: limit)
         var out = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        try input.withUnsafeBufferPointer { (src: UnsafeBufferPointer<UInt8>) throws(Gzip.Error) in
-            stream.next_in = UnsafeMutablePointer(mutating: src.baseAddress)
-            stream.avail_in = UInt32(src.count)
+        do {
+            try input.withUnsafeBytes { src in try inflater.feed(src) { out.append(contentsOf: $0) } }
+        } catch let e as Gzip.Error { throw e } catch {
+            throw Error(code: .failure, reason: "\(error)")   // unreachable: appending does not throw
+        }
+        try inflater.finish()
+        return out
+    }
+
+    /// Inflates one gzip member fed in pieces, handing the output on in pieces of at most 64 KiB,
+    /// so a large object is decompressed without holding it or its output.
+    ///
+    /// Contract: the same rules as ``Gzip/decompress(_:limit:)``: more than `limit` bytes of output
+    /// throw `gzip.too_large` before the piece that crosses the bound is handed on; bytes after the
+    /// member's end, a bad header or CRC throw `gzip.corrupt`; ``finish()`` throws `gzip.corrupt`
+    /// when the member has not ended (truncated). Errors thrown by the output closure are
+    /// rethrown unchanged. Not thread-safe: one stream, fed in order.
+    /// - SeeAlso: `Protocol/SPEC.md` §6 round 6, §9 "Bounded memory".
+    public final class Inflater {
+        private var stream = z_stream()
+        private var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        private var produced = 0
+        private var ended = false
+        public let limit: Int
+
+        public init(limit: Int) throws(Gzip.Error) {
+            self.limit = limit
+            // windowBits 15 + 16: the gzip wrapper only (no zlib or raw deflate).
+            guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+                throw Error(code: .failure, reason: "inflateInit2 failed")
+            }
+        }
+
+        deinit { inflateEnd(&stream) }
+
+        /// Bytes of output so far.
+        public var outputCount: Int { produced }
+
+        /// Feeds compressed bytes; `output` receives every inflated piece in order.
+        public func feed(_ input: UnsafeRawBufferPointer, _ output: (UnsafeRawBufferPointer) throws -> Void) throws {
+            guard input.count > 0 else { return }
+            if ended { throw Error(code: .corrupt, reason: "trailing bytes after the gzip stream") }
+            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            stream.avail_in = UInt32(input.count)
+            defer { stream.next_in = nil; stream.avail_in = 0 }
             while true {
-                let (rc, n) = chunk.withUnsafeMutableBufferPointer { c -> (Int32, Int) in
+                let (rc, n, full) = chunk.withUnsafeMutableBufferPointer { c -> (Int32, Int, Bool) in
                     stream.next_out = c.baseAddress
                     stream.avail_out = UInt32(c.count)
                     let rc = inflate(&stream, Z_NO_FLUSH)
-                    return (rc, c.count - Int(stream.avail_out))
+                    return (rc, c.count - Int(stream.avail_out), stream.avail_out == 0)
                 }
-                guard rc == Z_OK || rc == Z_STREAM_END else { throw Error(code: .corrupt, reason: "not a valid gzip stream") }
-                guard out.count + n <= limit else { throw Error(code: .tooLarge, reason: "decompressed size exceeds \(limit) bytes") }
-                out.append(contentsOf: chunk[0..<n])
-                if rc == Z_STREAM_END { break }
-                if n == 0 && stream.avail_in == 0 { throw Error(code: .corrupt, reason: "gzip stream is truncated") }
+                // Z_BUF_ERROR with no output and no input left only means "feed me more".
+                guard rc == Z_OK || rc == Z_STREAM_END || (rc == Z_BUF_ERROR && n == 0 && stream.avail_in == 0) else {
+                    throw Error(code: .corrupt, reason: "not a valid gzip stream")
+                }
+                guard produced + n <= limit else { throw Error(code: .tooLarge, reason: "decompressed size exceeds \(limit) bytes") }
+                produced += n
+                if n > 0 { try chunk.withUnsafeBytes { try output(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+                if rc == Z_STREAM_END {
+                    ended = true
+                    guard stream.avail_in == 0 else { throw Error(code: .corrupt, reason: "trailing bytes after the gzip stream") }
+                    return
+                }
+                if stream.avail_in == 0 && !full { return }
             }
-            guard stream.avail_in == 0 else { throw Error(code: .corrupt, reason: "trailing bytes after the gzip stream") }
         }
-        return out
+
+        /// Checks that the member ended (its CRC and length were verified by zlib).
+        public func finish() throws(Gzip.Error) {
+            guard ended else { throw Error(code: .corrupt, reason: "gzip stream is truncated") }
+        }
     }
 }

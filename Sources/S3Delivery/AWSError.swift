@@ -25,6 +25,11 @@ public struct AWSError: Error, Equatable, Sendable, CustomStringConvertible {
         case network = "aws.network"
         /// A response that does not parse (XML, missing fields).
         case responseMalformed = "aws.response_malformed"
+        /// An upload's bytes, read in pieces, do not hash as expected (the object's SHA-256, or a
+        /// retried part read again differs or cannot be read): nothing was committed.
+        case bodyChanged = "aws.upload.body_changed"
+        /// A download's object changed between its ranges (`If-Match` failed).
+        case objectChanged = "aws.s3.object_changed"
     }
     public let code: Code
     public let reason: String

@@ -5,11 +5,12 @@ import FoundationNetworking
 
 /// One HTTP exchange over URLSession (FoundationNetworking, libcurl underneath on Linux).
 ///
-/// Why URLSession is enough here: delivery objects are already in memory (the coordinator builds
-/// them whole and hashes them for the manifest), so uploads are `Data` bodies, not streams; custom
-/// headers (`Host`, `If-None-Match`, `x-amz-*`) pass through unchanged; status, headers and body of
-/// error responses are all visible. A shared ephemeral session with no cache keeps conditional
-/// headers from being answered locally.
+/// Why URLSession is enough here: no body is larger than one multipart part or one object under
+/// the multipart threshold (read from the object's content just before it is sent), and
+/// downloads are asked for in ranges, so a `Data` body per request keeps memory bounded without a
+/// streaming client; custom headers (`Host`, `If-None-Match`, `If-Match`, `Range`, `x-amz-*`) pass
+/// through unchanged; status, headers and body of error responses are all visible. A shared
+/// ephemeral session with no cache keeps conditional headers from being answered locally.
 struct HTTPResponse: Sendable {
     let status: Int
     /// Lowercased names.

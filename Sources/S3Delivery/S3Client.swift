@@ -72,7 +72,13 @@ public struct S3Writer: Sendable {
     /// upload above ``multipartThreshold``. Throws ``AWSError/Code/alreadyExists`` when the object
     /// was there before this call.
     public func put(key: String, bytes: [UInt8], contentType: String = "application/octet-stream") throws(AWSError) -> WriteResult {
-        if bytes.count > multipartThreshold { return try multipart(key: key, bytes: bytes, contentType: contentType) }
+        if bytes.count > multipartThreshold {
+            let reader = BodyReaderLock { offset, buffer in
+                bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
+            }
+            do { return try multipart(key: key, size: bytes.count, sha256: nil, contentType: contentType, reader: reader) }
+            catch let e as AWSError { throw e } catch { throw AWSError(.requestFailed, "\(key): \(error)") }   // unreachable: the array reader does not throw
+        }
         let digest = SHA256.hash(bytes)
         let headers: [(name: String, value: String)] = [
             ("Content-Type", contentType), ("If-None-Match", "*"),
@@ -81,6 +87,48 @@ public struct S3Writer: Sendable {
         let (r, ambiguous) = try send("PutObject \(key)", method: "PUT", key: key, query: "", headers: headers, body: bytes,
                                       payloadSHA256: Hex.encode(digest))
         return try conditionalResult("PutObject \(key)", r, ambiguous: ambiguous)
+    }
+
+    /// Reads an upload's body in pieces: fills the whole `buffer` with the bytes at `offset`, or
+    /// throws. Called from more than one thread (parts go up in parallel), never at once: the
+    /// writer serialises the calls.
+    public typealias BodyReader = @Sendable (_ offset: Int, _ buffer: UnsafeMutableRawBufferPointer) throws -> Void
+
+    /// Writes one object of `size` bytes read in pieces through `read`, never holding it whole:
+    /// up to ``multipartThreshold`` it is read once and sent as one PutObject (its SHA-256 in
+    /// `x-amz-checksum-sha256`, `If-None-Match: *`); above, as a multipart upload whose parts are
+    /// read as they are sent, so at most ``parallelParts`` parts are in memory. A part that is
+    /// retried is read again and must hash as it did the first time.
+    ///
+    /// - Parameter sha256: when given, the SHA-256 the bytes read must have: checked before
+    ///   PutObject, and over the parts in order before CompleteMultipartUpload, so an object is
+    ///   never committed with bytes other than the ones its caller hashed.
+    /// - Throws: what `read` throws (the upload is aborted); ``AWSError/Code/bodyChanged`` when the
+    ///   bytes read do not match `sha256` or a retried part reads differently; the errors of
+    ///   ``put(key:bytes:contentType:)``.
+    /// - SeeAlso: `Protocol/SPEC.md` §12.4 "S3 writes".
+    public func put(key: String, size: Int, sha256: [UInt8]? = nil, contentType: String = "application/octet-stream",
+                    read: @escaping BodyReader) throws -> WriteResult {
+        precondition(size >= 0)
+        let reader = BodyReaderLock(read)
+        if size > multipartThreshold { return try multipart(key: key, size: size, sha256: sha256, contentType: contentType, reader: reader) }
+        var body = [UInt8](repeating: 0, count: size)
+        if size > 0 { try body.withUnsafeMutableBytes { try reader.read(0, $0) } }
+        if let sha256, SHA256.hash(body) != sha256 {
+            throw AWSError(.bodyChanged, "PutObject \(key): the bytes read do not match their expected SHA-256; nothing was written")
+        }
+        return try put(key: key, bytes: body, contentType: contentType)
+    }
+
+    /// Serialises a ``BodyReader``'s calls (a scratch file's reader is not safe to call at once).
+    final class BodyReaderLock: @unchecked Sendable {
+        private let lock = NSLock()
+        private let body: BodyReader
+        init(_ body: @escaping BodyReader) { self.body = body }
+        func read(_ offset: Int, _ buffer: UnsafeMutableRawBufferPointer) throws {
+            lock.lock(); defer { lock.unlock() }
+            try body(offset, buffer)
+        }
     }
 
     /// A 2xx is written; a 412 after an attempt whose answer was lost is our own earlier write;
@@ -92,18 +140,19 @@ public struct S3Writer: Sendable {
         throw e
     }
 
-    /// Multipart: create, upload parts in parallel (each signed with its SHA-256), complete with
-    /// the part list under `If-None-Match: *`; abort on any failure so no unfinished upload is left.
-    func multipart(key: String, bytes: [UInt8], contentType: String) throws(AWSError) -> WriteResult {
+    /// Multipart: create, upload parts in parallel (each read when its turn comes and signed with
+    /// its SHA-256), complete with the part list under `If-None-Match: *`; abort on any failure so
+    /// no unfinished upload is left.
+    func multipart(key: String, size: Int, sha256: [UInt8]?, contentType: String, reader: BodyReaderLock) throws -> WriteResult {
         let op = "CreateMultipartUpload \(key)"
         let (created, _) = try send(op, method: "POST", key: key, query: "uploads=", headers: [("Content-Type", contentType)],
                                     body: [], payloadSHA256: SigV4Signer.emptySHA256)
         guard (200..<300).contains(created.status) else { throw AWSHTTP.failure(op, created) }
         guard let uploadID = XMLText.first("UploadId", in: created.body) else { throw AWSError(.responseMalformed, "\(op): no UploadId") }
         let q = "uploadId=\(SigV4Signer.uriEncode(uploadID, keepSlash: false))"
-        do throws(AWSError) {
-            let count = (bytes.count + partSize - 1) / partSize
-            let etags = try uploadParts(key: key, bytes: bytes, count: count, uploadQuery: q)
+        do {
+            let count = (size + partSize - 1) / partSize
+            let etags = try uploadParts(key: key, size: size, count: count, sha256: sha256, uploadQuery: q, reader: reader)
             var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
             for (i, e) in etags.enumerated() { xml += "<Part><PartNumber>\(i + 1)</PartNumber><ETag>\(XMLText.escape(e))</ETag></Part>" }
             xml += "</CompleteMultipartUpload>"
@@ -123,31 +172,76 @@ public struct S3Writer: Sendable {
         }
     }
 
-    func uploadParts(key: String, bytes: [UInt8], count: Int, uploadQuery: String) throws(AWSError) -> [String] {
+    /// Reads the parts in order on the calling thread (feeding the whole object's SHA-256) and
+    /// sends each from a worker, at most ``parallelParts`` at once: the only parts in memory.
+    func uploadParts(key: String, size: Int, count: Int, sha256: [UInt8]?, uploadQuery: String, reader: BodyReaderLock) throws -> [String] {
         let results = PartResults(count: count)
         let group = DispatchGroup()
         let slots = DispatchSemaphore(value: parallelParts)
         let writer = self
+        var whole = SHA256.Hasher()
+        var readFailure: (any Error)?
         for i in 0..<count {
             if results.failed { break }
             slots.wait()
+            let offset = i * partSize
+            var bytes = [UInt8](repeating: 0, count: min(size, offset + partSize) - offset)
+            do { try bytes.withUnsafeMutableBytes { try reader.read(offset, $0) } } catch {
+                slots.signal()
+                readFailure = error
+                results.stop()
+                break
+            }
+            whole.update(bytes)
+            let part = PartBody(bytes)
             group.enter()
-            let slice = Array(bytes[(i * partSize)..<min(bytes.count, (i + 1) * partSize)])
             DispatchQueue.global().async {
                 defer { slots.signal(); group.leave() }
                 if results.failed { return }
                 let op = "UploadPart \(i + 1)/\(count) \(key)"
                 do throws(AWSError) {
                     let (r, _) = try writer.send(op, method: "PUT", key: key, query: "partNumber=\(i + 1)&\(uploadQuery)", headers: [],
-                                                 body: slice, payloadSHA256: Hex.encode(SHA256.hash(slice)))
+                                                 payloadSHA256: part.sha256Hex) { attempt throws(AWSError) in
+                        try part.bytes(attempt: attempt, op: op) { b in try reader.read(offset, b) }
+                    }
                     guard (200..<300).contains(r.status) else { throw AWSHTTP.failure(op, r) }
                     guard let etag = r.headers["etag"] else { throw AWSError(.responseMalformed, "\(op): no ETag") }
                     results.set(i, .success(etag))
                 } catch { results.set(i, .failure(error)) }
+                part.release()
             }
         }
         group.wait()
-        return try results.get()
+        if let readFailure { throw readFailure }
+        let etags = try results.get()
+        if let sha256, whole.finalize() != sha256 {
+            throw AWSError(.bodyChanged, "CompleteMultipartUpload \(key): the parts read do not match the object's expected SHA-256; nothing was committed")
+        }
+        return etags
+    }
+
+    /// One part's bytes while it is being sent: the first attempt sends what was read; a retry
+    /// reads the part again (a lost answer may come long after the first read) and refuses bytes
+    /// that no longer hash to the SHA-256 the request is signed with.
+    final class PartBody: @unchecked Sendable {
+        private var held: [UInt8]
+        let size: Int
+        let sha256Hex: String
+        init(_ bytes: [UInt8]) { held = bytes; size = bytes.count; sha256Hex = Hex.encode(SHA256.hash(bytes)) }
+        func bytes(attempt: Int, op: String, read: (UnsafeMutableRawBufferPointer) throws -> Void) throws(AWSError) -> [UInt8] {
+            if attempt == 0 { return held }
+            held = []
+            var again = [UInt8](repeating: 0, count: size)
+            do { try again.withUnsafeMutableBytes { try read($0) } } catch {
+                throw AWSError(.bodyChanged, "\(op): the part cannot be read again for a retry (\(error))")
+            }
+            guard Hex.encode(SHA256.hash(again)) == sha256Hex else {
+                throw AWSError(.bodyChanged, "\(op): the part read again for a retry differs from the first read")
+            }
+            held = again
+            return again
+        }
+        func release() { held = [] }
     }
 
     /// Best effort: an abort that fails leaves the upload to the bucket's lifecycle rule (the
@@ -162,13 +256,23 @@ public struct S3Writer: Sendable {
     /// answer was lost (so a conditional failure may be our own write).
     func send(_ op: String, method: String, key: String, query: String, headers: [(name: String, value: String)], body: [UInt8],
               payloadSHA256: String) throws(AWSError) -> (HTTPResponse, ambiguous: Bool) {
+        try send(op, method: method, key: key, query: query, headers: headers, payloadSHA256: payloadSHA256) { _ throws(AWSError) in body }
+    }
+
+    /// As ``send(_:method:key:query:headers:body:payloadSHA256:)``, the body produced per attempt
+    /// (`attempt` counts every attempt of this call from 0), so a retried part can be read again.
+    func send(_ op: String, method: String, key: String, query: String, headers: [(name: String, value: String)],
+              payloadSHA256: String, body: (_ attempt: Int) throws(AWSError) -> [UInt8]) throws(AWSError) -> (HTTPResponse, ambiguous: Bool) {
         let (url, path, host) = endpoints.objectURL(bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: query)
         let signer = self.signer
         var expiredOnce = false
+        var attempts = 0
         while true {
             let (r, _, lost) = try http.withRetries(operation: op) { _ throws(AWSError) in
-                http.attempt(method: method, url: url, path: path, query: query, host: host, headers: headers, body: body,
-                             payloadSHA256: payloadSHA256, signer: signer, credentials: try credentials.credentials())
+                let b = try body(attempts)
+                attempts += 1
+                return http.attempt(method: method, url: url, path: path, query: query, host: host, headers: headers, body: b,
+                                    payloadSHA256: payloadSHA256, signer: signer, credentials: try credentials.credentials())
             }
             let code = XMLText.first("Code", in: r.body)
             if !expiredOnce, r.status == 400 || r.status == 403, code == "ExpiredToken" || code == "TokenRefreshRequired" {
@@ -183,9 +287,12 @@ public struct S3Writer: Sendable {
     final class PartResults: @unchecked Sendable {
         private let lock = NSLock()
         private var values: [Result<String, AWSError>?]
+        private var stopped = false
         private var anyFailed = false
         init(count: Int) { values = Array(repeating: nil, count: count) }
-        var failed: Bool { lock.lock(); defer { lock.unlock() }; return anyFailed }
+        var failed: Bool { lock.lock(); defer { lock.unlock() }; return anyFailed || stopped }
+        /// No more parts will be sent (reading one failed): the workers still queued give up.
+        func stop() { lock.lock(); stopped = true; lock.unlock() }
         func set(_ i: Int, _ r: Result<String, AWSError>) {
             lock.lock(); values[i] = r
             if case .failure = r { anyFailed = true }
@@ -227,6 +334,84 @@ public struct S3Reader: Sendable {
         }
         guard (200..<300).contains(r.status) else { throw AWSHTTP.failure(op, r) }
         return r.body
+    }
+
+    /// Ranges a streamed download asks for.
+    public static let defaultRangeSize = 8 * 1024 * 1024
+
+    /// GetObject in ranges (`Range: bytes=a-b`) of at most `rangeSize` bytes, each retried on its
+    /// own and handed to `write` in order, so the object is never held whole. Every range after
+    /// the first carries `If-Match` with the first answer's ETag: an object replaced mid-download
+    /// fails with ``AWSError/Code/objectChanged`` instead of mixing two versions.
+    ///
+    /// - Parameter expect: called once with the object's size (from `Content-Range`) before any
+    ///   byte is handed on; it may throw to stop (e.g. a size other than a manifest says).
+    /// - Returns: the object's size.
+    /// - Throws: what `expect` or `write` throw; ``AWSError`` as ``get(key:)``.
+    /// - SeeAlso: `Protocol/SPEC.md` §12.4 "Reads".
+    public func download(key: String, rangeSize: Int = defaultRangeSize, expect: (Int) throws -> Void = { _ in },
+                         write: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        precondition(rangeSize > 0)
+        var offset = 0
+        var total: Int?
+        var etag: String?
+        repeat {
+            let op = "GetObject \(key) bytes \(offset)-"
+            var headers = [(name: "Range", value: "bytes=\(offset)-\(offset + rangeSize - 1)")]
+            if let etag { headers.append((name: "If-Match", value: etag)) }
+            let r = try request(op, method: "GET", key: key, headers: headers)
+            switch r.status {
+            case 206:
+                guard let cr = r.headers["content-range"], let (start, end, size) = Self.contentRange(cr), start == offset,
+                      end - start + 1 == r.body.count, total == nil || total == size else {
+                    throw AWSError(.responseMalformed, "\(op): the answer's Content-Range does not match the range asked for")
+                }
+                if total == nil {
+                    try expect(size)
+                    total = size
+                    etag = r.headers["etag"]
+                }
+                try r.body.withUnsafeBytes { try write($0) }
+                offset += r.body.count
+            case 200 where offset == 0:
+                // A server that ignores Range answers with the whole object.
+                try expect(r.body.count)
+                try r.body.withUnsafeBytes { try write($0) }
+                return r.body.count
+            case 416 where offset == 0:
+                // S3 answers InvalidRange to any range of an empty object.
+                let whole = try get(key: key)
+                try expect(whole.count)
+                try whole.withUnsafeBytes { try write($0) }
+                return whole.count
+            case 412 where etag != nil:
+                throw AWSError(.objectChanged, "\(op): the object changed while it was being read (its ETag no longer matches)")
+            default:
+                throw AWSHTTP.failure(op, r)
+            }
+        } while offset < total!
+        return total!
+    }
+
+    /// `bytes <first>-<last>/<size>` → (first, last, size).
+    static func contentRange(_ v: String) -> (Int, Int, Int)? {
+        let t = v.trimmingCharacters(in: .whitespaces)
+        guard t.hasPrefix("bytes ") else { return nil }
+        let parts = t.dropFirst(6).split(separator: "/")
+        guard parts.count == 2, let size = Int(parts[1]) else { return nil }
+        let se = parts[0].split(separator: "-")
+        guard se.count == 2, let a = Int(se[0]), let b = Int(se[1]), a >= 0, b >= a, b < size else { return nil }
+        return (a, b, size)
+    }
+
+    func request(_ op: String, method: String, key: String, headers: [(name: String, value: String)]) throws(AWSError) -> HTTPResponse {
+        let (url, path, host) = endpoints.objectURL(bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: "")
+        let signer = SigV4Signer(region: endpoints.region, service: "s3", rules: .s3, clock: http.clock)
+        let (r, _, _) = try http.withRetries(operation: op) { _ throws(AWSError) in
+            http.attempt(method: method, url: url, path: path, query: "", host: host, headers: headers, body: [],
+                         payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: try credentials.credentials())
+        }
+        return r
     }
 
     /// HeadObject: whether `key` exists. S3 answers 404 for a missing key only to a caller

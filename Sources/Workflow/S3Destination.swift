@@ -68,8 +68,14 @@ public struct S3Destination: DeliveryDestination {
         let writer = S3Writer(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds,
                               multipartThreshold: multipartThreshold, partSize: partSize)
         for o in plan.objects {
-            _ = try writer.put(key: location.key(collaborationID, runID, o.name), bytes: try o.bytes(),
-                               contentType: o.name.hasSuffix(".gz") ? "application/gzip" : "text/csv")
+            // Streamed from the object's content (a coordinator scratch file for a large delivery):
+            // one PutObject up to the threshold, else parts read as they are sent; the bytes read
+            // must hash to the manifest's SHA-256 before the object is committed.
+            let content = o.content
+            _ = try writer.put(key: location.key(collaborationID, runID, o.name), size: o.size, sha256: o.sha256,
+                               contentType: o.name.hasSuffix(".gz") ? "application/gzip" : "text/csv") { offset, buffer in
+                try content.read(at: offset, into: buffer)
+            }
         }
         try beforeManifest()
         _ = try writer.put(key: location.key(collaborationID, runID, DeliveryPlan.manifestName), bytes: plan.manifest.json(),
@@ -92,20 +98,29 @@ public struct S3Destination: DeliveryDestination {
         }
     }
 
-    public func read(collaborationID: String, runID: String) throws -> ReceivedDelivery {
+    /// The manifest with one GetObject; each object, when the open reaches it, downloaded in
+    /// ranges into a file of `scratch` (never held whole; one object at a time), its size checked
+    /// against the manifest's before any byte is stored.
+    public func read(collaborationID: String, runID: String, scratch: any ScratchSpace) throws -> ReceivedDelivery {
         guard case .provider(let creds) = access else {
             throw AWSError(.configuration, "the coordinator never reads the provider's bucket")
         }
         let reader = S3Reader(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds)
         let manifestBytes = try reader.get(key: location.key(collaborationID, runID, DeliveryPlan.manifestName))
-        guard let m = try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes)) else {
+        guard (try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes))) != nil else {
             throw WorkflowError(.destination, "\(location)/\(collaborationID)/\(runID)/manifest.json is not a delivery manifest")
         }
-        var objects: [String: [UInt8]] = [:]
-        for o in m.manifest.objects {
-            guard !o.name.contains("/"), !o.name.hasPrefix(".") else { throw WorkflowError(.destination, "manifest names an object outside the run") }
-            objects[o.name] = try reader.get(key: location.key(collaborationID, runID, o.name))
+        let location = self.location
+        return ReceivedDelivery(manifestBytes: manifestBytes) { o in
+            guard isObjectName(o.name) else { throw WorkflowError(.destination, "manifest names an object outside the run") }
+            let file = try scratch.makeFile()
+            _ = try reader.download(key: location.key(collaborationID, runID, o.name), expect: { size in
+                guard size == o.bytes else {
+                    throw ActivationError(.deliveryInvalid, "object \(o.name) does not match its SHA-256 in the manifest "
+                                          + "(it holds \(size) bytes, the manifest says \(o.bytes))")
+                }
+            }, write: { try file.append($0) })
+            return ScratchFileSource(file)
         }
-        return ReceivedDelivery(manifestBytes: manifestBytes, objects: objects)
     }
 }

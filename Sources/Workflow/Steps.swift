@@ -358,10 +358,32 @@ public enum Steps {
     public static func providerOpen(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String,
                                     source: DeliveryDestination, output: String) throws(Error) -> Int {
         let provider = try Provider(agreement: agreement, identity: identity)
-        let delivery = try source.read(collaborationID: agreement.terms.collaborationID, runID: runID)
-        let records = try provider.open(delivery)
-        try Files.writeAtomically(ReceivedDelivery.plainCSV(records), to: output, mode: 0o600)
-        return records.count
+        // Objects that must be copied to be read in pieces (S3) go to a private scratch directory
+        // beside the output (mode 0700, files 0600 unlinked at once): sealed records, next to
+        // where their plaintext is going anyway, and on the output's disk rather than a tmpfs.
+        let dir = (output as NSString).deletingLastPathComponent
+        let prefix = ".\((output as NSString).lastPathComponent).scratch-\(Files.hostTag)-"
+        // A killed open leaves its (empty: files are unlinked at once) directory: remove those of
+        // dead processes on this host, as Files does for temporaries.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir.isEmpty ? "." : dir)) ?? [] where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            if let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, kill(pid, 0) == -1, errno == ESRCH {
+                rmdir((dir.isEmpty ? "." : dir) + "/" + name)
+            }
+        }
+        let scratchDir = (dir.isEmpty ? "." : dir) + "/" + prefix + "\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+        let scratch = try DirectoryScratch(directory: scratchDir)
+        defer { rmdir(scratchDir) }
+        let sink = try AtomicOutputFile(path: output, mode: 0o600)
+        do {
+            let delivery = try source.read(collaborationID: agreement.terms.collaborationID, runID: runID, scratch: scratch)
+            let n = try provider.open(delivery, into: sink)
+            try sink.commit()
+            return n
+        } catch {
+            sink.abandon()
+            throw error
+        }
     }
 
     /// Whose access a destination is opened with.

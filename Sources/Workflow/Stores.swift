@@ -17,6 +17,10 @@ import S3Delivery
 public struct Exchange: Sendable {
     public let root: String
     let s3: S3Exchange?
+    /// A private directory (the party's state directory's `scratch`, the coordinator's private
+    /// store's) where an S3 exchange's messages are staged so they are read and written in pieces
+    /// (SPEC §12.7); nil: an S3 message is held in memory while it is read or written.
+    public let scratchDirectory: String?
 
     struct S3Exchange: Sendable {
         let location: S3Location
@@ -25,12 +29,15 @@ public struct Exchange: Sendable {
     }
 
     /// A local directory.
-    public init(root: String) { self.init(root: root, s3: nil) }
-    init(root: String, s3: S3Exchange?) { self.root = root; self.s3 = s3 }
+    public init(root: String) { self.init(root: root, s3: nil, scratchDirectory: nil) }
+    init(root: String, s3: S3Exchange?, scratchDirectory: String?) { self.root = root; self.s3 = s3; self.scratchDirectory = scratchDirectory }
 
     /// A local directory, or `s3://bucket/prefix` with the caller's credentials from `environment`
     /// (credential chain, `AWS_REGION`, endpoint overrides).
-    public init(location: String, environment: AWSEnvironment) throws {
+    /// - Parameter scratchDirectory: for S3, where messages are staged to be streamed (created
+    ///   mode 0700 when first used; its files are 0600 and unlinked at once). Ignored for a
+    ///   local directory, whose files are read and written in place.
+    public init(location: String, environment: AWSEnvironment, scratchDirectory: String? = nil) throws {
         guard location.hasPrefix("s3://") else { self.init(root: location); return }
         let l = try S3Location(uri: location)
         let endpoints = try AWSEndpoints.resolve(environment)
@@ -38,7 +45,8 @@ public struct Exchange: Sendable {
         let creds = try CredentialChain.resolve(environment, endpoints: endpoints, http: http)
         self.init(root: l.description,
                   s3: S3Exchange(location: l, writer: S3Writer(endpoints: endpoints, bucket: l.bucket, http: http, credentials: creds),
-                                 reader: S3Reader(endpoints: endpoints, bucket: l.bucket, http: http, credentials: creds)))
+                                 reader: S3Reader(endpoints: endpoints, bucket: l.bucket, http: http, credentials: creds)),
+                  scratchDirectory: scratchDirectory)
     }
 
     public func path(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) -> String {
@@ -62,15 +70,26 @@ public struct Exchange: Sendable {
         try Files.writeAtomically(to: path(a, run: run, m.kind), exclusive: true) { emit throws(WorkflowError) in try m.writeParts(emit) }
     }
     /// Opens the message of `kind` for a streamed read (SPEC §9 "Bounded memory"): a local file is
-    /// read in place; an S3 object is fetched whole first (not yet bounded: see SPEC §9).
+    /// read in place; an S3 object is downloaded in ranges into a scratch file of
+    /// ``scratchDirectory`` (without one, fetched whole into memory).
     func source(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> any ByteSource {
-        if s3 != nil { return BytesSource(try read(a, run: run, kind)) }
+        if let s3 {
+            guard let scratchDirectory else { return BytesSource(try read(a, run: run, kind)) }
+            let file = try DirectoryScratch(directory: scratchDirectory).makeFile()
+            _ = try s3.reader.download(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind)), write: { try file.append($0) })
+            return ScratchFileSource(file)
+        }
         return try FileSource(path: path(a, run: run, kind))
     }
     /// A sink for a streamed write of the message of `kind`: a hidden temporary file linked into
-    /// place when complete; on S3 the bytes are gathered and put once complete (not yet bounded).
+    /// place when complete; on S3 the body is staged in a scratch file of ``scratchDirectory`` and
+    /// uploaded from it in pieces once signed (without one, gathered in memory and put whole).
     func sink(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> any MessageSink {
-        if let s3 { return S3MessageSink(exchange: s3, key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))) }
+        if let s3 {
+            let key = s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))
+            guard let scratchDirectory else { return S3MessageSink(exchange: s3, key: key) }
+            return S3StreamedMessageSink(exchange: s3, key: key, file: try DirectoryScratch(directory: scratchDirectory).makeFile())
+        }
         return try FileMessageSink(path: path(a, run: run, kind))
     }
     /// Whether the message of `kind` was written (an S3 exchange asks with HeadObject).
@@ -133,9 +152,23 @@ public protocol DeliveryDestination: Sendable {
     /// Writes the objects, then the manifest (the commit marker). Refuses a run already delivered.
     /// Throws `WorkflowError` (local) or `AWSError` (S3): the coordinator records the code.
     func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws
-    /// Reads a committed delivery back (the provider's own access).
-    func read(collaborationID: String, runID: String) throws -> ReceivedDelivery
+    /// Reads a committed delivery back (the provider's own access): the manifest now, each object
+    /// when the open asks for it. An object that must be copied to be read in pieces (S3) goes to
+    /// a file of `scratch`, one object at a time.
+    func read(collaborationID: String, runID: String, scratch: any ScratchSpace) throws -> ReceivedDelivery
 }
+
+extension DeliveryDestination {
+    /// ``read(collaborationID:runID:scratch:)`` with in-memory scratch (each S3 object is then
+    /// held while it is opened, one at a time): for reading only the manifest, and tests.
+    public func read(collaborationID: String, runID: String) throws -> ReceivedDelivery {
+        try read(collaborationID: collaborationID, runID: runID, scratch: MemoryScratch())
+    }
+}
+
+/// Whether a name from a manifest (not yet verified when the destination reads it) is a plain
+/// object name inside the run: the manifest decides which files are read.
+func isObjectName(_ name: String) -> Bool { !name.isEmpty && !name.contains("/") && !name.hasPrefix(".") }
 
 /// A local directory standing in for the provider's bucket: `<dir>/<collaboration>/<run>/`.
 ///
@@ -175,18 +208,17 @@ public struct LocalDirectoryDestination: DeliveryDestination {
         }
     }
 
-    public func read(collaborationID: String, runID: String) throws(WorkflowError) -> ReceivedDelivery {
+    public func read(collaborationID: String, runID: String, scratch: any ScratchSpace) throws(WorkflowError) -> ReceivedDelivery {
         let dir = "\(directory)/\(collaborationID)/\(runID)"
         let manifestBytes = try Files.read("\(dir)/\(DeliveryPlan.manifestName)")
-        guard let m = try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes)) else {
+        guard (try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes))) != nil else {
             throw WorkflowError(.destination, "\(dir)/manifest.json is not a delivery manifest")
         }
-        var objects: [String: [UInt8]] = [:]
-        for o in m.manifest.objects {
-            guard !o.name.contains("/"), !o.name.hasPrefix(".") else { throw WorkflowError(.destination, "manifest names an object outside the run") }
-            objects[o.name] = try Files.read("\(dir)/\(o.name)")
+        // Each object is read in place (pread), when the open reaches it.
+        return ReceivedDelivery(manifestBytes: manifestBytes) { o throws(WorkflowError) in
+            guard isObjectName(o.name) else { throw WorkflowError(.destination, "manifest names an object outside the run") }
+            return try FileSource(path: "\(dir)/\(o.name)")
         }
-        return ReceivedDelivery(manifestBytes: manifestBytes, objects: objects)
     }
 }
 
@@ -235,4 +267,55 @@ final class S3MessageSink: MessageSink, @unchecked Sendable {
         _ = try exchange.writer.put(key: key, bytes: bytes.bytes)
     }
     func abandon() { bytes.abandon() }
+}
+
+/// Stages a streamed message's body in a scratch file, then puts header ‖ body ‖ signature with
+/// `If-None-Match: *` once signed, read in pieces (one PutObject up to the writer's threshold,
+/// else a multipart upload whose parts are read as they are sent): the message is never held.
+final class S3StreamedMessageSink: MessageSink, @unchecked Sendable {
+    let exchange: Exchange.S3Exchange
+    let key: String
+    let file: any ScratchFile
+    private var headerLength = 0
+    init(exchange: Exchange.S3Exchange, key: String, file: any ScratchFile) { self.exchange = exchange; self.key = key; self.file = file }
+    func begin(headerLength: Int) throws { self.headerLength = headerLength }
+    func append(_ b: UnsafeRawBufferPointer) throws { try file.append(b) }
+    func finish(header: [UInt8], signature: [UInt8]) throws {
+        precondition(header.count == headerLength, "header length changed after begin")
+        defer { file.remove() }
+        let parts = Parts(header: header, body: file, signature: signature)
+        _ = try exchange.writer.put(key: key, size: parts.size) { offset, buffer in try parts.read(offset, buffer) }
+    }
+    func abandon() { file.remove() }
+
+    /// The message as three consecutive pieces, read at any offset (calls are serialised by the writer).
+    final class Parts: @unchecked Sendable {
+        let header: [UInt8], body: any ScratchFile, signature: [UInt8]
+        let bodySize: Int
+        var size: Int { header.count + bodySize + signature.count }
+        init(header: [UInt8], body: any ScratchFile, signature: [UInt8]) {
+            self.header = header; self.body = body; self.signature = signature; bodySize = body.size
+        }
+        func read(_ offset: Int, _ buffer: UnsafeMutableRawBufferPointer) throws {
+            var at = offset, filled = 0
+            while filled < buffer.count {
+                let dst = UnsafeMutableRawBufferPointer(rebasing: buffer[filled...])
+                let n: Int
+                if at < header.count {
+                    n = min(header.count - at, dst.count)
+                    header.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+                } else if at < header.count + bodySize {
+                    n = min(header.count + bodySize - at, dst.count)
+                    try body.read(at: at - header.count, into: UnsafeMutableRawBufferPointer(rebasing: dst[0..<n]))
+                } else {
+                    let s = at - header.count - bodySize
+                    n = min(signature.count - s, dst.count)
+                    guard n > 0 else { throw WorkflowError(.io, "read past the end of a staged message") }
+                    signature.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[s..<(s + n)])) }
+                }
+                filled += n
+                at += n
+            }
+        }
+    }
 }

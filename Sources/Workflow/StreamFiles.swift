@@ -208,3 +208,90 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
         }
     }
 }
+
+/// A ``ByteSource`` over a scratch file (an S3 object downloaded for one step).
+public final class ScratchFileSource: ByteSource, @unchecked Sendable {
+    let file: any ScratchFile
+    public init(_ file: any ScratchFile) { self.file = file }
+    public var size: Int { file.size }
+    public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        guard offset >= 0, offset + buffer.count <= file.size else { throw WorkflowError(.io, "read past the end of a scratch file") }
+        try file.read(at: offset, into: buffer)
+    }
+}
+
+/// An output file written in pieces to a hidden temporary file beside `path` (created with
+/// `mode`), made visible only by ``commit()``: fsync, rename(2) over `path`, directory fsync.
+/// ``abandon()`` (also on deinit without a commit) unlinks the temporary file, so after any error
+/// nothing was written at `path`.
+public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
+    public let path: String
+    let tmp: String
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    private var done = false
+    static let bufferSize = 1 << 20
+
+    public init(path: String, mode: mode_t = 0o644) throws(WorkflowError) {
+        self.path = path
+        let dir = (path as NSString).deletingLastPathComponent
+        try Files.makeDirectory(dir.isEmpty ? "." : dir)
+        // The shared temporary naming: a killed open's leftover is removed by the next write here.
+        tmp = Files.temporaryName(for: path)
+        fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot create (\(String(cString: strerror(errno))))") }
+    }
+
+    deinit { if !done { abandon() } }
+
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        precondition(!done, "append after commit or abandon")
+        if buffer.count + bytes.count > Self.bufferSize { try flush() }
+        if bytes.count >= Self.bufferSize { try writeAll(bytes); return }
+        if buffer.capacity < Self.bufferSize { buffer.reserveCapacity(Self.bufferSize) }
+        buffer.append(contentsOf: bytes)
+    }
+
+    private func flush() throws(WorkflowError) {
+        guard !buffer.isEmpty else { return }
+        let r: Result<Void, WorkflowError> = buffer.withUnsafeBytes { b in Result { () throws(WorkflowError) in try writeAll(b) } }
+        try r.get()
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(WorkflowError) {
+        var off = 0
+        while off < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+            off += n
+        }
+    }
+
+    /// Makes the file visible at `path` (replacing a file there).
+    public func commit() throws(WorkflowError) {
+        do throws(WorkflowError) {
+            try flush()
+            guard fsync(fd) == 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+            Glibc.close(fd)
+            fd = -1
+            guard rename(tmp, path) == 0 else { throw WorkflowError(.io, "\(path): rename failed (\(String(cString: strerror(errno))))") }
+        } catch {
+            abandon()
+            throw error
+        }
+        done = true
+        buffer = []
+        let dir = (path as NSString).deletingLastPathComponent
+        Files.syncDirectory(dir.isEmpty ? "." : dir)
+    }
+
+    /// Removes the temporary file; nothing appears at `path`.
+    public func abandon() {
+        if fd >= 0 { Glibc.close(fd); fd = -1 }
+        if !done { unlink(tmp) }
+        buffer = []
+        done = true
+    }
+}
