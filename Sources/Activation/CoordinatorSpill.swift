@@ -52,7 +52,7 @@ struct MatchSorter {
     /// - Parameter expected: an upper bound on the records to come (sizes the first buffer).
     init(scratch: any ScratchSpace, budget: Int, expected: Int) {
         self.scratch = scratch
-        capacity = max(Self.blockRecords, budget / Self.recordSize)
+        capacity = max(64, budget / Self.recordSize)
         buffer.reserveCapacity(min(capacity, expected))
     }
 
