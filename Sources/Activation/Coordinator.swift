@@ -64,11 +64,65 @@ public struct Coordinator: Sendable {
         self.identity = identity
     }
 
-    /// Round 5: match one run.
+    /// Round 5: match one run held in memory: a thin wrapper over the streaming
+    /// ``match(runID:payload:consumerSet:providerSet:scratch:history:now:names:)`` (each message's
+    /// bytes as a ``BytesSource``, scratch in memory), so tests, vectors, fuzzers and the benchmark
+    /// exercise the streaming code and get the same delivered bytes.
     /// - Throws: ``ActivationError`` for any message that fails a check, a reused run ID, a run
     ///   over the frequency cap, or too few consumer identifiers; nothing is delivered then.
     public func match(runID: String, payload: ProviderPayload, consumerSet: ConsumerReblindedSet,
                       providerSet: ProviderReblindedSet, history: RunHistory, now: Date = Date()) throws(ActivationError) -> MatchOutcome {
+        do {
+            return try match(runID: runID, payload: BytesSource(payload.message.serialized()),
+                             consumerSet: BytesSource(consumerSet.message.serialized()),
+                             providerSet: BytesSource(providerSet.message.serialized()),
+                             scratch: MemoryScratch(), history: history, now: now)
+        } catch let e as ActivationError {
+            throw e
+        } catch {
+            // In-memory sources and scratch throw nothing else.
+            throw ActivationError(.messageMalformed, "matching in memory failed: \(error)")
+        }
+    }
+
+    /// How the three inputs are named in errors (their paths at the edge).
+    public struct InputNames: Sendable {
+        public var payload: String, consumerSet: String, providerSet: String
+        public init(payload: String, consumerSet: String, providerSet: String) {
+            self.payload = payload; self.consumerSet = consumerSet; self.providerSet = providerSet
+        }
+        public static let standard = InputNames(payload: "provider-payload", consumerSet: "consumer-reblinded", providerSet: "provider-reblinded")
+    }
+
+    /// Round 5 in bounded memory: streams each message once, joins the two sides partition by
+    /// partition, and writes the delivery objects to `scratch` (the plan's objects read from there,
+    /// so the scratch space must live until the destination has written them).
+    ///
+    /// Contract: every check of SPEC §6 round 5, in order: run ID (reuse, cap, ε budget), each
+    /// message's header and signature (run, record size), reference and count between payload and
+    /// provider-reblinded, empty sets, strict decoding of every element (absolute index), the body
+    /// checksum of every input (``MessageReader/endPass()``) before anything read from it is used
+    /// or reported, duplicates on each side, the consumer minimum, then the matched rows
+    /// (deduplicated by provider row, the lowest matching element's consumer attributes),
+    /// near-duplicate guard, noise and k. Memory: the spill budget for one partition pair, one
+    /// sorted run of matches, and the provider rows (or a file of them); the payload and the
+    /// consumer's sealed attributes are copied into private scratch files as they stream, so the
+    /// delivery reads verified copies, never the exchange again.
+    /// - Throws: ``ActivationError`` as the in-memory API, or the sources' and scratch's own errors.
+    /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9 "Bounded memory", "Coordinator".
+    public func match(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
+                      scratch: any ScratchSpace, history: RunHistory, now: Date = Date(),
+                      names: InputNames = .standard) throws -> MatchOutcome {
+        try match(runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet, scratch: scratch,
+                  history: history, now: now, names: names, budget: SpillBudget.bytes)
+    }
+
+    /// Records per chunk read from a message (ElementBatch validates a chunk on every core).
+    static let chunkRecords = 16_384
+
+    /// `budget` is a parameter so the tests can force many partitions and sorted runs.
+    func match(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
+               scratch: any ScratchSpace, history: RunHistory, now: Date, names: InputNames, budget: Int) throws -> MatchOutcome {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         guard !history.usedRunIDs.contains(runID) else {
             throw ActivationError(.runAlreadyUsed, "run \(runID) already has an audit entry; a run ID is used once")
@@ -77,47 +131,111 @@ public struct Coordinator: Sendable {
             throw ActivationError(.runLimitReached, "\(history.runsInWindow) runs in the last \(agreement.terms.privacy.windowSeconds) s; the agreement allows \(agreement.terms.privacy.maxRunsPerWindow)")
         }
         try PrivacyGuards.checkBudget(agreement.terms.privacy, spentMillis: history.epsilonSpentMillis)
-        for (m, name) in [(payload.message, "provider-payload"), (consumerSet.message, "consumer-reblinded"), (providerSet.message, "provider-reblinded")] {
-            guard m.runUUID == run else { throw ActivationError(.messageWrongRun, "\(name) belongs to another run") }
+        // Headers and signatures first (nothing of a body is read yet); the run is checked there.
+        func open(_ source: any ByteSource, _ kind: MessageKind, _ name: String, recordSize: Int) throws -> MessageReader {
+            let r = try MessageReader(source, expecting: kind, agreement: agreement, run: run, name: name)
+            guard r.recordSize == recordSize else {
+                throw ActivationError(.messageMalformed, "\(name): record size \(r.recordSize), the agreement implies \(recordSize)")
+            }
+            return r
         }
+        var p = try open(payload, .providerPayload, names.payload, recordSize: Layout.payloadRecordSize(agreement))
+        var c = try open(consumerSet, .consumerReblinded, names.consumerSet, recordSize: Layout.consumerRecordSize(agreement))
+        var q = try open(providerSet, .providerReblinded, names.providerSet, recordSize: Layout.elementSize)
         // Rounds 1 and 4 both name round 1's body: the consumer re-blinded exactly what the provider sent.
-        guard providerSet.message.reference == payload.message.reference else {
+        guard q.header.reference == p.header.reference else {
             throw ActivationError(.messageReferenceMismatch, "provider-reblinded does not answer the provider set this payload belongs to")
         }
-        guard providerSet.message.count == payload.message.count else {
-            throw ActivationError(.messageCountMismatch, "provider-reblinded has \(providerSet.message.count) elements, the payload \(payload.message.count)")
+        guard q.count == p.count else {
+            throw ActivationError(.messageCountMismatch, "provider-reblinded has \(q.count) elements, the payload \(p.count)")
         }
-        let consumerElements = try Layout.elements(of: consumerSet.message, source: "consumer-reblinded")
-        let providerElements = try Layout.elements(of: providerSet.message, source: "provider-reblinded")
-        // One partitioned hash join finds duplicates on both sides and the matches (RistrettoPSI.ElementJoin).
-        let join = ElementJoin.intersect(consumerElements, providerElements)
-        try Layout.refuseDuplicate(join.duplicateInA, source: "consumer-reblinded")
-        try Layout.refuseDuplicate(join.duplicateInB, source: "provider-reblinded")
+        // Honest parties never send an empty set (prepare refuses one); an empty set can only
+        // probe the next step, so it is refused by name rather than matched as "nothing".
+        guard c.count > 0 else { throw ActivationError(.emptySet, "consumer-reblinded: the set has no elements") }
+        guard q.count > 0 else { throw ActivationError(.emptySet, "provider-reblinded: the set has no elements") }
+
+        // Pass over the payload: a private copy of its records and the row of every position.
+        var chunk = [UInt8]()
+        let payloadCopy = try scratch.makeFile()
+        var rows = try RowTable(count: p.count, budget: budget, scratch: scratch)
+        while try p.next(Self.chunkRecords, into: &chunk) > 0 {
+            try chunk.withUnsafeBytes { b in
+                try payloadCopy.append(b)
+                try rows.append(records: b, recordSize: p.recordSize)
+            }
+        }
+        try p.endPass()
+
+        // Passes over both sets: each element validated, then partitioned with its position; the
+        // consumer's sealed attributes copied privately. Partition p of both sides meet.
+        let partitionCount = SpillBudget.pieces(count: c.count + q.count, recordSize: ElementPartitions.recordSize, budget: budget)
+        var consumerParts = try ElementPartitions(expectedCount: c.count, scratch: scratch, partitions: partitionCount)
+        var providerParts = try ElementPartitions(expectedCount: q.count, scratch: scratch, partitions: partitionCount)
+        let attributeSize = c.recordSize - Layout.elementSize
+        let attributeCopy = attributeSize > 0 ? try scratch.makeFile() : nil
+        try Self.stream(&c, source: "consumer-reblinded", into: &consumerParts, chunk: &chunk, attributes: attributeCopy)
+        try Self.stream(&q, source: "provider-reblinded", into: &providerParts, chunk: &chunk, attributes: nil)
+        chunk = []
+
+        // The partitioned join: duplicates on each side (the first a sequential scan finds, as
+        // in memory: smallest second position) and the matched pairs, sorted by (row, element).
+        var duplicateConsumer: (first: Int, second: Int)?, duplicateProvider: (first: Int, second: Int)?
+        var sorter = MatchSorter(scratch: scratch, budget: budget, expected: min(c.count, q.count))
+        try ElementPartitions.drainPairs(&consumerParts, &providerParts) { a, b in
+            let join = a.elements.withUnsafeBytes { ra in b.elements.withUnsafeBytes { rb in ElementJoin.intersect(records: ra, rb) } }
+            if let d = join.duplicateInA, duplicateConsumer.map({ Int(a.positions[d.second]) < $0.second }) ?? true {
+                duplicateConsumer = (Int(a.positions[d.first]), Int(a.positions[d.second]))
+            }
+            if let d = join.duplicateInB, duplicateProvider.map({ Int(b.positions[d.second]) < $0.second }) ?? true {
+                duplicateProvider = (Int(b.positions[d.first]), Int(b.positions[d.second]))
+            }
+            // A run with a duplicate is refused: its matches are not worth keeping.
+            guard duplicateConsumer == nil && duplicateProvider == nil else { return }
+            try b.elements.withUnsafeBytes { rb in
+                for (i, j) in join.matches {
+                    let position = b.positions[i]
+                    try sorter.append(MatchRecord(row: try rows.row(position), element: rb.baseAddress! + i * Layout.elementSize,
+                                                  consumerPosition: a.positions[j], providerPosition: position))
+                }
+            }
+        }
+        rows = try RowTable(count: 0, budget: budget, scratch: scratch)
+        try Layout.refuseDuplicate(duplicateConsumer, source: "consumer-reblinded")
+        try Layout.refuseDuplicate(duplicateProvider, source: "provider-reblinded")
 
         var counts = MatchCounts()
-        counts.consumerIdentifiers = consumerElements.count
-        counts.consumerRows = Int(consumerSet.message.metadata["consumerRows"] ?? "") ?? 0
-        counts.providerElements = providerElements.count
-        guard consumerElements.count >= agreement.terms.privacy.minConsumerRows else {
-            throw ActivationError(.belowMinimumConsumerRows, "the consumer set has \(consumerElements.count) identifiers; the agreement requires at least \(agreement.terms.privacy.minConsumerRows)")
+        counts.consumerIdentifiers = c.count
+        counts.consumerRows = Int(c.header.metadata["consumerRows"] ?? "") ?? 0
+        counts.providerElements = q.count
+        guard c.count >= agreement.terms.privacy.minConsumerRows else {
+            throw ActivationError(.belowMinimumConsumerRows, "the consumer set has \(c.count) identifiers; the agreement requires at least \(agreement.terms.privacy.minConsumerRows)")
         }
 
-        // provider row → (lowest matching consumer element, its index): deterministic choice of
-        // which consumer attributes accompany a row when several consumer identifiers match it.
-        var matched = [UInt64: (element: RistrettoElement, consumerIndex: Int, providerIndex: Int)]()
-        for (i, ci) in join.matches {
-            let e = providerElements[i]
-            counts.matchedElements += 1
-            let row = BE.read64(payload.message.record(i).prefix(Layout.rowIndexSize))
-            if let existing = matched[row], !Self.less(e, existing.element) { continue }
-            matched[row] = (e, ci, i)
+        // Provider rows in order, each once with its lowest matching element (the first of its
+        // row in the sorted stream): (consumer position, provider position) per delivered row.
+        let winners = try scratch.makeFile()
+        var staged = [UInt8]()
+        var sketch = RunSketch.Builder(runID: runID, coordinator: identity.signingKey, collaborationUUID: agreement.collaborationUUID)
+        var lastRow: UInt64?
+        counts.matchedElements = sorter.count
+        try sorter.drain { m in
+            guard m.row != lastRow else { return }
+            lastRow = m.row
+            counts.matchedRows += 1
+            sketch.add(m.row)
+            withUnsafeBytes(of: m.consumerPosition.littleEndian) { staged.append(contentsOf: $0) }
+            withUnsafeBytes(of: m.providerPosition.littleEndian) { staged.append(contentsOf: $0) }
+            if staged.count >= 64 << 10 {
+                try staged.withUnsafeBytes { try winners.append($0) }
+                staged.removeAll(keepingCapacity: true)
+            }
         }
-        counts.matchedRows = matched.count
+        try staged.withUnsafeBytes { try winners.append($0) }
+        staged = []
         // Differencing: compare this run's matched provider rows with earlier runs' (SPEC §9.1).
-        let sketch = RunSketch.make(runID: runID, rows: matched.keys, coordinator: identity.signingKey,
-                                    collaborationUUID: agreement.collaborationUUID)
-        try PrivacyGuards.checkNearDuplicate(sketch, against: history.sketches, percent: agreement.terms.privacy.effectiveRunSimilarityPercent)
-        counts.sketch = sketch
+        let runSketch = sketch.finish()
+        try PrivacyGuards.checkNearDuplicate(runSketch, against: history.sketches, percent: agreement.terms.privacy.effectiveRunSimilarityPercent)
+        counts.sketch = runSketch
         var deliverable = counts.matchedRows >= agreement.terms.privacy.minMatchedRows
         if let noise = agreement.terms.privacy.noise {
             // The consumer sees only the noisy count, and the outcome is decided on it (plus a
@@ -129,79 +247,122 @@ public struct Coordinator: Sendable {
         }
         guard deliverable else { return .belowThreshold(counts) }
 
-        let plan = try buildDelivery(run: run, matched: matched.sorted { $0.key < $1.key }.map(\.value), payload: payload,
-                                     consumerSet: consumerSet, now: now)
+        let plan = try buildDelivery(run: run, winners: winners, rows: counts.matchedRows, payload: p.header, payloadCopy: payloadCopy,
+                                     consumer: c.header, attributeCopy: attributeCopy, scratch: scratch, now: now)
         return .deliver(plan, counts)
     }
 
-    static func less(_ a: RistrettoElement, _ b: RistrettoElement) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    /// One pass over a set: each chunk's elements validated (the first invalid one remembered
+    /// with its absolute position and reported only once the pass verified the body's checksum,
+    /// so a changed byte is reported as what it is), then partitioned; the records' bytes after
+    /// the element appended to `attributes` when given.
+    private static func stream(_ reader: inout MessageReader, source: String, into parts: inout ElementPartitions,
+                               chunk: inout [UInt8], attributes: (any ScratchFile)?) throws {
+        let size = reader.recordSize
+        var invalid: ActivationError?
+        var elements = [UInt8](), rest = [UInt8]()
+        while true {
+            let first = reader.position
+            let n = try reader.next(chunkRecords, into: &chunk)
+            guard n > 0 else { break }
+            guard invalid == nil else { continue }
+            if size == Layout.elementSize {
+                elements = chunk
+            } else {
+                elements.removeAll(keepingCapacity: true)
+                rest.removeAll(keepingCapacity: true)
+                chunk.withUnsafeBytes { b in
+                    for i in 0..<n {
+                        elements.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[(i * size)..<(i * size + Layout.elementSize)]))
+                        rest.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[(i * size + Layout.elementSize)..<((i + 1) * size)]))
+                    }
+                }
+            }
+            do { _ = try ElementBatch(validating: elements) } catch {
+                invalid = ActivationError(.invalidElement, "\(source): element \(error.index.map { String(first + $0) } ?? "?") rejected: \(error.code.rawValue)")
+                continue
+            }
+            try chunk.withUnsafeBytes { try parts.append(elementsOf: $0, recordSize: size, firstPosition: first) }
+            if let attributes { try rest.withUnsafeBytes { try attributes.append($0) } }
+        }
+        try reader.endPass()
+        if let invalid { throw invalid }
+    }
 
-    private func buildDelivery(run: [UInt8], matched: [(element: RistrettoElement, consumerIndex: Int, providerIndex: Int)],
-                               payload: ProviderPayload, consumerSet: ConsumerReblindedSet, now: Date) throws(ActivationError) -> DeliveryPlan {
+    /// Writes the delivery objects for the winners (consumer position, provider position) in
+    /// provider-row order, reading the private copies of the payload and of the attributes.
+    private func buildDelivery(run: [UInt8], winners: any ScratchFile, rows: Int, payload: MessageHeader, payloadCopy: any ScratchFile,
+                               consumer: MessageHeader, attributeCopy: (any ScratchFile)?, scratch: any ScratchSpace,
+                               now: Date) throws -> DeliveryPlan {
         let sealed = agreement.terms.output.sealed
         let member = agreement.terms.output.deliverMemberID
-        let segmentID = consumerSet.message.metadata["segmentID"] ?? ""
-        let segmentName = consumerSet.message.metadata["segmentName"] ?? ""
+        let segmentID = consumer.metadata["segmentID"] ?? ""
+        let segmentName = consumer.metadata["segmentName"] ?? ""
         guard Consumer.isSafeLabel(segmentID), Consumer.isSafeLabel(segmentName) else {
             throw ActivationError(.messageMalformed, "consumer-reblinded: segment labels missing or unsafe")
         }
         var outer: RecordOpener?
         if member {
             do {
-                let key = try SealingPublicKey(bytes: consumerSet.message.sealingKey)
+                let key = try SealingPublicKey(bytes: consumer.sealingKey)
                 outer = try RecordOpener(recipient: identity.sealingKey, ephemeralPublicKey: key, context: Layout.outerContext(agreement, run))
             } catch { throw ActivationError(.messageMalformed, "consumer-reblinded: the attribute sealing key is invalid") }
         }
         let columns = DeliveryPlan.columns(sealed: sealed, memberID: member)
-        var objects: [DeliveryPlan.Object] = []
-        var current = Array((columns.joined(separator: ",") + "\n").utf8)
-        var inCurrent = 0
+        let headerLine = Array((columns.joined(separator: ",") + "\n").utf8)
         let gzip = agreement.terms.output.gzip
-        var compressionFailure: Gzip.Error?
-        func flush() {
-            var bytes = current
-            if gzip {
-                do { bytes = try Gzip.compress(current) } catch { compressionFailure = error }
-            }
-            objects.append(DeliveryPlan.Object(name: String(format: "part-%05d.csv", objects.count) + (gzip ? ".gz" : ""), bytes: bytes, records: inCurrent))
-            current = Array((columns.joined(separator: ",") + "\n").utf8)
-            inCurrent = 0
+        var objects: [DeliveryPlan.Object] = []
+        var current: DeliveryObjectWriter?
+        func startObject() throws -> DeliveryObjectWriter {
+            let w = try DeliveryObjectWriter(name: String(format: "part-%05d.csv", objects.count) + (gzip ? ".gz" : ""), gzip: gzip, scratch: scratch)
+            try w.write(headerLine)
+            return w
         }
-        for (n, m) in matched.enumerated() {
-            let rec = Array(payload.message.record(m.providerIndex).dropFirst(Layout.rowIndexSize))
-            var fields: [String] = []
-            if sealed {
-                fields.append(Base64.encode(rec))
-            } else {
-                guard let key = Layout.unpadded(rec) else { throw ActivationError(.messageMalformed, "provider-payload: malformed audience key record") }
-                fields.append(CSVField.quote(key))
-            }
-            fields += [segmentID, segmentName]
-            if let outer {
-                let sealedAttr = Array(consumerSet.message.record(m.consumerIndex).dropFirst(Layout.elementSize))
-                do { fields.append(Base64.encode(try outer.open(sealedAttr))) } catch {
-                    throw ActivationError(.messageMalformed, "consumer-reblinded: element \(m.consumerIndex)'s sealed attributes do not open")
+        let payloadSize = payload.recordSize
+        let attributeSize = consumer.recordSize - Layout.elementSize
+        var record = [UInt8](repeating: 0, count: payloadSize)
+        var attribute = [UInt8](repeating: 0, count: max(0, attributeSize))
+        let block = 4096
+        var pairs = [UInt64](repeating: 0, count: 2 * block)
+        var done = 0
+        while done < rows {
+            let n = min(block, rows - done)
+            try pairs.withUnsafeMutableBytes { try winners.read(at: done * 16, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(n * 16)])) }
+            for k in 0..<n {
+                let consumerIndex = Int(UInt64(littleEndian: pairs[2 * k])), providerIndex = Int(UInt64(littleEndian: pairs[2 * k + 1]))
+                try record.withUnsafeMutableBytes { try payloadCopy.read(at: providerIndex * payloadSize, into: $0) }
+                let rec = Array(record[Layout.rowIndexSize...])
+                var fields: [String] = []
+                if sealed {
+                    fields.append(Base64.encode(rec))
+                } else {
+                    guard let key = Layout.unpadded(rec) else { throw ActivationError(.messageMalformed, "provider-payload: malformed audience key record") }
+                    fields.append(CSVField.quote(key))
+                }
+                fields += [segmentID, segmentName]
+                if let outer, let attributeCopy {
+                    try attribute.withUnsafeMutableBytes { try attributeCopy.read(at: consumerIndex * attributeSize, into: $0) }
+                    do { fields.append(Base64.encode(try outer.open(attribute))) } catch {
+                        throw ActivationError(.messageMalformed, "consumer-reblinded: element \(consumerIndex)'s sealed attributes do not open")
+                    }
+                }
+                if current == nil { current = try startObject() }
+                try current!.line(Array((fields.joined(separator: ",") + "\n").utf8))
+                if current!.records == recordsPerObject {
+                    objects.append(try current!.finish())
+                    current = nil
                 }
             }
-            let line = Array((fields.joined(separator: ",") + "\n").utf8)
-            if inCurrent == 0 {
-                // Lines of one run have (nearly) one length: reserving the object up front avoids
-                // growing it by doubling, which briefly holds the old and the new buffer together
-                // (hundreds of megabytes at 1M; SPEC §9 "Bounded memory").
-                current.reserveCapacity(current.count + (line.count + 8) * min(matched.count - n, recordsPerObject))
-            }
-            current += line
-            inCurrent += 1
-            if inCurrent == recordsPerObject { flush() }
+            done += n
         }
-        if inCurrent > 0 || objects.isEmpty { flush() }
-        if let compressionFailure { throw ActivationError(.cryptoFailure, "compressing the delivery failed: \(compressionFailure.code.rawValue)") }
+        if let w = current { objects.append(try w.finish()) }
+        if objects.isEmpty { objects.append(try startObject().finish()) }
         let manifest = Manifest(
             collaborationID: agreement.terms.collaborationID, runID: UUIDBytes.string(run), agreementHash: Hex.encode(agreement.hash),
-            createdAt: ISO8601.format(now), sealed: sealed, compression: gzip ? "gzip" : nil, columns: columns, records: matched.count,
+            createdAt: ISO8601.format(now), sealed: sealed, compression: gzip ? "gzip" : nil, columns: columns, records: rows,
             objects: objects.map { Manifest.Object(name: $0.name, sha256: Hex.encode($0.sha256), bytes: $0.size, records: $0.records) },
-            payloadSealingKey: sealed ? Hex.encode(payload.message.sealingKey) : nil,
-            memberSealingKey: member ? consumerSet.message.metadata["innerSealingKey"] : nil)
+            payloadSealingKey: sealed ? Hex.encode(payload.sealingKey) : nil,
+            memberSealingKey: member ? consumer.metadata["innerSealingKey"] : nil)
         return DeliveryPlan(objects: objects, manifest: SignedManifest.sign(manifest, with: identity.signingKey))
     }
 }

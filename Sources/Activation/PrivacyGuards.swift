@@ -118,16 +118,34 @@ public struct RunSketch: Sendable, Equatable {
 
     /// The sketch of `rows` (provider row positions) under the coordinator's per-collaboration key.
     static func make(runID: String, rows: some Sequence<UInt64>, coordinator: SigningKey, collaborationUUID: [UInt8]) -> RunSketch {
-        var key = coordinator.withSeed { seed in SHA256.hash(keyTag + Array(seed) + collaborationUUID) }
-        defer { SecureBytes.zero(&key) }
-        var smallest: [UInt64] = []
-        for r in rows {
-            let t = BE.read64(SHA256.hash(key + BE.u64(r)).prefix(8))
-            smallest.append(t)
-            // Keep memory bounded for very large matches.
-            if smallest.count >= 8 * capacity { smallest = Array(Set(smallest).sorted().prefix(capacity)) }
+        var b = Builder(runID: runID, coordinator: coordinator, collaborationUUID: collaborationUUID)
+        for r in rows { b.add(r) }
+        return b.finish()
+    }
+
+    /// Builds a sketch from rows handed over one at a time (the coordinator streams its matched
+    /// rows from scratch files, SPEC §9 "Bounded memory"); equal to ``make(runID:rows:coordinator:collaborationUUID:)``.
+    struct Builder {
+        let runID: String
+        private var key: [UInt8]
+        private var smallest: [UInt64] = []
+
+        init(runID: String, coordinator: SigningKey, collaborationUUID: [UInt8]) {
+            self.runID = runID
+            key = coordinator.withSeed { seed in SHA256.hash(RunSketch.keyTag + Array(seed) + collaborationUUID) }
         }
-        return RunSketch(runID: runID, tags: smallest)
+
+        mutating func add(_ row: UInt64) {
+            smallest.append(BE.read64(SHA256.hash(key + BE.u64(row)).prefix(8)))
+            // Keep memory bounded for very large matches.
+            if smallest.count >= 8 * RunSketch.capacity { smallest = Array(Set(smallest).sorted().prefix(RunSketch.capacity)) }
+        }
+
+        /// The sketch; zeroes the key.
+        mutating func finish() -> RunSketch {
+            SecureBytes.zero(&key)
+            return RunSketch(runID: runID, tags: smallest)
+        }
     }
 
     /// The bottom-k estimate of |A ∩ B| / |A ∪ B| as (numerator, denominator): among the k smallest

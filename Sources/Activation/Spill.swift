@@ -341,3 +341,38 @@ struct RecordPartitions {
         try drain(body)
     }
 }
+
+extension ElementPartitions {
+    /// Hands partition `p` of `a` and partition `p` of `b` to `body` together, for every `p` in
+    /// order (one pair held at a time): two sides partitioned with the same count meet pairwise,
+    /// because equal elements go to the same partition on both sides. Consumes both.
+    /// - Precondition: `a.partitions == b.partitions`.
+    /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory", "Coordinator".
+    static func drainPairs(_ a: inout ElementPartitions, _ b: inout ElementPartitions,
+                           _ body: (_ a: Partition, _ b: Partition) throws -> Void) throws {
+        precondition(a.partitions == b.partitions, "paired partitions need one partition count")
+        for p in 0..<a.partitions {
+            let pa = try a.take(p)
+            let pb = try b.take(p)
+            try body(pa, pb)
+        }
+        a.files = []
+        b.files = []
+    }
+
+    /// Loads partition `p` and releases its storage (each partition is taken once).
+    private mutating func take(_ p: Int) throws -> Partition {
+        var raw: [UInt8]
+        if partitions == 1 {
+            raw = memory
+            memory = []
+        } else {
+            try staged[p].withUnsafeBytes { try files[p].append($0) }
+            staged[p] = []
+            raw = [UInt8](repeating: 0, count: files[p].size)
+            try raw.withUnsafeMutableBytes { try files[p].read(at: 0, into: $0) }
+            files[p].remove()
+        }
+        return Self.split(raw)
+    }
+}

@@ -41,6 +41,81 @@ public enum Gzip {
         return out
     }
 
+    /// A streaming gzip compressor: input is fed in pieces and compressed output comes back as it
+    /// becomes available, so a large object is compressed without holding it whole.
+    ///
+    /// Contract: the bytes of all ``compress(_:)`` results followed by ``finish()`` equal
+    /// ``Gzip/compress(_:)`` of the concatenated input, however it is split (same level, window and
+    /// header: no file name, mtime 0; zlib decides blocks from its own buffers, not from the calls),
+    /// so a streamed delivery object is byte-identical to one compressed whole. After `finish()` the
+    /// compressor is spent. Not thread-safe (one stream, one owner).
+    /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory".
+    public final class Compressor {
+        // zlib's state points back at its z_stream, so the stream lives at a fixed address.
+        private let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+        private var finished = false
+        private var out = [UInt8](repeating: 0, count: 1 << 16)
+
+        public init() throws(Gzip.Error) {
+            stream.initialize(to: z_stream())
+            guard deflateInit2_(stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+                                ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+                stream.deallocate()
+                throw Error(code: .failure, reason: "deflateInit2 failed")
+            }
+        }
+
+        deinit {
+            deflateEnd(stream)
+            stream.deallocate()
+        }
+
+        /// Compresses `input`; returns the compressed bytes produced so far (often none).
+        public func compress(_ input: UnsafeRawBufferPointer) throws(Gzip.Error) -> [UInt8] {
+            precondition(!finished, "the compressor is finished")
+            guard input.count > 0 else { return [] }
+            return try run(input, flush: Z_NO_FLUSH)
+        }
+
+        /// Compresses `input` (an array).
+        public func compress(_ input: [UInt8]) throws(Gzip.Error) -> [UInt8] {
+            let r: Result<[UInt8], Gzip.Error> = input.withUnsafeBytes { b in Result { () throws(Gzip.Error) in try compress(b) } }
+            return try r.get()
+        }
+
+        /// Ends the stream: returns the remaining compressed bytes and the gzip trailer.
+        public func finish() throws(Gzip.Error) -> [UInt8] {
+            precondition(!finished, "the compressor is finished")
+            finished = true
+            return try run(UnsafeRawBufferPointer(start: nil, count: 0), flush: Z_FINISH)
+        }
+
+        private func run(_ input: UnsafeRawBufferPointer, flush: Int32) throws(Gzip.Error) -> [UInt8] {
+            var produced: [UInt8] = []
+            stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            stream.pointee.avail_in = UInt32(input.count)
+            while true {
+                let (rc, n, full) = out.withUnsafeMutableBufferPointer { o -> (Int32, Int, Bool) in
+                    stream.pointee.next_out = o.baseAddress
+                    stream.pointee.avail_out = UInt32(o.count)
+                    let rc = deflate(stream, flush)
+                    return (rc, o.count - Int(stream.pointee.avail_out), stream.pointee.avail_out == 0)
+                }
+                produced.append(contentsOf: out[0..<n])
+                if flush == Z_FINISH {
+                    if rc == Z_STREAM_END { break }
+                    guard rc == Z_OK || rc == Z_BUF_ERROR else { throw Error(code: .failure, reason: "deflate failed (\(rc))") }
+                } else {
+                    guard rc == Z_OK || rc == Z_BUF_ERROR else { throw Error(code: .failure, reason: "deflate failed (\(rc))") }
+                    // All input consumed and room left in the output: deflate holds the rest.
+                    if stream.pointee.avail_in == 0 && !full { break }
+                }
+            }
+            stream.pointee.next_in = nil
+            return produced
+        }
+    }
+
     /// Decompresses one gzip member of at most `limit` bytes of output.
     public static func decompress(_ input: [UInt8], limit: Int) throws(Gzip.Error) -> [UInt8] {
         let inflater = try Inflater(limit: limit)

@@ -25,6 +25,11 @@ public struct CoordinatorStore: Sendable {
 
     func directory(_ collaborationID: String) -> String { "\(root)/\(collaborationID)" }
 
+    /// Where the coordinator's matching spills (join partitions, sorted matches, private copies of
+    /// the inputs, delivery objects): `<root>/scratch`, mode 0700, its files unlinked at creation
+    /// (SPEC §9 "Bounded memory", "Coordinator").
+    public var scratchDirectory: String { "\(root)/scratch" }
+
     /// Every stored sketch of the collaboration.
     /// - Throws: `WorkflowError.io` for an unreadable file, `ActivationError.stateInvalid` for a malformed one.
     public func sketches(collaborationID: String) throws(Error) -> [RunSketch] {

@@ -216,16 +216,28 @@ public enum Steps {
         if let store { history.sketches = try store.sketches(collaborationID: collab) }
         let outcome: MatchOutcome
         progress?("verifying the three messages, decoding and intersecting")
+        // Scratch for the streamed match, private to the coordinator; the delivery objects live in
+        // it, so it is kept until the destination has written them (its files are unlinked already).
+        let scratchDirectory: String
+        var temporaryScratch: String?
+        if let store {
+            scratchDirectory = store.scratchDirectory
+        } else {
+            scratchDirectory = (NSTemporaryDirectory() as NSString).appendingPathComponent("cleanroom-coordinator-\(getpid())-\(Hex.encode(SecureRandom.bytes(8)))")
+            temporaryScratch = scratchDirectory
+        }
+        defer { if let temporaryScratch { try? FileManager.default.removeItem(atPath: temporaryScratch) } }
         do {
             let p = exchange.path(agreement, run: runID, .providerPayload)
             let c = exchange.path(agreement, run: runID, .consumerReblinded)
             let q = exchange.path(agreement, run: runID, .providerReblinded)
             outcome = try coordinator.match(
                 runID: runID,
-                payload: try ProviderPayload(parsing: try exchange.read(agreement, run: runID, .providerPayload), agreement: agreement, run: run, source: p),
-                consumerSet: try ConsumerReblindedSet(parsing: try exchange.read(agreement, run: runID, .consumerReblinded), agreement: agreement, run: run, source: c),
-                providerSet: try ProviderReblindedSet(parsing: try exchange.read(agreement, run: runID, .providerReblinded), agreement: agreement, run: run, source: q),
-                history: history, now: now)
+                payload: try exchange.source(agreement, run: runID, .providerPayload),
+                consumerSet: try exchange.source(agreement, run: runID, .consumerReblinded),
+                providerSet: try exchange.source(agreement, run: runID, .providerReblinded),
+                scratch: try DirectoryScratch(directory: scratchDirectory),
+                history: history, now: now, names: Coordinator.InputNames(payload: p, consumerSet: c, providerSet: q))
         } catch let e as ActivationError {
             // A reused run ID already has its entry; every other refusal is recorded once.
             if e.code != .runAlreadyUsed { try record(.rejected, MatchCounts(), reason: e.code.rawValue) }

@@ -81,4 +81,36 @@ struct SpillTests {
         #expect(seen == Set(0..<550))
         #expect(duplicatePairs >= 1)
     }
+
+    /// Two sides partitioned with one count meet pairwise: every equal pair of elements across the
+    /// sides is found in exactly one partition pair, whatever the budget.
+    @Test("paired partitions meet: every cross-side match is found once", arguments: [1 << 20, 4096, 1024])
+    func pairedPartitionsMeet(budget: Int) throws {
+        let a = Self.records(400, size: 40)            // values 0..<400, 40-byte records
+        let b = Self.records(300, size: 32) + Array(Self.records(600, size: 32)[(350 * 32)...])  // values 0..<300 and 350..<600
+        let count = SpillBudget.pieces(count: 400 + 550, recordSize: ElementPartitions.recordSize, budget: budget)
+        var pa = try ElementPartitions(expectedCount: 400, scratch: MemoryScratch(), partitions: count)
+        var pb = try ElementPartitions(expectedCount: 550, scratch: MemoryScratch(), partitions: count)
+        try a.withUnsafeBytes { try pa.append(elementsOf: $0, recordSize: 40, firstPosition: 0) }
+        try b.withUnsafeBytes { r in
+            try pb.append(elementsOf: UnsafeRawBufferPointer(rebasing: r[0..<(100 * 32)]), recordSize: 32, firstPosition: 0)
+            try pb.append(elementsOf: UnsafeRawBufferPointer(rebasing: r[(100 * 32)...]), recordSize: 32, firstPosition: 100)
+        }
+        var pairs: [(UInt64, UInt64)] = []
+        var calls = 0
+        try ElementPartitions.drainPairs(&pa, &pb) { x, y in
+            calls += 1
+            x.elements.withUnsafeBytes { ex in
+                y.elements.withUnsafeBytes { ey in
+                    for (i, j) in ElementJoin.intersect(records: ex, ey).matches { pairs.append((y.positions[i], x.positions[j])) }
+                }
+            }
+        }
+        #expect(calls == count)
+        if budget == 1024 { #expect(count > 10, "the budget forces many partitions") }
+        // Values 0..<300 sit at the same positions on both sides; 350..<400 at b's 300..<350.
+        #expect(pairs.count == 350)
+        let expected = (0..<300).map { "\($0)-\($0)" } + (300..<350).map { "\($0)-\($0 + 50)" }
+        #expect(Set(pairs.map { "\($0.0)-\($0.1)" }) == Set(expected))
+    }
 }

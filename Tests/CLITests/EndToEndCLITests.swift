@@ -140,6 +140,30 @@ struct EndToEndCLITests {
         #expect(keys == data.expectedAudienceKeys)
     }
 
+    /// The coordinator with a 4 KiB spill budget (hundreds of join partitions, sorted runs and
+    /// the provider rows on disk, SPEC §9 "Coordinator (round 5)") delivers the overlap, spills
+    /// only inside its private store, and leaves no scratch file behind.
+    @Test func spillingCoordinatorDeliversTheOverlapFromItsPrivateScratch() throws {
+        let c = try Collaboration(extraInvite: ["--gzip"])
+        let data = SyntheticData(providerRows: 400, consumerRows: 300, overlap: 200)
+        let (pIn, cIn) = try Self.writeData(c, data)
+        let run = Self.newRun()
+        #expect(try c.providerPrepare(run, input: pIn).status == 0)
+        #expect(try c.consumerPrepare(run, input: cIn).status == 0)
+        try c.respondBoth(run)
+        let m = try CLI.run(["coordinator", "match", "--agreement", c.agreement, "--identity", c.key("coordinator"), "--exchange", c.exchange,
+                             "--run-id", run, "--audit-db", c.audit, "--json"], environment: ["CLEANROOM_SPILL_BYTES": "4096"])
+        #expect(m.status == 0, "\(m.stderr)")
+        let scratch = c.audit + ".private/scratch"
+        let attributes = try FileManager.default.attributesOfItem(atPath: scratch)
+        #expect((attributes[.posixPermissions] as? Int) == 0o700)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty, "scratch files are unlinked")
+        let out = "\(c.root)/provider/matched.csv"
+        try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out])
+        let keys = Set(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map { String($0.split(separator: ",")[0]) })
+        #expect(keys == data.expectedAudienceKeys)
+    }
+
     @Test func belowThresholdDeliversNothingAndIsRecorded() throws {
         let c = try Collaboration(minMatched: 10_000)
         let data = SyntheticData(providerRows: 300, consumerRows: 200, overlap: 100)

@@ -345,7 +345,9 @@ struct FaultTests {
     /// The coordinator's own disk (audit log and private store) is full: nothing is delivered and
     /// the log keeps verifying; with room again, the same run completes.
     @Test func auditDiskFull() throws {
-        guard let disk = SmallDisk(size: "1m") else {
+        // Room for the run's spill: the coordinator's scratch lives in its private store, beside
+        // the log (SPEC §9 "Coordinator (round 5)"), so the disk must hold a run's copies (≈ 3 MB).
+        guard let disk = SmallDisk(size: "16m") else {
             print("auditDiskFull: cannot mount a tmpfs here (needs root)")
             return
         }

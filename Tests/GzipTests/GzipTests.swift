@@ -14,6 +14,28 @@ struct GzipTests {
         #expect(try Gzip.decompress(try Gzip.compress([]), limit: 0) == [])
     }
 
+    /// The streaming compressor's output equals the one-shot output however the input is split,
+    /// on compressible text and on incompressible bytes (more output than one internal buffer).
+    @Test("streamed compression equals one-shot compression", arguments: [1, 7, 4096, 65_536, 1 << 20])
+    func streamedEqualsOneShot(_ piece: Int) throws {
+        var rng = SystemRandomNumberGenerator()
+        let text = Array((0..<20_000).map { "aud_\($0),loyalty,Gold members\n" }.joined().utf8)
+        let noise = (0..<300_000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        for input in [text, noise, []] {
+            let c = try Gzip.Compressor()
+            var out: [UInt8] = []
+            var i = 0
+            while i < input.count {
+                let n = min(piece, input.count - i)
+                out += try c.compress(Array(input[i..<(i + n)]))
+                i += n
+            }
+            out += try c.finish()
+            #expect(out == (try Gzip.compress(input)))
+            #expect(try Gzip.decompress(out, limit: input.count) == input)
+        }
+    }
+
     @Test func refusesCorruptTruncatedTrailingAndOversized() throws {
         let z = try Gzip.compress(Array(repeating: 65, count: 100_000))
         #expect(throws: Gzip.Error(code: .tooLarge, reason: "")) { try Gzip.decompress(z, limit: 1000) }
