@@ -160,20 +160,7 @@ struct ElementPartitions {
 
     /// Hands each partition to `body` in turn (one held at a time). Consumes the partitions.
     mutating func drain(_ body: (Partition) throws -> Void) throws {
-        for p in 0..<partitions {
-            var raw: [UInt8]
-            if partitions == 1 {
-                raw = memory
-                memory = []
-            } else {
-                try staged[p].withUnsafeBytes { try files[p].append($0) }
-                staged[p] = []
-                raw = [UInt8](repeating: 0, count: files[p].size)
-                try raw.withUnsafeMutableBytes { try files[p].read(at: 0, into: $0) }
-                files[p].remove()
-            }
-            try body(Self.split(raw))
-        }
+        for p in 0..<partitions { try body(try take(p)) }
         files = []
     }
 

@@ -36,11 +36,16 @@ public final class FileSource: ByteSource, @unchecked Sendable {
     deinit { Glibc.close(fd) }
 
     public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        try Self.preadAll(fd, buffer, at: offset, failure: "\(path): read failed or the file shrank while being read")
+    }
+
+    /// Fills `buffer` from `offset` (retrying short reads and EINTR); `failure` names the file.
+    static func preadAll(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int, failure: @autoclosure () -> String) throws(WorkflowError) {
         var done = 0
         while done < buffer.count {
             let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw WorkflowError(.io, "\(path): read failed or the file shrank while being read") }
+            guard n > 0 else { throw WorkflowError(.io, failure()) }
             done += n
         }
     }
@@ -193,13 +198,7 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
         func read(at offset: Int, into out: UnsafeMutableRawBufferPointer) throws {
             precondition(offset >= 0 && offset + out.count <= size)
             try flush()
-            var done = 0
-            while done < out.count {
-                let n = pread(fd, out.baseAddress! + done, out.count - done, off_t(offset + done))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw WorkflowError(.io, "\(directory): scratch file read failed") }
-                done += n
-            }
+            try FileSource.preadAll(fd, out, at: offset, failure: "\(directory): scratch file read failed")
         }
 
         func remove() {
