@@ -33,22 +33,77 @@ public final class ArrayRowSource: InputRowSource {
 
 // MARK: The streamed half shared by both parties
 
+/// How a prepare runs its batches. Production uses ``standard``; tests vary the chunk size,
+/// force either path and make one batch's arithmetic fail, to show both paths agree byte for byte.
+struct PrepareTuning: Sendable {
+    /// Messages per batch.
+    var chunk = IdentifierStream.defaultChunk
+    /// `nil`: pipelined whenever batches run on more than one thread (``Parallel/workerCount``,
+    /// read at each batch, so `CLEANROOM_THREADS=1` keeps the whole round on the calling thread).
+    var pipelined: Bool?
+    /// Tests only: the batch (counted from 0) whose group arithmetic fails, as a crypto failure would.
+    var failingBatch: Int?
+
+    static let standard = PrepareTuning()
+}
+
+/// What follows the element in a record: `clear` leading bytes as they are (the provider's row
+/// number), then the rest sealed by each sealer in turn (none, the audience key's one, or the
+/// member ID's inner and outer layers). Sealing happens in a batch's parallel part.
+struct TailSealing: Sendable {
+    /// Bytes the row's datum gives: clear bytes, then the plaintext to seal.
+    let plainSize: Int
+    let clear: Int
+    let sealers: [RecordSealer]
+    var tailSize: Int { plainSize + sealers.count * RecordSealer.overhead }
+
+    /// The tail of one valid row from its plain datum.
+    func seal(_ plain: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        guard !sealers.isEmpty else { out.copyMemory(from: plain); return }
+        var sealed = Array(plain[clear...])
+        for sealer in sealers { sealed = sealer.seal(sealed) }
+        UnsafeMutableRawBufferPointer(rebasing: out[..<clear]).copyMemory(from: UnsafeRawBufferPointer(rebasing: plain[..<clear]))
+        sealed.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[clear...]).copyMemory(from: $0) }
+    }
+}
+
 /// Normalizes, hashes and blinds a party's identifiers chunk by chunk and spills each as a
 /// partition record `element (32) ‖ sequence (u64 LE) ‖ status (u8) ‖ data row (u64 LE) ‖ tail`,
 /// where the sequence number counts valid identifiers in input order (so the smallest one of an
 /// element is its first sighting), `status` says whether the row's own data (audience key, member
 /// ID) is valid, and `tail` is what the output record carries after the element (already sealed).
 ///
+/// Pipelined (more than one thread): while one batch is hashed, blinded and sealed on every core
+/// by a ``Parallel/Job``, the caller reads and normalizes the next; the batch is joined and
+/// spilled when the next one is full, at the end of the input, or on any error. So at most one
+/// batch is in flight besides the one being filled, and a batch's records, sequence numbers and
+/// spill order are those of the plain path (one batch after the other on the calling thread).
+///
 /// Error order is the in-memory one: the input's own errors (a CSV error anywhere) first, then
 /// the first invalid identifier in input order, then an empty set, then the agreed maximum, then
 /// the first invalid row datum in first-seen order. So an invalid identifier is held (`pending`)
-/// while the rest of the input is read, unprocessed, for the source's errors.
+/// while the rest of the input is read, unprocessed, for the source's errors. A batch's own
+/// failure (crypto, scratch) comes before anything raised by the rows read after it: every exit
+/// joins the batch in flight first (``completeInFlight()``), as the plain path would have failed there.
 struct IdentifierStream {
     /// Messages hashed and blinded per batch: enough for ElementBatch's parallel paths to keep
     /// every core busy, small enough to be noise beside the spill budget.
-    static let chunk = 16_384
+    static let defaultChunk = 16_384
     static let headSize = 32 + 8 + 1 + 8
     enum Status: UInt8 { case valid = 0, invalid = 1, missing = 2 }
+
+    /// A full batch on its way through the group arithmetic: everything it needs, owned.
+    struct Batch: Sendable {
+        var messages: [[UInt8]] = []
+        /// Per message: the index of its row in this batch.
+        var messageRow: [Int32] = []
+        /// Per row: status, data row, plain datum (``TailSealing/plainSize`` bytes, zeros unless valid).
+        var status: [UInt8] = []
+        var dataRow: [UInt64] = []
+        var plain: [UInt8] = []
+        var firstSequence: UInt64 = 0
+        var index = 0
+    }
 
     let source: String
     let columns: [IdentifierColumn]
@@ -56,34 +111,38 @@ struct IdentifierStream {
     let policy: InvalidValuePolicy
     let agreement: VerifiedAgreement
     let scalar: Scalar
-    let tailSize: Int
+    let sealing: TailSealing
+    let tuning: PrepareTuning
+    var tailSize: Int { sealing.tailSize }
     var recordSize: Int { Self.headSize + tailSize }
     var partitions: RecordPartitions
     var summary = PrepareSummary()
     var skipped: [SkippedValue] = []
     var pending: ActivationError?
-    private var messages: [[UInt8]] = []
-    /// Per queued message: status ‖ data row ‖ tail.
-    private var extras: [UInt8] = []
+    private var queued = Batch()
+    private var inFlight: Parallel.Job<[UInt8]>?
     private var sequence: UInt64 = 0
+    private var batches = 0
 
     init(source: String, columns: [IdentifierColumn], agreement: VerifiedAgreement, policy: InvalidValuePolicy, scalar: Scalar,
-         tailSize: Int, scratch: any ScratchSpace, budget: Int) throws(ActivationError) {
+         sealing: TailSealing, scratch: any ScratchSpace, budget: Int, tuning: PrepareTuning) throws(ActivationError) {
         let allowed = Set(agreement.identifierTypes)
         for c in columns where !allowed.contains(c.type) {
             throw ActivationError(.invalidInput, "\(source): column '\(c.name)' holds \(c.type.rawValue) identifiers, which the agreement does not match")
         }
+        precondition(tuning.chunk > 0, "a batch holds at least one message")
         self.source = source; self.columns = columns; self.agreement = agreement; self.policy = policy; self.scalar = scalar
-        self.tailSize = tailSize
+        self.sealing = sealing; self.tuning = tuning
         normalizer = Normalizer(rules: agreement.rules)
-        partitions = RecordPartitions(recordSize: Self.headSize + tailSize, scratch: scratch, budget: budget)
+        partitions = RecordPartitions(recordSize: Self.headSize + sealing.tailSize, scratch: scratch, budget: budget)
     }
 
     /// Normalizes one selected row's identifiers and queues each valid one with the row's datum,
-    /// which `datum` builds (status, tail) only when the row has an identifier.
+    /// which `datum` gives (status, plain datum of ``TailSealing/plainSize`` bytes when valid) only
+    /// when the row has an identifier; the datum is sealed later, with its batch.
     mutating func add(_ row: InputRow, datum: () -> (Status, [UInt8])) throws {
         guard pending == nil else { return }
-        let before = messages.count
+        let before = queued.messages.count
         for c in columns {
             guard c.index < row.fieldCount else {
                 pending = ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'")
@@ -92,7 +151,7 @@ struct IdentifierStream {
             let raw = row.field(c.index)
             if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue } // an absent identifier is not an error
             do {
-                messages.append(try normalizer.matchValue(raw, as: c.type).hashToGroupMessage)
+                queued.messages.append(try normalizer.matchValue(raw, as: c.type).hashToGroupMessage)
                 summary.identifiers += 1
             } catch {
                 switch policy {
@@ -105,49 +164,103 @@ struct IdentifierStream {
                 }
             }
         }
-        let found = messages.count - before
+        let found = queued.messages.count - before
         guard found > 0 else { summary.rowsWithoutIdentifier += 1; return }
-        let (status, tail) = datum()
-        precondition(tail.count == tailSize)
-        for _ in 0..<found {
-            extras.append(status.rawValue)
-            withUnsafeBytes(of: UInt64(row.row).littleEndian) { extras.append(contentsOf: $0) }
-            extras += tail
+        let (status, plain) = datum()
+        let rowIndex = Int32(queued.status.count)
+        queued.status.append(status.rawValue)
+        queued.dataRow.append(UInt64(row.row))
+        if status == .valid {
+            precondition(plain.count == sealing.plainSize)
+            queued.plain += plain
+        } else {
+            queued.plain += repeatElement(0, count: sealing.plainSize)
         }
-        if messages.count >= Self.chunk { try flush() }
+        queued.messageRow += repeatElement(rowIndex, count: found)
+        if queued.messages.count >= tuning.chunk { try flush() }
     }
 
-    /// Hashes and blinds the queued messages (in parallel) and spills their records.
+    /// Hands the queued messages to the group arithmetic: on a job of their own while the caller
+    /// reads on (after joining and spilling the batch before), or here and now on one thread.
     mutating func flush() throws {
-        guard !messages.isEmpty else { return }
+        guard !queued.messages.isEmpty else { return }
+        var batch = queued
+        queued = Batch()
+        batch.firstSequence = sequence
+        batch.index = batches
+        sequence += UInt64(batch.messages.count)
+        batches += 1
+        try completeInFlight()
+        let full = batch, hasher = agreement.hasher, scalar = scalar, sealing = sealing, fails = tuning.failingBatch == batch.index
+        if tuning.pipelined ?? (Parallel.workerCount > 1) {
+            inFlight = Parallel.Job { try Self.records(of: full, hasher: hasher, scalar: scalar, sealing: sealing, failing: fails) }
+        } else {
+            let records = try Self.records(of: batch, hasher: hasher, scalar: scalar, sealing: sealing, failing: fails)
+            try records.withUnsafeBytes { try partitions.append($0) }
+        }
+    }
+
+    /// Joins the batch in flight, if any, and spills its records; rethrows its failure. Every way
+    /// out of a prepare's reading loop calls this before anything else, so a batch's failure is
+    /// reported where the plain path reports it, and no job outlives the prepare.
+    mutating func completeInFlight() throws {
+        guard let job = inFlight else { return }
+        inFlight = nil
+        let records = try job.join()
+        try records.withUnsafeBytes { try partitions.append($0) }
+    }
+
+    /// A batch's partition records: hash to the group and blind (every core), seal each row's
+    /// datum (every core), then lay out one record per message in queue order.
+    static func records(of batch: Batch, hasher: HashToGroupChoice, scalar: Scalar, sealing: TailSealing,
+                        failing: Bool) throws(ActivationError) -> [UInt8] {
         let blinded: ElementBatch
-        do { blinded = try agreement.hasher.hash(messages).multiplied(by: scalar) } catch {
+        do throws(CryptoError) {
+            if failing { throw CryptoError(.primitiveFailure, "injected by a test") }
+            blinded = try hasher.hash(batch.messages).multiplied(by: scalar)
+        } catch {
             throw ActivationError(.cryptoFailure, "blinding failed: \(error.code.rawValue)")
         }
-        let n = messages.count, size = recordSize, extraSize = 9 + tailSize
-        var records = [UInt8](repeating: 0, count: n * size)
-        records.withUnsafeMutableBytes { dst in
-            blinded.withUnsafeBytes { e in
-                extras.withUnsafeBytes { x in
-                    for i in 0..<n {
-                        let r = dst.baseAddress! + i * size
-                        r.copyMemory(from: e.baseAddress! + i * 32, byteCount: 32)
-                        r.storeBytes(of: (sequence + UInt64(i)).littleEndian, toByteOffset: 32, as: UInt64.self)
-                        (r + 40).copyMemory(from: x.baseAddress! + i * extraSize, byteCount: extraSize)
+        let rows = batch.status.count, tailSize = sealing.tailSize, plainSize = sealing.plainSize
+        var tails = [UInt8](repeating: 0, count: rows * tailSize)
+        if tailSize > 0 {
+            tails.withUnsafeMutableBytes { t in
+                batch.plain.withUnsafeBytes { p in
+                    Parallel.forEachRange(count: rows) { range in
+                        for r in range where batch.status[r] == Status.valid.rawValue {
+                            sealing.seal(UnsafeRawBufferPointer(rebasing: p[(r * plainSize)..<((r + 1) * plainSize)]),
+                                         into: UnsafeMutableRawBufferPointer(rebasing: t[(r * tailSize)..<((r + 1) * tailSize)]))
+                        }
                     }
                 }
             }
         }
-        sequence += UInt64(n)
-        messages.removeAll(keepingCapacity: true)
-        extras.removeAll(keepingCapacity: true)
-        try records.withUnsafeBytes { try partitions.append($0) }
+        let n = batch.messages.count, size = headSize + tailSize
+        var records = [UInt8](repeating: 0, count: n * size)
+        records.withUnsafeMutableBytes { dst in
+            blinded.withUnsafeBytes { e in
+                tails.withUnsafeBytes { t in
+                    for i in 0..<n {
+                        let r = dst.baseAddress! + i * size, row = Int(batch.messageRow[i])
+                        r.copyMemory(from: e.baseAddress! + i * 32, byteCount: 32)
+                        r.storeBytes(of: (batch.firstSequence + UInt64(i)).littleEndian, toByteOffset: 32, as: UInt64.self)
+                        r.storeBytes(of: batch.status[row], toByteOffset: 40, as: UInt8.self)
+                        r.storeBytes(of: batch.dataRow[row].littleEndian, toByteOffset: 41, as: UInt64.self)
+                        if tailSize > 0 { (r + headSize).copyMemory(from: t.baseAddress! + row * tailSize, byteCount: tailSize) }
+                    }
+                }
+            }
+        }
+        return records
     }
 
-    /// Ends the input: throws the held identifier error or the empty-set refusal, in that order.
+    /// Ends the input: throws the batch in flight's failure, the held identifier error or the
+    /// empty-set refusal, in that order.
     mutating func finishInput(rowsSelected: Int) throws {
+        try completeInFlight()
         if let pending { throw pending }
         try flush()
+        try completeInFlight()
         // An empty set would only fail later, at the other party or the coordinator; a set above
         // the agreed size would be refused there too. Both are refused here, before anything is written.
         guard summary.identifiers > 0 else {
@@ -287,7 +400,7 @@ final class HeldSink: MessageSink {
 /// Splits output records `element ‖ tail` into the two messages' pieces (round 1), or passes
 /// them whole (round 2), a bounded number at a time.
 private func forEachPiece(_ records: UnsafeRawBufferPointer, recordSize: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
-    let step = IdentifierStream.chunk * recordSize
+    let step = IdentifierStream.defaultChunk * recordSize
     var at = 0
     while at < records.count {
         let end = min(records.count, at + step)
@@ -383,7 +496,7 @@ extension Provider {
 
     /// As the public stage, with the spill budget given (tests force many partitions and buckets).
     func stage(runID: String, audience: consuming ProviderAudience, scalar: Scalar, scratch: any ScratchSpace,
-               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int) throws -> Staged {
+               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int, tuning: PrepareTuning = .standard) throws -> Staged {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let source = audience.source, keyColumn = audience.audienceKeyColumn, rows = audience.rows
         let sealer: RecordSealer?
@@ -393,20 +506,28 @@ extension Provider {
             }
         } else { sealer = nil }
         let payloadSize = Layout.payloadRecordSize(agreement)
+        // Payload record: provider row (u64 BE, clear) ‖ the padded audience key, sealed when the agreement says so.
+        let sealing = TailSealing(plainSize: Layout.rowIndexSize + 2 + Layout.maxAudienceKey, clear: Layout.rowIndexSize, sealers: sealer.map { [$0] } ?? [])
+        precondition(sealing.tailSize == payloadSize)
         var stream = try IdentifierStream(source: source, columns: audience.identifierColumns, agreement: agreement,
-                                          policy: audience.invalidValues, scalar: scalar, tailSize: payloadSize, scratch: scratch, budget: budget)
+                                          policy: audience.invalidValues, scalar: scalar, sealing: sealing, scratch: scratch,
+                                          budget: budget, tuning: tuning)
         var index = 0
-        while let row = try rows.next() {
-            let r = index
-            index += 1
-            try stream.add(row) {
-                guard keyColumn.index < row.fieldCount else { return (.missing, [UInt8](repeating: 0, count: payloadSize)) }
-                let key = row.field(keyColumn.index)
-                guard !key.isEmpty, key.count <= Layout.maxAudienceKey else { return (.invalid, [UInt8](repeating: 0, count: payloadSize)) }
-                let padded = Layout.padded(Array(key), to: Layout.maxAudienceKey)
-                return (.valid, BE.u64(UInt64(r)) + (sealer.map { $0.seal(padded) } ?? padded))
+        do {
+            while let row = try rows.next() {
+                let r = index
+                index += 1
+                try stream.add(row) {
+                    guard keyColumn.index < row.fieldCount else { return (.missing, []) }
+                    let key = row.field(keyColumn.index)
+                    guard !key.isEmpty, key.count <= Layout.maxAudienceKey else { return (.invalid, []) }
+                    return (.valid, BE.u64(UInt64(r)) + Layout.padded(Array(key), to: Layout.maxAudienceKey))
+                }
+                if index % 250_000 == 0 { progress?(index) }
             }
-            if index % 250_000 == 0 { progress?(index) }
+        } catch {
+            try stream.completeInFlight()
+            throw error
         }
         stream.summary.rowsRead = index
         stream.summary.rowsSelected = index
@@ -505,7 +626,7 @@ extension Consumer {
 
     /// As the public stage, with the spill budget given (tests force many partitions and buckets).
     func stage(runID: String, query: consuming ConsumerQuery, scalar: Scalar, scratch: any ScratchSpace,
-               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int) throws -> Staged {
+               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int, tuning: PrepareTuning = .standard) throws -> Staged {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let source = query.source, filters = query.filters, consentColumns = query.consentColumns, rows = query.rows
         let memberIDColumn = query.memberIDColumn, segmentID = query.segmentID, segmentName = query.segmentName
@@ -523,32 +644,41 @@ extension Consumer {
                            try RecordSealer(recipient: agreement.coordinatorSealingKey, context: Layout.outerContext(agreement, run)))
             } catch { throw ActivationError(.cryptoFailure, "sealing set-up failed: \(error.code.rawValue)") }
         }
-        let tailSize = Layout.consumerRecordSize(agreement) - Layout.elementSize
+        // Delivered member IDs are padded, sealed for the provider, then for the coordinator; otherwise the record is the element alone.
+        let sealing = sealers.map { TailSealing(plainSize: 2 + Layout.maxMemberID, clear: 0, sealers: [$0.inner, $0.outer]) }
+            ?? TailSealing(plainSize: 0, clear: 0, sealers: [])
+        precondition(sealing.tailSize == Layout.consumerRecordSize(agreement) - Layout.elementSize)
         var stream = try IdentifierStream(source: source, columns: query.identifierColumns, agreement: agreement,
-                                          policy: query.invalidValues, scalar: scalar, tailSize: tailSize, scratch: scratch, budget: budget)
+                                          policy: query.invalidValues, scalar: scalar, sealing: sealing, scratch: scratch,
+                                          budget: budget, tuning: tuning)
         var read = 0, selected = 0, filteredOut = 0
-        while let row = try rows.next() {
-            read += 1
-            if read % 250_000 == 0 { progress?(read) }
-            var keep = true
-            for f in filters {
-                guard f.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(f.name)'") }
-                if !f.values.contains(Self.trimmed(row.field(f.index))) { keep = false }
+        do {
+            while let row = try rows.next() {
+                read += 1
+                if read % 250_000 == 0 { progress?(read) }
+                var keep = true
+                for f in filters {
+                    guard f.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(f.name)'") }
+                    if !f.values.contains(Self.trimmed(row.field(f.index))) { keep = false }
+                }
+                for c in consentColumns {
+                    guard c.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'") }
+                    let v = String(decoding: Self.trimmed(row.field(c.index)), as: UTF8.self).lowercased()
+                    if !Self.truthy.contains(v) { keep = false }
+                }
+                guard keep else { filteredOut += 1; continue }
+                selected += 1
+                try stream.add(row) {
+                    guard sealers != nil, let col = memberIDColumn else { return (.valid, []) }
+                    guard col.index < row.fieldCount else { return (.missing, []) }
+                    let member = row.field(col.index)
+                    guard !member.isEmpty, member.count <= Layout.maxMemberID else { return (.invalid, []) }
+                    return (.valid, Layout.padded(Array(member), to: Layout.maxMemberID))
+                }
             }
-            for c in consentColumns {
-                guard c.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'") }
-                let v = String(decoding: Self.trimmed(row.field(c.index)), as: UTF8.self).lowercased()
-                if !Self.truthy.contains(v) { keep = false }
-            }
-            guard keep else { filteredOut += 1; continue }
-            selected += 1
-            try stream.add(row) {
-                guard let sealers, let col = memberIDColumn else { return (.valid, []) }
-                guard col.index < row.fieldCount else { return (.missing, [UInt8](repeating: 0, count: tailSize)) }
-                let member = row.field(col.index)
-                guard !member.isEmpty, member.count <= Layout.maxMemberID else { return (.invalid, [UInt8](repeating: 0, count: tailSize)) }
-                return (.valid, sealers.outer.seal(sealers.inner.seal(Layout.padded(Array(member), to: Layout.maxMemberID))))
-            }
+        } catch {
+            try stream.completeInFlight()
+            throw error
         }
         stream.summary.rowsRead = read
         stream.summary.rowsSelected = selected

@@ -224,6 +224,54 @@ public enum Parallel {
     }
 }
 
+extension Parallel {
+    /// Runs `body` over contiguous ranges that together cover `0..<count`, on every core, split
+    /// as ``firstFailure(count:_:)`` splits (inline on the calling thread when ``workerCount`` is 1
+    /// or `count` is small). Each range is handed out once; `body` must touch only its range's memory.
+    public static func forEachRange(count: Int, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let workers = workerCount
+        let chunks = workers == 1 ? 1 : min(workers * 4, max(1, count / 64))
+        if chunks == 1 { body(0..<count); return }
+        withoutActuallyEscaping(body) { body in
+            let bodyBox = UnsafeSendable(body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                bodyBox.value((count * c / chunks)..<(count * (c + 1) / chunks))
+            }
+        }
+    }
+
+    /// One stage of a pipeline: `work` runs on a thread of its own from `init`, while the caller
+    /// goes on with the next stage, and ``join()`` waits for its result (or rethrows its error).
+    ///
+    /// Contract: the work only sees what it captured (all `Sendable`); a dedicated thread, not a
+    /// Dispatch worker, so the work (which may itself run `concurrentPerform`) never waits for a
+    /// pool thread that callers blocked in `join` might hold. Join once or more: later joins
+    /// return the same outcome. A job nobody joins still runs to completion and is then freed.
+    public final class Job<Success: Sendable>: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        // Written once by the job's thread before `done` is signalled; read only after waiting on it.
+        private var outcome: Result<Success, any Error>?
+        private var joined = false
+
+        public init(_ work: @escaping @Sendable () throws -> Success) {
+            let thread = Thread { [self] in
+                outcome = Result { try work() }
+                done.signal()
+            }
+            thread.name = "cleanroom.pipeline"
+            thread.start()
+        }
+
+        /// Waits for the work and returns its result or rethrows its error.
+        /// Call from one thread (the one that started the job).
+        public func join() throws -> Success {
+            if !joined { done.wait(); joined = true }
+            return try outcome!.get()
+        }
+    }
+}
+
 /// Carries a value into `concurrentPerform`, where each chunk touches disjoint memory.
 struct UnsafeSendable<T>: @unchecked Sendable {
     let value: T

@@ -89,3 +89,57 @@ struct BatchPerformancePathTests {
         #expect(ElementJoin.intersect(ElementBatch(), ElementBatch()).matches.isEmpty)
     }
 }
+
+/// The pipeline's building blocks (the prepare rounds' overlap of reading with arithmetic).
+@Suite("Pipeline helpers")
+struct PipelineHelperTests {
+    @Test("forEachRange hands out every index exactly once", arguments: [0, 1, 63, 64, 1_000, 5_003])
+    func rangesCoverEveryIndexOnce(count: Int) {
+        var hits = [Int](repeating: 0, count: count)
+        hits.withUnsafeMutableBufferPointer { h in
+            Parallel.forEachRange(count: count) { range in
+                for i in range { h[i] += 1 }
+            }
+        }
+        #expect(hits.allSatisfy { $0 == 1 })
+    }
+
+    @Test("a job returns its work's result, rethrows its error, and joins again to the same outcome")
+    func jobOutcome() throws {
+        struct Refused: Error, Equatable { let n: Int }
+        let hasher = BatchPerformancePathTests.hasher
+        let messages = (0..<500).map { Array("member-\($0)".utf8) }
+        let job = Parallel.Job { try ElementBatch.hashing(messages, with: hasher) }
+        let here = try ElementBatch.hashing(messages, with: hasher)
+        #expect(try job.join() == here)
+        #expect(try job.join() == here)
+        let failing = Parallel.Job<Int> { throw Refused(n: 7) }
+        #expect(throws: Refused(n: 7)) { try failing.join() }
+        #expect(throws: Refused(n: 7)) { try failing.join() }
+    }
+
+    @Test("records sealed from several threads at once all open, each with its own nonce")
+    func sealingFromSeveralThreads() throws {
+        let recipient = SealingKey.generate()
+        let context = Array("pipeline test".utf8)
+        let sealer = try RecordSealer(recipient: recipient.publicKey, context: context)
+        let n = 4_000, plainSize = 66, sealedSize = plainSize + RecordSealer.overhead
+        var sealed = [UInt8](repeating: 0, count: n * sealedSize)
+        sealed.withUnsafeMutableBytes { out in
+            Parallel.forEachRange(count: n) { range in
+                for i in range {
+                    let record = sealer.seal([UInt8](repeating: UInt8(i % 251), count: plainSize))
+                    record.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[(i * sealedSize)..<((i + 1) * sealedSize)]).copyMemory(from: $0) }
+                }
+            }
+        }
+        let opener = try RecordOpener(recipient: recipient, ephemeralPublicKey: sealer.ephemeralPublicKey, context: context)
+        var nonces = Set<[UInt8]>()
+        for i in 0..<n {
+            let record = Array(sealed[(i * sealedSize)..<((i + 1) * sealedSize)])
+            nonces.insert(Array(record.prefix(24)))
+            #expect(try opener.open(record) == [UInt8](repeating: UInt8(i % 251), count: plainSize))
+        }
+        #expect(nonces.count == n)
+    }
+}
