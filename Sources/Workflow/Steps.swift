@@ -141,22 +141,10 @@ public enum Steps {
                                        state: StateStore, progress: ProgressReporter? = nil) throws(Error) -> (elements: Int, written: String) {
         let provider = try Provider(agreement: agreement, identity: identity)
         progress?("verifying the consumer's set and re-blinding it")
-        guard UUIDBytes.parse(runID) != nil else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
-        let s = try state.load(agreement, run: runID, role: .provider)
-        let answered: RespondSummary
-        do {
-            let scratch = try state.scratch()
-            let source = try exchange.source(agreement, run: runID, .consumerBlinded)
-            let sink = try exchange.sink(agreement, run: runID, .consumerReblinded)
-            answered = try provider.respond(consumerSet: source, name: exchange.path(agreement, run: runID, .consumerBlinded), state: s,
-                                            into: sink, scratch: scratch)
-        } catch {
-            // A crashed attempt already published this answer: the scalar has no further use.
-            if isAlreadyExists(error) { state.delete(agreement, run: runID, role: .provider) }
-            throw error
+        return try respondStep(agreement: agreement, runID: runID, exchange: exchange, state: state, role: .provider,
+                               input: .consumerBlinded, output: .consumerReblinded) { source, name, s, sink, scratch in
+            try provider.respond(consumerSet: source, name: name, state: s, into: sink, scratch: scratch)
         }
-        state.delete(agreement, run: runID, role: .provider)
-        return (answered.count, exchange.path(agreement, run: runID, .consumerReblinded))
     }
 
     /// Round 4 (consumer): re-blind the provider's set; the run's scalar is shredded afterwards.
@@ -167,22 +155,35 @@ public enum Steps {
                                        state: StateStore, progress: ProgressReporter? = nil) throws(Error) -> (elements: Int, written: String) {
         let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
         progress?("verifying the provider's set and re-blinding it")
+        return try respondStep(agreement: agreement, runID: runID, exchange: exchange, state: state, role: .consumer,
+                               input: .providerBlinded, output: .providerReblinded) { source, name, s, sink, scratch in
+            try consumer.respond(providerSet: source, name: name, state: s, into: sink, scratch: scratch)
+        }
+    }
+
+    /// The edge rounds 3 and 4 share: the party's run state, the input streamed from the exchange,
+    /// the answer to a temporary file linked into place only when complete, spills to the party's
+    /// scratch directory. The run's scalar is shredded once the answer is published, and also
+    /// when a crashed attempt already published it (it has no further use); a refused input keeps
+    /// the state, so the run can complete once the right file arrives.
+    static func respondStep(agreement: VerifiedAgreement, runID: String, exchange: Exchange, state: StateStore, role: Role,
+                            input: MessageKind, output: MessageKind,
+                            _ answer: (any ByteSource, String, RunState, any MessageSink, any ScratchSpace) throws -> RespondSummary)
+        throws(Error) -> (elements: Int, written: String) {
         guard UUIDBytes.parse(runID) != nil else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
-        let s = try state.load(agreement, run: runID, role: .consumer)
+        let s = try state.load(agreement, run: runID, role: role)
         let answered: RespondSummary
         do {
             let scratch = try state.scratch()
-            let source = try exchange.source(agreement, run: runID, .providerBlinded)
-            let sink = try exchange.sink(agreement, run: runID, .providerReblinded)
-            answered = try consumer.respond(providerSet: source, name: exchange.path(agreement, run: runID, .providerBlinded), state: s,
-                                            into: sink, scratch: scratch)
+            let source = try exchange.source(agreement, run: runID, input)
+            let sink = try exchange.sink(agreement, run: runID, output)
+            answered = try answer(source, exchange.path(agreement, run: runID, input), s, sink, scratch)
         } catch {
-            // A crashed attempt already published this answer: the scalar has no further use.
-            if isAlreadyExists(error) { state.delete(agreement, run: runID, role: .consumer) }
+            if isAlreadyExists(error) { state.delete(agreement, run: runID, role: role) }
             throw error
         }
-        state.delete(agreement, run: runID, role: .consumer)
-        return (answered.count, exchange.path(agreement, run: runID, .providerReblinded))
+        state.delete(agreement, run: runID, role: role)
+        return (answered.count, exchange.path(agreement, run: runID, output))
     }
 
     public struct MatchResult: Sendable {
