@@ -53,6 +53,9 @@ enum BenchMain {
             /// Primitive CPU per element / end-to-end CPU per element: the overhead, independent of load.
             var e2eCPURatio: Double?
             var e2eProcessesCPURatio: Double?
+            var e2eConcurrentRate: Double?
+            var e2eConcurrentRatio: Double?
+            var e2eConcurrentCPURatio: Double?
             var scaling: [String: Double] = [:]
             var roundScaling: [String: Double] = [:]
             var matchRate: Double?
@@ -158,33 +161,41 @@ enum BenchMain {
                 }
 
                 // End to end through child `cleanroom` processes: per-party peak RSS and CPU from wait4.
-                if options.processes && bench.selected("e2e-processes") {
-                    if let exe = cleanroomBinary() {
-                        var previous: Scenario.Run?
-                        var processesRun: (Scenario.Run, String)?
-                        let (_, r) = try bench.measurePair(reference: "bound@Nt", referenceElements: 2 * size, { try bound(); try bound() },
-                                                           subject: "e2e-processes", size: size, elements: 2 * size, prepare: {
-                            if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
-                        }) {
-                            runCounter += 1
-                            let run = try scenario.newRun("processes-\(runCounter)")
-                            previous = run
-                            let (rounds, runID) = try scenario.endToEndProcesses(run, cleanroom: exe)
-                            processesRun = (run, runID)
-                            return (rounds.reduce(0) { $0 + ($1.cpuSeconds ?? 0) }, rounds)
-                        }
-                        // The coordinator's stages below use the in-process run's files, else this run's.
-                        if lastRun == nil { lastRun = processesRun } else if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
-                        if let r {
-                            for x in r.rounds ?? [] { summary.peakRSSKiBByRound[x.name] = x.peakRSSKiB }
-                            summary.e2eProcessesRate = r.rate
-                            summary.e2eProcessesRatio = r.pairedRatio
-                            if let c = r.cpuPerElement, let bc = bench.results.first(where: { $0.name == "bound@Nt" && $0.size == size })?.cpuPerElement {
-                                summary.e2eProcessesCPURatio = bc / c
-                            }
-                        }
+                // `e2e-processes` runs the six rounds one after the other; `e2e-processes-concurrent`
+                // runs rounds 1 ‖ 2 and 3 ‖ 4 at once, as two parties on their own machines would.
+                for concurrent in [false, true] {
+                    let name = concurrent ? "e2e-processes-concurrent" : "e2e-processes"
+                    guard options.processes && bench.selected(name) else { continue }
+                    guard let exe = cleanroomBinary() else {
+                        print("  \(name): skipped (no built `cleanroom` beside this executable; run `swift build -c release --product cleanroom` first)")
+                        continue
+                    }
+                    var previous: Scenario.Run?
+                    var processesRun: (Scenario.Run, String)?
+                    let (_, r) = try bench.measurePair(reference: "bound@Nt", referenceElements: 2 * size, { try bound(); try bound() },
+                                                       subject: name, size: size, elements: 2 * size, prepare: {
+                        if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
+                    }) {
+                        runCounter += 1
+                        let run = try scenario.newRun("processes-\(runCounter)")
+                        previous = run
+                        let (rounds, runID) = try scenario.endToEndProcesses(run, cleanroom: exe, concurrent: concurrent)
+                        processesRun = (run, runID)
+                        return (rounds.reduce(0) { $0 + ($1.cpuSeconds ?? 0) }, rounds)
+                    }
+                    // The coordinator's stages below use the in-process run's files, else this run's.
+                    if lastRun == nil { lastRun = processesRun } else if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
+                    guard let r else { continue }
+                    let cpuRatio = r.cpuPerElement.flatMap { c in bench.results.first(where: { $0.name == "bound@Nt" && $0.size == size })?.cpuPerElement.map { $0 / c } }
+                    if concurrent {
+                        summary.e2eConcurrentRate = r.rate
+                        summary.e2eConcurrentRatio = r.pairedRatio
+                        summary.e2eConcurrentCPURatio = cpuRatio
                     } else {
-                        print("  e2e-processes: skipped (no built `cleanroom` beside this executable; run `swift build -c release --product cleanroom` first)")
+                        for x in r.rounds ?? [] { summary.peakRSSKiBByRound[x.name] = x.peakRSSKiB }
+                        summary.e2eProcessesRate = r.rate
+                        summary.e2eProcessesRatio = r.pairedRatio
+                        summary.e2eProcessesCPURatio = cpuRatio
                     }
                 }
 
@@ -280,6 +291,10 @@ enum BenchMain {
             if let e = s.e2eProcessesRate, let r = s.e2eProcessesRatio {
                 print(String(format: "  end to end (child processes):          %@   throughput ratio to bound %.3f, CPU-cost ratio %.3f",
                              Report.rate(e), r, s.e2eProcessesCPURatio ?? .nan))
+            }
+            if let e = s.e2eConcurrentRate, let r = s.e2eConcurrentRatio {
+                print(String(format: "  end to end (processes, 1‖2 and 3‖4):   %@   throughput ratio to bound %.3f, CPU-cost ratio %.3f",
+                             Report.rate(e), r, s.e2eConcurrentCPURatio ?? .nan))
             }
             if !s.scaling.isEmpty {
                 print("  thread scaling \(cores) vs 1, paired runs (target ≥ 1.8): " + s.scaling.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f×", $0.key, $0.value) }.joined(separator: ", "))

@@ -294,7 +294,7 @@ enum Memory {
 /// peak. ``measured(_:_:log:)`` therefore spawns this executable in `--rusage-child` mode (a fresh,
 /// small process), which spawns the real command and reports the command's `ru_maxrss`.
 enum Child {
-    struct Outcome {
+    struct Outcome: Sendable {
         let seconds: Double
         let peakRSSKiB: Int
         let exitStatus: Int32

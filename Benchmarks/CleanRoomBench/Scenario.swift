@@ -136,7 +136,13 @@ struct Scenario {
     }
 
     /// The same rounds, each as a child `cleanroom` process (the built CLI), with its peak RSS.
-    func endToEndProcesses(_ run: Run, cleanroom: String) throws -> (rounds: [Result.Round], runID: String) {
+    ///
+    /// `concurrent`: rounds 1 and 2, then rounds 3 and 4, run at the same time, as the two parties
+    /// run them on their own machines (neither round of a pair reads the other's output: SPEC §6);
+    /// the two share this machine's cores, so one party's sequential stretches (CSV, sealing,
+    /// writing) fill the core the other leaves idle. Each round's seconds are then its own wall
+    /// time inside the overlapped stage, not a share of the total.
+    func endToEndProcesses(_ run: Run, cleanroom: String, concurrent: Bool = false) throws -> (rounds: [Result.Round], runID: String) {
         let runID = AgreementTerms.newID()
         let log = "\(run.dir)/processes.log"
         let a = ["--agreement", agreementPath]
@@ -155,12 +161,24 @@ struct Scenario {
               "--run-id", runID, "--audit-db", run.auditPath, "--quiet"]),
             ("6 provider open", overlap, ["provider", "open"] + a + ["--identity", keyPath("provider"), "--run-id", runID, "--out", run.matchedPath]),
         ]
-        var rounds: [Result.Round] = []
-        for (name, elements, args) in steps {
-            let o = try Child.measured(cleanroom, args, log: log)
-            guard o.exitStatus == 0 else { throw BenchError("`cleanroom \(args[0]) \(args[1])` exited with \(o.exitStatus); see \(log)") }
-            rounds.append(Result.Round(name: name, elements: elements, seconds: o.seconds, cpuSeconds: o.cpuSeconds, peakRSSKiB: o.peakRSSKiB))
+        // Stages in protocol order; the rounds of one stage depend only on earlier stages.
+        let stages: [[Int]] = concurrent ? [[0, 1], [2, 3], [4], [5]] : steps.indices.map { [$0] }
+        var rounds = [Result.Round?](repeating: nil, count: steps.count)
+        // Children of one stage write separate logs (the rusage helper's report sits beside each).
+        func logOf(_ stage: [Int], _ i: Int) -> String { stage.count == 1 ? log : "\(log).\(i + 1)" }
+        for stage in stages {
+            // One dedicated thread per child (each blocks in wait4 while its child runs).
+            let jobs = stage.map { i in
+                let args = steps[i].2, childLog = logOf(stage, i)
+                return Parallel.Job { try Child.measured(cleanroom, args, log: childLog) }
+            }
+            for (k, i) in stage.enumerated() {
+                let (name, elements, args) = steps[i]
+                let o = try jobs[k].join()
+                guard o.exitStatus == 0 else { throw BenchError("`cleanroom \(args[0]) \(args[1])` exited with \(o.exitStatus); see \(logOf(stage, i))") }
+                rounds[i] = Result.Round(name: name, elements: elements, seconds: o.seconds, cpuSeconds: o.cpuSeconds, peakRSSKiB: o.peakRSSKiB)
+            }
         }
-        return (rounds, runID)
+        return (rounds.map { $0! }, runID)
     }
 }

@@ -14,6 +14,7 @@ import Tabular
 let benchmarkNames = [
     "read+normalize", "hash-to-group@1t", "hash-to-group@Nt", "blind@1t", "blind@Nt", "re-blind@1t", "re-blind@Nt",
     "decode@1t", "decode@Nt", "bound@1t", "bound@Nt", "shuffle", "write", "e2e", "e2e@1t", "e2e-processes",
+    "e2e-processes-concurrent",
     "verify+decode", "match", "coordinator-round", "deliver",
 ]
 
