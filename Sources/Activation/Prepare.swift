@@ -57,14 +57,28 @@ struct TailSealing: Sendable {
     let sealers: [RecordSealer]
     var tailSize: Int { plainSize + sealers.count * RecordSealer.overhead }
 
-    /// The tail of one valid row from its plain datum.
-    func seal(_ plain: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+    /// The tail of one valid row from its plain datum, sealed in place: each layer but the last
+    /// writes into one half of `scratch` (``scratchSize`` bytes, the caller's own), the last
+    /// straight into `out`, so sealing allocates nothing per record. Nonces come from `random`,
+    /// the calling thread's generator.
+    func seal(_ plain: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, random: BufferedRandom,
+              scratch: UnsafeMutableRawBufferPointer) {
         guard !sealers.isEmpty else { out.copyMemory(from: plain); return }
-        var sealed = Array(plain[clear...])
-        for sealer in sealers { sealed = sealer.seal(sealed) }
         UnsafeMutableRawBufferPointer(rebasing: out[..<clear]).copyMemory(from: UnsafeRawBufferPointer(rebasing: plain[..<clear]))
-        sealed.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[clear...]).copyMemory(from: $0) }
+        var input = UnsafeRawBufferPointer(rebasing: plain[clear...])
+        let half = scratchSize / 2
+        for (k, sealer) in sealers.enumerated() {
+            let size = input.count + RecordSealer.overhead
+            let output = k == sealers.count - 1
+                ? UnsafeMutableRawBufferPointer(rebasing: out[clear...])
+                : UnsafeMutableRawBufferPointer(rebasing: scratch[(k % 2 * half)..<(k % 2 * half + size)])
+            sealer.seal(input, into: output, random: random)
+            input = UnsafeRawBufferPointer(output)
+        }
     }
+
+    /// Bytes of scratch ``seal(_:into:random:scratch:)`` needs: two halves, each as large as the tail.
+    var scratchSize: Int { 2 * tailSize }
 }
 
 /// Normalizes, hashes and blinds a party's identifiers chunk by chunk and spills each as a
@@ -227,9 +241,14 @@ struct IdentifierStream {
             tails.withUnsafeMutableBytes { t in
                 batch.plain.withUnsafeBytes { p in
                     Parallel.forEachRange(count: rows) { range in
+                        // One generator and one scratch buffer per range: no lock, no allocation per record.
+                        let random = BufferedRandom()
+                        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: sealing.scratchSize, alignment: 8)
+                        defer { scratch.deallocate() }
                         for r in range where batch.status[r] == Status.valid.rawValue {
                             sealing.seal(UnsafeRawBufferPointer(rebasing: p[(r * plainSize)..<((r + 1) * plainSize)]),
-                                         into: UnsafeMutableRawBufferPointer(rebasing: t[(r * tailSize)..<((r + 1) * tailSize)]))
+                                         into: UnsafeMutableRawBufferPointer(rebasing: t[(r * tailSize)..<((r + 1) * tailSize)]),
+                                         random: random, scratch: scratch)
                         }
                     }
                 }
