@@ -33,7 +33,7 @@ struct ExternalShuffle {
     private var staged: [[UInt8]]
     private(set) var count = 0
     /// This shuffle's generator: a shuffle runs on one thread, so it needs no lock, and one
-    /// `getrandom` call serves all its draws (SPEC §3 "Randomness").
+    /// `getrandom` call serves all its draws (SPEC §3.3 "Randomness").
     private let random = BufferedRandom()
     static let stageBytes = 64 << 10
 

@@ -19,7 +19,7 @@ internal import CSodium
 /// Contract: the key and the unread keystream live in ``SecureBytes`` (locked where the OS allows
 /// it, zeroed on release, redacted descriptions). Not thread-safe: one instance per thread or per
 /// batch (it is deliberately not `Sendable`), so the hot loop takes no lock.
-/// - SeeAlso: `Protocol/SPEC.md` §3 "Randomness"; D. J. Bernstein, "Fast-key-erasure random-number
+/// - SeeAlso: `Protocol/SPEC.md` §3.3 "Randomness"; D. J. Bernstein, "Fast-key-erasure random-number
 ///   generators" (2017).
 public final class BufferedRandom: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// Keystream bytes served per refill (after the 32 that become the next key).

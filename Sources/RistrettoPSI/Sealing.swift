@@ -128,7 +128,7 @@ public final class RecordSealer: @unchecked Sendable, CustomStringConvertible {
     /// `random`, without allocating: the per-record path of the prepares.
     ///
     /// Thread-safety: the sealer is shared, `random` is the calling thread's own.
-    /// - SeeAlso: `Protocol/SPEC.md` §"Sealing records", §3 "Randomness".
+    /// - SeeAlso: `Protocol/SPEC.md` §"Sealing records", §3.3 "Randomness".
     public func seal(_ plaintext: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, random: BufferedRandom) {
         precondition(out.count == plaintext.count + RecordSealer.overhead, "a sealed record is the plaintext plus nonce and tag")
         let base = out.baseAddress!.assumingMemoryBound(to: UInt8.self)

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import RistrettoPSI
 
-/// The buffered ChaCha20 generator behind per-record nonces and shuffles (SPEC §3 "Randomness").
+/// The buffered ChaCha20 generator behind per-record nonces and shuffles (SPEC §3.3 "Randomness").
 @Suite("Buffered random generator")
 struct BufferedRandomTests {
     /// 32-byte pieces of a long stream (several refills) are all distinct and not zero: a
