@@ -57,14 +57,28 @@ struct TailSealing: Sendable {
     let sealers: [RecordSealer]
     var tailSize: Int { plainSize + sealers.count * RecordSealer.overhead }
 
-    /// The tail of one valid row from its plain datum.
-    func seal(_ plain: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+    /// The tail of one valid row from its plain datum, sealed in place: each layer but the last
+    /// writes into one half of `scratch` (``scratchSize`` bytes, the caller's own), the last
+    /// straight into `out`, so sealing allocates nothing per record. Nonces come from `random`,
+    /// the calling thread's generator.
+    func seal(_ plain: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, random: BufferedRandom,
+              scratch: UnsafeMutableRawBufferPointer) {
         guard !sealers.isEmpty else { out.copyMemory(from: plain); return }
-        var sealed = Array(plain[clear...])
-        for sealer in sealers { sealed = sealer.seal(sealed) }
         UnsafeMutableRawBufferPointer(rebasing: out[..<clear]).copyMemory(from: UnsafeRawBufferPointer(rebasing: plain[..<clear]))
-        sealed.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[clear...]).copyMemory(from: $0) }
+        var input = UnsafeRawBufferPointer(rebasing: plain[clear...])
+        let half = scratchSize / 2
+        for (k, sealer) in sealers.enumerated() {
+            let size = input.count + RecordSealer.overhead
+            let output = k == sealers.count - 1
+                ? UnsafeMutableRawBufferPointer(rebasing: out[clear...])
+                : UnsafeMutableRawBufferPointer(rebasing: scratch[(k % 2 * half)..<(k % 2 * half + size)])
+            sealer.seal(input, into: output, random: random)
+            input = UnsafeRawBufferPointer(output)
+        }
     }
+
+    /// Bytes of scratch ``seal(_:into:random:scratch:)`` needs: two halves, each as large as the tail.
+    var scratchSize: Int { 2 * tailSize }
 }
 
 /// Normalizes, hashes and blinds a party's identifiers chunk by chunk and spills each as a
@@ -138,9 +152,11 @@ struct IdentifierStream {
     }
 
     /// Normalizes one selected row's identifiers and queues each valid one with the row's datum,
-    /// which `datum` gives (status, plain datum of ``TailSealing/plainSize`` bytes when valid) only
-    /// when the row has an identifier; the datum is sealed later, with its batch.
-    mutating func add(_ row: InputRow, datum: () -> (Status, [UInt8])) throws {
+    /// which `datum` appends to the batch's plain bytes (exactly ``TailSealing/plainSize`` bytes,
+    /// only when it returns `.valid`; nothing otherwise) and is called only when the row has an
+    /// identifier; the datum is sealed later, with its batch. Appending in place keeps the
+    /// per-row path free of temporary arrays.
+    mutating func add(_ row: InputRow, datum: (inout [UInt8]) -> Status) throws {
         guard pending == nil else { return }
         let before = queued.messages.count
         for c in columns {
@@ -166,15 +182,16 @@ struct IdentifierStream {
         }
         let found = queued.messages.count - before
         guard found > 0 else { summary.rowsWithoutIdentifier += 1; return }
-        let (status, plain) = datum()
+        let start = queued.plain.count
+        let status = datum(&queued.plain)
         let rowIndex = Int32(queued.status.count)
         queued.status.append(status.rawValue)
         queued.dataRow.append(UInt64(row.row))
         if status == .valid {
-            precondition(plain.count == sealing.plainSize)
-            queued.plain += plain
+            precondition(queued.plain.count - start == sealing.plainSize, "a valid datum is plainSize bytes")
         } else {
-            queued.plain += repeatElement(0, count: sealing.plainSize)
+            precondition(queued.plain.count == start, "an invalid datum appends nothing")
+            queued.plain.append(contentsOf: repeatElement(0, count: sealing.plainSize))
         }
         queued.messageRow += repeatElement(rowIndex, count: found)
         if queued.messages.count >= tuning.chunk { try flush() }
@@ -227,9 +244,14 @@ struct IdentifierStream {
             tails.withUnsafeMutableBytes { t in
                 batch.plain.withUnsafeBytes { p in
                     Parallel.forEachRange(count: rows) { range in
+                        // One generator and one scratch buffer per range: no lock, no allocation per record.
+                        let random = BufferedRandom()
+                        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: sealing.scratchSize, alignment: 8)
+                        defer { scratch.deallocate() }
                         for r in range where batch.status[r] == Status.valid.rawValue {
                             sealing.seal(UnsafeRawBufferPointer(rebasing: p[(r * plainSize)..<((r + 1) * plainSize)]),
-                                         into: UnsafeMutableRawBufferPointer(rebasing: t[(r * tailSize)..<((r + 1) * tailSize)]))
+                                         into: UnsafeMutableRawBufferPointer(rebasing: t[(r * tailSize)..<((r + 1) * tailSize)]),
+                                         random: random, scratch: scratch)
                         }
                     }
                 }
@@ -517,11 +539,14 @@ extension Provider {
             while let row = try rows.next() {
                 let r = index
                 index += 1
-                try stream.add(row) {
-                    guard keyColumn.index < row.fieldCount else { return (.missing, []) }
+                try stream.add(row) { plain in
+                    guard keyColumn.index < row.fieldCount else { return .missing }
                     let key = row.field(keyColumn.index)
-                    guard !key.isEmpty, key.count <= Layout.maxAudienceKey else { return (.invalid, []) }
-                    return (.valid, BE.u64(UInt64(r)) + Layout.padded(Array(key), to: Layout.maxAudienceKey))
+                    guard !key.isEmpty, key.count <= Layout.maxAudienceKey else { return .invalid }
+                    var rowBE = UInt64(r).bigEndian
+                    withUnsafeBytes(of: &rowBE) { plain.append(contentsOf: $0) }
+                    Layout.appendPadded(key, to: Layout.maxAudienceKey, into: &plain)
+                    return .valid
                 }
                 if index % 250_000 == 0 { progress?(index) }
             }
@@ -663,17 +688,17 @@ extension Consumer {
                 }
                 for c in consentColumns {
                     guard c.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'") }
-                    let v = String(decoding: Self.trimmed(row.field(c.index)), as: UTF8.self).lowercased()
-                    if !Self.truthy.contains(v) { keep = false }
+                    if !Self.isTruthy(row.field(c.index)) { keep = false }
                 }
                 guard keep else { filteredOut += 1; continue }
                 selected += 1
-                try stream.add(row) {
-                    guard sealers != nil, let col = memberIDColumn else { return (.valid, []) }
-                    guard col.index < row.fieldCount else { return (.missing, []) }
+                try stream.add(row) { plain in
+                    guard sealers != nil, let col = memberIDColumn else { return .valid }
+                    guard col.index < row.fieldCount else { return .missing }
                     let member = row.field(col.index)
-                    guard !member.isEmpty, member.count <= Layout.maxMemberID else { return (.invalid, []) }
-                    return (.valid, Layout.padded(Array(member), to: Layout.maxMemberID))
+                    guard !member.isEmpty, member.count <= Layout.maxMemberID else { return .invalid }
+                    Layout.appendPadded(member, to: Layout.maxMemberID, into: &plain)
+                    return .valid
                 }
             }
         } catch {
@@ -711,6 +736,22 @@ extension Consumer {
                             state: state, summary: staged.summary, skipped: staged.skipped)
         } catch let e as ActivationError { throw e } catch {
             throw ActivationError(.invalidInput, "\(source): \(error)")
+        }
+    }
+
+    /// Whether a consent cell, trimmed of spaces and tabs, is one of ``truthy`` in any letter
+    /// case, compared as bytes (no String per row). ASCII case folding gives the same answer as
+    /// `String.lowercased()` here: no non-ASCII character lowercases to a letter of these words.
+    static func isTruthy(_ cell: ArraySlice<UInt8>) -> Bool {
+        var s = cell[...]
+        while let f = s.first, f == 0x20 || f == 0x09 { s = s.dropFirst() }
+        while let l = s.last, l == 0x20 || l == 0x09 { s = s.dropLast() }
+        guard s.count <= 4 else { return false }
+        var word: UInt32 = 0
+        for b in s { word = word << 8 | UInt32((0x41...0x5a).contains(b) ? b | 0x20 : b) }
+        switch (s.count, word) {
+        case (4, 0x7472_7565), (3, 0x79_6573), (1, 0x79), (1, 0x31): return true // "true", "yes", "y", "1"
+        default: return false
         }
     }
 

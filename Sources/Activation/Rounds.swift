@@ -67,6 +67,14 @@ enum Layout {
         precondition(value.count <= size)
         return BE.u16(UInt16(value.count)) + value + [UInt8](repeating: 0, count: size - value.count)
     }
+    /// ``padded(_:to:)`` appended to `out` in place (the prepares' per-row path).
+    static func appendPadded(_ value: ArraySlice<UInt8>, to size: Int, into out: inout [UInt8]) {
+        precondition(value.count <= size)
+        out.append(UInt8(value.count >> 8))
+        out.append(UInt8(value.count & 0xff))
+        out.append(contentsOf: value)
+        out.append(contentsOf: repeatElement(0, count: size - value.count))
+    }
     static func unpadded(_ p: [UInt8]) -> [UInt8]? {
         guard p.count >= 2 else { return nil }
         let n = Int(p[0]) << 8 | Int(p[1])

@@ -19,9 +19,9 @@ public enum SpillBudget {
 
 /// An exactly uniform random permutation of fixed-size records in bounded memory.
 ///
-/// Each record goes to one of `B` buckets chosen uniformly and independently (libsodium's
-/// `randombytes_uniform`); each bucket is then loaded, shuffled with Fisher–Yates from the same
-/// CSPRNG, and emitted, bucket after bucket. For any output order the probability is
+/// Each record goes to one of `B` buckets chosen uniformly and independently (rejection sampling
+/// from the shuffle's own ``BufferedRandom``, keyed from libsodium's CSPRNG); each bucket is then
+/// loaded, shuffled with Fisher–Yates from the same generator, and emitted, bucket after bucket. For any output order the probability is
 /// `Σ_k Π_b (1/k_b!) / Bⁿ` over the bucket sizes `k`, the same for every order: exactly uniform,
 /// with no key to protect. With one bucket nothing touches the scratch space.
 /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory", "Shuffling in bounded memory".
@@ -32,6 +32,9 @@ struct ExternalShuffle {
     private var memory: [UInt8] = []
     private var staged: [[UInt8]]
     private(set) var count = 0
+    /// This shuffle's generator: a shuffle runs on one thread, so it needs no lock, and one
+    /// `getrandom` call serves all its draws (SPEC §3.3 "Randomness").
+    private let random = BufferedRandom()
     static let stageBytes = 64 << 10
 
     /// - Parameter expectedCount: the number of records that will be appended (sizes the buckets).
@@ -53,7 +56,7 @@ struct ExternalShuffle {
         count += n
         guard buckets > 1 else { memory.append(contentsOf: records); return }
         for i in 0..<n {
-            let b = Int(SecureRandom.uniform(UInt32(buckets)))
+            let b = Int(random.uniform(UInt32(buckets)))
             staged[b].append(contentsOf: UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<((i + 1) * recordSize)]))
             if staged[b].count >= Self.stageBytes {
                 try staged[b].withUnsafeBytes { try files[b].append($0) }
@@ -68,7 +71,7 @@ struct ExternalShuffle {
         if buckets == 1 {
             var m = memory
             memory = []
-            Self.fisherYates(&m, recordSize: recordSize)
+            Self.fisherYates(&m, recordSize: recordSize, random: random)
             try m.withUnsafeBytes { try body($0) }
             return
         }
@@ -80,13 +83,13 @@ struct ExternalShuffle {
             var bucket = [UInt8](repeating: 0, count: files[b].size)
             try bucket.withUnsafeMutableBytes { try files[b].read(at: 0, into: $0) }
             files[b].remove()
-            Self.fisherYates(&bucket, recordSize: recordSize)
+            Self.fisherYates(&bucket, recordSize: recordSize, random: random)
             try bucket.withUnsafeBytes { try body($0) }
         }
         files = []
     }
 
-    static func fisherYates(_ records: inout [UInt8], recordSize: Int) {
+    static func fisherYates(_ records: inout [UInt8], recordSize: Int, random: BufferedRandom) {
         let n = records.count / recordSize
         guard n > 1 else { return }
         records.withUnsafeMutableBytes { r in
@@ -94,7 +97,7 @@ struct ExternalShuffle {
             defer { tmp.deallocate() }
             let base = r.baseAddress!
             for i in stride(from: n - 1, to: 0, by: -1) {
-                let j = SecureRandom.index(below: i + 1)
+                let j = random.index(below: i + 1)
                 guard j != i else { continue }
                 tmp.copyMemory(from: base + i * recordSize, byteCount: recordSize)
                 (base + i * recordSize).copyMemory(from: base + j * recordSize, byteCount: recordSize)

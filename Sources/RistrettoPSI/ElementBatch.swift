@@ -123,12 +123,14 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
         try bytes.withBytes { raw throws(CryptoError) in try multiplying(validating: raw, by: scalar) }
     }
 
-    /// Shuffles the records in place with a uniform Fisher–Yates permutation drawn from
-    /// libsodium's CSPRNG, so output position reveals nothing about input position.
+    /// Shuffles the records in place with a uniform Fisher–Yates permutation drawn from a
+    /// ``BufferedRandom`` keyed from libsodium's CSPRNG, so output position reveals nothing about
+    /// input position.
     public mutating func shuffle() {
         var perm = Array(0..<count)
+        let random = BufferedRandom()
         for i in stride(from: count - 1, to: 0, by: -1) {
-            perm.swapAt(i, SecureRandom.index(below: i + 1))
+            perm.swapAt(i, random.index(below: i + 1))
         }
         apply(permutation: perm)
     }

@@ -124,6 +124,23 @@ public final class RecordSealer: @unchecked Sendable, CustomStringConvertible {
         return out
     }
 
+    /// Seals `plaintext` into `out` (exactly ``overhead`` bytes longer) with a nonce drawn from
+    /// `random`, without allocating: the per-record path of the prepares.
+    ///
+    /// Thread-safety: the sealer is shared, `random` is the calling thread's own.
+    /// - SeeAlso: `Protocol/SPEC.md` §"Sealing records", §3.3 "Randomness".
+    public func seal(_ plaintext: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, random: BufferedRandom) {
+        precondition(out.count == plaintext.count + RecordSealer.overhead, "a sealed record is the plaintext plus nonce and tag")
+        let base = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        random.fill(UnsafeMutableRawBufferPointer(start: base, count: 24))
+        var clen: UInt64 = 0
+        key.withUnsafeBytes { k in
+            _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
+                base + 24, &clen, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
+                context, UInt64(context.count), nil, base, k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+    }
+
     public var description: String { "RecordSealer(ephemeral \(ephemeralPublicKey.hex), key redacted)" }
 }
 

@@ -60,6 +60,12 @@ public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Cu
         try body(UnsafeRawBufferPointer(start: pointer, count: count))
     }
 
+    /// Write access for this module's own secret state (``BufferedRandom``'s key and keystream),
+    /// which changes in place and must never pass through ordinary memory.
+    func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
+        body(UnsafeMutableRawBufferPointer(start: pointer, count: count))
+    }
+
     /// Constant-time equality (`sodium_memcmp`); different lengths compare unequal.
     public func constantTimeEquals(_ other: SecureBytes) -> Bool {
         guard count == other.count else { return false }
