@@ -16,6 +16,9 @@ public struct WorkflowError: Error, Equatable, Sendable, CustomStringConvertible
         case input = "workflow.input"
         case destination = "workflow.destination"
         case deliveryUnconfirmed = "workflow.delivery_unconfirmed"
+        /// The scratch directory's file system lacks the space a step certainly needs (checked
+        /// before any input body is read; nothing written, a run ID not used).
+        case diskSpace = "workflow.disk_space"
     }
     public let code: Code
     public let reason: String
