@@ -35,6 +35,9 @@ bench-smoke:
 	.build/debug/cleanroom-bench --sizes 1k --runs 1 --warmup 0 --work-dir .build/bench-smoke > .build/bench-smoke.log 2>&1 \
 	  || { cat .build/bench-smoke.log; exit 1; }
 	@tail -n 12 .build/bench-smoke.log
+	.build/debug/cleanroom-bench --filter coordinator-scale --sizes 10k --work-dir .build/bench-smoke-scale > .build/bench-smoke-scale.log 2>&1 \
+	  || { cat .build/bench-smoke-scale.log; exit 1; }
+	@tail -n 3 .build/bench-smoke-scale.log; rm -rf .build/bench-smoke-scale
 
 # The release benchmark (BENCHMARKS.md). BENCH_ARGS overrides the sizes and runs.
 BENCH_ARGS ?= --sizes 10k,100k --runs 5 --warmup 1

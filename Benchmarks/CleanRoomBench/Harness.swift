@@ -25,6 +25,9 @@ struct Options {
       --keep         keep the work directory
       --list         print the benchmark names and exit
 
+    --filter coordinator-scale runs only round 5 on generated N × N inputs (no rounds 1–4), kept
+    and reused under --work-dir/coordinator-scale-<N>: see BENCHMARKS.md "Coordinator at scale".
+
     Threads: batch group arithmetic uses every core, or CLEANROOM_THREADS when set; the
     `@1t` benchmarks set it to 1 to measure thread scaling.
     """

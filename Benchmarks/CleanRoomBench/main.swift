@@ -15,7 +15,7 @@ let benchmarkNames = [
     "read+normalize", "hash-to-group@1t", "hash-to-group@Nt", "blind@1t", "blind@Nt", "re-blind@1t", "re-blind@Nt",
     "decode@1t", "decode@Nt", "bound@1t", "bound@Nt", "shuffle", "write", "e2e", "e2e@1t", "e2e-processes",
     "e2e-processes-concurrent",
-    "verify+decode", "match", "coordinator-round", "deliver",
+    "verify+decode", "match", "coordinator-round", "deliver", CoordinatorScale.filterName,
 ]
 
 #if DEBUG
@@ -49,6 +49,15 @@ if options.list {
 #if DEBUG
 FileHandle.standardError.write(Data(debugBanner.utf8))
 #endif
+
+// Round 5 alone on generated inputs (BENCHMARKS.md "Coordinator at scale"): a mode of its own.
+if options.filters.contains(CoordinatorScale.filterName) {
+    do { try CoordinatorScale.run(options) } catch {
+        FileHandle.standardError.write(Data("cleanroom-bench: \(error)\n".utf8))
+        exit(1)
+    }
+    exit(0)
+}
 
 do { try BenchMain.run(options) } catch {
     FileHandle.standardError.write(Data("cleanroom-bench: \(error)\n".utf8))

@@ -57,11 +57,7 @@ struct ExternalShuffle {
         guard buckets > 1 else { memory.append(contentsOf: records); return }
         for i in 0..<n {
             let b = Int(random.uniform(UInt32(buckets)))
-            staged[b].append(contentsOf: UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<((i + 1) * recordSize)]))
-            if staged[b].count >= Self.stageBytes {
-                try staged[b].withUnsafeBytes { try files[b].append($0) }
-                staged[b].removeAll(keepingCapacity: true)
-            }
+            try Self.stage(UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<((i + 1) * recordSize)]), in: &staged[b], to: files[b])
         }
     }
 
@@ -76,10 +72,10 @@ struct ExternalShuffle {
             return
         }
         for b in 0..<buckets {
+            // The bucket's staged tail goes to its file just before the file is read, so no
+            // file buffers a tail while the other buckets are drained.
             try staged[b].withUnsafeBytes { try files[b].append($0) }
             staged[b] = []
-        }
-        for b in 0..<buckets {
             var bucket = [UInt8](repeating: 0, count: files[b].size)
             try bucket.withUnsafeMutableBytes { try files[b].read(at: 0, into: $0) }
             files[b].remove()
@@ -87,6 +83,23 @@ struct ExternalShuffle {
             try bucket.withUnsafeBytes { try body($0) }
         }
         files = []
+    }
+
+    /// Bytes reserved by the staging buffers (≤ ``stageBytes`` per bucket), for the tests.
+    var stagingCapacity: Int { staged.reduce(0) { $0 + $1.capacity } }
+
+    /// Appends `record` to a partition's or bucket's staging buffer, writing the buffer to
+    /// `file` first when the record would not fit: the buffer never exceeds ``stageBytes`` (its
+    /// capacity is reserved exactly, so it never doubles), and it is the only staging layer
+    /// (a scratch file writes pieces this large at once). - SeeAlso: SPEC §9 "Bounded memory".
+    @inline(__always)
+    static func stage(_ record: UnsafeRawBufferPointer, in staged: inout [UInt8], to file: any ScratchFile) throws {
+        if staged.count + record.count > stageBytes {
+            try staged.withUnsafeBytes { try file.append($0) }
+            staged.removeAll(keepingCapacity: true)
+        }
+        if staged.capacity < stageBytes { staged.reserveCapacity(stageBytes) }
+        staged.append(contentsOf: record)
     }
 
     static func fisherYates(_ records: inout [UInt8], recordSize: Int, random: BufferedRandom) {
@@ -143,16 +156,21 @@ struct ElementPartitions {
                 memory.append(contentsOf: UnsafeRawBufferPointer(start: e, count: 32))
                 withUnsafeBytes(of: &pos) { memory.append(contentsOf: $0) }
             } else {
-                staged[p].append(contentsOf: UnsafeRawBufferPointer(start: e, count: 32))
-                withUnsafeBytes(of: &pos) { staged[p].append(contentsOf: $0) }
-                if staged[p].count >= ExternalShuffle.stageBytes {
+                // As ExternalShuffle.stage, for a record made of two pieces.
+                if staged[p].count + Self.recordSize > ExternalShuffle.stageBytes {
                     try staged[p].withUnsafeBytes { try files[p].append($0) }
                     staged[p].removeAll(keepingCapacity: true)
                 }
+                if staged[p].capacity < ExternalShuffle.stageBytes { staged[p].reserveCapacity(ExternalShuffle.stageBytes) }
+                staged[p].append(contentsOf: UnsafeRawBufferPointer(start: e, count: 32))
+                withUnsafeBytes(of: &pos) { staged[p].append(contentsOf: $0) }
             }
         }
         count += n
     }
+
+    /// Bytes reserved by the staging buffers (≤ 64 KiB per partition), for the tests.
+    var stagingCapacity: Int { staged.reduce(0) { $0 + $1.capacity } }
 
     /// One partition, loaded: its elements back to back (for ``ElementJoin/intersect(records:_:)``)
     /// and their positions.
@@ -205,7 +223,7 @@ struct RecordPartitions {
     private var staged: [[UInt8]] = []
     private(set) var count = 0
     /// Files made at the first spill: 64 × 32 MiB covers 2 GiB of records in one pass, while the
-    /// staging buffers (64 KiB each, plus each scratch file's own) stay near 20 MiB.
+    /// staging buffers (64 KiB each, the only staging layer) stay at 4 MiB.
     static let fanout = 64
 
     init(recordSize: Int, scratch: any ScratchSpace, budget: Int = SpillBudget.bytes, level: Int = 0) {
@@ -258,11 +276,7 @@ struct RecordPartitions {
         for i in 0..<n {
             let r = UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<((i + 1) * recordSize)])
             let p = Self.partition(r.baseAddress!, of: files.count, level: level)
-            staged[p].append(contentsOf: r)
-            if staged[p].count >= ExternalShuffle.stageBytes {
-                try staged[p].withUnsafeBytes { try files[p].append($0) }
-                staged[p].removeAll(keepingCapacity: true)
-            }
+            try ExternalShuffle.stage(r, in: &staged[p], to: files[p])
         }
     }
 
@@ -275,13 +289,12 @@ struct RecordPartitions {
             try held.withUnsafeBytes { try body($0) }
             return
         }
-        for p in 0..<files.count {
-            try staged[p].withUnsafeBytes { try files[p].append($0) }
-            staged[p] = []
-        }
         let all = files
         files = []
-        for f in all {
+        for (p, f) in all.enumerated() {
+            // The staged tail goes to its file just before the file is read (one buffer at a time).
+            try staged[p].withUnsafeBytes { try f.append($0) }
+            staged[p] = []
             let size = f.size
             if size > budget && level < 4 {
                 // Too large to hold: split again by an independent hash, reading in pieces.

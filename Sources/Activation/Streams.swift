@@ -298,3 +298,20 @@ public struct MessageWriter {
         return bodyHash
     }
 }
+
+extension MessageWriter {
+    /// Benchmark inputs only (`@_spi(Benchmarks)`): a writer for a message of any kind, so that
+    /// `cleanroom-bench coordinator-scale` can write round 5's three inputs straight from group
+    /// arithmetic, without running rounds 1–4, as the parties' own writer writes them (same
+    /// header, hash and signature; the coordinator cannot tell them apart). The caller supplies
+    /// what a round would: the record size the agreement implies, the reference (round 1's body
+    /// hash for the payload and provider-reblinded), the metadata and the sender's key.
+    /// - SeeAlso: `BENCHMARKS.md` "Coordinator at scale"; `Protocol/SPEC.md` §7.
+    @_spi(Benchmarks)
+    public static func benchmarkWriter(kind: MessageKind, agreement: VerifiedAgreement, runUUID: [UInt8], count: Int, recordSize: Int,
+                                       reference: [UInt8], metadata: [String: String], signer: SigningKey,
+                                       sink: any MessageSink) throws -> MessageWriter {
+        try MessageWriter(kind: kind, agreement: agreement, runUUID: runUUID, count: count, recordSize: recordSize,
+                          reference: reference, metadata: metadata, signer: signer, sink: sink)
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Workflow
 
 /// `cleanroom`: the command-line face of CleanRoom. Thin by design: parse, wire, print.
 /// All logic lives in the library modules, which the tests use directly.
@@ -48,6 +49,8 @@ let commands: [String: @Sendable ([String]) throws -> Void] = [
         Console.err("cleanroom: unknown command '\(name)'\n\n\(usage)")
         return ExitCode.usage.rawValue
     }
+    // Large sets spill to one scratch file per partition or bucket (SPEC §9 "Bounded memory").
+    Files.raiseOpenFileLimit()
     do {
         try command(Array(argv.dropFirst()))
         return ExitCode.success.rawValue

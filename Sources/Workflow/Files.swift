@@ -16,6 +16,9 @@ public struct WorkflowError: Error, Equatable, Sendable, CustomStringConvertible
         case input = "workflow.input"
         case destination = "workflow.destination"
         case deliveryUnconfirmed = "workflow.delivery_unconfirmed"
+        /// The scratch directory's file system lacks the space a step certainly needs (checked
+        /// before any input body is read; nothing written, a run ID not used).
+        case diskSpace = "workflow.disk_space"
     }
     public let code: Code
     public let reason: String
@@ -167,6 +170,24 @@ public enum Files {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: mode]) } catch {
             throw WorkflowError(.io, "\(path): cannot create directory")
         }
+    }
+
+    /// Raises this process's soft limit on open files to its hard limit and returns the new
+    /// soft limit. A step holds one descriptor per spill partition or shuffle bucket at once:
+    /// about `set bytes / 32 MiB` of them (≈ 650 for round 3 at 100M × 100M with member IDs),
+    /// near a common default soft limit of 1024; the hard limit (often far higher) is the
+    /// administrator's, so raising the soft one needs no privilege and changes nothing else.
+    /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory".
+    @discardableResult
+    public static func raiseOpenFileLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return -1 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return limit.rlim_cur >= rlim_t(Int.max) ? Int.max : Int(limit.rlim_cur)
     }
 
     static func syncDirectory(_ path: String) {

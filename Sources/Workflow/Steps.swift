@@ -200,10 +200,15 @@ public enum Steps {
     /// sketches feed the near-duplicate check and this run's sketch is stored before delivery; a
     /// retry after a crash removes stale staging, and adopts a delivery the crashed attempt had
     /// already committed (signed by this coordinator, same run) instead of failing on it.
+    /// Before any body is read, a local exchange's headers give the scratch space the match
+    /// certainly needs (``ScratchPreflight``); fewer bytes available there
+    /// (`availableScratchBytes`, `statvfs` unless a test injects it) refuse the run with
+    /// `workflow.disk_space`, recording nothing, so the same run ID can run once there is room.
     /// - SeeAlso: `Protocol/SPEC.md` §9.1, §9.2.
     public static func coordinatorMatch(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
                                         destination: DeliveryDestination, ledger: RunLedger, store: CoordinatorStore? = nil,
-                                        now: Date = Date(), progress: ProgressReporter? = nil) throws(Error) -> MatchResult {
+                                        now: Date = Date(), progress: ProgressReporter? = nil,
+                                        availableScratchBytes: (String) -> Int? = ScratchPreflight.availableBytes(at:)) throws(Error) -> MatchResult {
         let coordinator = try Coordinator(agreement: agreement, identity: identity)
         let collab = agreement.terms.collaborationID
         func record(_ kind: RunEvent.Kind, _ counts: MatchCounts, objects: Int = 0, manifest: [UInt8]? = nil, reason: String? = nil) throws(Error) {
@@ -228,6 +233,12 @@ public enum Steps {
             temporaryScratch = scratchDirectory
         }
         defer { if let temporaryScratch { try? FileManager.default.removeItem(atPath: temporaryScratch) } }
+        // Free space, from the headers only, before any body is read: a run that cannot fit is
+        // refused here without an audit entry, so its run ID stays usable (SPEC §9, round 5).
+        if !history.usedRunIDs.contains(runID), let inputs = ScratchPreflight.coordinatorInputs(agreement: agreement, runID: runID, exchange: exchange) {
+            try ScratchPreflight.check(need: ScratchPreflight.coordinatorNeed(inputs), available: availableScratchBytes(scratchDirectory),
+                                       directory: scratchDirectory)
+        }
         do {
             let p = exchange.path(agreement, run: runID, .providerPayload)
             let c = exchange.path(agreement, run: runID, .consumerReblinded)

@@ -163,23 +163,33 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
         return File(fd: fd, directory: directory)
     }
 
+    /// One scratch file. Memory per file is small and fixed, whatever the set size (a step may
+    /// hold hundreds of them open: one per partition or bucket, SPEC §9 "Bounded memory"): an
+    /// append of at least ``directBytes`` (what the spilling algorithms hand over, having staged
+    /// about 64 KiB of records themselves) goes straight to the file, and only smaller appends
+    /// are gathered, in a buffer of ``bufferSize`` bytes allocated on the first small append and
+    /// released when the file is read, so a partition file holds no buffer while it is filled
+    /// and none once it is read: one staging layer, not two.
     final class File: ScratchFile {
         var fd: Int32
         let directory: String
         private(set) var size = 0
         private var buffer: [UInt8] = []
-        static let bufferSize = 256 << 10
+        static let bufferSize = 64 << 10
+        /// Appends this large are written at once (a stager's pieces are ≈ 64 KiB).
+        static let directBytes = 16 << 10
 
         init(fd: Int32, directory: String) { self.fd = fd; self.directory = directory }
         deinit { remove() }
 
         func append(_ bytes: UnsafeRawBufferPointer) throws {
-            if buffer.count + bytes.count > Self.bufferSize { try flush() }
-            if bytes.count >= Self.bufferSize {
+            if buffer.count + bytes.count > Self.bufferSize || (bytes.count >= Self.directBytes && !buffer.isEmpty) { try flush() }
+            if bytes.count >= Self.directBytes {
                 try FileMessageSink.pwriteAll(fd, bytes, at: size, path: directory)
                 size += bytes.count
                 return
             }
+            // Exactly the buffer's size, so the array never grows past it.
             if buffer.capacity < Self.bufferSize { buffer.reserveCapacity(Self.bufferSize) }
             buffer.append(contentsOf: bytes)
             size += bytes.count
@@ -197,9 +207,15 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
 
         func read(at offset: Int, into out: UnsafeMutableRawBufferPointer) throws {
             precondition(offset >= 0 && offset + out.count <= size)
-            try flush()
+            if buffer.capacity > 0 {
+                try flush()
+                buffer = []
+            }
             try FileSource.preadAll(fd, out, at: offset, failure: "\(directory): scratch file read failed")
         }
+
+        /// Bytes of memory this file holds (its buffer's capacity), for the tests.
+        var heldBytes: Int { buffer.capacity }
 
         func remove() {
             if fd >= 0 { Glibc.close(fd); fd = -1 }

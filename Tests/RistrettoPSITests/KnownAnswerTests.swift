@@ -1,5 +1,5 @@
 import Testing
-@testable import RistrettoPSI
+@_spi(Benchmarks) @testable import RistrettoPSI
 
 /// RFC 9380 Appendix K.3: expand_message_xmd with SHA-512.
 @Suite("RFC 9380 K.3 expand_message_xmd(SHA-512)")
@@ -192,5 +192,39 @@ struct OPRFTests {
     @Test(arguments: 0..<3) func rfc4231(_ i: Int) {
         let c = Self.cases[i]
         #expect(Hex.encode(HMACSHA256.authenticate(Hex.decode(c.data)!, key: Hex.decode(c.key)!)) == c.tag)
+    }
+}
+
+/// The benchmark SPI `writeProgression` (`cleanroom-bench coordinator-scale`'s elements): RFC 9496
+/// A.1's multiples from the generator, and ranges that join into one sequence whatever the split.
+@Suite("Benchmark element progressions")
+struct ProgressionTests {
+    @Test func generatorMultiplesFromTheRFC() throws {
+        let vectors = Vectors.file.ristretto255_generator_multiples.vectors.filter { $0.k > 0 }.sorted { $0.k < $1.k }
+        let n = vectors.last!.k
+        // base B, first 0: B, 2B, …, nB.
+        var out = [UInt8](repeating: 0, count: n * 32)
+        try out.withUnsafeMutableBytes { try RistrettoElement.writeProgression(base: .generator, first: 0, count: n, into: $0) }
+        for v in vectors { #expect(Hex.encode(out[((v.k - 1) * 32)..<(v.k * 32)]) == v.encoding, "k = \(v.k)") }
+        // A start past zero: base + first·B, i.e. (first + 1)B, …
+        var tail = [UInt8](repeating: 0, count: 3 * 32)
+        try tail.withUnsafeMutableBytes { try RistrettoElement.writeProgression(base: .generator, first: UInt64(n - 3), count: 3, into: $0) }
+        #expect(tail == Array(out[((n - 3) * 32)...]))
+    }
+
+    @Test func rangesJoinAndDecodeStrictly() throws {
+        let base = try RistrettoElement.generator.multiplied(by: Scalar.random())
+        var whole = [UInt8](repeating: 0, count: 300 * 32)
+        try whole.withUnsafeMutableBytes { try RistrettoElement.writeProgression(base: base, first: 1_000_000, count: 300, into: $0) }
+        var pieces = [UInt8]()
+        for (first, count) in [(1_000_000, 1), (1_000_001, 120), (1_000_121, 179)] {
+            var p = [UInt8](repeating: 0, count: count * 32)
+            try p.withUnsafeMutableBytes { try RistrettoElement.writeProgression(base: base, first: UInt64(first), count: count, into: $0) }
+            pieces += p
+        }
+        #expect(pieces == whole)
+        let batch = try ElementBatch(validating: whole)
+        #expect(batch.count == 300)
+        #expect(Set(stride(from: 0, to: whole.count, by: 32).map { Array(whole[$0..<($0 + 32)]) }).count == 300)
     }
 }

@@ -1,0 +1,82 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import RistrettoPSI
+import Activation
+
+/// Round 5's free-space preflight: from the three inputs' headers alone, the scratch space the
+/// coordinator will certainly hold, checked against what the scratch directory's file system has
+/// free, before any body byte is read, so a run that cannot fit is refused without using up its
+/// run ID (no audit entry, nothing written).
+///
+/// The need is a lower bound, so the check never refuses a run that could have completed: while
+/// the sets are joined, the scratch holds the payload's private copy (`n_p` × payload record),
+/// the consumer's attribute copy (`n_c` × (record − 32)), the element partitions (40 bytes per
+/// element of both sets) and, beyond the spill budget, the rows file (8 bytes per provider
+/// position). What comes after depends on how many rows match (sorted runs 56 bytes and winners
+/// 16 bytes per match, the delivery objects), unknown before the join: a run admitted here can
+/// still fail with `workflow.io` if the matches do not fit.
+/// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory", "Coordinator (round 5)"; §10 `workflow.disk_space`.
+public enum ScratchPreflight {
+    /// What the inputs' headers say.
+    public struct CoordinatorInputs: Sendable, Equatable {
+        public var payloadCount: Int
+        public var payloadRecordSize: Int
+        public var consumerCount: Int
+        public var consumerRecordSize: Int
+        public var providerCount: Int
+        public init(payloadCount: Int, payloadRecordSize: Int, consumerCount: Int, consumerRecordSize: Int, providerCount: Int) {
+            self.payloadCount = payloadCount; self.payloadRecordSize = payloadRecordSize
+            self.consumerCount = consumerCount; self.consumerRecordSize = consumerRecordSize; self.providerCount = providerCount
+        }
+    }
+
+    /// Bytes of scratch round 5 certainly holds at once for these inputs (see the type's note).
+    public static func coordinatorNeed(_ i: CoordinatorInputs, budget: Int = SpillBudget.bytes) -> Int {
+        let payloadCopy = i.payloadCount * i.payloadRecordSize
+        let attributeCopy = i.consumerCount * max(0, i.consumerRecordSize - 32)
+        let partitionCount = max(1, ((i.consumerCount + i.providerCount) * 40 + budget - 1) / budget)
+        // One partition pair stays in memory only when there is one partition.
+        let partitions = partitionCount > 1 ? (i.consumerCount + i.providerCount) * 40 : 0
+        let rows = i.payloadCount * 8 > budget ? i.payloadCount * 8 : 0
+        return payloadCopy + attributeCopy + partitions + rows
+    }
+
+    /// The inputs of a local exchange's run, from their headers (signatures checked, bodies not
+    /// read); nil when a header cannot be read, so that the match itself reports that input's
+    /// error in its usual order.
+    static func coordinatorInputs(agreement: VerifiedAgreement, runID: String, exchange: Exchange) -> CoordinatorInputs? {
+        guard !exchange.isS3, let run = UUIDBytes.parse(runID) else { return nil }
+        func header(_ kind: MessageKind) -> MessageHeader? {
+            let path = exchange.path(agreement, run: runID, kind)
+            guard let source = try? FileSource(path: path) else { return nil }
+            return try? MessageReader(source, expecting: kind, agreement: agreement, run: run, name: path).header
+        }
+        guard let p = header(.providerPayload), let c = header(.consumerReblinded), let q = header(.providerReblinded) else { return nil }
+        return CoordinatorInputs(payloadCount: p.count, payloadRecordSize: p.recordSize, consumerCount: c.count,
+                                 consumerRecordSize: c.recordSize, providerCount: q.count)
+    }
+
+    /// Refuses (`workflow.disk_space`) when `available` bytes are fewer than `need`; the message
+    /// names the directory, both figures and what to do. `available` nil (unknown) passes.
+    public static func check(need: Int, available: Int?, directory: String) throws(WorkflowError) {
+        guard let available, available < need else { return }
+        throw WorkflowError(.diskSpace, "\(directory): the coordinator's scratch needs at least \(need) bytes for these inputs (payload and attribute copies, element partitions), the file system has \(available) bytes available; free space or set TMPDIR (or --state-dir) to a larger file system, then run the same command again (nothing was written, the run ID is not used)")
+    }
+
+    /// Bytes available to this user on the file system holding `directory` (or its nearest
+    /// existing parent): `statvfs`'s `f_bavail × f_frsize`; nil if it cannot be asked.
+    public static func availableBytes(at directory: String) -> Int? {
+        var path = directory.isEmpty ? "." : directory
+        while !FileManager.default.fileExists(atPath: path) {
+            let parent = (path as NSString).deletingLastPathComponent
+            guard !parent.isEmpty, parent != path else { return nil }
+            path = parent
+        }
+        var s = statvfs()
+        guard statvfs(path, &s) == 0 else { return nil }
+        let (bytes, overflow) = Int(s.f_bavail).multipliedReportingOverflow(by: Int(s.f_frsize))
+        return overflow ? Int.max : bytes
+    }
+}
