@@ -401,53 +401,12 @@ public struct Coordinator: Sendable {
         var probe: UInt8 = 0
         if payloadCopy.size > 0 { try withUnsafeMutableBytes(of: &probe) { try payloadCopy.read(at: 0, into: $0) } }
         if let attributeCopy, attributeCopy.size > 0 { try withUnsafeMutableBytes(of: &probe) { try attributeCopy.read(at: 0, into: $0) } }
-        let fixed = "," + segmentID + "," + segmentName
-        // One delivered line: the row's payload record and (member IDs) sealed attributes read
-        // back by position, opened and formatted. Runs for a block's rows on every core.
-        func format(consumerIndex: Int, providerIndex: Int) throws -> [UInt8] {
-            var record = [UInt8](repeating: 0, count: payloadSize)
-            try record.withUnsafeMutableBytes { try payloadCopy.read(at: providerIndex * payloadSize, into: $0) }
-            let rec = Array(record[Layout.rowIndexSize...])
-            var line: String
-            if sealed {
-                line = Base64.encode(rec)
-            } else {
-                guard let key = Layout.unpadded(rec) else { throw ActivationError(.messageMalformed, "provider-payload: malformed audience key record") }
-                line = CSVField.quote(key)
-            }
-            line += fixed
-            if let outer, let attributeCopy {
-                var attribute = [UInt8](repeating: 0, count: attributeSize)
-                try attribute.withUnsafeMutableBytes { try attributeCopy.read(at: consumerIndex * attributeSize, into: $0) }
-                do { line += "," + Base64.encode(try outer.open(attribute)) } catch {
-                    throw ActivationError(.messageMalformed, "consumer-reblinded: element \(consumerIndex)'s sealed attributes do not open")
-                }
-            }
-            line += "\n"
-            return Array(line.utf8)
-        }
-        let block = max(1, tuning.block)
-        var pairs = [UInt64](repeating: 0, count: 2 * block)
-        var lines = [Result<[UInt8], any Error>](repeating: .success([]), count: block)
-        var done = 0
-        while done < rows {
-            let n = min(block, rows - done)
-            try pairs.withUnsafeMutableBytes { try winners.read(at: done * 16, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(n * 16)])) }
-            // Formatted on every core, each row into its own slot; written below in row order, so
-            // the objects' bytes and the first failing row are those of one row after another.
-            lines.withUnsafeMutableBufferPointer { slots in
-                pairs.withUnsafeBufferPointer { pairs in
-                    Parallel.forEachRange(count: n) { range in
-                        for k in range {
-                            slots[k] = Result { try format(consumerIndex: Int(UInt64(littleEndian: pairs[2 * k])),
-                                                           providerIndex: Int(UInt64(littleEndian: pairs[2 * k + 1]))) }
-                        }
-                    }
-                }
-            }
-            for k in 0..<n {
-                let line = try lines[k].get()
-                lines[k] = .success([])
+        let formatter = RowFormatter(payloadCopy: payloadCopy, attributeCopy: attributeCopy, outer: outer, sealed: sealed,
+                                     fixed: Array(("," + segmentID + "," + segmentName).utf8), payloadSize: payloadSize,
+                                     attributeSize: attributeSize)
+        func write(_ lines: [Result<[UInt8], any Error>]) throws {
+            for r in lines {
+                let line = try r.get()
                 if current == nil { current = try startObject() }
                 try current!.line(line)
                 if current!.records == recordsPerObject {
@@ -455,8 +414,34 @@ public struct Coordinator: Sendable {
                     current = nil
                 }
             }
+        }
+        // Blocks of winners formatted on every core; with more than one thread block k+1 is
+        // formatted on a job while this thread writes (hashes, compresses) block k. Blocks are
+        // written in order and a failing row is thrown after the rows before it, so the objects
+        // and the first error are those of one row after another.
+        let block = max(1, tuning.block), pipelined = tuning.isPipelined
+        var pairs = [UInt64](repeating: 0, count: 2 * block)
+        var inFlight: Parallel.Job<[Result<[UInt8], any Error>]>?
+        var done = 0
+        while done < rows {
+            let n = min(block, rows - done)
+            do {
+                try pairs.withUnsafeMutableBytes { try winners.read(at: done * 16, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(n * 16)])) }
+            } catch {
+                if let job = inFlight { try write(try job.join()) }
+                throw error
+            }
+            let these = Array(pairs[0..<(2 * n)])
+            if pipelined {
+                let job = Parallel.Job { formatter.lines(these) }
+                if let previous = inFlight { try write(try previous.join()) }
+                inFlight = job
+            } else {
+                try write(formatter.lines(these))
+            }
             done += n
         }
+        if let job = inFlight { try write(try job.join()) }
         if let w = current { objects.append(try w.finish()) }
         if objects.isEmpty { objects.append(try startObject().finish()) }
         let manifest = Manifest(
@@ -466,5 +451,66 @@ public struct Coordinator: Sendable {
             payloadSealingKey: sealed ? Hex.encode(payload.sealingKey) : nil,
             memberSealingKey: member ? consumer.metadata["innerSealingKey"] : nil)
         return DeliveryPlan(objects: objects, manifest: SignedManifest.sign(manifest, with: identity.signingKey))
+    }
+}
+
+/// Formats delivered rows (round 5's delivery): each row's payload record and, with member IDs,
+/// its sealed attributes read back from the private copies by position, the outer seal opened,
+/// and the CSV line laid out. `@unchecked Sendable` because the copies are scratch files: they are
+/// complete and were read once before a formatter is made, so from then on they are only read,
+/// which ``ScratchFile`` allows from several threads.
+struct RowFormatter: @unchecked Sendable {
+    let payloadCopy: any ScratchFile
+    let attributeCopy: (any ScratchFile)?
+    let outer: RecordOpener?
+    let sealed: Bool
+    /// `,segment_id,segment_name`.
+    let fixed: [UInt8]
+    let payloadSize: Int
+    let attributeSize: Int
+
+    /// The lines of the winners `pairs` (consumer position, provider position, little-endian),
+    /// formatted on every core, each row into its own slot, in order.
+    func lines(_ pairs: [UInt64]) -> [Result<[UInt8], any Error>] {
+        let n = pairs.count / 2
+        var out = [Result<[UInt8], any Error>](repeating: .success([]), count: n)
+        out.withUnsafeMutableBufferPointer { slots in
+            Parallel.forEachRange(count: n) { range in
+                for k in range {
+                    slots[k] = Result { try line(consumerIndex: Int(UInt64(littleEndian: pairs[2 * k])),
+                                                 providerIndex: Int(UInt64(littleEndian: pairs[2 * k + 1]))) }
+                }
+            }
+        }
+        return out
+    }
+
+    /// One delivered line, bytes identical to joining the fields with commas (SPEC §6 round 5).
+    func line(consumerIndex: Int, providerIndex: Int) throws -> [UInt8] {
+        var record = [UInt8](repeating: 0, count: payloadSize)
+        try record.withUnsafeMutableBytes { try payloadCopy.read(at: providerIndex * payloadSize, into: $0) }
+        var line: [UInt8] = []
+        line.reserveCapacity(4 * (payloadSize + attributeSize) / 3 + fixed.count + 8)
+        if sealed {
+            Base64.append(record[Layout.rowIndexSize...], to: &line)
+        } else {
+            guard let key = Layout.unpadded(Array(record[Layout.rowIndexSize...])) else {
+                throw ActivationError(.messageMalformed, "provider-payload: malformed audience key record")
+            }
+            line += CSVField.quoted(key)
+        }
+        line += fixed
+        if let outer, let attributeCopy {
+            var attribute = [UInt8](repeating: 0, count: attributeSize)
+            try attribute.withUnsafeMutableBytes { try attributeCopy.read(at: consumerIndex * attributeSize, into: $0) }
+            let opened: [UInt8]
+            do { opened = try outer.open(attribute) } catch {
+                throw ActivationError(.messageMalformed, "consumer-reblinded: element \(consumerIndex)'s sealed attributes do not open")
+            }
+            line.append(0x2c)
+            Base64.append(opened[...], to: &line)
+        }
+        line.append(0x0a)
+        return line
     }
 }

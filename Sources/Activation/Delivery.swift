@@ -546,6 +546,28 @@ enum CSVField {
 /// Standard base64 for sealed fields in CSV.
 enum Base64 {
     static func encode(_ b: [UInt8]) -> String { Data(b).base64EncodedString() }
+    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// Appends the encoding of `b` (the bytes of ``encode(_:)``: standard alphabet, `=` padding,
+    /// no line breaks) without going through `Data` and `String`, for the delivery's hot loop.
+    static func append(_ b: ArraySlice<UInt8>, to out: inout [UInt8]) {
+        var i = b.startIndex
+        while b.endIndex - i >= 3 {
+            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2])
+            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(alphabet[Int(v >> 6 & 63)]); out.append(alphabet[Int(v & 63)])
+            i += 3
+        }
+        switch b.endIndex - i {
+        case 2:
+            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8
+            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)]); out.append(alphabet[Int(v >> 6 & 63)]); out.append(0x3d)
+        case 1:
+            let v = UInt32(b[i]) << 16
+            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)]); out.append(0x3d); out.append(0x3d)
+        default: break
+        }
+    }
     static func decode(_ b: [UInt8]) -> [UInt8]? { Data(base64Encoded: Data(b)).map { Array($0) } }
 }
 

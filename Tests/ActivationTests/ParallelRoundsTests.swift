@@ -117,6 +117,20 @@ struct ParallelRoundsTests {
         }
     }
 
+    @Test("the delivery's byte-level Base64 gives Foundation's encoding", arguments: [0, 1, 2, 3, 4, 5, 31, 32, 33, 72, 100])
+    func base64MatchesFoundation(length: Int) throws {
+        for _ in 0..<20 {
+            let bytes = SecureRandom.bytes(length)
+            var out: [UInt8] = [0x2c]
+            Base64.append(bytes[...], to: &out)
+            #expect(out == [0x2c] + Array(Base64.encode(bytes).utf8))
+            // From a slice that does not start at 0, as the delivery encodes a record past its row number.
+            var sliced: [UInt8] = []
+            Base64.append(([9, 9] + bytes)[2...], to: &sliced)
+            #expect(sliced == Array(Base64.encode(bytes).utf8))
+        }
+    }
+
     // MARK: Round 6
 
     static let openTunings: [(batch: Int, pipelined: Bool)] = [(4096, false), (1, false), (3, false), (1, true), (3, true), (4096, true)]
