@@ -131,6 +131,24 @@ struct ParallelRoundsTests {
         }
     }
 
+    /// The split of a line without quotes (the fast path) is the quote-aware split's.
+    @Test(arguments: ["", ",", "a", "a,b,c", ",a,,b,", "abc,,", "x,\"y\",z", "\"a,b\",c", "\"\"", "k,s,n,m"])
+    func csvSplitFastPathAgrees(line: String) throws {
+        let bytes = Array(line.utf8)
+        var expected: [[UInt8]] = [], cur: [UInt8] = [], inQuotes = false
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if inQuotes {
+                if b == 0x22 { if i + 1 < bytes.count && bytes[i + 1] == 0x22 { cur.append(0x22); i += 1 } else { inQuotes = false } } else { cur.append(b) }
+            } else if b == 0x22 { inQuotes = true } else if b == 0x2c { expected.append(cur); cur = [] } else { cur.append(b) }
+            i += 1
+        }
+        expected.append(cur)
+        #expect(CSVField.split(bytes[...]) == expected)
+        #expect(CSVField.split(([0x2c] + bytes)[1...]) == expected, "from a slice not starting at 0")
+    }
+
     // MARK: Round 6
 
     static let openTunings: [(batch: Int, pipelined: Bool)] = [(4096, false), (1, false), (3, false), (1, true), (3, true), (4096, true)]
