@@ -170,27 +170,39 @@ public struct Coordinator: Sendable {
         guard q.count > 0 else { throw ActivationError(.emptySet, "provider-reblinded: the set has no elements") }
 
         // Pass over the payload: a private copy of its records and the row of every position.
-        var chunk = [UInt8]()
-        let payloadCopy = try scratch.makeFile()
-        var rows = try RowTable(count: p.count, budget: budget, scratch: scratch)
-        while try p.next(tuning.chunk, into: &chunk) > 0 {
-            try chunk.withUnsafeBytes { b in
-                try payloadCopy.append(b)
-                try rows.append(records: b, recordSize: p.recordSize)
-            }
+        // With more than one thread it runs on a job beside the consumer's pass (it only reads
+        // the payload and writes its own copy and rows); it is joined before anything after it
+        // is reported, so its failure comes first, as when it ran first.
+        var payloadPass = PayloadPass(reader: p, copy: try scratch.makeFile(),
+                                      rows: try RowTable(count: p.count, budget: budget, scratch: scratch), chunk: tuning.chunk)
+        var payloadJob: Parallel.Job<PayloadPass>?
+        if tuning.isPipelined {
+            let pass = payloadPass
+            payloadJob = Parallel.Job { var mine = pass; try mine.run(); return mine }
+        } else {
+            try payloadPass.run()
         }
-        try p.endPass()
 
         // Passes over both sets: each element validated, then partitioned with its position; the
         // consumer's sealed attributes copied privately. Partition p of both sides meet.
         let partitionCount = SpillBudget.pieces(count: c.count + q.count, recordSize: ElementPartitions.recordSize, budget: budget)
-        var consumerParts = try ElementPartitions(expectedCount: c.count, scratch: scratch, partitions: partitionCount)
-        var providerParts = try ElementPartitions(expectedCount: q.count, scratch: scratch, partitions: partitionCount)
+        var consumerParts: ElementPartitions, providerParts: ElementPartitions
         let attributeSize = c.recordSize - Layout.elementSize
-        let attributeCopy = attributeSize > 0 ? try scratch.makeFile() : nil
-        try Self.stream(&c, source: "consumer-reblinded", into: &consumerParts, attributes: attributeCopy, tuning: tuning)
+        let attributeCopy: (any ScratchFile)?
+        do {
+            consumerParts = try ElementPartitions(expectedCount: c.count, scratch: scratch, partitions: partitionCount)
+            providerParts = try ElementPartitions(expectedCount: q.count, scratch: scratch, partitions: partitionCount)
+            attributeCopy = attributeSize > 0 ? try scratch.makeFile() : nil
+            try Self.stream(&c, source: "consumer-reblinded", into: &consumerParts, attributes: attributeCopy, tuning: tuning)
+        } catch {
+            if let job = payloadJob { _ = try job.join() }
+            throw error
+        }
+        if let job = payloadJob { payloadPass = try job.join() }
+        p = payloadPass.reader
+        var rows = payloadPass.rows
+        let payloadCopy = payloadPass.copy
         try Self.stream(&q, source: "provider-reblinded", into: &providerParts, attributes: nil, tuning: tuning)
-        chunk = []
 
         // The partitioned join: duplicates on each side (the first a sequential scan finds, as
         // in memory: smallest second position) and the matched pairs, sorted by (row, element).
@@ -512,5 +524,27 @@ struct RowFormatter: @unchecked Sendable {
         }
         line.append(0x0a)
         return line
+    }
+}
+
+/// Round 5's pass over the payload: a private copy of its records and the provider row of every
+/// position, checked against the body's hash at the end. `@unchecked Sendable` so that it can run
+/// on a pipeline job: from the job's start to its join only the job touches the reader, the copy
+/// and the rows.
+struct PayloadPass: @unchecked Sendable {
+    var reader: MessageReader
+    let copy: any ScratchFile
+    var rows: RowTable
+    let chunk: Int
+
+    mutating func run() throws {
+        var buffer = [UInt8]()
+        while try reader.next(chunk, into: &buffer) > 0 {
+            try buffer.withUnsafeBytes { b in
+                try copy.append(b)
+                try rows.append(records: b, recordSize: reader.recordSize)
+            }
+        }
+        try reader.endPass()
     }
 }

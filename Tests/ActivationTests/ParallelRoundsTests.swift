@@ -26,10 +26,11 @@ struct ParallelRoundsTests {
     ]
 
     static func match(_ run: Run, tuning: Coordinator.Tuning, budget: Int = 1 << 30, recordsPerObject: Int = 1_000_000,
-                      consumer: [UInt8]? = nil, now: Date = Date(timeIntervalSince1970: 1_800_000_000)) throws -> MatchOutcome {
+                      payload: [UInt8]? = nil, consumer: [UInt8]? = nil,
+                      now: Date = Date(timeIntervalSince1970: 1_800_000_000)) throws -> MatchOutcome {
         var c = run.coordinator
         c.recordsPerObject = recordsPerObject
-        return try c.match(runID: run.runID, payload: BytesSource(run.payload.message.serialized()),
+        return try c.match(runID: run.runID, payload: BytesSource(payload ?? run.payload.message.serialized()),
                            consumerSet: BytesSource(consumer ?? run.consumerSet.message.serialized()),
                            providerSet: BytesSource(run.providerSet.message.serialized()),
                            scratch: MemoryScratch(), history: RunHistory(), now: now, names: .standard, budget: budget, tuning: tuning)
@@ -96,6 +97,23 @@ struct ParallelRoundsTests {
         for t in tunings {
             #expect(Self.outcome { try Self.match(run, tuning: t, consumer: changed) }
                     == .failed("activation.message.checksum_mismatch: consumer-reblinded: body SHA-256 does not match the signed header"))
+        }
+    }
+
+    @Test("round 5 reports a changed payload before anything wrong with the sets, though the payload pass runs beside them")
+    func round5PayloadFirst() throws {
+        let run = try Run(member: false)
+        let consumer = Self.consumerSet(run, count: 17_000, bad: [3_001])
+        var payload = run.payload.message.serialized()
+        payload[payload.count - 64 - 3] ^= 0x01
+        for t in Self.tunings + [Coordinator.Tuning(chunk: 1000, pipelined: true)] {
+            #expect(Self.outcome { try Self.match(run, tuning: t, payload: payload, consumer: consumer) }
+                    == .failed("activation.message.checksum_mismatch: provider-payload: body SHA-256 does not match the signed header"))
+            // With the payload intact, the consumer's invalid element is what fails.
+            guard case .failed(let reason) = Self.outcome({ try Self.match(run, tuning: t, consumer: consumer) }) else {
+                Issue.record("accepted"); continue
+            }
+            #expect(reason.hasPrefix("activation.invalid_element: consumer-reblinded: element 3001 rejected"))
         }
     }
 
