@@ -173,12 +173,11 @@ public struct Coordinator: Sendable {
         // With more than one thread it runs on a job beside the consumer's pass (it only reads
         // the payload and writes its own copy and rows); it is joined before anything after it
         // is reported, so its failure comes first, as when it ran first.
-        var payloadPass = PayloadPass(reader: p, copy: try scratch.makeFile(),
+        let payloadPass = PayloadPass(reader: p, copy: try scratch.makeFile(),
                                       rows: try RowTable(count: p.count, budget: budget, scratch: scratch), chunk: tuning.chunk)
         var payloadJob: Parallel.Job<PayloadPass>?
         if tuning.isPipelined {
-            let pass = payloadPass
-            payloadJob = Parallel.Job { var mine = pass; try mine.run(); return mine }
+            payloadJob = Parallel.Job { try payloadPass.run(); return payloadPass }
         } else {
             try payloadPass.run()
         }
@@ -198,7 +197,7 @@ public struct Coordinator: Sendable {
             if let job = payloadJob { _ = try job.join() }
             throw error
         }
-        if let job = payloadJob { payloadPass = try job.join() }
+        if let job = payloadJob { _ = try job.join() }
         p = payloadPass.reader
         var rows = payloadPass.rows
         let payloadCopy = payloadPass.copy
@@ -528,16 +527,21 @@ struct RowFormatter: @unchecked Sendable {
 }
 
 /// Round 5's pass over the payload: a private copy of its records and the provider row of every
-/// position, checked against the body's hash at the end. `@unchecked Sendable` so that it can run
-/// on a pipeline job: from the job's start to its join only the job touches the reader, the copy
-/// and the rows.
-struct PayloadPass: @unchecked Sendable {
-    var reader: MessageReader
+/// position, checked against the body's hash at the end. A class, `@unchecked Sendable`, so that
+/// it can run on a pipeline job and be mutated in place there (a struct handed to the job would
+/// copy the row table on its first append): from the job's start to its join only the job
+/// touches the reader, the copy and the rows.
+final class PayloadPass: @unchecked Sendable {
+    private(set) var reader: MessageReader
     let copy: any ScratchFile
-    var rows: RowTable
+    private(set) var rows: RowTable
     let chunk: Int
 
-    mutating func run() throws {
+    init(reader: MessageReader, copy: any ScratchFile, rows: RowTable, chunk: Int) {
+        self.reader = reader; self.copy = copy; self.rows = rows; self.chunk = chunk
+    }
+
+    func run() throws {
         var buffer = [UInt8]()
         while try reader.next(chunk, into: &buffer) > 0 {
             try buffer.withUnsafeBytes { b in
