@@ -243,12 +243,15 @@ public struct Coordinator: Sendable {
         var staged = [UInt8]()
         var sketch = RunSketch.Builder(runID: runID, coordinator: identity.signingKey, collaborationUUID: agreement.collaborationUUID)
         var lastRow: UInt64?
+        var sketchRows: [UInt64] = []
         counts.matchedElements = sorter.count
         try sorter.drain { m in
             guard m.row != lastRow else { return }
             lastRow = m.row
             counts.matchedRows += 1
-            sketch.add(m.row)
+            // Tagged in blocks on every core (a SHA-256 per row), kept in row order as one by one.
+            sketchRows.append(m.row)
+            if sketchRows.count == 4096 { sketch.add(rows: sketchRows); sketchRows.removeAll(keepingCapacity: true) }
             withUnsafeBytes(of: m.consumerPosition.littleEndian) { staged.append(contentsOf: $0) }
             withUnsafeBytes(of: m.providerPosition.littleEndian) { staged.append(contentsOf: $0) }
             if staged.count >= 64 << 10 {
@@ -259,6 +262,8 @@ public struct Coordinator: Sendable {
         try staged.withUnsafeBytes { try winners.append($0) }
         staged = []
         // Differencing: compare this run's matched provider rows with earlier runs' (SPEC §9.1).
+        sketch.add(rows: sketchRows)
+        sketchRows = []
         let runSketch = sketch.finish()
         try PrivacyGuards.checkNearDuplicate(runSketch, against: history.sketches, percent: agreement.terms.privacy.effectiveRunSimilarityPercent)
         counts.sketch = runSketch

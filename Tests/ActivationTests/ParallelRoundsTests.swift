@@ -167,6 +167,22 @@ struct ParallelRoundsTests {
         #expect(CSVField.split(([0x2c] + bytes)[1...]) == expected, "from a slice not starting at 0")
     }
 
+    @Test("the matched-set sketch tagged in blocks on every core equals the one built row by row", arguments: [0, 1, 1000, 5000])
+    func sketchInBlocks(count: Int) throws {
+        let f = Fixture(deliverMemberID: false, sealed: true)
+        let agreement = try f.agreement()
+        let runID = AgreementTerms.newID()
+        let rows = (0..<count).map { UInt64($0) * 7 + 3 }
+        var one = RunSketch.Builder(runID: runID, coordinator: f.coordinatorID.signingKey, collaborationUUID: agreement.collaborationUUID)
+        for r in rows { one.add(r) }
+        var blocks = RunSketch.Builder(runID: runID, coordinator: f.coordinatorID.signingKey, collaborationUUID: agreement.collaborationUUID)
+        for start in stride(from: 0, to: rows.count, by: 777) { blocks.add(rows: Array(rows[start..<min(rows.count, start + 777)])) }
+        blocks.add(rows: [])
+        let a = one.finish(), b = blocks.finish()
+        #expect(a.serialized() == b.serialized())
+        #expect(a.tags.count == min(count, RunSketch.capacity))
+    }
+
     // MARK: Round 6
 
     static let openTunings: [(batch: Int, pipelined: Bool)] = [(4096, false), (1, false), (3, false), (1, true), (3, true), (4096, true)]
