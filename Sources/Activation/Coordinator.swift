@@ -120,9 +120,24 @@ public struct Coordinator: Sendable {
     /// Records per chunk read from a message (ElementBatch validates a chunk on every core).
     static let chunkRecords = 16_384
 
+    /// How round 5 spreads its work. Production uses ``standard``; tests shrink the chunks and
+    /// blocks and force either path, to show both give the same bytes and the same first error.
+    struct Tuning: Sendable {
+        /// Records per chunk read from a set (validated on every core while the next is read).
+        var chunk = Coordinator.chunkRecords
+        /// Delivered rows formatted per block (reads, opening and formatting on every core).
+        var block = 4096
+        /// `nil`: pipelined whenever batches run on more than one thread (``Parallel/workerCount``,
+        /// so `CLEANROOM_THREADS=1` keeps the whole round on the calling thread).
+        var pipelined: Bool?
+        static let standard = Tuning()
+        var isPipelined: Bool { pipelined ?? (Parallel.workerCount > 1) }
+    }
+
     /// `budget` is a parameter so the tests can force many partitions and sorted runs.
     func match(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
-               scratch: any ScratchSpace, history: RunHistory, now: Date, names: InputNames, budget: Int) throws -> MatchOutcome {
+               scratch: any ScratchSpace, history: RunHistory, now: Date, names: InputNames, budget: Int,
+               tuning: Tuning = .standard) throws -> MatchOutcome {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         guard !history.usedRunIDs.contains(runID) else {
             throw ActivationError(.runAlreadyUsed, "run \(runID) already has an audit entry; a run ID is used once")
@@ -155,27 +170,38 @@ public struct Coordinator: Sendable {
         guard q.count > 0 else { throw ActivationError(.emptySet, "provider-reblinded: the set has no elements") }
 
         // Pass over the payload: a private copy of its records and the row of every position.
-        var chunk = [UInt8]()
-        let payloadCopy = try scratch.makeFile()
-        var rows = try RowTable(count: p.count, budget: budget, scratch: scratch)
-        while try p.next(Self.chunkRecords, into: &chunk) > 0 {
-            try chunk.withUnsafeBytes { b in
-                try payloadCopy.append(b)
-                try rows.append(records: b, recordSize: p.recordSize)
-            }
+        // With more than one thread it runs on a job beside the consumer's pass (it only reads
+        // the payload and writes its own copy and rows); it is joined before anything after it
+        // is reported, so its failure comes first, as when it ran first.
+        let payloadPass = PayloadPass(reader: p, copy: try scratch.makeFile(),
+                                      rows: try RowTable(count: p.count, budget: budget, scratch: scratch), chunk: tuning.chunk)
+        var payloadJob: Parallel.Job<PayloadPass>?
+        if tuning.isPipelined {
+            payloadJob = Parallel.Job { try payloadPass.run(); return payloadPass }
+        } else {
+            try payloadPass.run()
         }
-        try p.endPass()
 
         // Passes over both sets: each element validated, then partitioned with its position; the
         // consumer's sealed attributes copied privately. Partition p of both sides meet.
         let partitionCount = SpillBudget.pieces(count: c.count + q.count, recordSize: ElementPartitions.recordSize, budget: budget)
-        var consumerParts = try ElementPartitions(expectedCount: c.count, scratch: scratch, partitions: partitionCount)
-        var providerParts = try ElementPartitions(expectedCount: q.count, scratch: scratch, partitions: partitionCount)
+        var consumerParts: ElementPartitions, providerParts: ElementPartitions
         let attributeSize = c.recordSize - Layout.elementSize
-        let attributeCopy = attributeSize > 0 ? try scratch.makeFile() : nil
-        try Self.stream(&c, source: "consumer-reblinded", into: &consumerParts, chunk: &chunk, attributes: attributeCopy)
-        try Self.stream(&q, source: "provider-reblinded", into: &providerParts, chunk: &chunk, attributes: nil)
-        chunk = []
+        let attributeCopy: (any ScratchFile)?
+        do {
+            consumerParts = try ElementPartitions(expectedCount: c.count, scratch: scratch, partitions: partitionCount)
+            providerParts = try ElementPartitions(expectedCount: q.count, scratch: scratch, partitions: partitionCount)
+            attributeCopy = attributeSize > 0 ? try scratch.makeFile() : nil
+            try Self.stream(&c, source: "consumer-reblinded", into: &consumerParts, attributes: attributeCopy, tuning: tuning)
+        } catch {
+            if let job = payloadJob { _ = try job.join() }
+            throw error
+        }
+        if let job = payloadJob { _ = try job.join() }
+        p = payloadPass.reader
+        var rows = payloadPass.rows
+        let payloadCopy = payloadPass.copy
+        try Self.stream(&q, source: "provider-reblinded", into: &providerParts, attributes: nil, tuning: tuning)
 
         // The partitioned join: duplicates on each side (the first a sequential scan finds, as
         // in memory: smallest second position) and the matched pairs, sorted by (row, element).
@@ -217,12 +243,15 @@ public struct Coordinator: Sendable {
         var staged = [UInt8]()
         var sketch = RunSketch.Builder(runID: runID, coordinator: identity.signingKey, collaborationUUID: agreement.collaborationUUID)
         var lastRow: UInt64?
+        var sketchRows: [UInt64] = []
         counts.matchedElements = sorter.count
         try sorter.drain { m in
             guard m.row != lastRow else { return }
             lastRow = m.row
             counts.matchedRows += 1
-            sketch.add(m.row)
+            // Tagged in blocks on every core (a SHA-256 per row), kept in row order as one by one.
+            sketchRows.append(m.row)
+            if sketchRows.count == 4096 { sketch.add(rows: sketchRows); sketchRows.removeAll(keepingCapacity: true) }
             withUnsafeBytes(of: m.consumerPosition.littleEndian) { staged.append(contentsOf: $0) }
             withUnsafeBytes(of: m.providerPosition.littleEndian) { staged.append(contentsOf: $0) }
             if staged.count >= 64 << 10 {
@@ -233,6 +262,8 @@ public struct Coordinator: Sendable {
         try staged.withUnsafeBytes { try winners.append($0) }
         staged = []
         // Differencing: compare this run's matched provider rows with earlier runs' (SPEC §9.1).
+        sketch.add(rows: sketchRows)
+        sketchRows = []
         let runSketch = sketch.finish()
         try PrivacyGuards.checkNearDuplicate(runSketch, against: history.sketches, percent: agreement.terms.privacy.effectiveRunSimilarityPercent)
         counts.sketch = runSketch
@@ -248,43 +279,104 @@ public struct Coordinator: Sendable {
         guard deliverable else { return .belowThreshold(counts) }
 
         let plan = try buildDelivery(run: run, winners: winners, rows: counts.matchedRows, payload: p.header, payloadCopy: payloadCopy,
-                                     consumer: c.header, attributeCopy: attributeCopy, scratch: scratch, now: now)
+                                     consumer: c.header, attributeCopy: attributeCopy, scratch: scratch, now: now, tuning: tuning)
         return .deliver(plan, counts)
+    }
+
+    /// One chunk of a set, validated: its records' bytes after the element (the sealed
+    /// attributes, when the record has any) and its first invalid element (index in the chunk, code).
+    struct ValidatedChunk: Sendable {
+        var rest: [UInt8] = []
+        var invalid: (index: Int?, code: String)?
+    }
+
+    /// Splits a chunk's records into elements and the rest, and strictly decodes the elements (on
+    /// every core, `ElementBatch(validating:)`). Runs on a pipeline job or inline.
+    static func validate(_ chunk: [UInt8], recordSize size: Int) -> ValidatedChunk {
+        var out = ValidatedChunk()
+        let n = chunk.count / size
+        var elements: [UInt8]
+        if size == Layout.elementSize {
+            elements = chunk
+        } else {
+            elements = [UInt8](repeating: 0, count: n * Layout.elementSize)
+            out.rest = [UInt8](repeating: 0, count: n * (size - Layout.elementSize))
+            let restSize = size - Layout.elementSize
+            chunk.withUnsafeBytes { b in
+                elements.withUnsafeMutableBytes { e in
+                    out.rest.withUnsafeMutableBytes { r in
+                        for i in 0..<n {
+                            (e.baseAddress! + i * Layout.elementSize).copyMemory(from: b.baseAddress! + i * size, byteCount: Layout.elementSize)
+                            (r.baseAddress! + i * restSize).copyMemory(from: b.baseAddress! + i * size + Layout.elementSize, byteCount: restSize)
+                        }
+                    }
+                }
+            }
+        }
+        do { _ = try ElementBatch(validating: elements) } catch { out.invalid = (error.index, error.code.rawValue) }
+        return out
     }
 
     /// One pass over a set: each chunk's elements validated (the first invalid one remembered
     /// with its absolute position and reported only once the pass verified the body's checksum,
     /// so a changed byte is reported as what it is), then partitioned; the records' bytes after
     /// the element appended to `attributes` when given.
+    ///
+    /// Pipelined (more than one thread): chunk k is validated on a ``Parallel/Job`` (itself on
+    /// every core) while this thread reads and hashes chunk k+1 and partitions chunk k-1, so one
+    /// chunk is in flight beside the one read. Chunks are joined and partitioned in order, and no
+    /// chunk after the first invalid one is partitioned, so partitions, attributes and the error
+    /// are those of the one-thread path. A read failure first completes the chunk before it (its
+    /// scratch failure, if any, comes first, as it would on one thread).
     private static func stream(_ reader: inout MessageReader, source: String, into parts: inout ElementPartitions,
-                               chunk: inout [UInt8], attributes: (any ScratchFile)?) throws {
+                               attributes: (any ScratchFile)?, tuning: Tuning) throws {
         let size = reader.recordSize
+        let pipelined = tuning.isPipelined
         var invalid: ActivationError?
-        var elements = [UInt8](), rest = [UInt8]()
+        // A chunk read and hashed, not yet partitioned: its bytes, first position and validation.
+        var pending: (chunk: [UInt8], first: Int, job: Parallel.Job<ValidatedChunk>?, done: ValidatedChunk?)?
+        var spare = [UInt8]()
+        func complete() throws {
+            guard let p = pending else { return }
+            pending = nil
+            let v = try p.job?.join() ?? p.done!
+            defer { spare = p.chunk }
+            guard invalid == nil else { return }
+            if let bad = v.invalid {
+                invalid = ActivationError(.invalidElement, "\(source): element \(bad.index.map { String(p.first + $0) } ?? "?") rejected: \(bad.code)")
+                return
+            }
+            try p.chunk.withUnsafeBytes { try parts.append(elementsOf: $0, recordSize: size, firstPosition: p.first) }
+            if let attributes { try v.rest.withUnsafeBytes { try attributes.append($0) } }
+        }
         while true {
             let first = reader.position
-            let n = try reader.next(chunkRecords, into: &chunk)
-            guard n > 0 else { break }
-            guard invalid == nil else { continue }
-            if size == Layout.elementSize {
-                elements = chunk
-            } else {
-                elements.removeAll(keepingCapacity: true)
-                rest.removeAll(keepingCapacity: true)
-                chunk.withUnsafeBytes { b in
-                    for i in 0..<n {
-                        elements.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[(i * size)..<(i * size + Layout.elementSize)]))
-                        rest.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[(i * size + Layout.elementSize)..<((i + 1) * size)]))
-                    }
+            var chunk = spare
+            spare = []
+            let n: Int
+            do { n = try reader.next(tuning.chunk, into: &chunk) } catch {
+                try complete()
+                throw error
+            }
+            if pipelined {
+                // Start chunk k's validation before partitioning chunk k-1, so the two overlap.
+                let previous = pending
+                pending = nil
+                if n > 0 && invalid == nil {
+                    let bytes = chunk
+                    pending = (chunk, first, Parallel.Job { Self.validate(bytes, recordSize: size) }, nil)
                 }
+                let started = pending
+                pending = previous
+                try complete()
+                pending = started
+            } else {
+                try complete()
+                if n > 0 && invalid == nil { pending = (chunk, first, nil, Self.validate(chunk, recordSize: size)) }
             }
-            do { _ = try ElementBatch(validating: elements) } catch {
-                invalid = ActivationError(.invalidElement, "\(source): element \(error.index.map { String(first + $0) } ?? "?") rejected: \(error.code.rawValue)")
-                continue
-            }
-            try chunk.withUnsafeBytes { try parts.append(elementsOf: $0, recordSize: size, firstPosition: first) }
-            if let attributes { try rest.withUnsafeBytes { try attributes.append($0) } }
+            if n == 0 { break }
         }
+        try complete()
         try reader.endPass()
         if let invalid { throw invalid }
     }
@@ -293,7 +385,7 @@ public struct Coordinator: Sendable {
     /// provider-row order, reading the private copies of the payload and of the attributes.
     private func buildDelivery(run: [UInt8], winners: any ScratchFile, rows: Int, payload: MessageHeader, payloadCopy: any ScratchFile,
                                consumer: MessageHeader, attributeCopy: (any ScratchFile)?, scratch: any ScratchSpace,
-                               now: Date) throws -> DeliveryPlan {
+                               now: Date, tuning: Tuning) throws -> DeliveryPlan {
         let sealed = agreement.terms.output.sealed
         let member = agreement.terms.output.deliverMemberID
         let segmentID = consumer.metadata["segmentID"] ?? ""
@@ -301,13 +393,13 @@ public struct Coordinator: Sendable {
         guard Consumer.isSafeLabel(segmentID), Consumer.isSafeLabel(segmentName) else {
             throw ActivationError(.messageMalformed, "consumer-reblinded: segment labels missing or unsafe")
         }
-        var outer: RecordOpener?
+        let outer: RecordOpener?
         if member {
             do {
                 let key = try SealingPublicKey(bytes: consumer.sealingKey)
                 outer = try RecordOpener(recipient: identity.sealingKey, ephemeralPublicKey: key, context: Layout.outerContext(agreement, run))
             } catch { throw ActivationError(.messageMalformed, "consumer-reblinded: the attribute sealing key is invalid") }
-        }
+        } else { outer = nil }
         let columns = DeliveryPlan.columns(sealed: sealed, memberID: member)
         let headerLine = Array((columns.joined(separator: ",") + "\n").utf8)
         let gzip = agreement.terms.output.gzip
@@ -320,41 +412,52 @@ public struct Coordinator: Sendable {
         }
         let payloadSize = payload.recordSize
         let attributeSize = consumer.recordSize - Layout.elementSize
-        var record = [UInt8](repeating: 0, count: payloadSize)
-        var attribute = [UInt8](repeating: 0, count: max(0, attributeSize))
-        let block = 4096
-        var pairs = [UInt64](repeating: 0, count: 2 * block)
-        var done = 0
-        while done < rows {
-            let n = min(block, rows - done)
-            try pairs.withUnsafeMutableBytes { try winners.read(at: done * 16, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(n * 16)])) }
-            for k in 0..<n {
-                let consumerIndex = Int(UInt64(littleEndian: pairs[2 * k])), providerIndex = Int(UInt64(littleEndian: pairs[2 * k + 1]))
-                try record.withUnsafeMutableBytes { try payloadCopy.read(at: providerIndex * payloadSize, into: $0) }
-                let rec = Array(record[Layout.rowIndexSize...])
-                var fields: [String] = []
-                if sealed {
-                    fields.append(Base64.encode(rec))
-                } else {
-                    guard let key = Layout.unpadded(rec) else { throw ActivationError(.messageMalformed, "provider-payload: malformed audience key record") }
-                    fields.append(CSVField.quote(key))
-                }
-                fields += [segmentID, segmentName]
-                if let outer, let attributeCopy {
-                    try attribute.withUnsafeMutableBytes { try attributeCopy.read(at: consumerIndex * attributeSize, into: $0) }
-                    do { fields.append(Base64.encode(try outer.open(attribute))) } catch {
-                        throw ActivationError(.messageMalformed, "consumer-reblinded: element \(consumerIndex)'s sealed attributes do not open")
-                    }
-                }
+        // The copies are complete: one read here flushes what a file still buffers, so the reads
+        // of the blocks below (from several threads) only read (ScratchFile's contract).
+        var probe: UInt8 = 0
+        if payloadCopy.size > 0 { try withUnsafeMutableBytes(of: &probe) { try payloadCopy.read(at: 0, into: $0) } }
+        if let attributeCopy, attributeCopy.size > 0 { try withUnsafeMutableBytes(of: &probe) { try attributeCopy.read(at: 0, into: $0) } }
+        let formatter = RowFormatter(payloadCopy: payloadCopy, attributeCopy: attributeCopy, outer: outer, sealed: sealed,
+                                     fixed: Array(("," + segmentID + "," + segmentName).utf8), payloadSize: payloadSize,
+                                     attributeSize: attributeSize)
+        func write(_ lines: [Result<[UInt8], any Error>]) throws {
+            for r in lines {
+                let line = try r.get()
                 if current == nil { current = try startObject() }
-                try current!.line(Array((fields.joined(separator: ",") + "\n").utf8))
+                try current!.line(line)
                 if current!.records == recordsPerObject {
                     objects.append(try current!.finish())
                     current = nil
                 }
             }
+        }
+        // Blocks of winners formatted on every core; with more than one thread block k+1 is
+        // formatted on a job while this thread writes (hashes, compresses) block k. Blocks are
+        // written in order and a failing row is thrown after the rows before it, so the objects
+        // and the first error are those of one row after another.
+        let block = max(1, tuning.block), pipelined = tuning.isPipelined
+        var pairs = [UInt64](repeating: 0, count: 2 * block)
+        var inFlight: Parallel.Job<[Result<[UInt8], any Error>]>?
+        var done = 0
+        while done < rows {
+            let n = min(block, rows - done)
+            do {
+                try pairs.withUnsafeMutableBytes { try winners.read(at: done * 16, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(n * 16)])) }
+            } catch {
+                if let job = inFlight { try write(try job.join()) }
+                throw error
+            }
+            let these = Array(pairs[0..<(2 * n)])
+            if pipelined {
+                let job = Parallel.Job { formatter.lines(these) }
+                if let previous = inFlight { try write(try previous.join()) }
+                inFlight = job
+            } else {
+                try write(formatter.lines(these))
+            }
             done += n
         }
+        if let job = inFlight { try write(try job.join()) }
         if let w = current { objects.append(try w.finish()) }
         if objects.isEmpty { objects.append(try startObject().finish()) }
         let manifest = Manifest(
@@ -364,5 +467,93 @@ public struct Coordinator: Sendable {
             payloadSealingKey: sealed ? Hex.encode(payload.sealingKey) : nil,
             memberSealingKey: member ? consumer.metadata["innerSealingKey"] : nil)
         return DeliveryPlan(objects: objects, manifest: SignedManifest.sign(manifest, with: identity.signingKey))
+    }
+}
+
+/// Formats delivered rows (round 5's delivery): each row's payload record and, with member IDs,
+/// its sealed attributes read back from the private copies by position, the outer seal opened,
+/// and the CSV line laid out. `@unchecked Sendable` because the copies are scratch files: they are
+/// complete and were read once before a formatter is made, so from then on they are only read,
+/// which ``ScratchFile`` allows from several threads.
+struct RowFormatter: @unchecked Sendable {
+    let payloadCopy: any ScratchFile
+    let attributeCopy: (any ScratchFile)?
+    let outer: RecordOpener?
+    let sealed: Bool
+    /// `,segment_id,segment_name`.
+    let fixed: [UInt8]
+    let payloadSize: Int
+    let attributeSize: Int
+
+    /// The lines of the winners `pairs` (consumer position, provider position, little-endian),
+    /// formatted on every core, each row into its own slot, in order.
+    func lines(_ pairs: [UInt64]) -> [Result<[UInt8], any Error>] {
+        let n = pairs.count / 2
+        var out = [Result<[UInt8], any Error>](repeating: .success([]), count: n)
+        out.withUnsafeMutableBufferPointer { slots in
+            Parallel.forEachRange(count: n) { range in
+                for k in range {
+                    slots[k] = Result { try line(consumerIndex: Int(UInt64(littleEndian: pairs[2 * k])),
+                                                 providerIndex: Int(UInt64(littleEndian: pairs[2 * k + 1]))) }
+                }
+            }
+        }
+        return out
+    }
+
+    /// One delivered line, bytes identical to joining the fields with commas (SPEC §6 round 5).
+    func line(consumerIndex: Int, providerIndex: Int) throws -> [UInt8] {
+        var record = [UInt8](repeating: 0, count: payloadSize)
+        try record.withUnsafeMutableBytes { try payloadCopy.read(at: providerIndex * payloadSize, into: $0) }
+        var line: [UInt8] = []
+        line.reserveCapacity(4 * (payloadSize + attributeSize) / 3 + fixed.count + 8)
+        if sealed {
+            Base64.append(record[Layout.rowIndexSize...], to: &line)
+        } else {
+            guard let key = Layout.unpadded(Array(record[Layout.rowIndexSize...])) else {
+                throw ActivationError(.messageMalformed, "provider-payload: malformed audience key record")
+            }
+            line += CSVField.quoted(key)
+        }
+        line += fixed
+        if let outer, let attributeCopy {
+            var attribute = [UInt8](repeating: 0, count: attributeSize)
+            try attribute.withUnsafeMutableBytes { try attributeCopy.read(at: consumerIndex * attributeSize, into: $0) }
+            let opened: [UInt8]
+            do { opened = try outer.open(attribute) } catch {
+                throw ActivationError(.messageMalformed, "consumer-reblinded: element \(consumerIndex)'s sealed attributes do not open")
+            }
+            line.append(0x2c)
+            Base64.append(opened[...], to: &line)
+        }
+        line.append(0x0a)
+        return line
+    }
+}
+
+/// Round 5's pass over the payload: a private copy of its records and the provider row of every
+/// position, checked against the body's hash at the end. A class, `@unchecked Sendable`, so that
+/// it can run on a pipeline job and be mutated in place there (a struct handed to the job would
+/// copy the row table on its first append): from the job's start to its join only the job
+/// touches the reader, the copy and the rows.
+final class PayloadPass: @unchecked Sendable {
+    private(set) var reader: MessageReader
+    let copy: any ScratchFile
+    private(set) var rows: RowTable
+    let chunk: Int
+
+    init(reader: MessageReader, copy: any ScratchFile, rows: RowTable, chunk: Int) {
+        self.reader = reader; self.copy = copy; self.rows = rows; self.chunk = chunk
+    }
+
+    func run() throws {
+        var buffer = [UInt8]()
+        while try reader.next(chunk, into: &buffer) > 0 {
+            try buffer.withUnsafeBytes { b in
+                try copy.append(b)
+                try rows.append(records: b, recordSize: reader.recordSize)
+            }
+        }
+        try reader.endPass()
     }
 }

@@ -143,6 +143,13 @@ public struct ReceivedDelivery {
     static let maxLineBytes = 1024
     /// Pieces a source is read in (smaller in tests, so lines and gzip pieces cross reads).
     var readChunk = 1 << 20
+    /// Records parsed and opened together, on every core (smaller in tests, so errors and objects
+    /// cross batches).
+    var openBatch = 4096
+    /// `nil`: a batch is opened on a pipeline job while the next is inflated and split whenever
+    /// batches run on more than one thread (``Parallel/workerCount``; `CLEANROOM_THREADS=1` keeps
+    /// the whole open on the calling thread). Tests force either path.
+    var pipelined: Bool?
 
     /// Parses and verifies the manifest (signature, collaboration, agreement).
     public static func manifest(_ bytes: [UInt8], agreement: VerifiedAgreement) throws(ActivationError) -> Manifest {
@@ -221,6 +228,61 @@ public struct ReceivedDelivery {
         let memberID: ArraySlice<UInt8>?
     }
 
+    /// Lines of one object gathered to be opened together: their bytes back to back, where each
+    /// ends, and the record number (from 1) of the first.
+    struct LineBatch: Sendable {
+        var bytes: [UInt8] = []
+        var ends: [Int] = []
+        let firstRecord: Int
+        init(firstRecord: Int) { self.firstRecord = firstRecord }
+        mutating func append(_ line: ArraySlice<UInt8>) {
+            bytes += line
+            ends.append(bytes.count)
+        }
+    }
+
+    /// One record of a batch, opened, or the error that names it.
+    enum OpenedLine: Sendable {
+        case record(key: [UInt8], segmentID: [UInt8], segmentName: [UInt8], memberID: [UInt8]?)
+        case failed(ActivationError)
+    }
+
+    /// Parses and opens a batch's records on every core (`Parallel.forEachRange`), each into its
+    /// own slot, in order. Every check of one record is the one-at-a-time open's, with its message.
+    static func openLines(_ batch: LineBatch, fields: Int, payload: RecordOpener?, member: RecordOpener?, object: String) -> [OpenedLine] {
+        var out = [OpenedLine](repeating: .failed(ActivationError(.deliveryInvalid, "")), count: batch.ends.count)
+        out.withUnsafeMutableBufferPointer { slots in
+            Parallel.forEachRange(count: batch.ends.count) { range in
+                for i in range {
+                    let l = batch.bytes[(i == 0 ? 0 : batch.ends[i - 1])..<batch.ends[i]]
+                    slots[i] = openLine(l, record: batch.firstRecord + i, fields: fields, payload: payload, member: member, object: object)
+                }
+            }
+        }
+        return out
+    }
+
+    static func openLine(_ l: ArraySlice<UInt8>, record: Int, fields: Int, payload: RecordOpener?, member: RecordOpener?,
+                         object: String) -> OpenedLine {
+        let f = CSVField.split(l)
+        guard f.count == fields else { return .failed(ActivationError(.deliveryInvalid, "object \(object) record \(record): wrong field count")) }
+        do {
+            let key: [UInt8]
+            if let payload {
+                guard let b = Base64.decode(f[0]), let k = Layout.unpadded(try payload.open(b)) else { throw CryptoError(.decryptionFailed, "") }
+                key = k
+            } else { key = f[0] }
+            var memberID: [UInt8]?
+            if let member {
+                guard let b = Base64.decode(f[3]), let v = Layout.unpadded(try member.open(b)) else { throw CryptoError(.decryptionFailed, "") }
+                memberID = v
+            }
+            return .record(key: key, segmentID: f[1], segmentName: f[2], memberID: memberID)
+        } catch {
+            return .failed(ActivationError(.deliveryInvalid, "object \(object) record \(record): sealed field does not open"))
+        }
+    }
+
     /// The streamed open shared by both entry points: verification, inflation, parsing, opening.
     private func stream(agreement: VerifiedAgreement, provider: SealingKey, reserve: (Manifest) throws -> Void,
                         _ each: (OpenedFields) throws -> Void) throws -> Int {
@@ -244,10 +306,55 @@ public struct ReceivedDelivery {
                 throw ActivationError(.deliveryInvalid, "object \(o.name) does not match its SHA-256 in the manifest")
             }
             // Pass 2: inflate, split into lines, open; hashed again (a file changed in place between
-            // the passes is caught below, before the caller commits anything).
+            // the passes is caught below, before the caller commits anything). Lines are gathered
+            // in batches opened on every core (``openLines``) and handed to `each` in order.
             var lines = LineSplitter(object: o.name)
             var sawHeader = false
             var records = 0
+            let fieldCount = m.columns.count
+            var gathered = LineBatch(firstRecord: 1)
+            var inFlight: (job: Parallel.Job<[OpenedLine]>, first: Int)?
+            var stopped = false
+            // Hands a batch's records to `each` in order; the first that failed is thrown there,
+            // after the records before it, as when each record was opened as its line came.
+            func emit(_ opened: [OpenedLine]) throws {
+                do {
+                    for r in opened {
+                        switch r {
+                        case .record(let key, let id, let name, let member):
+                            try each(OpenedFields(audienceKey: key[...], segmentID: id[...], segmentName: name[...], memberID: member?[...]))
+                        case .failed(let error): throw error
+                        }
+                    }
+                } catch { stopped = true; throw error }
+            }
+            func completeInFlight() throws {
+                guard let f = inFlight else { return }
+                inFlight = nil
+                try emit(try f.job.join())
+            }
+            // Sends the gathered batch on: to a job of its own (after the one before it is
+            // emitted), or opened here and now.
+            func dispatch(pipelined: Bool) throws {
+                guard !gathered.ends.isEmpty, !stopped else { return }
+                let batch = gathered
+                gathered = LineBatch(firstRecord: batch.firstRecord + batch.ends.count)
+                if pipelined {
+                    let job = Parallel.Job { Self.openLines(batch, fields: fieldCount, payload: payloadOpener, member: memberOpener, object: o.name) }
+                    try completeInFlight()
+                    inFlight = (job, batch.firstRecord)
+                } else {
+                    try completeInFlight()
+                    try emit(Self.openLines(batch, fields: fieldCount, payload: payloadOpener, member: memberOpener, object: o.name))
+                }
+            }
+            // Everything gathered so far opened and emitted, in order.
+            func finishBatches() throws {
+                guard !stopped else { return }
+                try completeInFlight()
+                try dispatch(pipelined: false)
+            }
+            let pipelined = self.pipelined ?? (Parallel.workerCount > 1)
             func line(_ l: ArraySlice<UInt8>) throws {
                 if !sawHeader {
                     guard CSVField.split(l) == header else { throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header") }
@@ -257,47 +364,40 @@ public struct ReceivedDelivery {
                 records += 1
                 // Past the manifest's count: keep counting (to name the real count), open nothing more.
                 guard records <= o.records else { return }
-                let f = CSVField.split(l)
-                guard f.count == m.columns.count else { throw ActivationError(.deliveryInvalid, "object \(o.name) record \(records): wrong field count") }
-                do {
-                    let key: [UInt8]
-                    if let payloadOpener {
-                        guard let b = Base64.decode(f[0]), let k = Layout.unpadded(try payloadOpener.open(b)) else { throw CryptoError(.decryptionFailed, "") }
-                        key = k
-                    } else { key = f[0] }
-                    var memberID: [UInt8]?
-                    if let memberOpener {
-                        guard let b = Base64.decode(f[3]), let v = Layout.unpadded(try memberOpener.open(b)) else { throw CryptoError(.decryptionFailed, "") }
-                        memberID = v
-                    }
-                    try each(OpenedFields(audienceKey: key[...], segmentID: f[1][...], segmentName: f[2][...], memberID: memberID?[...]))
-                } catch is CryptoError {
-                    throw ActivationError(.deliveryInvalid, "object \(o.name) record \(records): sealed field does not open")
-                }
+                gathered.append(l)
+                if gathered.ends.count >= openBatch { try dispatch(pipelined: pipelined) }
             }
             var hasher = SHA256.Hasher()
-            if m.compression == "gzip" {
-                // A bound from the record count: a hostile object cannot inflate past it.
-                let inflater: Gzip.Inflater
-                do { inflater = try Gzip.Inflater(limit: (o.records + 1) * Self.maxLineBytes) } catch {
-                    throw ActivationError(.deliveryInvalid, "object \(o.name): \(error.code.rawValue)")
-                }
-                do {
+            do {
+                if m.compression == "gzip" {
+                    // A bound from the record count: a hostile object cannot inflate past it.
+                    let inflater: Gzip.Inflater
+                    do { inflater = try Gzip.Inflater(limit: (o.records + 1) * Self.maxLineBytes) } catch {
+                        throw ActivationError(.deliveryInvalid, "object \(o.name): \(error.code.rawValue)")
+                    }
+                    do {
+                        try Self.forEachChunk(source, chunk: readChunk) { chunk in
+                            hasher.update(chunk)
+                            try inflater.feed(chunk) { plain in try lines.feed(plain, line) }
+                        }
+                        try inflater.finish()
+                    } catch let e as Gzip.Error {
+                        throw ActivationError(.deliveryInvalid, "object \(o.name): \(e.code.rawValue)")
+                    }
+                } else {
                     try Self.forEachChunk(source, chunk: readChunk) { chunk in
                         hasher.update(chunk)
-                        try inflater.feed(chunk) { plain in try lines.feed(plain, line) }
+                        try lines.feed(chunk, line)
                     }
-                    try inflater.finish()
-                } catch let e as Gzip.Error {
-                    throw ActivationError(.deliveryInvalid, "object \(o.name): \(e.code.rawValue)")
                 }
-            } else {
-                try Self.forEachChunk(source, chunk: readChunk) { chunk in
-                    hasher.update(chunk)
-                    try lines.feed(chunk, line)
-                }
+                try lines.finish(line)
+            } catch {
+                // A failure met while reading on (a long line, a bad gzip stream, a read error)
+                // comes after the records before it: those are opened first, and theirs wins.
+                try finishBatches()
+                throw error
             }
-            try lines.finish(line)
+            try finishBatches()
             guard Hex.encode(hasher.finalize()) == o.sha256 else {
                 throw ActivationError(.deliveryInvalid, "object \(o.name) changed while being read; it no longer matches its SHA-256 in the manifest")
             }
@@ -406,6 +506,11 @@ struct LineSplitter {
     }
 }
 
+/// Whether `byte` occurs in `bytes` (libc's `memchr`).
+private func holds(_ bytes: ArraySlice<UInt8>, _ byte: UInt8) -> Bool {
+    bytes.withUnsafeBytes { b in !b.isEmpty && memchr(b.baseAddress!, Int32(byte), b.count) != nil }
+}
+
 /// Minimal RFC 4180 handling for the delivery files, whose shape the coordinator controls
 /// (one record per line; audience keys never hold CR or LF).
 enum CSVField {
@@ -427,6 +532,11 @@ enum CSVField {
         bytes.split(separator: 0x0a, omittingEmptySubsequences: false).dropLast(bytes.last == 0x0a ? 1 : 0).map { $0 }
     }
     static func split(_ line: ArraySlice<UInt8>) -> [[UInt8]] {
+        // Without a quote the fields are the pieces between commas (what the loop below gives),
+        // copied whole rather than byte by byte: the common case of a delivered record.
+        if !holds(line, 0x22) {
+            return line.split(separator: 0x2c, maxSplits: Int.max, omittingEmptySubsequences: false).map { Array($0) }
+        }
         var fields: [[UInt8]] = [], cur: [UInt8] = [], inQuotes = false
         var i = line.startIndex
         while i < line.endIndex {
@@ -446,6 +556,28 @@ enum CSVField {
 /// Standard base64 for sealed fields in CSV.
 enum Base64 {
     static func encode(_ b: [UInt8]) -> String { Data(b).base64EncodedString() }
+    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// Appends the encoding of `b` (the bytes of ``encode(_:)``: standard alphabet, `=` padding,
+    /// no line breaks) without going through `Data` and `String`, for the delivery's hot loop.
+    static func append(_ b: ArraySlice<UInt8>, to out: inout [UInt8]) {
+        var i = b.startIndex
+        while b.endIndex - i >= 3 {
+            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2])
+            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(alphabet[Int(v >> 6 & 63)]); out.append(alphabet[Int(v & 63)])
+            i += 3
+        }
+        switch b.endIndex - i {
+        case 2:
+            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8
+            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)]); out.append(alphabet[Int(v >> 6 & 63)]); out.append(0x3d)
+        case 1:
+            let v = UInt32(b[i]) << 16
+            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)]); out.append(0x3d); out.append(0x3d)
+        default: break
+        }
+    }
     static func decode(_ b: [UInt8]) -> [UInt8]? { Data(base64Encoded: Data(b)).map { Array($0) } }
 }
 

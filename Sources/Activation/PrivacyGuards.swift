@@ -136,7 +136,25 @@ public struct RunSketch: Sendable, Equatable {
         }
 
         mutating func add(_ row: UInt64) {
-            smallest.append(BE.read64(SHA256.hash(key + BE.u64(row)).prefix(8)))
+            keep(tag(row))
+        }
+
+        /// Adds rows as ``add(_:)`` one after another would, their tags computed on every core.
+        mutating func add(rows: [UInt64]) {
+            var tags = [UInt64](repeating: 0, count: rows.count)
+            let builder = self
+            tags.withUnsafeMutableBufferPointer { out in
+                Parallel.forEachRange(count: rows.count) { range in
+                    for i in range { out[i] = builder.tag(rows[i]) }
+                }
+            }
+            for t in tags { keep(t) }
+        }
+
+        private func tag(_ row: UInt64) -> UInt64 { BE.read64(SHA256.hash(key + BE.u64(row)).prefix(8)) }
+
+        private mutating func keep(_ tag: UInt64) {
+            smallest.append(tag)
             // Keep memory bounded for very large matches.
             if smallest.count >= 8 * RunSketch.capacity { smallest = Array(Set(smallest).sorted().prefix(RunSketch.capacity)) }
         }

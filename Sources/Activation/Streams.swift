@@ -34,6 +34,10 @@ public protocol ScratchSpace: AnyObject {
 }
 
 /// One append-then-read scratch file.
+///
+/// Contract: once appending has ended and one read has returned, reads may come from several
+/// threads at once (round 5 formats delivered rows on every core from its private copies); the
+/// edge's file flushes its append buffer at the first read, and later reads only `pread`.
 public protocol ScratchFile: AnyObject {
     var size: Int { get }
     func append(_ bytes: UnsafeRawBufferPointer) throws
