@@ -35,9 +35,16 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // libcrypto only (no libssl): SHA-256 with the CPU's SHA extensions (Protocol/SPEC.md §3).
+        .systemLibrary(
+            name: "COpenSSL",
+            path: "Sources/COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
 
-        // The only module that imports CSodium.
-        .target(name: "RistrettoPSI", dependencies: ["CSodium"]),
+        // The only module that imports CSodium and COpenSSL.
+        .target(name: "RistrettoPSI", dependencies: ["CSodium", "COpenSSL"]),
         .target(name: "Identifiers", dependencies: ["RistrettoPSI"]),
         // Streaming CSV reader/writer for the input files; no dependencies, Foundation only for file I/O.
         .target(name: "Tabular"),
