@@ -186,7 +186,9 @@ enum BenchMain {
                     // The coordinator's stages below use the in-process run's files, else this run's.
                     if lastRun == nil { lastRun = processesRun } else if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
                     guard let r else { continue }
-                    let cpuRatio = r.cpuPerElement.flatMap { c in bench.results.first(where: { $0.name == "bound@Nt" && $0.size == size })?.cpuPerElement.map { $0 / c } }
+                    // Against the bound runs paired with this subject (the last recorded), not an earlier
+                    // unpaired one that saw a different load.
+                    let cpuRatio = r.cpuPerElement.flatMap { c in bench.results.last(where: { $0.name == "bound@Nt" && $0.size == size })?.cpuPerElement.map { $0 / c } }
                     if concurrent {
                         summary.e2eConcurrentRate = r.rate
                         summary.e2eConcurrentRatio = r.pairedRatio
