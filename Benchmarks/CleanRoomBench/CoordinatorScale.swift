@@ -86,30 +86,9 @@ enum CoordinatorScale {
             try? FileManager.default.removeItem(atPath: dir)
             try Files.makeDirectory(dir)
             let t0 = Clock.now()
-            _ = try KeyFiles.generate(role: .consumer, name: "Scale consumer", directory: "\(dir)/keys-consumer")
-            _ = try KeyFiles.generate(role: .provider, name: "Scale provider", directory: "\(dir)/keys-provider")
-            _ = try KeyFiles.generate(role: .coordinator, name: "Scale coordinator", directory: "\(dir)/keys-coordinator")
-            let consumer = try KeyFiles.load("\(dir)/keys-consumer/identity.key", role: .consumer).identity
-            let provider = try KeyFiles.load("\(dir)/keys-provider/identity.key", role: .provider).identity
-            let coordinator = try KeyFiles.load("\(dir)/keys-coordinator/identity.key", role: .coordinator).identity
             // Smallest on disk: no member IDs, plain audience keys, no gzip.
-            let terms = AgreementTerms(
-                collaborationID: AgreementTerms.newID(), externalID: AgreementTerms.newID(),
-                createdAt: Date(), expiresAt: Date().addingTimeInterval(30 * 86_400),
-                consumer: .init(name: "Scale consumer", signingKey: consumer.signingKey.verifyingKey.hex),
-                provider: .init(name: "Scale provider", signingKey: provider.signingKey.verifyingKey.hex, sealingKey: provider.sealingKey.publicKey.hex),
-                coordinator: .init(name: "Scale coordinator", signingKey: coordinator.signingKey.verifyingKey.hex,
-                                   sealingKey: coordinator.sealingKey.publicKey.hex),
-                matching: .init(identifierTypes: ["email"]),
-                output: .init(deliverMemberID: false, sealed: false),
-                privacy: .init(minConsumerRows: 1, minMatchedRows: 1, maxRunsPerWindow: 1_000_000, windowSeconds: 60,
-                               maxRunSimilarityPercent: 0),
-                destination: .init(kind: "local", directory: "\(dir)/provider-bucket"))
-            var signed = SignedAgreement(terms: terms)
-            try signed.sign(as: .consumer, with: consumer.signingKey)
-            try signed.sign(as: .provider, with: provider.signingKey)
-            try Files.writeAtomically(Array(signed.json()), to: "\(dir)/agreement.json")
-            let agreement = try Steps.loadAgreement("\(dir)/agreement.json")
+            let parties = try BenchParties(dir: dir, label: "Scale", output: .init(deliverMemberID: false, sealed: false), days: 30)
+            let (consumer, provider, agreement) = (parties.consumer, parties.provider, parties.agreement)
             let runID = AgreementTerms.newID()
             let run = UUIDBytes.parse(runID)!
             let ex = Exchange(root: "\(dir)/exchange")

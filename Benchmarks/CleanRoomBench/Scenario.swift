@@ -36,31 +36,13 @@ struct Scenario {
             let i = start + n
             return "m-\(i), User\(i)@Example.COM ,yes\n"
         }
-        _ = try KeyFiles.generate(role: .consumer, name: "Bench consumer", directory: "\(dir)/keys-consumer")
-        _ = try KeyFiles.generate(role: .provider, name: "Bench provider", directory: "\(dir)/keys-provider")
-        _ = try KeyFiles.generate(role: .coordinator, name: "Bench coordinator", directory: "\(dir)/keys-coordinator")
-        consumer = try KeyFiles.load("\(dir)/keys-consumer/identity.key", role: .consumer).identity
-        provider = try KeyFiles.load("\(dir)/keys-provider/identity.key", role: .provider).identity
-        coordinator = try KeyFiles.load("\(dir)/keys-coordinator/identity.key", role: .coordinator).identity
         // The production defaults: sealed payloads, doubly sealed member IDs delivered.
-        let terms = AgreementTerms(
-            collaborationID: AgreementTerms.newID(), externalID: AgreementTerms.newID(),
-            createdAt: Date(), expiresAt: Date().addingTimeInterval(7 * 86_400),
-            consumer: .init(name: "Bench consumer", signingKey: consumer.signingKey.verifyingKey.hex),
-            provider: .init(name: "Bench provider", signingKey: provider.signingKey.verifyingKey.hex, sealingKey: provider.sealingKey.publicKey.hex),
-            coordinator: .init(name: "Bench coordinator", signingKey: coordinator.signingKey.verifyingKey.hex,
-                               sealingKey: coordinator.sealingKey.publicKey.hex),
-            matching: .init(identifierTypes: ["email"]),
-            output: .init(deliverMemberID: true, sealed: true),
-            privacy: .init(minConsumerRows: 1, minMatchedRows: 1, maxRunsPerWindow: 1_000_000, windowSeconds: 60,
-                           maxRunSimilarityPercent: 0), // repeated runs of the same lists are the point here
-            destination: .init(kind: "local", directory: "\(dir)/provider-bucket"))
-        var signed = SignedAgreement(terms: terms)
-        try signed.sign(as: .consumer, with: consumer.signingKey)
-        try signed.sign(as: .provider, with: provider.signingKey)
-        agreementPath = "\(dir)/agreement.json"
-        try Files.writeAtomically(Array(signed.json()), to: agreementPath)
-        agreement = try Steps.loadAgreement(agreementPath)
+        let parties = try BenchParties(dir: dir, label: "Bench", output: .init(deliverMemberID: true, sealed: true), days: 7)
+        consumer = parties.consumer
+        provider = parties.provider
+        coordinator = parties.coordinator
+        agreementPath = parties.agreementPath
+        agreement = parties.agreement
     }
 
     /// Writes `size` rows produced by `row(i)` in 1 MiB chunks.
