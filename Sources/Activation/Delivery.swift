@@ -241,46 +241,129 @@ public struct ReceivedDelivery {
         }
     }
 
-    /// One record of a batch, opened, or the error that names it.
-    enum OpenedLine: Sendable {
-        case record(key: [UInt8], segmentID: [UInt8], segmentName: [UInt8], memberID: [UInt8]?)
-        case failed(ActivationError)
+    /// A batch's records opened by one worker, in order: their fields back to back in `bytes`
+    /// (audience key, segment ID, segment name, then the member ID when the delivery has one),
+    /// where each field ends (four per record), and the error of the record after the last one
+    /// held, if one failed (the worker stops there: nothing after a failure is ever emitted).
+    struct OpenedRun: Sendable {
+        var bytes: [UInt8] = []
+        var ends: [Int] = []
+        var failure: ActivationError?
     }
 
-    /// Parses and opens a batch's records on every core (`Parallel.forEachRange`), each into its
-    /// own slot, in order. Every check of one record is the one-at-a-time open's, with its message.
-    static func openLines(_ batch: LineBatch, fields: Int, payload: RecordOpener?, member: RecordOpener?, object: String) -> [OpenedLine] {
-        var out = [OpenedLine](repeating: .failed(ActivationError(.deliveryInvalid, "")), count: batch.ends.count)
-        out.withUnsafeMutableBufferPointer { slots in
-            Parallel.forEachRange(count: batch.ends.count) { range in
-                for i in range {
-                    let l = batch.bytes[(i == 0 ? 0 : batch.ends[i - 1])..<batch.ends[i]]
-                    slots[i] = openLine(l, record: batch.firstRecord + i, fields: fields, payload: payload, member: member, object: object)
+    /// Parses and opens a batch's records on every core (`Parallel.forEachRange`), each range into
+    /// its own ``OpenedRun``, returned in order. Every check of one record is the one-at-a-time
+    /// open's, with its message.
+    static func openLines(_ batch: LineBatch, fields: Int, payload: RecordOpener?, member: RecordOpener?, object: String) -> [OpenedRun] {
+        // One slot per record, filled only at each range's first record: no lock, and in order.
+        var slots = [OpenedRun?](repeating: nil, count: batch.ends.count)
+        slots.withUnsafeMutableBufferPointer { slots in
+            batch.bytes.withUnsafeBytes { bytes in
+                batch.ends.withUnsafeBufferPointer { ends in
+                    Parallel.forEachRange(count: ends.count) { range in
+                        var run = OpenedRun()
+                        run.bytes.reserveCapacity(range.count * 256)
+                        run.ends.reserveCapacity(range.count * 4)
+                        // Room for a decoded and an opened field of the longest line.
+                        withUnsafeTemporaryAllocation(byteCount: 2 * maxLineBytes, alignment: 16) { scratch in
+                            for i in range {
+                                let l = UnsafeRawBufferPointer(rebasing: bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]])
+                                if let e = openLine(l, record: batch.firstRecord + i, fields: fields, payload: payload, member: member,
+                                                    object: object, into: &run, scratch: scratch) {
+                                    run.failure = e
+                                    break
+                                }
+                            }
+                        }
+                        slots[range.lowerBound] = run
+                    }
                 }
             }
         }
-        return out
+        return slots.compactMap { $0 }
     }
 
-    static func openLine(_ l: ArraySlice<UInt8>, record: Int, fields: Int, payload: RecordOpener?, member: RecordOpener?,
-                         object: String) -> OpenedLine {
-        let f = CSVField.split(l)
-        guard f.count == fields else { return .failed(ActivationError(.deliveryInvalid, "object \(object) record \(record): wrong field count")) }
-        do {
-            let key: [UInt8]
-            if let payload {
-                guard let b = Base64.decode(f[0]), let k = Layout.unpadded(try payload.open(b)) else { throw CryptoError(.decryptionFailed, "") }
-                key = k
-            } else { key = f[0] }
-            var memberID: [UInt8]?
-            if let member {
-                guard let b = Base64.decode(f[3]), let v = Layout.unpadded(try member.open(b)) else { throw CryptoError(.decryptionFailed, "") }
-                memberID = v
+    /// Parses and opens one delivered line, appending its four fields and their ends to `run`;
+    /// returns the error naming the record instead (and leaves `run`'s ends as they were).
+    ///
+    /// A line without a quote (every line the coordinator writes for a sealed delivery) is split
+    /// in place into byte ranges; a line with one goes through ``CSVField/split(_:)``.
+    static func openLine(_ l: UnsafeRawBufferPointer, record: Int, fields: Int, payload: RecordOpener?, member: RecordOpener?,
+                         object: String, into run: inout OpenedRun, scratch: UnsafeMutableRawBufferPointer) -> ActivationError? {
+        func fieldCount() -> ActivationError { ActivationError(.deliveryInvalid, "object \(object) record \(record): wrong field count") }
+        let usedFields = member == nil ? 3 : 4
+        if fields >= usedFields, let base = l.baseAddress, memchr(base, 0x22, l.count) == nil {
+            // Where the first four fields end, and how many fields there are.
+            var cut: (Int, Int, Int, Int) = (0, 0, 0, 0)
+            var count = 0
+            var start = 0
+            while true {
+                let comma = memchr(base + start, 0x2c, l.count - start).map { base.distance(to: UnsafeRawPointer($0)) } ?? l.count
+                switch count {
+                case 0: cut.0 = comma
+                case 1: cut.1 = comma
+                case 2: cut.2 = comma
+                case 3: cut.3 = comma
+                default: break
+                }
+                count += 1
+                if comma == l.count || count > fields { break }
+                start = comma + 1
             }
-            return .record(key: key, segmentID: f[1], segmentName: f[2], memberID: memberID)
-        } catch {
-            return .failed(ActivationError(.deliveryInvalid, "object \(object) record \(record): sealed field does not open"))
+            guard count == fields else { return fieldCount() }
+            let f0 = UnsafeRawBufferPointer(rebasing: l[0..<cut.0])
+            let f1 = UnsafeRawBufferPointer(rebasing: l[(cut.0 + 1)..<cut.1])
+            let f2 = UnsafeRawBufferPointer(rebasing: l[(cut.1 + 1)..<cut.2])
+            let f3 = member == nil ? nil : UnsafeRawBufferPointer(rebasing: l[(cut.2 + 1)..<cut.3])
+            return append(f0, f1, f2, f3, record: record, payload: payload, member: member, object: object, into: &run, scratch: scratch)
         }
+        let f = CSVField.split(Array(l)[...])
+        guard f.count == fields else { return fieldCount() }
+        return f[0].withUnsafeBytes { f0 in
+            f[1].withUnsafeBytes { f1 in
+                f[2].withUnsafeBytes { f2 in
+                    if member == nil {
+                        return append(f0, f1, f2, nil, record: record, payload: payload, member: member, object: object, into: &run, scratch: scratch)
+                    }
+                    return f[3].withUnsafeBytes { f3 in
+                        append(f0, f1, f2, f3, record: record, payload: payload, member: member, object: object, into: &run, scratch: scratch)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a record's sealed fields (base64, sealed, padded) into `scratch` and appends the
+    /// record to `run`; the error naming the record if a sealed field does not decode, open or unpad.
+    private static func append(_ key: UnsafeRawBufferPointer, _ segmentID: UnsafeRawBufferPointer, _ segmentName: UnsafeRawBufferPointer,
+                               _ memberID: UnsafeRawBufferPointer?, record: Int, payload: RecordOpener?, member: RecordOpener?,
+                               object: String, into run: inout OpenedRun, scratch: UnsafeMutableRawBufferPointer) -> ActivationError? {
+        let start = run.bytes.count
+        // Base64 into the first half of `scratch`, opened into the second, unpadded and appended.
+        func appendOpened(_ field: UnsafeRawBufferPointer, _ opener: RecordOpener) -> Bool {
+            let half = scratch.count / 2
+            guard let sealed = Base64.decode(field, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<half])) else { return false }
+            let plain = UnsafeMutableRawBufferPointer(rebasing: scratch[half...])
+            guard let n = try? opener.open(UnsafeRawBufferPointer(rebasing: scratch[0..<sealed]), into: plain), n >= 2 else { return false }
+            let length = Int(plain[0]) << 8 | Int(plain[1])
+            guard length <= n - 2 else { return false }
+            run.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: plain[2..<(2 + length)]))
+            return true
+        }
+        var ok = true
+        if let payload { ok = appendOpened(key, payload) } else { run.bytes.append(contentsOf: key) }
+        let keyEnd = run.bytes.count
+        run.bytes.append(contentsOf: segmentID)
+        let idEnd = run.bytes.count
+        run.bytes.append(contentsOf: segmentName)
+        let nameEnd = run.bytes.count
+        if ok, let member, let memberID { ok = appendOpened(memberID, member) }
+        guard ok else {
+            run.bytes.removeSubrange(start...)
+            return ActivationError(.deliveryInvalid, "object \(object) record \(record): sealed field does not open")
+        }
+        run.ends.append(keyEnd); run.ends.append(idEnd); run.ends.append(nameEnd); run.ends.append(run.bytes.count)
+        return nil
     }
 
     /// The streamed open shared by both entry points: verification, inflation, parsing, opening.
@@ -313,18 +396,23 @@ public struct ReceivedDelivery {
             var records = 0
             let fieldCount = m.columns.count
             var gathered = LineBatch(firstRecord: 1)
-            var inFlight: (job: Parallel.Job<[OpenedLine]>, first: Int)?
+            var inFlight: (job: Parallel.Job<[OpenedRun]>, first: Int)?
             var stopped = false
             // Hands a batch's records to `each` in order; the first that failed is thrown there,
             // after the records before it, as when each record was opened as its line came.
-            func emit(_ opened: [OpenedLine]) throws {
+            func emit(_ opened: [OpenedRun]) throws {
                 do {
-                    for r in opened {
-                        switch r {
-                        case .record(let key, let id, let name, let member):
-                            try each(OpenedFields(audienceKey: key[...], segmentID: id[...], segmentName: name[...], memberID: member?[...]))
-                        case .failed(let error): throw error
+                    for run in opened {
+                        var start = 0
+                        var k = 0
+                        while k < run.ends.count {
+                            let key = run.ends[k], id = run.ends[k + 1], name = run.ends[k + 2], end = run.ends[k + 3]
+                            try each(OpenedFields(audienceKey: run.bytes[start..<key], segmentID: run.bytes[key..<id],
+                                                  segmentName: run.bytes[id..<name], memberID: memberOpener == nil ? nil : run.bytes[name..<end]))
+                            start = end
+                            k += 4
                         }
+                        if let failure = run.failure { throw failure }
                     }
                 } catch { stopped = true; throw error }
             }
@@ -553,8 +641,11 @@ enum CSVField {
     }
 }
 
-/// Standard base64 for sealed fields in CSV.
+/// Standard base64 for sealed fields in CSV (RFC 4648 §4: the standard alphabet, `=` padding,
+/// no line breaks).
 enum Base64 {
+    /// Foundation's encoding: not used by the sources (they use ``append(_:to:)``); kept as the
+    /// tests' independent reference for it and to build test deliveries.
     static func encode(_ b: [UInt8]) -> String { Data(b).base64EncodedString() }
     static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
@@ -578,7 +669,66 @@ enum Base64 {
         default: break
         }
     }
-    static func decode(_ b: [UInt8]) -> [UInt8]? { Data(base64Encoded: Data(b)).map { Array($0) } }
+
+    /// Each byte's 6-bit value in the standard alphabet; 0xff for every other byte (`=` included).
+    static let values: [UInt8] = {
+        var t = [UInt8](repeating: 0xff, count: 256)
+        for (v, c) in alphabet.enumerated() { t[Int(c)] = UInt8(v) }
+        return t
+    }()
+
+    /// Decodes `b` as ``decode(_:into:)`` does, into a new array (tests).
+    static func decode(_ b: [UInt8]) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: b.count / 4 * 3)
+        let n = b.withUnsafeBytes { s in out.withUnsafeMutableBytes { o in decode(s, into: o) } }
+        return n.map { Array(out[..<$0]) }
+    }
+
+    /// Decodes the canonical encoding of some bytes into the start of `out` (room for
+    /// `src.count / 4 * 3` bytes) without allocating; returns how many bytes it wrote.
+    ///
+    /// Contract: accepts exactly what ``append(_:to:)`` writes, and refuses (nil) anything else:
+    /// a length that is not a multiple of 4, a byte outside the standard alphabet (URL-safe
+    /// `-`/`_`, whitespace and line breaks included), `=` anywhere but as the last one or two
+    /// bytes, and non-zero bits left over in the last character before the padding (so every
+    /// byte string has one encoding). Stricter than Foundation's `Data(base64Encoded:)`, which
+    /// also takes `====`, `QQ=A` and `QR==`. The empty input decodes to no bytes.
+    static func decode(_ src: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int? {
+        let count = src.count
+        guard count % 4 == 0 else { return nil }
+        guard count > 0 else { return 0 }
+        let padding = src[count - 1] != 0x3d ? 0 : src[count - 2] != 0x3d ? 1 : 2
+        let n = count / 4 * 3 - padding
+        precondition(out.count >= n, "the output holds the decoded bytes")
+        return values.withUnsafeBufferPointer { t -> Int? in
+            var bad: UInt8 = 0   // any invalid byte sets the high bit: one check after the loop
+            var i = 0, o = 0
+            // Whole quads; the last one is done below when it holds padding.
+            let full = padding == 0 ? count : count - 4
+            while i < full {
+                let a = t[Int(src[i])], b = t[Int(src[i + 1])], c = t[Int(src[i + 2])], d = t[Int(src[i + 3])]
+                bad |= a | b | c | d
+                out[o] = a << 2 | b >> 4
+                out[o + 1] = b << 4 | c >> 2
+                out[o + 2] = c << 6 | d
+                i += 4; o += 3
+            }
+            guard bad & 0x80 == 0 else { return nil }
+            if padding > 0 {
+                let a = t[Int(src[i])], b = t[Int(src[i + 1])]
+                guard (a | b) & 0x80 == 0 else { return nil }
+                out[o] = a << 2 | b >> 4
+                if padding == 2 {
+                    guard b & 0x0f == 0 else { return nil }
+                } else {
+                    let c = t[Int(src[i + 2])]
+                    guard c & 0x80 == 0, c & 0x03 == 0 else { return nil }
+                    out[o + 1] = b << 4 | c >> 2
+                }
+            }
+            return n
+        }
+    }
 }
 
 /// The bytes of one delivered object, readable in pieces: in memory, or in a scratch file the
