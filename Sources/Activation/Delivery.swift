@@ -213,19 +213,20 @@ public struct ReceivedDelivery {
             member = m.columns.contains("sealed_member_id")
             buffer += Self.plainHeader(member: member)
         }) { r in
-            Self.appendPlainLine(&buffer, r.audienceKey, r.segmentID, r.segmentName, member ? (r.memberID ?? []) : nil)
+            Self.appendPlainLine(&buffer, r.audienceKey, r.segmentID, r.segmentName, member ? (r.memberID ?? UnsafeRawBufferPointer(start: nil, count: 0)) : nil)
             if buffer.count >= readChunk { try flush() }
         }
         try flush()
         return n
     }
 
-    /// One opened record, borrowed for the duration of the callback.
+    /// One opened record, borrowed for the duration of the callback (views into the opened
+    /// batch's buffer: no copy and no reference counting per field).
     struct OpenedFields {
-        let audienceKey: ArraySlice<UInt8>
-        let segmentID: ArraySlice<UInt8>
-        let segmentName: ArraySlice<UInt8>
-        let memberID: ArraySlice<UInt8>?
+        let audienceKey: UnsafeRawBufferPointer
+        let segmentID: UnsafeRawBufferPointer
+        let segmentName: UnsafeRawBufferPointer
+        let memberID: UnsafeRawBufferPointer?
     }
 
     /// Lines of one object gathered to be opened together: their bytes back to back, where each
@@ -235,8 +236,8 @@ public struct ReceivedDelivery {
         var ends: [Int] = []
         let firstRecord: Int
         init(firstRecord: Int) { self.firstRecord = firstRecord }
-        mutating func append(_ line: ArraySlice<UInt8>) {
-            bytes += line
+        mutating func append(_ line: UnsafeRawBufferPointer) {
+            bytes.append(contentsOf: line)
             ends.append(bytes.count)
         }
     }
@@ -403,14 +404,19 @@ public struct ReceivedDelivery {
             func emit(_ opened: [OpenedRun]) throws {
                 do {
                     for run in opened {
-                        var start = 0
-                        var k = 0
-                        while k < run.ends.count {
-                            let key = run.ends[k], id = run.ends[k + 1], name = run.ends[k + 2], end = run.ends[k + 3]
-                            try each(OpenedFields(audienceKey: run.bytes[start..<key], segmentID: run.bytes[key..<id],
-                                                  segmentName: run.bytes[id..<name], memberID: memberOpener == nil ? nil : run.bytes[name..<end]))
-                            start = end
-                            k += 4
+                        try run.bytes.withUnsafeBytes { b in
+                            try run.ends.withUnsafeBufferPointer { ends in
+                                var start = 0
+                                var k = 0
+                                while k < ends.count {
+                                    let key = ends[k], id = ends[k + 1], name = ends[k + 2], end = ends[k + 3]
+                                    try each(OpenedFields(audienceKey: .init(rebasing: b[start..<key]), segmentID: .init(rebasing: b[key..<id]),
+                                                          segmentName: .init(rebasing: b[id..<name]),
+                                                          memberID: memberOpener == nil ? nil : .init(rebasing: b[name..<end])))
+                                    start = end
+                                    k += 4
+                                }
+                            }
                         }
                         if let failure = run.failure { throw failure }
                     }
@@ -427,6 +433,9 @@ public struct ReceivedDelivery {
                 guard !gathered.ends.isEmpty, !stopped else { return }
                 let batch = gathered
                 gathered = LineBatch(firstRecord: batch.firstRecord + batch.ends.count)
+                // About the last batch's size at once, rather than growth by doubling per batch.
+                gathered.bytes.reserveCapacity(batch.bytes.count)
+                gathered.ends.reserveCapacity(batch.ends.count)
                 if pipelined {
                     let job = Parallel.Job { Self.openLines(batch, fields: fieldCount, payload: payloadOpener, member: memberOpener, object: o.name) }
                     try completeInFlight()
@@ -443,9 +452,9 @@ public struct ReceivedDelivery {
                 try dispatch(pipelined: false)
             }
             let pipelined = self.pipelined ?? (Parallel.workerCount > 1)
-            func line(_ l: ArraySlice<UInt8>) throws {
+            func line(_ l: UnsafeRawBufferPointer) throws {
                 if !sawHeader {
-                    guard CSVField.split(l) == header else { throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header") }
+                    guard CSVField.split(Array(l)[...]) == header else { throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header") }
                     sawHeader = true
                     return
                 }
@@ -528,7 +537,14 @@ public struct ReceivedDelivery {
             out.reserveCapacity(out.count + records.count * (r.audienceKey.count + r.segmentID.utf8.count + r.segmentName.utf8.count + (r.memberID?.count ?? 0) + 8))
         }
         for r in records {
-            appendPlainLine(&out, r.audienceKey[...], Array(r.segmentID.utf8)[...], Array(r.segmentName.utf8)[...], member ? (r.memberID ?? [])[...] : nil)
+            let id = Array(r.segmentID.utf8), name = Array(r.segmentName.utf8), memberID = r.memberID ?? []
+            r.audienceKey.withUnsafeBytes { k in
+                id.withUnsafeBytes { i in
+                    name.withUnsafeBytes { n in
+                        memberID.withUnsafeBytes { m in appendPlainLine(&out, k, i, n, member ? m : nil) }
+                    }
+                }
+            }
         }
         return out
     }
@@ -538,8 +554,8 @@ public struct ReceivedDelivery {
     }
 
     /// One plain CSV line (RFC 4180 quoting where needed); `member` nil: no member column.
-    static func appendPlainLine(_ out: inout [UInt8], _ key: ArraySlice<UInt8>, _ segmentID: ArraySlice<UInt8>,
-                                _ segmentName: ArraySlice<UInt8>, _ member: ArraySlice<UInt8>?) {
+    static func appendPlainLine(_ out: inout [UInt8], _ key: UnsafeRawBufferPointer, _ segmentID: UnsafeRawBufferPointer,
+                                _ segmentName: UnsafeRawBufferPointer, _ member: UnsafeRawBufferPointer?) {
         CSVField.appendQuoted(&out, key)
         out.append(0x2c)
         CSVField.appendQuoted(&out, segmentID)
@@ -562,7 +578,9 @@ struct LineSplitter {
     private var lineNumber = 0
     init(object: String) { self.object = object; carry.reserveCapacity(ReceivedDelivery.maxLineBytes) }
 
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, _ line: (ArraySlice<UInt8>) throws -> Void) throws {
+    /// Hands each completed line to `line`, borrowed for the call: straight from `bytes` when
+    /// the whole line is in this piece, else from the carried start joined with its end.
+    mutating func feed(_ bytes: UnsafeRawBufferPointer, _ line: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let base = bytes.baseAddress else { return }
         var start = 0
         while start < bytes.count {
@@ -571,25 +589,37 @@ struct LineSplitter {
                 return
             }
             let nl = base.distance(to: UnsafeRawPointer(found))
-            try keep(UnsafeRawBufferPointer(rebasing: bytes[start..<nl]))
-            lineNumber += 1
-            try line(carry[...])
-            carry.removeAll(keepingCapacity: true)
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<nl])
+            if carry.isEmpty {
+                try check(piece.count)
+                lineNumber += 1
+                try line(piece)
+            } else {
+                try keep(piece)
+                lineNumber += 1
+                try carry.withUnsafeBytes { try line($0) }
+                carry.removeAll(keepingCapacity: true)
+            }
             start = nl + 1
         }
     }
 
-    mutating func finish(_ line: (ArraySlice<UInt8>) throws -> Void) throws {
+    mutating func finish(_ line: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard !carry.isEmpty else { return }
         lineNumber += 1
-        try line(carry[...])
+        try carry.withUnsafeBytes { try line($0) }
         carry.removeAll(keepingCapacity: true)
     }
 
-    private mutating func keep(_ piece: UnsafeRawBufferPointer) throws {
-        guard carry.count + piece.count <= ReceivedDelivery.maxLineBytes else {
+    /// The line being read may not grow past ``ReceivedDelivery/maxLineBytes`` with `more` bytes.
+    private func check(_ more: Int) throws {
+        guard carry.count + more <= ReceivedDelivery.maxLineBytes else {
             throw ActivationError(.deliveryInvalid, "object \(object) line \(lineNumber + 1): longer than \(ReceivedDelivery.maxLineBytes) bytes")
         }
+    }
+
+    private mutating func keep(_ piece: UnsafeRawBufferPointer) throws {
+        try check(piece.count)
         carry.append(contentsOf: piece)
     }
 }
@@ -608,6 +638,13 @@ enum CSVField {
         out.append(0x22)
         for b in v { if b == 0x22 { out.append(0x22) }; out.append(b) }
         out.append(0x22)
+    }
+    /// ``appendQuoted(_:_:)`` from a borrowed buffer (the provider's per-record output path).
+    static func appendQuoted(_ out: inout [UInt8], _ v: UnsafeRawBufferPointer) {
+        var plain = true
+        for b in v where b == 0x2c || b == 0x22 || b == 0x0a || b == 0x0d { plain = false; break }
+        guard plain else { appendQuoted(&out, Array(v)[...]); return }
+        out.append(contentsOf: v)
     }
     static func quoted(_ v: [UInt8]) -> [UInt8] {
         guard v.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else { return v }
