@@ -262,6 +262,7 @@ public struct ReceivedDelivery {
             batch.bytes.withUnsafeBytes { bytes in
                 batch.ends.withUnsafeBufferPointer { ends in
                     Parallel.forEachRange(count: ends.count) { range in
+                        guard !range.isEmpty else { return }   // its slot belongs to the next range
                         var run = OpenedRun()
                         run.bytes.reserveCapacity(range.count * 256)
                         run.ends.reserveCapacity(range.count * 4)
