@@ -213,19 +213,20 @@ public struct ReceivedDelivery {
             member = m.columns.contains("sealed_member_id")
             buffer += Self.plainHeader(member: member)
         }) { r in
-            Self.appendPlainLine(&buffer, r.audienceKey, r.segmentID, r.segmentName, member ? (r.memberID ?? []) : nil)
+            Self.appendPlainLine(&buffer, r.audienceKey, r.segmentID, r.segmentName, member ? (r.memberID ?? UnsafeRawBufferPointer(start: nil, count: 0)) : nil)
             if buffer.count >= readChunk { try flush() }
         }
         try flush()
         return n
     }
 
-    /// One opened record, borrowed for the duration of the callback.
+    /// One opened record, borrowed for the duration of the callback (views into the opened
+    /// batch's buffer: no copy and no reference counting per field).
     struct OpenedFields {
-        let audienceKey: ArraySlice<UInt8>
-        let segmentID: ArraySlice<UInt8>
-        let segmentName: ArraySlice<UInt8>
-        let memberID: ArraySlice<UInt8>?
+        let audienceKey: UnsafeRawBufferPointer
+        let segmentID: UnsafeRawBufferPointer
+        let segmentName: UnsafeRawBufferPointer
+        let memberID: UnsafeRawBufferPointer?
     }
 
     /// Lines of one object gathered to be opened together: their bytes back to back, where each
@@ -235,52 +236,136 @@ public struct ReceivedDelivery {
         var ends: [Int] = []
         let firstRecord: Int
         init(firstRecord: Int) { self.firstRecord = firstRecord }
-        mutating func append(_ line: ArraySlice<UInt8>) {
-            bytes += line
+        mutating func append(_ line: UnsafeRawBufferPointer) {
+            bytes.append(contentsOf: line)
             ends.append(bytes.count)
         }
     }
 
-    /// One record of a batch, opened, or the error that names it.
-    enum OpenedLine: Sendable {
-        case record(key: [UInt8], segmentID: [UInt8], segmentName: [UInt8], memberID: [UInt8]?)
-        case failed(ActivationError)
+    /// A batch's records opened by one worker, in order: their fields back to back in `bytes`
+    /// (audience key, segment ID, segment name, then the member ID when the delivery has one),
+    /// where each field ends (four per record), and the error of the record after the last one
+    /// held, if one failed (the worker stops there: nothing after a failure is ever emitted).
+    struct OpenedRun: Sendable {
+        var bytes: [UInt8] = []
+        var ends: [Int] = []
+        var failure: ActivationError?
     }
 
-    /// Parses and opens a batch's records on every core (`Parallel.forEachRange`), each into its
-    /// own slot, in order. Every check of one record is the one-at-a-time open's, with its message.
-    static func openLines(_ batch: LineBatch, fields: Int, payload: RecordOpener?, member: RecordOpener?, object: String) -> [OpenedLine] {
-        var out = [OpenedLine](repeating: .failed(ActivationError(.deliveryInvalid, "")), count: batch.ends.count)
-        out.withUnsafeMutableBufferPointer { slots in
-            Parallel.forEachRange(count: batch.ends.count) { range in
-                for i in range {
-                    let l = batch.bytes[(i == 0 ? 0 : batch.ends[i - 1])..<batch.ends[i]]
-                    slots[i] = openLine(l, record: batch.firstRecord + i, fields: fields, payload: payload, member: member, object: object)
+    /// Parses and opens a batch's records on every core (`Parallel.forEachRange`), each range into
+    /// its own ``OpenedRun``, returned in order. Every check of one record is the one-at-a-time
+    /// open's, with its message.
+    static func openLines(_ batch: LineBatch, fields: Int, payload: RecordOpener?, member: RecordOpener?, object: String) -> [OpenedRun] {
+        // One slot per record, filled only at each range's first record: no lock, and in order.
+        var slots = [OpenedRun?](repeating: nil, count: batch.ends.count)
+        slots.withUnsafeMutableBufferPointer { slots in
+            batch.bytes.withUnsafeBytes { bytes in
+                batch.ends.withUnsafeBufferPointer { ends in
+                    Parallel.forEachRange(count: ends.count) { range in
+                        guard !range.isEmpty else { return }   // its slot belongs to the next range
+                        var run = OpenedRun()
+                        run.bytes.reserveCapacity(range.count * 256)
+                        run.ends.reserveCapacity(range.count * 4)
+                        // Room for a decoded and an opened field of the longest line.
+                        withUnsafeTemporaryAllocation(byteCount: 2 * maxLineBytes, alignment: 16) { scratch in
+                            for i in range {
+                                let l = UnsafeRawBufferPointer(rebasing: bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]])
+                                if let e = openLine(l, record: batch.firstRecord + i, fields: fields, payload: payload, member: member,
+                                                    object: object, into: &run, scratch: scratch) {
+                                    run.failure = e
+                                    break
+                                }
+                            }
+                        }
+                        slots[range.lowerBound] = run
+                    }
                 }
             }
         }
-        return out
+        return slots.compactMap { $0 }
     }
 
-    static func openLine(_ l: ArraySlice<UInt8>, record: Int, fields: Int, payload: RecordOpener?, member: RecordOpener?,
-                         object: String) -> OpenedLine {
-        let f = CSVField.split(l)
-        guard f.count == fields else { return .failed(ActivationError(.deliveryInvalid, "object \(object) record \(record): wrong field count")) }
-        do {
-            let key: [UInt8]
-            if let payload {
-                guard let b = Base64.decode(f[0]), let k = Layout.unpadded(try payload.open(b)) else { throw CryptoError(.decryptionFailed, "") }
-                key = k
-            } else { key = f[0] }
-            var memberID: [UInt8]?
-            if let member {
-                guard let b = Base64.decode(f[3]), let v = Layout.unpadded(try member.open(b)) else { throw CryptoError(.decryptionFailed, "") }
-                memberID = v
+    /// Parses and opens one delivered line, appending its four fields and their ends to `run`;
+    /// returns the error naming the record instead (and leaves `run`'s ends as they were).
+    ///
+    /// A line without a quote (every line the coordinator writes for a sealed delivery) is split
+    /// in place into byte ranges; a line with one goes through ``CSVField/split(_:)``.
+    static func openLine(_ l: UnsafeRawBufferPointer, record: Int, fields: Int, payload: RecordOpener?, member: RecordOpener?,
+                         object: String, into run: inout OpenedRun, scratch: UnsafeMutableRawBufferPointer) -> ActivationError? {
+        func fieldCount() -> ActivationError { ActivationError(.deliveryInvalid, "object \(object) record \(record): wrong field count") }
+        let usedFields = member == nil ? 3 : 4
+        if fields >= usedFields, let base = l.baseAddress, memchr(base, 0x22, l.count) == nil {
+            // Where the first four fields end, and how many fields there are.
+            var cut: (Int, Int, Int, Int) = (0, 0, 0, 0)
+            var count = 0
+            var start = 0
+            while true {
+                let comma = memchr(base + start, 0x2c, l.count - start).map { base.distance(to: UnsafeRawPointer($0)) } ?? l.count
+                switch count {
+                case 0: cut.0 = comma
+                case 1: cut.1 = comma
+                case 2: cut.2 = comma
+                case 3: cut.3 = comma
+                default: break
+                }
+                count += 1
+                if comma == l.count || count > fields { break }
+                start = comma + 1
             }
-            return .record(key: key, segmentID: f[1], segmentName: f[2], memberID: memberID)
-        } catch {
-            return .failed(ActivationError(.deliveryInvalid, "object \(object) record \(record): sealed field does not open"))
+            guard count == fields else { return fieldCount() }
+            let f0 = UnsafeRawBufferPointer(rebasing: l[0..<cut.0])
+            let f1 = UnsafeRawBufferPointer(rebasing: l[(cut.0 + 1)..<cut.1])
+            let f2 = UnsafeRawBufferPointer(rebasing: l[(cut.1 + 1)..<cut.2])
+            let f3 = member == nil ? nil : UnsafeRawBufferPointer(rebasing: l[(cut.2 + 1)..<cut.3])
+            return append(f0, f1, f2, f3, record: record, payload: payload, member: member, object: object, into: &run, scratch: scratch)
         }
+        let f = CSVField.split(Array(l)[...])
+        guard f.count == fields else { return fieldCount() }
+        return f[0].withUnsafeBytes { f0 in
+            f[1].withUnsafeBytes { f1 in
+                f[2].withUnsafeBytes { f2 in
+                    if member == nil {
+                        return append(f0, f1, f2, nil, record: record, payload: payload, member: member, object: object, into: &run, scratch: scratch)
+                    }
+                    return f[3].withUnsafeBytes { f3 in
+                        append(f0, f1, f2, f3, record: record, payload: payload, member: member, object: object, into: &run, scratch: scratch)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a record's sealed fields (base64, sealed, padded) into `scratch` and appends the
+    /// record to `run`; the error naming the record if a sealed field does not decode, open or unpad.
+    private static func append(_ key: UnsafeRawBufferPointer, _ segmentID: UnsafeRawBufferPointer, _ segmentName: UnsafeRawBufferPointer,
+                               _ memberID: UnsafeRawBufferPointer?, record: Int, payload: RecordOpener?, member: RecordOpener?,
+                               object: String, into run: inout OpenedRun, scratch: UnsafeMutableRawBufferPointer) -> ActivationError? {
+        let start = run.bytes.count
+        // Base64 into the first half of `scratch`, opened into the second, unpadded and appended.
+        func appendOpened(_ field: UnsafeRawBufferPointer, _ opener: RecordOpener) -> Bool {
+            let half = scratch.count / 2
+            guard let sealed = Base64.decode(field, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<half])) else { return false }
+            let plain = UnsafeMutableRawBufferPointer(rebasing: scratch[half...])
+            guard let n = try? opener.open(UnsafeRawBufferPointer(rebasing: scratch[0..<sealed]), into: plain), n >= 2 else { return false }
+            let length = Int(plain[0]) << 8 | Int(plain[1])
+            guard length <= n - 2 else { return false }
+            run.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: plain[2..<(2 + length)]))
+            return true
+        }
+        var ok = true
+        if let payload { ok = appendOpened(key, payload) } else { run.bytes.append(contentsOf: key) }
+        let keyEnd = run.bytes.count
+        run.bytes.append(contentsOf: segmentID)
+        let idEnd = run.bytes.count
+        run.bytes.append(contentsOf: segmentName)
+        let nameEnd = run.bytes.count
+        if ok, let member, let memberID { ok = appendOpened(memberID, member) }
+        guard ok else {
+            run.bytes.removeSubrange(start...)
+            return ActivationError(.deliveryInvalid, "object \(object) record \(record): sealed field does not open")
+        }
+        run.ends.append(keyEnd); run.ends.append(idEnd); run.ends.append(nameEnd); run.ends.append(run.bytes.count)
+        return nil
     }
 
     /// The streamed open shared by both entry points: verification, inflation, parsing, opening.
@@ -313,18 +398,28 @@ public struct ReceivedDelivery {
             var records = 0
             let fieldCount = m.columns.count
             var gathered = LineBatch(firstRecord: 1)
-            var inFlight: (job: Parallel.Job<[OpenedLine]>, first: Int)?
+            var inFlight: (job: Parallel.Job<[OpenedRun]>, first: Int)?
             var stopped = false
             // Hands a batch's records to `each` in order; the first that failed is thrown there,
             // after the records before it, as when each record was opened as its line came.
-            func emit(_ opened: [OpenedLine]) throws {
+            func emit(_ opened: [OpenedRun]) throws {
                 do {
-                    for r in opened {
-                        switch r {
-                        case .record(let key, let id, let name, let member):
-                            try each(OpenedFields(audienceKey: key[...], segmentID: id[...], segmentName: name[...], memberID: member?[...]))
-                        case .failed(let error): throw error
+                    for run in opened {
+                        try run.bytes.withUnsafeBytes { b in
+                            try run.ends.withUnsafeBufferPointer { ends in
+                                var start = 0
+                                var k = 0
+                                while k < ends.count {
+                                    let key = ends[k], id = ends[k + 1], name = ends[k + 2], end = ends[k + 3]
+                                    try each(OpenedFields(audienceKey: .init(rebasing: b[start..<key]), segmentID: .init(rebasing: b[key..<id]),
+                                                          segmentName: .init(rebasing: b[id..<name]),
+                                                          memberID: memberOpener == nil ? nil : .init(rebasing: b[name..<end])))
+                                    start = end
+                                    k += 4
+                                }
+                            }
                         }
+                        if let failure = run.failure { throw failure }
                     }
                 } catch { stopped = true; throw error }
             }
@@ -339,6 +434,9 @@ public struct ReceivedDelivery {
                 guard !gathered.ends.isEmpty, !stopped else { return }
                 let batch = gathered
                 gathered = LineBatch(firstRecord: batch.firstRecord + batch.ends.count)
+                // About the last batch's size at once, rather than growth by doubling per batch.
+                gathered.bytes.reserveCapacity(batch.bytes.count)
+                gathered.ends.reserveCapacity(batch.ends.count)
                 if pipelined {
                     let job = Parallel.Job { Self.openLines(batch, fields: fieldCount, payload: payloadOpener, member: memberOpener, object: o.name) }
                     try completeInFlight()
@@ -355,9 +453,9 @@ public struct ReceivedDelivery {
                 try dispatch(pipelined: false)
             }
             let pipelined = self.pipelined ?? (Parallel.workerCount > 1)
-            func line(_ l: ArraySlice<UInt8>) throws {
+            func line(_ l: UnsafeRawBufferPointer) throws {
                 if !sawHeader {
-                    guard CSVField.split(l) == header else { throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header") }
+                    guard CSVField.split(Array(l)[...]) == header else { throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header") }
                     sawHeader = true
                     return
                 }
@@ -440,7 +538,14 @@ public struct ReceivedDelivery {
             out.reserveCapacity(out.count + records.count * (r.audienceKey.count + r.segmentID.utf8.count + r.segmentName.utf8.count + (r.memberID?.count ?? 0) + 8))
         }
         for r in records {
-            appendPlainLine(&out, r.audienceKey[...], Array(r.segmentID.utf8)[...], Array(r.segmentName.utf8)[...], member ? (r.memberID ?? [])[...] : nil)
+            let id = Array(r.segmentID.utf8), name = Array(r.segmentName.utf8), memberID = r.memberID ?? []
+            r.audienceKey.withUnsafeBytes { k in
+                id.withUnsafeBytes { i in
+                    name.withUnsafeBytes { n in
+                        memberID.withUnsafeBytes { m in appendPlainLine(&out, k, i, n, member ? m : nil) }
+                    }
+                }
+            }
         }
         return out
     }
@@ -450,8 +555,8 @@ public struct ReceivedDelivery {
     }
 
     /// One plain CSV line (RFC 4180 quoting where needed); `member` nil: no member column.
-    static func appendPlainLine(_ out: inout [UInt8], _ key: ArraySlice<UInt8>, _ segmentID: ArraySlice<UInt8>,
-                                _ segmentName: ArraySlice<UInt8>, _ member: ArraySlice<UInt8>?) {
+    static func appendPlainLine(_ out: inout [UInt8], _ key: UnsafeRawBufferPointer, _ segmentID: UnsafeRawBufferPointer,
+                                _ segmentName: UnsafeRawBufferPointer, _ member: UnsafeRawBufferPointer?) {
         CSVField.appendQuoted(&out, key)
         out.append(0x2c)
         CSVField.appendQuoted(&out, segmentID)
@@ -474,7 +579,9 @@ struct LineSplitter {
     private var lineNumber = 0
     init(object: String) { self.object = object; carry.reserveCapacity(ReceivedDelivery.maxLineBytes) }
 
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, _ line: (ArraySlice<UInt8>) throws -> Void) throws {
+    /// Hands each completed line to `line`, borrowed for the call: straight from `bytes` when
+    /// the whole line is in this piece, else from the carried start joined with its end.
+    mutating func feed(_ bytes: UnsafeRawBufferPointer, _ line: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let base = bytes.baseAddress else { return }
         var start = 0
         while start < bytes.count {
@@ -483,25 +590,37 @@ struct LineSplitter {
                 return
             }
             let nl = base.distance(to: UnsafeRawPointer(found))
-            try keep(UnsafeRawBufferPointer(rebasing: bytes[start..<nl]))
-            lineNumber += 1
-            try line(carry[...])
-            carry.removeAll(keepingCapacity: true)
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<nl])
+            if carry.isEmpty {
+                try check(piece.count)
+                lineNumber += 1
+                try line(piece)
+            } else {
+                try keep(piece)
+                lineNumber += 1
+                try carry.withUnsafeBytes { try line($0) }
+                carry.removeAll(keepingCapacity: true)
+            }
             start = nl + 1
         }
     }
 
-    mutating func finish(_ line: (ArraySlice<UInt8>) throws -> Void) throws {
+    mutating func finish(_ line: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard !carry.isEmpty else { return }
         lineNumber += 1
-        try line(carry[...])
+        try carry.withUnsafeBytes { try line($0) }
         carry.removeAll(keepingCapacity: true)
     }
 
-    private mutating func keep(_ piece: UnsafeRawBufferPointer) throws {
-        guard carry.count + piece.count <= ReceivedDelivery.maxLineBytes else {
+    /// The line being read may not grow past ``ReceivedDelivery/maxLineBytes`` with `more` bytes.
+    private func check(_ more: Int) throws {
+        guard carry.count + more <= ReceivedDelivery.maxLineBytes else {
             throw ActivationError(.deliveryInvalid, "object \(object) line \(lineNumber + 1): longer than \(ReceivedDelivery.maxLineBytes) bytes")
         }
+    }
+
+    private mutating func keep(_ piece: UnsafeRawBufferPointer) throws {
+        try check(piece.count)
         carry.append(contentsOf: piece)
     }
 }
@@ -520,6 +639,13 @@ enum CSVField {
         out.append(0x22)
         for b in v { if b == 0x22 { out.append(0x22) }; out.append(b) }
         out.append(0x22)
+    }
+    /// ``appendQuoted(_:_:)`` from a borrowed buffer (the provider's per-record output path).
+    static func appendQuoted(_ out: inout [UInt8], _ v: UnsafeRawBufferPointer) {
+        var plain = true
+        for b in v where b == 0x2c || b == 0x22 || b == 0x0a || b == 0x0d { plain = false; break }
+        guard plain else { appendQuoted(&out, Array(v)[...]); return }
+        out.append(contentsOf: v)
     }
     static func quoted(_ v: [UInt8]) -> [UInt8] {
         guard v.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else { return v }
@@ -553,8 +679,11 @@ enum CSVField {
     }
 }
 
-/// Standard base64 for sealed fields in CSV.
+/// Standard base64 for sealed fields in CSV (RFC 4648 §4: the standard alphabet, `=` padding,
+/// no line breaks).
 enum Base64 {
+    /// Foundation's encoding: not used by the sources (they use ``append(_:to:)``); kept as the
+    /// tests' independent reference for it and to build test deliveries.
     static func encode(_ b: [UInt8]) -> String { Data(b).base64EncodedString() }
     static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
@@ -578,7 +707,66 @@ enum Base64 {
         default: break
         }
     }
-    static func decode(_ b: [UInt8]) -> [UInt8]? { Data(base64Encoded: Data(b)).map { Array($0) } }
+
+    /// Each byte's 6-bit value in the standard alphabet; 0xff for every other byte (`=` included).
+    static let values: [UInt8] = {
+        var t = [UInt8](repeating: 0xff, count: 256)
+        for (v, c) in alphabet.enumerated() { t[Int(c)] = UInt8(v) }
+        return t
+    }()
+
+    /// Decodes `b` as ``decode(_:into:)`` does, into a new array (tests).
+    static func decode(_ b: [UInt8]) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: b.count / 4 * 3)
+        let n = b.withUnsafeBytes { s in out.withUnsafeMutableBytes { o in decode(s, into: o) } }
+        return n.map { Array(out[..<$0]) }
+    }
+
+    /// Decodes the canonical encoding of some bytes into the start of `out` (room for
+    /// `src.count / 4 * 3` bytes) without allocating; returns how many bytes it wrote.
+    ///
+    /// Contract: accepts exactly what ``append(_:to:)`` writes, and refuses (nil) anything else:
+    /// a length that is not a multiple of 4, a byte outside the standard alphabet (URL-safe
+    /// `-`/`_`, whitespace and line breaks included), `=` anywhere but as the last one or two
+    /// bytes, and non-zero bits left over in the last character before the padding (so every
+    /// byte string has one encoding). Stricter than Foundation's `Data(base64Encoded:)`, which
+    /// also takes `====`, `QQ=A` and `QR==`. The empty input decodes to no bytes.
+    static func decode(_ src: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int? {
+        let count = src.count
+        guard count % 4 == 0 else { return nil }
+        guard count > 0 else { return 0 }
+        let padding = src[count - 1] != 0x3d ? 0 : src[count - 2] != 0x3d ? 1 : 2
+        let n = count / 4 * 3 - padding
+        precondition(out.count >= n, "the output holds the decoded bytes")
+        return values.withUnsafeBufferPointer { t -> Int? in
+            var bad: UInt8 = 0   // any invalid byte sets the high bit: one check after the loop
+            var i = 0, o = 0
+            // Whole quads; the last one is done below when it holds padding.
+            let full = padding == 0 ? count : count - 4
+            while i < full {
+                let a = t[Int(src[i])], b = t[Int(src[i + 1])], c = t[Int(src[i + 2])], d = t[Int(src[i + 3])]
+                bad |= a | b | c | d
+                out[o] = a << 2 | b >> 4
+                out[o + 1] = b << 4 | c >> 2
+                out[o + 2] = c << 6 | d
+                i += 4; o += 3
+            }
+            guard bad & 0x80 == 0 else { return nil }
+            if padding > 0 {
+                let a = t[Int(src[i])], b = t[Int(src[i + 1])]
+                guard (a | b) & 0x80 == 0 else { return nil }
+                out[o] = a << 2 | b >> 4
+                if padding == 2 {
+                    guard b & 0x0f == 0 else { return nil }
+                } else {
+                    let c = t[Int(src[i + 2])]
+                    guard c & 0x80 == 0, c & 0x03 == 0 else { return nil }
+                    out[o + 1] = b << 4 | c >> 2
+                }
+            }
+            return n
+        }
+    }
 }
 
 /// The bytes of one delivered object, readable in pieces: in memory, or in a scratch file the

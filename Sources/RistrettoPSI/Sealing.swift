@@ -201,3 +201,31 @@ enum RecordKeys {
         }
     }
 }
+
+extension RecordOpener {
+    /// Opens one record from `sealed` into the start of `out` without allocating (the provider's
+    /// per-record path when opening a delivery); returns the plaintext's length,
+    /// `sealed.count - RecordSealer.overhead`. Same checks as ``open(_:)``.
+    ///
+    /// Contract: `out` holds at least that many bytes and does not overlap `sealed`; thread-safe
+    /// (the opener is only read). On a throw `out`'s bytes are unspecified.
+    /// - Throws: `.decryptionFailed` for a record that was altered, moved or sealed for someone else.
+    public func open(_ sealed: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) throws(CryptoError) -> Int {
+        guard sealed.count >= RecordSealer.overhead, let s = sealed.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            throw CryptoError(.decryptionFailed, "sealed record shorter than its nonce and tag")
+        }
+        let n = sealed.count - RecordSealer.overhead
+        precondition(out.count >= n, "the output holds the whole plaintext")
+        var mlen: UInt64 = 0
+        var empty: UInt8 = 0   // libsodium is handed a non-null output even for an empty plaintext
+        let rc = withUnsafeMutablePointer(to: &empty) { e in
+            key.withUnsafeBytes { k in
+                crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    n == 0 ? e : out.baseAddress!.assumingMemoryBound(to: UInt8.self), &mlen, nil, s + 24, UInt64(sealed.count - 24),
+                    context, UInt64(context.count), s, k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
+        }
+        guard rc == 0 else { throw CryptoError(.decryptionFailed, "sealed record does not authenticate") }
+        return n
+    }
+}

@@ -149,6 +149,44 @@ struct ParallelRoundsTests {
         }
     }
 
+    @Test("the strict Base64 decoder takes back every encoding it writes", arguments: [0, 1, 2, 3, 4, 5, 31, 32, 33, 72, 100, 170, 106])
+    func base64DecodesItsEncoding(length: Int) throws {
+        for _ in 0..<20 {
+            let bytes = SecureRandom.bytes(length)
+            var encoded: [UInt8] = []
+            Base64.append(bytes[...], to: &encoded)
+            #expect(Base64.decode(encoded) == bytes)
+            #expect(Base64.decode(encoded).map { Data($0) } == Data(base64Encoded: Data(encoded)), "as Foundation decodes it")
+        }
+    }
+
+    /// One case per rule of the strict decoder: what it takes (the canonical encoding) and what
+    /// it refuses, with Foundation's verdict on the same bytes where it is laxer.
+    @Test(arguments: [
+        ("", [UInt8]?.some([])), ("QQ==", [65]), ("QUI=", [65, 66]), ("QUJD", [65, 66, 67]), ("QUJDRA==", [65, 66, 67, 68]),
+        ("+/+/", [0xfb, 0xff, 0xbf]),
+        // Bad length (Foundation refuses these too).
+        ("Q", nil), ("QQ", nil), ("QQ=", nil), ("QUJ", nil), ("QUJDRA", nil), ("QUJDR", nil),
+        // Bad characters: URL-safe alphabet, whitespace, line breaks, NUL, non-ASCII.
+        ("-_==", nil), ("QQ==\n", nil), (" QQ=", nil), ("QU\rJ", nil), ("QUJ\u{0}", nil), ("QU\u{e9}", nil), ("QU.D", nil),
+        // Misplaced padding: inside, at the start, three or four of them, data after it.
+        ("Q===", nil), ("====", nil), ("=QQ=", nil), ("QQ=A", nil), ("Q=Q=", nil), ("QQ==QQ==", nil), ("QUJD====", nil), ("QQ==QUJD", nil),
+        // Non-zero bits left over before the padding (Foundation drops them).
+        ("QR==", nil), ("QX==", nil), ("QUJ=", nil), ("QUL=", nil),
+    ] as [(String, [UInt8]?)])
+    func base64DecoderRules(input: String, expected: [UInt8]?) throws {
+        #expect(Base64.decode(Array(input.utf8)) == expected)
+        // Every input it takes Foundation takes, to the same bytes.
+        if let expected { #expect(Data(base64Encoded: input) == Data(expected)) }
+        // Decoded from a slice of a larger buffer, as from a delivered line.
+        let line = Array(("x," + input + ",y").utf8)
+        var out = [UInt8](repeating: 0, count: input.utf8.count)
+        let n = line.withUnsafeBytes { l in
+            out.withUnsafeMutableBytes { Base64.decode(UnsafeRawBufferPointer(rebasing: l[2..<(2 + input.utf8.count)]), into: $0) }
+        }
+        #expect(n.map { Array(out[..<$0]) } == expected)
+    }
+
     /// The split of a line without quotes (the fast path) is the quote-aware split's.
     @Test(arguments: ["", ",", "a", "a,b,c", ",a,,b,", "abc,,", "x,\"y\",z", "\"a,b\",c", "\"\"", "k,s,n,m"])
     func csvSplitFastPathAgrees(line: String) throws {
