@@ -92,6 +92,43 @@ struct DeliveryStreamingTests {
         #expect(!FileManager.default.fileExists(atPath: failed), "nothing at the output path")
         #expect(try Self.leftovers("\(room.root)/out2").isEmpty, "no temporary or scratch file left")
     }
+
+    /// A manifest (signed by the coordinator, so it passes every signature check) naming an object
+    /// outside the run's directory is refused before anything is read from that path
+    /// (`workflow.destination`); one naming an object the directory does not hold gives
+    /// `workflow.not_found` naming the file. Neither leaves an output file.
+    @Test(arguments: ["../escaped.csv", ".hidden.csv", "sub/part-00000.csv", "part-00009.csv"])
+    func localOpenRefusesObjectsOutsideTheRunOrMissing(_ name: String) throws {
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        let run = try room.prepare()
+        #expect(try room.match(run).kind == .delivered)
+        let dir = "\(room.bucket)/\(room.collaboration)/\(run)"
+        let signed = try JSONDecoder().decode(SignedManifest.self, from: Data(try Files.read("\(dir)/manifest.json")))
+        let m = signed.manifest
+        let o = m.objects[0]
+        // The object's bytes exist where the forged name points (outside the run, for the escapes).
+        if name != "part-00009.csv" {
+            try FileManager.default.createDirectory(atPath: "\(dir)/sub", withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(dir)/\(o.name)", toPath: "\(dir)/\(name)")
+        }
+        let forged = Manifest(collaborationID: m.collaborationID, runID: m.runID, agreementHash: m.agreementHash, createdAt: m.createdAt,
+                              sealed: m.sealed, compression: m.compression, columns: m.columns, records: m.records,
+                              objects: [.init(name: name, sha256: o.sha256, bytes: o.bytes, records: o.records)],
+                              payloadSealingKey: m.payloadSealingKey, memberSealingKey: m.memberSealingKey)
+        try FileManager.default.removeItem(atPath: "\(dir)/manifest.json")
+        try Files.writeAtomically(SignedManifest.sign(forged, with: room.coordinator.signingKey).json(), to: "\(dir)/manifest.json")
+        let source = try Steps.destination(for: room.agreement, access: .provider)
+        let out = "\(room.root)/out/matched.csv"
+        #expect {
+            _ = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: source, output: out)
+        } throws: { error in
+            guard let e = error as? WorkflowError else { return false }
+            return name == "part-00009.csv"
+                ? e.code == .notFound && "\(e)".contains("part-00009.csv")
+                : e.code == .destination && "\(e)".contains("manifest names an object outside the run")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out), "nothing at the output path")
+    }
 }
 
 /// The same against the local S3 server: streamed multipart uploads (with retried parts read
