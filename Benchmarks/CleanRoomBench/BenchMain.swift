@@ -97,7 +97,7 @@ enum BenchMain {
                     let (_, n) = try bench.measurePair(reference: op + "@1t", referenceElements: size, { try withThreads(1, body) },
                                                        subject: op + "@Nt", size: size, elements: size) {
                         try withThreads(nil, body)
-                        return (nil, nil)
+                        return (nil, nil, nil)
                     }
                     if let n, let r = n.pairedRatio { summary.scaling[op] = r }
                 }
@@ -143,7 +143,7 @@ enum BenchMain {
                         let run = try scenario.newRun("\(name)-\(runCounter)")
                         let r = try withThreads(threads) { try scenario.endToEnd(run) }
                         lastRun = (run, r.runID)
-                        return (nil, r.rounds)
+                        return (nil, r.rounds, nil)
                     }
                 }
                 try e2e("e2e", threads: nil)
@@ -179,9 +179,9 @@ enum BenchMain {
                         runCounter += 1
                         let run = try scenario.newRun("processes-\(runCounter)")
                         previous = run
-                        let (rounds, runID) = try scenario.endToEndProcesses(run, cleanroom: exe, concurrent: concurrent)
+                        let (rounds, runID, wall) = try scenario.endToEndProcesses(run, cleanroom: exe, concurrent: concurrent)
                         processesRun = (run, runID)
-                        return (rounds.reduce(0) { $0 + ($1.cpuSeconds ?? 0) }, rounds)
+                        return (rounds.reduce(0) { $0 + ($1.cpuSeconds ?? 0) }, rounds, wall)
                     }
                     // The coordinator's stages below use the in-process run's files, else this run's.
                     if lastRun == nil { lastRun = processesRun } else if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }

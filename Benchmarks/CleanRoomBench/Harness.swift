@@ -191,17 +191,20 @@ final class Bench {
 
     /// Times `reference` and `subject` alternately (reference first in each pair), so both see the
     /// same machine load; the subject's result carries the median of the per-pair rate ratios.
-    /// `subject` returns its own CPU seconds when it runs child processes (nil: this process's).
+    /// `subject` returns its own CPU seconds when it runs child processes (nil: this process's),
+    /// and may return its own wall seconds (`wall`): the child processes' time without the
+    /// benchmark's rusage helpers around them (``Child``); the harness-inclusive median is then
+    /// kept in the result's note.
     func measurePair(reference: String, referenceElements: Int, _ referenceBody: () throws -> Void,
                      subject: String, size: Int, elements: Int, prepare: () throws -> Void = {},
-                     _ subjectBody: () throws -> (cpu: Double?, rounds: [Result.Round]?)) throws -> (Result?, Result?) {
+                     _ subjectBody: () throws -> (cpu: Double?, rounds: [Result.Round]?, wall: Double?)) throws -> (Result?, Result?) {
         let runReference = selected(reference), runSubject = selected(subject)
         guard runReference || runSubject else { return (nil, nil) }
         for _ in 0..<options.warmup {
             if runReference { try referenceBody() }
             if runSubject { try prepare(); _ = try subjectBody() }
         }
-        var ref: [Sample<Void>] = [], sub: [Sample<(cpu: Double?, rounds: [Result.Round]?)>] = []
+        var ref: [Sample<Void>] = [], sub: [Sample<(cpu: Double?, rounds: [Result.Round]?, wall: Double?)>] = []
         for _ in 0..<options.runs {
             if runReference { ref.append(try Bench.sample(referenceBody)) }
             if runSubject {
@@ -215,13 +218,17 @@ final class Bench {
             record(a!)
         }
         if runSubject {
-            var r = Result(name: subject, size: size, elements: elements, seconds: sub.map(\.seconds),
+            let wall = sub.map { $0.value.wall ?? $0.seconds }
+            var r = Result(name: subject, size: size, elements: elements, seconds: wall,
                            cpu: sub.map { $0.value.cpu ?? $0.cpu })
             if runReference {
                 r.pairedWith = reference
-                r.pairedRatio = Result.median(zip(ref, sub).map { (Double(referenceElements) / $0.seconds) > 0 ? (Double(elements) / $1.seconds) / (Double(referenceElements) / $0.seconds) : 0 })
+                r.pairedRatio = Result.median(zip(ref, wall).map { (Double(referenceElements) / $0.seconds) > 0 ? (Double(elements) / $1) / (Double(referenceElements) / $0.seconds) : 0 })
             }
-            let med = sub.min { abs($0.seconds - r.median) < abs($1.seconds - r.median) }!
+            if sub.contains(where: { $0.value.wall != nil }) {
+                r.note = String(format: "processes' own wall; with the rusage helpers %.4f s", Result.median(sub.map(\.seconds)))
+            }
+            let med = zip(sub, wall).min { abs($0.1 - r.median) < abs($1.1 - r.median) }!.0
             r.rounds = med.value.rounds
             r.peakRSSKiB = sub.compactMap { $0.value.rounds?.compactMap(\.peakRSSKiB).max() }.max()
             b = r
@@ -303,6 +310,11 @@ enum Child {
         let exitStatus: Int32
         /// User + system CPU seconds of the child.
         var cpuSeconds: Double = 0
+        /// `CLOCK_MONOTONIC` (one clock for every process of the machine) just before the spawn
+        /// and just after the wait: a stage of children runs from the first start to the last end,
+        /// without the time the rusage helper itself takes to start and to exit.
+        var started: Double = 0
+        var ended: Double = 0
     }
 
     static let helperFlag = "--rusage-child"
@@ -328,11 +340,12 @@ enum Child {
         while wait4(pid, &status, 0, &usage) < 0 {
             guard errno == EINTR else { throw BenchError("wait4 failed: \(String(cString: strerror(errno)))") }
         }
-        let seconds = Clock.now() - t0
+        let t1 = Clock.now()
+        let seconds = t1 - t0
         let exited = (status & 0x7f) == 0
         let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
         return Outcome(seconds: seconds, peakRSSKiB: Int(usage.ru_maxrss), exitStatus: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f),
-                       cpuSeconds: cpu)
+                       cpuSeconds: cpu, started: t0, ended: t1)
     }
 
     /// Runs the command through the `--rusage-child` helper (see the type's note).
@@ -347,10 +360,11 @@ enum Child {
             throw BenchError("the rusage helper wrote no report (exit \(helper.exitStatus)); see \(log)")
         }
         let f = text.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
-        guard f.count == 4, let sec = Double(f[0]), let kib = Int(f[1]), let st = Int32(f[2]), let cpu = Double(f[3]) else {
+        guard f.count == 6, let sec = Double(f[0]), let kib = Int(f[1]), let st = Int32(f[2]), let cpu = Double(f[3]),
+              let started = Double(f[4]), let ended = Double(f[5]) else {
             throw BenchError("bad rusage report '\(text)'")
         }
-        return Outcome(seconds: sec, peakRSSKiB: kib, exitStatus: st, cpuSeconds: cpu)
+        return Outcome(seconds: sec, peakRSSKiB: kib, exitStatus: st, cpuSeconds: cpu, started: started, ended: ended)
     }
 
     /// The helper's side: `--rusage-child <report> <executable> <args…>`.
@@ -358,7 +372,7 @@ enum Child {
         guard argv.count >= 2 else { exit(64) }
         do {
             let o = try run(argv[1], Array(argv.dropFirst(2)), log: nil)
-            try "\(o.seconds) \(o.peakRSSKiB) \(o.exitStatus) \(o.cpuSeconds)\n".write(toFile: argv[0], atomically: true, encoding: .utf8)
+            try "\(o.seconds) \(o.peakRSSKiB) \(o.exitStatus) \(o.cpuSeconds) \(o.started) \(o.ended)\n".write(toFile: argv[0], atomically: true, encoding: .utf8)
             exit(o.exitStatus)
         } catch {
             FileHandle.standardError.write(Data("cleanroom-bench rusage helper: \(error)\n".utf8))

@@ -124,7 +124,12 @@ struct Scenario {
     /// the two share this machine's cores, so one party's sequential stretches (CSV, sealing,
     /// writing) fill the core the other leaves idle. Each round's seconds are then its own wall
     /// time inside the overlapped stage, not a share of the total.
-    func endToEndProcesses(_ run: Run, cleanroom: String, concurrent: Bool = false) throws -> (rounds: [Result.Round], runID: String) {
+    ///
+    /// `wall`: the sum over stages of each stage's span, from its first child's start to its last
+    /// child's exit (``Child/Outcome/started``): the processes' own time, without the ~10-30 ms
+    /// each rusage helper takes to start before its child and to exit after it (a measuring
+    /// device: the parties run their rounds without it).
+    func endToEndProcesses(_ run: Run, cleanroom: String, concurrent: Bool = false) throws -> (rounds: [Result.Round], runID: String, wall: Double) {
         let runID = AgreementTerms.newID()
         let log = "\(run.dir)/processes.log"
         let a = ["--agreement", agreementPath]
@@ -146,6 +151,7 @@ struct Scenario {
         // Stages in protocol order; the rounds of one stage depend only on earlier stages.
         let stages: [[Int]] = concurrent ? [[0, 1], [2, 3], [4], [5]] : steps.indices.map { [$0] }
         var rounds = [Result.Round?](repeating: nil, count: steps.count)
+        var wall = 0.0
         // Children of one stage write separate logs (the rusage helper's report sits beside each).
         func logOf(_ stage: [Int], _ i: Int) -> String { stage.count == 1 ? log : "\(log).\(i + 1)" }
         for stage in stages {
@@ -154,13 +160,16 @@ struct Scenario {
                 let args = steps[i].2, childLog = logOf(stage, i)
                 return Parallel.Job { try Child.measured(cleanroom, args, log: childLog) }
             }
+            var span = (start: Double.infinity, end: -Double.infinity)
             for (k, i) in stage.enumerated() {
                 let (name, elements, args) = steps[i]
                 let o = try jobs[k].join()
+                span = (min(span.start, o.started), max(span.end, o.ended))
                 guard o.exitStatus == 0 else { throw BenchError("`cleanroom \(args[0]) \(args[1])` exited with \(o.exitStatus); see \(logOf(stage, i))") }
                 rounds[i] = Result.Round(name: name, elements: elements, seconds: o.seconds, cpuSeconds: o.cpuSeconds, peakRSSKiB: o.peakRSSKiB)
             }
+            wall += span.end - span.start
         }
-        return (rounds.map { $0! }, runID)
+        return (rounds.map { $0! }, runID, wall)
     }
 }
