@@ -23,6 +23,9 @@ struct ParallelRoundsTests {
         Coordinator.Tuning(chunk: 7, block: 3, pipelined: true),
         Coordinator.Tuning(chunk: 1, block: 1, pipelined: true),
         Coordinator.Tuning(pipelined: true),
+        // Delivered records read one span per block, and each alone (only adjacent ones together).
+        Coordinator.Tuning(chunk: 7, block: 64, gap: 1 << 20, pipelined: true),
+        Coordinator.Tuning(chunk: 7, block: 64, gap: 0, pipelined: false),
     ]
 
     static func match(_ run: Run, tuning: Coordinator.Tuning, budget: Int = 1 << 30, recordsPerObject: Int = 1_000_000,
