@@ -141,6 +141,38 @@ public struct Coordinator: Sendable {
     func match(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
                scratch: any ScratchSpace, history: RunHistory, now: Date, names: InputNames, budget: Int,
                tuning: Tuning = .standard) throws -> MatchOutcome {
+        let inputs = try open(runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet,
+                              history: history, names: names)
+        return try match(inputs, scratch: scratch, now: now, budget: budget, tuning: tuning)
+    }
+
+    /// Round 5's inputs, opened and their headers verified, no body byte read yet: what
+    /// ``open(runID:payload:consumerSet:providerSet:history:names:)`` returns and
+    /// ``match(_:scratch:now:)`` consumes, so that a caller can act on the verified headers
+    /// (the free-space preflight) without opening and verifying them a second time.
+    /// - Warning: match one value once: the readers stream their bodies.
+    public struct MatchInputs {
+        let runID: String
+        let run: [UInt8]
+        let history: RunHistory
+        let names: InputNames
+        var payload: MessageReader
+        var consumerSet: MessageReader
+        var providerSet: MessageReader
+        /// The verified headers (signature, run, record size, reference and counts checked).
+        public var payloadHeader: MessageHeader { payload.header }
+        public var consumerSetHeader: MessageHeader { consumerSet.header }
+        public var providerSetHeader: MessageHeader { providerSet.header }
+    }
+
+    /// Round 5's first step: every check of SPEC §6 round 5 that needs no body, in order: run ID
+    /// (reuse, cap, ε budget), each message's header and signature (run, record size), reference
+    /// and count between payload and provider-reblinded, empty sets. Reads only the headers.
+    /// - Throws: ``ActivationError`` as ``match(runID:payload:consumerSet:providerSet:scratch:history:now:names:)``
+    ///   for these checks, or the sources' own errors.
+    /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9 "Coordinator (round 5)".
+    public func open(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
+                     history: RunHistory, names: InputNames = .standard) throws -> MatchInputs {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         guard !history.usedRunIDs.contains(runID) else {
             throw ActivationError(.runAlreadyUsed, "run \(runID) already has an audit entry; a run ID is used once")
@@ -157,9 +189,9 @@ public struct Coordinator: Sendable {
             }
             return r
         }
-        var p = try open(payload, .providerPayload, names.payload, recordSize: Layout.payloadRecordSize(agreement))
-        var c = try open(consumerSet, .consumerReblinded, names.consumerSet, recordSize: Layout.consumerRecordSize(agreement))
-        var q = try open(providerSet, .providerReblinded, names.providerSet, recordSize: Layout.elementSize)
+        let p = try open(payload, .providerPayload, names.payload, recordSize: Layout.payloadRecordSize(agreement))
+        let c = try open(consumerSet, .consumerReblinded, names.consumerSet, recordSize: Layout.consumerRecordSize(agreement))
+        let q = try open(providerSet, .providerReblinded, names.providerSet, recordSize: Layout.elementSize)
         // Rounds 1 and 4 both name round 1's body: the consumer re-blinded exactly what the provider sent.
         guard q.header.reference == p.header.reference else {
             throw ActivationError(.messageReferenceMismatch, "provider-reblinded does not answer the provider set this payload belongs to")
@@ -171,6 +203,20 @@ public struct Coordinator: Sendable {
         // probe the next step, so it is refused by name rather than matched as "nothing".
         guard c.count > 0 else { throw ActivationError(.emptySet, "consumer-reblinded: the set has no elements") }
         guard q.count > 0 else { throw ActivationError(.emptySet, "provider-reblinded: the set has no elements") }
+        return MatchInputs(runID: runID, run: run, history: history, names: names, payload: p, consumerSet: c, providerSet: q)
+    }
+
+    /// Round 5 after ``open(runID:payload:consumerSet:providerSet:history:names:)``: the bodies
+    /// streamed, joined and delivered, with the contract and errors of
+    /// ``match(runID:payload:consumerSet:providerSet:scratch:history:now:names:)`` from the
+    /// strict decoding on.
+    public func match(_ inputs: MatchInputs, scratch: any ScratchSpace, now: Date = Date()) throws -> MatchOutcome {
+        try match(inputs, scratch: scratch, now: now, budget: SpillBudget.bytes, tuning: .standard)
+    }
+
+    func match(_ inputs: MatchInputs, scratch: any ScratchSpace, now: Date, budget: Int, tuning: Tuning) throws -> MatchOutcome {
+        let run = inputs.run, runID = inputs.runID, history = inputs.history
+        var p = inputs.payload, c = inputs.consumerSet, q = inputs.providerSet
 
         // Pass over the payload: a private copy of its records and the row of every position.
         // With more than one thread it runs on a job beside the consumer's pass (it only reads
