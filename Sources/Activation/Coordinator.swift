@@ -615,7 +615,15 @@ struct RecordGather: @unchecked Sendable {
         records = [UInt8](repeating: 0, count: n * size)
         failures = [(any Error)?](repeating: nil, count: n)
         guard n > 0 else { return }
-        let order = (0..<n).sorted { positions[$0] < positions[$1] }
+        // Slots in position order: (position, slot) packed in one integer sorts without a closure.
+        let order: [Int]
+        if n < 1 << 24, positions.allSatisfy({ $0 < 1 << 40 }) {
+            var keys = positions.enumerated().map { UInt64($0.element) << 24 | UInt64($0.offset) }
+            keys.sort()
+            order = keys.map { Int($0 & (1 << 24 - 1)) }
+        } else {
+            order = (0..<n).sorted { positions[$0] < positions[$1] }
+        }
         // Spans as ranges of `order`: each extends while the next record starts within the gap.
         var spans: [Range<Int>] = []
         var start = 0

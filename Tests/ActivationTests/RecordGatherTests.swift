@@ -66,6 +66,27 @@ struct RecordGatherTests {
         #expect(spans.reads * 10 < positions.count)
     }
 
+    /// A file of 2^50 bytes computed from the offset (so positions past 2^40 can be read).
+    final class VirtualFile: ScratchFile, @unchecked Sendable {
+        var size: Int { 1 << 50 }
+        static func byte(_ offset: Int) -> UInt8 { UInt8(truncatingIfNeeded: offset &* 2_654_435_761 >> 7) }
+        func append(_ b: UnsafeRawBufferPointer) throws { fatalError("read-only") }
+        func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+            for i in 0..<buffer.count { buffer[i] = Self.byte(offset + i) }
+        }
+        func remove() {}
+    }
+
+    @Test("positions past 2^40 records (sorted without packing) still fill their slots")
+    func farPositions() {
+        let size = 16
+        let positions = [(1 << 40) + 5, 3, (1 << 40) + 4, 1 << 45, 7]
+        let g = RecordGather(file: VirtualFile(), recordSize: size, gapBytes: 8 << 10, positions: positions)
+        for (k, p) in positions.enumerated() {
+            #expect(Array(g.records[(k * size)..<((k + 1) * size)]) == (0..<size).map { VirtualFile.byte(p * size + $0) }, "slot \(k)")
+        }
+    }
+
     @Test("a failed read fails exactly the slots it covered", arguments: [0, 8 << 10])
     func failedReadFailsItsSlots(gap: Int) {
         let size = 40
