@@ -127,6 +127,9 @@ public struct Coordinator: Sendable {
         var chunk = Coordinator.chunkRecords
         /// Delivered rows formatted per block (reads, opening and formatting on every core).
         var block = 4096
+        /// Bytes read through between two records of a block rather than reading each alone
+        /// (``RecordGather``); tests set 0 (a read per record) and a large gap (one span per block).
+        var gap = RecordGather.gapBytes
         /// `nil`: pipelined whenever batches run on more than one thread (``Parallel/workerCount``,
         /// so `CLEANROOM_THREADS=1` keeps the whole round on the calling thread).
         var pipelined: Bool?
@@ -138,6 +141,38 @@ public struct Coordinator: Sendable {
     func match(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
                scratch: any ScratchSpace, history: RunHistory, now: Date, names: InputNames, budget: Int,
                tuning: Tuning = .standard) throws -> MatchOutcome {
+        let inputs = try open(runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet,
+                              history: history, names: names)
+        return try match(inputs, scratch: scratch, now: now, budget: budget, tuning: tuning)
+    }
+
+    /// Round 5's inputs, opened and their headers verified, no body byte read yet: what
+    /// ``open(runID:payload:consumerSet:providerSet:history:names:)`` returns and
+    /// ``match(_:scratch:now:)`` consumes, so that a caller can act on the verified headers
+    /// (the free-space preflight) without opening and verifying them a second time.
+    /// - Warning: match one value once: the readers stream their bodies.
+    public struct MatchInputs {
+        let runID: String
+        let run: [UInt8]
+        let history: RunHistory
+        let names: InputNames
+        var payload: MessageReader
+        var consumerSet: MessageReader
+        var providerSet: MessageReader
+        /// The verified headers (signature, run, record size, reference and counts checked).
+        public var payloadHeader: MessageHeader { payload.header }
+        public var consumerSetHeader: MessageHeader { consumerSet.header }
+        public var providerSetHeader: MessageHeader { providerSet.header }
+    }
+
+    /// Round 5's first step: every check of SPEC §6 round 5 that needs no body, in order: run ID
+    /// (reuse, cap, ε budget), each message's header and signature (run, record size), reference
+    /// and count between payload and provider-reblinded, empty sets. Reads only the headers.
+    /// - Throws: ``ActivationError`` as ``match(runID:payload:consumerSet:providerSet:scratch:history:now:names:)``
+    ///   for these checks, or the sources' own errors.
+    /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9 "Coordinator (round 5)".
+    public func open(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
+                     history: RunHistory, names: InputNames = .standard) throws -> MatchInputs {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         guard !history.usedRunIDs.contains(runID) else {
             throw ActivationError(.runAlreadyUsed, "run \(runID) already has an audit entry; a run ID is used once")
@@ -154,9 +189,9 @@ public struct Coordinator: Sendable {
             }
             return r
         }
-        var p = try open(payload, .providerPayload, names.payload, recordSize: Layout.payloadRecordSize(agreement))
-        var c = try open(consumerSet, .consumerReblinded, names.consumerSet, recordSize: Layout.consumerRecordSize(agreement))
-        var q = try open(providerSet, .providerReblinded, names.providerSet, recordSize: Layout.elementSize)
+        let p = try open(payload, .providerPayload, names.payload, recordSize: Layout.payloadRecordSize(agreement))
+        let c = try open(consumerSet, .consumerReblinded, names.consumerSet, recordSize: Layout.consumerRecordSize(agreement))
+        let q = try open(providerSet, .providerReblinded, names.providerSet, recordSize: Layout.elementSize)
         // Rounds 1 and 4 both name round 1's body: the consumer re-blinded exactly what the provider sent.
         guard q.header.reference == p.header.reference else {
             throw ActivationError(.messageReferenceMismatch, "provider-reblinded does not answer the provider set this payload belongs to")
@@ -168,6 +203,20 @@ public struct Coordinator: Sendable {
         // probe the next step, so it is refused by name rather than matched as "nothing".
         guard c.count > 0 else { throw ActivationError(.emptySet, "consumer-reblinded: the set has no elements") }
         guard q.count > 0 else { throw ActivationError(.emptySet, "provider-reblinded: the set has no elements") }
+        return MatchInputs(runID: runID, run: run, history: history, names: names, payload: p, consumerSet: c, providerSet: q)
+    }
+
+    /// Round 5 after ``open(runID:payload:consumerSet:providerSet:history:names:)``: the bodies
+    /// streamed, joined and delivered, with the contract and errors of
+    /// ``match(runID:payload:consumerSet:providerSet:scratch:history:now:names:)`` from the
+    /// strict decoding on.
+    public func match(_ inputs: MatchInputs, scratch: any ScratchSpace, now: Date = Date()) throws -> MatchOutcome {
+        try match(inputs, scratch: scratch, now: now, budget: SpillBudget.bytes, tuning: .standard)
+    }
+
+    func match(_ inputs: MatchInputs, scratch: any ScratchSpace, now: Date, budget: Int, tuning: Tuning) throws -> MatchOutcome {
+        let run = inputs.run, runID = inputs.runID, history = inputs.history
+        var p = inputs.payload, c = inputs.consumerSet, q = inputs.providerSet
 
         // Pass over the payload: a private copy of its records and the row of every position.
         // With more than one thread it runs on a job beside the consumer's pass (it only reads
@@ -419,7 +468,7 @@ public struct Coordinator: Sendable {
         if let attributeCopy, attributeCopy.size > 0 { try withUnsafeMutableBytes(of: &probe) { try attributeCopy.read(at: 0, into: $0) } }
         let formatter = RowFormatter(payloadCopy: payloadCopy, attributeCopy: attributeCopy, outer: outer, sealed: sealed,
                                      fixed: Array(("," + segmentID + "," + segmentName).utf8), payloadSize: payloadSize,
-                                     attributeSize: attributeSize)
+                                     attributeSize: attributeSize, gapBytes: tuning.gap)
         func write(_ lines: [Result<[UInt8], any Error>]) throws {
             for r in lines {
                 let line = try r.get()
@@ -475,6 +524,12 @@ public struct Coordinator: Sendable {
 /// and the CSV line laid out. `@unchecked Sendable` because the copies are scratch files: they are
 /// complete and were read once before a formatter is made, so from then on they are only read,
 /// which ``ScratchFile`` allows from several threads.
+///
+/// A block's records are gathered first (``RecordGather``): its positions sorted, and records
+/// closer than ``RecordGather/gapBytes`` read with one `pread` as a span, so a dense block costs
+/// a few syscalls instead of one or two per row. The lines are then laid out from the gathered
+/// bytes; a read failure is the failure of each row whose record it was, so the rows are
+/// written, and the first error thrown, exactly as when each row read its own records.
 struct RowFormatter: @unchecked Sendable {
     let payloadCopy: any ScratchFile
     let attributeCopy: (any ScratchFile)?
@@ -484,43 +539,50 @@ struct RowFormatter: @unchecked Sendable {
     let fixed: [UInt8]
     let payloadSize: Int
     let attributeSize: Int
+    let gapBytes: Int
 
     /// The lines of the winners `pairs` (consumer position, provider position, little-endian),
     /// formatted on every core, each row into its own slot, in order.
     func lines(_ pairs: [UInt64]) -> [Result<[UInt8], any Error>] {
         let n = pairs.count / 2
+        let payload = RecordGather(file: payloadCopy, recordSize: payloadSize, gapBytes: gapBytes,
+                                   positions: (0..<n).map { Int(UInt64(littleEndian: pairs[2 * $0 + 1])) })
+        let attributes = attributeCopy.flatMap { copy in
+            outer == nil ? nil : RecordGather(file: copy, recordSize: attributeSize, gapBytes: gapBytes,
+                                              positions: (0..<n).map { Int(UInt64(littleEndian: pairs[2 * $0])) })
+        }
         var out = [Result<[UInt8], any Error>](repeating: .success([]), count: n)
         out.withUnsafeMutableBufferPointer { slots in
             Parallel.forEachRange(count: n) { range in
                 for k in range {
-                    slots[k] = Result { try line(consumerIndex: Int(UInt64(littleEndian: pairs[2 * k])),
-                                                 providerIndex: Int(UInt64(littleEndian: pairs[2 * k + 1]))) }
+                    slots[k] = Result { try line(k, consumerIndex: Int(UInt64(littleEndian: pairs[2 * k])), payload: payload, attributes: attributes) }
                 }
             }
         }
         return out
     }
 
-    /// One delivered line, bytes identical to joining the fields with commas (SPEC §6 round 5).
-    func line(consumerIndex: Int, providerIndex: Int) throws -> [UInt8] {
-        var record = [UInt8](repeating: 0, count: payloadSize)
-        try record.withUnsafeMutableBytes { try payloadCopy.read(at: providerIndex * payloadSize, into: $0) }
+    /// One delivered line (slot `k` of the gathered records), bytes identical to joining the
+    /// fields with commas (SPEC §6 round 5); errors in the order of reading the payload record,
+    /// checking it, reading the sealed attributes, opening them.
+    private func line(_ k: Int, consumerIndex: Int, payload: RecordGather, attributes: RecordGather?) throws -> [UInt8] {
+        if let e = payload.failures[k] { throw e }
+        let record = payload.records[(k * payloadSize)..<((k + 1) * payloadSize)]
         var line: [UInt8] = []
         line.reserveCapacity(4 * (payloadSize + attributeSize) / 3 + fixed.count + 8)
         if sealed {
-            Base64.append(record[Layout.rowIndexSize...], to: &line)
+            Base64.append(record.dropFirst(Layout.rowIndexSize), to: &line)
         } else {
-            guard let key = Layout.unpadded(Array(record[Layout.rowIndexSize...])) else {
+            guard let key = Layout.unpadded(Array(record.dropFirst(Layout.rowIndexSize))) else {
                 throw ActivationError(.messageMalformed, "provider-payload: malformed audience key record")
             }
             line += CSVField.quoted(key)
         }
         line += fixed
-        if let outer, let attributeCopy {
-            var attribute = [UInt8](repeating: 0, count: attributeSize)
-            try attribute.withUnsafeMutableBytes { try attributeCopy.read(at: consumerIndex * attributeSize, into: $0) }
+        if let outer, let attributes {
+            if let e = attributes.failures[k] { throw e }
             let opened: [UInt8]
-            do { opened = try outer.open(attribute) } catch {
+            do { opened = try outer.open(Array(attributes.records[(k * attributeSize)..<((k + 1) * attributeSize)])) } catch {
                 throw ActivationError(.messageMalformed, "consumer-reblinded: element \(consumerIndex)'s sealed attributes do not open")
             }
             line.append(0x2c)
@@ -528,6 +590,76 @@ struct RowFormatter: @unchecked Sendable {
         }
         line.append(0x0a)
         return line
+    }
+}
+
+/// The records of a scratch file at a block's positions, gathered with few reads: the positions
+/// sorted, and records whose gap is at most ``gapBytes`` read as one span (at most ``spanBytes``),
+/// the spans read on every core. Memory: the block's records plus one span buffer per worker.
+///
+/// Contract: slot k holds the record at `positions[k]`, or `failures[k]` the error of the read
+/// that covered it (positions must lie inside the file; the file must only be read meanwhile,
+/// as ``ScratchFile`` allows from several threads once complete).
+/// - SeeAlso: `Protocol/SPEC.md` §9 "Coordinator (round 5)".
+struct RecordGather: @unchecked Sendable {
+    /// Bytes between two wanted records worth reading through rather than paying another
+    /// syscall: a `pread` here costs about what copying a few KiB from the page cache costs.
+    static let gapBytes = 8 << 10
+    /// The longest span read at once (bounds each worker's buffer).
+    static let spanBytes = 256 << 10
+    private(set) var records: [UInt8]
+    private(set) var failures: [(any Error)?]
+
+    init(file: any ScratchFile, recordSize size: Int, gapBytes: Int, positions: [Int]) {
+        let n = positions.count
+        records = [UInt8](repeating: 0, count: n * size)
+        failures = [(any Error)?](repeating: nil, count: n)
+        guard n > 0 else { return }
+        // Slots in position order: (position, slot) packed in one integer sorts without a closure.
+        let order: [Int]
+        if n < 1 << 24, positions.allSatisfy({ $0 < 1 << 40 }) {
+            var keys = positions.enumerated().map { UInt64($0.element) << 24 | UInt64($0.offset) }
+            keys.sort()
+            order = keys.map { Int($0 & (1 << 24 - 1)) }
+        } else {
+            order = (0..<n).sorted { positions[$0] < positions[$1] }
+        }
+        // Spans as ranges of `order`: each extends while the next record starts within the gap.
+        var spans: [Range<Int>] = []
+        var start = 0
+        for i in 1..<n {
+            let end = (positions[order[i - 1]] + 1) * size, next = positions[order[i]] * size
+            if next - end > gapBytes || next + size - positions[order[start]] * size > Self.spanBytes {
+                spans.append(start..<i)
+                start = i
+            }
+        }
+        spans.append(start..<n)
+        records.withUnsafeMutableBytes { out in
+            failures.withUnsafeMutableBufferPointer { failed in
+                Parallel.forEachRange(count: spans.count) { range in
+                    var buffer = [UInt8]()
+                    for s in range {
+                        let span = spans[s]
+                        let first = positions[order[span.lowerBound]] * size
+                        let length = (positions[order[span.upperBound - 1]] + 1) * size - first
+                        if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
+                        do {
+                            try buffer.withUnsafeMutableBytes { try file.read(at: first, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length])) }
+                        } catch {
+                            for i in span { failed[order[i]] = error }
+                            continue
+                        }
+                        buffer.withUnsafeBytes { b in
+                            for i in span {
+                                let k = order[i]
+                                (out.baseAddress! + k * size).copyMemory(from: b.baseAddress! + (positions[k] * size - first), byteCount: size)
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

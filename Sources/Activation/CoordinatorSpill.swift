@@ -40,6 +40,8 @@ struct MatchRecord {
 /// Sorts ``MatchRecord``s in bounded memory: records gather in a buffer of about the spill
 /// budget, each full buffer is sorted and written to a scratch file as a run, and ``drain(_:)``
 /// merges the runs (a binary heap over one block per run). With one run nothing is written.
+/// A buffer is sorted as one slice per worker on every core, the slices then merged as they
+/// are written or drained (``sortSlices(_:)``), so the sort is not a stretch on one thread.
 struct MatchSorter {
     static let recordSize = MemoryLayout<MatchRecord>.stride
     static let blockRecords = 1024
@@ -65,18 +67,80 @@ struct MatchSorter {
     }
 
     private mutating func spill() throws {
-        buffer.sort(by: MatchRecord.precedes)
+        let slices = Self.sortSlices(&buffer)
         let file = try scratch.makeFile()
-        try buffer.withUnsafeBytes { try file.append($0) }
+        if slices.count == 1 {
+            try buffer.withUnsafeBytes { try file.append($0) }
+        } else {
+            // The slices merged into the run through one staged block (no second buffer).
+            var staged: [MatchRecord] = []
+            staged.reserveCapacity(Self.blockRecords)
+            try Self.merge(buffer, slices) { r in
+                staged.append(r)
+                if staged.count == Self.blockRecords {
+                    try staged.withUnsafeBytes { try file.append($0) }
+                    staged.removeAll(keepingCapacity: true)
+                }
+            }
+            try staged.withUnsafeBytes { try file.append($0) }
+        }
         runs.append((file, buffer.count))
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Records from which a buffer is sorted as slices on every core.
+    static let parallelSortRecords = 1024
+
+    /// Sorts `buffer` as one slice per worker, the slices on every core at once, and returns the
+    /// slices (one when there is one worker or few records), to be merged. Every record's key
+    /// (row, element) is distinct, so the merged order is the one a single sort gives.
+    static func sortSlices(_ buffer: inout [MatchRecord]) -> [Range<Int>] {
+        let n = buffer.count, pieces = n >= parallelSortRecords ? Parallel.workerCount : 1
+        guard pieces > 1 else {
+            buffer.sort(by: MatchRecord.precedes)
+            return [0..<n]
+        }
+        let slices = (0..<pieces).map { (n * $0 / pieces)..<(n * ($0 + 1) / pieces) }
+        buffer.withUnsafeMutableBufferPointer { b in
+            let base = SendableRecords(b)
+            DispatchQueue.concurrentPerform(iterations: pieces) { i in
+                var slice = UnsafeMutableBufferPointer(rebasing: base.records[slices[i]])
+                slice.sort(by: MatchRecord.precedes)
+            }
+        }
+        return slices
+    }
+
+    /// Hands the records of sorted `slices` of `buffer` to `body` in order (a scan of the few
+    /// slices' heads per record).
+    static func merge(_ buffer: [MatchRecord], _ slices: [Range<Int>], _ body: (MatchRecord) throws -> Void) rethrows {
+        var at = slices.map(\.lowerBound)
+        while true {
+            var best = -1
+            for i in slices.indices where at[i] < slices[i].upperBound {
+                if best < 0 || MatchRecord.precedes(buffer[at[i]], buffer[at[best]]) { best = i }
+            }
+            if best < 0 { return }
+            try body(buffer[at[best]])
+            at[best] += 1
+        }
+    }
+
+    /// A buffer's records handed to the sorting threads, each of which sorts its own slice.
+    private struct SendableRecords: @unchecked Sendable {
+        let records: UnsafeMutableBufferPointer<MatchRecord>
+        init(_ records: UnsafeMutableBufferPointer<MatchRecord>) { self.records = records }
     }
 
     /// Hands every record to `body` in (row, element) order. Consumes the sorter.
     mutating func drain(_ body: (MatchRecord) throws -> Void) throws {
         if runs.isEmpty {
-            buffer.sort(by: MatchRecord.precedes)
-            for r in buffer { try body(r) }
+            let slices = Self.sortSlices(&buffer)
+            if slices.count == 1 {
+                for r in buffer { try body(r) }
+            } else {
+                try Self.merge(buffer, slices, body)
+            }
             buffer = []
             return
         }

@@ -30,6 +30,14 @@ public enum ScratchPreflight {
             self.payloadCount = payloadCount; self.payloadRecordSize = payloadRecordSize
             self.consumerCount = consumerCount; self.consumerRecordSize = consumerRecordSize; self.providerCount = providerCount
         }
+
+        /// What the match's first step verified (``Coordinator/open(runID:payload:consumerSet:providerSet:history:names:)``):
+        /// the headers are read and their signatures checked once, by the match, not again here.
+        public init(_ inputs: Coordinator.MatchInputs) {
+            self.init(payloadCount: inputs.payloadHeader.count, payloadRecordSize: inputs.payloadHeader.recordSize,
+                      consumerCount: inputs.consumerSetHeader.count, consumerRecordSize: inputs.consumerSetHeader.recordSize,
+                      providerCount: inputs.providerSetHeader.count)
+        }
     }
 
     /// Bytes of scratch round 5 certainly holds at once for these inputs (see the type's note).
@@ -41,21 +49,6 @@ public enum ScratchPreflight {
         let partitions = partitionCount > 1 ? (i.consumerCount + i.providerCount) * 40 : 0
         let rows = i.payloadCount * 8 > budget ? i.payloadCount * 8 : 0
         return payloadCopy + attributeCopy + partitions + rows
-    }
-
-    /// The inputs of a local exchange's run, from their headers (signatures checked, bodies not
-    /// read); nil when a header cannot be read, so that the match itself reports that input's
-    /// error in its usual order.
-    static func coordinatorInputs(agreement: VerifiedAgreement, runID: String, exchange: Exchange) -> CoordinatorInputs? {
-        guard !exchange.isS3, let run = UUIDBytes.parse(runID) else { return nil }
-        func header(_ kind: MessageKind) -> MessageHeader? {
-            let path = exchange.path(agreement, run: runID, kind)
-            guard let source = try? FileSource(path: path) else { return nil }
-            return try? MessageReader(source, expecting: kind, agreement: agreement, run: run, name: path).header
-        }
-        guard let p = header(.providerPayload), let c = header(.consumerReblinded), let q = header(.providerReblinded) else { return nil }
-        return CoordinatorInputs(payloadCount: p.count, payloadRecordSize: p.recordSize, consumerCount: c.count,
-                                 consumerRecordSize: c.recordSize, providerCount: q.count)
     }
 
     /// Refuses (`workflow.disk_space`) when `available` bytes are fewer than `need`; the message

@@ -200,8 +200,10 @@ public enum Steps {
     /// sketches feed the near-duplicate check and this run's sketch is stored before delivery; a
     /// retry after a crash removes stale staging, and adopts a delivery the crashed attempt had
     /// already committed (signed by this coordinator, same run) instead of failing on it.
-    /// Before any body is read, a local exchange's headers give the scratch space the match
-    /// certainly needs (``ScratchPreflight``); fewer bytes available there
+    /// Before any body is read, a local exchange's headers, as the match's first step
+    /// (``Coordinator/open(runID:payload:consumerSet:providerSet:history:names:)``) verified them
+    /// once, give the scratch space the match certainly needs (``ScratchPreflight``); fewer bytes
+    /// available there
     /// (`availableScratchBytes`, `statvfs` unless a test injects it) refuse the run with
     /// `workflow.disk_space`, recording nothing, so the same run ID can run once there is room.
     /// - SeeAlso: `Protocol/SPEC.md` §9.1, §9.2.
@@ -215,7 +217,7 @@ public enum Steps {
             try ledger.record(RunEvent(kind: kind, collaborationID: collab, runID: runID, agreementHash: agreement.hash, counts: counts,
                                        deliveredObjects: objects, manifestSHA256: manifest, reasonCode: reason))
         }
-        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        guard UUIDBytes.parse(runID) != nil else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let lock = try store?.lock(collaborationID: collab, runID: runID)
         defer { lock?.release() }
         var history = try ledger.history(collaborationID: collab, windowSeconds: agreement.terms.privacy.windowSeconds, now: now)
@@ -233,35 +235,43 @@ public enum Steps {
             temporaryScratch = scratchDirectory
         }
         defer { if let temporaryScratch { try? FileManager.default.removeItem(atPath: temporaryScratch) } }
-        // Free space, from the headers only, before any body is read: a run that cannot fit is
-        // refused here without an audit entry, so its run ID stays usable (SPEC §9, round 5).
-        if !history.usedRunIDs.contains(runID), let inputs = ScratchPreflight.coordinatorInputs(agreement: agreement, runID: runID, exchange: exchange) {
-            try ScratchPreflight.check(need: ScratchPreflight.coordinatorNeed(inputs), available: availableScratchBytes(scratchDirectory),
-                                       directory: scratchDirectory)
+        // A refusal is recorded once (a reused run ID already has its entry), then rethrown.
+        func refuse(_ error: any Swift.Error) throws(Error) -> Never {
+            if let e = error as? ActivationError {
+                if e.code != .runAlreadyUsed { try record(.rejected, MatchCounts(), reason: e.code.rawValue) }
+                throw e
+            } else if let e = error as? WorkflowError {
+                try record(.rejected, MatchCounts(), reason: e.code.rawValue)
+                throw e
+            } else if let e = error as? AWSError {
+                // An s3:// exchange that cannot be read: refused, and recorded like a missing file.
+                try record(.rejected, MatchCounts(), reason: e.code.rawValue)
+                throw e
+            }
+            throw error
         }
+        // First step: the run's checks and the three headers and signatures, verified once.
+        let inputs: Coordinator.MatchInputs
         do {
-            let p = exchange.path(agreement, run: runID, .providerPayload)
-            let c = exchange.path(agreement, run: runID, .consumerReblinded)
-            let q = exchange.path(agreement, run: runID, .providerReblinded)
-            outcome = try coordinator.match(
+            inputs = try coordinator.open(
                 runID: runID,
                 payload: try exchange.source(agreement, run: runID, .providerPayload),
                 consumerSet: try exchange.source(agreement, run: runID, .consumerReblinded),
                 providerSet: try exchange.source(agreement, run: runID, .providerReblinded),
-                scratch: try DirectoryScratch(directory: scratchDirectory),
-                history: history, now: now, names: Coordinator.InputNames(payload: p, consumerSet: c, providerSet: q))
-        } catch let e as ActivationError {
-            // A reused run ID already has its entry; every other refusal is recorded once.
-            if e.code != .runAlreadyUsed { try record(.rejected, MatchCounts(), reason: e.code.rawValue) }
-            throw e
-        } catch let e as WorkflowError {
-            try record(.rejected, MatchCounts(), reason: e.code.rawValue)
-            throw e
-        } catch let e as AWSError {
-            // An s3:// exchange that cannot be read: refused, and recorded like a missing file.
-            try record(.rejected, MatchCounts(), reason: e.code.rawValue)
-            throw e
+                history: history,
+                names: Coordinator.InputNames(payload: exchange.path(agreement, run: runID, .providerPayload),
+                                              consumerSet: exchange.path(agreement, run: runID, .consumerReblinded),
+                                              providerSet: exchange.path(agreement, run: runID, .providerReblinded)))
+        } catch { try refuse(error) }
+        // Free space, from those verified headers, before any body is read: a run that cannot fit
+        // is refused here without an audit entry, so its run ID stays usable (SPEC §9, round 5).
+        if !exchange.isS3 {
+            try ScratchPreflight.check(need: ScratchPreflight.coordinatorNeed(ScratchPreflight.CoordinatorInputs(inputs)),
+                                       available: availableScratchBytes(scratchDirectory), directory: scratchDirectory)
         }
+        do {
+            outcome = try coordinator.match(inputs, scratch: try DirectoryScratch(directory: scratchDirectory), now: now)
+        } catch { try refuse(error) }
         switch outcome {
         case .belowThreshold(let counts), .deliver(_, let counts):
             // Stored before anything is released, so a crash cannot lose a run's sketch.

@@ -23,6 +23,9 @@ struct ParallelRoundsTests {
         Coordinator.Tuning(chunk: 7, block: 3, pipelined: true),
         Coordinator.Tuning(chunk: 1, block: 1, pipelined: true),
         Coordinator.Tuning(pipelined: true),
+        // Delivered records read one span per block, and each alone (only adjacent ones together).
+        Coordinator.Tuning(chunk: 7, block: 64, gap: 1 << 20, pipelined: true),
+        Coordinator.Tuning(chunk: 7, block: 64, gap: 0, pipelined: false),
     ]
 
     static func match(_ run: Run, tuning: Coordinator.Tuning, budget: Int = 1 << 30, recordsPerObject: Int = 1_000_000,
@@ -133,6 +136,46 @@ struct ParallelRoundsTests {
         for t in Self.tunings.dropFirst() {
             #expect(Self.outcome { try Self.match(run, tuning: t, consumer: bytes) } == reference, "block \(t.block)")
         }
+    }
+
+    /// A message's bytes, recording every read (offset, length).
+    final class CountingSource: ByteSource, @unchecked Sendable {
+        let inner: BytesSource
+        private let lock = NSLock()
+        private var made: [(offset: Int, count: Int)] = []
+        init(_ bytes: [UInt8]) { inner = BytesSource(bytes) }
+        var size: Int { inner.size }
+        var reads: [(offset: Int, count: Int)] { lock.withLock { made } }
+        func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+            lock.withLock { made.append((offset, buffer.count)) }
+            try inner.read(at: offset, into: buffer)
+        }
+    }
+
+    @Test("round 5's first step reads and verifies each header once, and the match goes on from it", arguments: [false, true])
+    func openThenMatch(member: Bool) throws {
+        let run = try Run(member: member)
+        let messages = [run.payload.message.serialized(), run.consumerSet.message.serialized(), run.providerSet.message.serialized()]
+        let sources = messages.map(CountingSource.init)
+        let inputs = try run.coordinator.open(runID: run.runID, payload: sources[0], consumerSet: sources[1], providerSet: sources[2],
+                                              history: RunHistory())
+        for (s, m) in zip(sources, messages) {
+            // The header's prefix and the signature: nothing else yet.
+            #expect(s.reads.count == 2)
+            #expect(s.reads.last.map { $0.offset == m.count - 64 && $0.count == 64 } == true)
+        }
+        #expect(headerCounts(inputs) == [run.payload.message.count, run.consumerSet.message.count, run.providerSet.message.count])
+        let got = Self.outcome { try run.coordinator.match(inputs, scratch: MemoryScratch(), now: Date(timeIntervalSince1970: 1_800_000_000)) }
+        for s in sources {
+            #expect(s.reads.filter { $0.offset == 0 }.count == 1, "the header was read once")
+            #expect(s.reads.filter { $0.offset == s.size - 64 }.count == 1, "the signature was verified once")
+        }
+        #expect(got == Self.outcome { try Self.match(run, tuning: .standard) })
+    }
+
+    /// The counts the verified headers give (what the free-space preflight reads from them).
+    func headerCounts(_ inputs: Coordinator.MatchInputs) -> [Int] {
+        [inputs.payloadHeader.count, inputs.consumerSetHeader.count, inputs.providerSetHeader.count]
     }
 
     @Test("the delivery's byte-level Base64 gives Foundation's encoding", arguments: [0, 1, 2, 3, 4, 5, 31, 32, 33, 72, 100])
