@@ -690,21 +690,33 @@ enum Base64 {
     /// Appends the encoding of `b` (the bytes of ``encode(_:)``: standard alphabet, `=` padding,
     /// no line breaks) without going through `Data` and `String`, for the delivery's hot loop.
     static func append(_ b: ArraySlice<UInt8>, to out: inout [UInt8]) {
-        var i = b.startIndex
-        while b.endIndex - i >= 3 {
-            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2])
-            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)])
-            out.append(alphabet[Int(v >> 6 & 63)]); out.append(alphabet[Int(v & 63)])
-            i += 3
-        }
-        switch b.endIndex - i {
-        case 2:
-            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8
-            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)]); out.append(alphabet[Int(v >> 6 & 63)]); out.append(0x3d)
-        case 1:
-            let v = UInt32(b[i]) << 16
-            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)]); out.append(0x3d); out.append(0x3d)
-        default: break
+        // The output grows once and is written through pointers: appending byte by byte (a
+        // capacity check and a store per character) showed as 2 % of round 5 in `perf`.
+        let n = (b.count + 2) / 3 * 4
+        guard n > 0 else { return }
+        let at = out.count
+        out.append(contentsOf: repeatElement(0, count: n))
+        out.withUnsafeMutableBufferPointer { dst in
+            b.withUnsafeBufferPointer { src in
+                alphabet.withUnsafeBufferPointer { a in
+                    var o = at, i = 0
+                    while src.count - i >= 3 {
+                        let v = UInt32(src[i]) << 16 | UInt32(src[i + 1]) << 8 | UInt32(src[i + 2])
+                        dst[o] = a[Int(v >> 18)]; dst[o + 1] = a[Int(v >> 12 & 63)]
+                        dst[o + 2] = a[Int(v >> 6 & 63)]; dst[o + 3] = a[Int(v & 63)]
+                        i += 3; o += 4
+                    }
+                    switch src.count - i {
+                    case 2:
+                        let v = UInt32(src[i]) << 16 | UInt32(src[i + 1]) << 8
+                        dst[o] = a[Int(v >> 18)]; dst[o + 1] = a[Int(v >> 12 & 63)]; dst[o + 2] = a[Int(v >> 6 & 63)]; dst[o + 3] = 0x3d
+                    case 1:
+                        let v = UInt32(src[i]) << 16
+                        dst[o] = a[Int(v >> 18)]; dst[o + 1] = a[Int(v >> 12 & 63)]; dst[o + 2] = 0x3d; dst[o + 3] = 0x3d
+                    default: break
+                    }
+                }
+            }
         }
     }
 
