@@ -61,6 +61,27 @@ struct ExternalShuffle {
         }
     }
 
+    /// Appends one record given in two pieces (`head ‖ tail`, ``recordSize`` bytes together),
+    /// as ``append(_:)`` would a whole record: the same bucket draw, without the caller first
+    /// assembling the record in a buffer of its own.
+    mutating func append(_ head: UnsafeRawBufferPointer, _ tail: UnsafeRawBufferPointer) throws {
+        precondition(head.count + tail.count == recordSize, "a record is head and tail")
+        count += 1
+        guard buckets > 1 else {
+            memory.append(contentsOf: head)
+            memory.append(contentsOf: tail)
+            return
+        }
+        let b = Int(random.uniform(UInt32(buckets)))
+        if staged[b].count + recordSize > Self.stageBytes {
+            try staged[b].withUnsafeBytes { try files[b].append($0) }
+            staged[b].removeAll(keepingCapacity: true)
+        }
+        if staged[b].capacity < Self.stageBytes { staged[b].reserveCapacity(Self.stageBytes) }
+        staged[b].append(contentsOf: head)
+        staged[b].append(contentsOf: tail)
+    }
+
     /// Emits every record once, in the shuffled order, one bucket at a time (`body` gets whole
     /// records; at most one bucket is held). Consumes the shuffle.
     mutating func drain(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
