@@ -27,6 +27,28 @@ public struct InputRow: Sendable {
         self.storage = s
     }
 
+    /// A row from its fields' bytes back to back and each field's end offset in them (field `i`
+    /// is `bytes[ends[i-1]..<ends[i]]`), as a CSV reader holds a record: one allocation and one
+    /// copy, the per-row path of the streamed prepares.
+    public init(row: Int, bytes: UnsafeRawBufferPointer, ends: UnsafeBufferPointer<Int>) {
+        precondition(ends.last.map { $0 == bytes.count } ?? bytes.isEmpty, "the last field ends at the end of the bytes")
+        self.row = row
+        self.fieldCount = ends.count
+        let offsets = 4 * ends.count
+        self.storage = [UInt8](unsafeUninitializedCapacity: offsets + bytes.count) { s, initialized in
+            guard let start = s.baseAddress else { initialized = 0; return }
+            let base = UnsafeMutableRawPointer(start)
+            var previous = 0
+            for (i, end) in ends.enumerated() {
+                precondition(end >= previous && end <= Int(UInt32.max), "field ends are ascending offsets")
+                base.storeBytes(of: UInt32(truncatingIfNeeded: end).littleEndian, toByteOffset: 4 * i, as: UInt32.self)
+                previous = end
+            }
+            if let from = bytes.baseAddress, bytes.count > 0 { (base + offsets).copyMemory(from: from, byteCount: bytes.count) }
+            initialized = offsets + bytes.count
+        }
+    }
+
     private func end(_ i: Int) -> Int {
         let o = 4 * i
         return Int(storage[o]) | Int(storage[o + 1]) << 8 | Int(storage[o + 2]) << 16 | Int(storage[o + 3]) << 24

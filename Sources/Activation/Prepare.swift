@@ -57,28 +57,43 @@ struct TailSealing: Sendable {
     let sealers: [RecordSealer]
     var tailSize: Int { plainSize + sealers.count * RecordSealer.overhead }
 
-    /// The tail of one valid row from its plain datum, sealed in place: each layer but the last
-    /// writes into one half of `scratch` (``scratchSize`` bytes, the caller's own), the last
-    /// straight into `out`, so sealing allocates nothing per record. Nonces come from `random`,
-    /// the calling thread's generator.
-    func seal(_ plain: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, random: BufferedRandom,
-              scratch: UnsafeMutableRawBufferPointer) {
-        guard !sealers.isEmpty else { out.copyMemory(from: plain); return }
-        UnsafeMutableRawBufferPointer(rebasing: out[..<clear]).copyMemory(from: UnsafeRawBufferPointer(rebasing: plain[..<clear]))
-        var input = UnsafeRawBufferPointer(rebasing: plain[clear...])
-        let half = scratchSize / 2
-        for (k, sealer) in sealers.enumerated() {
-            let size = input.count + RecordSealer.overhead
-            let output = k == sealers.count - 1
-                ? UnsafeMutableRawBufferPointer(rebasing: out[clear...])
-                : UnsafeMutableRawBufferPointer(rebasing: scratch[(k % 2 * half)..<(k % 2 * half + size)])
-            sealer.seal(input, into: output, random: random)
-            input = UnsafeRawBufferPointer(output)
+    /// Seals the tail of each valid row in `rows` from its plain datum (``plainSize`` bytes at
+    /// `plain + r * plainSize`) straight into `out(r)`: `clear` bytes copied, then the rest
+    /// through each sealer in turn, an inner layer into the caller's `scratch`
+    /// (``scratchSize`` bytes), the last straight into `out(r)`; an invalid row's tail is zeroed,
+    /// so no stale memory reaches a scratch file. Nonces come from `random`, the calling thread's
+    /// generator, drawn per row in layer order as one row at a time would. The sealers are taken
+    /// out of their array once per call, not once per row, and nothing is allocated per row.
+    func sealRows(_ rows: Range<Int>, valid: (Int) -> Bool, plain: UnsafeRawPointer, out: (Int) -> UnsafeMutableRawPointer,
+                  random: BufferedRandom, scratch: UnsafeMutableRawBufferPointer) {
+        let clear = clear, sealed = plainSize - clear
+        func input(_ r: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: plain + r * plainSize + clear, count: sealed) }
+        func tail(_ r: Int, _ size: Int) -> UnsafeMutableRawBufferPointer {
+            let o = out(r)
+            if clear > 0 { o.copyMemory(from: plain + r * plainSize, byteCount: clear) }
+            return UnsafeMutableRawBufferPointer(start: o + clear, count: size)
         }
+        switch sealers.count {
+        case 0:
+            for r in rows where valid(r) { out(r).copyMemory(from: plain + r * plainSize, byteCount: plainSize) }
+        case 1:
+            let only = sealers[0], size = sealed + RecordSealer.overhead
+            for r in rows where valid(r) { only.seal(input(r), into: tail(r, size), random: random) }
+        case 2:
+            let inner = sealers[0], outer = sealers[1]
+            let middle = UnsafeMutableRawBufferPointer(rebasing: scratch[..<(sealed + RecordSealer.overhead)])
+            for r in rows where valid(r) {
+                inner.seal(input(r), into: middle, random: random)
+                outer.seal(UnsafeRawBufferPointer(middle), into: tail(r, middle.count + RecordSealer.overhead), random: random)
+            }
+        default:
+            preconditionFailure("a tail has at most two sealed layers")
+        }
+        for r in rows where !valid(r) { out(r).initializeMemory(as: UInt8.self, repeating: 0, count: tailSize) }
     }
 
-    /// Bytes of scratch ``seal(_:into:random:scratch:)`` needs: two halves, each as large as the tail.
-    var scratchSize: Int { 2 * tailSize }
+    /// Bytes of scratch ``sealRows(_:valid:plain:out:random:scratch:)`` needs: one inner layer.
+    var scratchSize: Int { max(1, tailSize) }
 }
 
 /// Normalizes, hashes and blinds a party's identifiers chunk by chunk and spills each as a
@@ -117,6 +132,17 @@ struct IdentifierStream {
         var plain: [UInt8] = []
         var firstSequence: UInt64 = 0
         var index = 0
+
+        init() {}
+        /// An empty batch with room for a full one (`chunk` messages, at most as many rows), so
+        /// filling it never regrows and copies its arrays.
+        init(reserving chunk: Int, plainSize: Int) {
+            messages.reserveCapacity(chunk)
+            messageRow.reserveCapacity(chunk)
+            status.reserveCapacity(chunk)
+            dataRow.reserveCapacity(chunk)
+            plain.reserveCapacity(chunk * plainSize)
+        }
     }
 
     let source: String
@@ -148,6 +174,7 @@ struct IdentifierStream {
         self.source = source; self.columns = columns; self.agreement = agreement; self.policy = policy; self.scalar = scalar
         self.sealing = sealing; self.tuning = tuning
         normalizer = Normalizer(rules: agreement.rules)
+        queued = Batch(reserving: tuning.chunk, plainSize: sealing.plainSize)
         partitions = RecordPartitions(recordSize: Self.headSize + sealing.tailSize, scratch: scratch, budget: budget)
     }
 
@@ -167,7 +194,7 @@ struct IdentifierStream {
             let raw = row.field(c.index)
             if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue } // an absent identifier is not an error
             do {
-                queued.messages.append(try normalizer.matchValue(raw, as: c.type).hashToGroupMessage)
+                queued.messages.append(try normalizer.hashToGroupMessage(raw, as: c.type))
                 summary.identifiers += 1
             } catch {
                 switch policy {
@@ -202,7 +229,7 @@ struct IdentifierStream {
     mutating func flush() throws {
         guard !queued.messages.isEmpty else { return }
         var batch = queued
-        queued = Batch()
+        queued = Batch(reserving: tuning.chunk, plainSize: sealing.plainSize)
         batch.firstSequence = sequence
         batch.index = batches
         sequence += UInt64(batch.messages.count)
@@ -238,40 +265,45 @@ struct IdentifierStream {
         } catch {
             throw ActivationError(.cryptoFailure, "blinding failed: \(error.code.rawValue)")
         }
-        let rows = batch.status.count, tailSize = sealing.tailSize, plainSize = sealing.plainSize
-        var tails = [UInt8](repeating: 0, count: rows * tailSize)
-        if tailSize > 0 {
-            tails.withUnsafeMutableBytes { t in
+        // One record per message, laid out in one pass: the head, then the row's tail sealed
+        // straight into the record of the row's first message (copied to its other messages, a
+        // row with several identifier columns), so no separate tails buffer is filled, copied and
+        // freed per batch, and no byte is zero-filled only to be overwritten.
+        let n = batch.messages.count, rows = batch.status.count, size = headSize + sealing.tailSize, tailSize = sealing.tailSize
+        var firstMessage = [Int](repeating: 0, count: rows)
+        for i in stride(from: n - 1, through: 0, by: -1) { firstMessage[Int(batch.messageRow[i])] = i }
+        let records = [UInt8](unsafeUninitializedCapacity: n * size) { dst, initialized in
+            let base = UnsafeMutableRawPointer(dst.baseAddress!)
+            blinded.withUnsafeBytes { e in
+                for i in 0..<n {
+                    let r = base + i * size, row = Int(batch.messageRow[i])
+                    r.copyMemory(from: e.baseAddress! + i * 32, byteCount: 32)
+                    r.storeBytes(of: (batch.firstSequence + UInt64(i)).littleEndian, toByteOffset: 32, as: UInt64.self)
+                    r.storeBytes(of: batch.status[row], toByteOffset: 40, as: UInt8.self)
+                    r.storeBytes(of: batch.dataRow[row].littleEndian, toByteOffset: 41, as: UInt64.self)
+                }
+            }
+            if tailSize > 0 {
                 batch.plain.withUnsafeBytes { p in
-                    Parallel.forEachRange(count: rows) { range in
-                        // One generator and one scratch buffer per range: no lock, no allocation per record.
-                        let random = BufferedRandom()
-                        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: sealing.scratchSize, alignment: 8)
-                        defer { scratch.deallocate() }
-                        for r in range where batch.status[r] == Status.valid.rawValue {
-                            sealing.seal(UnsafeRawBufferPointer(rebasing: p[(r * plainSize)..<((r + 1) * plainSize)]),
-                                         into: UnsafeMutableRawBufferPointer(rebasing: t[(r * tailSize)..<((r + 1) * tailSize)]),
-                                         random: random, scratch: scratch)
+                    batch.status.withUnsafeBufferPointer { status in
+                        firstMessage.withUnsafeBufferPointer { first in
+                            Parallel.forEachRange(count: rows) { range in
+                                // One generator and one scratch buffer per range: no lock, no allocation per record.
+                                let random = BufferedRandom()
+                                let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: sealing.scratchSize, alignment: 8)
+                                defer { scratch.deallocate() }
+                                sealing.sealRows(range, valid: { status[$0] == Status.valid.rawValue }, plain: p.baseAddress!,
+                                                 out: { base + first[$0] * size + headSize }, random: random, scratch: scratch)
+                            }
                         }
                     }
                 }
-            }
-        }
-        let n = batch.messages.count, size = headSize + tailSize
-        var records = [UInt8](repeating: 0, count: n * size)
-        records.withUnsafeMutableBytes { dst in
-            blinded.withUnsafeBytes { e in
-                tails.withUnsafeBytes { t in
-                    for i in 0..<n {
-                        let r = dst.baseAddress! + i * size, row = Int(batch.messageRow[i])
-                        r.copyMemory(from: e.baseAddress! + i * 32, byteCount: 32)
-                        r.storeBytes(of: (batch.firstSequence + UInt64(i)).littleEndian, toByteOffset: 32, as: UInt64.self)
-                        r.storeBytes(of: batch.status[row], toByteOffset: 40, as: UInt8.self)
-                        r.storeBytes(of: batch.dataRow[row].littleEndian, toByteOffset: 41, as: UInt64.self)
-                        if tailSize > 0 { (r + headSize).copyMemory(from: t.baseAddress! + row * tailSize, byteCount: tailSize) }
-                    }
+                for i in 0..<n where firstMessage[Int(batch.messageRow[i])] != i {
+                    (base + i * size + headSize).copyMemory(from: base + firstMessage[Int(batch.messageRow[i])] * size + headSize,
+                                                            byteCount: tailSize)
                 }
             }
+            initialized = n * size
         }
         return records
     }
@@ -342,7 +374,6 @@ struct PreparedOutput {
     let recordSize: Int
     private var shuffle: ExternalShuffle?
     private var ordered: [(UInt64, [UInt8])] = []
-    private var batch: [UInt8] = []
     private let permutation: [Int]?
     /// The first invalid row datum in first-seen order: (sequence, status, data row).
     private(set) var firstInvalid: (sequence: UInt64, status: UInt8, row: Int)?
@@ -370,24 +401,15 @@ struct PreparedOutput {
             ordered.append((IdentifierStream.sequence(r), Array(element) + Array(tail)))
             return
         }
-        batch.append(contentsOf: element)
-        batch.append(contentsOf: tail)
-        if batch.count >= ExternalShuffle.stageBytes { try flushBatch() }
-    }
-
-    private mutating func flushBatch() throws {
-        guard !batch.isEmpty else { return }
-        try batch.withUnsafeBytes { try shuffle!.append($0) }
-        batch.removeAll(keepingCapacity: true)
+        // Straight into the shuffle's bucket (its memory, or its file's staging buffer): one copy per record.
+        try shuffle!.append(element, tail)
     }
 
     /// Emits every output record once, in the output order, in pieces of whole records.
     mutating func drain(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         if shuffle != nil {
-            try flushBatch()
             var s = shuffle!
             shuffle = nil
-            batch = []
             try s.drain(body)
             return
         }

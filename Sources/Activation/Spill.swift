@@ -61,14 +61,34 @@ struct ExternalShuffle {
         }
     }
 
+    /// Appends one record given in two pieces (`head ‖ tail`, ``recordSize`` bytes together),
+    /// as ``append(_:)`` would a whole record: the same bucket draw, without the caller first
+    /// assembling the record in a buffer of its own.
+    mutating func append(_ head: UnsafeRawBufferPointer, _ tail: UnsafeRawBufferPointer) throws {
+        precondition(head.count + tail.count == recordSize, "a record is head and tail")
+        count += 1
+        guard buckets > 1 else {
+            memory.append(contentsOf: head)
+            memory.append(contentsOf: tail)
+            return
+        }
+        let b = Int(random.uniform(UInt32(buckets)))
+        if staged[b].count + recordSize > Self.stageBytes {
+            try staged[b].withUnsafeBytes { try files[b].append($0) }
+            staged[b].removeAll(keepingCapacity: true)
+        }
+        if staged[b].capacity < Self.stageBytes { staged[b].reserveCapacity(Self.stageBytes) }
+        staged[b].append(contentsOf: head)
+        staged[b].append(contentsOf: tail)
+    }
+
     /// Emits every record once, in the shuffled order, one bucket at a time (`body` gets whole
     /// records; at most one bucket is held). Consumes the shuffle.
     mutating func drain(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         if buckets == 1 {
-            var m = memory
+            let m = memory
             memory = []
-            Self.fisherYates(&m, recordSize: recordSize, random: random)
-            try m.withUnsafeBytes { try body($0) }
+            try m.withUnsafeBytes { try Self.emitShuffled($0, recordSize: recordSize, index: { random.index(below: $0) }, body) }
             return
         }
         for b in 0..<buckets {
@@ -79,8 +99,7 @@ struct ExternalShuffle {
             var bucket = [UInt8](repeating: 0, count: files[b].size)
             try bucket.withUnsafeMutableBytes { try files[b].read(at: 0, into: $0) }
             files[b].remove()
-            Self.fisherYates(&bucket, recordSize: recordSize, random: random)
-            try bucket.withUnsafeBytes { try body($0) }
+            try bucket.withUnsafeBytes { try Self.emitShuffled($0, recordSize: recordSize, index: { random.index(below: $0) }, body) }
         }
         files = []
     }
@@ -102,20 +121,47 @@ struct ExternalShuffle {
         staged.append(contentsOf: record)
     }
 
-    static func fisherYates(_ records: inout [UInt8], recordSize: Int, random: BufferedRandom) {
+    /// Records per piece ``emitShuffled(_:recordSize:index:_:)`` hands on: about 1 MiB, which
+    /// stays in cache between the gather and the caller's hashing and writing.
+    static func pieceRecords(recordSize: Int) -> Int { max(1, (1 << 20) / recordSize) }
+
+    /// Emits `records` in a Fisher–Yates order, in pieces of whole records: for `i` from the last
+    /// record down to 1, record `i` is exchanged with record `index(i + 1)` (uniform below
+    /// `i + 1`; the shuffle's generator). The exchanges are made on 4-byte indices, then each
+    /// record is copied once, into a piece, instead of swapped through three copies at random
+    /// places of the whole bucket: the same draws give the same order as swapping the records
+    /// in place (the tests compare both).
+    static func emitShuffled(_ records: UnsafeRawBufferPointer, recordSize: Int, index: (Int) -> Int,
+                             _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let n = records.count / recordSize
-        guard n > 1 else { return }
-        records.withUnsafeMutableBytes { r in
-            let tmp = UnsafeMutableRawPointer.allocate(byteCount: recordSize, alignment: 8)
-            defer { tmp.deallocate() }
-            let base = r.baseAddress!
+        guard n > 1 else {
+            if n == 1 { try body(records) }
+            return
+        }
+        precondition(n <= Int(UInt32.max), "a bucket holds fewer than 2^32 records")
+        var order = [UInt32](unsafeUninitializedCapacity: n) { o, initialized in
+            for i in 0..<n { o[i] = UInt32(truncatingIfNeeded: i) }
+            initialized = n
+        }
+        order.withUnsafeMutableBufferPointer { o in
             for i in stride(from: n - 1, to: 0, by: -1) {
-                let j = random.index(below: i + 1)
+                let j = index(i + 1)
                 guard j != i else { continue }
-                tmp.copyMemory(from: base + i * recordSize, byteCount: recordSize)
-                (base + i * recordSize).copyMemory(from: base + j * recordSize, byteCount: recordSize)
-                (base + j * recordSize).copyMemory(from: tmp, byteCount: recordSize)
+                o.swapAt(i, j)
             }
+        }
+        let step = pieceRecords(recordSize: recordSize)
+        let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: min(n, step) * recordSize, alignment: 8)
+        defer { piece.deallocate() }
+        let src = records.baseAddress!
+        var at = 0
+        while at < n {
+            let count = min(step, n - at)
+            for k in 0..<count {
+                (piece.baseAddress! + k * recordSize).copyMemory(from: src + Int(order[at + k]) * recordSize, byteCount: recordSize)
+            }
+            try body(UnsafeRawBufferPointer(rebasing: piece[..<(count * recordSize)]))
+            at += count
         }
     }
 }

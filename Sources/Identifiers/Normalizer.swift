@@ -26,6 +26,36 @@ public struct Normalizer: Sendable {
         return matchValue(outcome, type: type)
     }
 
+    /// The hash-to-group message of one raw value read as `type`: exactly
+    /// `matchValue(raw, as: type).hashToGroupMessage`, with the same errors, built without the
+    /// intermediate ``MatchValue`` and without generic dispatch (the prepares call it once per
+    /// identifier, from another module, where the generic ``matchValue(_:as:)`` is not specialized).
+    /// - Throws: ``IdentifierError`` naming the rule the value breaks (see §9 for the codes).
+    public func hashToGroupMessage(_ raw: ArraySlice<UInt8>, as type: IdentifierType) throws(IdentifierError) -> [UInt8] {
+        // Refuse huge inputs first, as matchValue(_:as:) does.
+        guard raw.count <= RuleSetV1.maxRawByteCount else {
+            throw IdentifierError(.tooLong, "the raw value is longer than \(RuleSetV1.maxRawByteCount) bytes")
+        }
+        let outcome = try raw.withUnsafeBufferPointer { (bytes) throws(IdentifierError) in
+            Result { () throws(IdentifierError) -> Normalized in try normalize(bytes, as: type) }
+        }.get()
+        let matched: [UInt8]
+        switch outcome {
+        case .normalized(let text): matched = type.hashesNormalizedForm ? text.withUnsafeBytes { SHA256.hash($0) } : text
+        case .prehashed(let digest): matched = digest
+        }
+        let header = RuleSetV1.messageHeaderByteCount
+        return [UInt8](unsafeUninitializedCapacity: header + matched.count) { out, initialized in
+            // The layout of MatchValue.appendHashToGroupMessage(to:); the vector tests pin both.
+            out[0] = type.typeCode
+            out[1] = UInt8(truncatingIfNeeded: rules.version)
+            out[2] = UInt8(truncatingIfNeeded: matched.count >> 8)
+            out[3] = UInt8(truncatingIfNeeded: matched.count)
+            for (k, b) in matched.enumerated() { out[header + k] = b }
+            initialized = header + matched.count
+        }
+    }
+
     /// The match value of `raw`'s UTF-8 bytes read as `type`.
     /// - Throws: ``IdentifierError`` naming the rule the value breaks.
     public func matchValue(_ raw: String, as type: IdentifierType) throws(IdentifierError) -> MatchValue {

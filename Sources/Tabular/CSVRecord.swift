@@ -9,9 +9,9 @@
 /// - SeeAlso: `Protocol/SPEC.md` §"Input files"
 public struct CSVRecord: RandomAccessCollection, Sendable, CustomStringConvertible, CustomReflectable {
     /// The unquoted bytes of all fields, back to back.
-    let bytes: [UInt8]
+    @usableFromInline let bytes: [UInt8]
     /// The end offset in `bytes` of each field; field `i` is `bytes[ends[i-1]..<ends[i]]`.
-    let ends: [Int]
+    @usableFromInline let ends: [Int]
     /// The 1-based line on which the record starts (quoted line breaks make records span lines).
     public let line: Int
     /// The 1-based data-row number; the header is not counted, so the first data record is row 1.
@@ -39,6 +39,17 @@ public struct CSVRecord: RandomAccessCollection, Sendable, CustomStringConvertib
 
     /// The fields as arrays (allocates one array per field; prefer iterating the record).
     public var fields: [[UInt8]] { map { Array($0) } }
+
+    /// Runs `body` with every field's bytes back to back and each field's end offset in them
+    /// (field `i` is `bytes[ends[i-1]..<ends[i]]`, `ends.count == count`), without copying: how a
+    /// caller keeps a record compactly with one copy, instead of one array per field (the
+    /// prepares' per-row path).
+    /// (Inlinable so that the caller's module specializes it: unspecialized, its generic
+    /// closures cost a metadata lookup per row.)
+    @inlinable
+    public func withFieldStorage<R>(_ body: (_ bytes: UnsafeRawBufferPointer, _ ends: UnsafeBufferPointer<Int>) -> R) -> R {
+        bytes.withUnsafeBytes { b in ends.withUnsafeBufferPointer { e in body(b, e) } }
+    }
 
     public var description: String { "CSVRecord(row \(row), line \(line), \(count) fields, contents redacted)" }
     public var customMirror: Mirror {

@@ -163,10 +163,16 @@ struct Parser {
                 }
             case .unquoted:
                 let start = pos
-                while pos < chunk.count {
-                    let c = chunk[pos]
-                    if c == Self.comma || c == Self.quote || c == Self.cr || c == Self.lf { break }
-                    pos += 1
+                // Scanned through the buffer, not `chunk[pos]` on the mutable parser, which
+                // reloads and bounds-checks the array on every byte of every field.
+                pos = chunk.withUnsafeBufferPointer { b in
+                    var p = start
+                    while p < b.count {
+                        let c = b[p]
+                        if c == Self.comma || c == Self.quote || c == Self.cr || c == Self.lf { break }
+                        p += 1
+                    }
+                    return p
                 }
                 try take(start, &size, info)
                 guard pos < chunk.count else { continue }
@@ -189,12 +195,18 @@ struct Parser {
                 }
             case .quoted:
                 let start = pos
-                while pos < chunk.count {
-                    let c = chunk[pos]
-                    if c == Self.quote { break }
-                    if c == Self.lf { line += 1 }
-                    pos += 1
+                var lines = 0
+                pos = chunk.withUnsafeBufferPointer { b in
+                    var p = start
+                    while p < b.count {
+                        let c = b[p]
+                        if c == Self.quote { break }
+                        if c == Self.lf { lines += 1 }
+                        p += 1
+                    }
+                    return p
                 }
+                line += lines
                 try take(start, &size, info)
                 guard pos < chunk.count else { continue }
                 pos += 1

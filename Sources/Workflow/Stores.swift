@@ -250,7 +250,8 @@ public final class CSVRowSource: InputRowSource {
     }
     public func next() throws -> InputRow? {
         guard let r = try reader.next() else { return nil }
-        return InputRow(row: r.row, fields: r.fields)
+        // One copy into the row's compact storage: no array per field.
+        return r.withFieldStorage { bytes, ends in InputRow(row: r.row, bytes: bytes, ends: ends) }
     }
 }
 

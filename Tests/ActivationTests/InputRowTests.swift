@@ -23,6 +23,22 @@ struct InputRowTests {
         #expect(row.fields == bytes)
         for (i, f) in bytes.enumerated() { #expect(Array(row.field(i)) == f) }
     }
+
+    /// The streamed prepares build rows from a CSV record's packed bytes and field ends: the
+    /// same row as from one array per field.
+    @Test(arguments: cases)
+    func packedMatchesFields(_ fields: [String]) {
+        let bytes = fields.map { Array($0.utf8) }
+        var ends: [Int] = []
+        for f in bytes { ends.append((ends.last ?? 0) + f.count) }
+        let packed = bytes.flatMap { $0 }
+        let row = packed.withUnsafeBytes { b in ends.withUnsafeBufferPointer { InputRow(row: 9, bytes: b, ends: $0) } }
+        let reference = InputRow(row: 9, fields: bytes)
+        #expect(row.row == 9)
+        #expect(row.fieldCount == reference.fieldCount)
+        #expect(row.fields == bytes)
+        for i in 0..<bytes.count { #expect(row.field(i) == reference.field(i)) }
+    }
 }
 
 /// The in-place record permutation that lets round 3 answer in its input's buffer gives the same

@@ -32,6 +32,44 @@ struct SpillTests {
         if n == 1000 { #expect(out != input, "a shuffle of 1000 records left them in order") }
     }
 
+    /// The gathered Fisher–Yates (exchanges on indices, one copy per record, in pieces) gives the
+    /// order that exchanging the records themselves in place gives for the same draws, whole
+    /// records in every piece; the draws come from a fixed generator so both see the same ones.
+    @Test("the shuffle's gathered Fisher–Yates equals swapping the records in place", arguments: [
+        (0, 40), (1, 40), (2, 40), (1000, 40), (1000, 4096), (5, 1 << 19), (3, (1 << 20) + 8),
+    ])
+    func gatheredShuffleMatchesInPlace(n: Int, recordSize: Int) throws {
+        let input = (0..<(n * recordSize)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 / recordSize) }
+        func draws() -> (Int) -> Int {
+            var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+            return { below in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Int((state >> 33) % UInt64(below))
+            }
+        }
+        var expected = input
+        let index = draws()
+        if n > 1 {
+            for i in stride(from: n - 1, to: 0, by: -1) {
+                let j = index(i + 1)
+                guard j != i else { continue }
+                let a = Array(expected[(i * recordSize)..<((i + 1) * recordSize)])
+                expected.replaceSubrange((i * recordSize)..<((i + 1) * recordSize), with: expected[(j * recordSize)..<((j + 1) * recordSize)])
+                expected.replaceSubrange((j * recordSize)..<((j + 1) * recordSize), with: a)
+            }
+        }
+        var out = [UInt8](), pieces = 0
+        try input.withUnsafeBytes { records in
+            try ExternalShuffle.emitShuffled(records, recordSize: recordSize, index: draws()) { piece in
+                #expect(piece.count % recordSize == 0 && piece.count > 0)
+                out += piece
+                pieces += 1
+            }
+        }
+        #expect(out == expected)
+        #expect(pieces == (n == 0 ? 0 : (n + ExternalShuffle.pieceRecords(recordSize: recordSize) - 1) / ExternalShuffle.pieceRecords(recordSize: recordSize)))
+    }
+
     /// Three records through three buckets, 60,000 times: each of the 6 orders must come out
     /// about 10,000 times. The bound (χ² > 45 with 5 degrees of freedom) fails by chance with
     /// probability below 10⁻⁸, and fails surely for a bucket shuffle that is not uniform (e.g.

@@ -82,6 +82,25 @@ struct NormalizationVectorTests {
     }
 
     @Test(
+        "the prepares' direct message path gives each vector's message, or the same error and reason, from a slice of a larger row",
+        arguments: try NormalizationVector.all())
+    func directMessage(_ v: NormalizationVector) throws {
+        let normalizer = try v.makeNormalizer()
+        let input = try v.inputBytes()
+        // The value as a CSV row holds it: a slice that starts and ends inside a larger buffer.
+        let row = Array("m-1,".utf8) + input + Array(",yes".utf8)
+        let slice = row[4..<(4 + input.count)]
+        if v.error != nil {
+            let expected = try #require(throws: IdentifierError.self) { try normalizer.matchValue(input, as: v.type) }
+            let direct = try #require(throws: IdentifierError.self) { try normalizer.hashToGroupMessage(slice, as: v.type) }
+            #expect(direct.code == expected.code)
+            #expect(direct.reason == expected.reason)
+        } else {
+            #expect(Hex.encode(try normalizer.hashToGroupMessage(slice, as: v.type)) == v.hashToGroupMessage)
+        }
+    }
+
+    @Test(
         "normalizing a normalized form again changes nothing",
         arguments: try NormalizationVector.all().filter { $0.error == nil && $0.normalized != nil })
     func idempotent(_ v: NormalizationVector) throws {

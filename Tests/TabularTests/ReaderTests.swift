@@ -12,6 +12,20 @@ struct ReaderAcceptTests {
         #expect(try reader.next()?.fields == [utf8("a@x"), utf8("1")])
     }
 
+    /// The packed view the prepares copy rows from holds the same fields as ``CSVRecord/fields``,
+    /// quoted, empty and last fields included.
+    @Test func packedFieldStorageMatchesFields() throws {
+        var reader = try CSVReader(bytes: utf8("a,b,c\n\"x,\"\"y\",,z\n,,\n"))
+        while let record = try reader.next() {
+            let fields = record.withFieldStorage { bytes, ends in
+                ends.indices.map { i in Array(bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]]) }
+            }
+            #expect(fields == record.fields)
+            #expect(record.withFieldStorage { _, ends in ends.count } == 3)
+        }
+        #expect(reader.rowCount == 2)
+    }
+
     @Test func byteOrderMarkOnlyAtTheStart() {
         // A BOM inside a data field is data, passed through.
         let input = utf8("email\n") + [0xEF, 0xBB, 0xBF] + utf8("a\n")
