@@ -193,13 +193,23 @@ public enum Parallel {
         return n
     }
 
+    /// How many contiguous ranges `count` items are split into across ``workerCount`` threads:
+    /// one on one thread or for a small input (not worth a thread hop; a range keeps at least 64
+    /// items to amortise scheduling), else up to 16 per thread. Many small ranges, not one per
+    /// thread, because a thread that another thread of the process (a pipeline's reader) shares
+    /// a core with falls behind: with 4 ranges per thread the last range of a call left the other
+    /// core idle for up to a range's time at every call (measured: the prepares ran at 1.93 cores
+    /// on their own); the ranges are handed out as threads free up, so the slow one takes fewer.
+    static func rangeCount(_ count: Int) -> Int {
+        let workers = workerCount
+        return workers == 1 ? 1 : min(workers * 16, max(1, count / 64))
+    }
+
     /// Runs `body` for every index in `0..<count`, split in contiguous chunks across cores, and
     /// returns the lowest failing index with its error (deterministic whatever the scheduling).
     static func firstFailure(count: Int, _ body: (Int) throws(CryptoError) -> Void) -> (Int, CryptoError)? {
         guard count > 0 else { return nil }
-        // Small inputs are not worth a thread hop; chunks stay large enough to amortise scheduling.
-        let workers = workerCount
-        let chunks = workers == 1 ? 1 : min(workers * 4, max(1, count / 64))
+        let chunks = rangeCount(count)
         if chunks == 1 {
             for i in 0..<count {
                 do throws(CryptoError) { try body(i) } catch { return (i, error) }
@@ -232,8 +242,7 @@ extension Parallel {
     /// or `count` is small). Each range is handed out once; `body` must touch only its range's memory.
     public static func forEachRange(count: Int, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
-        let workers = workerCount
-        let chunks = workers == 1 ? 1 : min(workers * 4, max(1, count / 64))
+        let chunks = rangeCount(count)
         if chunks == 1 { body(0..<count); return }
         withoutActuallyEscaping(body) { body in
             let bodyBox = UnsafeSendable(body)
