@@ -528,8 +528,10 @@ public struct Coordinator: Sendable {
 /// A block's records are gathered first (``RecordGather``): its positions sorted, and records
 /// closer than ``RecordGather/gapBytes`` read with one `pread` as a span, so a dense block costs
 /// a few syscalls instead of one or two per row. The lines are then laid out from the gathered
-/// bytes; a read failure is the failure of each row whose record it was, so the rows are
-/// written, and the first error thrown, exactly as when each row read its own records.
+/// bytes; a failed read fails every row of its span (rows whose own record a single `pread`
+/// might still have read included), so while reads succeed the rows and the delivery are exactly
+/// those of each row reading its own records, and an I/O error (EIO: positions lie inside the
+/// file by construction) may stop the delivery a few rows earlier, with that span's error.
 struct RowFormatter: @unchecked Sendable {
     let payloadCopy: any ScratchFile
     let attributeCopy: (any ScratchFile)?
