@@ -26,20 +26,47 @@ public struct MatchValue: Hashable, Sendable {
     /// The type code keeps an email and a phone with equal bytes apart; the version keeps values
     /// from different rule sets apart; the length prefix makes the encoding injective.
     public var hashToGroupMessage: [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(RuleSetV1.messageHeaderByteCount + bytes.count)
-        appendHashToGroupMessage(to: &out)
-        return out
+        Self.hashToGroupMessage(type: type, rulesVersion: rulesVersion, bytes: bytes)
     }
 
     /// Appends ``hashToGroupMessage`` to `buffer`, for callers that reuse one buffer per row.
     public func appendHashToGroupMessage(to buffer: inout [UInt8]) {
-        // bytes.count ≤ 1024 and rulesVersion ≤ 255 by construction (Normalizer, NormalizationRules).
-        buffer.append(type.typeCode)
-        buffer.append(UInt8(truncatingIfNeeded: rulesVersion))
-        buffer.append(UInt8(truncatingIfNeeded: bytes.count >> 8))
-        buffer.append(UInt8(truncatingIfNeeded: bytes.count))
-        buffer.append(contentsOf: bytes)
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: RuleSetV1.messageHeaderByteCount + bytes.count))
+        buffer.withUnsafeMutableBufferPointer { out in
+            bytes.withUnsafeBufferPointer { b in
+                _ = Self.writeHashToGroupMessage(type: type, rulesVersion: rulesVersion, bytes: b,
+                                                 to: UnsafeMutableBufferPointer(rebasing: out[start...]))
+            }
+        }
+    }
+
+    /// The hash-to-group message of `bytes` (match bytes of `type` under rule set `rulesVersion`),
+    /// for ``Normalizer``'s fast path, which has the bytes but no ``MatchValue``.
+    static func hashToGroupMessage(type: IdentifierType, rulesVersion: Int, bytes: [UInt8]) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: RuleSetV1.messageHeaderByteCount + bytes.count) { out, initialized in
+            initialized = bytes.withUnsafeBufferPointer { b in
+                writeHashToGroupMessage(type: type, rulesVersion: rulesVersion, bytes: b, to: out)
+            }
+        }
+    }
+
+    /// Writes the message to the start of `out` and returns its length: the one place its layout
+    /// lives, so every path that builds it (value, append, the prepares' fast path) agrees.
+    /// `out` has room for the 4-byte header and `bytes`; `bytes.count` ≤ 1024 and `rulesVersion`
+    /// ≤ 255 by construction (Normalizer, NormalizationRules), so the truncations never cut.
+    private static func writeHashToGroupMessage(type: IdentifierType, rulesVersion: Int, bytes: UnsafeBufferPointer<UInt8>,
+                                                to out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        let header = RuleSetV1.messageHeaderByteCount
+        precondition(out.count >= header + bytes.count, "room for the message")
+        out[0] = type.typeCode
+        out[1] = UInt8(truncatingIfNeeded: rulesVersion)
+        out[2] = UInt8(truncatingIfNeeded: bytes.count >> 8)
+        out[3] = UInt8(truncatingIfNeeded: bytes.count)
+        if let src = bytes.baseAddress, !bytes.isEmpty {
+            (out.baseAddress! + header).update(from: src, count: bytes.count)
+        }
+        return header + bytes.count
     }
 }
 

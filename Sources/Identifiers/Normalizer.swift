@@ -44,16 +44,7 @@ public struct Normalizer: Sendable {
         case .normalized(let text): matched = type.hashesNormalizedForm ? text.withUnsafeBytes { SHA256.hash($0) } : text
         case .prehashed(let digest): matched = digest
         }
-        let header = RuleSetV1.messageHeaderByteCount
-        return [UInt8](unsafeUninitializedCapacity: header + matched.count) { out, initialized in
-            // The layout of MatchValue.appendHashToGroupMessage(to:); the vector tests pin both.
-            out[0] = type.typeCode
-            out[1] = UInt8(truncatingIfNeeded: rules.version)
-            out[2] = UInt8(truncatingIfNeeded: matched.count >> 8)
-            out[3] = UInt8(truncatingIfNeeded: matched.count)
-            for (k, b) in matched.enumerated() { out[header + k] = b }
-            initialized = header + matched.count
-        }
+        return MatchValue.hashToGroupMessage(type: type, rulesVersion: rules.version, bytes: matched)
     }
 
     /// The match value of `raw`'s UTF-8 bytes read as `type`.
