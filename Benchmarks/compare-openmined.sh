@@ -19,5 +19,5 @@ fi
 if ! "$venv/bin/python" -c "import private_set_intersection.python as p; assert p.__version__ == '$version'" 2>/dev/null; then
   "$venv/bin/pip" install --quiet "openmined-psi==$version"
 fi
-swift build -c release --product cleanroom >&2 && swift build -c release --product cleanroom-bench >&2
+make -s release >&2
 "$venv/bin/python" Benchmarks/compare_openmined.py --sizes "$sizes" --runs "$runs" --bench .build/release/cleanroom-bench

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what CleanRoom needs on a fresh Debian 12 machine that has only the Swift toolchain.
 # libssl-dev: libcrypto, for SHA-256 with the CPU's SHA extensions (Protocol/SPEC.md §3).
+# libcurl4-openssl-dev: FoundationNetworking (S3 over HTTPS) links libcurl; a release build with the
+#   Swift runtime linked in (`make release`) needs the development symlink to find it.
 # python3 + python3-venv: the local S3 server of the tests (moto from PyPI, Tests/scripts/s3-server.sh).
 # Idempotent: installs only what is missing. Used by `make demo`, `make test` and .ci/run.
 set -euo pipefail
 
-packages=(pkg-config libsodium-dev libssl-dev libsqlite3-dev zlib1g-dev python3 python3-venv)
+packages=(pkg-config libsodium-dev libssl-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

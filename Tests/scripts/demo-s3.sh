@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 state="$PWD/.build/s3-server-demo"
 trap 'CLEANROOM_S3_STATE="$state" bash Tests/scripts/s3-server.sh stop' EXIT
 
-swift build -c release --product cleanroom >&2
+swift build -c release --static-swift-stdlib --product cleanroom >&2   # as `make release`
 endpoint=$(CLEANROOM_S3_STATE="$state" bash Tests/scripts/s3-server.sh start moto)
 echo "demo-s3: local S3 server (moto) at $endpoint" >&2
 
