@@ -157,7 +157,9 @@ struct IdentifierStream {
     var recordSize: Int { Self.headSize + tailSize }
     var partitions: RecordPartitions
     var summary = PrepareSummary()
-    var skipped: [SkippedValue] = []
+    var skipped = SkippedValues()
+    /// Where spilled partitions and skips go (the party's private scratch space).
+    let scratch: any ScratchSpace
     var pending: ActivationError?
     private var queued = Batch()
     private var inFlight: Parallel.Job<[UInt8]>?
@@ -172,7 +174,7 @@ struct IdentifierStream {
         }
         precondition(tuning.chunk > 0, "a batch holds at least one message")
         self.source = source; self.columns = columns; self.agreement = agreement; self.policy = policy; self.scalar = scalar
-        self.sealing = sealing; self.tuning = tuning
+        self.sealing = sealing; self.tuning = tuning; self.scratch = scratch
         normalizer = Normalizer(rules: agreement.rules)
         queued = Batch(reserving: tuning.chunk, plainSize: sealing.plainSize)
         partitions = RecordPartitions(recordSize: Self.headSize + sealing.tailSize, scratch: scratch, budget: budget)
@@ -203,7 +205,7 @@ struct IdentifierStream {
                     return
                 case .skipAndReport:
                     summary.skippedValues += 1
-                    skipped.append(SkippedValue(row: row.row, column: c.name, code: error.code.rawValue))
+                    try skipped.append(SkippedValue(row: row.row, column: c.name, code: error.code.rawValue), scratch: scratch)
                 }
             }
         }
@@ -318,7 +320,7 @@ struct IdentifierStream {
         // An empty set would only fail later, at the other party or the coordinator; a set above
         // the agreed size would be refused there too. Both are refused here, before anything is written.
         guard summary.identifiers > 0 else {
-            throw ActivationError(.invalidInput, "\(source): no identifiers to send (\(rowsSelected) rows selected, \(summary.skippedValues) values skipped as invalid, \(summary.rowsWithoutIdentifier) rows without an identifier\(skipped.first.map { "; first skipped: \($0)" } ?? ""))")
+            throw ActivationError(.invalidInput, "\(source): no identifiers to send (\(rowsSelected) rows selected, \(summary.skippedValues) values skipped as invalid, \(summary.rowsWithoutIdentifier) rows without an identifier\(skipped.earliest.first.map { "; first skipped: \($0)" } ?? ""))")
         }
     }
 
@@ -467,7 +469,8 @@ extension Provider {
     /// Round 1, validated and deduplicated, its records waiting in the shuffle: nothing written yet.
     public struct Staged {
         public let summary: PrepareSummary
-        public let skipped: [SkippedValue]
+        /// Every value left out under `--skip-invalid` (the later ones in a scratch file).
+        public let skipped: SkippedValues
         let provider: Provider
         let run: [UInt8]
         let scalar: Scalar
@@ -604,7 +607,7 @@ extension Provider {
             let run = UUIDBytes.parse(runID)
             return Prepared(forConsumer: try ProviderBlindedSet(parsing: m1.bytes, agreement: agreement, run: run, source: "provider-blinded"),
                             forCoordinator: try ProviderPayload(parsing: m2.bytes, agreement: agreement, run: run, source: "provider-payload"),
-                            state: state, summary: staged.summary, skipped: staged.skipped)
+                            state: state, summary: staged.summary, skipped: try staged.skipped.all())
         } catch let e as ActivationError { throw e } catch {
             throw ActivationError(.invalidInput, "\(source): \(error)")
         }
@@ -624,7 +627,8 @@ extension Consumer {
     /// Round 2, selected, validated and deduplicated, its records waiting in the shuffle: nothing written yet.
     public struct Staged {
         public let summary: PrepareSummary
-        public let skipped: [SkippedValue]
+        /// Every value left out under `--skip-invalid` (the later ones in a scratch file).
+        public let skipped: SkippedValues
         let consumer: Consumer
         let run: [UInt8]
         let scalar: Scalar
@@ -755,7 +759,7 @@ extension Consumer {
             let m = BytesSink()
             let state = try staged.write(forProvider: m) { _ in }
             return Prepared(forProvider: try ConsumerBlindedSet(parsing: m.bytes, agreement: agreement, run: UUIDBytes.parse(runID), source: "consumer-blinded"),
-                            state: state, summary: staged.summary, skipped: staged.skipped)
+                            state: state, summary: staged.summary, skipped: try staged.skipped.all())
         } catch let e as ActivationError { throw e } catch {
             throw ActivationError(.invalidInput, "\(source): \(error)")
         }

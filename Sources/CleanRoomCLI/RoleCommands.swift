@@ -43,17 +43,17 @@ enum RoleFlags {
             Console.json(["role": role, "runID": r.runID, "rowsRead": s.rowsRead, "rowsSelected": s.rowsSelected,
                           "rowsFilteredOut": s.rowsFilteredOut, "rowsWithoutIdentifier": s.rowsWithoutIdentifier,
                           "identifiers": s.identifiers, "duplicateIdentifiers": s.duplicateIdentifiers,
-                          "skippedValues": s.skippedValues, "elements": s.elements, "written": r.written])
+                          "skippedValues": s.skippedValues, "skippedReport": r.skippedReport.map { $0 as Any } ?? NSNull(), "elements": s.elements, "written": r.written])
         } else {
             Console.out("run \(r.runID): \(s.rowsRead) rows read, \(s.rowsSelected) selected, \(s.identifiers) identifiers, \(s.elements) distinct elements blinded")
             if s.duplicateIdentifiers > 0 { Console.out("  \(s.duplicateIdentifiers) duplicate identifiers counted once") }
             if s.rowsWithoutIdentifier > 0 { Console.out("  \(s.rowsWithoutIdentifier) selected rows without any identifier") }
             for w in r.written { Console.out("  wrote \(w)") }
         }
-        if !r.skipped.isEmpty {
-            Console.err("\(r.skipped.count) invalid values were left out (--skip-invalid):")
-            for s in r.skipped.prefix(50) { Console.err("  \(s)") }
-            if r.skipped.count > 50 { Console.err("  … and \(r.skipped.count - 50) more") }
+        if s.skippedValues > 0 {
+            Console.err("\(s.skippedValues) invalid values were left out (--skip-invalid), each listed by row, column and rule in \(r.skippedReport ?? "?"):")
+            for v in r.skipped.prefix(50) { Console.err("  \(v)") }
+            if s.skippedValues > 50 { Console.err("  … and \(s.skippedValues - 50) more (see the report)") }
         }
     }
 }

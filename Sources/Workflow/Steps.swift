@@ -52,8 +52,27 @@ public enum Steps {
     public struct PrepareResult: Sendable {
         public let runID: String
         public let summary: PrepareSummary
+        /// The first values left out under `--skip-invalid` (at most
+        /// ``SkippedValues/keptInMemory``); every one of them (`summary.skippedValues`) is listed
+        /// in ``skippedReport``.
         public let skipped: [SkippedValue]
+        /// The file listing every skipped value by row, column and rule: nil when none was skipped.
+        /// - SeeAlso: ``StateStore/skipReportPath(_:run:role:)``.
+        public let skippedReport: String?
         public let written: [String]
+    }
+
+    /// Writes the report of a prepare's skipped values before the round is published, and
+    /// removes it if publishing fails: a report exists only beside a published round, and a
+    /// retried run replaces its earlier attempt's report (or removes it, when nothing is skipped).
+    static func publishingWithSkipReport(_ skipped: SkippedValues, state: StateStore, _ a: VerifiedAgreement, run: String, role: Role,
+                                         _ publish: () throws -> Void) throws -> String? {
+        let report = try state.writeSkipReport(skipped, a, run: run, role: role)
+        do { try publish() } catch {
+            if let report { unlink(report) }
+            throw error
+        }
+        return report
     }
 
     /// Round 1 (provider), in bounded memory: the CSV streams through the provider's stage
@@ -78,19 +97,21 @@ public enum Steps {
         progress?("blinded \(staged.summary.elements) elements; writing the round-1 messages")
         try state.clearAbandonedPrepare(agreement, run: runID, role: .provider, exchange: exchange, published: .providerBlinded,
                                         unpublished: [.providerPayload])
-        var saved = false
-        do {
-            let payload = try exchange.sink(agreement, run: runID, .providerPayload)
-            let blinded = try exchange.sink(agreement, run: runID, .providerBlinded)
-            _ = try staged.write(forConsumer: blinded, forCoordinator: payload) { s in
-                try state.save(s, agreement)
-                saved = true
+        let report = try publishingWithSkipReport(staged.skipped, state: state, agreement, run: runID, role: .provider) {
+            var saved = false
+            do {
+                let payload = try exchange.sink(agreement, run: runID, .providerPayload)
+                let blinded = try exchange.sink(agreement, run: runID, .providerBlinded)
+                _ = try staged.write(forConsumer: blinded, forCoordinator: payload) { s in
+                    try state.save(s, agreement)
+                    saved = true
+                }
+            } catch {
+                if saved { state.delete(agreement, run: runID, role: .provider) }
+                throw error
             }
-        } catch {
-            if saved { state.delete(agreement, run: runID, role: .provider) }
-            throw error
         }
-        return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped,
+        return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped.earliest, skippedReport: report,
                              written: [exchange.path(agreement, run: runID, .providerBlinded), exchange.path(agreement, run: runID, .providerPayload)])
     }
 
@@ -115,18 +136,20 @@ public enum Steps {
                                      progress: progress.map { p in { n in p("read \(n) rows") } })
         progress?("blinded \(staged.summary.elements) elements; writing the round-2 message")
         try state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, exchange: exchange, published: .consumerBlinded)
-        var saved = false
-        do {
-            let sink = try exchange.sink(agreement, run: runID, .consumerBlinded)
-            _ = try staged.write(forProvider: sink) { s in
-                try state.save(s, agreement)
-                saved = true
+        let report = try publishingWithSkipReport(staged.skipped, state: state, agreement, run: runID, role: .consumer) {
+            var saved = false
+            do {
+                let sink = try exchange.sink(agreement, run: runID, .consumerBlinded)
+                _ = try staged.write(forProvider: sink) { s in
+                    try state.save(s, agreement)
+                    saved = true
+                }
+            } catch {
+                if saved { state.delete(agreement, run: runID, role: .consumer) }
+                throw error
             }
-        } catch {
-            if saved { state.delete(agreement, run: runID, role: .consumer) }
-            throw error
         }
-        return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped,
+        return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped.earliest, skippedReport: report,
                              written: [exchange.path(agreement, run: runID, .consumerBlinded)])
     }
 

@@ -137,6 +137,47 @@ public struct StateStore: Sendable {
         return state
     }
     func delete(_ a: VerifiedAgreement, run: String, role: Role) { Files.shred(path(a, run: run, role: role)) }
+
+    /// Where a prepare lists every value it left out under `--skip-invalid`:
+    /// `<root>/<collaboration>/<run>.<role>.skipped.csv`, beside the run state and as private
+    /// (mode 0600): row numbers and column names of the party's own input, never a value.
+    public func skipReportPath(_ a: VerifiedAgreement, run: String, role: Role) -> String {
+        "\(root)/\(a.terms.collaborationID)/\(run).\(KeyFiles.roleName(role)).skipped.csv"
+    }
+
+    /// Writes `skipped` as CSV (`row,column,rule`, one line per skip in input order) to
+    /// ``skipReportPath(_:run:role:)``, streamed from the scratch file and renamed into place
+    /// when complete; returns the path, or nil when nothing was skipped (an earlier attempt's
+    /// report of this run is then removed, so a report never describes another attempt).
+    /// - SeeAlso: `Protocol/BAD_INPUT.md` "Identifiers".
+    func writeSkipReport(_ skipped: SkippedValues, _ a: VerifiedAgreement, run: String, role: Role) throws -> String? {
+        let path = skipReportPath(a, run: run, role: role)
+        guard skipped.count > 0 else { unlink(path); return nil }
+        try Files.makeDirectory(root, mode: 0o700)
+        try Files.makeDirectory("\(root)/\(a.terms.collaborationID)", mode: 0o700)
+        let out = try AtomicOutputFile(path: path, mode: 0o600)
+        var line: [UInt8] = []
+        func emit(_ text: String) throws {
+            line.removeAll(keepingCapacity: true)
+            line.append(contentsOf: text.utf8)
+            try line.withUnsafeBytes { try out.append($0) }
+        }
+        try emit("row,column,rule\n")
+        var written = 0
+        try skipped.forEach { s in
+            try emit("\(s.row),\(Self.csvField(s.column)),\(s.code)\n")
+            written += 1
+        }
+        precondition(written == skipped.count, "every skip is listed")
+        try out.commit()
+        return path
+    }
+
+    /// A column name as one CSV field (RFC 4180: quoted when it holds a comma, quote or line break).
+    static func csvField(_ s: String) -> String {
+        guard s.unicodeScalars.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
+        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
     /// The party's scratch space for a step's spill files (shuffle buckets, duplicate-check
     /// partitions): `<root>/scratch`, mode 0700, inside the private state directory, so spilled
     /// blinded values are kept as privately as the run's scalar. Files are unlinked at creation.

@@ -52,7 +52,7 @@ struct PreparePipelineTests {
             }
             // The blinded message is compared whole (header, signature, body); the payload by its opened records when sealed.
             return .prepared(messages: [m1.bytes] + (opener == nil ? [m2.bytes] : []), opened: opened,
-                             summary: staged.summary, skipped: staged.skipped.map(\.description))
+                             summary: staged.summary, skipped: try staged.skipped.all().map(\.description))
         } catch { return .failed(describe(error)) }
     }
 
@@ -71,7 +71,7 @@ struct PreparePipelineTests {
             _ = try staged.write(forProvider: m) { _ in }
             let message = try ConsumerBlindedSet(parsing: m.bytes, agreement: agreement, source: "m3").message
             guard agreement.terms.output.deliverMemberID else {
-                return .prepared(messages: [m.bytes], opened: [], summary: staged.summary, skipped: staged.skipped.map(\.description))
+                return .prepared(messages: [m.bytes], opened: [], summary: staged.summary, skipped: try staged.skipped.all().map(\.description))
             }
             let outer = try RecordOpener(recipient: f.coordinatorID.sealingKey, ephemeralPublicKey: try SealingPublicKey(bytes: message.sealingKey),
                                          context: Layout.outerContext(agreement, message.runUUID))
@@ -83,7 +83,7 @@ struct PreparePipelineTests {
                 let r = Array(message.record(i))
                 opened.append(Array(r[..<32]) + (try inner.open(try outer.open(Array(r[32...])))))
             }
-            return .prepared(messages: [], opened: opened, summary: staged.summary, skipped: staged.skipped.map(\.description))
+            return .prepared(messages: [], opened: opened, summary: staged.summary, skipped: try staged.skipped.all().map(\.description))
         } catch { return .failed(describe(error)) }
     }
 

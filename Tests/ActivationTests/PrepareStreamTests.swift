@@ -61,7 +61,7 @@ struct PrepareStreamTests {
         let agreement = provider.agreement
         return Provider.Prepared(forConsumer: try ProviderBlindedSet(parsing: m1.bytes, agreement: agreement, source: "m1"),
                                  forCoordinator: try ProviderPayload(parsing: m2.bytes, agreement: agreement, source: "m2"),
-                                 state: state, summary: staged.summary, skipped: staged.skipped)
+                                 state: state, summary: staged.summary, skipped: try staged.skipped.all())
     }
 
     static func stageConsumer(_ consumer: Consumer, _ runID: String, query: ConsumerQuery, scalar: Scalar = .random(), permutation: [Int]? = nil,
@@ -71,7 +71,7 @@ struct PrepareStreamTests {
         let m = BytesSink()
         let state = try staged.write(forProvider: m) { _ in }
         return Consumer.Prepared(forProvider: try ConsumerBlindedSet(parsing: m.bytes, agreement: consumer.agreement, source: "m3"),
-                                 state: state, summary: staged.summary, skipped: staged.skipped)
+                                 state: state, summary: staged.summary, skipped: try staged.skipped.all())
     }
 
     @Test("round 1 with a fixed scalar and permutation is the plain definition, byte for byte, under every budget", arguments: budgets)

@@ -37,6 +37,8 @@ struct BadInputCLITests {
                 sourceLocation: sourceLocation)
         #expect(!FileManager.default.fileExists(atPath: "\(shared.state(role))/\(collab)/\(run).\(role).state"), "no state written",
                 sourceLocation: sourceLocation)
+        #expect(!FileManager.default.fileExists(atPath: "\(shared.state(role))/\(collab)/\(run).\(role).skipped.csv"), "no skip report",
+                sourceLocation: sourceLocation)
     }
 
     // MARK: CSV
@@ -76,6 +78,39 @@ struct BadInputCLITests {
         let csv = Self.consumerHeader + "M1,\(Self.secret)-at-example.com,,yes\nM2,\(Self.secret)@@x,,yes\n"
         let (r, run) = try Self.consumerPrepare(Array(csv.utf8), extra: ["--skip-invalid"])
         try Self.expectRefused(r, run: run, code: "activation.invalid_input", mentions: ["customers.csv", "no identifiers", "2 values skipped", "first skipped: row 1, column 'email'"])
+    }
+
+    @Test("--skip-invalid with more skips than a summary holds: every one listed by row, column and rule in a private report, no value")
+    func everySkipIsInTheReport() throws {
+        // 150 invalid emails (rows 2, 4, …, 300) among 170 valid rows: more than the 100 kept in
+        // memory, so the report is assembled from memory and from the prepare's scratch file.
+        var csv = Self.consumerHeader
+        var expected: [String] = []
+        for i in 1...320 {
+            if i % 2 == 0 && expected.count < 150 {
+                csv += "M\(i),\(Self.secret)\(i)-at-example.com,,yes\n"
+                expected.append("\(i),email,identifier.email.malformed")
+            } else {
+                csv += "M\(i),person\(i)@example.com,,yes\n"
+            }
+        }
+        let (r, run) = try Self.consumerPrepare(Array(csv.utf8), extra: ["--skip-invalid"])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        let collab = try EndToEndCLITests.collaborationID(Self.shared)
+        let path = "\(Self.shared.state("consumer"))/\(collab)/\(run).consumer.skipped.csv"
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(summary["skippedValues"] as? Int == 150)
+        #expect(summary["skippedReport"] as? String == path)
+        #expect(r.stderr.contains("150 invalid values were left out") && r.stderr.contains(path), "stderr: \(r.stderr)")
+        #expect(r.stderr.contains("… and 100 more"))
+        let report = try String(contentsOfFile: path, encoding: .utf8)
+        let lines = report.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.first == "row,column,rule")
+        #expect(lines.dropFirst().dropLast().map(String.init) == expected)
+        #expect(lines.last == "", "the report ends with a line break")
+        #expect(!report.contains(Self.secret) && !r.stderr.contains(Self.secret) && !r.stdout.contains(Self.secret), "no value anywhere")
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+        #expect(mode & 0o077 == 0, "the report is private to its owner")
     }
 
     @Test("a 10 MB line is refused by row (the reader stops at its 1 MiB record limit)")

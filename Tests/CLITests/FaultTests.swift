@@ -297,6 +297,30 @@ struct FaultTests {
         }
     }
 
+    /// The exchange fills while the consumer writes round 2 with `--skip-invalid`: the skip
+    /// report, written before publishing, is removed with the rest (a report exists only beside a
+    /// published round); the retry writes it again.
+    @Test func skipReportGoesWithAFailedRoundTwo() throws {
+        let s = try Setup(providerRows: 3_000, consumerRows: 4_000, overlap: 1_500)
+        try #require(s.data.invalidConsumerRows > 0, "the synthetic consumer list carries invalid identifiers")
+        let run = EndToEndCLITests.newRun()
+        let report = "\(s.c.state("consumer"))/\(s.collaborationID)/\(run).consumer.skipped.csv"
+        guard let disk = SmallDisk(size: "256k") else {
+            print("skipReportGoesWithAFailedRoundTwo: cannot mount a tmpfs here (needs root)")
+            return
+        }
+        let args = s.args(.consumerPrepare, run).map { $0 == s.c.exchange ? disk.path : $0 }
+        let r = try CLI.run(args)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("workflow.io"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: report), "a skip report beside a round that was not published")
+        #expect(Self.leftovers(s.c.state("consumer")).isEmpty, "temporary files left: \(Self.leftovers(s.c.state("consumer")))")
+        #expect(disk.resize("64m"))
+        try CLI.expectSuccess(args)
+        let lines = try String(contentsOfFile: report, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 1 + s.data.invalidConsumerRows, "a header and one line per skipped value")
+    }
+
     /// The fallback where mounting is impossible, run everywhere: RLIMIT_FSIZE (`ulimit -f`) makes
     /// the round-1 write fail (EFBIG) as a full disk would; the same checks hold.
     /// Not under ThreadSanitizer: its runtime dies with SIGBUS in a process whose file size is
