@@ -167,7 +167,7 @@ enum BenchMain {
                     let name = concurrent ? "e2e-processes-concurrent" : "e2e-processes"
                     guard options.processes && bench.selected(name) else { continue }
                     guard let exe = cleanroomBinary() else {
-                        print("  \(name): skipped (no built `cleanroom` beside this executable; run `swift build -c release --product cleanroom` first)")
+                        print("  \(name): skipped (no built `cleanroom` beside this executable; run `make release` first)")
                         continue
                     }
                     var previous: Scenario.Run?

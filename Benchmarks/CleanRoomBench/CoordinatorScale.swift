@@ -34,7 +34,7 @@ enum CoordinatorScale {
 
     static func run(_ options: Options) throws {
         guard let exe = cleanroomBinary() else {
-            throw BenchError("coordinator-scale needs the built `cleanroom` beside this executable (swift build -c release --product cleanroom)")
+            throw BenchError("coordinator-scale needs the built `cleanroom` beside this executable (run `make release`)")
         }
         print("cleanroom-bench coordinator-scale — \(ISO8601.format(Date()))")
         print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load average \(loadAverage())")

@@ -51,10 +51,12 @@ public struct SkippedValues {
     public func forEach(_ body: (SkippedValue) throws -> Void) throws {
         for s in earliest { try body(s) }
         guard let file else { return }
+        // This value's own skips only: a copy taken before later appends shares the file.
+        let size = min(file.size, (count - earliest.count) * Self.recordSize)
         var buffer = [UInt8](repeating: 0, count: 4096 * Self.recordSize)
         var offset = 0
-        while offset < file.size {
-            let n = min(buffer.count, file.size - offset)
+        while offset < size {
+            let n = min(buffer.count, size - offset)
             try buffer.withUnsafeMutableBytes { b in
                 try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<n]))
                 for k in stride(from: 0, to: n, by: Self.recordSize) {

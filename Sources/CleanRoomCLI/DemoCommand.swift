@@ -93,6 +93,9 @@ enum DemoCommand {
                                           state: StateStore(root: "\(consumerDir)/state"), policy: .skipAndReport)
         let runID = c.runID
         for skipped in c.skipped { Console.err("          left out (reported, --skip-invalid): customers.csv \(skipped)") }
+        if c.summary.skippedValues > c.skipped.count, let report = c.skippedReport {
+            Console.err("          … and \(c.summary.skippedValues - c.skipped.count) more, every one listed in \(report)")
+        }
         step("provider blinds its audience (round 1)")
         let p = try Steps.providerPrepare(agreement: agreement, identity: providerID, input: "\(providerDir)/audience.csv",
                                           columns: ColumnSpec([(.email, "email"), (.phone, "phone"), (.mobileAdID, "mobile_ad_id")]),

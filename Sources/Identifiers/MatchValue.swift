@@ -55,16 +55,19 @@ public struct MatchValue: Hashable, Sendable {
     /// lives, so every path that builds it (value, append, the prepares' fast path) agrees.
     /// `out` has room for the 4-byte header and `bytes`; `bytes.count` ≤ 1024 and `rulesVersion`
     /// ≤ 255 by construction (Normalizer, NormalizationRules), so the truncations never cut.
+    /// `out` may be uninitialized: every byte of the message is initialized here.
     private static func writeHashToGroupMessage(type: IdentifierType, rulesVersion: Int, bytes: UnsafeBufferPointer<UInt8>,
                                                 to out: UnsafeMutableBufferPointer<UInt8>) -> Int {
         let header = RuleSetV1.messageHeaderByteCount
         precondition(out.count >= header + bytes.count, "room for the message")
+        // Never true by construction; checked because a cut here would make two messages equal.
+        precondition(rulesVersion >= 0 && rulesVersion <= 0xFF && bytes.count <= 0xFFFF, "the message header encodes the version and length exactly")
         out[0] = type.typeCode
         out[1] = UInt8(truncatingIfNeeded: rulesVersion)
         out[2] = UInt8(truncatingIfNeeded: bytes.count >> 8)
         out[3] = UInt8(truncatingIfNeeded: bytes.count)
         if let src = bytes.baseAddress, !bytes.isEmpty {
-            (out.baseAddress! + header).update(from: src, count: bytes.count)
+            (out.baseAddress! + header).initialize(from: src, count: bytes.count)
         }
         return header + bytes.count
     }

@@ -62,17 +62,25 @@ public enum Steps {
         public let written: [String]
     }
 
-    /// Writes the report of a prepare's skipped values before the round is published, and
-    /// removes it if publishing fails: a report exists only beside a published round, and a
-    /// retried run replaces its earlier attempt's report (or removes it, when nothing is skipped).
+    /// Publishes a prepare's round with the report of its skipped values: the report is written
+    /// and synced under a hidden temporary name first (so a full disk refuses the step before
+    /// anything is published), and renamed into place only once `publish` has succeeded. So a
+    /// report appears only beside a round this attempt published, and an attempt that fails (the
+    /// run already published, a write error, a concurrent prepare of the same run) never touches
+    /// the report that is there. Killed between the two, the round is published without its
+    /// report and a hidden temporary file stays in the private state directory.
     static func publishingWithSkipReport(_ skipped: SkippedValues, state: StateStore, _ a: VerifiedAgreement, run: String, role: Role,
                                          _ publish: () throws -> Void) throws -> String? {
-        let report = try state.writeSkipReport(skipped, a, run: run, role: role)
+        let report = try state.stageSkipReport(skipped, a, run: run, role: role)
         do { try publish() } catch {
-            if let report { unlink(report) }
+            report?.abandon()
             throw error
         }
-        return report
+        guard let report else { return nil }
+        do { try report.commit() } catch {
+            throw WorkflowError(.io, "round published, but its skip report could not be made visible: \(error)")
+        }
+        return report.path
     }
 
     /// Round 1 (provider), in bounded memory: the CSV streams through the provider's stage

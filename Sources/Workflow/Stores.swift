@@ -145,14 +145,14 @@ public struct StateStore: Sendable {
         "\(root)/\(a.terms.collaborationID)/\(run).\(KeyFiles.roleName(role)).skipped.csv"
     }
 
-    /// Writes `skipped` as CSV (`row,column,rule`, one line per skip in input order) to
-    /// ``skipReportPath(_:run:role:)``, streamed from the scratch file and renamed into place
-    /// when complete; returns the path, or nil when nothing was skipped (an earlier attempt's
-    /// report of this run is then removed, so a report never describes another attempt).
+    /// Writes `skipped` as CSV (`row,column,rule`, one line per skip in input order) for
+    /// ``skipReportPath(_:run:role:)``, streamed from the scratch file into a hidden temporary
+    /// file, synced, but not yet visible: the caller commits it once the round is published (or
+    /// abandons it). Nil when nothing was skipped.
     /// - SeeAlso: `Protocol/BAD_INPUT.md` "Identifiers".
-    func writeSkipReport(_ skipped: SkippedValues, _ a: VerifiedAgreement, run: String, role: Role) throws -> String? {
+    func stageSkipReport(_ skipped: SkippedValues, _ a: VerifiedAgreement, run: String, role: Role) throws -> AtomicOutputFile? {
         let path = skipReportPath(a, run: run, role: role)
-        guard skipped.count > 0 else { unlink(path); return nil }
+        guard skipped.count > 0 else { return nil }
         try Files.makeDirectory(root, mode: 0o700)
         try Files.makeDirectory("\(root)/\(a.terms.collaborationID)", mode: 0o700)
         let out = try AtomicOutputFile(path: path, mode: 0o600)
@@ -169,8 +169,8 @@ public struct StateStore: Sendable {
             written += 1
         }
         precondition(written == skipped.count, "every skip is listed")
-        try out.commit()
-        return path
+        try out.sync()
+        return out
     }
 
     /// A column name as one CSV field (RFC 4180: quoted when it holds a comma, quote or line break).

@@ -284,6 +284,20 @@ public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
         }
     }
 
+    /// Writes what is buffered and fsyncs the temporary file, still invisible, so that a later
+    /// ``commit()`` can only fail at the rename: for a file that must appear right after
+    /// something else is published (a prepare's skip report).
+    public func sync() throws(WorkflowError) {
+        precondition(!done, "sync after commit or abandon")
+        do throws(WorkflowError) {
+            try flush()
+            guard fsync(fd) == 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
     /// Makes the file visible at `path` (replacing a file there).
     public func commit() throws(WorkflowError) {
         do throws(WorkflowError) {

@@ -113,6 +113,54 @@ struct BadInputCLITests {
         #expect(mode & 0o077 == 0, "the report is private to its owner")
     }
 
+    @Test("prepare again for a published run: refused as already published, its skip report untouched")
+    func republishLeavesTheReport() throws {
+        let csv = Self.consumerHeader + "M1,\(Self.secret)-at-example.com,,yes\nM2,person2@example.com,,yes\n"
+        let (first, run) = try Self.consumerPrepare(Array(csv.utf8), extra: ["--skip-invalid"])
+        #expect(first.status == 0, "stderr: \(first.stderr)")
+        let collab = try EndToEndCLITests.collaborationID(Self.shared)
+        let report = "\(Self.shared.state("consumer"))/\(collab)/\(run).consumer.skipped.csv"
+        let before = try Data(contentsOf: URL(fileURLWithPath: report))
+        // The same run again: with other skips, and with none.
+        for again in [Self.consumerHeader + "M1,x@@y,,yes\nM3,z@@w,,yes\nM2,person2@example.com,,yes\n",
+                      Self.consumerHeader + "M2,person2@example.com,,yes\n"] {
+            let input = "\(Self.shared.root)/consumer/inputs/\(run)/again.csv"
+            try Data(again.utf8).write(to: URL(fileURLWithPath: input))
+            let r = try Self.shared.consumerPrepare(run, input: input, extra: ["--skip-invalid"])
+            #expect(r.status == 1)
+            #expect(r.stderr.contains("workflow.already_exists"), "stderr: \(r.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: report)) == before, "the published run's report is untouched")
+        }
+    }
+
+    @Test("10,000 skips under a column name with a comma and quotes: every one in the report, the name quoted as one CSV field")
+    func largeReportWithAQuotedColumnName() throws {
+        let c = Self.shared
+        let run = EndToEndCLITests.newRun()
+        let dir = "\(c.root)/consumer/inputs/\(run)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var csv = "member_id,\"e,\"\"mail\"\"\",phone,ads_consent\n"
+        var expected = ["row,column,rule"]
+        for i in 1...10_050 {
+            if i <= 10_000 {
+                csv += "M\(i),\(Self.secret)\(i)-at-example.com,,yes\n"
+                expected.append("\(i),\"e,\"\"mail\"\"\",identifier.email.malformed")
+            } else {
+                csv += "M\(i),person\(i)@example.com,,yes\n"
+            }
+        }
+        try Data(csv.utf8).write(to: URL(fileURLWithPath: "\(dir)/customers.csv"))
+        let r = try CLI.run(["consumer", "prepare", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir", c.state("consumer"),
+                             "--exchange", c.exchange, "--run-id", run, "--input", "\(dir)/customers.csv", "--email-column", "e,\"mail\"",
+                             "--consent-column", "ads_consent", "--member-id-column", "member_id",
+                             "--segment-id", "loyalty", "--segment-name", "Loyalty members", "--skip-invalid"])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        let collab = try EndToEndCLITests.collaborationID(c)
+        let report = try String(contentsOfFile: "\(c.state("consumer"))/\(collab)/\(run).consumer.skipped.csv", encoding: .utf8)
+        #expect(report.split(separator: "\n").map(String.init) == expected)
+        #expect(!report.contains(Self.secret))
+    }
+
     @Test("a 10 MB line is refused by row (the reader stops at its 1 MiB record limit)")
     func tenMegabyteLine() throws {
         let csv = Array((Self.consumerHeader + "M1,").utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: 10 << 20) + Array("@example.com,,yes\n".utf8)
