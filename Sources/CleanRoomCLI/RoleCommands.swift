@@ -70,6 +70,8 @@ enum ProviderCommands {
                 --exchange <dir> --run-id <uuid> --input <audience.csv> --audience-key-column <name>
                 [--email-column <name>]… [--phone-column <name>]… [--maid-column <name>]… [--custom-column <name>]…
                 [--skip-invalid] [--json] [--quiet]
+                (--skip-invalid: leave invalid identifiers out instead of refusing the file; each is
+                listed by row, column and rule in <state-dir>/<collaboration>/<run>.provider.skipped.csv)
       respond   round 3: re-blind the consumer's set, shuffle it; shreds the run's scalar
                 --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
       open      round 6: verify the delivery and write a plain CSV for the DSP upload
@@ -143,6 +145,8 @@ enum ConsumerCommands {
                 [--email-column <name>]… [--phone-column <name>]… [--maid-column <name>]… [--custom-column <name>]…
                 [--where <column>=<value>[,<value>…]]… [--consent-column <name>]…
                 [--member-id-column <name>] [--skip-invalid] [--json] [--quiet]
+                (--skip-invalid: leave invalid identifiers out instead of refusing the file; each is
+                listed by row, column and rule in <state-dir>/<collaboration>/<run>.consumer.skipped.csv)
       respond   round 4: re-blind the provider's set; shreds the run's scalar
                 --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
     """
