@@ -1,5 +1,5 @@
 # The two commands of README.md. Each brings what it needs (Debian packages) when it is missing.
-.PHONY: demo demo-s3 test bootstrap build release bench bench-smoke sanitize fuzz
+.PHONY: demo demo-s3 demo-smoke test bootstrap build release bench bench-smoke sanitize fuzz
 
 # Seconds each libFuzzer harness runs in `make test` (Tests/scripts/fuzz.sh).
 FUZZ_SECONDS ?= 20
@@ -23,14 +23,17 @@ release: bootstrap
 # A local S3 server (moto, pinned, in .venv-s3/) runs for the duration and is stopped on exit;
 # the S3 integration tests fail under `make test` if it is missing (plain `swift test` skips them).
 # Then the suite again under the address (with leak) and thread sanitizers, then every libFuzzer
-# harness for FUZZ_SECONDS each, each in its own build directory; last the benchmark smoke (a tiny
-# debug run, no timing checks) keeps cleanroom-bench building and running.
+# harness for FUZZ_SECONDS each, each in its own build directory; then the benchmark smoke (a tiny
+# debug run, no timing checks) keeps cleanroom-bench building and running; last the demo smoke
+# builds what `make demo` builds (release, Swift runtime linked in) and runs the demo, so the
+# README's other command is checked on every clean machine too.
 test: bootstrap
 	swift build
 	bash Tests/scripts/test-with-s3.sh
 	bash Tests/scripts/sanitizers.sh
 	bash Tests/scripts/fuzz.sh $(FUZZ_SECONDS)
 	$(MAKE) bench-smoke
+	$(MAKE) demo-smoke
 
 # The test suite under ASan+LSan and TSan only.
 sanitize: bootstrap
@@ -47,6 +50,15 @@ bench-smoke:
 	.build/debug/cleanroom-bench --filter coordinator-scale --sizes 10k --work-dir .build/bench-smoke-scale > .build/bench-smoke-scale.log 2>&1 \
 	  || { cat .build/bench-smoke-scale.log; exit 1; }
 	@tail -n 3 .build/bench-smoke-scale.log; rm -rf .build/bench-smoke-scale
+
+# `make demo`'s build and run, into a directory removed afterwards; the demo fails unless the
+# delivered audience equals the known overlap.
+demo-smoke:
+	swift build $(RELEASE_FLAGS) --product cleanroom
+	rm -rf .build/demo-smoke
+	"$$(swift build $(RELEASE_FLAGS) --show-bin-path)/cleanroom" demo --work-dir .build/demo-smoke > .build/demo-smoke.log 2>&1 \
+	  || { cat .build/demo-smoke.log; exit 1; }
+	@tail -n 2 .build/demo-smoke.log; rm -rf .build/demo-smoke
 
 # The release benchmark (BENCHMARKS.md). BENCH_ARGS overrides the sizes and runs.
 BENCH_ARGS ?= --sizes 10k,100k --runs 5 --warmup 1
