@@ -62,17 +62,28 @@ public enum Steps {
         public let written: [String]
     }
 
-    /// Publishes a prepare's round with the report of its skipped values: the report is written
-    /// and synced under a hidden temporary name first (so a full disk refuses the step before
-    /// anything is published), and renamed into place only once `publish` has succeeded. So a
-    /// report appears only beside a round this attempt published, and an attempt that fails (the
-    /// run already published, a write error, a concurrent prepare of the same run) never touches
-    /// the report that is there. Killed between the two, the round is published without its
-    /// report and a hidden temporary file stays in the private state directory.
-    static func publishingWithSkipReport(_ skipped: SkippedValues, state: StateStore, _ a: VerifiedAgreement, run: String, role: Role,
-                                         _ publish: () throws -> Void) throws -> String? {
+    /// Publishes a prepare's round with the run state and the report of its skipped values.
+    ///
+    /// `write` writes the round's messages, calling `save` with the run state once their bodies
+    /// are written (before the one that publishes the round is linked into place); on any failure
+    /// a saved state is shredded. The report is written and synced under a hidden temporary name
+    /// first (so a full disk refuses the step before anything is published), and renamed into
+    /// place only once `write` has succeeded: a report appears only beside a round this attempt
+    /// published, and an attempt that fails (the run already published, a write error, a
+    /// concurrent prepare of the same run) never touches the report that is there. Killed
+    /// between the two, the round is published without its report and a hidden temporary file
+    /// stays in the private state directory.
+    static func publishPrepare(_ skipped: SkippedValues, state: StateStore, _ a: VerifiedAgreement, run: String, role: Role,
+                               _ write: (_ save: (RunState) throws -> Void) throws -> Void) throws -> String? {
         let report = try state.stageSkipReport(skipped, a, run: run, role: role)
-        do { try publish() } catch {
+        var saved = false
+        do {
+            try write { s in
+                try state.save(s, a)
+                saved = true
+            }
+        } catch {
+            if saved { state.delete(a, run: run, role: role) }
             report?.abandon()
             throw error
         }
@@ -105,19 +116,10 @@ public enum Steps {
         progress?("blinded \(staged.summary.elements) elements; writing the round-1 messages")
         try state.clearAbandonedPrepare(agreement, run: runID, role: .provider, exchange: exchange, published: .providerBlinded,
                                         unpublished: [.providerPayload])
-        let report = try publishingWithSkipReport(staged.skipped, state: state, agreement, run: runID, role: .provider) {
-            var saved = false
-            do {
-                let payload = try exchange.sink(agreement, run: runID, .providerPayload)
-                let blinded = try exchange.sink(agreement, run: runID, .providerBlinded)
-                _ = try staged.write(forConsumer: blinded, forCoordinator: payload) { s in
-                    try state.save(s, agreement)
-                    saved = true
-                }
-            } catch {
-                if saved { state.delete(agreement, run: runID, role: .provider) }
-                throw error
-            }
+        let report = try publishPrepare(staged.skipped, state: state, agreement, run: runID, role: .provider) { save in
+            let payload = try exchange.sink(agreement, run: runID, .providerPayload)
+            let blinded = try exchange.sink(agreement, run: runID, .providerBlinded)
+            _ = try staged.write(forConsumer: blinded, forCoordinator: payload, beforePublishing: save)
         }
         return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped.earliest, skippedReport: report,
                              written: [exchange.path(agreement, run: runID, .providerBlinded), exchange.path(agreement, run: runID, .providerPayload)])
@@ -144,18 +146,8 @@ public enum Steps {
                                      progress: progress.map { p in { n in p("read \(n) rows") } })
         progress?("blinded \(staged.summary.elements) elements; writing the round-2 message")
         try state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, exchange: exchange, published: .consumerBlinded)
-        let report = try publishingWithSkipReport(staged.skipped, state: state, agreement, run: runID, role: .consumer) {
-            var saved = false
-            do {
-                let sink = try exchange.sink(agreement, run: runID, .consumerBlinded)
-                _ = try staged.write(forProvider: sink) { s in
-                    try state.save(s, agreement)
-                    saved = true
-                }
-            } catch {
-                if saved { state.delete(agreement, run: runID, role: .consumer) }
-                throw error
-            }
+        let report = try publishPrepare(staged.skipped, state: state, agreement, run: runID, role: .consumer) { save in
+            _ = try staged.write(forProvider: try exchange.sink(agreement, run: runID, .consumerBlinded), beforePublishing: save)
         }
         return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped.earliest, skippedReport: report,
                              written: [exchange.path(agreement, run: runID, .consumerBlinded)])
