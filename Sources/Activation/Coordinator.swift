@@ -528,10 +528,9 @@ public struct Coordinator: Sendable {
 /// A block's records are gathered first (``RecordGather``): its positions sorted, and records
 /// closer than ``RecordGather/gapBytes`` read with one `pread` as a span, so a dense block costs
 /// a few syscalls instead of one or two per row. The lines are then laid out from the gathered
-/// bytes; a failed read fails every row of its span (rows whose own record a single `pread`
-/// might still have read included), so while reads succeed the rows and the delivery are exactly
-/// those of each row reading its own records, and an I/O error (EIO: positions lie inside the
-/// file by construction) may stop the delivery a few rows earlier, with that span's error.
+/// bytes; a span whose read fails is read again record by record, so the rows, the delivery and
+/// the row an I/O error (EIO: positions lie inside the file by construction) stops it at are
+/// exactly those of each row reading its own records.
 struct RowFormatter: @unchecked Sendable {
     let payloadCopy: any ScratchFile
     let attributeCopy: (any ScratchFile)?
@@ -599,9 +598,10 @@ struct RowFormatter: @unchecked Sendable {
 /// sorted, and records whose gap is at most ``gapBytes`` read as one span (at most ``spanBytes``),
 /// the spans read on every core. Memory: the block's records plus one span buffer per worker.
 ///
-/// Contract: slot k holds the record at `positions[k]`, or `failures[k]` the error of the read
-/// that covered it (positions must lie inside the file; the file must only be read meanwhile,
-/// as ``ScratchFile`` allows from several threads once complete).
+/// Contract: slot k holds the record at `positions[k]`, or `failures[k]` the error of reading
+/// that record alone (a span that fails is read again record by record; positions must lie
+/// inside the file; the file must only be read meanwhile, as ``ScratchFile`` allows from several
+/// threads once complete).
 /// - SeeAlso: `Protocol/SPEC.md` §9 "Coordinator (round 5)".
 struct RecordGather: @unchecked Sendable {
     /// Bytes between two wanted records worth reading through rather than paying another
@@ -649,7 +649,17 @@ struct RecordGather: @unchecked Sendable {
                         do {
                             try buffer.withUnsafeMutableBytes { try file.read(at: first, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length])) }
                         } catch {
-                            for i in span { failed[order[i]] = error }
+                            // Read again record by record, so that only records whose own read
+                            // fails are failed: a delivery stops at the row one read per record
+                            // would have stopped at, not a few rows earlier.
+                            for i in span {
+                                let k = order[i]
+                                do {
+                                    try file.read(at: positions[k] * size, into: UnsafeMutableRawBufferPointer(start: out.baseAddress! + k * size, count: size))
+                                } catch {
+                                    failed[k] = error
+                                }
+                            }
                             continue
                         }
                         buffer.withUnsafeBytes { b in

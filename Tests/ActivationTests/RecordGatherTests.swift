@@ -3,8 +3,8 @@ import Testing
 @testable import Activation
 
 /// Round 5's delivery reads a block's records by spans (``RecordGather``): whatever the gap, each
-/// slot holds the record at its position, fewer reads are made as the gap grows, and a failed read
-/// is the failure of exactly the slots it covered.
+/// slot holds the record at its position, fewer reads are made as the gap grows, and a read that
+/// fails fails only the records that cannot be read alone.
 @Suite("Round 5 gathers a block's records by spans")
 struct RecordGatherTests {
     /// A scratch file of `count` records of `size` bytes (record i filled from i), counting reads
@@ -87,7 +87,7 @@ struct RecordGatherTests {
         }
     }
 
-    @Test("a failed read fails exactly the slots it covered", arguments: [0, 8 << 10])
+    @Test("a failed read fails only the records it cannot read (a failed span is read again record by record)", arguments: [0, 8 << 10])
     func failedReadFailsItsSlots(gap: Int) {
         let size = 40
         let bad = 1_234
@@ -95,10 +95,10 @@ struct RecordGatherTests {
         let positions = [2_999, bad, 5, bad + 1, bad - 1, 2_000]
         let g = RecordGather(file: file, recordSize: size, gapBytes: gap, positions: positions)
         #expect(g.failures[1] != nil)
+        // Its neighbours share its span when the gap is large; they are read again alone and kept.
+        #expect(g.failures.enumerated().allSatisfy { $0.offset == 1 || $0.element == nil }, "only the bad record fails")
         for (k, p) in positions.enumerated() where g.failures[k] == nil {
             #expect(Array(g.records[(k * size)..<((k + 1) * size)]) == Self.record(file, p, size: size))
         }
-        // Records far from the bad one are read by other reads and never fail.
-        #expect(g.failures[0] == nil && g.failures[2] == nil && g.failures[5] == nil)
     }
 }
