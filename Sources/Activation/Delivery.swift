@@ -631,9 +631,10 @@ private func holds(_ bytes: ArraySlice<UInt8>, _ byte: UInt8) -> Bool {
 }
 
 /// Minimal RFC 4180 handling for the delivery files, whose shape the coordinator controls
-/// (one record per line; audience keys never hold CR or LF).
-enum CSVField {
-    static func quote(_ v: [UInt8]) -> String { String(decoding: quoted(v), as: UTF8.self) }
+/// (one record per line; audience keys never hold CR or LF), and for the parties' skip reports.
+public enum CSVField {
+    /// `v` as one CSV field: quoted, with quotes doubled, when it holds a comma, quote or line break.
+    public static func quote(_ v: [UInt8]) -> String { String(decoding: quoted(v), as: UTF8.self) }
     static func appendQuoted(_ out: inout [UInt8], _ v: ArraySlice<UInt8>) {
         guard v.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else { out += v; return }
         out.append(0x22)

@@ -165,18 +165,12 @@ public struct StateStore: Sendable {
         try emit("row,column,rule\n")
         var written = 0
         try skipped.forEach { s in
-            try emit("\(s.row),\(Self.csvField(s.column)),\(s.code)\n")
+            try emit("\(s.row),\(CSVField.quote(Array(s.column.utf8))),\(s.code)\n")
             written += 1
         }
         precondition(written == skipped.count, "every skip is listed")
         try out.sync()
         return out
-    }
-
-    /// A column name as one CSV field (RFC 4180: quoted when it holds a comma, quote or line break).
-    static func csvField(_ s: String) -> String {
-        guard s.unicodeScalars.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
-        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
     /// The party's scratch space for a step's spill files (shuffle buckets, duplicate-check
     /// partitions): `<root>/scratch`, mode 0700, inside the private state directory, so spilled
