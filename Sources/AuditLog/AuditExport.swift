@@ -56,9 +56,17 @@ extension AuditLog {
         }
     }
 
+    /// One RFC 4180 field: quoted when it holds a comma, a quote, CR or LF (RFC 4180 §2 rules 6–7).
+    ///
+    /// Compares bytes, not `Character`s: Swift folds CR LF into one grapheme that equals neither
+    /// `"\r"` nor `"\n"`, so a field holding CRLF would otherwise go out unquoted and split the row;
+    /// likewise a quote followed by a combining mark would not be doubled.
     static func csvField(_ s: String) -> String {
-        guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
-        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        guard s.utf8.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else { return s }
+        var out: [UInt8] = [0x22]
+        for b in s.utf8 { if b == 0x22 { out.append(0x22) }; out.append(b) }
+        out.append(0x22)
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func jsonString(_ s: String) -> String {
