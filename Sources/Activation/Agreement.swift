@@ -334,16 +334,9 @@ public enum UUIDBytes {
 }
 
 /// ISO 8601 UTC timestamps with second precision, the only time format in agreements and manifests.
+///
+/// - SeeAlso: ``UTCTimestamp`` (RFC 3339 §5.6, without ICU), `Protocol/SPEC.md` §"Agreement".
 public enum ISO8601 {
-    public static func format(_ date: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        f.timeZone = TimeZone(identifier: "UTC")
-        return f.string(from: date)
-    }
-    public static func parse(_ s: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
-    }
+    public static func format(_ date: Date) -> String { UTCTimestamp.format(date) }
+    public static func parse(_ s: String) -> Date? { UTCTimestamp.parse(s) }
 }

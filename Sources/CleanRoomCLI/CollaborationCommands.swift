@@ -37,7 +37,8 @@ enum CollaborationCommands {
                    --out <agreement.json> [--name-provider <name>] [--types email,phone,maid,custom]
                    [--gmail-rule] [--default-country-code <cc>] [--deliver-member-id] [--plain]
                    [--gzip] [--min-consumer-rows N] [--min-matched-rows K] [--max-runs N]
-                   [--window-hours H] [--expires-days D] [--compat-hash] [--max-set-size N]
+                   [--window-hours H] [--expires-days D (default 90, at most 3650)] [--compat-hash]
+                   [--max-set-size N]
                    [--max-run-similarity P] (refuse a run whose matched set is ≥ P % similar to an
                    earlier run's; default 90, 0 = off)
                    [--dp-epsilon E --dp-budget B [--dp-sensitivity N]] (two-sided geometric noise
@@ -115,9 +116,13 @@ enum CollaborationCommands {
         guard coord.role == "coordinator" else { throw CLIError.failure("--coordinator must be the coordinator's public identity") }
         let types = (try args.value("types") ?? "email,phone,maid").split(separator: ",").map(String.init)
         let now = Date()
+        // Ten years at most: an agreement is renewed, not kept forever, and the timestamp must
+        // stay an RFC 3339 year (0000–9999) that every reader parses back.
+        let expiresDays = try int(args, "expires-days", 90)
+        guard expiresDays <= 3650 else { throw CLIError.usage("--expires-days must be at most 3650 (ten years)") }
         let terms = AgreementTerms(
             collaborationID: ids?.collaboration ?? AgreementTerms.newID(), externalID: ids?.external ?? AgreementTerms.newID(), createdAt: now,
-            expiresAt: now.addingTimeInterval(Double(try int(args, "expires-days", 90)) * 86_400),
+            expiresAt: now.addingTimeInterval(Double(expiresDays) * 86_400),
             consumer: .init(name: name, signingKey: me.signingKey.verifyingKey.hex),
             provider: nil,
             coordinator: .init(name: coord.name, signingKey: coord.signingKey, sealingKey: coord.sealingKey),

@@ -168,11 +168,6 @@ public struct STSClient: Sendable {
         return try AWSCredentials(accessKeyID: id, secretAccessKey: &secret, sessionToken: &token, expiration: expiration, source: source)
     }
 
-    static func parseTime(_ s: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.date(from: s)
-    }
+    /// A credential's `Expiration` (RFC 3339, with or without fractional seconds).
+    static func parseTime(_ s: String) -> Date? { UTCTimestamp.parse(s) }
 }

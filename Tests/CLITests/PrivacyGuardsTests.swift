@@ -275,7 +275,8 @@ struct PrivacyGuardFlagTests {
     }
 
     @Test(arguments: [["--dp-epsilon", "abc", "--dp-budget", "1"], ["--dp-epsilon", "0.5"], ["--dp-budget", "1"],
-                      ["--dp-epsilon", "0.0001", "--dp-budget", "1"], ["--max-run-similarity", "101"]])
+                      ["--dp-epsilon", "0.0001", "--dp-budget", "1"], ["--max-run-similarity", "101"],
+                      ["--expires-days", "0"], ["--expires-days", "3651"], ["--expires-days", "100000000"]])
     func badGuardFlagsAreUsageErrors(flags: [String]) throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-flags-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
