@@ -15,6 +15,41 @@ public struct RespondSummary: Sendable {
     public let bodyHash: [UInt8]
 }
 
+/// The disk a streamed respond certainly uses, known from the verified header before any body
+/// byte is read: what a free-space preflight at the edge compares with the space there is, so a
+/// respond that cannot fit stops in seconds rather than after its whole pass (minutes at 10M).
+///
+/// A lower bound, so a check built on it never refuses a respond that could have completed.
+/// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory" (rounds 3 and 4, step 0), §10 `workflow.disk_space`.
+public struct RespondFootprint: Sendable, Equatable {
+    /// The answer's body in the sink: `count × recordSize` bytes (header and signature come on top).
+    public let answerBytes: Int
+    /// Scratch held at once at the end of the pass: the duplicate check's partitions (40 bytes an
+    /// element) and, in round 3, the shuffle's buckets (`answerBytes`), each only when it spills
+    /// (above the budget: one piece stays in memory).
+    public let scratchBytes: Int
+    /// Round 4 writes its answer during the pass, while the partitions are held; round 3 drains
+    /// its shuffle into the answer bucket by bucket (each bucket file removed as it is read) after
+    /// the duplicate check released its partitions.
+    public let answerWhileScratchHeld: Bool
+
+    public init(answerBytes: Int, scratchBytes: Int, answerWhileScratchHeld: Bool) {
+        self.answerBytes = answerBytes; self.scratchBytes = scratchBytes; self.answerWhileScratchHeld = answerWhileScratchHeld
+    }
+
+    /// What one file system holding both the answer and the scratch needs at least.
+    public var sharedBytes: Int { answerWhileScratchHeld ? answerBytes + scratchBytes : max(answerBytes, scratchBytes) }
+
+    /// Round 3 (shuffled answer) or round 4 (streamed answer) on `count` records of `recordSize` bytes.
+    static func of(count: Int, recordSize: Int, shuffled: Bool, budget: Int) -> RespondFootprint {
+        let answer = count * recordSize
+        let partitions = SpillBudget.pieces(count: count, recordSize: ElementPartitions.recordSize, budget: budget) > 1
+            ? count * ElementPartitions.recordSize : 0
+        let shuffle = shuffled && SpillBudget.pieces(count: count, recordSize: recordSize, budget: budget) > 1 ? answer : 0
+        return RespondFootprint(answerBytes: answer, scratchBytes: partitions + shuffle, answerWhileScratchHeld: !shuffled)
+    }
+}
+
 extension Provider {
     /// Round 3, streamed: verify the consumer's set (2) from `source`, strictly decode every
     /// element, re-blind it with `b`, refuse duplicates, shuffle the records again (sealed
@@ -37,21 +72,27 @@ extension Provider {
     /// - Parameters:
     ///   - name: the file's name in errors.
     ///   - budget: bytes a shuffle bucket or a partition aims at (tests pass small ones).
+    ///   - beforeBody: called once the header is verified and before any body byte is read, with
+    ///     the disk the round will certainly use; what it throws stops the round (a free-space
+    ///     preflight), with nothing written.
     /// - SeeAlso: `Protocol/SPEC.md` §6 round 3, §9 "Bounded memory".
     public func respond(consumerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
-                        scratch: any ScratchSpace, budget: Int = SpillBudget.bytes) throws -> RespondSummary {
+                        scratch: any ScratchSpace, budget: Int = SpillBudget.bytes,
+                        beforeBody: (RespondFootprint) throws -> Void = { _ in }) throws -> RespondSummary {
         try respond(consumerSet: source, name: name, state: state, into: sink, scratch: scratch, budget: budget,
-                    permutation: nil, chunkRecords: Reblinding.chunkRecords)
+                    permutation: nil, chunkRecords: Reblinding.chunkRecords, beforeBody: beforeBody)
     }
 
     /// Round 3 with a fixed second shuffle (test vectors only: the records are then held in
     /// memory) and a chosen chunk size (tests of chunk boundaries).
     func respond(consumerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
-                 scratch: any ScratchSpace, budget: Int, permutation: [Int]?, chunkRecords: Int) throws -> RespondSummary {
+                 scratch: any ScratchSpace, budget: Int, permutation: [Int]?, chunkRecords: Int,
+                 beforeBody: (RespondFootprint) throws -> Void = { _ in }) throws -> RespondSummary {
         do {
             var reader = try MessageReader(source, expecting: .consumerBlinded, agreement: agreement, run: state.runUUID, name: name)
             let h = reader.header
             try Reblinding.checkShape(&reader, recordSize: Layout.consumerRecordSize(agreement), source: name)
+            try beforeBody(.of(count: h.count, recordSize: h.recordSize, shuffled: permutation == nil, budget: budget))
             var order = try AnswerOrder(recordSize: h.recordSize, count: h.count, permutation: permutation, scratch: scratch, budget: budget)
             try Reblinding.reblind(&reader, by: state.scalar, source: name, scratch: scratch, budget: budget, chunkRecords: chunkRecords) {
                 try order.append($0)
@@ -90,22 +131,25 @@ extension Consumer {
     /// element, re-blind it with `a` keeping (1)'s order, refuse duplicates, and write
     /// `providerReblinded` to `sink`.
     ///
-    /// Contract: as ``Provider/respond(consumerSet:name:state:into:scratch:budget:)``, except that
+    /// Contract: as ``Provider/respond(consumerSet:name:state:into:scratch:budget:beforeBody:)``, except that
     /// records are streamed to `sink` as they are re-blinded (the sink shows nothing until
     /// `finish`, which runs only after the checksum and every check passed).
     /// - SeeAlso: `Protocol/SPEC.md` §6 round 4, §9 "Bounded memory".
     public func respond(providerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
-                        scratch: any ScratchSpace, budget: Int = SpillBudget.bytes) throws -> RespondSummary {
+                        scratch: any ScratchSpace, budget: Int = SpillBudget.bytes,
+                        beforeBody: (RespondFootprint) throws -> Void = { _ in }) throws -> RespondSummary {
         try respond(providerSet: source, name: name, state: state, into: sink, scratch: scratch, budget: budget,
-                    chunkRecords: Reblinding.chunkRecords)
+                    chunkRecords: Reblinding.chunkRecords, beforeBody: beforeBody)
     }
 
     func respond(providerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
-                 scratch: any ScratchSpace, budget: Int, chunkRecords: Int) throws -> RespondSummary {
+                 scratch: any ScratchSpace, budget: Int, chunkRecords: Int,
+                 beforeBody: (RespondFootprint) throws -> Void = { _ in }) throws -> RespondSummary {
         do {
             var reader = try MessageReader(source, expecting: .providerBlinded, agreement: agreement, run: state.runUUID, name: name)
             let h = reader.header
             try Reblinding.checkShape(&reader, recordSize: Layout.elementSize, source: name)
+            try beforeBody(.of(count: h.count, recordSize: h.recordSize, shuffled: false, budget: budget))
             var writer = try MessageWriter(kind: .providerReblinded, agreement: agreement, runUUID: h.runUUID, count: h.count,
                                            recordSize: Layout.elementSize, reference: h.bodyHash, signer: signingKey, sink: sink)
             try Reblinding.reblind(&reader, by: state.scalar, source: name, scratch: scratch, budget: budget, chunkRecords: chunkRecords) {

@@ -5,7 +5,7 @@ import Glibc
 import RistrettoPSI
 import Activation
 
-/// Round 5's free-space preflight: from the three inputs' headers alone, the scratch space the
+/// Free-space preflights. Round 5's: from the three inputs' headers alone, the scratch space the
 /// coordinator will certainly hold, checked against what the scratch directory's file system has
 /// free, before any body byte is read, so a run that cannot fit is refused without using up its
 /// run ID (no audit entry, nothing written).
@@ -17,6 +17,9 @@ import Activation
 /// position). What comes after depends on how many rows match (sorted runs 56 bytes and winners
 /// 16 bytes per match, the delivery objects), unknown before the join: a run admitted here can
 /// still fail with `workflow.io` if the matches do not fit.
+///
+/// Rounds 3 and 4's (``checkRespond(_:scratchDirectory:answerDirectory:available:device:)``): the
+/// answer and the spilled scratch, from the received set's header.
 /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory", "Coordinator (round 5)"; §10 `workflow.disk_space`.
 public enum ScratchPreflight {
     /// What the inputs' headers say.
@@ -58,18 +61,67 @@ public enum ScratchPreflight {
         throw WorkflowError(.diskSpace, "\(directory): the coordinator's scratch needs at least \(need) bytes for these inputs (payload and attribute copies, element partitions), the file system has \(available) bytes available; free space or set TMPDIR (or --state-dir) to a larger file system, then run the same command again (nothing was written, the run ID is not used)")
     }
 
+    /// Rounds 3 and 4: refuses (`workflow.disk_space`) a respond whose answer and scratch do not
+    /// fit where they go, from the footprint its verified header gives (``RespondFootprint``).
+    ///
+    /// `answerDirectory` is where the answer's body is written (a local exchange's run directory,
+    /// or the staging directory of an S3 exchange; nil when an S3 answer is gathered in memory).
+    /// When it shares a file system with `scratchDirectory` (same `st_dev`, or the same path) the
+    /// two needs are checked together (``RespondFootprint/sharedBytes``), else each on its own.
+    /// Unknown available space passes, like ``check(need:available:directory:)``.
+    /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory" (rounds 3 and 4, step 0), §10 `workflow.disk_space`.
+    public static func checkRespond(_ f: RespondFootprint, scratchDirectory: String, answerDirectory: String?,
+                                    available: (String) -> Int? = availableBytes(at:),
+                                    device: (String) -> UInt64? = device(at:)) throws(WorkflowError) {
+        func refuse(_ dir: String, need: Int, parts: String) throws(WorkflowError) {
+            guard need > 0, let have = available(dir), have < need else { return }
+            throw WorkflowError(.diskSpace, "\(dir): this respond needs at least \(need) bytes there (\(parts)), the file system has \(have) bytes available; free space or move the state directory or the exchange to a larger file system, then run the same command again (nothing was written; the run state is kept, so the same run ID completes once there is room)")
+        }
+        let answer = "the answer \(f.answerBytes)", scratch = "spilled shuffle and duplicate check \(f.scratchBytes)"
+        guard let answerDirectory else {
+            try refuse(scratchDirectory, need: f.scratchBytes, parts: scratch)
+            return
+        }
+        let shared = answerDirectory == scratchDirectory || device(answerDirectory).map { $0 == device(scratchDirectory) } == true
+        if shared {
+            let parts = f.answerWhileScratchHeld ? "\(answer) while the \(scratch) is held"
+                                                 : "the larger of \(scratch) and \(answer), written after it"
+            try refuse(scratchDirectory, need: f.sharedBytes, parts: parts + "; \(answerDirectory) is on the same file system")
+        } else {
+            try refuse(answerDirectory, need: f.answerBytes, parts: answer)
+            try refuse(scratchDirectory, need: f.scratchBytes, parts: scratch)
+        }
+    }
+
     /// Bytes available to this user on the file system holding `directory` (or its nearest
-    /// existing parent): `statvfs`'s `f_bavail × f_frsize`; nil if it cannot be asked.
+    /// existing parent): `statvfs`'s `f_bavail × f_frsize`, or `f_bfree × f_frsize` for root,
+    /// who may also write the blocks reserved for it (so a check never refuses what root could
+    /// complete); nil if it cannot be asked.
     public static func availableBytes(at directory: String) -> Int? {
+        guard let path = nearestExisting(directory) else { return nil }
+        var s = statvfs()
+        guard statvfs(path, &s) == 0 else { return nil }
+        let blocks = geteuid() == 0 ? s.f_bfree : s.f_bavail
+        let (bytes, overflow) = Int(blocks).multipliedReportingOverflow(by: Int(s.f_frsize))
+        return overflow ? Int.max : bytes
+    }
+
+    /// The device (`stat`'s `st_dev`) of the file system holding `directory` (or its nearest
+    /// existing parent); nil if it cannot be asked.
+    public static func device(at directory: String) -> UInt64? {
+        guard let path = nearestExisting(directory) else { return nil }
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return UInt64(st.st_dev)
+    }
+
+    static func nearestExisting(_ directory: String) -> String? {
         var path = directory.isEmpty ? "." : directory
         while !FileManager.default.fileExists(atPath: path) {
             let parent = (path as NSString).deletingLastPathComponent
             guard !parent.isEmpty, parent != path else { return nil }
             path = parent
         }
-        var s = statvfs()
-        guard statvfs(path, &s) == 0 else { return nil }
-        let (bytes, overflow) = Int(s.f_bavail).multipliedReportingOverflow(by: Int(s.f_frsize))
-        return overflow ? Int.max : bytes
+        return path
     }
 }

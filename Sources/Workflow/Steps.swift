@@ -161,12 +161,14 @@ public enum Steps {
     /// private scratch directory. A refused input keeps the state (the run can complete once the
     /// right file arrives); an answer already published (a crashed attempt's) shreds it.
     public static func providerRespond(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
-                                       state: StateStore, progress: ProgressReporter? = nil) throws(Error) -> (elements: Int, written: String) {
+                                       state: StateStore, progress: ProgressReporter? = nil,
+                                       availableBytes: @escaping (String) -> Int? = ScratchPreflight.availableBytes(at:))
+        throws(Error) -> (elements: Int, written: String) {
         let provider = try Provider(agreement: agreement, identity: identity)
         progress?("verifying the consumer's set and re-blinding it")
         return try respondStep(agreement: agreement, runID: runID, exchange: exchange, state: state, role: .provider,
-                               input: .consumerBlinded, output: .consumerReblinded) { source, name, s, sink, scratch in
-            try provider.respond(consumerSet: source, name: name, state: s, into: sink, scratch: scratch)
+                               input: .consumerBlinded, output: .consumerReblinded, availableBytes: availableBytes) { source, name, s, sink, scratch, check in
+            try provider.respond(consumerSet: source, name: name, state: s, into: sink, scratch: scratch, beforeBody: check)
         }
     }
 
@@ -175,12 +177,14 @@ public enum Steps {
     /// Streamed like round 3 (the answer keeps the provider's order, so records go to the
     /// temporary file as they are re-blinded; only the duplicate check spills).
     public static func consumerRespond(agreement: VerifiedAgreement, signingKey: SigningKey, runID: String, exchange: Exchange,
-                                       state: StateStore, progress: ProgressReporter? = nil) throws(Error) -> (elements: Int, written: String) {
+                                       state: StateStore, progress: ProgressReporter? = nil,
+                                       availableBytes: @escaping (String) -> Int? = ScratchPreflight.availableBytes(at:))
+        throws(Error) -> (elements: Int, written: String) {
         let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
         progress?("verifying the provider's set and re-blinding it")
         return try respondStep(agreement: agreement, runID: runID, exchange: exchange, state: state, role: .consumer,
-                               input: .providerBlinded, output: .providerReblinded) { source, name, s, sink, scratch in
-            try consumer.respond(providerSet: source, name: name, state: s, into: sink, scratch: scratch)
+                               input: .providerBlinded, output: .providerReblinded, availableBytes: availableBytes) { source, name, s, sink, scratch, check in
+            try consumer.respond(providerSet: source, name: name, state: s, into: sink, scratch: scratch, beforeBody: check)
         }
     }
 
@@ -189,9 +193,15 @@ public enum Steps {
     /// scratch directory. The run's scalar is shredded once the answer is published, and also
     /// when a crashed attempt already published it (it has no further use); a refused input keeps
     /// the state, so the run can complete once the right file arrives.
+    ///
+    /// Free space (SPEC §9, rounds 3 and 4, step 0): once the received header is verified and
+    /// before its body is read, the answer and the spilled scratch are checked against what their
+    /// file systems have (`availableBytes`, `statvfs` unless a test injects it); too little stops
+    /// the step with `workflow.disk_space`, nothing written and the state kept.
     static func respondStep(agreement: VerifiedAgreement, runID: String, exchange: Exchange, state: StateStore, role: Role,
-                            input: MessageKind, output: MessageKind,
-                            _ answer: (any ByteSource, String, RunState, any MessageSink, any ScratchSpace) throws -> RespondSummary)
+                            input: MessageKind, output: MessageKind, availableBytes: @escaping (String) -> Int?,
+                            _ answer: (any ByteSource, String, RunState, any MessageSink, any ScratchSpace,
+                                       (RespondFootprint) throws -> Void) throws -> RespondSummary)
         throws(Error) -> (elements: Int, written: String) {
         guard UUIDBytes.parse(runID) != nil else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         let s = try state.load(agreement, run: runID, role: role)
@@ -200,7 +210,13 @@ public enum Steps {
             let scratch = try state.scratch()
             let source = try exchange.source(agreement, run: runID, input)
             let sink = try exchange.sink(agreement, run: runID, output)
-            answered = try answer(source, exchange.path(agreement, run: runID, input), s, sink, scratch)
+            let answerDirectory = exchange.isS3 ? exchange.scratchDirectory
+                : (exchange.path(agreement, run: runID, output) as NSString).deletingLastPathComponent
+            let check = { (f: RespondFootprint) throws in
+                try ScratchPreflight.checkRespond(f, scratchDirectory: scratch.directory, answerDirectory: answerDirectory,
+                                                  available: availableBytes)
+            }
+            answered = try answer(source, exchange.path(agreement, run: runID, input), s, sink, scratch, check)
         } catch {
             if isAlreadyExists(error) { state.delete(agreement, run: runID, role: role) }
             throw error

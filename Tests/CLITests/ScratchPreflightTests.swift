@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import RistrettoPSI
-import Activation
+@testable import Activation
 import AuditLog
 @testable import Workflow
 
@@ -79,5 +79,114 @@ struct ScratchPreflightTests {
         #expect(r.kind == .delivered)
         #expect(try room.entry(run)?.event.kind == .delivered)
         #expect(room.delivered(run))
+    }
+}
+
+/// Rounds 3 and 4's free-space preflight (SPEC §9 "Bounded memory", rounds 3 and 4, step 0;
+/// §10 `workflow.disk_space`): the footprint from the received header, the check per file
+/// system, and a refused respond that writes nothing, keeps the run state and completes under
+/// the same run ID once there is room.
+@Suite("Respond free-space preflight")
+struct RespondPreflightTests {
+    /// (count, record size, shuffled (round 3), budget) → answer, scratch, shared need.
+    static let footprints: [(Int, Int, Bool, Int, Int, Int, Int)] = [
+        // 10M consumer elements, plain (32-byte records), round 3: shuffle 320 MB + partitions 400 MB,
+        // then the answer (320 MB) drained from the shuffle: the larger is the shuffle with the partitions.
+        (10_000_000, 32, true, 32 << 20, 320_000_000, 720_000_000, 720_000_000),
+        // The same set in round 4: answer streamed (320 MB) while the partitions (400 MB) are held.
+        (10_000_000, 32, false, 32 << 20, 320_000_000, 400_000_000, 720_000_000),
+        // 1M records of 178 bytes (sealed attributes), round 3: shuffle 178 MB + partitions 40 MB.
+        (1_000_000, 178, true, 32 << 20, 178_000_000, 218_000_000, 218_000_000),
+        // 100k: partitions (4 MB) and shuffle (3.2 MB) fit the budget, nothing spills.
+        (100_000, 32, true, 32 << 20, 3_200_000, 0, 3_200_000),
+        (100_000, 32, false, 32 << 20, 3_200_000, 0, 3_200_000),
+    ]
+
+    @Test("the footprint is the answer and what spills", arguments: footprints)
+    func footprint(_ c: (Int, Int, Bool, Int, Int, Int, Int)) {
+        let f = RespondFootprint.of(count: c.0, recordSize: c.1, shuffled: c.2, budget: c.3)
+        #expect(f.answerBytes == c.4)
+        #expect(f.scratchBytes == c.5)
+        #expect(f.sharedBytes == c.6)
+        #expect(f.answerWhileScratchHeld == !c.2)
+    }
+
+    @Test func sharedFileSystemIsCheckedOnceForBoth() throws {
+        let f = RespondFootprint(answerBytes: 300, scratchBytes: 400, answerWhileScratchHeld: true)
+        var asked: [String] = []
+        let sameDevice = { (_: String) -> UInt64? in 7 }
+        func check(_ available: Int?, device: @escaping (String) -> UInt64? = sameDevice, answer: String? = "/ex/run") throws(WorkflowError) {
+            try ScratchPreflight.checkRespond(f, scratchDirectory: "/state/scratch", answerDirectory: answer,
+                                              available: { asked.append($0); return available }, device: device)
+        }
+        #expect(throws: Never.self) { try check(700) }
+        #expect(asked == ["/state/scratch"])
+        do {
+            try check(699)
+            Issue.record("a shortfall was not refused")
+        } catch {
+            #expect(error.code == .diskSpace)
+            for part in ["/state/scratch", "700", "699", "/ex/run", "nothing was written", "run state is kept"] {
+                #expect(error.reason.contains(part), "\(part) missing from: \(error.reason)")
+            }
+        }
+        // On two file systems each is checked for its own part only.
+        asked = []
+        var counter: UInt64 = 0
+        let twoDevices = { (_: String) -> UInt64? in counter += 1; return counter }
+        #expect(throws: Never.self) { try check(400, device: twoDevices) }
+        #expect(asked == ["/ex/run", "/state/scratch"])
+        #expect(#expect(throws: WorkflowError.self) { try check(399, device: twoDevices) }?.code == .diskSpace)
+        // An S3 answer gathered in memory: only the scratch is on disk.
+        asked = []
+        #expect(throws: Never.self) { try check(400, answer: nil) }
+        #expect(asked == ["/state/scratch"])
+        // Unknown space passes (the step then fails with workflow.io if the disk fills).
+        #expect(throws: Never.self) { try check(nil) }
+    }
+
+    @Test func roundThreeNeedsTheLargerOfShuffleAndAnswerOnOneFileSystem() throws {
+        let f = RespondFootprint(answerBytes: 300, scratchBytes: 400, answerWhileScratchHeld: false)
+        #expect(throws: Never.self) {
+            try ScratchPreflight.checkRespond(f, scratchDirectory: "/s", answerDirectory: "/s", available: { _ in 400 }, device: { _ in nil })
+        }
+        let e = #expect(throws: WorkflowError.self) {
+            try ScratchPreflight.checkRespond(f, scratchDirectory: "/s", answerDirectory: "/s", available: { _ in 399 }, device: { _ in nil })
+        }
+        #expect(e?.code == .diskSpace)
+    }
+
+    /// Both responds refused for space: `workflow.disk_space`, no answer (nor a temporary file) in
+    /// the exchange, the run state kept; the same run then completes and matches.
+    @Test func refusedRespondKeepsTheRun() throws {
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        let run = AgreementTerms.newID()
+        try room.providerPrepare(run)
+        try room.consumerPrepare(run)
+        let runDir = "\(room.root)/exchange/\(room.collaboration)/\(run)"
+        let before = Set(try FileManager.default.contentsOfDirectory(atPath: runDir))
+        let providerState = StateStore(root: "\(room.root)/provider-state"), consumerState = StateStore(root: "\(room.root)/consumer-state")
+        var asked: [String] = []
+        do {
+            _ = try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: room.exchange,
+                                          state: providerState, availableBytes: { asked.append($0); return 1_000 })
+            Issue.record("round 3 was not refused")
+        } catch let e as WorkflowError {
+            #expect(e.code == .diskSpace)
+            #expect(e.reason.contains(runDir))
+        }
+        #expect(asked == ["\(room.root)/provider-state/scratch"], "one file system: checked once, at the scratch directory")
+        do {
+            _ = try Steps.consumerRespond(agreement: room.agreement, signingKey: room.consumer.signingKey, runID: run, exchange: room.exchange,
+                                          state: consumerState, availableBytes: { _ in 1_000 })
+            Issue.record("round 4 was not refused")
+        } catch let e as WorkflowError {
+            #expect(e.code == .diskSpace)
+        }
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: runDir)) == before, "nothing written, not even a temporary file")
+        #expect(FileManager.default.fileExists(atPath: providerState.path(room.agreement, run: run, role: .provider)))
+        #expect(FileManager.default.fileExists(atPath: consumerState.path(room.agreement, run: run, role: .consumer)))
+        try room.respond(run)
+        #expect(try room.match(run).kind == .delivered)
     }
 }
