@@ -113,7 +113,8 @@ enum DebugCommands {
         let match = try normalizer.matchValue(value, as: type)
         let form = try normalizer.normalizedForm(value, as: type)
         if args.has("json") {
-            Console.json(["type": type.rawValue, "rulesVersion": rules.version, "normalized": form ?? NSNull(),
+            let normalized: Any = form.map { $0 as Any } ?? NSNull()  // null for pre-hashed input
+            Console.json(["type": type.rawValue, "rulesVersion": rules.version, "normalized": normalized,
                           "matchValue": Hex.encode(match.bytes), "hashToGroupMessage": Hex.encode(match.hashToGroupMessage)])
         } else {
             Console.out("normalized   \(form ?? "(pre-hashed input)")")
