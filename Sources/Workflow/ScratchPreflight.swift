@@ -82,7 +82,7 @@ public enum ScratchPreflight {
             try refuse(scratchDirectory, need: f.scratchBytes, parts: scratch)
             return
         }
-        let shared = answerDirectory == scratchDirectory || device(answerDirectory).map { $0 == device(scratchDirectory) } == true
+        let shared = sameFileSystem(answerDirectory, scratchDirectory, device: device)
         if shared {
             let parts = f.answerWhileScratchHeld ? "\(answer) while the \(scratch) is held"
                                                  : "the larger of \(scratch) and \(answer), written after it"
@@ -91,6 +91,20 @@ public enum ScratchPreflight {
             try refuse(answerDirectory, need: f.answerBytes, parts: answer)
             try refuse(scratchDirectory, need: f.scratchBytes, parts: scratch)
         }
+    }
+
+    /// An S3 message about to be downloaded into `directory` (an exchange's staging directory):
+    /// refuses (`workflow.disk_space`) when the object's `size` exceeds the `available` bytes
+    /// there; unknown available space passes.
+    /// - SeeAlso: `Protocol/SPEC.md` §12.7 "Exchanges on S3".
+    public static func checkDownload(size: Int, of object: String, into directory: String, available: Int?) throws(WorkflowError) {
+        guard let available, available < size else { return }
+        throw WorkflowError(.diskSpace, "\(directory): downloading \(object) needs \(size) bytes there, the file system has \(available) bytes available; free space or move the state directory (the coordinator: its audit database's private store) to a larger file system, then run the same command again (nothing was kept, the run state and the run ID are still usable)")
+    }
+
+    /// Whether `a` and `b` are on one file system: the same path, or the same known device.
+    public static func sameFileSystem(_ a: String, _ b: String, device: (String) -> UInt64? = device(at:)) -> Bool {
+        a == b || device(a).map { $0 == device(b) } == true
     }
 
     /// Bytes available to this user on the file system holding `directory` (or its nearest

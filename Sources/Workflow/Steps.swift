@@ -239,12 +239,13 @@ public enum Steps {
     /// sketches feed the near-duplicate check and this run's sketch is stored before delivery; a
     /// retry after a crash removes stale staging, and adopts a delivery the crashed attempt had
     /// already committed (signed by this coordinator, same run) instead of failing on it.
-    /// Before any body is read, a local exchange's headers, as the match's first step
+    /// Before any body is read, the headers, as the match's first step
     /// (``Coordinator/open(runID:payload:consumerSet:providerSet:history:names:)``) verified them
     /// once, give the scratch space the match certainly needs (``ScratchPreflight``); fewer bytes
-    /// available there
-    /// (`availableScratchBytes`, `statvfs` unless a test injects it) refuse the run with
+    /// available there (`availableScratchBytes`, `statvfs` unless a test injects it; an S3
+    /// exchange's downloads count as room on the same file system) refuse the run with
     /// `workflow.disk_space`, recording nothing, so the same run ID can run once there is room.
+    /// An S3 exchange's message too large for the room left to download it is refused the same way.
     /// - SeeAlso: `Protocol/SPEC.md` §9.1, §9.2.
     public static func coordinatorMatch(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
                                         destination: DeliveryDestination, ledger: RunLedger, store: CoordinatorStore? = nil,
@@ -280,7 +281,9 @@ public enum Steps {
                 if e.code != .runAlreadyUsed { try record(.rejected, MatchCounts(), reason: e.code.rawValue) }
                 throw e
             } else if let e = error as? WorkflowError {
-                try record(.rejected, MatchCounts(), reason: e.code.rawValue)
+                // Too little room to download an S3 exchange's messages: nothing was read, so
+                // the run ID stays usable, as with the free-space check below.
+                if e.code != .diskSpace { try record(.rejected, MatchCounts(), reason: e.code.rawValue) }
                 throw e
             } else if let e = error as? AWSError {
                 // An s3:// exchange that cannot be read: refused, and recorded like a missing file.
@@ -291,23 +294,26 @@ public enum Steps {
         }
         // First step: the run's checks and the three headers and signatures, verified once.
         let inputs: Coordinator.MatchInputs
+        var downloaded = 0
         do {
+            let payload = try exchange.source(agreement, run: runID, .providerPayload)
+            let consumerSet = try exchange.source(agreement, run: runID, .consumerReblinded)
+            let providerSet = try exchange.source(agreement, run: runID, .providerReblinded)
+            if exchange.isS3 { downloaded = payload.size + consumerSet.size + providerSet.size }
             inputs = try coordinator.open(
-                runID: runID,
-                payload: try exchange.source(agreement, run: runID, .providerPayload),
-                consumerSet: try exchange.source(agreement, run: runID, .consumerReblinded),
-                providerSet: try exchange.source(agreement, run: runID, .providerReblinded),
-                history: history,
+                runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet, history: history,
                 names: Coordinator.InputNames(payload: exchange.path(agreement, run: runID, .providerPayload),
                                               consumerSet: exchange.path(agreement, run: runID, .consumerReblinded),
                                               providerSet: exchange.path(agreement, run: runID, .providerReblinded)))
         } catch { try refuse(error) }
         // Free space, from those verified headers, before any body is read: a run that cannot fit
         // is refused here without an audit entry, so its run ID stays usable (SPEC §9, round 5).
-        if !exchange.isS3 {
-            try ScratchPreflight.check(need: ScratchPreflight.coordinatorNeed(ScratchPreflight.CoordinatorInputs(inputs)),
-                                       available: availableScratchBytes(scratchDirectory), directory: scratchDirectory)
-        }
+        // An S3 exchange's downloads count as room when they share the scratch's file system: the
+        // match may release them before the join, and the check must never refuse a run that fits.
+        let staging = exchange.isS3 ? exchange.scratchDirectory : nil
+        let reusable = staging.map { ScratchPreflight.sameFileSystem($0, scratchDirectory) } == true ? downloaded : 0
+        try ScratchPreflight.check(need: ScratchPreflight.coordinatorNeed(ScratchPreflight.CoordinatorInputs(inputs)),
+                                   available: availableScratchBytes(scratchDirectory).map { $0 + reusable }, directory: scratchDirectory)
         do {
             outcome = try coordinator.match(inputs, scratch: try DirectoryScratch(directory: scratchDirectory), now: now)
         } catch { try refuse(error) }

@@ -21,6 +21,9 @@ public struct Exchange: Sendable {
     /// store's) where an S3 exchange's messages are staged so they are read and written in pieces
     /// (SPEC §12.7); nil: an S3 message is held in memory while it is read or written.
     public let scratchDirectory: String?
+    /// Bytes available on a directory's file system, asked before an S3 message is downloaded
+    /// into ``scratchDirectory`` (`statvfs`; tests inject a shortfall).
+    var availableBytes: @Sendable (String) -> Int? = { ScratchPreflight.availableBytes(at: $0) }
 
     struct S3Exchange: Sendable {
         let location: S3Location
@@ -72,11 +75,19 @@ public struct Exchange: Sendable {
     /// Opens the message of `kind` for a streamed read (SPEC §9 "Bounded memory"): a local file is
     /// read in place; an S3 object is downloaded in ranges into a scratch file of
     /// ``scratchDirectory`` (without one, fetched whole into memory).
+    ///
+    /// Before the first byte is kept, the object's size (from the first range's `Content-Range`)
+    /// is checked against the space there: too little stops with `workflow.disk_space`, nothing
+    /// kept (SPEC §12.7).
     func source(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> any ByteSource {
         if let s3 {
             guard let scratchDirectory else { return BytesSource(try read(a, run: run, kind)) }
             let file = try DirectoryScratch(directory: scratchDirectory).makeFile()
-            _ = try s3.reader.download(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind)), write: { try file.append($0) })
+            let key = s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))
+            _ = try s3.reader.download(key: key, expect: { size in
+                try ScratchPreflight.checkDownload(size: size, of: "s3://\(s3.location.bucket)/\(key)", into: scratchDirectory,
+                                                   available: availableBytes(scratchDirectory))
+            }, write: { try file.append($0) })
             return ScratchFileSource(file)
         }
         return try FileSource(path: path(a, run: run, kind))

@@ -311,6 +311,62 @@ struct S3StreamingTests {
         #expect(back == header + body + signature)
     }
 
+    /// A whole run on an S3 exchange whose staging directory is short of room (the shortfall
+    /// injected at the edge, SPEC §12.7 "Free space"): the provider's respond stops with
+    /// `workflow.disk_space` as the first range tells the object's size, its state kept; the coordinator's
+    /// run likewise, with no audit entry; both then complete under the same run ID. Round 5's
+    /// header check counts the downloads as room (they share the scratch's file system): the
+    /// run is admitted with 0 bytes reported free.
+    @Test func s3DownloadThatDoesNotFitIsRefused() throws {
+        let bucket = "cr-exchange-\(S3Server.random())"
+        try S3Server.createBucket(bucket)
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        let staging = room.store.scratchDirectory  // as the CLI stages a coordinator's downloads
+        let exchange = try Exchange(location: "s3://\(bucket)/exchange", environment: AWSEnvironment(S3Server.providerEnvironment),
+                                    scratchDirectory: staging)
+        var short = exchange
+        short.availableBytes = { _ in 100 }
+        let run = AgreementTerms.newID()
+        let providerState = StateStore(root: "\(room.root)/provider-state"), consumerState = StateStore(root: "\(room.root)/consumer-state")
+        _ = try Steps.providerPrepare(agreement: room.agreement, identity: room.provider, input: "\(room.root)/audience.csv",
+                                      columns: ColumnSpec([(.email, "email"), (.phone, "phone"), (.mobileAdID, "mobile_ad_id")]),
+                                      audienceKeyColumn: "audience_id", runID: run, exchange: exchange, state: providerState, policy: .reject)
+        _ = try Steps.consumerPrepare(agreement: room.agreement, signingKey: room.consumer.signingKey, input: "\(room.root)/customers.csv",
+                                      columns: ColumnSpec([(.email, "email"), (.phone, "phone")]), filters: [], consent: ["ads_consent"],
+                                      memberIDColumn: nil, segmentID: "seg", segmentName: "Segment", runID: run, exchange: exchange,
+                                      state: consumerState, policy: .skipAndReport)
+        func expectNoRoom(_ body: () throws -> Void) {
+            do {
+                try body()
+                Issue.record("a download that does not fit was not refused")
+            } catch let e as WorkflowError {
+                #expect(e.code == .diskSpace)
+                #expect(e.reason.contains("s3://\(bucket)/exchange/\(room.collaboration)/\(run)/"), "\(e.reason)")
+                #expect(e.reason.contains(staging) && e.reason.contains("100 bytes available"), "\(e.reason)")
+            } catch {
+                Issue.record("unexpected \(error)")
+            }
+        }
+        expectNoRoom {
+            _ = try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: short, state: providerState)
+        }
+        #expect(FileManager.default.fileExists(atPath: providerState.path(room.agreement, run: run, role: .provider)), "the state is kept")
+        _ = try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: exchange, state: providerState)
+        _ = try Steps.consumerRespond(agreement: room.agreement, signingKey: room.consumer.signingKey, runID: run, exchange: exchange,
+                                      state: consumerState)
+        func match(_ ex: Exchange, available: Int?) throws -> Steps.MatchResult {
+            let ledger = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
+            return try Steps.coordinatorMatch(agreement: room.agreement, identity: room.coordinator, runID: run, exchange: ex,
+                                              destination: try Steps.destination(for: room.agreement), ledger: ledger, store: room.store,
+                                              availableScratchBytes: { _ in available })
+        }
+        expectNoRoom { _ = try match(short, available: nil) }
+        #expect(try room.entry(run) == nil, "a run refused for room is not recorded: its run ID stays usable")
+        #expect(try match(exchange, available: 0).kind == .delivered)
+        #expect(try room.entry(run)?.event.kind == .delivered)
+        #expect(room.delivered(run))
+    }
+
     /// The whole round 5 → round 6 path on S3: the coordinator's role delivers, the provider opens
     /// with its own keys through a scratch file; the CSV equals the in-memory open's. A corrupted
     /// object (the bucket owner replaced it, one byte flipped) is refused with no output file.
