@@ -19,14 +19,17 @@ public struct RespondSummary: Sendable {
 /// byte is read: what a free-space preflight at the edge compares with the space there is, so a
 /// respond that cannot fit stops in seconds rather than after its whole pass (minutes at 10M).
 ///
-/// A lower bound, so a check built on it never refuses a respond that could have completed.
-/// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory" (rounds 3 and 4, step 0), §10 `workflow.disk_space`.
+/// A lower bound, so a check built on it never refuses a respond that could have completed: each
+/// figure is what certainly reached the disk, less what may still sit in memory buffers at that
+/// moment (``bufferedPerPiece`` per spilled piece, ``bufferedByAnswerSink`` for the answer).
+/// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory" (rounds 3 and 4, step 1), §10 `workflow.disk_space`.
 public struct RespondFootprint: Sendable, Equatable {
-    /// The answer's body in the sink: `count × recordSize` bytes (header and signature come on top).
+    /// The answer's body on disk: `count × recordSize` bytes (header and signature come on top),
+    /// less ``bufferedByAnswerSink``.
     public let answerBytes: Int
     /// Scratch held at once at the end of the pass: the duplicate check's partitions (40 bytes an
-    /// element) and, in round 3, the shuffle's buckets (`answerBytes`), each only when it spills
-    /// (above the budget: one piece stays in memory).
+    /// element) and, in round 3, the shuffle's buckets (`count × recordSize`), each only when it
+    /// spills (above the budget: one piece stays in memory), less ``bufferedPerPiece`` a piece.
     public let scratchBytes: Int
     /// Round 4 writes its answer during the pass, while the partitions are held; round 3 drains
     /// its shuffle into the answer bucket by bucket (each bucket file removed as it is read) after
@@ -40,13 +43,20 @@ public struct RespondFootprint: Sendable, Equatable {
     /// What one file system holding both the answer and the scratch needs at least.
     public var sharedBytes: Int { answerWhileScratchHeld ? answerBytes + scratchBytes : max(answerBytes, scratchBytes) }
 
+    /// What a spilled piece (partition or bucket) may hold in memory rather than on disk: its
+    /// stager's buffer (``ExternalShuffle/stageBytes``) and a scratch file's own (64 KiB at most).
+    public static let bufferedPerPiece = 2 * ExternalShuffle.stageBytes
+    /// What the answer's sink may hold in memory (a local answer file's buffer is 1 MiB).
+    public static let bufferedByAnswerSink = 1 << 20
+
     /// Round 3 (shuffled answer) or round 4 (streamed answer) on `count` records of `recordSize` bytes.
     static func of(count: Int, recordSize: Int, shuffled: Bool, budget: Int) -> RespondFootprint {
-        let answer = count * recordSize
-        let partitions = SpillBudget.pieces(count: count, recordSize: ElementPartitions.recordSize, budget: budget) > 1
-            ? count * ElementPartitions.recordSize : 0
-        let shuffle = shuffled && SpillBudget.pieces(count: count, recordSize: recordSize, budget: budget) > 1 ? answer : 0
-        return RespondFootprint(answerBytes: answer, scratchBytes: partitions + shuffle, answerWhileScratchHeld: !shuffled)
+        func onDisk(_ bytes: Int, pieces: Int) -> Int { pieces > 1 ? max(0, bytes - pieces * bufferedPerPiece) : 0 }
+        let partitions = onDisk(count * ElementPartitions.recordSize,
+                                pieces: SpillBudget.pieces(count: count, recordSize: ElementPartitions.recordSize, budget: budget))
+        let shuffle = shuffled ? onDisk(count * recordSize, pieces: SpillBudget.pieces(count: count, recordSize: recordSize, budget: budget)) : 0
+        return RespondFootprint(answerBytes: max(0, count * recordSize - bufferedByAnswerSink), scratchBytes: partitions + shuffle,
+                                answerWhileScratchHeld: !shuffled)
     }
 }
 

@@ -2,10 +2,10 @@ import Foundation
 
 /// RFC 3339 timestamps (UTC) written and read without Foundation's date formatters.
 ///
-/// `ISO8601DateFormatter` runs through ICU: its first use touches ≈ 10 MiB of ICU's calendar and
-/// time-zone tables, in every process that reads an agreement (each party's round, the coordinator,
-/// the provider's open), which was a third of a small run's peak memory. The format here is fixed,
-/// so plain arithmetic on the proleptic Gregorian calendar does the same job.
+/// `ISO8601DateFormatter` runs through ICU: its first use touched ≈ 6 MiB of ICU's calendar and
+/// time-zone tables in every process that reads an agreement (each party's round, the coordinator,
+/// the provider's open; `BENCHMARKS.md` "Timestamps without ICU"). The format here is fixed, so
+/// plain arithmetic on the proleptic Gregorian calendar does the same job.
 ///
 /// It lives in this module only because every other module depends on it (like ``Hex``).
 /// - SeeAlso: RFC 3339 §5.6 (`date-time`); `Protocol/SPEC.md` §"Agreement" (`createdAt`,
@@ -36,7 +36,8 @@ public enum UTCTimestamp {
 
     /// The instant an RFC 3339 `date-time` names, or `nil` when `s` is not one.
     ///
-    /// Accepts `YYYY-MM-DDTHH:MM:SS`, an optional fraction (`.` and 1–9 digits), then `Z` or
+    /// Accepts `YYYY-MM-DDTHH:MM:SS`, an optional fraction (`.` and 1–9 digits, kept to the
+    /// microsecond), then `Z` or
     /// `±HH:MM`; `T` and `Z` uppercase, as every writer of agreements and AWS responses emits.
     /// Refuses anything else, including impossible dates (`02-30`), hour 24, minute or second 60
     /// (a leap second has no `Date`), offsets beyond ±23:59, and trailing text.
@@ -66,13 +67,16 @@ public enum UTCTimestamp {
         if i < b.count, b[i] == 0x2e {
             i += 1
             let start = i
-            var scale = 0.1
+            var micros = 0
             while i < b.count, b[i] >= 0x30, b[i] <= 0x39, i - start < 9 {
-                fraction += Double(b[i] - 0x30) * scale
-                scale /= 10
+                // Microseconds at most: a `Date` near today resolves ≈ 0.2 µs, so finer digits
+                // could only round a .999999999 up into the next second.
+                if i - start < 6 { micros = micros * 10 + Int(b[i] - 0x30) }
                 i += 1
             }
             guard i > start else { return nil }
+            for _ in min(6, i - start)..<6 { micros *= 10 }
+            fraction = Double(micros) / 1_000_000
         }
         var offset: Int64 = 0
         guard i < b.count else { return nil }

@@ -69,7 +69,7 @@ public enum ScratchPreflight {
     /// When it shares a file system with `scratchDirectory` (same `st_dev`, or the same path) the
     /// two needs are checked together (``RespondFootprint/sharedBytes``), else each on its own.
     /// Unknown available space passes, like ``check(need:available:directory:)``.
-    /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory" (rounds 3 and 4, step 0), §10 `workflow.disk_space`.
+    /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory" (rounds 3 and 4, step 1), §10 `workflow.disk_space`.
     public static func checkRespond(_ f: RespondFootprint, scratchDirectory: String, answerDirectory: String?,
                                     available: (String) -> Int? = availableBytes(at:),
                                     device: (String) -> UInt64? = device(at:)) throws(WorkflowError) {

@@ -194,7 +194,7 @@ public enum Steps {
     /// when a crashed attempt already published it (it has no further use); a refused input keeps
     /// the state, so the run can complete once the right file arrives.
     ///
-    /// Free space (SPEC §9, rounds 3 and 4, step 0): once the received header is verified and
+    /// Free space (SPEC §9, rounds 3 and 4, step 1): once the received header is verified and
     /// before its body is read, the answer and the spilled scratch are checked against what their
     /// file systems have (`availableBytes`, `statvfs` unless a test injects it); too little stops
     /// the step with `workflow.disk_space`, nothing written and the state kept.

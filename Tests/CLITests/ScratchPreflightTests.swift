@@ -82,24 +82,30 @@ struct ScratchPreflightTests {
     }
 }
 
-/// Rounds 3 and 4's free-space preflight (SPEC §9 "Bounded memory", rounds 3 and 4, step 0;
+/// Rounds 3 and 4's free-space preflight (SPEC §9 "Bounded memory", rounds 3 and 4, step 1;
 /// §10 `workflow.disk_space`): the footprint from the received header, the check per file
 /// system, and a refused respond that writes nothing, keeps the run state and completes under
 /// the same run ID once there is room.
 @Suite("Respond free-space preflight")
 struct RespondPreflightTests {
-    /// (count, record size, shuffled (round 3), budget) → answer, scratch, shared need.
+    /// (count, record size, shuffled (round 3), budget) → answer, scratch, shared need: what
+    /// certainly reached the disk, each spilled piece less 128 KiB of buffers, the answer less 1 MiB.
     static let footprints: [(Int, Int, Bool, Int, Int, Int, Int)] = [
-        // 10M consumer elements, plain (32-byte records), round 3: shuffle 320 MB + partitions 400 MB,
-        // then the answer (320 MB) drained from the shuffle: the larger is the shuffle with the partitions.
-        (10_000_000, 32, true, 32 << 20, 320_000_000, 720_000_000, 720_000_000),
-        // The same set in round 4: answer streamed (320 MB) while the partitions (400 MB) are held.
-        (10_000_000, 32, false, 32 << 20, 320_000_000, 400_000_000, 720_000_000),
-        // 1M records of 178 bytes (sealed attributes), round 3: shuffle 178 MB + partitions 40 MB.
-        (1_000_000, 178, true, 32 << 20, 178_000_000, 218_000_000, 218_000_000),
+        // 10M consumer elements, plain (32-byte records), round 3: shuffle 320 MB in 10 buckets +
+        // partitions 400 MB in 12, then the answer (320 MB) drained from the shuffle: the larger
+        // need is the shuffle with the partitions. 318,951,424 = 320,000,000 − 1 MiB;
+        // 717,116,416 = (400,000,000 − 12 × 128 KiB) + (320,000,000 − 10 × 128 KiB).
+        (10_000_000, 32, true, 32 << 20, 318_951_424, 717_116_416, 717_116_416),
+        // The same set in round 4: answer streamed while the partitions are held (both at once).
+        (10_000_000, 32, false, 32 << 20, 318_951_424, 398_427_136, 717_378_560),
+        // 1M records of 178 bytes (sealed attributes), round 3: shuffle 178 MB in 6 buckets +
+        // partitions 40 MB in 2.
+        (1_000_000, 178, true, 32 << 20, 176_951_424, 216_951_424, 216_951_424),
         // 100k: partitions (4 MB) and shuffle (3.2 MB) fit the budget, nothing spills.
-        (100_000, 32, true, 32 << 20, 3_200_000, 0, 3_200_000),
-        (100_000, 32, false, 32 << 20, 3_200_000, 0, 3_200_000),
+        (100_000, 32, true, 32 << 20, 2_151_424, 0, 2_151_424),
+        (100_000, 32, false, 32 << 20, 2_151_424, 0, 2_151_424),
+        // Smaller than the answer sink's buffer: nothing need reach the disk.
+        (1_000, 32, false, 32 << 20, 0, 0, 0),
     ]
 
     @Test("the footprint is the answer and what spills", arguments: footprints)
@@ -159,7 +165,10 @@ struct RespondPreflightTests {
     /// Both responds refused for space: `workflow.disk_space`, no answer (nor a temporary file) in
     /// the exchange, the run state kept; the same run then completes and matches.
     @Test func refusedRespondKeepsTheRun() throws {
-        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        // Sets large enough that each answer certainly reaches the disk past the sink's 1 MiB
+        // buffer (about 39,000 consumer and 48,000 provider elements of 32 bytes).
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5),
+                                               data: SyntheticData(providerRows: 30_000, consumerRows: 30_000, overlap: 5_000))
         let run = AgreementTerms.newID()
         try room.providerPrepare(run)
         try room.consumerPrepare(run)

@@ -20,6 +20,9 @@ struct UTCTimestampTests {
         Known(text: "2026-12-04T21:30:00-08:30", epoch: 1_796_450_400),
         Known(text: "2026-12-05T06:00:00.5Z", epoch: 1_796_450_400.5),
         Known(text: "2026-12-05T06:00:00.250000000Z", epoch: 1_796_450_400.25),
+        Known(text: "2026-12-05T06:00:00.000001Z", epoch: 1_796_450_400.000001),
+        // Beyond the microsecond is dropped, never rounded into the next second.
+        Known(text: "2026-12-05T05:59:59.999999999Z", epoch: 1_796_450_399.999999),
         Known(text: "9999-12-31T23:59:59Z", epoch: 253_402_300_799),
     ]
 
@@ -66,6 +69,7 @@ struct UTCTimestampTests {
 
     @Test("format truncates to the second and writes years outside 0000–9999 whole, which parse refuses")
     func formatEdges() {
+        #expect(UTCTimestamp.parse("2026-12-05T05:59:59.999999999Z").map(UTCTimestamp.format) == "2026-12-05T05:59:59Z")
         #expect(UTCTimestamp.format(Date(timeIntervalSince1970: 1_796_450_400.999)) == "2026-12-05T06:00:00Z")
         #expect(UTCTimestamp.format(Date(timeIntervalSince1970: -0.5)) == "1969-12-31T23:59:59Z")
         // Proleptic Gregorian before 1582 (RFC 3339 §5.6 via ISO 8601), not ICU's Julian dates.
