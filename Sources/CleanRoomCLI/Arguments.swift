@@ -96,10 +96,22 @@ enum Console {
     }
     /// Prints a JSON object with sorted keys, for `--json` summaries that scripts read.
     static func json(_ object: Any) {
-        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]),
+        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]),
            let s = String(data: data, encoding: .utf8) {
+            printedJSON.set()
             out(s)
         }
+    }
+
+    /// Whether a command printed its JSON object: a failure after that (a check that printed
+    /// its findings, then failed) must not add a second object to stdout.
+    static let printedJSON = Flag()
+
+    final class Flag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        func set() { lock.lock(); value = true; lock.unlock() }
+        var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
     }
 }
 

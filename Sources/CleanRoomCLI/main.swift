@@ -1,5 +1,11 @@
 import Foundation
 import Workflow
+import Activation
+import AuditLog
+import Identifiers
+import RistrettoPSI
+import S3Delivery
+import Tabular
 
 /// `cleanroom`: the command-line face of CleanRoom. Thin by design: parse, wire, print.
 /// All logic lives in the library modules, which the tests use directly.
@@ -51,17 +57,53 @@ let commands: [String: @Sendable ([String]) throws -> Void] = [
     }
     // Large sets spill to one scratch file per partition or bucket (SPEC §9 "Bounded memory").
     Files.raiseOpenFileLimit()
+    let wantsJSON = argv.dropFirst().prefix(while: { $0 != "--" }).contains("--json")
     do {
         try command(Array(argv.dropFirst()))
         return ExitCode.success.rawValue
     } catch let error as CLIError {
         Console.err("cleanroom \(name): \(error.message)")
+        if wantsJSON { FailureJSON.print(code: error.exitCode == .usage ? "cli.usage" : "cli.failure", message: error.message, exit: error.exitCode) }
         return error.exitCode.rawValue
     } catch {
         // Module errors (CryptoError, IdentifierError, …) describe the rule that failed and never
         // carry identifiers or secrets, so they are printed as they are.
         Console.err("cleanroom \(name): \(error)")
+        if wantsJSON { FailureJSON.print(code: FailureJSON.code(of: error), message: "\(error)", exit: .failure) }
         return ExitCode.failure.rawValue
+    }
+}
+
+/// With `--json`, a failure is also one JSON object on stdout, so a script reads the outcome of
+/// every run the same way: `{"error": {"code": …, "message": …}, "exitCode": …}`. The message is
+/// the stderr line's (rules, files, rows and columns; never a value, a key or a credential);
+/// `code` is the error's stable code from `Protocol/SPEC.md` §10, `cli.usage` or `cli.failure`
+/// for the command line's own errors. Nothing is added when the command already printed its
+/// JSON (a check that reports its findings, then fails).
+enum FailureJSON {
+    static func print(code: String?, message: String, exit: ExitCode) {
+        guard !Console.printedJSON.isSet else { return }
+        Console.json(["error": ["code": code.map { $0 as Any } ?? NSNull(), "message": message], "exitCode": Int(exit.rawValue)])
+    }
+
+    /// The stable code of a module's error; for another type, a leading `a.b: ` of its
+    /// description when there is one.
+    static func code(of error: any Error) -> String? {
+        switch error {
+        case let e as ActivationError: return e.code.rawValue
+        case let e as WorkflowError: return e.code.rawValue
+        case let e as AuditLogError: return e.code.rawValue
+        case let e as AWSError: return e.code.rawValue
+        case let e as CryptoError: return e.code.rawValue
+        case let e as IdentifierError: return e.code.rawValue
+        case let e as CSVError: return e.code.rawValue
+        default:
+            let text = "\(error)"
+            guard let colon = text.firstIndex(of: ":") else { return nil }
+            let head = text[..<colon]
+            let valid = head.contains(".") && head.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "." || $0 == "_") }
+            return valid ? String(head) : nil
+        }
     }
 }
 

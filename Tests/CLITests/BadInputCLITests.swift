@@ -73,6 +73,25 @@ struct BadInputCLITests {
         try Self.expectRefused(r, run: run, code: c.code, mentions: c.mentions)
     }
 
+    /// With `--json` the same refusal is also one JSON object on stdout, with the stable code, the
+    /// stderr line's message and the exit code (README "Exit codes"), and still never the value.
+    @Test("a consumer CSV that must be refused, with --json", arguments: csvCases)
+    func consumerCSVRefusedAsJSON(_ c: CSVCase) throws {
+        let (r, run) = try Self.consumerPrepare(c.bytes, extra: ["--json"])
+        try Self.expectRefused(r, run: run, code: c.code, mentions: c.mentions)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
+        let error = try #require(object["error"] as? [String: Any])
+        let message = try #require(error["message"] as? String)
+        // The thrown error's own code, as its message states it (after the file and row, for
+        // a CSV error); a wrapped cause (the rule of a non-UTF-8 value inside
+        // `activation.invalid_input`) is named in the message.
+        let code = try #require(error["code"] as? String)
+        #expect(message.contains(code + ": "), "\(code) is not in \(message)")
+        for m in c.mentions + [c.code] { #expect(message.contains(m), "\(m) missing from \(message)") }
+        #expect(r.stderr.contains(message), "the message is the stderr line's")
+        #expect(object["exitCode"] as? Int == 1)
+    }
+
     @Test("every identifier invalid with --skip-invalid: refused as empty, naming the count and the first skip")
     func everyIdentifierInvalidSkipped() throws {
         let csv = Self.consumerHeader + "M1,\(Self.secret)-at-example.com,,yes\nM2,\(Self.secret)@@x,,yes\n"
