@@ -105,8 +105,7 @@ public enum UTCTimestamp {
     }
 
     // Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms": days_from_civil and
-    // civil_from_days, exact for the proleptic Gregorian calendar (AuditLog's AuditTime uses the
-    // second one too).
+    // civil_from_days, exact for the proleptic Gregorian calendar.
     static func days(fromCivil y: Int64, _ m: Int64, _ d: Int64) -> Int64 {
         let y = m <= 2 ? y - 1 : y
         let era = (y >= 0 ? y : y - 399) / 400
@@ -116,7 +115,9 @@ public enum UTCTimestamp {
         return era * 146_097 + doe - 719_468
     }
 
-    static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
+    /// The proleptic Gregorian date `days` after 1970-01-01 (negative: before it); also what the
+    /// audit log's millisecond timestamps are written with.
+    public static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
         let z = days + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097
