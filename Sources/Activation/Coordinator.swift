@@ -165,14 +165,12 @@ public struct Coordinator: Sendable {
         public var providerSetHeader: MessageHeader { providerSet.header }
     }
 
-    /// Round 5's first step: every check of SPEC §6 round 5 that needs no body, in order: run ID
-    /// (reuse, cap, ε budget), each message's header and signature (run, record size), reference
-    /// and count between payload and provider-reblinded, empty sets. Reads only the headers.
-    /// - Throws: ``ActivationError`` as ``match(runID:payload:consumerSet:providerSet:scratch:history:now:names:)``
-    ///   for these checks, or the sources' own errors.
-    /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9 "Coordinator (round 5)".
-    public func open(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
-                     history: RunHistory, names: InputNames = .standard) throws -> MatchInputs {
+    /// The checks of round 5's first step that need no message at all, in order: the run ID's
+    /// form, its reuse, the run cap and the ε budget (what an S3 exchange's coordinator asks
+    /// before downloading anything; ``open(runID:payload:consumerSet:providerSet:history:names:)``
+    /// starts with them too). Returns the run ID's bytes.
+    /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9.1.
+    public func checkRun(runID: String, history: RunHistory) throws(ActivationError) -> [UInt8] {
         guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
         guard !history.usedRunIDs.contains(runID) else {
             throw ActivationError(.runAlreadyUsed, "run \(runID) already has an audit entry; a run ID is used once")
@@ -181,6 +179,18 @@ public struct Coordinator: Sendable {
             throw ActivationError(.runLimitReached, "\(history.runsInWindow) runs in the last \(agreement.terms.privacy.windowSeconds) s; the agreement allows \(agreement.terms.privacy.maxRunsPerWindow)")
         }
         try PrivacyGuards.checkBudget(agreement.terms.privacy, spentMillis: history.epsilonSpentMillis)
+        return run
+    }
+
+    /// Round 5's first step: every check of SPEC §6 round 5 that needs no body, in order: run ID
+    /// (reuse, cap, ε budget), each message's header and signature (run, record size), reference
+    /// and count between payload and provider-reblinded, empty sets. Reads only the headers.
+    /// - Throws: ``ActivationError`` as ``match(runID:payload:consumerSet:providerSet:scratch:history:now:names:)``
+    ///   for these checks, or the sources' own errors.
+    /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9 "Coordinator (round 5)".
+    public func open(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
+                     history: RunHistory, names: InputNames = .standard) throws -> MatchInputs {
+        let run = try checkRun(runID: runID, history: history)
         // Headers and signatures first (nothing of a body is read yet); the run is checked there.
         func open(_ source: any ByteSource, _ kind: MessageKind, _ name: String, recordSize: Int) throws -> MessageReader {
             let r = try MessageReader(source, expecting: kind, agreement: agreement, run: run, name: name)

@@ -27,6 +27,19 @@ struct Arguments {
     private(set) var positionals: [String] = []
 
     init(_ argv: [String], flags allowedFlags: Set<String> = [], options allowedOptions: Set<String> = []) throws {
+        do {
+            try parse(argv, allowedFlags, allowedOptions)
+        } catch {
+            // A command line refused before its end: `--json` as a flag of its own counts
+            // (a contrived `--json` meant as an option's value is taken as the flag here).
+            if allowedFlags.contains("json") && argv.prefix(while: { $0 != "--" }).contains("--json") { Console.jsonRequested.set() }
+            throw error
+        }
+        // A failure after this point is reported as JSON too (main.swift's `FailureJSON`).
+        if flags.contains("json") { Console.jsonRequested.set() }
+    }
+
+    private mutating func parse(_ argv: [String], _ allowedFlags: Set<String>, _ allowedOptions: Set<String>) throws {
         var i = 0
         var onlyPositionals = false
         while i < argv.count {
@@ -106,6 +119,8 @@ enum Console {
     /// Whether a command printed its JSON object: a failure after that (a check that printed
     /// its findings, then failed) must not add a second object to stdout.
     static let printedJSON = Flag()
+    /// Whether the command line asked for `--json` (set by ``Arguments`` when it parses the flag).
+    static let jsonRequested = Flag()
 
     final class Flag: @unchecked Sendable {
         private let lock = NSLock()

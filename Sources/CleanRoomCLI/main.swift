@@ -57,29 +57,31 @@ let commands: [String: @Sendable ([String]) throws -> Void] = [
     }
     // Large sets spill to one scratch file per partition or bucket (SPEC §9 "Bounded memory").
     Files.raiseOpenFileLimit()
-    let wantsJSON = argv.dropFirst().prefix(while: { $0 != "--" }).contains("--json")
     do {
         try command(Array(argv.dropFirst()))
         return ExitCode.success.rawValue
     } catch let error as CLIError {
         Console.err("cleanroom \(name): \(error.message)")
-        if wantsJSON { FailureJSON.print(code: error.exitCode == .usage ? "cli.usage" : "cli.failure", message: error.message, exit: error.exitCode) }
+        if Console.jsonRequested.isSet {
+            FailureJSON.print(code: error.exitCode == .usage ? "cli.usage" : "cli.failure", message: error.message, exit: error.exitCode)
+        }
         return error.exitCode.rawValue
     } catch {
         // Module errors (CryptoError, IdentifierError, …) describe the rule that failed and never
         // carry identifiers or secrets, so they are printed as they are.
         Console.err("cleanroom \(name): \(error)")
-        if wantsJSON { FailureJSON.print(code: FailureJSON.code(of: error), message: "\(error)", exit: .failure) }
+        if Console.jsonRequested.isSet { FailureJSON.print(code: FailureJSON.code(of: error), message: "\(error)", exit: .failure) }
         return ExitCode.failure.rawValue
     }
 }
 
-/// With `--json`, a failure is also one JSON object on stdout, so a script reads the outcome of
-/// every run the same way: `{"error": {"code": …, "message": …}, "exitCode": …}`. The message is
-/// the stderr line's (rules, files, rows and columns; never a value, a key or a credential);
-/// `code` is the error's stable code from `Protocol/SPEC.md` §10, `cli.usage` or `cli.failure`
-/// for the command line's own errors. Nothing is added when the command already printed its
-/// JSON (a check that reports its findings, then fails).
+/// With `--json` (a flag of the step's own command line), a failure is also one JSON object on
+/// stdout, so a script reads the outcome of every run the same way:
+/// `{"error": {"code": …, "message": …}, "exitCode": …}`. The message is the stderr line's
+/// (rules, files, rows and columns; never a value, a key or a credential); `code` is the error's
+/// stable code from `Protocol/SPEC.md` §10, `cli.usage` or `cli.failure` for the command line's
+/// own errors, or null when the error has none. Nothing is added when the command already printed
+/// its JSON (a check that reports its findings, then fails), nor for an unknown command.
 enum FailureJSON {
     static func print(code: String?, message: String, exit: ExitCode) {
         guard !Console.printedJSON.isSet else { return }

@@ -242,10 +242,11 @@ public enum Steps {
     /// Before any body is read, the headers, as the match's first step
     /// (``Coordinator/open(runID:payload:consumerSet:providerSet:history:names:)``) verified them
     /// once, give the scratch space the match certainly needs (``ScratchPreflight``); fewer bytes
-    /// available there (`availableScratchBytes`, `statvfs` unless a test injects it; an S3
-    /// exchange's downloads count as room on the same file system) refuse the run with
+    /// available there (`availableScratchBytes`, `statvfs` unless a test injects it; measured
+    /// after an S3 exchange's downloads, which the match holds) refuse the run with
     /// `workflow.disk_space`, recording nothing, so the same run ID can run once there is room.
-    /// An S3 exchange's message too large for the room left to download it is refused the same way.
+    /// On an S3 exchange the run's own checks (reuse, cap, budget) come before the downloads, and
+    /// a message too large for the room left to download it is refused the same way.
     /// - SeeAlso: `Protocol/SPEC.md` §9.1, §9.2.
     public static func coordinatorMatch(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
                                         destination: DeliveryDestination, ledger: RunLedger, store: CoordinatorStore? = nil,
@@ -281,9 +282,7 @@ public enum Steps {
                 if e.code != .runAlreadyUsed { try record(.rejected, MatchCounts(), reason: e.code.rawValue) }
                 throw e
             } else if let e = error as? WorkflowError {
-                // Too little room to download an S3 exchange's messages: nothing was read, so
-                // the run ID stays usable, as with the free-space check below.
-                if e.code != .diskSpace { try record(.rejected, MatchCounts(), reason: e.code.rawValue) }
+                try record(.rejected, MatchCounts(), reason: e.code.rawValue)
                 throw e
             } else if let e = error as? AWSError {
                 // An s3:// exchange that cannot be read: refused, and recorded like a missing file.
@@ -294,26 +293,34 @@ public enum Steps {
         }
         // First step: the run's checks and the three headers and signatures, verified once.
         let inputs: Coordinator.MatchInputs
-        var downloaded = 0
         do {
-            let payload = try exchange.source(agreement, run: runID, .providerPayload)
-            let consumerSet = try exchange.source(agreement, run: runID, .consumerReblinded)
-            let providerSet = try exchange.source(agreement, run: runID, .providerReblinded)
-            if exchange.isS3 { downloaded = payload.size + consumerSet.size + providerSet.size }
+            // The run's own checks before anything is fetched: on an S3 exchange a reused run ID
+            // or an exhausted cap or budget is refused (and recorded) without downloading.
+            _ = try coordinator.checkRun(runID: runID, history: history)
+            let payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource
+            do {
+                payload = try exchange.source(agreement, run: runID, .providerPayload)
+                consumerSet = try exchange.source(agreement, run: runID, .consumerReblinded)
+                providerSet = try exchange.source(agreement, run: runID, .providerReblinded)
+            } catch let e as WorkflowError where e.code == .diskSpace {
+                // An S3 message larger than the room left to download it: nothing was processed,
+                // so nothing is recorded and the run ID stays usable (SPEC §12.7).
+                throw e
+            }
             inputs = try coordinator.open(
                 runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet, history: history,
                 names: Coordinator.InputNames(payload: exchange.path(agreement, run: runID, .providerPayload),
                                               consumerSet: exchange.path(agreement, run: runID, .consumerReblinded),
                                               providerSet: exchange.path(agreement, run: runID, .providerReblinded)))
+        } catch let e as WorkflowError where e.code == .diskSpace {
+            throw e
         } catch { try refuse(error) }
-        // Free space, from those verified headers, before any body is read: a run that cannot fit
-        // is refused here without an audit entry, so its run ID stays usable (SPEC §9, round 5).
-        // An S3 exchange's downloads count as room when they share the scratch's file system: the
-        // match may release them before the join, and the check must never refuse a run that fits.
-        let staging = exchange.isS3 ? exchange.scratchDirectory : nil
-        let reusable = staging.map { ScratchPreflight.sameFileSystem($0, scratchDirectory) } == true ? downloaded : 0
+        // Free space, from those verified headers, before any body is processed: a run that cannot
+        // fit is refused here without an audit entry, so its run ID stays usable (SPEC §9, round 5).
+        // An S3 exchange's downloads are on disk already and held through the match, so what is
+        // available now is what the match has.
         try ScratchPreflight.check(need: ScratchPreflight.coordinatorNeed(ScratchPreflight.CoordinatorInputs(inputs)),
-                                   available: availableScratchBytes(scratchDirectory).map { $0 + reusable }, directory: scratchDirectory)
+                                   available: availableScratchBytes(scratchDirectory), directory: scratchDirectory)
         do {
             outcome = try coordinator.match(inputs, scratch: try DirectoryScratch(directory: scratchDirectory), now: now)
         } catch { try refuse(error) }

@@ -314,9 +314,8 @@ struct S3StreamingTests {
     /// A whole run on an S3 exchange whose staging directory is short of room (the shortfall
     /// injected at the edge, SPEC §12.7 "Free space"): the provider's respond stops with
     /// `workflow.disk_space` as the first range tells the object's size, its state kept; the coordinator's
-    /// run likewise, with no audit entry; both then complete under the same run ID. Round 5's
-    /// header check counts the downloads as room (they share the scratch's file system): the
-    /// run is admitted with 0 bytes reported free.
+    /// run likewise, with no audit entry, and then again by round 5's header check once the
+    /// messages are downloaded; both then complete under the same run ID.
     @Test func s3DownloadThatDoesNotFitIsRefused() throws {
         let bucket = "cr-exchange-\(S3Server.random())"
         try S3Server.createBucket(bucket)
@@ -362,7 +361,17 @@ struct S3StreamingTests {
         }
         expectNoRoom { _ = try match(short, available: nil) }
         #expect(try room.entry(run) == nil, "a run refused for room is not recorded: its run ID stays usable")
-        #expect(try match(exchange, available: 0).kind == .delivered)
+        // Downloaded, but too little room left for the join (the header check, measured after the
+        // downloads, which the match holds): refused the same way.
+        do {
+            _ = try match(exchange, available: 1_000)
+            Issue.record("a join that does not fit was not refused")
+        } catch let e as WorkflowError {
+            #expect(e.code == .diskSpace)
+            #expect(e.reason.contains(room.store.scratchDirectory) && e.reason.contains("1000 bytes available"), "\(e.reason)")
+        }
+        #expect(try room.entry(run) == nil)
+        #expect(try match(exchange, available: nil).kind == .delivered)
         #expect(try room.entry(run)?.event.kind == .delivered)
         #expect(room.delivered(run))
     }

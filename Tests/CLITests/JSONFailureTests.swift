@@ -32,6 +32,16 @@ struct JSONFailureTests {
         #expect(r.stderr.contains("workflow.not_found"))
     }
 
+    /// `--json` as an option's value is that value, not the flag: the failure stays text only.
+    @Test func jsonAsAnOptionsValueIsNotTheFlag() throws {
+        let missing = NSTemporaryDirectory() + "cleanroom-json-\(UUID().uuidString)"
+        let r = try CLI.run(["provider", "respond", "--agreement", missing, "--identity", missing, "--state-dir", missing,
+                             "--exchange", missing, "--run-id", "--json"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("workflow.not_found"))
+        #expect(r.stdout.isEmpty, "stdout: \(r.stdout)")
+    }
+
     @Test func withoutJSONStdoutStaysEmpty() throws {
         let r = try CLI.run(["provider", "respond", "--no-such-flag"])
         #expect(r.status == 64)
