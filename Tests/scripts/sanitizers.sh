@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 supp="$(pwd)/Tests/scripts/lsan.supp"
+asan_supp="$(pwd)/Tests/scripts/asan.supp"
 
 start=$SECONDS
 echo "== swift test under AddressSanitizer =="
-ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" LSAN_OPTIONS="suppressions=${supp}:print_suppressions=0" \
+ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:suppressions=${asan_supp}" LSAN_OPTIONS="suppressions=${supp}:print_suppressions=0" \
   swift test --sanitize=address --build-path .build-asan
 
 echo "sanitizers: address + leak done in $((SECONDS - start)) s"
