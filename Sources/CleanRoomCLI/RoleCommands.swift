@@ -73,9 +73,9 @@ enum ProviderCommands {
                 (--skip-invalid: leave invalid identifiers out instead of refusing the file; each is
                 listed by row, column and rule in <state-dir>/<collaboration>/<run>.provider.skipped.csv)
       respond   round 3: re-blind the consumer's set, shuffle it; shreds the run's scalar
-                --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
+                --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json] [--quiet]
       open      round 6: verify the delivery and write a plain CSV for the DSP upload
-                --agreement <file> --identity <file> --run-id <uuid> --out <matched.csv> [--json]
+                --agreement <file> --identity <file> --run-id <uuid> --out <matched.csv> [--json] [--quiet]
                 (an s3 destination is read with the provider's own AWS credentials)
       aws-setup print the delivery role's trust and permission policies for an s3 destination
                 --agreement <file> [--destination-s3 s3://<bucket>/<prefix>] [--coordinator-principal <arn>]
@@ -119,13 +119,14 @@ enum ProviderCommands {
     }
 
     static func open(_ argv: [String]) throws {
-        let args = try Arguments(argv, flags: ["help", "json"], options: ["agreement", "identity", "run-id", "out"])
+        let args = try Arguments(argv, flags: ["help", "json", "quiet"], options: ["agreement", "identity", "run-id", "out"])
         if args.has("help") { Console.out(usage); return }
         try args.expectPositionals(0)
         let a = try Steps.loadAgreement(try args.required("agreement"))
         let (id, _) = try KeyFiles.load(try args.required("identity"), role: .provider)
         let out = try args.required("out")
-        let n = try Steps.providerOpen(agreement: a, identity: id, runID: try RoleFlags.runID(args), source: try Steps.destination(for: a, access: .provider), output: out)
+        let n = try Steps.providerOpen(agreement: a, identity: id, runID: try RoleFlags.runID(args), source: try Steps.destination(for: a, access: .provider),
+                                       output: out, progress: RoleFlags.progress(args, "provider"))
         if args.has("json") { Console.json(["role": "provider", "records": n, "written": out]) }
         else { Console.out("delivery verified: \(n) matched audience records written to \(out)") }
     }
@@ -148,7 +149,7 @@ enum ConsumerCommands {
                 (--skip-invalid: leave invalid identifiers out instead of refusing the file; each is
                 listed by row, column and rule in <state-dir>/<collaboration>/<run>.consumer.skipped.csv)
       respond   round 4: re-blind the provider's set; shreds the run's scalar
-                --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json]
+                --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json] [--quiet]
     """
 
     static func run(_ argv: [String]) throws {
@@ -204,7 +205,7 @@ enum CoordinatorCommands {
                 and append the run's entry to the audit log; keeps run locks and matched-set
                 sketches (differencing check) in <audit-db>.private/, never shared
                 --agreement <file> --identity <coordinator identity.key> --exchange <dir> --run-id <uuid>
-                --audit-db <file> [--json]
+                --audit-db <file> [--json] [--quiet] (progress on stderr unless --quiet)
       verify-destination  assume the agreement's S3 role, write a canary, confirm reads and writes
                 outside the prefix are denied: "write-only confirmed" or what is wrong
                 --agreement <file> [--json]

@@ -442,8 +442,9 @@ public enum Steps {
 
     /// Round 6 (provider): verify the delivery and write the plain CSV for a DSP upload.
     public static func providerOpen(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String,
-                                    source: DeliveryDestination, output: String) throws(Error) -> Int {
+                                    source: DeliveryDestination, output: String, progress: ProgressReporter? = nil) throws(Error) -> Int {
         let provider = try Provider(agreement: agreement, identity: identity)
+        progress?("reading run \(runID)'s delivery manifest")
         // Objects that must be copied to be read in pieces (S3) go to a private scratch directory
         // beside the output (mode 0700, files 0600 unlinked at once): sealed records, next to
         // where their plaintext is going anyway, and on the output's disk rather than a tmpfs.
@@ -463,6 +464,7 @@ public enum Steps {
         let sink = try AtomicOutputFile(path: output, mode: 0o600)
         do {
             let delivery = try source.read(collaborationID: agreement.terms.collaborationID, runID: runID, scratch: scratch)
+            progress?("manifest read; verifying each object against it and opening its sealed records into \(output)")
             let n = try provider.open(delivery, into: sink)
             try sink.commit()
             return n

@@ -85,11 +85,18 @@ struct EndToEndCLITests {
 
         // The provider opens its delivery and gets exactly the known overlap.
         let out = "\(c.root)/provider/matched.csv"
-        try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out])
+        let opened = try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out])
+        #expect(opened.stderr.contains("delivery manifest"), "progress on stderr like every step: \(opened.stderr)")
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst()
         let keys = Set(lines.map { String($0.split(separator: ",")[0]) })
         #expect(keys == data.expectedAudienceKeys)
         #expect(lines.count == keys.count)
+        // --quiet, like every step: the same file, nothing on stderr.
+        let quietOut = "\(c.root)/provider/matched-quiet.csv"
+        let quiet = try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run,
+                                           "--out", quietOut, "--quiet"])
+        #expect(quiet.stderr.isEmpty, "\(quiet.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: quietOut)) == (try Data(contentsOf: URL(fileURLWithPath: out))))
 
         // What the consumer can see: the audit log, counts only; and the one message it received.
         let view = try CLI.run(["audit", "show", "--db", c.audit, "--collaboration", try Self.collaborationID(c), "--json"])
