@@ -324,6 +324,56 @@ struct IdentifierStream {
         }
     }
 
+    /// Deduplicates into `output` (the first-seen record of each distinct element), with
+    /// ``deduplicate(_:)``'s summary and refusal.
+    ///
+    /// When the records never spilled and `output` shuffles in memory, the survivors' output
+    /// records (`element ‖ tail`, shorter than a partition record) are written over the records
+    /// already read in the partition buffer itself, which then becomes the shuffle's one bucket:
+    /// no second buffer of the set's size (≈ 27 MB for a 100k provider audience). A survivor's
+    /// record is noted by `output` (its status) before it is overwritten. Writes never reach a
+    /// record not yet read (output record `j` ends at `(j + 1) × out` ≤ `(i + 1) × in` for the
+    /// `i`-th record read, `j ≤ i`), and later elements are compared with the survivors' output
+    /// records, whose first 32 bytes are their elements.
+    /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory", "Rounds 1 and 2".
+    mutating func deduplicate(into output: inout PreparedOutput) throws {
+        guard output.shufflesInMemory, output.recordSize == 32 + tailSize, var buffer = partitions.takeMemory() else {
+            try deduplicate { try output.add($0) }
+            return
+        }
+        let size = recordSize, outSize = output.recordSize, headSize = Self.headSize, tailSize = tailSize
+        let n = buffer.count / size
+        precondition(n < Int(Int32.max), "a partition holds fewer than 2^31 - 1 records")
+        var capacity = 16
+        while capacity < 2 * n { capacity <<= 1 }
+        var slots = [Int32](repeating: -1, count: capacity)
+        let mask = capacity - 1
+        var written = 0
+        buffer.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            for i in 0..<n {
+                let r = base + i * size
+                // As in deduplicate(_:): the blinded elements' first word is a fair table hash.
+                var s = Int(truncatingIfNeeded: r.loadUnaligned(as: UInt64.self)) & mask
+                var duplicate = false
+                while slots[s] >= 0 {
+                    if memcmp(base + Int(slots[s]) * outSize, r, 32) == 0 { duplicate = true; break }
+                    s = (s + 1) & mask
+                }
+                guard !duplicate else { continue }
+                output.note(UnsafeRawPointer(r))
+                let out = base + written * outSize
+                memmove(out, r, 32)
+                memmove(out + 32, r + headSize, tailSize)
+                slots[s] = Int32(written)
+                written += 1
+            }
+        }
+        buffer.removeSubrange((written * outSize)...)
+        output.adopt(buffer)
+        try finishDeduplication(distinct: written)
+    }
+
     /// Hands the first-seen record of each distinct element to `survivor` (partition by
     /// partition, so in no particular order; the sequence number says which came first), sets
     /// `elements` and `duplicateIdentifiers`, and refuses a set above the agreed maximum.
@@ -357,6 +407,10 @@ struct IdentifierStream {
                 try survivor(r)
             }
         }
+        try finishDeduplication(distinct: distinct)
+    }
+
+    private mutating func finishDeduplication(distinct: Int) throws {
         summary.elements = distinct
         summary.duplicateIdentifiers = summary.identifiers - distinct
         if let max = agreement.terms.matching.maxSetSize, distinct > max {
@@ -388,12 +442,31 @@ struct PreparedOutput {
         }
     }
 
+    /// Whether survivors may be written in place and adopted (``adopt(_:)``): a shuffle (not an
+    /// explicit permutation) of one bucket in memory, nothing added yet.
+    var shufflesInMemory: Bool { shuffle?.isEmptyInMemory == true && ordered.isEmpty }
+
+    /// Notes a survivor's partition record's status (the first invalid one in sequence order),
+    /// for a survivor written in place; ``add(_:)`` does this too.
+    mutating func note(_ r: UnsafeRawPointer) {
+        let status = IdentifierStream.status(r)
+        guard status != IdentifierStream.Status.valid.rawValue else { return }
+        let seq = IdentifierStream.sequence(r)
+        if firstInvalid.map({ seq < $0.sequence }) ?? true { firstInvalid = (seq, status, IdentifierStream.dataRow(r)) }
+    }
+
+    /// Takes every survivor's output record at once, gathered in place by
+    /// ``IdentifierStream/deduplicate(into:)``, as the shuffle's one bucket. (With an invalid
+    /// record among them the step fails on ``firstInvalid`` and the records are never written.)
+    mutating func adopt(_ records: [UInt8]) {
+        precondition(shufflesInMemory, "adopt replaces an empty in-memory shuffle")
+        shuffle = ExternalShuffle(recordSize: recordSize, adopting: records)
+    }
+
     /// Takes a survivor's partition record: element, then its tail, as one output record.
     mutating func add(_ r: UnsafeRawPointer) throws {
-        let status = IdentifierStream.status(r)
-        if status != IdentifierStream.Status.valid.rawValue {
-            let seq = IdentifierStream.sequence(r)
-            if firstInvalid.map({ seq < $0.sequence }) ?? true { firstInvalid = (seq, status, IdentifierStream.dataRow(r)) }
+        if IdentifierStream.status(r) != IdentifierStream.Status.valid.rawValue {
+            note(r)
             return
         }
         guard firstInvalid == nil else { return } // the step fails: nothing more to keep
@@ -584,7 +657,7 @@ extension Provider {
         try stream.finishInput(rowsSelected: index)
         var output = try PreparedOutput(recordSize: 32 + payloadSize, expectedCount: stream.partitions.count, scratch: scratch,
                                         permutation: permutation, budget: budget)
-        try stream.deduplicate { try output.add($0) }
+        try stream.deduplicate(into: &output)
         if let bad = output.firstInvalid {
             if bad.status == IdentifierStream.Status.missing.rawValue {
                 throw ActivationError(.invalidInput, "\(source) row \(bad.row): missing column '\(keyColumn.name)'")
@@ -737,7 +810,7 @@ extension Consumer {
         try stream.finishInput(rowsSelected: selected)
         var output = try PreparedOutput(recordSize: Layout.consumerRecordSize(agreement), expectedCount: stream.partitions.count,
                                         scratch: scratch, permutation: permutation, budget: budget)
-        try stream.deduplicate { try output.add($0) }
+        try stream.deduplicate(into: &output)
         if let bad = output.firstInvalid, let col = memberIDColumn {
             if bad.status == IdentifierStream.Status.missing.rawValue {
                 throw ActivationError(.invalidInput, "\(source) row \(bad.row): missing column '\(col.name)'")

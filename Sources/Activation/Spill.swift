@@ -49,6 +49,21 @@ struct ExternalShuffle {
         }
     }
 
+    /// A shuffle of `records` (whole records, already gathered) as its one bucket, held in that
+    /// buffer itself: what a prepare's in-place deduplication hands over, so the survivors are
+    /// not copied into a second buffer of the set's size.
+    init(recordSize: Int, adopting records: [UInt8]) {
+        precondition(records.count % recordSize == 0, "partial record")
+        self.recordSize = recordSize
+        buckets = 1
+        staged = [[]]
+        memory = records
+        count = records.count / recordSize
+    }
+
+    /// Whether the records are held in memory, as one bucket, and none was appended yet.
+    var isEmptyInMemory: Bool { buckets == 1 && count == 0 }
+
     /// Appends whole records.
     mutating func append(_ records: UnsafeRawBufferPointer) throws {
         precondition(records.count % recordSize == 0)
@@ -324,6 +339,16 @@ struct RecordPartitions {
             let p = Self.partition(r.baseAddress!, of: files.count, level: level)
             try ExternalShuffle.stage(r, in: &staged[p], to: files[p])
         }
+    }
+
+    /// The records, in append order, when they never spilled (one partition in memory): the
+    /// buffer itself, handed over so its owner may rewrite it in place. Nil, and nothing
+    /// consumed, when they went to scratch files.
+    mutating func takeMemory() -> [UInt8]? {
+        guard files.isEmpty else { return nil }
+        let held = memory
+        memory = []
+        return held
     }
 
     /// Hands each partition's records (whole records, in append order) to `body`, one

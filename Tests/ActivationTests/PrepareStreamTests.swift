@@ -110,6 +110,7 @@ struct PrepareStreamTests {
         let provider = try Provider(agreement: agreement, identity: f.providerID)
         let rows = Self.providerRows(), b = Self.scalar("b2")
         let ref = try Self.reference(rows, People.providerColumns, agreement, b)
+        #expect(ref.duplicates > 0, "the fixture repeats identifiers, so the in-place deduplication (1 GiB) drops some")
         let p = try Self.stageProvider(provider, AgreementTerms.newID(), rows: rows, scalar: b, permutation: nil, budget: budget)
         let got = zip(Self.records(p.forConsumer.message), Self.records(p.forCoordinator.message)).map { $0 + $1 }
         let want = ref.elements.indices.map { j in
@@ -134,6 +135,24 @@ struct PrepareStreamTests {
         #expect(c.summary.rowsRead == 200 && c.summary.rowsSelected == 150 && c.summary.rowsFilteredOut == 50)
         #expect(c.summary.elements == ref.elements.count && c.summary.duplicateIdentifiers == ref.duplicates)
         #expect(c.forProvider.message.metadata["consumerRows"] == "150")
+    }
+
+    /// Shuffled, the survivors are gathered in place in the partition buffer when it never
+    /// spilled (budget 1 GiB) and copied out of spilled partitions otherwise (4 KiB): both give
+    /// the definition's records with the same summary (round 1's test covers duplicates).
+    @Test("round 2 shuffled: the same records as the definition under every budget", arguments: budgets)
+    func consumerShuffledKeepsTheSet(budget: Int) throws {
+        let f = Fixture(deliverMemberID: false, sealed: false)
+        let agreement = try f.agreement()
+        let consumer = try Consumer(agreement: agreement, signingKey: f.consumerID.signingKey)
+        let a = Self.scalar("a2")
+        let selected = People.consumerRows().filter { String(decoding: $0.field(3), as: UTF8.self) == "yes" }
+        let ref = try Self.reference(selected, People.consumerColumns, agreement, a)
+        let c = try Self.stageConsumer(consumer, AgreementTerms.newID(), query: People.query(), scalar: a, permutation: nil, budget: budget)
+        let got = Self.records(c.forProvider.message)
+        #expect(got.count == ref.elements.count)
+        #expect(Set(got) == Set(ref.elements))
+        #expect(c.summary.elements == ref.elements.count && c.summary.duplicateIdentifiers == ref.duplicates)
     }
 
     @Test("a whole run with every party spilling delivers exactly the known overlap, with unchanged summaries",
