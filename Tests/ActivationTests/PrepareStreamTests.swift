@@ -139,20 +139,34 @@ struct PrepareStreamTests {
 
     /// Shuffled, the survivors are gathered in place in the partition buffer when it never
     /// spilled (budget 1 GiB) and copied out of spilled partitions otherwise (4 KiB): both give
-    /// the definition's records with the same summary (round 1's test covers duplicates).
-    @Test("round 2 shuffled: the same records as the definition under every budget", arguments: budgets)
+    /// the definition's elements, duplicates dropped, each with its sealed member ID moved along
+    /// (the records' tails), with the same summary.
+    @Test("round 2 shuffled: the definition's elements under every budget, duplicates dropped, tails kept", arguments: budgets)
     func consumerShuffledKeepsTheSet(budget: Int) throws {
-        let f = Fixture(deliverMemberID: false, sealed: false)
+        let f = Fixture(deliverMemberID: true)
         let agreement = try f.agreement()
         let consumer = try Consumer(agreement: agreement, signingKey: f.consumerID.signingKey)
         let a = Self.scalar("a2")
-        let selected = People.consumerRows().filter { String(decoding: $0.field(3), as: UTF8.self) == "yes" }
+        // The fixture's rows, then its first 60 again (new row numbers): their identifiers repeat.
+        let base = People.consumerRows()
+        let rows = base + base.prefix(60).enumerated().map { k, r in InputRow(row: base.count + k + 1, fields: r.fields) }
+        let q = People.query()
+        let query = ConsumerQuery(source: q.source, rows: rows, identifierColumns: q.identifierColumns, filters: q.filters,
+                                  consentColumns: q.consentColumns, memberIDColumn: q.memberIDColumn, segmentID: q.segmentID,
+                                  segmentName: q.segmentName)
+        let selected = rows.filter { String(decoding: $0.field(3), as: UTF8.self) == "yes" }
         let ref = try Self.reference(selected, People.consumerColumns, agreement, a)
-        let c = try Self.stageConsumer(consumer, AgreementTerms.newID(), query: People.query(), scalar: a, permutation: nil, budget: budget)
+        #expect(ref.duplicates > 0, "repeated rows, so the deduplication drops some")
+        let c = try Self.stageConsumer(consumer, AgreementTerms.newID(), query: query, scalar: a, permutation: nil, budget: budget)
         let got = Self.records(c.forProvider.message)
         #expect(got.count == ref.elements.count)
-        #expect(Set(got) == Set(ref.elements))
+        #expect(Set(got.map { Array($0.prefix(32)) }) == Set(ref.elements))
         #expect(c.summary.elements == ref.elements.count && c.summary.duplicateIdentifiers == ref.duplicates)
+        // Each record's tail is its element's sealed member ID, opened by the coordinator's
+        // inner layer only: here it must at least be there, whole and not zero.
+        let tail = Layout.consumerRecordSize(agreement) - 32
+        #expect(tail > 0)
+        #expect(got.allSatisfy { $0.count == 32 + tail && $0.suffix(tail).contains { $0 != 0 } })
     }
 
     @Test("a whole run with every party spilling delivers exactly the known overlap, with unchanged summaries",
