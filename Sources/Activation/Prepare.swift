@@ -345,29 +345,18 @@ struct IdentifierStream {
         }
         let size = recordSize, outSize = output.recordSize, headSize = Self.headSize, tailSize = tailSize
         let n = buffer.count / size
-        precondition(n < Int(Int32.max), "a partition holds fewer than 2^31 - 1 records")
-        var capacity = 16
-        while capacity < 2 * n { capacity <<= 1 }
-        var slots = [Int32](repeating: -1, count: capacity)
-        let mask = capacity - 1
+        var table = FirstSightings(count: n)
         var written = 0
         buffer.withUnsafeMutableBytes { raw in
             guard let base = raw.baseAddress else { return }
             for i in 0..<n {
                 let r = base + i * size
-                // As in deduplicate(_:): the blinded elements' first word is a fair table hash.
-                var s = Int(truncatingIfNeeded: r.loadUnaligned(as: UInt64.self)) & mask
-                var duplicate = false
-                while slots[s] >= 0 {
-                    if memcmp(base + Int(slots[s]) * outSize, r, 32) == 0 { duplicate = true; break }
-                    s = (s + 1) & mask
-                }
-                guard !duplicate else { continue }
+                // Kept elements are looked up in their output records, already written.
+                guard table.keep(r, as: written, kept: { UnsafeRawPointer(base + $0 * outSize) }) else { continue }
                 output.note(UnsafeRawPointer(r))
                 let out = base + written * outSize
                 memmove(out, r, 32)
                 memmove(out + 32, r + headSize, tailSize)
-                slots[s] = Int32(written)
                 written += 1
             }
         }
@@ -382,29 +371,15 @@ struct IdentifierStream {
     mutating func deduplicate(_ survivor: (UnsafeRawPointer) throws -> Void) throws {
         var distinct = 0
         let size = recordSize
-        var slots = [Int32]()
         try partitions.drain { records in
             let n = records.count / size
             guard n > 0 else { return }
-            precondition(n < Int(Int32.max), "a partition holds fewer than 2^31 - 1 records")
-            var capacity = 16
-            while capacity < 2 * n { capacity <<= 1 }
-            slots = [Int32](repeating: -1, count: capacity)
-            let mask = capacity - 1
+            var table = FirstSightings(count: n)
             let base = records.baseAddress!
             for i in 0..<n {
                 let r = base + i * size
-                // The elements are blinded with this run's secret scalar, so their bytes are
-                // uniform to everyone: their first word is a fair table hash.
-                var s = Int(truncatingIfNeeded: r.loadUnaligned(as: UInt64.self)) & mask
-                var duplicate = false
-                while slots[s] >= 0 {
-                    if memcmp(base + Int(slots[s]) * size, r, 32) == 0 { duplicate = true; break }
-                    s = (s + 1) & mask
-                }
-                guard !duplicate else { continue }
-                // Records keep their append (= sequence) order within a partition: this is the element's first sighting.
-                slots[s] = Int32(i)
+                // Records keep their append (= sequence) order within a partition: a new element is its first sighting.
+                guard table.keep(r, as: i, kept: { base + $0 * size }) else { continue }
                 distinct += 1
                 try survivor(r)
             }
@@ -423,6 +398,35 @@ struct IdentifierStream {
     static func sequence(_ r: UnsafeRawPointer) -> UInt64 { UInt64(littleEndian: r.loadUnaligned(fromByteOffset: 32, as: UInt64.self)) }
     static func status(_ r: UnsafeRawPointer) -> UInt8 { r.load(fromByteOffset: 40, as: UInt8.self) }
     static func dataRow(_ r: UnsafeRawPointer) -> Int { Int(UInt64(littleEndian: r.loadUnaligned(fromByteOffset: 41, as: UInt64.self))) }
+}
+
+/// The open-addressing table of a prepare's deduplication: which records keep the elements seen
+/// so far. The elements are blinded with this run's secret scalar, so their bytes are uniform to
+/// everyone: their first word is a fair table hash.
+struct FirstSightings {
+    private var slots: [Int32]
+    private let mask: Int
+
+    init(count n: Int) {
+        precondition(n < Int(Int32.max), "a partition holds fewer than 2^31 - 1 records")
+        var capacity = 16
+        while capacity < 2 * n { capacity <<= 1 }
+        slots = [Int32](repeating: -1, count: capacity)
+        mask = capacity - 1
+    }
+
+    /// Keeps `r`'s element as record `index` unless an element already kept equals it
+    /// (`kept(j)` is where kept record `j`'s 32-byte element is); returns whether it was new.
+    @inline(__always)
+    mutating func keep(_ r: UnsafeRawPointer, as index: Int, kept: (Int) -> UnsafeRawPointer) -> Bool {
+        var s = Int(truncatingIfNeeded: r.loadUnaligned(as: UInt64.self)) & mask
+        while slots[s] >= 0 {
+            if memcmp(kept(Int(slots[s])), r, 32) == 0 { return false }
+            s = (s + 1) & mask
+        }
+        slots[s] = Int32(index)
+        return true
+    }
 }
 
 /// The survivors of deduplication on their way out: an external shuffle in production, or, for an
