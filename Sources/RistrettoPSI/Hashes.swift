@@ -1,12 +1,15 @@
 internal import CSodium
 internal import COpenSSL
 
-/// SHA-256 (FIPS 180-4) through OpenSSL's libcrypto (`EVP_Digest*`).
+/// SHA-256 (FIPS 180-4) through OpenSSL's libcrypto (`SHA256_Init` / `Update` / `Final`).
 ///
 /// libcrypto rather than libsodium because every message body, delivery object and manifest is
 /// hashed, several of them more than once: libsodium 1.0.18's `crypto_hash_sha256` is portable C
 /// (≈ 350 MB/s on the x86_64 reference machine), libcrypto uses the CPU's SHA extensions where
 /// present (≈ 1.8 GB/s there) and is as fast as libsodium on the 32-byte inputs of normalization.
+/// The one-context functions rather than EVP: same assembly, but no provider is loaded (EVP's
+/// first fetch costs ≈ 2 MiB resident in every process), no allocation, and a context is a plain
+/// struct, so a hasher is a value type whose copy forks the state.
 /// Same function, same digests: the known-answer and cross-check tests pin both.
 /// - SeeAlso: `Protocol/SPEC.md` §3 "Group and primitives".
 public enum SHA256 {
@@ -15,16 +18,9 @@ public enum SHA256 {
 
     /// The SHA-256 digest of `bytes`.
     public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        let md = Digest.sha256.md
-        return [UInt8](unsafeUninitializedCapacity: byteCount) { out, initialized in
-            // libcrypto wants a non-null pointer for an empty message too.
-            var empty: UInt8 = 0
-            let ok = withUnsafePointer(to: &empty) { e in
-                EVP_Digest(bytes.baseAddress ?? UnsafeRawPointer(e), bytes.count, out.baseAddress, nil, md, nil)
-            }
-            Digest.check(ok, "EVP_Digest")
-            initialized = byteCount
-        }
+        var h = Hasher()
+        h.update(bytes)
+        return h.finalize()
     }
 
     /// The SHA-256 digest of a byte sequence.
@@ -35,17 +31,17 @@ public enum SHA256 {
 
     /// An incremental SHA-256, for streaming a file's body through the hash once.
     ///
-    /// A value type like before: it owns a libcrypto context copy-on-write, so a copy taken
-    /// mid-stream (a struct holding a hasher, copied) forks the state instead of sharing it.
-    /// ``finalize()`` returns the digest and starts the hasher over at the empty message.
+    /// A value type: a copy taken mid-stream (a struct holding a hasher, copied) forks the state
+    /// instead of sharing it. ``finalize()`` returns the digest and starts the hasher over at the
+    /// empty message.
     public struct Hasher: Sendable {
-        private var context: DigestContext
+        private var context = SHA256_CTX()
 
-        public init() { context = DigestContext() }
+        public init() { Self.check(SHA256_Init(&context), "SHA256_Init") }
 
         public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-            guard bytes.count > 0 else { return }
-            uniqueContext().update(bytes)
+            guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+            Self.check(SHA256_Update(&context, base, bytes.count), "SHA256_Update")
         }
 
         public mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
@@ -54,11 +50,20 @@ public enum SHA256 {
             }
         }
 
-        public mutating func finalize() -> [UInt8] { uniqueContext().finalize() }
+        public mutating func finalize() -> [UInt8] {
+            let digest = [UInt8](unsafeUninitializedCapacity: SHA256.byteCount) { out, initialized in
+                Self.check(SHA256_Final(out.baseAddress, &context), "SHA256_Final")
+                initialized = SHA256.byteCount
+            }
+            Self.check(SHA256_Init(&context), "SHA256_Init")
+            return digest
+        }
 
-        private mutating func uniqueContext() -> DigestContext {
-            if !isKnownUniquelyReferenced(&context) { context = DigestContext(copying: context) }
-            return context
+        /// These calls cannot fail for an input (they return 1 unconditionally in OpenSSL 3); if
+        /// one ever did, there is no safe digest to return instead, so the process stops rather
+        /// than let a wrong hash through.
+        private static func check(_ result: Int32, _ call: StaticString) {
+            precondition(result == 1, "libcrypto \(call) failed for SHA-256")
         }
     }
 
@@ -71,61 +76,6 @@ public enum SHA256 {
             _ = crypto_hash_sha256(o.baseAddress!, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
         }
         return out
-    }
-}
-
-/// libcrypto's SHA-256 implementation, fetched once from the default provider: an implicit fetch
-/// on every `EVP_DigestInit` (what `EVP_sha256()` costs in OpenSSL 3) would dominate short inputs.
-enum Digest {
-    /// A fetched `EVP_MD` is immutable and reference counted; OpenSSL allows sharing it between threads.
-    struct Fetched: @unchecked Sendable { let md: OpaquePointer }
-
-    static let sha256: Fetched = {
-        guard let md = EVP_MD_fetch(nil, "SHA256", nil) else {
-            preconditionFailure("libcrypto has no SHA256 in its default provider (is OpenSSL's configuration restricting providers?)")
-        }
-        return Fetched(md: md)
-    }()
-
-    /// libcrypto's digest calls fail only when memory runs out or the provider is missing, never
-    /// for an input: there is no safe digest to return instead, so a failure stops the process
-    /// rather than let a wrong hash through.
-    static func check(_ result: Int32, _ call: StaticString) {
-        precondition(result == 1, "libcrypto \(call) failed for SHA-256 (out of memory or no provider)")
-    }
-}
-
-/// One libcrypto `EVP_MD_CTX` for SHA-256, owned by exactly one ``SHA256/Hasher`` at a time when
-/// it is mutated (the hasher copies it first otherwise), which is why sharing it is safe.
-final class DigestContext: @unchecked Sendable {
-    private let context: OpaquePointer
-
-    init() {
-        guard let c = EVP_MD_CTX_new() else { preconditionFailure("libcrypto EVP_MD_CTX_new failed (out of memory)") }
-        context = c
-        Digest.check(EVP_DigestInit_ex2(context, Digest.sha256.md, nil), "EVP_DigestInit_ex2")
-    }
-
-    init(copying other: DigestContext) {
-        guard let c = EVP_MD_CTX_new() else { preconditionFailure("libcrypto EVP_MD_CTX_new failed (out of memory)") }
-        context = c
-        Digest.check(EVP_MD_CTX_copy_ex(context, other.context), "EVP_MD_CTX_copy_ex")
-    }
-
-    deinit { EVP_MD_CTX_free(context) }
-
-    func update(_ bytes: UnsafeRawBufferPointer) {
-        Digest.check(EVP_DigestUpdate(context, bytes.baseAddress, bytes.count), "EVP_DigestUpdate")
-    }
-
-    /// The digest; the context then starts over at the empty message.
-    func finalize() -> [UInt8] {
-        let digest = [UInt8](unsafeUninitializedCapacity: SHA256.byteCount) { out, initialized in
-            Digest.check(EVP_DigestFinal_ex(context, out.baseAddress, nil), "EVP_DigestFinal_ex")
-            initialized = SHA256.byteCount
-        }
-        Digest.check(EVP_DigestInit_ex2(context, Digest.sha256.md, nil), "EVP_DigestInit_ex2")
-        return digest
     }
 }
 
