@@ -12,7 +12,7 @@ build: bootstrap
 
 # Release binaries with the Swift runtime and Foundation linked in (`--static-swift-stdlib`): a
 # party copies one `cleanroom` file (plus Debian's C libraries: libsodium, SQLite, libcrypto,
-# zlib, libcurl) to its machine, and each process starts ~4 ms sooner and ~5 MiB smaller (6 MiB
+# zlib; libcurl, opened only by steps that use S3) to its machine, and each process starts ~4 ms sooner and ~5 MiB smaller (6 MiB
 # idle) than against the shared Swift libraries (BENCHMARKS.md "Static Swift runtime"). Every release build
 # here uses the same flags, so switching between them never rebuilds the modules.
 RELEASE_FLAGS = -c release --static-swift-stdlib

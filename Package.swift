@@ -35,6 +35,13 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // libcurl's headers only: S3Delivery opens the library with dlopen when it first sends a
+        // request, so processes that never touch S3 do not load it (Sources/CCurl/shim.h).
+        .systemLibrary(
+            name: "CCurl",
+            path: "Sources/CCurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
         // libcrypto only (no libssl): SHA-256 with the CPU's SHA extensions (Protocol/SPEC.md §3).
         .systemLibrary(
             name: "COpenSSL",
@@ -55,8 +62,8 @@ let package = Package(
         // The protocol: agreement, round messages, roles. No I/O.
         .target(name: "Activation", dependencies: ["RistrettoPSI", "Identifiers", "Gzip"]),
         // Delivery to Amazon S3 without an AWS SDK: SigV4, credentials, STS, the S3 REST calls
-        // over FoundationNetworking. HMAC/SHA-256 come from RistrettoPSI (the only CSodium importer).
-        .target(name: "S3Delivery", dependencies: ["RistrettoPSI"]),
+        // over libcurl (the only module that imports CCurl). HMAC/SHA-256 come from RistrettoPSI.
+        .target(name: "S3Delivery", dependencies: ["RistrettoPSI", "CCurl"]),
         // The edges: files, state directories, destinations, the audit ledger; each role step.
         .target(name: "Workflow", dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog", "S3Delivery"]),
 

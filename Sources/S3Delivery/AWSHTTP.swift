@@ -58,6 +58,12 @@ public final class AWSHTTP: Sendable {
             if n > 0 { Thread.sleep(forTimeInterval: retry.delay(afterAttempt: n - 1)) }
             switch try attempt(n) {
             case .transport(let f):
+                switch f.kind {
+                case .transport: break
+                // Another attempt would meet the same machine or the same server.
+                case .unavailable: throw AWSError(.configuration, "\(operation): \(f.reason)")
+                case .tooLarge: throw AWSError(.responseMalformed, "\(operation): \(f.reason)")
+                }
                 sawTransport = true
                 last = f.reason
                 continue
@@ -95,7 +101,7 @@ public final class AWSHTTP: Sendable {
                  body: [UInt8], payloadSHA256: String, signer: SigV4Signer, credentials: AWSCredentials?) -> Outcome {
         var req = SigV4Request(method: method, path: path, query: query, headers: [("Host", host)] + headers, payloadSHA256: payloadSHA256)
         if let credentials { req = signer.sign(req, credentials: credentials) }
-        // URLSession sets Host from the URL itself; sending ours too is harmless and keeps it signed.
+        // libcurl would send the same Host from the URL; sending ours replaces it and keeps it signed.
         do { return .response(try client.send(method: method, url: url, headers: req.headers, body: body)) } catch { return .transport(error) }
     }
 

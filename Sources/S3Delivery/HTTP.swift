@@ -1,79 +1,304 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+internal import CCurl
 
-/// One HTTP exchange over URLSession (FoundationNetworking, libcurl underneath on Linux).
-///
-/// Why URLSession is enough here: no body is larger than one multipart part or one object under
-/// the multipart threshold (read from the object's content just before it is sent), and
-/// downloads are asked for in ranges, so a `Data` body per request keeps memory bounded without a
-/// streaming client; custom headers (`Host`, `If-None-Match`, `If-Match`, `Range`, `x-amz-*`) pass
-/// through unchanged; status, headers and body of error responses are all visible. A shared
-/// ephemeral session with no cache keeps conditional headers from being answered locally.
+/// One HTTP exchange's answer.
 struct HTTPResponse: Sendable {
     let status: Int
-    /// Lowercased names.
+    /// Lowercased names; a name sent more than once has its values joined with ", " (RFC 9110 §5.3).
     let headers: [String: String]
     let body: [UInt8]
 }
 
-/// A transport-level failure (no HTTP status): refused, reset, timed out, lost.
+/// A failure with no HTTP status: refused, reset, timed out, lost (retryable), or one that another
+/// attempt cannot mend (no libcurl on this machine, an answer larger than any S3 answer we ask for).
 struct TransportFailure: Error, Sendable {
+    enum Kind: Sendable {
+        /// Refused, reset, timed out, lost: worth another attempt.
+        case transport
+        /// libcurl could not be loaded: a machine's configuration, not the network.
+        case unavailable
+        /// The answer's body is larger than ``HTTPClient/maxResponseBytes``.
+        case tooLarge
+    }
     let reason: String
+    var kind: Kind = .transport
 }
 
+/// One HTTP exchange at a time per calling thread, over libcurl opened with `dlopen` on first use.
+///
+/// Why libcurl directly rather than URLSession: FoundationNetworking links libcurl, so the loader
+/// mapped libcurl and its ~24 libraries into every process, those holding a party's secret scalar
+/// included (≈ 4 MiB resident each, BENCHMARKS.md "libcurl only where S3 is used"); here only a
+/// process that sends an S3 or STS request loads it. Why whole bodies are enough: no request
+/// body is larger than one multipart part or one object under the multipart threshold, and
+/// downloads are asked for in ranges, so memory stays bounded without a streaming client (an
+/// answer larger than ``maxResponseBytes`` is refused, not buffered). Headers pass through as
+/// given (`Host`, `If-None-Match`, `If-Match`, `Range`, `x-amz-*`); libcurl adds no `Accept` and no
+/// `Expect: 100-continue`. Redirects are not followed, only http and https are spoken, TLS peers
+/// and host names are verified (libcurl's defaults, set explicitly), HTTP/1.1 as S3 speaks it.
+/// Easy handles are pooled, so connections are reused between requests.
+/// - SeeAlso: `Protocol/SPEC.md` §12 "HTTP".
 final class HTTPClient: Sendable {
-    let session: URLSession
     let timeout: TimeInterval
+    /// The largest answer body accepted: S3 answers carry at most one range
+    /// (``S3Client/defaultRangeSize``) or one small object (a manifest, an XML document).
+    let maxResponseBytes: Int
+    let libraryPath: String
+    private let pool = HandlePool()
 
-    init(timeout: TimeInterval) {
-        let c = URLSessionConfiguration.ephemeral
-        c.requestCachePolicy = .reloadIgnoringLocalCacheData
-        c.urlCache = nil
-        c.timeoutIntervalForRequest = timeout
-        c.timeoutIntervalForResource = timeout * 4
-        c.httpMaximumConnectionsPerHost = 8
-        session = URLSession(configuration: c)
+    /// - Parameters:
+    ///   - timeout: connecting, and the longest stretch with no byte moving; a whole exchange
+    ///     may take four times as long (as URLSession's request and resource timeouts did).
+    ///   - libraryPath: what `dlopen` opens (tests name a missing one).
+    init(timeout: TimeInterval, maxResponseBytes: Int = 64 << 20, libraryPath: String = Curl.defaultPath) {
         self.timeout = timeout
+        self.maxResponseBytes = maxResponseBytes
+        self.libraryPath = libraryPath
     }
 
-    deinit { session.finishTasksAndInvalidate() }
+    deinit { pool.drain() }
 
     /// Sends the request and waits for the whole response. Blocking: call it from a thread that
     /// may block (the CLI's, a Dispatch worker's), never from a Swift concurrency task.
     func send(method: String, url: URL, headers: [(name: String, value: String)], body: [UInt8]) throws(TransportFailure) -> HTTPResponse {
-        var req = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
-        req.httpMethod = method
-        for h in headers { req.setValue(h.value, forHTTPHeaderField: h.name) }
-        if !body.isEmpty || method == "PUT" || method == "POST" { req.httpBody = Data(body) }
-        let box = ResultBox()
-        let done = DispatchSemaphore(value: 0)
-        let task = session.dataTask(with: req) { data, response, error in
-            if let error {
-                box.set(.failure(TransportFailure(reason: (error as NSError).localizedDescription)))
-            } else if let http = response as? HTTPURLResponse {
-                var hs: [String: String] = [:]
-                for (k, v) in http.allHeaderFields { hs[String(describing: k).lowercased()] = String(describing: v) }
-                box.set(.success(HTTPResponse(status: http.statusCode, headers: hs, body: data.map { Array($0) } ?? [])))
-            } else {
-                box.set(.failure(TransportFailure(reason: "no HTTP response")))
-            }
-            done.signal()
+        let curl = try Curl.opened(libraryPath)
+        guard let handle = pool.take(curl) else { throw TransportFailure(reason: "libcurl could not create a transfer (out of memory)") }
+        defer { pool.give(handle, curl) }
+        var list: UnsafeMutablePointer<curl_slist>?
+        defer { curl.freeList(list) }
+        // An empty value removes the header libcurl would add on its own.
+        for line in headers.map({ "\($0.name): \($0.value)" }) + ["Expect:", "Accept:"] {
+            guard let l = curl.append(list, line) else { throw TransportFailure(reason: "libcurl could not hold the request's headers (out of memory)") }
+            list = l
         }
-        task.resume()
-        done.wait()
-        return try box.get()
+        let transfer = Transfer(limit: maxResponseBytes)
+        let result: CURLcode = body.withUnsafeBytes { raw in
+            transfer.upload = raw
+            defer { transfer.upload = UnsafeRawBufferPointer(start: nil, count: 0) }
+            let user = Unmanaged.passUnretained(transfer).toOpaque()
+            let set = Options(curl: curl, handle: handle)
+            set.string(CURLOPT_URL, url.absoluteString)
+            set.long(CURLOPT_NOSIGNAL, 1)
+            set.string(CURLOPT_PROTOCOLS_STR, "http,https", optional: true)
+            set.long(CURLOPT_FOLLOWLOCATION, 0)
+            set.long(CURLOPT_SSL_VERIFYPEER, 1)
+            set.long(CURLOPT_SSL_VERIFYHOST, 2)
+            set.long(CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
+            let ms = Int((timeout * 1000).rounded(.up))
+            set.long(CURLOPT_CONNECTTIMEOUT_MS, ms)
+            set.long(CURLOPT_TIMEOUT_MS, ms * 4)
+            set.long(CURLOPT_LOW_SPEED_LIMIT, 1)
+            set.long(CURLOPT_LOW_SPEED_TIME, max(1, Int(timeout.rounded(.up))))
+            set.list(CURLOPT_HTTPHEADER, list)
+            set.callback(CURLOPT_WRITEFUNCTION, Transfer.receiveBody)
+            set.pointer(CURLOPT_WRITEDATA, user)
+            set.callback(CURLOPT_HEADERFUNCTION, Transfer.receiveHeader)
+            set.pointer(CURLOPT_HEADERDATA, user)
+            set.pointer(CURLOPT_ERRORBUFFER, transfer.errorBuffer)
+            switch method {
+            case "GET":
+                set.long(CURLOPT_HTTPGET, 1)
+            case "HEAD":
+                set.long(CURLOPT_NOBODY, 1)
+            case "PUT":
+                set.long(CURLOPT_UPLOAD, 1)
+                set.offset(CURLOPT_INFILESIZE_LARGE, raw.count)
+            case "POST":
+                set.long(CURLOPT_POST, 1)
+                set.offset(CURLOPT_POSTFIELDSIZE_LARGE, raw.count)
+            default:
+                set.string(CURLOPT_CUSTOMREQUEST, method)
+                if raw.count > 0 {
+                    set.long(CURLOPT_UPLOAD, 1)
+                    set.offset(CURLOPT_INFILESIZE_LARGE, raw.count)
+                }
+            }
+            set.callback(CURLOPT_READFUNCTION, Transfer.sendBody)
+            set.pointer(CURLOPT_READDATA, user)
+            if let refused = set.refused { return refused }
+            return withExtendedLifetime(transfer) { cr_curl_easy_perform(curl.api, handle) }
+        }
+        if transfer.overLimit {
+            throw TransportFailure(reason: "the answer's body is larger than \(maxResponseBytes) bytes", kind: .tooLarge)
+        }
+        guard result == CURLE_OK else { throw TransportFailure(reason: curl.describe(result, detail: transfer.errorMessage)) }
+        var status = 0
+        _ = cr_curl_getinfo_long(curl.api, handle, CURLINFO_RESPONSE_CODE, &status)
+        guard status > 0 else { throw TransportFailure(reason: "no HTTP response") }
+        return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body)
     }
 
-    private final class ResultBox: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value: Result<HTTPResponse, TransportFailure> = .failure(TransportFailure(reason: "no answer"))
-        func set(_ v: Result<HTTPResponse, TransportFailure>) { lock.lock(); value = v; lock.unlock() }
-        func get() throws(TransportFailure) -> HTTPResponse {
-            lock.lock(); defer { lock.unlock() }
-            return try value.get()
+    /// What one transfer's callbacks read from and write to; libcurl calls them on the thread
+    /// that runs `curl_easy_perform`, so no lock is needed.
+    private final class Transfer {
+        let limit: Int
+        var upload = UnsafeRawBufferPointer(start: nil, count: 0)
+        var sent = 0
+        var body: [UInt8] = []
+        var headers: [String: String] = [:]
+        var overLimit = false
+        let errorBuffer: UnsafeMutableRawPointer
+
+        init(limit: Int) {
+            self.limit = limit
+            errorBuffer = .allocate(byteCount: Int(CURL_ERROR_SIZE), alignment: 1)
+            errorBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: Int(CURL_ERROR_SIZE))
         }
+        deinit { errorBuffer.deallocate() }
+
+        var errorMessage: String {
+            String(cString: errorBuffer.assumingMemoryBound(to: CChar.self)).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        static func of(_ user: UnsafeMutableRawPointer?) -> Transfer { Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue() }
+
+        /// Returning anything but the count given makes libcurl stop with `CURLE_WRITE_ERROR`.
+        static let receiveBody: cr_curl_data_callback = { data, size, count, user in
+            let t = of(user), n = size * count
+            guard t.body.count + n <= t.limit else { t.overLimit = true; return 0 }
+            if n > 0, let data { t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n)) }
+            return n
+        }
+
+        /// One header line per call, the status line included; a new status line (after an
+        /// interim `100 Continue`) starts the set over.
+        static let receiveHeader: cr_curl_data_callback = { data, size, count, user in
+            let t = of(user), n = size * count
+            guard n > 0, let data else { return n }
+            let line = String(decoding: UnsafeRawBufferPointer(start: data, count: n), as: UTF8.self)
+            if line.hasPrefix("HTTP/") { t.headers = [:]; return n }
+            guard let colon = line.firstIndex(of: ":") else { return n }
+            let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+            t.headers[name] = t.headers[name].map { "\($0), \(value)" } ?? value
+            if name == "content-length", let length = Int(value) {
+                // An answer announced larger than the limit is refused before its body arrives.
+                guard length <= t.limit else { t.overLimit = true; return 0 }
+                t.body.reserveCapacity(length)
+            }
+            return n
+        }
+
+        static let sendBody: cr_curl_data_callback = { buffer, size, count, user in
+            let t = of(user)
+            let n = min(size * count, t.upload.count - t.sent)
+            if n > 0, let buffer, let base = t.upload.baseAddress {
+                UnsafeMutableRawPointer(buffer).copyMemory(from: base + t.sent, byteCount: n)
+                t.sent += n
+            }
+            return n
+        }
+    }
+
+    /// Sets one transfer's options, remembering the first one libcurl refused.
+    private final class Options {
+        let curl: Curl
+        let handle: UnsafeMutableRawPointer
+        private(set) var refused: CURLcode?
+        init(curl: Curl, handle: UnsafeMutableRawPointer) { self.curl = curl; self.handle = handle }
+
+        private func check(_ r: CURLcode, optional: Bool = false) {
+            if r != CURLE_OK && refused == nil && !(optional && r == CURLE_UNKNOWN_OPTION) { refused = r }
+        }
+        func long(_ o: CURLoption, _ v: Int) { check(cr_curl_setopt_long(curl.api, handle, o, v)) }
+        func offset(_ o: CURLoption, _ v: Int) { check(cr_curl_setopt_off(curl.api, handle, o, curl_off_t(v))) }
+        /// `optional`: an option older libcurls do not know (the protocols list, 7.85) is not an error.
+        func string(_ o: CURLoption, _ v: String, optional: Bool = false) { check(cr_curl_setopt_string(curl.api, handle, o, v), optional: optional) }
+        func pointer(_ o: CURLoption, _ v: UnsafeMutableRawPointer) { check(cr_curl_setopt_pointer(curl.api, handle, o, v)) }
+        func list(_ o: CURLoption, _ v: UnsafeMutablePointer<curl_slist>?) { check(cr_curl_setopt_slist(curl.api, handle, o, v)) }
+        func callback(_ o: CURLoption, _ v: cr_curl_data_callback) { check(cr_curl_setopt_callback(curl.api, handle, o, v)) }
+    }
+
+    /// Idle easy handles: each keeps its connections, DNS and TLS session caches between requests.
+    private final class HandlePool: @unchecked Sendable {
+        private let lock = NSLock()
+        private var idle: [(UnsafeMutableRawPointer, Curl)] = []
+        static let keep = 16
+
+        func take(_ curl: Curl) -> UnsafeMutableRawPointer? {
+            lock.lock()
+            let h = idle.popLast()
+            lock.unlock()
+            return h?.0 ?? cr_curl_easy_init(curl.api)
+        }
+
+        func give(_ handle: UnsafeMutableRawPointer, _ curl: Curl) {
+            cr_curl_easy_reset(curl.api, handle)
+            lock.lock()
+            if idle.count < Self.keep { idle.append((handle, curl)); lock.unlock(); return }
+            lock.unlock()
+            cr_curl_easy_cleanup(curl.api, handle)
+        }
+
+        func drain() {
+            lock.lock(); let all = idle; idle = []; lock.unlock()
+            for (h, curl) in all { cr_curl_easy_cleanup(curl.api, h) }
+        }
+    }
+}
+
+/// libcurl, opened once per process (per path) on the first request, and never closed: its
+/// global state must outlive every handle.
+final class Curl: @unchecked Sendable {
+    /// Debian's `libcurl4` (OpenSSL flavour), the library `libcurl4-openssl-dev` builds against.
+    static let defaultPath = "libcurl.so.4"
+    /// The function table, written once before ``opened(_:)`` returns it and then only read, by
+    /// any thread; never freed, as the library is never closed.
+    let api: UnsafePointer<cr_curl_api>
+    let version: String
+
+    private init(api: cr_curl_api) {
+        let table = UnsafeMutablePointer<cr_curl_api>.allocate(capacity: 1)
+        table.initialize(to: api)
+        self.api = UnsafePointer(table)
+        version = String(cString: cr_curl_version(self.api))
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var opened: [String: Result<Curl, TransportFailure>] = [:]
+
+    /// The library at `path`, opened and globally initialized the first time (under a lock, as
+    /// `curl_global_init` requires); a failure is remembered and thrown again.
+    static func opened(_ path: String) throws(TransportFailure) -> Curl {
+        lock.lock(); defer { lock.unlock() }
+        if let known = opened[path] { return try known.get() }
+        let result = open(path)
+        opened[path] = result
+        return try result.get()
+    }
+
+    private static func open(_ path: String) -> Result<Curl, TransportFailure> {
+        var api = cr_curl_api()
+        guard cr_curl_open(&api, path) == 0 else {
+            let why = cr_curl_last_error().map { String(cString: $0) } ?? "unknown reason"
+            return .failure(TransportFailure(reason: "S3 and STS requests need libcurl, and \(path) could not be loaded (\(why)); on Debian: apt-get install libcurl4",
+                                             kind: .unavailable))
+        }
+        let curl = Curl(api: api)
+        let rc = cr_curl_global_init(curl.api, Int(CURL_GLOBAL_DEFAULT))
+        guard rc == CURLE_OK else {
+            return .failure(TransportFailure(reason: "libcurl \(curl.version) did not initialize: \(curl.describe(rc, detail: ""))", kind: .unavailable))
+        }
+        return .success(curl)
+    }
+
+    func append(_ list: UnsafeMutablePointer<curl_slist>?, _ line: String) -> UnsafeMutablePointer<curl_slist>? {
+        cr_curl_slist_append(api, list, line)
+    }
+
+    /// Frees a header list, zeroing each line first: one may be a session token.
+    func freeList(_ list: UnsafeMutablePointer<curl_slist>?) {
+        var node = list
+        while let n = node {
+            if let s = n.pointee.data { memset(s, 0, strlen(s)) }
+            node = n.pointee.next
+        }
+        cr_curl_slist_free_all(api, list)
+    }
+
+    func describe(_ code: CURLcode, detail: String) -> String {
+        let general = String(cString: cr_curl_easy_strerror(api, code))
+        return detail.isEmpty ? general : "\(general): \(detail)"
     }
 }
 

@@ -21,6 +21,9 @@ public final class FaultProxy: @unchecked Sendable {
         case delay(TimeInterval)
         /// Answer with this status and body (a stand-in for a call the server cannot serve).
         case respond(Int, body: String)
+        /// Answer with these bytes exactly, then close (status line and headers included): the
+        /// HTTP client's tests shape answers no S3 server would.
+        case raw([UInt8])
     }
     /// A fault for the requests `matches` accepts, the first `times` of them.
     public struct Rule: Sendable {
@@ -41,6 +44,9 @@ public final class FaultProxy: @unchecked Sendable {
     var rules: [Rule]
     /// (method, target, what happened) for each request, in order.
     public private(set) var log: [(method: String, target: String, action: String)] = []
+    /// Each request's bytes as the client sent them (head and body), in order.
+    private var receivedRequests: [[UInt8]] = []
+    public var received: [[UInt8]] { lock.lock(); defer { lock.unlock() }; return receivedRequests }
 
     public init(upstream: URL, rules: [Rule]) throws {
         upstreamHost = upstream.host ?? "127.0.0.1"
@@ -95,6 +101,7 @@ public final class FaultProxy: @unchecked Sendable {
     func handle(_ c: Int32) {
         defer { close(c) }
         guard let req = readRequest(c) else { return }
+        lock.lock(); receivedRequests.append(req.raw); lock.unlock()
         let fault = nextFault(req.method, req.target)
         switch fault {
         case .status(let status, let code)?:
@@ -104,6 +111,9 @@ public final class FaultProxy: @unchecked Sendable {
         case .respond(let status, let body)?:
             record(req.method, req.target, "answered \(status)\(req.hasAuthorization ? "" : " (unsigned request)")")
             writeAll(c, Array("HTTP/1.1 \(status) Canned\r\nContent-Type: text/xml\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8))
+        case .raw(let bytes)?:
+            record(req.method, req.target, "answered raw")
+            writeAll(c, bytes)
         case .reset?:
             record(req.method, req.target, "reset")
             reset(c)
@@ -127,7 +137,7 @@ public final class FaultProxy: @unchecked Sendable {
         setsockopt(c, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
     }
 
-    struct Request { let method: String; let target: String; let bytes: [UInt8]; let hasAuthorization: Bool }
+    struct Request { let method: String; let target: String; let bytes: [UInt8]; let hasAuthorization: Bool; let raw: [UInt8] }
 
     func readRequest(_ c: Int32) -> Request? {
         var buf: [UInt8] = []
@@ -151,6 +161,7 @@ public final class FaultProxy: @unchecked Sendable {
             if lower.hasPrefix("connection:") { return false }
             return true
         }
+        let rawHead = Array(buf[0..<(headerEnd! + 4)])
         var body = Array(buf[(headerEnd! + 4)...])
         if expect && body.count < length { writeAll(c, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) }
         while body.count < length {
@@ -160,7 +171,8 @@ public final class FaultProxy: @unchecked Sendable {
         }
         let newHead = ([requestLine.joined(separator: " ")] + lines + ["Connection: close"]).joined(separator: "\r\n") + "\r\n\r\n"
         return Request(method: String(requestLine[0]), target: String(requestLine.count > 1 ? requestLine[1] : ""),
-                       bytes: Array(newHead.utf8) + body, hasAuthorization: lines.contains { $0.lowercased().hasPrefix("authorization:") })
+                       bytes: Array(newHead.utf8) + body, hasAuthorization: lines.contains { $0.lowercased().hasPrefix("authorization:") },
+                       raw: rawHead + body)
     }
 
     func forward(_ bytes: [UInt8]) -> [UInt8]? {
@@ -192,7 +204,7 @@ public final class FaultProxy: @unchecked Sendable {
         }
     }
 
-    static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
+    public static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
         guard hay.count >= needle.count else { return nil }
         for i in 0...(hay.count - needle.count) where hay[i] == needle[0] && Array(hay[i..<(i + needle.count)]) == needle { return i }
         return nil

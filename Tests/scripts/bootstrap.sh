@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what CleanRoom needs on a fresh Debian 12 machine that has only the Swift toolchain.
 # libssl-dev: libcrypto, for SHA-256 with the CPU's SHA extensions (Protocol/SPEC.md §3).
-# libcurl4-openssl-dev: FoundationNetworking (S3 over HTTPS) links libcurl; a release build with the
-#   Swift runtime linked in (`make release`) needs the development symlink to find it.
+# libcurl4-openssl-dev: libcurl's headers for Sources/CCurl (S3 over HTTPS); the library itself
+#   (libcurl.so.4, package libcurl4) is opened with dlopen only by steps that use S3.
 # python3 + python3-venv: the local S3 server of the tests (moto from PyPI, Tests/scripts/s3-server.sh).
 # Idempotent: installs only what is missing. Used by `make demo`, `make test` and .ci/run.
 set -euo pipefail
