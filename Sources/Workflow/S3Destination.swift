@@ -26,6 +26,8 @@ public struct S3Destination: DeliveryDestination {
     let http: AWSHTTP
     let multipartThreshold: Int
     let partSize: Int
+    /// Free bytes where a provider's open downloads each object (tests inject less).
+    public var availableBytes: @Sendable (String) -> Int? = ScratchPreflight.availableBytes(at:)
 
     public init(coordinator base: any CredentialProvider, roleARN: String, externalID: String?, location: S3Location,
                 endpoints: AWSEndpoints, http: AWSHTTP = AWSHTTP(),
@@ -100,7 +102,9 @@ public struct S3Destination: DeliveryDestination {
 
     /// The manifest with one GetObject; each object, when the open reaches it, downloaded in
     /// ranges into a file of `scratch` (never held whole; one object at a time), its size checked
-    /// against the manifest's before any byte is stored.
+    /// against the manifest's before any byte is stored. Before each download, the manifest's size
+    /// for it is checked against the room in a directory scratch: too little stops the open with
+    /// `workflow.disk_space` before the object's first byte (SPEC §12.7).
     public func read(collaborationID: String, runID: String, scratch: any ScratchSpace) throws -> ReceivedDelivery {
         guard case .provider(let creds) = access else {
             throw AWSError(.configuration, "the coordinator never reads the provider's bucket")
@@ -113,8 +117,13 @@ public struct S3Destination: DeliveryDestination {
         let location = self.location
         return ReceivedDelivery(manifestBytes: manifestBytes) { o in
             guard isObjectName(o.name) else { throw WorkflowError(.destination, "manifest names an object outside the run") }
+            let key = location.key(collaborationID, runID, o.name)
+            if let directory = (scratch as? DirectoryScratch)?.directory {
+                try ScratchPreflight.checkDownload(size: o.bytes, of: "s3://\(location.bucket)/\(key)", into: directory,
+                                                   available: availableBytes(directory), remedy: ScratchPreflight.openRemedy)
+            }
             let file = try scratch.makeFile()
-            _ = try reader.download(key: location.key(collaborationID, runID, o.name), expect: { size in
+            _ = try reader.download(key: key, expect: { size in
                 guard size == o.bytes else {
                     throw ActivationError(.deliveryInvalid, "object \(o.name) does not match its SHA-256 in the manifest "
                                           + "(it holds \(size) bytes, the manifest says \(o.bytes))")

@@ -97,10 +97,16 @@ public enum ScratchPreflight {
     /// refuses (`workflow.disk_space`) when the object's `size` exceeds the `available` bytes
     /// there; unknown available space passes.
     /// - SeeAlso: `Protocol/SPEC.md` §12.7 "Exchanges on S3".
-    public static func checkDownload(size: Int, of object: String, into directory: String, available: Int?) throws(WorkflowError) {
+    public static func checkDownload(size: Int, of object: String, into directory: String, available: Int?,
+                                     remedy: String = downloadRemedy) throws(WorkflowError) {
         guard let available, available < size else { return }
-        throw WorkflowError(.diskSpace, "\(directory): downloading \(object) needs \(size) bytes there, the file system has \(available) bytes available; free space or move the state directory (the coordinator: its audit database's private store) to a larger file system, then run the same command again (nothing was kept, the run state and the run ID are still usable)")
+        throw WorkflowError(.diskSpace, "\(directory): downloading \(object) needs \(size) bytes there, the file system has \(available) bytes available; \(remedy)")
     }
+
+    /// What a step that downloads an exchange message says to do.
+    public static let downloadRemedy = "free space or move the state directory (the coordinator: its audit database's private store) to a larger file system, then run the same command again (nothing was kept, the run state and the run ID are still usable)"
+    /// What `provider open` says: its scratch sits beside the output.
+    public static let openRemedy = "free space there or write --out to a larger file system, then run the same command again (the output was not written; the delivery is unchanged and can be opened again)"
 
     /// Whether `a` and `b` are on one file system: the same path, or the same known device.
     public static func sameFileSystem(_ a: String, _ b: String, device: (String) -> UInt64? = device(at:)) -> Bool {

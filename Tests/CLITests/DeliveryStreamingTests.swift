@@ -403,6 +403,23 @@ struct S3StreamingTests {
         #expect(try Files.read(out) == ReceivedDelivery.plainCSV(inMemory))
         #expect(try DeliveryStreamingTests.leftovers("\(room.root)/out").isEmpty, "the scratch directory is removed")
 
+        // No room beside the output for the first object: refused before its first byte, from
+        // the manifest's size, with nothing at the output path; the same open then succeeds.
+        var short = providerSide
+        short.availableBytes = { _ in 100 }
+        let cramped = "\(room.root)/out3/matched.csv"
+        #expect {
+            _ = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: short, output: cramped)
+        } throws: { error in
+            let reason = "\(error)"
+            return (error as? WorkflowError)?.code == .diskSpace && reason.contains("100 bytes available")
+                && reason.contains("s3://\(p.location.bucket)/\(p.location.key(p.collaborationID, run, "part-00000.csv"))")
+                && reason.contains("\(room.root)/out3/.matched.csv.scratch-") && reason.contains("--out")
+        }
+        #expect(!FileManager.default.fileExists(atPath: cramped), "nothing at the output path")
+        #expect(try DeliveryStreamingTests.leftovers("\(room.root)/out3").isEmpty)
+        #expect(try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: providerSide, output: cramped) == n)
+
         let key = p.location.key(p.collaborationID, run, "part-00000.csv")
         var bytes = try S3Server.object(p.location.bucket, key: key)
         bytes[7] ^= 0x01
