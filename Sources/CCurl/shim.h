@@ -23,12 +23,19 @@ typedef struct {
 } cr_curl_api;
 
 /* Opens `path` and resolves every function; 0 on success. On failure nothing stays open and
- * `dlerror()` (see cr_curl_last_error) says why. */
-static inline int cr_curl_open(cr_curl_api *api, const char *path) {
+ * `why` holds dlerror()'s message, copied before dlclose (which would clear it). */
+static inline void cr_curl_copy_error(char *why, size_t size) {
+    const char *e = dlerror();
+    if (size == 0) return;
+    size_t i = 0;
+    for (; e && e[i] && i + 1 < size; i++) why[i] = e[i];
+    why[i] = 0;
+}
+static inline int cr_curl_open(cr_curl_api *api, const char *path, char *why, size_t size) {
     void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) return -1;
+    if (!lib) { cr_curl_copy_error(why, size); return -1; }
     api->library = lib;
-#define CR_RESOLVE(field, name) if (!(api->field = dlsym(lib, name))) { dlclose(lib); api->library = 0; return -2; }
+#define CR_RESOLVE(field, name) if (!(api->field = dlsym(lib, name))) { cr_curl_copy_error(why, size); dlclose(lib); api->library = 0; return -2; }
     CR_RESOLVE(global_init, "curl_global_init")
     CR_RESOLVE(version_info, "curl_version_info")
     CR_RESOLVE(easy_init, "curl_easy_init")
@@ -43,8 +50,6 @@ static inline int cr_curl_open(cr_curl_api *api, const char *path) {
 #undef CR_RESOLVE
     return 0;
 }
-
-static inline const char *cr_curl_last_error(void) { return dlerror(); }
 
 static inline CURLcode cr_curl_global_init(const cr_curl_api *a, long flags) {
     return ((CURLcode (*)(long))a->global_init)(flags);
@@ -92,6 +97,12 @@ static inline CURLcode cr_curl_setopt_slist(const cr_curl_api *a, CURL *h, CURLo
  * CURLOPT_WRITEFUNCTION, CURLOPT_HEADERFUNCTION, CURLOPT_READFUNCTION. */
 typedef size_t (*cr_curl_data_callback)(char *, size_t, size_t, void *);
 static inline CURLcode cr_curl_setopt_callback(const cr_curl_api *a, CURL *h, CURLoption o, cr_curl_data_callback v) {
+    return ((cr_curl_setopt_fn)a->easy_setopt)(h, o, v);
+}
+/* CURLOPT_SEEKFUNCTION: libcurl rewinds a request body to send it again on a fresh connection
+ * (a pooled connection the server had closed). */
+typedef int (*cr_curl_seek_callback)(void *, curl_off_t, int);
+static inline CURLcode cr_curl_setopt_seek(const cr_curl_api *a, CURL *h, CURLoption o, cr_curl_seek_callback v) {
     return ((cr_curl_setopt_fn)a->easy_setopt)(h, o, v);
 }
 /* CURLINFO_LONG queries. */

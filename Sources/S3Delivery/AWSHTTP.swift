@@ -30,8 +30,13 @@ public final class AWSHTTP: Sendable {
     let clock: @Sendable () -> Date
 
     /// - Parameter timeout: per request; a slow server fails the attempt, which is retried.
-    public init(timeout: TimeInterval = 30, retry: RetryPolicy = RetryPolicy(), clock: @escaping @Sendable () -> Date = { Date() }) {
-        client = HTTPClient(timeout: timeout); self.retry = retry; self.clock = clock
+    public convenience init(timeout: TimeInterval = 30, retry: RetryPolicy = RetryPolicy(), clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.init(timeout: timeout, retry: retry, clock: clock, libraryPath: Curl.defaultPath)
+    }
+
+    /// - Parameter libraryPath: what the HTTP client opens as libcurl (tests name a missing one).
+    init(timeout: TimeInterval, retry: RetryPolicy, clock: @escaping @Sendable () -> Date = { Date() }, libraryPath: String) {
+        client = HTTPClient(timeout: timeout, libraryPath: libraryPath); self.retry = retry; self.clock = clock
     }
 
     /// From the environment: `AWS_MAX_ATTEMPTS` (the SDKs' standard setting) and
@@ -58,12 +63,7 @@ public final class AWSHTTP: Sendable {
             if n > 0 { Thread.sleep(forTimeInterval: retry.delay(afterAttempt: n - 1)) }
             switch try attempt(n) {
             case .transport(let f):
-                switch f.kind {
-                case .transport: break
-                // Another attempt would meet the same machine or the same server.
-                case .unavailable: throw AWSError(.configuration, "\(operation): \(f.reason)")
-                case .tooLarge: throw AWSError(.responseMalformed, "\(operation): \(f.reason)")
-                }
+                if let permanent = f.permanentError(operation) { throw permanent }
                 sawTransport = true
                 last = f.reason
                 continue

@@ -34,7 +34,8 @@ extension AWSHTTP {
         switch attempt(method: method, url: url, path: path, query: query, host: AWSEndpoints.hostHeader(url),
                        headers: headers, body: body, payloadSHA256: hash, signer: signer, credentials: credentials) {
         case .response(let r): return SignedAnswer(status: r.status, body: r.body)
-        case .transport(let f): throw AWSError(.network, "\(method) \(path): no answer (\(f.reason))")
+        case .transport(let f):
+            throw f.permanentError("\(method) \(path)") ?? AWSError(.network, "\(method) \(path): no answer (\(f.reason))")
         }
     }
 

@@ -22,6 +22,16 @@ struct TransportFailure: Error, Sendable {
     }
     let reason: String
     var kind: Kind = .transport
+
+    /// The error for a failure another attempt cannot mend (it would meet the same machine or
+    /// the same server), with its stable code; nil for one worth retrying.
+    func permanentError(_ operation: String) -> AWSError? {
+        switch kind {
+        case .transport: nil
+        case .unavailable: AWSError(.configuration, "\(operation): \(reason)")
+        case .tooLarge: AWSError(.responseMalformed, "\(operation): \(reason)")
+        }
+    }
 }
 
 /// One HTTP exchange at a time per calling thread, over libcurl opened with `dlopen` on first use.
@@ -51,7 +61,7 @@ final class HTTPClient: Sendable {
     ///     may take four times as long (as URLSession's request and resource timeouts did).
     ///   - libraryPath: what `dlopen` opens (tests name a missing one).
     init(timeout: TimeInterval, maxResponseBytes: Int = 64 << 20, libraryPath: String = Curl.defaultPath) {
-        self.timeout = timeout
+        self.timeout = Self.clamped(timeout)
         self.maxResponseBytes = maxResponseBytes
         self.libraryPath = libraryPath
     }
@@ -66,12 +76,15 @@ final class HTTPClient: Sendable {
         defer { pool.give(handle, curl) }
         var list: UnsafeMutablePointer<curl_slist>?
         defer { curl.freeList(list) }
-        // An empty value removes the header libcurl would add on its own.
-        for line in headers.map({ "\($0.name): \($0.value)" }) + ["Expect:", "Accept:"] {
+        // libcurl reads "Name:" as "remove Name" and "Name;" as "send Name empty"; the removals
+        // keep libcurl from adding headers of its own (a POST's form Content-Type included).
+        var removals = ["Expect:", "Accept:"]
+        if !headers.contains(where: { $0.name.lowercased() == "content-type" }) { removals.append("Content-Type:") }
+        for line in headers.map({ $0.value.isEmpty ? "\($0.name);" : "\($0.name): \($0.value)" }) + removals {
             guard let l = curl.append(list, line) else { throw TransportFailure(reason: "libcurl could not hold the request's headers (out of memory)") }
             list = l
         }
-        let transfer = Transfer(limit: maxResponseBytes)
+        let transfer = Transfer(limit: maxResponseBytes, bodyExpected: method != "HEAD")
         let result: CURLcode = body.withUnsafeBytes { raw in
             transfer.upload = raw
             defer { transfer.upload = UnsafeRawBufferPointer(start: nil, count: 0) }
@@ -84,11 +97,12 @@ final class HTTPClient: Sendable {
             set.long(CURLOPT_SSL_VERIFYPEER, 1)
             set.long(CURLOPT_SSL_VERIFYHOST, 2)
             set.long(CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
-            let ms = Int((timeout * 1000).rounded(.up))
+            let seconds = timeout
+            let ms = Int((seconds * 1000).rounded(.up))
             set.long(CURLOPT_CONNECTTIMEOUT_MS, ms)
             set.long(CURLOPT_TIMEOUT_MS, ms * 4)
             set.long(CURLOPT_LOW_SPEED_LIMIT, 1)
-            set.long(CURLOPT_LOW_SPEED_TIME, max(1, Int(timeout.rounded(.up))))
+            set.long(CURLOPT_LOW_SPEED_TIME, max(1, Int(seconds.rounded(.up))))
             set.list(CURLOPT_HTTPHEADER, list)
             set.callback(CURLOPT_WRITEFUNCTION, Transfer.receiveBody)
             set.pointer(CURLOPT_WRITEDATA, user)
@@ -115,6 +129,8 @@ final class HTTPClient: Sendable {
             }
             set.callback(CURLOPT_READFUNCTION, Transfer.sendBody)
             set.pointer(CURLOPT_READDATA, user)
+            set.seek(CURLOPT_SEEKFUNCTION, Transfer.rewind)
+            set.pointer(CURLOPT_SEEKDATA, user)
             if let refused = set.refused { return refused }
             return withExtendedLifetime(transfer) { cr_curl_easy_perform(curl.api, handle) }
         }
@@ -128,10 +144,19 @@ final class HTTPClient: Sendable {
         return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body)
     }
 
+    /// The per-request timeout, in seconds, within what libcurl's millisecond options hold (a day
+    /// at most; NaN and infinities included, which the environment may spell).
+    static func clamped(_ timeout: TimeInterval) -> TimeInterval {
+        guard timeout.isFinite else { return timeout.isNaN ? 30 : (timeout > 0 ? 86_400 : 0.1) }
+        return min(max(timeout, 0.1), 86_400)
+    }
+
     /// What one transfer's callbacks read from and write to; libcurl calls them on the thread
     /// that runs `curl_easy_perform`, so no lock is needed.
     private final class Transfer {
         let limit: Int
+        /// False for HEAD, whose Content-Length is the object's size, not a body on its way.
+        let bodyExpected: Bool
         var upload = UnsafeRawBufferPointer(start: nil, count: 0)
         var sent = 0
         var body: [UInt8] = []
@@ -139,8 +164,9 @@ final class HTTPClient: Sendable {
         var overLimit = false
         let errorBuffer: UnsafeMutableRawPointer
 
-        init(limit: Int) {
+        init(limit: Int, bodyExpected: Bool) {
             self.limit = limit
+            self.bodyExpected = bodyExpected
             errorBuffer = .allocate(byteCount: Int(CURL_ERROR_SIZE), alignment: 1)
             errorBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: Int(CURL_ERROR_SIZE))
         }
@@ -156,6 +182,9 @@ final class HTTPClient: Sendable {
         static let receiveBody: cr_curl_data_callback = { data, size, count, user in
             let t = of(user), n = size * count
             guard t.body.count + n <= t.limit else { t.overLimit = true; return 0 }
+            // Without a Content-Length, start at 16 KiB: an STS answer (its secret key inside)
+            // then arrives into one allocation, not a chain of freed, unzeroed copies.
+            if t.body.capacity == 0 { t.body.reserveCapacity(max(n, 16 << 10)) }
             if n > 0, let data { t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n)) }
             return n
         }
@@ -171,12 +200,22 @@ final class HTTPClient: Sendable {
             let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
             t.headers[name] = t.headers[name].map { "\($0), \(value)" } ?? value
-            if name == "content-length", let length = Int(value) {
-                // An answer announced larger than the limit is refused before its body arrives.
+            if name == "content-length", t.bodyExpected, let length = Int(value), length >= 0 {
+                // An answer announced larger than the limit is refused before its body arrives;
+                // one that fits is received into one allocation (no copies left behind by growth).
                 guard length <= t.limit else { t.overLimit = true; return 0 }
                 t.body.reserveCapacity(length)
             }
             return n
+        }
+
+        /// libcurl rewinds the body to send the request again on a fresh connection (a pooled one
+        /// the server had closed); only a rewind to a point within the body is possible.
+        static let rewind: cr_curl_seek_callback = { user, offset, origin in
+            let t = of(user)
+            guard origin == SEEK_SET, offset >= 0, Int(offset) <= t.upload.count else { return 2 }  // CURL_SEEKFUNC_CANTSEEK
+            t.sent = Int(offset)
+            return 0  // CURL_SEEKFUNC_OK
         }
 
         static let sendBody: cr_curl_data_callback = { buffer, size, count, user in
@@ -207,6 +246,7 @@ final class HTTPClient: Sendable {
         func pointer(_ o: CURLoption, _ v: UnsafeMutableRawPointer) { check(cr_curl_setopt_pointer(curl.api, handle, o, v)) }
         func list(_ o: CURLoption, _ v: UnsafeMutablePointer<curl_slist>?) { check(cr_curl_setopt_slist(curl.api, handle, o, v)) }
         func callback(_ o: CURLoption, _ v: cr_curl_data_callback) { check(cr_curl_setopt_callback(curl.api, handle, o, v)) }
+        func seek(_ o: CURLoption, _ v: cr_curl_seek_callback) { check(cr_curl_setopt_seek(curl.api, handle, o, v)) }
     }
 
     /// Idle easy handles: each keeps its connections, DNS and TLS session caches between requests.
@@ -269,8 +309,10 @@ final class Curl: @unchecked Sendable {
 
     private static func open(_ path: String) -> Result<Curl, TransportFailure> {
         var api = cr_curl_api()
-        guard cr_curl_open(&api, path) == 0 else {
-            let why = cr_curl_last_error().map { String(cString: $0) } ?? "unknown reason"
+        var message = [CChar](repeating: 0, count: 512)
+        guard cr_curl_open(&api, path, &message, message.count) == 0 else {
+            let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let why = text.isEmpty ? "unknown reason" : text
             return .failure(TransportFailure(reason: "S3 and STS requests need libcurl, and \(path) could not be loaded (\(why)); on Debian: apt-get install libcurl4",
                                              kind: .unavailable))
         }

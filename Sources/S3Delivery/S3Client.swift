@@ -324,6 +324,9 @@ public struct S3Reader: Sendable {
         self.endpoints = endpoints; self.bucket = bucket; self.http = http; self.credentials = credentials
     }
 
+    /// GetObject in one request: for small objects (a manifest). An answer larger than 64 MiB is
+    /// refused (`aws.response_malformed`, SPEC §12 "HTTP"); ``download(key:rangeSize:expect:write:)``
+    /// reads an object of any size.
     public func get(key: String) throws(AWSError) -> [UInt8] {
         let op = "GetObject \(key)"
         let (url, path, host) = endpoints.objectURL(bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: "")

@@ -111,8 +111,15 @@ public struct Exchange: Sendable {
     }
     /// Whether this exchange is on S3 (where writes never overwrite and nothing is deleted).
     var isS3: Bool { s3 != nil }
+    /// The whole message in memory (an exchange without a scratch directory): on S3 in ranges,
+    /// so a message of any size is read (one GET's answer is bounded, SPEC §12 "HTTP").
     func read(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> [UInt8] {
-        if let s3 { return try s3.reader.get(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))) }
+        if let s3 {
+            var bytes: [UInt8] = []
+            _ = try s3.reader.download(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind)),
+                                       expect: { bytes.reserveCapacity($0) }, write: { bytes.append(contentsOf: $0) })
+            return bytes
+        }
         return try Files.read(path(a, run: run, kind))
     }
 }

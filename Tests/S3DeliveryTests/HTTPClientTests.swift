@@ -73,6 +73,38 @@ struct HTTPClientTests {
         #expect(s.received.allSatisfy { String(decoding: $0, as: UTF8.self).hasSuffix("\r\n\r\n") }, "no body after the head")
     }
 
+    /// A HEAD's Content-Length is the object's size, not a body on its way: a size over the
+    /// answer limit is an answer like any other (a round message's existence check on a large run).
+    @Test func headOfALargeObjectIsNotRefused() throws {
+        let s = try server([.raw(Array("HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\n".utf8))])
+        defer { s.stop() }
+        let r = try HTTPClient(timeout: 5, maxResponseBytes: 4096).send(method: "HEAD", url: s.url, headers: [], body: [])
+        #expect(r.status == 200 && r.headers["content-length"] == "100000000" && r.body.isEmpty)
+    }
+
+    /// An empty PUT still says `Content-Length: 0`; an empty header value is sent empty (libcurl
+    /// would drop "Name:"); a POST without a Content-Type gets none (libcurl would add a form type).
+    @Test func emptyBodiesAndValuesGoOutAsGiven() throws {
+        let s = try server([.respond(200, body: ""), .respond(200, body: "")])
+        defer { s.stop() }
+        let client = HTTPClient(timeout: 5)
+        _ = try client.send(method: "PUT", url: s.url, headers: [("x-amz-meta-empty", "")], body: [])
+        _ = try client.send(method: "POST", url: s.url, headers: [], body: Array("a=b".utf8))
+        let put = Self.head(s.received[0]), post = Self.head(s.received[1])
+        #expect(put.contains("Content-Length: 0"))
+        #expect(put.contains { $0.hasPrefix("x-amz-meta-empty:") && $0.dropFirst("x-amz-meta-empty:".count).allSatisfy { $0 == " " } }, "\(put)")
+        #expect(s.received[0].count == Array(put.joined(separator: "\r\n").utf8).count + 4, "no body")
+        #expect(!post.contains { $0.lowercased().hasPrefix("content-type:") }, "\(post)")
+        #expect(post.contains("Content-Length: 3"))
+    }
+
+    @Test func chunkedAnswerIsReassembled() throws {
+        let s = try server([.raw(Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".utf8))])
+        defer { s.stop() }
+        let r = try HTTPClient(timeout: 5).send(method: "GET", url: s.url, headers: [], body: [])
+        #expect(r.body == Array("hello world".utf8))
+    }
+
     /// An interim `100 Continue` does not leak its headers into the answer; a name sent twice
     /// keeps both values (RFC 9110 §5.3).
     @Test func interimAnswerAndRepeatedHeaders() throws {
@@ -94,12 +126,20 @@ struct HTTPClientTests {
         #expect(e?.reason.isEmpty == false)
     }
 
+    enum Framing: String, CaseIterable { case contentLength, toTheEnd, chunked }
+
     /// Larger than the limit: refused whether the size is announced (Content-Length) or only
-    /// seen while the body arrives (no length, read to the end of the connection).
-    @Test(arguments: [true, false])
-    func answerLargerThanTheLimitIsRefused(announced: Bool) throws {
+    /// seen while the body arrives (read to the end of the connection, or chunked).
+    @Test(arguments: Framing.allCases)
+    func answerLargerThanTheLimitIsRefused(framing: Framing) throws {
         let body = String(repeating: "z", count: 5000)
-        let raw = "HTTP/1.1 200 OK\r\n" + (announced ? "Content-Length: \(body.utf8.count)\r\n" : "") + "Connection: close\r\n\r\n" + body
+        let raw: String
+        switch framing {
+        case .contentLength: raw = "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n" + body
+        case .toTheEnd: raw = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body
+        case .chunked: raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            + "9c4\r\n" + String(body.prefix(2500)) + "\r\n9c4\r\n" + String(body.prefix(2500)) + "\r\n0\r\n\r\n"
+        }
         let s = try server([.raw(Array(raw.utf8)), .raw(Array(raw.utf8))])
         defer { s.stop() }
         let e = #expect(throws: TransportFailure.self) {
@@ -141,35 +181,127 @@ struct HTTPClientTests {
     }
 
     /// Connections are reused across requests (one easy handle pool per client): a server that
-    /// keeps the connection open sees the second request on the same connection.
+    /// keeps the connection open sees the later requests on the first connection.
     @Test func requestsAfterTheFirstReuseTheConnection() throws {
-        let server = try KeepAliveServer(answers: 3)
+        let server = try LoopbackServer()
         defer { server.stop() }
         let client = HTTPClient(timeout: 5)
         for _ in 0..<3 {
-            let r = try client.send(method: "GET", url: URL(string: "http://127.0.0.1:\(server.port)/x")!, headers: [], body: [])
+            let r = try client.send(method: "GET", url: server.url, headers: [], body: [])
             #expect(r.body == Array("k".utf8))
         }
         #expect(server.connections == 1)
     }
+
+    /// A pooled connection the server closed just as it was reused: libcurl sends the request
+    /// again on a fresh connection, which for an upload means rewinding its body (the seek
+    /// callback); the request then succeeds in one attempt, the whole body sent again.
+    @Test(arguments: ["PUT", "POST"])
+    func uploadIsSentAgainWhenAReusedConnectionWasClosed(method: String) throws {
+        let server = try LoopbackServer { connection, request in
+            connection == 0 && request == 1 ? .closeAfterReading : .answer(LoopbackServer.ok)
+        }
+        defer { server.stop() }
+        let client = HTTPClient(timeout: 5)
+        _ = try client.send(method: "GET", url: server.url, headers: [], body: [])
+        let payload = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let r = try client.send(method: method, url: server.url, headers: [("Content-Type", "application/octet-stream")], body: payload)
+        #expect(r.status == 200)
+        #expect(server.connections == 2)
+        let uploads = server.requests.filter { String(decoding: $0.bytes.prefix(4), as: UTF8.self).hasPrefix(method) }
+        #expect(uploads.map(\.connection) == [0, 1])
+        #expect(uploads.allSatisfy { Array($0.bytes.suffix(payload.count)) == payload }, "each attempt carried the whole body")
+    }
+
+    /// Several threads sending through one client at once: each transfer gets its own handle
+    /// from the pool (TSan runs this suite), and every answer is right.
+    @Test func concurrentSendsShareOnePool() throws {
+        let server = try LoopbackServer()
+        defer { server.stop() }
+        let client = HTTPClient(timeout: 10)
+        let lock = NSLock()
+        nonisolated(unsafe) var statuses: [Int] = []
+        DispatchQueue.concurrentPerform(iterations: 16) { _ in
+            let status = (try? client.send(method: "GET", url: server.url, headers: [], body: []))?.status ?? -1
+            lock.lock(); statuses.append(status); lock.unlock()
+        }
+        #expect(statuses == Array(repeating: 200, count: 16))
+        #expect(server.connections <= 16)
+    }
+
+    /// A server that accepts the request and never answers: the attempt fails (retryably) once
+    /// no byte has moved for the timeout, instead of hanging.
+    @Test func silentServerTimesOut() throws {
+        let server = try LoopbackServer { _, _ in .silent }
+        defer { server.stop() }
+        let e = #expect(throws: TransportFailure.self) {
+            try HTTPClient(timeout: 1).send(method: "GET", url: server.url, headers: [], body: [])
+        }
+        #expect(e?.kind == .transport)
+    }
+
+    /// Timeouts from the environment (`CLEANROOM_AWS_TIMEOUT_SECONDS` parses as a Double) stay
+    /// within what libcurl's millisecond options hold: no trap on `inf`, `1e300` or `nan`.
+    @Test(arguments: [(Double.infinity, 86_400.0), (1e300, 86_400), (-Double.infinity, 0.1), (-1, 0.1), (0, 0.1), (2.5, 2.5), (86_401, 86_400)])
+    func timeoutsAreClamped(given: Double, used: Double) throws {
+        #expect(HTTPClient.clamped(given) == used)
+        let server = try LoopbackServer()
+        defer { server.stop() }
+        #expect(try HTTPClient(timeout: given).send(method: "GET", url: server.url, headers: [], body: []).status == 200)
+    }
+
+    @Test func notANumberTimeoutIsTheDefault() {
+        #expect(HTTPClient.clamped(.nan) == 30)
+        #expect(HTTPClient(timeout: .nan).timeout == 30)
+    }
+
+    /// A library that opens but is not libcurl: the message keeps dlsym's reason (dlclose would
+    /// have cleared it).
+    @Test func wrongLibraryNamesTheMissingSymbol() throws {
+        let e = #expect(throws: TransportFailure.self) {
+            try HTTPClient(timeout: 1, libraryPath: "libz.so.1").send(method: "GET", url: Self.nowhere, headers: [], body: [])
+        }
+        #expect(e?.kind == .unavailable)
+        #expect(e?.reason.contains("curl_global_init") == true, "\(e?.reason ?? "")")
+    }
+
+    /// The administration path (no retries) maps failures as the retrying one does.
+    @Test func signedRequestWithoutLibcurlIsAConfigurationError() throws {
+        let http = AWSHTTP(timeout: 1, retry: RetryPolicy(maxAttempts: 1), libraryPath: "libcurl-not-installed.so.4")
+        let creds = try AWSCredentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "secret", source: "test")
+        let signer = SigV4Signer(region: "us-east-1", service: "iam", rules: .generic(normalizePath: true), clock: { Date() })
+        let e = #expect(throws: AWSError.self) {
+            _ = try http.signedRequest(method: "POST", url: Self.nowhere, path: "/", signer: signer, credentials: creds)
+        }
+        #expect(e?.code == .configuration)
+    }
 }
 
-/// A loopback server that keeps connections open: it answers every bodiless request with
-/// `200 k` and counts the connections it accepted.
-final class KeepAliveServer: @unchecked Sendable {
+/// A loopback HTTP/1.1 server that keeps connections open and follows a script per request:
+/// answer (and keep the connection), close right after reading it (a server that timed out an
+/// idle connection just as it was reused), or stay silent until the client gives up.
+final class LoopbackServer: @unchecked Sendable {
+    enum Step: Sendable { case answer([UInt8]), closeAfterReading, silent }
+    static let ok = Array("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk".utf8)
+
     let port: UInt16
     private let listener: Int32
     private let lock = NSLock()
     private var accepted = 0
+    private var seen: [(connection: Int, bytes: [UInt8])] = []
     var connections: Int { lock.lock(); defer { lock.unlock() }; return accepted }
+    /// Every request read, with the index of the connection it came on.
+    var requests: [(connection: Int, bytes: [UInt8])] { lock.lock(); defer { lock.unlock() }; return seen }
+    var url: URL { URL(string: "http://127.0.0.1:\(port)/b/k")! }
 
-    init(answers: Int) throws {
+    /// - Parameter script: the step for the `request`-th request (from 0) on the `connection`-th connection.
+    init(script: @escaping @Sendable (_ connection: Int, _ request: Int) -> Step = { _, _ in .answer(LoopbackServer.ok) }) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard ok == 0, listen(fd, 8) == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
+        guard ok == 0, listen(fd, 16) == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
         var bound = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
@@ -179,29 +311,45 @@ final class KeepAliveServer: @unchecked Sendable {
             while true {
                 let c = accept(listener, nil, nil)
                 if c < 0 { return }
-                lock.lock(); accepted += 1; lock.unlock()
-                Thread { Self.serve(c, answers: answers) }.start()
+                lock.lock(); let n = accepted; accepted += 1; lock.unlock()
+                Thread { [self] in serve(c, connection: n, script: script) }.start()
             }
         }.start()
     }
 
     func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
 
-    private static func serve(_ c: Int32, answers: Int) {
+    private func serve(_ c: Int32, connection: Int, script: (Int, Int) -> Step) {
         defer { close(c) }
         var pending: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        var left = answers
-        while left > 0 {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        func fill() -> Bool {
             let n = read(c, &chunk, chunk.count)
-            if n <= 0 { return }
+            if n <= 0 { return false }
             pending += chunk[0..<n]
-            while let end = FaultProxy.find([13, 10, 13, 10], in: pending), left > 0 {
-                pending.removeFirst(end + 4)
-                left -= 1
-                let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk".utf8)
-                _ = answer.withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            return true
+        }
+        var index = 0
+        while true {
+            var end = FaultProxy.find([13, 10, 13, 10], in: pending)
+            while end == nil { guard fill() else { return }; end = FaultProxy.find([13, 10, 13, 10], in: pending) }
+            let head = String(decoding: pending[0..<end!], as: UTF8.self)
+            let length = head.components(separatedBy: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            while pending.count < end! + 4 + length { guard fill() else { return } }
+            let request = Array(pending[0..<(end! + 4 + length)])
+            pending.removeFirst(request.count)
+            lock.lock(); seen.append((connection, request)); lock.unlock()
+            switch script(connection, index) {
+            case .answer(let bytes):
+                _ = bytes.withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            case .closeAfterReading:
+                return
+            case .silent:
+                while fill() {}
+                return
             }
+            index += 1
         }
     }
 }
