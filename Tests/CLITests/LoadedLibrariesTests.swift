@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 
-/// A process that never sends an S3 or STS request does not load libcurl (nor the ~24 libraries
+/// A process that never sends an S3 or STS request does not load libcurl (nor the 28 libraries
 /// it brings: GnuTLS, Kerberos, OpenLDAP…): S3Delivery opens it with `dlopen` on the first
 /// request. Guards against a dependency that would link it again (FoundationNetworking did).
 /// - SeeAlso: `Protocol/SPEC.md` §12 "HTTP"; `Sources/CCurl/shim.h`.
