@@ -38,7 +38,7 @@ struct TransportFailure: Error, Sendable {
 ///
 /// Why libcurl directly rather than URLSession: FoundationNetworking links libcurl, so the loader
 /// mapped libcurl and the 28 libraries it needs into every process, those holding a party's secret scalar
-/// included (≈ 4 MiB resident each, BENCHMARKS.md "libcurl only where S3 is used"); here only a
+/// included (≈ 5 MiB resident each, BENCHMARKS.md "libcurl only where S3 is used"); here only a
 /// process that sends an S3 or STS request loads it. Why whole bodies are enough: no request
 /// body is larger than one multipart part or one object under the multipart threshold, and
 /// downloads are asked for in ranges, so memory stays bounded without a streaming client (an
