@@ -4,7 +4,7 @@
  *
  * Why not link it: linking (as FoundationNetworking did) makes the loader map and initialize
  * libcurl and the 28 libraries it needs (GnuTLS, Kerberos, OpenLDAP, libssh2...) in every process,
- * including the ones that hold a party's secret scalar and never touch the network: ~4 MiB
+ * including the ones that hold a party's secret scalar and never touch the network: ~5 MiB
  * resident each and code with no business there (Protocol/SPEC.md §12 "HTTP", BENCHMARKS.md
  * "libcurl only where S3 is used").
  *
