@@ -65,12 +65,16 @@ let package = Package(
         // over libcurl (the only module that imports CCurl). HMAC/SHA-256 come from RistrettoPSI.
         .target(name: "S3Delivery", dependencies: ["RistrettoPSI", "CCurl"]),
         // The edges: files, state directories, destinations, the audit ledger; each role step.
-        .target(name: "Workflow", dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog", "S3Delivery"]),
+        .target(
+            name: "Workflow",
+            dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog", "S3Delivery"]),
 
         // Thin CLI: parsing, wiring, printing.
         .executableTarget(
             name: "CleanRoomCLI",
-            dependencies: ["RistrettoPSI", "Identifiers", "AuditLog", "Activation", "Workflow", "Tabular", "S3Delivery"],
+            dependencies: [
+                "RistrettoPSI", "Identifiers", "AuditLog", "Activation", "Workflow", "Tabular", "S3Delivery",
+            ],
             path: "Sources/CleanRoomCLI"
         ),
 
@@ -87,17 +91,32 @@ let package = Package(
         // libFuzzer harnesses (Tests/Fuzz/README.md). A plain build makes each a replay tool for
         // its corpus; Tests/scripts/fuzz.sh builds them with -sanitize=fuzzer,address and
         // -DCLEANROOM_FUZZING, which swaps the replay `main` for LLVMFuzzerTestOneInput.
-        .target(name: "FuzzSupport", dependencies: ["Activation", "Identifiers", "RistrettoPSI"], path: "Tests/Fuzz/FuzzSupport"),
-        .executableTarget(name: "FuzzCSV", dependencies: ["FuzzSupport", "Tabular"], path: "Tests/Fuzz/FuzzCSV", exclude: ["seeds"]),
-        .executableTarget(name: "FuzzMessage", dependencies: ["FuzzSupport", "Activation", "RistrettoPSI"],
-                          path: "Tests/Fuzz/FuzzMessage", exclude: ["seeds"]),
-        .executableTarget(name: "FuzzAgreement", dependencies: ["FuzzSupport", "Activation", "RistrettoPSI"],
-                          path: "Tests/Fuzz/FuzzAgreement", exclude: ["seeds"]),
-        .executableTarget(name: "FuzzEmail", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzEmail", exclude: ["seeds"]),
-        .executableTarget(name: "FuzzPhone", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzPhone", exclude: ["seeds"]),
-        .executableTarget(name: "FuzzMAID", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzMAID", exclude: ["seeds"]),
-        .executableTarget(name: "FuzzCustom", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzCustom", exclude: ["seeds"]),
-        .executableTarget(name: "FuzzElement", dependencies: ["FuzzSupport", "RistrettoPSI"], path: "Tests/Fuzz/FuzzElement", exclude: ["seeds"]),
+        .target(
+            name: "FuzzSupport", dependencies: ["Activation", "Identifiers", "RistrettoPSI"],
+            path: "Tests/Fuzz/FuzzSupport"),
+        .executableTarget(
+            name: "FuzzCSV", dependencies: ["FuzzSupport", "Tabular"], path: "Tests/Fuzz/FuzzCSV", exclude: ["seeds"]),
+        .executableTarget(
+            name: "FuzzMessage", dependencies: ["FuzzSupport", "Activation", "RistrettoPSI"],
+            path: "Tests/Fuzz/FuzzMessage", exclude: ["seeds"]),
+        .executableTarget(
+            name: "FuzzAgreement", dependencies: ["FuzzSupport", "Activation", "RistrettoPSI"],
+            path: "Tests/Fuzz/FuzzAgreement", exclude: ["seeds"]),
+        .executableTarget(
+            name: "FuzzEmail", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzEmail",
+            exclude: ["seeds"]),
+        .executableTarget(
+            name: "FuzzPhone", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzPhone",
+            exclude: ["seeds"]),
+        .executableTarget(
+            name: "FuzzMAID", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzMAID",
+            exclude: ["seeds"]),
+        .executableTarget(
+            name: "FuzzCustom", dependencies: ["FuzzSupport", "Identifiers"], path: "Tests/Fuzz/FuzzCustom",
+            exclude: ["seeds"]),
+        .executableTarget(
+            name: "FuzzElement", dependencies: ["FuzzSupport", "RistrettoPSI"], path: "Tests/Fuzz/FuzzElement",
+            exclude: ["seeds"]),
 
         .testTarget(name: "RistrettoPSITests", dependencies: ["RistrettoPSI"]),
         .testTarget(name: "IdentifiersTests", dependencies: ["Identifiers", "RistrettoPSI"]),
@@ -108,8 +127,13 @@ let package = Package(
         // CSQLite lets the tamper tests edit a log through the C API, as an attacker with file
         // access would; "CleanRoomCLI" makes `swift test` build the `cleanroom` binary that the
         // concurrency and kill -9 tests spawn.
-        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "RistrettoPSI", "CSQLite", "CleanRoomCLI", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["Workflow", "Activation", "AuditLog", "RistrettoPSI", "CleanRoomCLI", "TestSupport", "S3Delivery"]),
+        .testTarget(
+            name: "AuditLogTests", dependencies: ["AuditLog", "RistrettoPSI", "CSQLite", "CleanRoomCLI", "TestSupport"]),
+        .testTarget(
+            name: "CLITests",
+            dependencies: [
+                "Workflow", "Activation", "AuditLog", "RistrettoPSI", "CleanRoomCLI", "TestSupport", "S3Delivery",
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,6 @@
+import Activation
 import Foundation
 import RistrettoPSI
-import Activation
 import Workflow
 
 /// The three parties of a benchmark collaboration and their agreement, made under one directory:
@@ -31,13 +31,17 @@ struct BenchParties {
             collaborationID: AgreementTerms.newID(), externalID: AgreementTerms.newID(),
             createdAt: Date(), expiresAt: Date().addingTimeInterval(days * 86_400),
             consumer: .init(name: "\(label) consumer", signingKey: consumer.signingKey.verifyingKey.hex),
-            provider: .init(name: "\(label) provider", signingKey: provider.signingKey.verifyingKey.hex, sealingKey: provider.sealingKey.publicKey.hex),
-            coordinator: .init(name: "\(label) coordinator", signingKey: coordinator.signingKey.verifyingKey.hex,
-                               sealingKey: coordinator.sealingKey.publicKey.hex),
+            provider: .init(
+                name: "\(label) provider", signingKey: provider.signingKey.verifyingKey.hex,
+                sealingKey: provider.sealingKey.publicKey.hex),
+            coordinator: .init(
+                name: "\(label) coordinator", signingKey: coordinator.signingKey.verifyingKey.hex,
+                sealingKey: coordinator.sealingKey.publicKey.hex),
             matching: .init(identifierTypes: ["email"]),
             output: output,
-            privacy: .init(minConsumerRows: 1, minMatchedRows: 1, maxRunsPerWindow: 1_000_000, windowSeconds: 60,
-                           maxRunSimilarityPercent: 0), // repeated runs of the same lists are the point here
+            privacy: .init(
+                minConsumerRows: 1, minMatchedRows: 1, maxRunsPerWindow: 1_000_000, windowSeconds: 60,
+                maxRunSimilarityPercent: 0),  // repeated runs of the same lists are the point here
             destination: .init(kind: "local", directory: "\(dir)/provider-bucket"))
         var signed = SignedAgreement(terms: terms)
         try signed.sign(as: .consumer, with: consumer.signingKey)

@@ -1,10 +1,11 @@
+@_spi(Benchmarks) import Activation
 import Foundation
+@_spi(Benchmarks) import RistrettoPSI
+import Workflow
+
 #if canImport(Glibc)
 import Glibc
 #endif
-@_spi(Benchmarks) import RistrettoPSI
-@_spi(Benchmarks) import Activation
-import Workflow
 
 /// `cleanroom-bench --filter coordinator-scale --sizes 10m,30m,100m`: round 5 alone at sizes
 /// where running rounds 1–4 would take hours (BENCHMARKS.md "Coordinator at scale").
@@ -34,16 +35,22 @@ enum CoordinatorScale {
 
     static func run(_ options: Options) throws {
         guard let exe = cleanroomBinary() else {
-            throw BenchError("coordinator-scale needs the built `cleanroom` beside this executable (run `make release`)")
+            throw BenchError(
+                "coordinator-scale needs the built `cleanroom` beside this executable (run `make release`)")
         }
         print("cleanroom-bench coordinator-scale — \(ISO8601.format(Date()))")
         print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load average \(loadAverage())")
         try Files.makeDirectory(options.workDir)
         for n in options.sizes {
             let dir = "\(options.workDir)/coordinator-scale-\(Options.label(n))"
-            print("\n== coordinator match, \(Report.count(n)) × \(Report.count(n)) (overlap \(Report.count(n - n / 2))) ==")
+            print(
+                "\n== coordinator match, \(Report.count(n)) × \(Report.count(n)) (overlap \(Report.count(n - n / 2))) =="
+            )
             let inputs = try Inputs.prepare(size: n, dir: dir)
-            print(String(format: "  inputs: %@ on disk (%@), %@", bytes(inputs.bytes), inputs.reused ? "reused" : String(format: "written in %.1f s", inputs.seconds), dir))
+            print(
+                String(
+                    format: "  inputs: %@ on disk (%@), %@", bytes(inputs.bytes),
+                    inputs.reused ? "reused" : String(format: "written in %.1f s", inputs.seconds), dir))
             try measure(inputs, cleanroom: exe)
         }
     }
@@ -56,7 +63,8 @@ enum CoordinatorScale {
     }
 
     static func loadAverage() -> String {
-        (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+        (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(
+            separator: " ") ?? "?"
     }
 
     static func bytes(_ b: Int) -> String {
@@ -87,7 +95,8 @@ enum CoordinatorScale {
             try Files.makeDirectory(dir)
             let t0 = Clock.now()
             // Smallest on disk: no member IDs, plain audience keys, no gzip.
-            let parties = try BenchParties(dir: dir, label: "Scale", output: .init(deliverMemberID: false, sealed: false), days: 30)
+            let parties = try BenchParties(
+                dir: dir, label: "Scale", output: .init(deliverMemberID: false, sealed: false), days: 30)
             let (consumer, provider, agreement) = (parties.consumer, parties.provider, parties.agreement)
             let runID = AgreementTerms.newID()
             let run = UUIDBytes.parse(runID)!
@@ -97,19 +106,26 @@ enum CoordinatorScale {
             let round1 = SecureRandom.bytes(32)
             let payloadRecord = 8 + 2 + 128
             var payload = try MessageWriter.benchmarkWriter(
-                kind: .providerPayload, agreement: agreement, runUUID: run, count: n, recordSize: payloadRecord, reference: round1,
-                metadata: [:], signer: provider.signingKey, sink: FileMessageSink(path: ex.path(agreement, run: runID, .providerPayload)))
+                kind: .providerPayload, agreement: agreement, runUUID: run, count: n, recordSize: payloadRecord,
+                reference: round1,
+                metadata: [:], signer: provider.signingKey,
+                sink: FileMessageSink(path: ex.path(agreement, run: runID, .providerPayload)))
             var providerSet = try MessageWriter.benchmarkWriter(
-                kind: .providerReblinded, agreement: agreement, runUUID: run, count: n, recordSize: 32, reference: round1,
-                metadata: [:], signer: consumer.signingKey, sink: FileMessageSink(path: ex.path(agreement, run: runID, .providerReblinded)))
+                kind: .providerReblinded, agreement: agreement, runUUID: run, count: n, recordSize: 32,
+                reference: round1,
+                metadata: [:], signer: consumer.signingKey,
+                sink: FileMessageSink(path: ex.path(agreement, run: runID, .providerReblinded)))
             var consumerSet = try MessageWriter.benchmarkWriter(
-                kind: .consumerReblinded, agreement: agreement, runUUID: run, count: n, recordSize: 32, reference: SecureRandom.bytes(32),
+                kind: .consumerReblinded, agreement: agreement, runUUID: run, count: n, recordSize: 32,
+                reference: SecureRandom.bytes(32),
                 metadata: ["segmentID": "scale", "segmentName": "Scale", "consumerRows": String(n)],
-                signer: provider.signingKey, sink: FileMessageSink(path: ex.path(agreement, run: runID, .consumerReblinded)))
+                signer: provider.signingKey,
+                sink: FileMessageSink(path: ex.path(agreement, run: runID, .consumerReblinded)))
 
             // Elements E_k = base + k·B for k in 0 ..< N/2 + N, in blocks computed on every core.
             let base = try RistrettoElement.generator.multiplied(by: Scalar.random())
-            let half = n / 2, total = half + n
+            let half = n / 2
+            let total = half + n
             let a = multiplier(n)
             let block = 1 << 17
             var elements = [UInt8](repeating: 0, count: block * 32)
@@ -124,8 +140,10 @@ enum CoordinatorScale {
                     let box = UnsafeSendableBuffer(e)
                     Parallel.forEachRange(count: m) { r in
                         do {
-                            try RistrettoElement.writeProgression(base: base, first: UInt64(first + r.lowerBound), count: r.count,
-                                                                  into: UnsafeMutableRawBufferPointer(rebasing: box.buffer[(r.lowerBound * 32)..<(r.upperBound * 32)]))
+                            try RistrettoElement.writeProgression(
+                                base: base, first: UInt64(first + r.lowerBound), count: r.count,
+                                into: UnsafeMutableRawBufferPointer(
+                                    rebasing: box.buffer[(r.lowerBound * 32)..<(r.upperBound * 32)]))
                         } catch { failed.set() }
                     }
                 }
@@ -134,16 +152,25 @@ enum CoordinatorScale {
                 let pEnd = min(k + m, n)
                 if k < pEnd {
                     let c = pEnd - k
-                    try elements.withUnsafeBytes { try providerSet.append(UnsafeRawBufferPointer(rebasing: $0[0..<(c * 32)])) }
-                    records.withUnsafeMutableBytes { r in
-                        for j in 0..<c { writePayloadRecord(row: UInt64((k + j)) &* a % UInt64(n), into: r.baseAddress! + j * payloadRecord) }
+                    try elements.withUnsafeBytes {
+                        try providerSet.append(UnsafeRawBufferPointer(rebasing: $0[0..<(c * 32)]))
                     }
-                    try records.withUnsafeBytes { try payload.append(UnsafeRawBufferPointer(rebasing: $0[0..<(c * payloadRecord)])) }
+                    records.withUnsafeMutableBytes { r in
+                        for j in 0..<c {
+                            writePayloadRecord(
+                                row: UInt64((k + j)) &* a % UInt64(n), into: r.baseAddress! + j * payloadRecord)
+                        }
+                    }
+                    try records.withUnsafeBytes {
+                        try payload.append(UnsafeRawBufferPointer(rebasing: $0[0..<(c * payloadRecord)]))
+                    }
                 }
                 // Consumer: E_{N/2} … E_{N/2+N−1}.
                 let cStart = max(k, half)
                 if cStart < k + m {
-                    try elements.withUnsafeBytes { try consumerSet.append(UnsafeRawBufferPointer(rebasing: $0[((cStart - k) * 32)..<(m * 32)])) }
+                    try elements.withUnsafeBytes {
+                        try consumerSet.append(UnsafeRawBufferPointer(rebasing: $0[((cStart - k) * 32)..<(m * 32)]))
+                    }
                 }
                 k += m
                 if Clock.now() - lastReport > 30 {
@@ -157,7 +184,9 @@ enum CoordinatorScale {
             _ = try consumerSet.finish()
             var b = 0
             for kind in [MessageKind.providerPayload, .providerReblinded, .consumerReblinded] {
-                b += (try? FileManager.default.attributesOfItem(atPath: ex.path(agreement, run: runID, kind))[.size] as? Int) ?? 0
+                b +=
+                    (try? FileManager.default.attributesOfItem(atPath: ex.path(agreement, run: runID, kind))[.size]
+                        as? Int) ?? 0
             }
             try "\(n) \(runID) \(b)".write(toFile: marker, atomically: true, encoding: .utf8)
             return Inputs(size: n, dir: dir, runID: runID, bytes: b, reused: false, seconds: Clock.now() - t0)
@@ -174,8 +203,12 @@ enum CoordinatorScale {
         /// `row (u64 BE) ‖ I2OSP(len, 2) ‖ "aud-<row>" ‖ zeros` (138 bytes: SPEC §6 plain padded key).
         static func writePayloadRecord(row: UInt64, into p: UnsafeMutableRawPointer) {
             p.storeBytes(of: row.bigEndian, as: UInt64.self)
-            var d = 1, t = row
-            while t >= 10 { t /= 10; d += 1 }
+            var d = 1
+            var t = row
+            while t >= 10 {
+                t /= 10
+                d += 1
+            }
             let len = 4 + d
             (p + 8).storeBytes(of: UInt8(len >> 8), as: UInt8.self)
             (p + 9).storeBytes(of: UInt8(len & 0xff), as: UInt8.self)
@@ -194,31 +227,42 @@ enum CoordinatorScale {
     static func measure(_ inputs: Inputs, cleanroom: String) throws {
         let dir = inputs.dir
         let audit = "\(dir)/audit.sqlite"
-        for p in [audit, audit + "-wal", audit + "-shm", "\(dir)/provider-bucket", "\(dir)/match.log"] { try? FileManager.default.removeItem(atPath: p) }
-        let args = ["coordinator", "match", "--agreement", inputs.agreementPath, "--identity", inputs.coordinatorKey,
-                    "--exchange", inputs.exchange, "--run-id", inputs.runID, "--audit-db", audit, "--quiet"]
+        for p in [audit, audit + "-wal", audit + "-shm", "\(dir)/provider-bucket", "\(dir)/match.log"] {
+            try? FileManager.default.removeItem(atPath: p)
+        }
+        let args = [
+            "coordinator", "match", "--agreement", inputs.agreementPath, "--identity", inputs.coordinatorKey,
+            "--exchange", inputs.exchange, "--run-id", inputs.runID, "--audit-db", audit, "--quiet",
+        ]
         print("  command: \(cleanroom) \(args.joined(separator: " "))")
         let load0 = loadAverage()
         let sampler = ScratchSampler(marker: inputs.runID)
         sampler.start()
         let o = try Child.measured(cleanroom, args, log: "\(dir)/match.log")
         sampler.stop()
-        guard o.exitStatus == 0 else { throw BenchError("`cleanroom coordinator match` exited with \(o.exitStatus); see \(dir)/match.log") }
+        guard o.exitStatus == 0 else {
+            throw BenchError("`cleanroom coordinator match` exited with \(o.exitStatus); see \(dir)/match.log")
+        }
         // The delivery: its manifest's record count must be the overlap.
         let agreement = try Steps.loadAgreement(inputs.agreementPath)
         let delivery = "\(dir)/provider-bucket/\(agreement.terms.collaborationID)/\(inputs.runID)"
         guard let data = FileManager.default.contents(atPath: "\(delivery)/manifest.json"),
-              let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let records = ((json["manifest"] as? [String: Any]) ?? json)["records"] as? Int else { throw BenchError("no readable manifest at \(delivery)") }
+            let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let records = ((json["manifest"] as? [String: Any]) ?? json)["records"] as? Int
+        else { throw BenchError("no readable manifest at \(delivery)") }
         let overlap = inputs.size - inputs.size / 2
         guard records == overlap else { throw BenchError("delivered \(records) records, expected \(overlap)") }
         var delivered = 0
         for name in (try? FileManager.default.contentsOfDirectory(atPath: delivery)) ?? [] {
             delivered += (try? FileManager.default.attributesOfItem(atPath: "\(delivery)/\(name)")[.size] as? Int) ?? 0
         }
-        print(String(format: "  wall %.1f s, CPU %.1f s (%.2f µs per element), peak RSS %@", o.seconds, o.cpuSeconds,
-                     o.cpuSeconds / Double(2 * inputs.size) * 1e6, Report.mib(o.peakRSSKiB)))
-        print("  peak scratch on disk \(bytes(sampler.peakBytes)) (\(sampler.peakFiles) files open at most, \(sampler.samples) samples); delivered \(Report.count(records)) records = N − N/2 ✓, \(bytes(delivered)) in the delivery directory")
+        print(
+            String(
+                format: "  wall %.1f s, CPU %.1f s (%.2f µs per element), peak RSS %@", o.seconds, o.cpuSeconds,
+                o.cpuSeconds / Double(2 * inputs.size) * 1e6, Report.mib(o.peakRSSKiB)))
+        print(
+            "  peak scratch on disk \(bytes(sampler.peakBytes)) (\(sampler.peakFiles) files open at most, \(sampler.samples) samples); delivered \(Report.count(records)) records = N − N/2 ✓, \(bytes(delivered)) in the delivery directory"
+        )
         print("  load average before \(load0), after \(loadAverage())")
         fflush(nil)
         try? FileManager.default.removeItem(atPath: "\(dir)/provider-bucket")
@@ -268,9 +312,12 @@ final class ScratchSampler: @unchecked Sendable {
     private func sample(_ pid: String) {
         let fdDir = "/proc/\(pid)/fd"
         guard let fds = try? FileManager.default.contentsOfDirectory(atPath: fdDir) else { return }
-        var total = 0, files = 0
+        var total = 0
+        var files = 0
         for fd in fds {
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdDir)/\(fd)"), target.hasSuffix("(deleted)") else { continue }
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdDir)/\(fd)"),
+                target.hasSuffix("(deleted)")
+            else { continue }
             var st = stat()
             guard stat("\(fdDir)/\(fd)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
             total += Int(st.st_blocks) * 512

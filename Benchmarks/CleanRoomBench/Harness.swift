@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,31 +7,31 @@ import Glibc
 /// Command-line options of `cleanroom-bench`.
 struct Options {
     static let usage = """
-    usage: cleanroom-bench [--sizes 10k,100k,1m] [--runs N] [--warmup N] [--filter <substring>[,<substring>…]]
-                           [--exclude <substring>[,<substring>…]] [--work-dir <dir>] [--json <file>] [--no-processes] [--keep] [--list] [--help]
+        usage: cleanroom-bench [--sizes 10k,100k,1m] [--runs N] [--warmup N] [--filter <substring>[,<substring>…]]
+                               [--exclude <substring>[,<substring>…]] [--work-dir <dir>] [--json <file>] [--no-processes] [--keep] [--list] [--help]
 
-    Measures CleanRoom's throughput stage by stage and end to end against the primitive bound
-    (libsodium hash-to-group + 2 scalar multiplications per element, all cores) measured in the
-    same run. Every figure is the median of --runs timed runs after --warmup untimed ones.
+        Measures CleanRoom's throughput stage by stage and end to end against the primitive bound
+        (libsodium hash-to-group + 2 scalar multiplications per element, all cores) measured in the
+        same run. Every figure is the median of --runs timed runs after --warmup untimed ones.
 
-    OPTIONS:
-      --sizes        set sizes (elements per side; k = 1,000, m = 1,000,000)      default 10k,100k
-      --runs         timed runs per benchmark                                     default 5
-      --warmup       untimed warm-up runs per benchmark                           default 1
-      --filter       run only benchmarks whose name contains one of these         default all
-      --exclude      skip benchmarks whose name contains one of these (after --filter)
-      --work-dir     where the synthetic lists and message files go               default $TMPDIR/cleanroom-bench
-      --json         also write every result and the summary as JSON to this file
-      --no-processes skip the end-to-end run through child `cleanroom` processes (per-party peak RSS)
-      --keep         keep the work directory
-      --list         print the benchmark names and exit
+        OPTIONS:
+          --sizes        set sizes (elements per side; k = 1,000, m = 1,000,000)      default 10k,100k
+          --runs         timed runs per benchmark                                     default 5
+          --warmup       untimed warm-up runs per benchmark                           default 1
+          --filter       run only benchmarks whose name contains one of these         default all
+          --exclude      skip benchmarks whose name contains one of these (after --filter)
+          --work-dir     where the synthetic lists and message files go               default $TMPDIR/cleanroom-bench
+          --json         also write every result and the summary as JSON to this file
+          --no-processes skip the end-to-end run through child `cleanroom` processes (per-party peak RSS)
+          --keep         keep the work directory
+          --list         print the benchmark names and exit
 
-    --filter coordinator-scale runs only round 5 on generated N × N inputs (no rounds 1–4), kept
-    and reused under --work-dir/coordinator-scale-<N>: see BENCHMARKS.md "Coordinator at scale".
+        --filter coordinator-scale runs only round 5 on generated N × N inputs (no rounds 1–4), kept
+        and reused under --work-dir/coordinator-scale-<N>: see BENCHMARKS.md "Coordinator at scale".
 
-    Threads: batch group arithmetic uses every core, or CLEANROOM_THREADS when set; the
-    `@1t` benchmarks set it to 1 to measure thread scaling.
-    """
+        Threads: batch group arithmetic uses every core, or CLEANROOM_THREADS when set; the
+        `@1t` benchmarks set it to 1 to measure thread scaling.
+        """
 
     var sizes = [10_000, 100_000]
     var runs = 5
@@ -61,7 +62,9 @@ struct Options {
             switch argv[i] {
             case "--sizes":
                 sizes = try value("--sizes").split(separator: ",").map { s throws in
-                    guard let n = Options.size(String(s)), n >= 2 else { throw UsageError(message: "--sizes: '\(s)' is not a size such as 10k or 1m") }
+                    guard let n = Options.size(String(s)), n >= 2 else {
+                        throw UsageError(message: "--sizes: '\(s)' is not a size such as 10k or 1m")
+                    }
                     return n
                 }
             case "--runs": runs = try count("--runs", min: 1)
@@ -83,7 +86,8 @@ struct Options {
     /// "10k" → 10,000; "1m" → 1,000,000; "2500" → 2,500.
     static func size(_ s: String) -> Int? {
         let t = s.lowercased().trimmingCharacters(in: .whitespaces)
-        let (digits, factor): (Substring, Int) = t.hasSuffix("k") ? (t.dropLast(), 1_000) : t.hasSuffix("m") ? (t.dropLast(), 1_000_000) : (t[...], 1)
+        let (digits, factor): (Substring, Int) =
+            t.hasSuffix("k") ? (t.dropLast(), 1_000) : t.hasSuffix("m") ? (t.dropLast(), 1_000_000) : (t[...], 1)
         guard let n = Int(digits) else { return nil }
         return n * factor
     }
@@ -129,7 +133,10 @@ struct Result: Codable {
     }
 
     init(name: String, size: Int, elements: Int, seconds: [Double], cpu: [Double]? = nil) {
-        self.name = name; self.size = size; self.elements = elements; self.seconds = seconds
+        self.name = name
+        self.size = size
+        self.elements = elements
+        self.seconds = seconds
         median = Result.median(seconds)
         rate = median > 0 ? Double(elements) / median : 0
         spread = median > 0 ? (seconds.max()! - seconds.min()!) / median * 100 : 0
@@ -154,7 +161,8 @@ final class Bench {
     init(options: Options) { self.options = options }
 
     func selected(_ name: String) -> Bool {
-        (options.filters.isEmpty || options.filters.contains { name.contains($0) }) && !options.excludes.contains { name.contains($0) }
+        (options.filters.isEmpty || options.filters.contains { name.contains($0) })
+            && !options.excludes.contains { name.contains($0) }
     }
 
     /// One timed body: wall seconds, CPU seconds, and whatever the body reports.
@@ -165,7 +173,8 @@ final class Bench {
     }
 
     static func sample<T>(_ body: () throws -> T) rethrows -> Sample<T> {
-        let c0 = Clock.cpu(), t0 = Clock.now()
+        let c0 = Clock.cpu()
+        let t0 = Clock.now()
         let v = try body()
         return Sample(seconds: Clock.now() - t0, cpu: Clock.cpu() - c0, value: v)
     }
@@ -173,7 +182,9 @@ final class Bench {
     /// Runs `body` `warmup` times untimed, then `runs` times timed (`prepare` runs untimed before
     /// each). Returns nil when the filter excludes `name`.
     @discardableResult
-    func measure(_ name: String, size: Int, elements: Int, prepare: () throws -> Void = {}, _ body: () throws -> Void) throws -> Result? {
+    func measure(_ name: String, size: Int, elements: Int, prepare: () throws -> Void = {}, _ body: () throws -> Void)
+        throws -> Result?
+    {
         guard selected(name) else { return nil }
         for _ in 0..<options.warmup {
             try prepare()
@@ -184,7 +195,8 @@ final class Bench {
             try prepare()
             samples.append(try Bench.sample(body))
         }
-        let r = Result(name: name, size: size, elements: elements, seconds: samples.map(\.seconds), cpu: samples.map(\.cpu))
+        let r = Result(
+            name: name, size: size, elements: elements, seconds: samples.map(\.seconds), cpu: samples.map(\.cpu))
         record(r)
         return r
     }
@@ -195,16 +207,23 @@ final class Bench {
     /// and may return its own wall seconds (`wall`): the child processes' time without the
     /// benchmark's rusage helpers around them (``Child``); the harness-inclusive median is then
     /// kept in the result's note.
-    func measurePair(reference: String, referenceElements: Int, _ referenceBody: () throws -> Void,
-                     subject: String, size: Int, elements: Int, prepare: () throws -> Void = {},
-                     _ subjectBody: () throws -> (cpu: Double?, rounds: [Result.Round]?, wall: Double?)) throws -> (Result?, Result?) {
-        let runReference = selected(reference), runSubject = selected(subject)
+    func measurePair(
+        reference: String, referenceElements: Int, _ referenceBody: () throws -> Void,
+        subject: String, size: Int, elements: Int, prepare: () throws -> Void = {},
+        _ subjectBody: () throws -> (cpu: Double?, rounds: [Result.Round]?, wall: Double?)
+    ) throws -> (Result?, Result?) {
+        let runReference = selected(reference)
+        let runSubject = selected(subject)
         guard runReference || runSubject else { return (nil, nil) }
         for _ in 0..<options.warmup {
             if runReference { try referenceBody() }
-            if runSubject { try prepare(); _ = try subjectBody() }
+            if runSubject {
+                try prepare()
+                _ = try subjectBody()
+            }
         }
-        var ref: [Sample<Void>] = [], sub: [Sample<(cpu: Double?, rounds: [Result.Round]?, wall: Double?)>] = []
+        var ref: [Sample<Void>] = []
+        var sub: [Sample<(cpu: Double?, rounds: [Result.Round]?, wall: Double?)>] = []
         for _ in 0..<options.runs {
             if runReference { ref.append(try Bench.sample(referenceBody)) }
             if runSubject {
@@ -212,21 +231,30 @@ final class Bench {
                 sub.append(try Bench.sample(subjectBody))
             }
         }
-        var a: Result?, b: Result?
+        var a: Result?
+        var b: Result?
         if runReference {
-            a = Result(name: reference, size: size, elements: referenceElements, seconds: ref.map(\.seconds), cpu: ref.map(\.cpu))
+            a = Result(
+                name: reference, size: size, elements: referenceElements, seconds: ref.map(\.seconds),
+                cpu: ref.map(\.cpu))
             record(a!)
         }
         if runSubject {
             let wall = sub.map { $0.value.wall ?? $0.seconds }
-            var r = Result(name: subject, size: size, elements: elements, seconds: wall,
-                           cpu: sub.map { $0.value.cpu ?? $0.cpu })
+            var r = Result(
+                name: subject, size: size, elements: elements, seconds: wall,
+                cpu: sub.map { $0.value.cpu ?? $0.cpu })
             if runReference {
                 r.pairedWith = reference
-                r.pairedRatio = Result.median(zip(ref, wall).map { (Double(referenceElements) / $0.seconds) > 0 ? (Double(elements) / $1) / (Double(referenceElements) / $0.seconds) : 0 })
+                r.pairedRatio = Result.median(
+                    zip(ref, wall).map {
+                        (Double(referenceElements) / $0.seconds) > 0
+                            ? (Double(elements) / $1) / (Double(referenceElements) / $0.seconds) : 0
+                    })
             }
             if sub.contains(where: { $0.value.wall != nil }) {
-                r.note = String(format: "processes' own wall; with the rusage helpers %.4f s", Result.median(sub.map(\.seconds)))
+                r.note = String(
+                    format: "processes' own wall; with the rusage helpers %.4f s", Result.median(sub.map(\.seconds)))
             }
             let med = zip(sub, wall).min { abs($0.1 - r.median) < abs($1.1 - r.median) }!.0
             r.rounds = med.value.rounds
@@ -240,7 +268,8 @@ final class Bench {
     /// Adds a result and prints it (and its rounds).
     func record(_ r: Result) {
         results.append(r)
-        var line = "  " + Report.pad(r.name, 24) + Report.pad(Report.count(r.elements), 11, right: true)
+        var line =
+            "  " + Report.pad(r.name, 24) + Report.pad(Report.count(r.elements), 11, right: true)
             + Report.pad(String(format: "%.4f s", r.median), 12, right: true)
             + Report.pad(String(format: "±%.1f%%", r.spread / 2), 9, right: true)
             + Report.pad(Report.rate(r.rate), 12, right: true)
@@ -251,10 +280,13 @@ final class Bench {
         if let n = r.note { line += "   (\(n))" }
         print(line)
         for x in r.rounds ?? [] {
-            var l = "      " + Report.pad(x.name, 22) + Report.pad(Report.count(x.elements), 9, right: true)
+            var l =
+                "      " + Report.pad(x.name, 22) + Report.pad(Report.count(x.elements), 9, right: true)
                 + Report.pad(String(format: "%.4f s", x.seconds), 12, right: true) + Report.pad("", 9)
                 + Report.pad(Report.rate(Double(x.elements) / max(x.seconds, 1e-9)), 12, right: true)
-            if let c = x.cpuSeconds { l += Report.pad(String(format: "%.1f µs", c / Double(max(x.elements, 1)) * 1e6), 11, right: true) }
+            if let c = x.cpuSeconds {
+                l += Report.pad(String(format: "%.1f µs", c / Double(max(x.elements, 1)) * 1e6), 11, right: true)
+            }
             if let kib = x.peakRSSKiB { l += "   peak RSS \(Report.mib(kib))" }
             print(l)
         }
@@ -263,8 +295,11 @@ final class Bench {
 
     func result(_ name: String, size: Int) -> Result? { results.last { $0.name == name && $0.size == size } }
 
-    static let header = "  " + Report.pad("benchmark", 24) + Report.pad("elements", 11, right: true) + Report.pad("median", 12, right: true)
-        + Report.pad("±", 9, right: true) + Report.pad("elements/s", 12, right: true) + Report.pad("cpu/elem", 11, right: true)
+    static let header =
+        "  " + Report.pad("benchmark", 24) + Report.pad("elements", 11, right: true)
+        + Report.pad("median", 12, right: true)
+        + Report.pad("±", 9, right: true) + Report.pad("elements/s", 12, right: true)
+        + Report.pad("cpu/elem", 11, right: true)
         + Report.pad("cores", 7, right: true)
 }
 
@@ -288,7 +323,8 @@ enum Memory {
     static func status(_ key: String) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
-            return Int(line.dropFirst(key.count + 1).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
+            return Int(
+                line.dropFirst(key.count + 1).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
         }
         return nil
     }
@@ -343,9 +379,13 @@ enum Child {
         let t1 = Clock.now()
         let seconds = t1 - t0
         let exited = (status & 0x7f) == 0
-        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-        return Outcome(seconds: seconds, peakRSSKiB: Int(usage.ru_maxrss), exitStatus: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f),
-                       cpuSeconds: cpu, started: t0, ended: t1)
+        let cpu =
+            Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(
+                usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        return Outcome(
+            seconds: seconds, peakRSSKiB: Int(usage.ru_maxrss),
+            exitStatus: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f),
+            cpuSeconds: cpu, started: t0, ended: t1)
     }
 
     /// Runs the command through the `--rusage-child` helper (see the type's note).
@@ -361,7 +401,8 @@ enum Child {
         }
         let f = text.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
         guard f.count == 6, let sec = Double(f[0]), let kib = Int(f[1]), let st = Int32(f[2]), let cpu = Double(f[3]),
-              let started = Double(f[4]), let ended = Double(f[5]) else {
+            let started = Double(f[4]), let ended = Double(f[5])
+        else {
             throw BenchError("bad rusage report '\(text)'")
         }
         return Outcome(seconds: sec, peakRSSKiB: kib, exitStatus: st, cpuSeconds: cpu, started: started, ended: ended)
@@ -372,7 +413,8 @@ enum Child {
         guard argv.count >= 2 else { exit(64) }
         do {
             let o = try run(argv[1], Array(argv.dropFirst(2)), log: nil)
-            try "\(o.seconds) \(o.peakRSSKiB) \(o.exitStatus) \(o.cpuSeconds) \(o.started) \(o.ended)\n".write(toFile: argv[0], atomically: true, encoding: .utf8)
+            try "\(o.seconds) \(o.peakRSSKiB) \(o.exitStatus) \(o.cpuSeconds) \(o.started) \(o.ended)\n".write(
+                toFile: argv[0], atomically: true, encoding: .utf8)
             exit(o.exitStatus)
         } catch {
             FileHandle.standardError.write(Data("cleanroom-bench rusage helper: \(error)\n".utf8))

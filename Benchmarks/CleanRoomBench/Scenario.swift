@@ -1,6 +1,6 @@
+import Activation
 import Foundation
 import RistrettoPSI
-import Activation
 import Workflow
 
 /// One set size's collaboration on disk: the two lists, three identities, a signed agreement.
@@ -30,14 +30,17 @@ struct Scenario {
         try Files.makeDirectory(dir)
         providerCSV = "\(dir)/audience.csv"
         consumerCSV = "\(dir)/customers.csv"
-        try Scenario.writeCSV(providerCSV, header: "audience_id,email\n", count: size) { i in "aud-\(i),user\(i)@example.com\n" }
+        try Scenario.writeCSV(providerCSV, header: "audience_id,email\n", count: size) { i in
+            "aud-\(i),user\(i)@example.com\n"
+        }
         let start = size / 2
         try Scenario.writeCSV(consumerCSV, header: "member_id,email,ads_consent\n", count: size) { n in
             let i = start + n
             return "m-\(i), User\(i)@Example.COM ,yes\n"
         }
         // The production defaults: sealed payloads, doubly sealed member IDs delivered.
-        let parties = try BenchParties(dir: dir, label: "Bench", output: .init(deliverMemberID: true, sealed: true), days: 7)
+        let parties = try BenchParties(
+            dir: dir, label: "Bench", output: .init(deliverMemberID: true, sealed: true), days: 7)
         consumer = parties.consumer
         provider = parties.provider
         coordinator = parties.coordinator
@@ -48,12 +51,16 @@ struct Scenario {
     /// Writes `size` rows produced by `row(i)` in 1 MiB chunks.
     static func writeCSV(_ path: String, header: String, count n: Int, row: (Int) -> String) throws {
         guard FileManager.default.createFile(atPath: path, contents: nil),
-              let h = FileHandle(forWritingAtPath: path) else { throw BenchError("cannot create \(path)") }
+            let h = FileHandle(forWritingAtPath: path)
+        else { throw BenchError("cannot create \(path)") }
         defer { try? h.close() }
         var buffer = Array(header.utf8)
         for i in 0..<n {
             buffer += Array(row(i).utf8)
-            if buffer.count >= 1 << 20 { try h.write(contentsOf: buffer); buffer.removeAll(keepingCapacity: true) }
+            if buffer.count >= 1 << 20 {
+                try h.write(contentsOf: buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
         }
         try h.write(contentsOf: buffer)
     }
@@ -80,40 +87,51 @@ struct Scenario {
     func endToEnd(_ run: Run) throws -> (rounds: [Result.Round], delivered: Int, runID: String) {
         var rounds: [Result.Round] = []
         func timed<T>(_ name: String, _ elements: Int, _ body: () throws -> T) rethrows -> T {
-            let c0 = Clock.cpu(), t0 = Clock.now()
+            let c0 = Clock.cpu()
+            let t0 = Clock.now()
             let v = try body()
-            rounds.append(Result.Round(name: name, elements: elements, seconds: Clock.now() - t0, cpuSeconds: Clock.cpu() - c0))
+            rounds.append(
+                Result.Round(name: name, elements: elements, seconds: Clock.now() - t0, cpuSeconds: Clock.cpu() - c0))
             return v
         }
         let c = try timed("2 consumer prepare", size) {
-            try Steps.consumerPrepare(agreement: agreement, signingKey: consumer.signingKey, input: consumerCSV,
-                                      columns: ColumnSpec([(.email, "email")]), filters: [], consent: ["ads_consent"],
-                                      memberIDColumn: "member_id", segmentID: "bench", segmentName: "Bench", runID: AgreementTerms.newID(),
-                                      exchange: run.exchange, state: run.consumerState, policy: .reject)
+            try Steps.consumerPrepare(
+                agreement: agreement, signingKey: consumer.signingKey, input: consumerCSV,
+                columns: ColumnSpec([(.email, "email")]), filters: [], consent: ["ads_consent"],
+                memberIDColumn: "member_id", segmentID: "bench", segmentName: "Bench", runID: AgreementTerms.newID(),
+                exchange: run.exchange, state: run.consumerState, policy: .reject)
         }
         let runID = c.runID
         _ = try timed("1 provider prepare", size) {
-            try Steps.providerPrepare(agreement: agreement, identity: provider, input: providerCSV, columns: ColumnSpec([(.email, "email")]),
-                                      audienceKeyColumn: "audience_id", runID: runID, exchange: run.exchange, state: run.providerState,
-                                      policy: .reject)
+            try Steps.providerPrepare(
+                agreement: agreement, identity: provider, input: providerCSV, columns: ColumnSpec([(.email, "email")]),
+                audienceKeyColumn: "audience_id", runID: runID, exchange: run.exchange, state: run.providerState,
+                policy: .reject)
         }
         _ = try timed("3 provider respond", size) {
-            try Steps.providerRespond(agreement: agreement, identity: provider, runID: runID, exchange: run.exchange, state: run.providerState)
+            try Steps.providerRespond(
+                agreement: agreement, identity: provider, runID: runID, exchange: run.exchange, state: run.providerState
+            )
         }
         _ = try timed("4 consumer respond", size) {
-            try Steps.consumerRespond(agreement: agreement, signingKey: consumer.signingKey, runID: runID, exchange: run.exchange,
-                                      state: run.consumerState)
+            try Steps.consumerRespond(
+                agreement: agreement, signingKey: consumer.signingKey, runID: runID, exchange: run.exchange,
+                state: run.consumerState)
         }
         let m = try timed("5 coordinator match", 2 * size) {
             let ledger = try AuditLedger(path: run.auditPath, signingKey: coordinator.signingKey, agreement: agreement)
-            return try Steps.coordinatorMatch(agreement: agreement, identity: coordinator, runID: runID, exchange: run.exchange,
-                                              destination: try Steps.destination(for: agreement), ledger: ledger)
+            return try Steps.coordinatorMatch(
+                agreement: agreement, identity: coordinator, runID: runID, exchange: run.exchange,
+                destination: try Steps.destination(for: agreement), ledger: ledger)
         }
         let delivered = try timed("6 provider open", m.counts.matchedRows) {
-            try Steps.providerOpen(agreement: agreement, identity: provider, runID: runID,
-                                   source: try Steps.destination(for: agreement), output: run.matchedPath)
+            try Steps.providerOpen(
+                agreement: agreement, identity: provider, runID: runID,
+                source: try Steps.destination(for: agreement), output: run.matchedPath)
         }
-        guard delivered == overlap else { throw BenchError("end to end delivered \(delivered) records, expected \(overlap)") }
+        guard delivered == overlap else {
+            throw BenchError("end to end delivered \(delivered) records, expected \(overlap)")
+        }
         return (rounds, delivered, runID)
     }
 
@@ -129,24 +147,59 @@ struct Scenario {
     /// child's exit (``Child/Outcome/started``): the processes' own time, without the ~10-30 ms
     /// each rusage helper takes to start before its child and to exit after it (a measuring
     /// device: the parties run their rounds without it).
-    func endToEndProcesses(_ run: Run, cleanroom: String, concurrent: Bool = false) throws -> (rounds: [Result.Round], runID: String, wall: Double) {
+    func endToEndProcesses(_ run: Run, cleanroom: String, concurrent: Bool = false) throws -> (
+        rounds: [Result.Round], runID: String, wall: Double
+    ) {
         let runID = AgreementTerms.newID()
         let log = "\(run.dir)/processes.log"
         let a = ["--agreement", agreementPath]
         let steps: [(String, Int, [String])] = [
-            ("2 consumer prepare", size, ["consumer", "prepare"] + a + ["--identity", keyPath("consumer"), "--state-dir", "\(run.dir)/consumer-state",
-              "--exchange", "\(run.dir)/exchange", "--input", consumerCSV, "--email-column", "email", "--consent-column", "ads_consent",
-              "--member-id-column", "member_id", "--segment-id", "bench", "--segment-name", "Bench", "--run-id", runID, "--quiet"]),
-            ("1 provider prepare", size, ["provider", "prepare"] + a + ["--identity", keyPath("provider"), "--state-dir", "\(run.dir)/provider-state",
-              "--exchange", "\(run.dir)/exchange", "--run-id", runID, "--input", providerCSV, "--audience-key-column", "audience_id",
-              "--email-column", "email", "--quiet"]),
-            ("3 provider respond", size, ["provider", "respond"] + a + ["--identity", keyPath("provider"), "--state-dir", "\(run.dir)/provider-state",
-              "--exchange", "\(run.dir)/exchange", "--run-id", runID, "--quiet"]),
-            ("4 consumer respond", size, ["consumer", "respond"] + a + ["--identity", keyPath("consumer"), "--state-dir", "\(run.dir)/consumer-state",
-              "--exchange", "\(run.dir)/exchange", "--run-id", runID, "--quiet"]),
-            ("5 coordinator match", 2 * size, ["coordinator", "match"] + a + ["--identity", keyPath("coordinator"), "--exchange", "\(run.dir)/exchange",
-              "--run-id", runID, "--audit-db", run.auditPath, "--quiet"]),
-            ("6 provider open", overlap, ["provider", "open"] + a + ["--identity", keyPath("provider"), "--run-id", runID, "--out", run.matchedPath]),
+            (
+                "2 consumer prepare", size,
+                ["consumer", "prepare"] + a + [
+                    "--identity", keyPath("consumer"), "--state-dir", "\(run.dir)/consumer-state",
+                    "--exchange", "\(run.dir)/exchange", "--input", consumerCSV, "--email-column", "email",
+                    "--consent-column", "ads_consent",
+                    "--member-id-column", "member_id", "--segment-id", "bench", "--segment-name", "Bench", "--run-id",
+                    runID, "--quiet",
+                ]
+            ),
+            (
+                "1 provider prepare", size,
+                ["provider", "prepare"] + a + [
+                    "--identity", keyPath("provider"), "--state-dir", "\(run.dir)/provider-state",
+                    "--exchange", "\(run.dir)/exchange", "--run-id", runID, "--input", providerCSV,
+                    "--audience-key-column", "audience_id",
+                    "--email-column", "email", "--quiet",
+                ]
+            ),
+            (
+                "3 provider respond", size,
+                ["provider", "respond"] + a + [
+                    "--identity", keyPath("provider"), "--state-dir", "\(run.dir)/provider-state",
+                    "--exchange", "\(run.dir)/exchange", "--run-id", runID, "--quiet",
+                ]
+            ),
+            (
+                "4 consumer respond", size,
+                ["consumer", "respond"] + a + [
+                    "--identity", keyPath("consumer"), "--state-dir", "\(run.dir)/consumer-state",
+                    "--exchange", "\(run.dir)/exchange", "--run-id", runID, "--quiet",
+                ]
+            ),
+            (
+                "5 coordinator match", 2 * size,
+                ["coordinator", "match"] + a + [
+                    "--identity", keyPath("coordinator"), "--exchange", "\(run.dir)/exchange",
+                    "--run-id", runID, "--audit-db", run.auditPath, "--quiet",
+                ]
+            ),
+            (
+                "6 provider open", overlap,
+                ["provider", "open"] + a + [
+                    "--identity", keyPath("provider"), "--run-id", runID, "--out", run.matchedPath,
+                ]
+            ),
         ]
         // Stages in protocol order; the rounds of one stage depend only on earlier stages.
         let stages: [[Int]] = concurrent ? [[0, 1], [2, 3], [4], [5]] : steps.indices.map { [$0] }
@@ -157,7 +210,8 @@ struct Scenario {
         for stage in stages {
             // One dedicated thread per child (each blocks in wait4 while its child runs).
             let jobs = stage.map { i in
-                let args = steps[i].2, childLog = logOf(stage, i)
+                let args = steps[i].2
+                let childLog = logOf(stage, i)
                 return Parallel.Job { try Child.measured(cleanroom, args, log: childLog) }
             }
             var span = (start: Double.infinity, end: -Double.infinity)
@@ -165,8 +219,13 @@ struct Scenario {
                 let (name, elements, args) = steps[i]
                 let o = try jobs[k].join()
                 span = (min(span.start, o.started), max(span.end, o.ended))
-                guard o.exitStatus == 0 else { throw BenchError("`cleanroom \(args[0]) \(args[1])` exited with \(o.exitStatus); see \(logOf(stage, i))") }
-                rounds[i] = Result.Round(name: name, elements: elements, seconds: o.seconds, cpuSeconds: o.cpuSeconds, peakRSSKiB: o.peakRSSKiB)
+                guard o.exitStatus == 0 else {
+                    throw BenchError(
+                        "`cleanroom \(args[0]) \(args[1])` exited with \(o.exitStatus); see \(logOf(stage, i))")
+                }
+                rounds[i] = Result.Round(
+                    name: name, elements: elements, seconds: o.seconds, cpuSeconds: o.cpuSeconds,
+                    peakRSSKiB: o.peakRSSKiB)
             }
             wall += span.end - span.start
         }

@@ -1,9 +1,9 @@
-import Foundation
-import RistrettoPSI
-import Identifiers
 import Activation
-import Workflow
+import Foundation
+import Identifiers
+import RistrettoPSI
 import Tabular
+import Workflow
 
 /// `cleanroom-bench`: CleanRoom's performance tester (see `BENCHMARKS.md` and `Options.usage`).
 ///

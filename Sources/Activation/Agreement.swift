@@ -1,6 +1,6 @@
 import Foundation
-import RistrettoPSI
 import Identifiers
+import RistrettoPSI
 
 /// The collaboration agreement: the terms both parties sign and the coordinator enforces (the
 /// "activation use case template").
@@ -23,7 +23,9 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         /// X25519 public key for sealed records, hex (provider and coordinator).
         public var sealingKey: String?
         public init(name: String, signingKey: String, sealingKey: String? = nil) {
-            self.name = name; self.signingKey = signingKey; self.sealingKey = sealingKey
+            self.name = name
+            self.signingKey = signingKey
+            self.sealingKey = sealingKey
         }
     }
 
@@ -40,10 +42,15 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         /// `activation.message.too_large` before its body is hashed. Absent (`nil`) in agreements
         /// made before the field existed: they keep their signatures and have no agreed bound.
         public var maxSetSize: Int?
-        public init(identifierTypes: [String], rulesVersion: Int = 1, gmailRule: Bool = false,
-                    defaultCountryCallingCode: String? = nil, hashToGroup: String = "rfc9380", maxSetSize: Int? = nil) {
-            self.identifierTypes = identifierTypes; self.rulesVersion = rulesVersion; self.gmailRule = gmailRule
-            self.defaultCountryCallingCode = defaultCountryCallingCode; self.hashToGroup = hashToGroup
+        public init(
+            identifierTypes: [String], rulesVersion: Int = 1, gmailRule: Bool = false,
+            defaultCountryCallingCode: String? = nil, hashToGroup: String = "rfc9380", maxSetSize: Int? = nil
+        ) {
+            self.identifierTypes = identifierTypes
+            self.rulesVersion = rulesVersion
+            self.gmailRule = gmailRule
+            self.defaultCountryCallingCode = defaultCountryCallingCode
+            self.hashToGroup = hashToGroup
             self.maxSetSize = maxSetSize
         }
     }
@@ -58,7 +65,10 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         /// Records sealed to the provider (default) or plain.
         public var sealed: Bool
         public init(deliverMemberID: Bool = false, format: String = "csv", gzip: Bool = false, sealed: Bool = true) {
-            self.deliverMemberID = deliverMemberID; self.format = format; self.gzip = gzip; self.sealed = sealed
+            self.deliverMemberID = deliverMemberID
+            self.format = format
+            self.gzip = gzip
+            self.sealed = sealed
         }
     }
 
@@ -73,11 +83,17 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         public var maxRunSimilarityPercent: Int?
         /// Differential privacy for the consumer-visible matched count; absent means off.
         public var noise: Noise?
-        public init(minConsumerRows: Int = 100, minMatchedRows: Int = 50, maxRunsPerWindow: Int = 4, windowSeconds: Int = 86_400,
-                    maxRunSimilarityPercent: Int? = nil, noise: Noise? = nil) {
-            self.minConsumerRows = minConsumerRows; self.minMatchedRows = minMatchedRows
-            self.maxRunsPerWindow = maxRunsPerWindow; self.windowSeconds = windowSeconds
-            self.maxRunSimilarityPercent = maxRunSimilarityPercent; self.noise = noise
+        public init(
+            minConsumerRows: Int = 100, minMatchedRows: Int = 50, maxRunsPerWindow: Int = 4,
+            windowSeconds: Int = 86_400,
+            maxRunSimilarityPercent: Int? = nil, noise: Noise? = nil
+        ) {
+            self.minConsumerRows = minConsumerRows
+            self.minMatchedRows = minMatchedRows
+            self.maxRunsPerWindow = maxRunsPerWindow
+            self.windowSeconds = windowSeconds
+            self.maxRunSimilarityPercent = maxRunSimilarityPercent
+            self.noise = noise
         }
     }
 
@@ -89,10 +105,16 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         public var prefix: String?
         public var region: String?
         public var roleARN: String?
-        public init(kind: String, directory: String? = nil, bucket: String? = nil, prefix: String? = nil,
-                    region: String? = nil, roleARN: String? = nil) {
-            self.kind = kind; self.directory = directory; self.bucket = bucket; self.prefix = prefix
-            self.region = region; self.roleARN = roleARN
+        public init(
+            kind: String, directory: String? = nil, bucket: String? = nil, prefix: String? = nil,
+            region: String? = nil, roleARN: String? = nil
+        ) {
+            self.kind = kind
+            self.directory = directory
+            self.bucket = bucket
+            self.prefix = prefix
+            self.region = region
+            self.roleARN = roleARN
         }
     }
 
@@ -114,13 +136,22 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
     public var privacy: Privacy
     public var destination: Destination?
 
-    public init(collaborationID: String, externalID: String, createdAt: Date, expiresAt: Date, consumer: Party,
-                provider: Party? = nil, coordinator: Party, matching: Matching, output: Output, privacy: Privacy,
-                destination: Destination? = nil) {
-        self.collaborationID = collaborationID; self.externalID = externalID
-        self.createdAt = ISO8601.format(createdAt); self.expiresAt = ISO8601.format(expiresAt)
-        self.consumer = consumer; self.provider = provider; self.coordinator = coordinator
-        self.matching = matching; self.output = output; self.privacy = privacy; self.destination = destination
+    public init(
+        collaborationID: String, externalID: String, createdAt: Date, expiresAt: Date, consumer: Party,
+        provider: Party? = nil, coordinator: Party, matching: Matching, output: Output, privacy: Privacy,
+        destination: Destination? = nil
+    ) {
+        self.collaborationID = collaborationID
+        self.externalID = externalID
+        self.createdAt = ISO8601.format(createdAt)
+        self.expiresAt = ISO8601.format(expiresAt)
+        self.consumer = consumer
+        self.provider = provider
+        self.coordinator = coordinator
+        self.matching = matching
+        self.output = output
+        self.privacy = privacy
+        self.destination = destination
     }
 
     /// The exact bytes each party signs: the prefix, then the terms as JSON with sorted keys, no
@@ -150,7 +181,10 @@ public struct SignedAgreement: Codable, Equatable, Sendable {
     public struct Signatures: Codable, Equatable, Sendable {
         public var consumer: String?
         public var provider: String?
-        public init(consumer: String? = nil, provider: String? = nil) { self.consumer = consumer; self.provider = provider }
+        public init(consumer: String? = nil, provider: String? = nil) {
+            self.consumer = consumer
+            self.provider = provider
+        }
     }
     public var terms: AgreementTerms
     public var signatures: Signatures
@@ -165,7 +199,8 @@ public struct SignedAgreement: Codable, Equatable, Sendable {
         do {
             self = try JSONDecoder().decode(SignedAgreement.self, from: json)
         } catch {
-            throw ActivationError(.agreementMalformed, "agreement is not a valid agreement document (\(Self.shortReason(error)))")
+            throw ActivationError(
+                .agreementMalformed, "agreement is not a valid agreement document (\(Self.shortReason(error)))")
         }
         guard terms.format == AgreementTerms.formatName, terms.formatVersion == 1 else {
             throw ActivationError(.agreementMalformed, "unsupported agreement format or version")
@@ -186,7 +221,8 @@ public struct SignedAgreement: Codable, Equatable, Sendable {
     public mutating func sign(as signer: Signer, with key: SigningKey) throws(ActivationError) {
         let named: String? = signer == .consumer ? terms.consumer.signingKey : terms.provider?.signingKey
         guard named == key.verifyingKey.hex else {
-            throw ActivationError(.agreementSignatureInvalid, "the signing key is not the \(signer.rawValue) key named in the terms")
+            throw ActivationError(
+                .agreementSignatureInvalid, "the signing key is not the \(signer.rawValue) key named in the terms")
         }
         let sig = Hex.encode(key.signature(for: terms.signedBytes()))
         switch signer {
@@ -237,10 +273,12 @@ public struct VerifiedAgreement: Sendable {
             throw ActivationError(.agreementMalformed, "externalID is not a UUID")
         }
         guard let provider = t.provider, t.destination != nil else {
-            throw ActivationError(.agreementIncomplete, "the provider has not accepted (no provider keys or destination)")
+            throw ActivationError(
+                .agreementIncomplete, "the provider has not accepted (no provider keys or destination)")
         }
         guard let consumerSig = signed.signatures.consumer, let providerSig = signed.signatures.provider else {
-            throw ActivationError(.agreementUnsigned, "the agreement must be signed by both the consumer and the provider")
+            throw ActivationError(
+                .agreementUnsigned, "the agreement must be signed by both the consumer and the provider")
         }
         func key(_ hex: String, _ who: String) throws(ActivationError) -> VerifyingKey {
             do { return try VerifyingKey(hex: hex) } catch {
@@ -260,10 +298,12 @@ public struct VerifiedAgreement: Sendable {
         coordinatorSealingKey = try sealing(t.coordinator.sealingKey, "coordinator")
         let bytes = t.signedBytes()
         guard let cs = Hex.decode(consumerSig), consumerKey.isValidSignature(cs, for: bytes) else {
-            throw ActivationError(.agreementSignatureInvalid, "the consumer's signature does not verify over these terms")
+            throw ActivationError(
+                .agreementSignatureInvalid, "the consumer's signature does not verify over these terms")
         }
         guard let ps = Hex.decode(providerSig), providerKey.isValidSignature(ps, for: bytes) else {
-            throw ActivationError(.agreementSignatureInvalid, "the provider's signature does not verify over these terms")
+            throw ActivationError(
+                .agreementSignatureInvalid, "the provider's signature does not verify over these terms")
         }
         guard let expiry = ISO8601.parse(t.expiresAt) else {
             throw ActivationError(.agreementMalformed, "expiresAt is not an ISO 8601 UTC time")
@@ -278,8 +318,9 @@ public struct VerifiedAgreement: Sendable {
         }
         guard !types.isEmpty else { throw ActivationError(.agreementMalformed, "no identifier types to match") }
         do {
-            rules = try NormalizationRules(version: t.matching.rulesVersion, gmailRule: t.matching.gmailRule,
-                                           defaultCountryCallingCode: t.matching.defaultCountryCallingCode)
+            rules = try NormalizationRules(
+                version: t.matching.rulesVersion, gmailRule: t.matching.gmailRule,
+                defaultCountryCallingCode: t.matching.defaultCountryCallingCode)
         } catch {
             throw ActivationError(.agreementMalformed, "normalization rules: \(error)")
         }
@@ -291,9 +332,12 @@ public struct VerifiedAgreement: Sendable {
         if let max = t.matching.maxSetSize, max < 1 {
             throw ActivationError(.agreementMalformed, "matching.maxSetSize must be at least 1")
         }
-        guard t.output.format == "csv" else { throw ActivationError(.agreementMalformed, "output format must be csv (optionally gzip-compressed)") }
+        guard t.output.format == "csv" else {
+            throw ActivationError(.agreementMalformed, "output format must be csv (optionally gzip-compressed)")
+        }
         guard t.privacy.minMatchedRows >= 1, t.privacy.minConsumerRows >= 1, t.privacy.maxRunsPerWindow >= 1,
-              t.privacy.windowSeconds >= 1 else {
+            t.privacy.windowSeconds >= 1
+        else {
             throw ActivationError(.agreementMalformed, "privacy limits must be at least 1")
         }
         try PrivacyGuards.validate(t.privacy)
@@ -329,7 +373,8 @@ public enum UUIDBytes {
 
     public static func string(_ b: [UInt8]) -> String {
         let h = Array(Hex.encode(b))
-        return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-" + String(h[20..<32])
+        return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-"
+            + String(h[20..<32])
     }
 }
 

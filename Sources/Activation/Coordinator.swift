@@ -1,6 +1,6 @@
 import Foundation
-import RistrettoPSI
 import Gzip
+import RistrettoPSI
 
 /// What the coordinator knows of earlier runs of this collaboration (read from the audit log at
 /// the edge, so the role itself does no I/O).
@@ -13,9 +13,13 @@ public struct RunHistory: Sendable {
     public var epsilonSpentMillis: Int
     /// Sketches of earlier runs' matched sets, from the coordinator-private store.
     public var sketches: [RunSketch]
-    public init(usedRunIDs: Set<String> = [], runsInWindow: Int = 0, epsilonSpentMillis: Int = 0, sketches: [RunSketch] = []) {
-        self.usedRunIDs = usedRunIDs; self.runsInWindow = runsInWindow
-        self.epsilonSpentMillis = epsilonSpentMillis; self.sketches = sketches
+    public init(
+        usedRunIDs: Set<String> = [], runsInWindow: Int = 0, epsilonSpentMillis: Int = 0, sketches: [RunSketch] = []
+    ) {
+        self.usedRunIDs = usedRunIDs
+        self.runsInWindow = runsInWindow
+        self.epsilonSpentMillis = epsilonSpentMillis
+        self.sketches = sketches
     }
 }
 
@@ -57,8 +61,10 @@ public struct Coordinator: Sendable {
 
     public init(agreement: VerifiedAgreement, identity: PartyIdentity) throws(ActivationError) {
         guard identity.signingKey.verifyingKey == agreement.coordinatorKey,
-              identity.sealingKey.publicKey == agreement.coordinatorSealingKey else {
-            throw ActivationError(.agreementSignatureInvalid, "this identity is not the coordinator named in the agreement")
+            identity.sealingKey.publicKey == agreement.coordinatorSealingKey
+        else {
+            throw ActivationError(
+                .agreementSignatureInvalid, "this identity is not the coordinator named in the agreement")
         }
         self.agreement = agreement
         self.identity = identity
@@ -70,13 +76,16 @@ public struct Coordinator: Sendable {
     /// exercise the streaming code and get the same delivered bytes.
     /// - Throws: ``ActivationError`` for any message that fails a check, a reused run ID, a run
     ///   over the frequency cap, or too few consumer identifiers; nothing is delivered then.
-    public func match(runID: String, payload: ProviderPayload, consumerSet: ConsumerReblindedSet,
-                      providerSet: ProviderReblindedSet, history: RunHistory, now: Date = Date()) throws(ActivationError) -> MatchOutcome {
+    public func match(
+        runID: String, payload: ProviderPayload, consumerSet: ConsumerReblindedSet,
+        providerSet: ProviderReblindedSet, history: RunHistory, now: Date = Date()
+    ) throws(ActivationError) -> MatchOutcome {
         do {
-            return try match(runID: runID, payload: BytesSource(payload.message.serialized()),
-                             consumerSet: BytesSource(consumerSet.message.serialized()),
-                             providerSet: BytesSource(providerSet.message.serialized()),
-                             scratch: MemoryScratch(), history: history, now: now)
+            return try match(
+                runID: runID, payload: BytesSource(payload.message.serialized()),
+                consumerSet: BytesSource(consumerSet.message.serialized()),
+                providerSet: BytesSource(providerSet.message.serialized()),
+                scratch: MemoryScratch(), history: history, now: now)
         } catch let e as ActivationError {
             throw e
         } catch {
@@ -89,9 +98,12 @@ public struct Coordinator: Sendable {
     public struct InputNames: Sendable {
         public var payload: String, consumerSet: String, providerSet: String
         public init(payload: String, consumerSet: String, providerSet: String) {
-            self.payload = payload; self.consumerSet = consumerSet; self.providerSet = providerSet
+            self.payload = payload
+            self.consumerSet = consumerSet
+            self.providerSet = providerSet
         }
-        public static let standard = InputNames(payload: "provider-payload", consumerSet: "consumer-reblinded", providerSet: "provider-reblinded")
+        public static let standard = InputNames(
+            payload: "provider-payload", consumerSet: "consumer-reblinded", providerSet: "provider-reblinded")
     }
 
     /// Round 5 in bounded memory: streams each message once, joins the two sides partition by
@@ -110,11 +122,14 @@ public struct Coordinator: Sendable {
     /// delivery reads verified copies, never the exchange again.
     /// - Throws: ``ActivationError`` as the in-memory API, or the sources' and scratch's own errors.
     /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9 "Bounded memory", "Coordinator".
-    public func match(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
-                      scratch: any ScratchSpace, history: RunHistory, now: Date = Date(),
-                      names: InputNames = .standard) throws -> MatchOutcome {
-        try match(runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet, scratch: scratch,
-                  history: history, now: now, names: names, budget: SpillBudget.bytes)
+    public func match(
+        runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
+        scratch: any ScratchSpace, history: RunHistory, now: Date = Date(),
+        names: InputNames = .standard
+    ) throws -> MatchOutcome {
+        try match(
+            runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet, scratch: scratch,
+            history: history, now: now, names: names, budget: SpillBudget.bytes)
     }
 
     /// Records per chunk read from a message (ElementBatch validates a chunk on every core).
@@ -138,11 +153,14 @@ public struct Coordinator: Sendable {
     }
 
     /// `budget` is a parameter so the tests can force many partitions and sorted runs.
-    func match(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
-               scratch: any ScratchSpace, history: RunHistory, now: Date, names: InputNames, budget: Int,
-               tuning: Tuning = .standard) throws -> MatchOutcome {
-        let inputs = try open(runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet,
-                              history: history, names: names)
+    func match(
+        runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
+        scratch: any ScratchSpace, history: RunHistory, now: Date, names: InputNames, budget: Int,
+        tuning: Tuning = .standard
+    ) throws -> MatchOutcome {
+        let inputs = try open(
+            runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet,
+            history: history, names: names)
         return try match(inputs, scratch: scratch, now: now, budget: budget, tuning: tuning)
     }
 
@@ -171,12 +189,17 @@ public struct Coordinator: Sendable {
     /// starts with them too). Returns the run ID's bytes.
     /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9.1.
     public func checkRun(runID: String, history: RunHistory) throws(ActivationError) -> [UInt8] {
-        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        guard let run = UUIDBytes.parse(runID) else {
+            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
+        }
         guard !history.usedRunIDs.contains(runID) else {
             throw ActivationError(.runAlreadyUsed, "run \(runID) already has an audit entry; a run ID is used once")
         }
         guard history.runsInWindow < agreement.terms.privacy.maxRunsPerWindow else {
-            throw ActivationError(.runLimitReached, "\(history.runsInWindow) runs in the last \(agreement.terms.privacy.windowSeconds) s; the agreement allows \(agreement.terms.privacy.maxRunsPerWindow)")
+            throw ActivationError(
+                .runLimitReached,
+                "\(history.runsInWindow) runs in the last \(agreement.terms.privacy.windowSeconds) s; the agreement allows \(agreement.terms.privacy.maxRunsPerWindow)"
+            )
         }
         try PrivacyGuards.checkBudget(agreement.terms.privacy, spentMillis: history.epsilonSpentMillis)
         return run
@@ -188,32 +211,42 @@ public struct Coordinator: Sendable {
     /// - Throws: ``ActivationError`` as ``match(runID:payload:consumerSet:providerSet:scratch:history:now:names:)``
     ///   for these checks, or the sources' own errors.
     /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9 "Coordinator (round 5)".
-    public func open(runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
-                     history: RunHistory, names: InputNames = .standard) throws -> MatchInputs {
+    public func open(
+        runID: String, payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource,
+        history: RunHistory, names: InputNames = .standard
+    ) throws -> MatchInputs {
         let run = try checkRun(runID: runID, history: history)
         // Headers and signatures first (nothing of a body is read yet); the run is checked there.
-        func open(_ source: any ByteSource, _ kind: MessageKind, _ name: String, recordSize: Int) throws -> MessageReader {
+        func open(_ source: any ByteSource, _ kind: MessageKind, _ name: String, recordSize: Int) throws
+            -> MessageReader
+        {
             let r = try MessageReader(source, expecting: kind, agreement: agreement, run: run, name: name)
             guard r.recordSize == recordSize else {
-                throw ActivationError(.messageMalformed, "\(name): record size \(r.recordSize), the agreement implies \(recordSize)")
+                throw ActivationError(
+                    .messageMalformed, "\(name): record size \(r.recordSize), the agreement implies \(recordSize)")
             }
             return r
         }
         let p = try open(payload, .providerPayload, names.payload, recordSize: Layout.payloadRecordSize(agreement))
-        let c = try open(consumerSet, .consumerReblinded, names.consumerSet, recordSize: Layout.consumerRecordSize(agreement))
+        let c = try open(
+            consumerSet, .consumerReblinded, names.consumerSet, recordSize: Layout.consumerRecordSize(agreement))
         let q = try open(providerSet, .providerReblinded, names.providerSet, recordSize: Layout.elementSize)
         // Rounds 1 and 4 both name round 1's body: the consumer re-blinded exactly what the provider sent.
         guard q.header.reference == p.header.reference else {
-            throw ActivationError(.messageReferenceMismatch, "provider-reblinded does not answer the provider set this payload belongs to")
+            throw ActivationError(
+                .messageReferenceMismatch, "provider-reblinded does not answer the provider set this payload belongs to"
+            )
         }
         guard q.count == p.count else {
-            throw ActivationError(.messageCountMismatch, "provider-reblinded has \(q.count) elements, the payload \(p.count)")
+            throw ActivationError(
+                .messageCountMismatch, "provider-reblinded has \(q.count) elements, the payload \(p.count)")
         }
         // Honest parties never send an empty set (prepare refuses one); an empty set can only
         // probe the next step, so it is refused by name rather than matched as "nothing".
         guard c.count > 0 else { throw ActivationError(.emptySet, "consumer-reblinded: the set has no elements") }
         guard q.count > 0 else { throw ActivationError(.emptySet, "provider-reblinded: the set has no elements") }
-        return MatchInputs(runID: runID, run: run, history: history, names: names, payload: p, consumerSet: c, providerSet: q)
+        return MatchInputs(
+            runID: runID, run: run, history: history, names: names, payload: p, consumerSet: c, providerSet: q)
     }
 
     /// Round 5 after ``open(runID:payload:consumerSet:providerSet:history:names:)``: the bodies
@@ -224,34 +257,47 @@ public struct Coordinator: Sendable {
         try match(inputs, scratch: scratch, now: now, budget: SpillBudget.bytes, tuning: .standard)
     }
 
-    func match(_ inputs: MatchInputs, scratch: any ScratchSpace, now: Date, budget: Int, tuning: Tuning) throws -> MatchOutcome {
-        let run = inputs.run, runID = inputs.runID, history = inputs.history
-        var p = inputs.payload, c = inputs.consumerSet, q = inputs.providerSet
+    func match(_ inputs: MatchInputs, scratch: any ScratchSpace, now: Date, budget: Int, tuning: Tuning) throws
+        -> MatchOutcome
+    {
+        let run = inputs.run
+        let runID = inputs.runID
+        let history = inputs.history
+        var p = inputs.payload
+        var c = inputs.consumerSet
+        var q = inputs.providerSet
 
         // Pass over the payload: a private copy of its records and the row of every position.
         // With more than one thread it runs on a job beside the consumer's pass (it only reads
         // the payload and writes its own copy and rows); it is joined before anything after it
         // is reported, so its failure comes first, as when it ran first.
-        let payloadPass = PayloadPass(reader: p, copy: try scratch.makeFile(),
-                                      rows: try RowTable(count: p.count, budget: budget, scratch: scratch), chunk: tuning.chunk)
+        let payloadPass = PayloadPass(
+            reader: p, copy: try scratch.makeFile(),
+            rows: try RowTable(count: p.count, budget: budget, scratch: scratch), chunk: tuning.chunk)
         var payloadJob: Parallel.Job<PayloadPass>?
         if tuning.isPipelined {
-            payloadJob = Parallel.Job { try payloadPass.run(); return payloadPass }
+            payloadJob = Parallel.Job {
+                try payloadPass.run()
+                return payloadPass
+            }
         } else {
             try payloadPass.run()
         }
 
         // Passes over both sets: each element validated, then partitioned with its position; the
         // consumer's sealed attributes copied privately. Partition p of both sides meet.
-        let partitionCount = SpillBudget.pieces(count: c.count + q.count, recordSize: ElementPartitions.recordSize, budget: budget)
-        var consumerParts: ElementPartitions, providerParts: ElementPartitions
+        let partitionCount = SpillBudget.pieces(
+            count: c.count + q.count, recordSize: ElementPartitions.recordSize, budget: budget)
+        var consumerParts: ElementPartitions
+        var providerParts: ElementPartitions
         let attributeSize = c.recordSize - Layout.elementSize
         let attributeCopy: (any ScratchFile)?
         do {
             consumerParts = try ElementPartitions(expectedCount: c.count, scratch: scratch, partitions: partitionCount)
             providerParts = try ElementPartitions(expectedCount: q.count, scratch: scratch, partitions: partitionCount)
             attributeCopy = attributeSize > 0 ? try scratch.makeFile() : nil
-            try Self.stream(&c, source: "consumer-reblinded", into: &consumerParts, attributes: attributeCopy, tuning: tuning)
+            try Self.stream(
+                &c, source: "consumer-reblinded", into: &consumerParts, attributes: attributeCopy, tuning: tuning)
         } catch {
             if let job = payloadJob { _ = try job.join() }
             throw error
@@ -264,10 +310,13 @@ public struct Coordinator: Sendable {
 
         // The partitioned join: duplicates on each side (the first a sequential scan finds, as
         // in memory: smallest second position) and the matched pairs, sorted by (row, element).
-        var duplicateConsumer: (first: Int, second: Int)?, duplicateProvider: (first: Int, second: Int)?
+        var duplicateConsumer: (first: Int, second: Int)?
+        var duplicateProvider: (first: Int, second: Int)?
         var sorter = MatchSorter(scratch: scratch, budget: budget, expected: min(c.count, q.count))
         try ElementPartitions.drainPairs(&consumerParts, &providerParts) { a, b in
-            let join = a.elements.withUnsafeBytes { ra in b.elements.withUnsafeBytes { rb in ElementJoin.intersect(records: ra, rb) } }
+            let join = a.elements.withUnsafeBytes { ra in
+                b.elements.withUnsafeBytes { rb in ElementJoin.intersect(records: ra, rb) }
+            }
             if let d = join.duplicateInA, duplicateConsumer.map({ Int(a.positions[d.second]) < $0.second }) ?? true {
                 duplicateConsumer = (Int(a.positions[d.first]), Int(a.positions[d.second]))
             }
@@ -279,8 +328,10 @@ public struct Coordinator: Sendable {
             try b.elements.withUnsafeBytes { rb in
                 for (i, j) in join.matches {
                     let position = b.positions[i]
-                    try sorter.append(MatchRecord(row: try rows.row(position), element: rb.baseAddress! + i * Layout.elementSize,
-                                                  consumerPosition: a.positions[j], providerPosition: position))
+                    try sorter.append(
+                        MatchRecord(
+                            row: try rows.row(position), element: rb.baseAddress! + i * Layout.elementSize,
+                            consumerPosition: a.positions[j], providerPosition: position))
                 }
             }
         }
@@ -293,14 +344,18 @@ public struct Coordinator: Sendable {
         counts.consumerRows = Int(c.header.metadata["consumerRows"] ?? "") ?? 0
         counts.providerElements = q.count
         guard c.count >= agreement.terms.privacy.minConsumerRows else {
-            throw ActivationError(.belowMinimumConsumerRows, "the consumer set has \(c.count) identifiers; the agreement requires at least \(agreement.terms.privacy.minConsumerRows)")
+            throw ActivationError(
+                .belowMinimumConsumerRows,
+                "the consumer set has \(c.count) identifiers; the agreement requires at least \(agreement.terms.privacy.minConsumerRows)"
+            )
         }
 
         // Provider rows in order, each once with its lowest matching element (the first of its
         // row in the sorted stream): (consumer position, provider position) per delivered row.
         let winners = try scratch.makeFile()
         var staged = [UInt8]()
-        var sketch = RunSketch.Builder(runID: runID, coordinator: identity.signingKey, collaborationUUID: agreement.collaborationUUID)
+        var sketch = RunSketch.Builder(
+            runID: runID, coordinator: identity.signingKey, collaborationUUID: agreement.collaborationUUID)
         var lastRow: UInt64?
         var sketchRows: [UInt64] = []
         counts.matchedElements = sorter.count
@@ -310,7 +365,10 @@ public struct Coordinator: Sendable {
             counts.matchedRows += 1
             // Tagged in blocks on every core (a SHA-256 per row), kept in row order as one by one.
             sketchRows.append(m.row)
-            if sketchRows.count == 4096 { sketch.add(rows: sketchRows); sketchRows.removeAll(keepingCapacity: true) }
+            if sketchRows.count == 4096 {
+                sketch.add(rows: sketchRows)
+                sketchRows.removeAll(keepingCapacity: true)
+            }
             withUnsafeBytes(of: m.consumerPosition.littleEndian) { staged.append(contentsOf: $0) }
             withUnsafeBytes(of: m.providerPosition.littleEndian) { staged.append(contentsOf: $0) }
             if staged.count >= 64 << 10 {
@@ -324,21 +382,27 @@ public struct Coordinator: Sendable {
         sketch.add(rows: sketchRows)
         sketchRows = []
         let runSketch = sketch.finish()
-        try PrivacyGuards.checkNearDuplicate(runSketch, against: history.sketches, percent: agreement.terms.privacy.effectiveRunSimilarityPercent)
+        try PrivacyGuards.checkNearDuplicate(
+            runSketch, against: history.sketches, percent: agreement.terms.privacy.effectiveRunSimilarityPercent)
         counts.sketch = runSketch
         var deliverable = counts.matchedRows >= agreement.terms.privacy.minMatchedRows
         if let noise = agreement.terms.privacy.noise {
             // The consumer sees only the noisy count, and the outcome is decided on it (plus a
             // margin), so the outcome is post-processing of a differentially private release.
-            let noisy = max(0, counts.matchedRows + GeometricNoise.sample(epsilonMillis: noise.epsilonMillis, sensitivity: noise.sensitivity))
+            let noisy = max(
+                0,
+                counts.matchedRows
+                    + GeometricNoise.sample(epsilonMillis: noise.epsilonMillis, sensitivity: noise.sensitivity))
             counts.noisyMatchedRows = noisy
             counts.epsilonMillis = noise.epsilonMillis
-            deliverable = deliverable && noisy >= agreement.terms.privacy.minMatchedRows + PrivacyGuards.thresholdMargin(noise)
+            deliverable =
+                deliverable && noisy >= agreement.terms.privacy.minMatchedRows + PrivacyGuards.thresholdMargin(noise)
         }
         guard deliverable else { return .belowThreshold(counts) }
 
-        let plan = try buildDelivery(run: run, winners: winners, rows: counts.matchedRows, payload: p.header, payloadCopy: payloadCopy,
-                                     consumer: c.header, attributeCopy: attributeCopy, scratch: scratch, now: now, tuning: tuning)
+        let plan = try buildDelivery(
+            run: run, winners: winners, rows: counts.matchedRows, payload: p.header, payloadCopy: payloadCopy,
+            consumer: c.header, attributeCopy: attributeCopy, scratch: scratch, now: now, tuning: tuning)
         return .deliver(plan, counts)
     }
 
@@ -365,8 +429,10 @@ public struct Coordinator: Sendable {
                 elements.withUnsafeMutableBytes { e in
                     out.rest.withUnsafeMutableBytes { r in
                         for i in 0..<n {
-                            (e.baseAddress! + i * Layout.elementSize).copyMemory(from: b.baseAddress! + i * size, byteCount: Layout.elementSize)
-                            (r.baseAddress! + i * restSize).copyMemory(from: b.baseAddress! + i * size + Layout.elementSize, byteCount: restSize)
+                            (e.baseAddress! + i * Layout.elementSize).copyMemory(
+                                from: b.baseAddress! + i * size, byteCount: Layout.elementSize)
+                            (r.baseAddress! + i * restSize).copyMemory(
+                                from: b.baseAddress! + i * size + Layout.elementSize, byteCount: restSize)
                         }
                     }
                 }
@@ -387,8 +453,10 @@ public struct Coordinator: Sendable {
     /// chunk after the first invalid one is partitioned, so partitions, attributes and the error
     /// are those of the one-thread path. A read failure first completes the chunk before it (its
     /// scratch failure, if any, comes first, as it would on one thread).
-    private static func stream(_ reader: inout MessageReader, source: String, into parts: inout ElementPartitions,
-                               attributes: (any ScratchFile)?, tuning: Tuning) throws {
+    private static func stream(
+        _ reader: inout MessageReader, source: String, into parts: inout ElementPartitions,
+        attributes: (any ScratchFile)?, tuning: Tuning
+    ) throws {
         let size = reader.recordSize
         let pipelined = tuning.isPipelined
         var invalid: ActivationError?
@@ -402,7 +470,9 @@ public struct Coordinator: Sendable {
             defer { spare = p.chunk }
             guard invalid == nil else { return }
             if let bad = v.invalid {
-                invalid = ActivationError(.invalidElement, "\(source): element \(bad.index.map { String(p.first + $0) } ?? "?") rejected: \(bad.code)")
+                invalid = ActivationError(
+                    .invalidElement,
+                    "\(source): element \(bad.index.map { String(p.first + $0) } ?? "?") rejected: \(bad.code)")
                 return
             }
             try p.chunk.withUnsafeBytes { try parts.append(elementsOf: $0, recordSize: size, firstPosition: p.first) }
@@ -442,9 +512,11 @@ public struct Coordinator: Sendable {
 
     /// Writes the delivery objects for the winners (consumer position, provider position) in
     /// provider-row order, reading the private copies of the payload and of the attributes.
-    private func buildDelivery(run: [UInt8], winners: any ScratchFile, rows: Int, payload: MessageHeader, payloadCopy: any ScratchFile,
-                               consumer: MessageHeader, attributeCopy: (any ScratchFile)?, scratch: any ScratchSpace,
-                               now: Date, tuning: Tuning) throws -> DeliveryPlan {
+    private func buildDelivery(
+        run: [UInt8], winners: any ScratchFile, rows: Int, payload: MessageHeader, payloadCopy: any ScratchFile,
+        consumer: MessageHeader, attributeCopy: (any ScratchFile)?, scratch: any ScratchSpace,
+        now: Date, tuning: Tuning
+    ) throws -> DeliveryPlan {
         let sealed = agreement.terms.output.sealed
         let member = agreement.terms.output.deliverMemberID
         let segmentID = consumer.metadata["segmentID"] ?? ""
@@ -456,16 +528,24 @@ public struct Coordinator: Sendable {
         if member {
             do {
                 let key = try SealingPublicKey(bytes: consumer.sealingKey)
-                outer = try RecordOpener(recipient: identity.sealingKey, ephemeralPublicKey: key, context: Layout.outerContext(agreement, run))
-            } catch { throw ActivationError(.messageMalformed, "consumer-reblinded: the attribute sealing key is invalid") }
-        } else { outer = nil }
+                outer = try RecordOpener(
+                    recipient: identity.sealingKey, ephemeralPublicKey: key,
+                    context: Layout.outerContext(agreement, run))
+            } catch {
+                throw ActivationError(.messageMalformed, "consumer-reblinded: the attribute sealing key is invalid")
+            }
+        } else {
+            outer = nil
+        }
         let columns = DeliveryPlan.columns(sealed: sealed, memberID: member)
         let headerLine = Array((columns.joined(separator: ",") + "\n").utf8)
         let gzip = agreement.terms.output.gzip
         var objects: [DeliveryPlan.Object] = []
         var current: DeliveryObjectWriter?
         func startObject() throws -> DeliveryObjectWriter {
-            let w = try DeliveryObjectWriter(name: String(format: "part-%05d.csv", objects.count) + (gzip ? ".gz" : ""), gzip: gzip, scratch: scratch)
+            let w = try DeliveryObjectWriter(
+                name: String(format: "part-%05d.csv", objects.count) + (gzip ? ".gz" : ""), gzip: gzip, scratch: scratch
+            )
             try w.write(headerLine)
             return w
         }
@@ -475,10 +555,13 @@ public struct Coordinator: Sendable {
         // of the blocks below (from several threads) only read (ScratchFile's contract).
         var probe: UInt8 = 0
         if payloadCopy.size > 0 { try withUnsafeMutableBytes(of: &probe) { try payloadCopy.read(at: 0, into: $0) } }
-        if let attributeCopy, attributeCopy.size > 0 { try withUnsafeMutableBytes(of: &probe) { try attributeCopy.read(at: 0, into: $0) } }
-        let formatter = RowFormatter(payloadCopy: payloadCopy, attributeCopy: attributeCopy, outer: outer, sealed: sealed,
-                                     fixed: Array(("," + segmentID + "," + segmentName).utf8), payloadSize: payloadSize,
-                                     attributeSize: attributeSize, gapBytes: tuning.gap)
+        if let attributeCopy, attributeCopy.size > 0 {
+            try withUnsafeMutableBytes(of: &probe) { try attributeCopy.read(at: 0, into: $0) }
+        }
+        let formatter = RowFormatter(
+            payloadCopy: payloadCopy, attributeCopy: attributeCopy, outer: outer, sealed: sealed,
+            fixed: Array(("," + segmentID + "," + segmentName).utf8), payloadSize: payloadSize,
+            attributeSize: attributeSize, gapBytes: tuning.gap)
         func write(_ lines: [Result<[UInt8], any Error>]) throws {
             for r in lines {
                 let line = try r.get()
@@ -494,14 +577,17 @@ public struct Coordinator: Sendable {
         // formatted on a job while this thread writes (hashes, compresses) block k. Blocks are
         // written in order and a failing row is thrown after the rows before it, so the objects
         // and the first error are those of one row after another.
-        let block = max(1, tuning.block), pipelined = tuning.isPipelined
+        let block = max(1, tuning.block)
+        let pipelined = tuning.isPipelined
         var pairs = [UInt64](repeating: 0, count: 2 * block)
         var inFlight: Parallel.Job<[Result<[UInt8], any Error>]>?
         var done = 0
         while done < rows {
             let n = min(block, rows - done)
             do {
-                try pairs.withUnsafeMutableBytes { try winners.read(at: done * 16, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(n * 16)])) }
+                try pairs.withUnsafeMutableBytes {
+                    try winners.read(at: done * 16, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(n * 16)]))
+                }
             } catch {
                 if let job = inFlight { try write(try job.join()) }
                 throw error
@@ -520,9 +606,13 @@ public struct Coordinator: Sendable {
         if let w = current { objects.append(try w.finish()) }
         if objects.isEmpty { objects.append(try startObject().finish()) }
         let manifest = Manifest(
-            collaborationID: agreement.terms.collaborationID, runID: UUIDBytes.string(run), agreementHash: Hex.encode(agreement.hash),
-            createdAt: ISO8601.format(now), sealed: sealed, compression: gzip ? "gzip" : nil, columns: columns, records: rows,
-            objects: objects.map { Manifest.Object(name: $0.name, sha256: Hex.encode($0.sha256), bytes: $0.size, records: $0.records) },
+            collaborationID: agreement.terms.collaborationID, runID: UUIDBytes.string(run),
+            agreementHash: Hex.encode(agreement.hash),
+            createdAt: ISO8601.format(now), sealed: sealed, compression: gzip ? "gzip" : nil, columns: columns,
+            records: rows,
+            objects: objects.map {
+                Manifest.Object(name: $0.name, sha256: Hex.encode($0.sha256), bytes: $0.size, records: $0.records)
+            },
             payloadSealingKey: sealed ? Hex.encode(payload.sealingKey) : nil,
             memberSealingKey: member ? consumer.metadata["innerSealingKey"] : nil)
         return DeliveryPlan(objects: objects, manifest: SignedManifest.sign(manifest, with: identity.signingKey))
@@ -556,17 +646,25 @@ struct RowFormatter: @unchecked Sendable {
     /// formatted on every core, each row into its own slot, in order.
     func lines(_ pairs: [UInt64]) -> [Result<[UInt8], any Error>] {
         let n = pairs.count / 2
-        let payload = RecordGather(file: payloadCopy, recordSize: payloadSize, gapBytes: gapBytes,
-                                   positions: (0..<n).map { Int(UInt64(littleEndian: pairs[2 * $0 + 1])) })
+        let payload = RecordGather(
+            file: payloadCopy, recordSize: payloadSize, gapBytes: gapBytes,
+            positions: (0..<n).map { Int(UInt64(littleEndian: pairs[2 * $0 + 1])) })
         let attributes = attributeCopy.flatMap { copy in
-            outer == nil ? nil : RecordGather(file: copy, recordSize: attributeSize, gapBytes: gapBytes,
-                                              positions: (0..<n).map { Int(UInt64(littleEndian: pairs[2 * $0])) })
+            outer == nil
+                ? nil
+                : RecordGather(
+                    file: copy, recordSize: attributeSize, gapBytes: gapBytes,
+                    positions: (0..<n).map { Int(UInt64(littleEndian: pairs[2 * $0])) })
         }
         var out = [Result<[UInt8], any Error>](repeating: .success([]), count: n)
         out.withUnsafeMutableBufferPointer { slots in
             Parallel.forEachRange(count: n) { range in
                 for k in range {
-                    slots[k] = Result { try line(k, consumerIndex: Int(UInt64(littleEndian: pairs[2 * k])), payload: payload, attributes: attributes) }
+                    slots[k] = Result {
+                        try line(
+                            k, consumerIndex: Int(UInt64(littleEndian: pairs[2 * k])), payload: payload,
+                            attributes: attributes)
+                    }
                 }
             }
         }
@@ -576,7 +674,8 @@ struct RowFormatter: @unchecked Sendable {
     /// One delivered line (slot `k` of the gathered records), bytes identical to joining the
     /// fields with commas (SPEC §6 round 5); errors in the order of reading the payload record,
     /// checking it, reading the sealed attributes, opening them.
-    private func line(_ k: Int, consumerIndex: Int, payload: RecordGather, attributes: RecordGather?) throws -> [UInt8] {
+    private func line(_ k: Int, consumerIndex: Int, payload: RecordGather, attributes: RecordGather?) throws -> [UInt8]
+    {
         if let e = payload.failures[k] { throw e }
         let record = payload.records[(k * payloadSize)..<((k + 1) * payloadSize)]
         var line: [UInt8] = []
@@ -593,8 +692,11 @@ struct RowFormatter: @unchecked Sendable {
         if let outer, let attributes {
             if let e = attributes.failures[k] { throw e }
             let opened: [UInt8]
-            do { opened = try outer.open(Array(attributes.records[(k * attributeSize)..<((k + 1) * attributeSize)])) } catch {
-                throw ActivationError(.messageMalformed, "consumer-reblinded: element \(consumerIndex)'s sealed attributes do not open")
+            do {
+                opened = try outer.open(Array(attributes.records[(k * attributeSize)..<((k + 1) * attributeSize)]))
+            } catch {
+                throw ActivationError(
+                    .messageMalformed, "consumer-reblinded: element \(consumerIndex)'s sealed attributes do not open")
             }
             line.append(0x2c)
             Base64.append(opened[...], to: &line)
@@ -640,7 +742,8 @@ struct RecordGather: @unchecked Sendable {
         var spans: [Range<Int>] = []
         var start = 0
         for i in 1..<n {
-            let end = (positions[order[i - 1]] + 1) * size, next = positions[order[i]] * size
+            let end = (positions[order[i - 1]] + 1) * size
+            let next = positions[order[i]] * size
             if next - end > gapBytes || next + size - positions[order[start]] * size > Self.spanBytes {
                 spans.append(start..<i)
                 start = i
@@ -657,7 +760,9 @@ struct RecordGather: @unchecked Sendable {
                         let length = (positions[order[span.upperBound - 1]] + 1) * size - first
                         if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
                         do {
-                            try buffer.withUnsafeMutableBytes { try file.read(at: first, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length])) }
+                            try buffer.withUnsafeMutableBytes {
+                                try file.read(at: first, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length]))
+                            }
                         } catch {
                             // Read again record by record, so that only records whose own read
                             // fails are failed: a delivery stops at the row one read per record
@@ -665,7 +770,10 @@ struct RecordGather: @unchecked Sendable {
                             for i in span {
                                 let k = order[i]
                                 do {
-                                    try file.read(at: positions[k] * size, into: UnsafeMutableRawBufferPointer(start: out.baseAddress! + k * size, count: size))
+                                    try file.read(
+                                        at: positions[k] * size,
+                                        into: UnsafeMutableRawBufferPointer(
+                                            start: out.baseAddress! + k * size, count: size))
                                 } catch {
                                     failed[k] = error
                                 }
@@ -675,7 +783,8 @@ struct RecordGather: @unchecked Sendable {
                         buffer.withUnsafeBytes { b in
                             for i in span {
                                 let k = order[i]
-                                (out.baseAddress! + k * size).copyMemory(from: b.baseAddress! + (positions[k] * size - first), byteCount: size)
+                                (out.baseAddress! + k * size).copyMemory(
+                                    from: b.baseAddress! + (positions[k] * size - first), byteCount: size)
                             }
                         }
                     }
@@ -697,7 +806,10 @@ final class PayloadPass: @unchecked Sendable {
     let chunk: Int
 
     init(reader: MessageReader, copy: any ScratchFile, rows: RowTable, chunk: Int) {
-        self.reader = reader; self.copy = copy; self.rows = rows; self.chunk = chunk
+        self.reader = reader
+        self.copy = copy
+        self.rows = rows
+        self.chunk = chunk
     }
 
     func run() throws {

@@ -1,6 +1,6 @@
 import Foundation
-import RistrettoPSI
 import Gzip
+import RistrettoPSI
 
 // The coordinator's bounded-memory pieces (SPEC §9 "Bounded memory", "Coordinator"): the provider
 // row of every provider position, the matched pairs sorted by (row, element) through sorted runs
@@ -95,7 +95,8 @@ struct MatchSorter {
     /// slices (one when there is one worker or few records), to be merged. Every record's key
     /// (row, element) is distinct, so the merged order is the one a single sort gives.
     static func sortSlices(_ buffer: inout [MatchRecord]) -> [Range<Int>] {
-        let n = buffer.count, pieces = n >= parallelSortRecords ? Parallel.workerCount : 1
+        let n = buffer.count
+        let pieces = n >= parallelSortRecords ? Parallel.workerCount : 1
         guard pieces > 1 else {
             buffer.sort(by: MatchRecord.precedes)
             return [0..<n]
@@ -148,11 +149,14 @@ struct MatchSorter {
         buffer = []
         // One cursor per run: a block of records read from its file.
         var blocks = [[MatchRecord]](repeating: [], count: runs.count)
-        var next = [Int](repeating: 0, count: runs.count)      // next record of the run to load
-        var at = [Int](repeating: 0, count: runs.count)        // position inside the block
+        var next = [Int](repeating: 0, count: runs.count)  // next record of the run to load
+        var at = [Int](repeating: 0, count: runs.count)  // position inside the block
         func load(_ k: Int) throws -> Bool {
             let n = min(Self.blockRecords, runs[k].count - next[k])
-            guard n > 0 else { blocks[k] = []; return false }
+            guard n > 0 else {
+                blocks[k] = []
+                return false
+            }
             var block = [MatchRecord](unsafeUninitializedCapacity: n) { _, c in c = n }
             try block.withUnsafeMutableBytes { try runs[k].file.read(at: next[k] * Self.recordSize, into: $0) }
             blocks[k] = block
@@ -165,7 +169,8 @@ struct MatchSorter {
         func siftDown(_ i0: Int) {
             var i = i0
             while true {
-                let l = 2 * i + 1, r = l + 1
+                let l = 2 * i + 1
+                let r = l + 1
                 var m = i
                 if l < heap.count && less(heap[l], heap[m]) { m = l }
                 if r < heap.count && less(heap[r], heap[m]) { m = r }
@@ -213,12 +218,16 @@ struct RowTable {
     mutating func append(records: UnsafeRawBufferPointer, recordSize: Int) throws {
         let n = records.count / recordSize
         if memory != nil {
-            for i in 0..<n { memory!.append(UInt64(bigEndian: records.loadUnaligned(fromByteOffset: i * recordSize, as: UInt64.self))) }
+            for i in 0..<n {
+                memory!.append(
+                    UInt64(bigEndian: records.loadUnaligned(fromByteOffset: i * recordSize, as: UInt64.self)))
+            }
             return
         }
         staged.removeAll(keepingCapacity: true)
         for i in 0..<n {
-            staged.append(contentsOf: UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<(i * recordSize + 8)]))
+            staged.append(
+                contentsOf: UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<(i * recordSize + 8)]))
         }
         try staged.withUnsafeBytes { try file!.append($0) }
     }
@@ -289,6 +298,7 @@ final class DeliveryObjectWriter {
                 throw ActivationError(.cryptoFailure, "compressing the delivery failed: \(e.code.rawValue)")
             }
         }
-        return DeliveryPlan.Object(name: name, content: ObjectContent(file: file), sha256: hasher.finalize(), records: records)
+        return DeliveryPlan.Object(
+            name: name, content: ObjectContent(file: file), sha256: hasher.finalize(), records: records)
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import RistrettoPSI
 import Gzip
+import RistrettoPSI
 
 /// The delivery manifest: written last, it is the commit marker of a delivery.
 /// - SeeAlso: `Protocol/SPEC.md` §6 round 5 "Delivery".
@@ -72,7 +72,10 @@ public struct DeliveryPlan: Sendable {
         }
         /// An object whose bytes are elsewhere; `sha256` was computed while writing them.
         public init(name: String, content: ObjectContent, sha256: [UInt8], records: Int) {
-            self.name = name; self.content = content; self.sha256 = sha256; self.records = records
+            self.name = name
+            self.content = content
+            self.sha256 = sha256
+            self.records = records
         }
         /// All the object's bytes at once (tests and small objects only).
         public func bytes() throws -> [UInt8] { try content.readAll() }
@@ -82,7 +85,8 @@ public struct DeliveryPlan: Sendable {
     public static let manifestName = "manifest.json"
 
     static func columns(sealed: Bool, memberID: Bool) -> [String] {
-        [sealed ? "sealed_audience_key" : "audience_key", "segment_id", "segment_name"] + (memberID ? ["sealed_member_id"] : [])
+        [sealed ? "sealed_audience_key" : "audience_key", "segment_id", "segment_name"]
+            + (memberID ? ["sealed_member_id"] : [])
     }
 }
 
@@ -125,7 +129,9 @@ public struct ReceivedDelivery {
         self.manifestBytes = manifestBytes
         let sources = objects.mapValues { BytesSource($0) }
         fetch = { o throws(ActivationError) in
-            guard let s = sources[o.name] else { throw ActivationError(.deliveryInvalid, "object \(o.name) is missing") }
+            guard let s = sources[o.name] else {
+                throw ActivationError(.deliveryInvalid, "object \(o.name) is missing")
+            }
             return s
         }
         heldBytes = objects.values.reduce(0) { $0 + $1.count }
@@ -134,7 +140,9 @@ public struct ReceivedDelivery {
     /// A delivery whose objects are fetched on demand: `fetch` is called for each object of the
     /// verified manifest, in order; what it throws (a missing file, an S3 error) is rethrown.
     public init(manifestBytes: [UInt8], fetch: @escaping (Manifest.Object) throws -> any ByteSource) {
-        self.manifestBytes = manifestBytes; self.fetch = fetch; heldBytes = nil
+        self.manifestBytes = manifestBytes
+        self.fetch = fetch
+        heldBytes = nil
     }
 
     /// The longest delivered CSV line: base64 sealed key, two labels, base64 sealed member ID.
@@ -158,7 +166,8 @@ public struct ReceivedDelivery {
             throw ActivationError(.deliveryInvalid, "manifest.json is not a delivery manifest")
         }
         guard let sig = Hex.decode(signed.signature),
-              agreement.coordinatorKey.isValidSignature(sig, for: SignedManifest.signedBytes(signed.manifest)) else {
+            agreement.coordinatorKey.isValidSignature(sig, for: SignedManifest.signedBytes(signed.manifest))
+        else {
             throw ActivationError(.deliveryInvalid, "manifest signature does not verify with the coordinator's key")
         }
         let m = signed.manifest
@@ -166,7 +175,8 @@ public struct ReceivedDelivery {
             throw ActivationError(.deliveryInvalid, "manifest names an unknown compression")
         }
         guard m.format == "cleanroom-delivery", m.version == 1, m.collaborationID == agreement.terms.collaborationID,
-              m.agreementHash == Hex.encode(agreement.hash) else {
+            m.agreementHash == Hex.encode(agreement.hash)
+        else {
             throw ActivationError(.deliveryInvalid, "manifest belongs to another collaboration or agreement")
         }
         return m
@@ -176,16 +186,22 @@ public struct ReceivedDelivery {
     func open(agreement: VerifiedAgreement, provider: SealingKey) throws(ActivationError) -> [DeliveredRecord] {
         var out: [DeliveredRecord] = []
         do {
-            _ = try stream(agreement: agreement, provider: provider, reserve: { m in
-                // Reserved once (growth by doubling would briefly hold two copies); bounded by the
-                // bytes actually held, so a manifest's claimed count cannot make it allocate.
-                if let held = heldBytes { out.reserveCapacity(max(0, min(m.records, held / 8))) }
-            }) { r in
-                out.append(DeliveredRecord(audienceKey: Array(r.audienceKey), segmentID: String(decoding: r.segmentID, as: UTF8.self),
-                                           segmentName: String(decoding: r.segmentName, as: UTF8.self), memberID: r.memberID.map { Array($0) }))
+            _ = try stream(
+                agreement: agreement, provider: provider,
+                reserve: { m in
+                    // Reserved once (growth by doubling would briefly hold two copies); bounded by the
+                    // bytes actually held, so a manifest's claimed count cannot make it allocate.
+                    if let held = heldBytes { out.reserveCapacity(max(0, min(m.records, held / 8))) }
+                }
+            ) { r in
+                out.append(
+                    DeliveredRecord(
+                        audienceKey: Array(r.audienceKey), segmentID: String(decoding: r.segmentID, as: UTF8.self),
+                        segmentName: String(decoding: r.segmentName, as: UTF8.self),
+                        memberID: r.memberID.map { Array($0) }))
             }
         } catch let e as ActivationError { throw e } catch {
-            throw ActivationError(.deliveryInvalid, "\(error)")   // only fetch errors: the in-memory fetch throws ActivationError
+            throw ActivationError(.deliveryInvalid, "\(error)")  // only fetch errors: the in-memory fetch throws ActivationError
         }
         return out
     }
@@ -209,11 +225,16 @@ public struct ReceivedDelivery {
             buffer.removeAll(keepingCapacity: true)
         }
         var member = false
-        let n = try stream(agreement: agreement, provider: provider, reserve: { m in
-            member = m.columns.contains("sealed_member_id")
-            buffer += Self.plainHeader(member: member)
-        }) { r in
-            Self.appendPlainLine(&buffer, r.audienceKey, r.segmentID, r.segmentName, member ? (r.memberID ?? UnsafeRawBufferPointer(start: nil, count: 0)) : nil)
+        let n = try stream(
+            agreement: agreement, provider: provider,
+            reserve: { m in
+                member = m.columns.contains("sealed_member_id")
+                buffer += Self.plainHeader(member: member)
+            }
+        ) { r in
+            Self.appendPlainLine(
+                &buffer, r.audienceKey, r.segmentID, r.segmentName,
+                member ? (r.memberID ?? UnsafeRawBufferPointer(start: nil, count: 0)) : nil)
             if buffer.count >= readChunk { try flush() }
         }
         try flush()
@@ -255,14 +276,16 @@ public struct ReceivedDelivery {
     /// Parses and opens a batch's records on every core (`Parallel.forEachRange`), each range into
     /// its own ``OpenedRun``, returned in order. Every check of one record is the one-at-a-time
     /// open's, with its message.
-    static func openLines(_ batch: LineBatch, fields: Int, payload: RecordOpener?, member: RecordOpener?, object: String) -> [OpenedRun] {
+    static func openLines(
+        _ batch: LineBatch, fields: Int, payload: RecordOpener?, member: RecordOpener?, object: String
+    ) -> [OpenedRun] {
         // One slot per record, filled only at each range's first record: no lock, and in order.
         var slots = [OpenedRun?](repeating: nil, count: batch.ends.count)
         slots.withUnsafeMutableBufferPointer { slots in
             batch.bytes.withUnsafeBytes { bytes in
                 batch.ends.withUnsafeBufferPointer { ends in
                     Parallel.forEachRange(count: ends.count) { range in
-                        guard !range.isEmpty else { return }   // its slot belongs to the next range
+                        guard !range.isEmpty else { return }  // its slot belongs to the next range
                         var run = OpenedRun()
                         run.bytes.reserveCapacity(range.count * 256)
                         run.ends.reserveCapacity(range.count * 4)
@@ -270,8 +293,10 @@ public struct ReceivedDelivery {
                         withUnsafeTemporaryAllocation(byteCount: 2 * maxLineBytes, alignment: 16) { scratch in
                             for i in range {
                                 let l = UnsafeRawBufferPointer(rebasing: bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]])
-                                if let e = openLine(l, record: batch.firstRecord + i, fields: fields, payload: payload, member: member,
-                                                    object: object, into: &run, scratch: scratch) {
+                                if let e = openLine(
+                                    l, record: batch.firstRecord + i, fields: fields, payload: payload, member: member,
+                                    object: object, into: &run, scratch: scratch)
+                                {
                                     run.failure = e
                                     break
                                 }
@@ -290,9 +315,13 @@ public struct ReceivedDelivery {
     ///
     /// A line without a quote (every line the coordinator writes for a sealed delivery) is split
     /// in place into byte ranges; a line with one goes through ``CSVField/split(_:)``.
-    static func openLine(_ l: UnsafeRawBufferPointer, record: Int, fields: Int, payload: RecordOpener?, member: RecordOpener?,
-                         object: String, into run: inout OpenedRun, scratch: UnsafeMutableRawBufferPointer) -> ActivationError? {
-        func fieldCount() -> ActivationError { ActivationError(.deliveryInvalid, "object \(object) record \(record): wrong field count") }
+    static func openLine(
+        _ l: UnsafeRawBufferPointer, record: Int, fields: Int, payload: RecordOpener?, member: RecordOpener?,
+        object: String, into run: inout OpenedRun, scratch: UnsafeMutableRawBufferPointer
+    ) -> ActivationError? {
+        func fieldCount() -> ActivationError {
+            ActivationError(.deliveryInvalid, "object \(object) record \(record): wrong field count")
+        }
         let usedFields = member == nil ? 3 : 4
         if fields >= usedFields, let base = l.baseAddress, memchr(base, 0x22, l.count) == nil {
             // Where the first four fields end, and how many fields there are.
@@ -300,7 +329,9 @@ public struct ReceivedDelivery {
             var count = 0
             var start = 0
             while true {
-                let comma = memchr(base + start, 0x2c, l.count - start).map { base.distance(to: UnsafeRawPointer($0)) } ?? l.count
+                let comma =
+                    memchr(base + start, 0x2c, l.count - start).map { base.distance(to: UnsafeRawPointer($0)) }
+                    ?? l.count
                 switch count {
                 case 0: cut.0 = comma
                 case 1: cut.1 = comma
@@ -317,7 +348,9 @@ public struct ReceivedDelivery {
             let f1 = UnsafeRawBufferPointer(rebasing: l[(cut.0 + 1)..<cut.1])
             let f2 = UnsafeRawBufferPointer(rebasing: l[(cut.1 + 1)..<cut.2])
             let f3 = member == nil ? nil : UnsafeRawBufferPointer(rebasing: l[(cut.2 + 1)..<cut.3])
-            return append(f0, f1, f2, f3, record: record, payload: payload, member: member, object: object, into: &run, scratch: scratch)
+            return append(
+                f0, f1, f2, f3, record: record, payload: payload, member: member, object: object, into: &run,
+                scratch: scratch)
         }
         let f = CSVField.split(Array(l)[...])
         guard f.count == fields else { return fieldCount() }
@@ -325,10 +358,14 @@ public struct ReceivedDelivery {
             f[1].withUnsafeBytes { f1 in
                 f[2].withUnsafeBytes { f2 in
                     if member == nil {
-                        return append(f0, f1, f2, nil, record: record, payload: payload, member: member, object: object, into: &run, scratch: scratch)
+                        return append(
+                            f0, f1, f2, nil, record: record, payload: payload, member: member, object: object,
+                            into: &run, scratch: scratch)
                     }
                     return f[3].withUnsafeBytes { f3 in
-                        append(f0, f1, f2, f3, record: record, payload: payload, member: member, object: object, into: &run, scratch: scratch)
+                        append(
+                            f0, f1, f2, f3, record: record, payload: payload, member: member, object: object,
+                            into: &run, scratch: scratch)
                     }
                 }
             }
@@ -337,16 +374,20 @@ public struct ReceivedDelivery {
 
     /// Opens a record's sealed fields (base64, sealed, padded) into `scratch` and appends the
     /// record to `run`; the error naming the record if a sealed field does not decode, open or unpad.
-    private static func append(_ key: UnsafeRawBufferPointer, _ segmentID: UnsafeRawBufferPointer, _ segmentName: UnsafeRawBufferPointer,
-                               _ memberID: UnsafeRawBufferPointer?, record: Int, payload: RecordOpener?, member: RecordOpener?,
-                               object: String, into run: inout OpenedRun, scratch: UnsafeMutableRawBufferPointer) -> ActivationError? {
+    private static func append(
+        _ key: UnsafeRawBufferPointer, _ segmentID: UnsafeRawBufferPointer, _ segmentName: UnsafeRawBufferPointer,
+        _ memberID: UnsafeRawBufferPointer?, record: Int, payload: RecordOpener?, member: RecordOpener?,
+        object: String, into run: inout OpenedRun, scratch: UnsafeMutableRawBufferPointer
+    ) -> ActivationError? {
         let start = run.bytes.count
         // Base64 into the first half of `scratch`, opened into the second, unpadded and appended.
         func appendOpened(_ field: UnsafeRawBufferPointer, _ opener: RecordOpener) -> Bool {
             let half = scratch.count / 2
-            guard let sealed = Base64.decode(field, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<half])) else { return false }
+            guard let sealed = Base64.decode(field, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<half]))
+            else { return false }
             let plain = UnsafeMutableRawBufferPointer(rebasing: scratch[half...])
-            guard let n = try? opener.open(UnsafeRawBufferPointer(rebasing: scratch[0..<sealed]), into: plain), n >= 2 else { return false }
+            guard let n = try? opener.open(UnsafeRawBufferPointer(rebasing: scratch[0..<sealed]), into: plain), n >= 2
+            else { return false }
             let length = Int(plain[0]) << 8 | Int(plain[1])
             guard length <= n - 2 else { return false }
             run.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: plain[2..<(2 + length)]))
@@ -364,23 +405,33 @@ public struct ReceivedDelivery {
             run.bytes.removeSubrange(start...)
             return ActivationError(.deliveryInvalid, "object \(object) record \(record): sealed field does not open")
         }
-        run.ends.append(keyEnd); run.ends.append(idEnd); run.ends.append(nameEnd); run.ends.append(run.bytes.count)
+        run.ends.append(keyEnd)
+        run.ends.append(idEnd)
+        run.ends.append(nameEnd)
+        run.ends.append(run.bytes.count)
         return nil
     }
 
     /// The streamed open shared by both entry points: verification, inflation, parsing, opening.
-    private func stream(agreement: VerifiedAgreement, provider: SealingKey, reserve: (Manifest) throws -> Void,
-                        _ each: (OpenedFields) throws -> Void) throws -> Int {
+    private func stream(
+        agreement: VerifiedAgreement, provider: SealingKey, reserve: (Manifest) throws -> Void,
+        _ each: (OpenedFields) throws -> Void
+    ) throws -> Int {
         let m = try Self.manifest(manifestBytes, agreement: agreement)
-        guard let run = UUIDBytes.parse(m.runID) else { throw ActivationError(.deliveryInvalid, "manifest run ID is not a UUID") }
+        guard let run = UUIDBytes.parse(m.runID) else {
+            throw ActivationError(.deliveryInvalid, "manifest run ID is not a UUID")
+        }
         func opener(_ hex: String?, _ context: [UInt8]) throws(ActivationError) -> RecordOpener {
             do {
                 guard let hex else { throw CryptoError(.invalidKey, "missing") }
-                return try RecordOpener(recipient: provider, ephemeralPublicKey: try SealingPublicKey(hex: hex), context: context)
+                return try RecordOpener(
+                    recipient: provider, ephemeralPublicKey: try SealingPublicKey(hex: hex), context: context)
             } catch { throw ActivationError(.deliveryInvalid, "manifest sealing key missing or invalid") }
         }
         let payloadOpener = m.sealed ? try opener(m.payloadSealingKey, Layout.payloadContext(agreement, run)) : nil
-        let memberOpener = m.columns.contains("sealed_member_id") ? try opener(m.memberSealingKey, Layout.innerContext(agreement, run)) : nil
+        let memberOpener =
+            m.columns.contains("sealed_member_id")
+            ? try opener(m.memberSealingKey, Layout.innerContext(agreement, run)) : nil
         let header = m.columns.map { Array($0.utf8) }
         try reserve(m)
         var total = 0
@@ -410,10 +461,16 @@ public struct ReceivedDelivery {
                                 var start = 0
                                 var k = 0
                                 while k < ends.count {
-                                    let key = ends[k], id = ends[k + 1], name = ends[k + 2], end = ends[k + 3]
-                                    try each(OpenedFields(audienceKey: .init(rebasing: b[start..<key]), segmentID: .init(rebasing: b[key..<id]),
-                                                          segmentName: .init(rebasing: b[id..<name]),
-                                                          memberID: memberOpener == nil ? nil : .init(rebasing: b[name..<end])))
+                                    let key = ends[k]
+                                    let id = ends[k + 1]
+                                    let name = ends[k + 2]
+                                    let end = ends[k + 3]
+                                    try each(
+                                        OpenedFields(
+                                            audienceKey: .init(rebasing: b[start..<key]),
+                                            segmentID: .init(rebasing: b[key..<id]),
+                                            segmentName: .init(rebasing: b[id..<name]),
+                                            memberID: memberOpener == nil ? nil : .init(rebasing: b[name..<end])))
                                     start = end
                                     k += 4
                                 }
@@ -421,7 +478,10 @@ public struct ReceivedDelivery {
                         }
                         if let failure = run.failure { throw failure }
                     }
-                } catch { stopped = true; throw error }
+                } catch {
+                    stopped = true
+                    throw error
+                }
             }
             func completeInFlight() throws {
                 guard let f = inFlight else { return }
@@ -438,12 +498,17 @@ public struct ReceivedDelivery {
                 gathered.bytes.reserveCapacity(batch.bytes.count)
                 gathered.ends.reserveCapacity(batch.ends.count)
                 if pipelined {
-                    let job = Parallel.Job { Self.openLines(batch, fields: fieldCount, payload: payloadOpener, member: memberOpener, object: o.name) }
+                    let job = Parallel.Job {
+                        Self.openLines(
+                            batch, fields: fieldCount, payload: payloadOpener, member: memberOpener, object: o.name)
+                    }
                     try completeInFlight()
                     inFlight = (job, batch.firstRecord)
                 } else {
                     try completeInFlight()
-                    try emit(Self.openLines(batch, fields: fieldCount, payload: payloadOpener, member: memberOpener, object: o.name))
+                    try emit(
+                        Self.openLines(
+                            batch, fields: fieldCount, payload: payloadOpener, member: memberOpener, object: o.name))
                 }
             }
             // Everything gathered so far opened and emitted, in order.
@@ -455,7 +520,9 @@ public struct ReceivedDelivery {
             let pipelined = self.pipelined ?? (Parallel.workerCount > 1)
             func line(_ l: UnsafeRawBufferPointer) throws {
                 if !sawHeader {
-                    guard CSVField.split(Array(l)[...]) == header else { throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header") }
+                    guard CSVField.split(Array(l)[...]) == header else {
+                        throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header")
+                    }
                     sawHeader = true
                     return
                 }
@@ -497,13 +564,22 @@ public struct ReceivedDelivery {
             }
             try finishBatches()
             guard Hex.encode(hasher.finalize()) == o.sha256 else {
-                throw ActivationError(.deliveryInvalid, "object \(o.name) changed while being read; it no longer matches its SHA-256 in the manifest")
+                throw ActivationError(
+                    .deliveryInvalid,
+                    "object \(o.name) changed while being read; it no longer matches its SHA-256 in the manifest")
             }
-            guard sawHeader else { throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header") }
-            guard records == o.records else { throw ActivationError(.deliveryInvalid, "object \(o.name) holds \(records) records, the manifest says \(o.records)") }
+            guard sawHeader else {
+                throw ActivationError(.deliveryInvalid, "object \(o.name) has an unexpected header")
+            }
+            guard records == o.records else {
+                throw ActivationError(
+                    .deliveryInvalid, "object \(o.name) holds \(records) records, the manifest says \(o.records)")
+            }
             total += records
         }
-        guard total == m.records else { throw ActivationError(.deliveryInvalid, "delivery holds \(total) records, the manifest says \(m.records)") }
+        guard total == m.records else {
+            throw ActivationError(.deliveryInvalid, "delivery holds \(total) records, the manifest says \(m.records)")
+        }
         return total
     }
 
@@ -515,7 +591,9 @@ public struct ReceivedDelivery {
     }
 
     /// Hands `source`'s bytes to `body` in order, in pieces of at most `chunk` bytes.
-    static func forEachChunk(_ source: any ByteSource, chunk size: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    static func forEachChunk(_ source: any ByteSource, chunk size: Int, _ body: (UnsafeRawBufferPointer) throws -> Void)
+        throws
+    {
         var chunk = [UInt8](repeating: 0, count: min(size, max(source.size, 1)))
         var offset = 0
         while offset < source.size {
@@ -535,10 +613,15 @@ public struct ReceivedDelivery {
         var out = plainHeader(member: member)
         if let r = records.first {
             // One allocation of about the final size instead of growth by doubling.
-            out.reserveCapacity(out.count + records.count * (r.audienceKey.count + r.segmentID.utf8.count + r.segmentName.utf8.count + (r.memberID?.count ?? 0) + 8))
+            out.reserveCapacity(
+                out.count + records.count
+                    * (r.audienceKey.count + r.segmentID.utf8.count + r.segmentName.utf8.count
+                        + (r.memberID?.count ?? 0) + 8))
         }
         for r in records {
-            let id = Array(r.segmentID.utf8), name = Array(r.segmentName.utf8), memberID = r.memberID ?? []
+            let id = Array(r.segmentID.utf8)
+            let name = Array(r.segmentName.utf8)
+            let memberID = r.memberID ?? []
             r.audienceKey.withUnsafeBytes { k in
                 id.withUnsafeBytes { i in
                     name.withUnsafeBytes { n in
@@ -555,8 +638,10 @@ public struct ReceivedDelivery {
     }
 
     /// One plain CSV line (RFC 4180 quoting where needed); `member` nil: no member column.
-    static func appendPlainLine(_ out: inout [UInt8], _ key: UnsafeRawBufferPointer, _ segmentID: UnsafeRawBufferPointer,
-                                _ segmentName: UnsafeRawBufferPointer, _ member: UnsafeRawBufferPointer?) {
+    static func appendPlainLine(
+        _ out: inout [UInt8], _ key: UnsafeRawBufferPointer, _ segmentID: UnsafeRawBufferPointer,
+        _ segmentName: UnsafeRawBufferPointer, _ member: UnsafeRawBufferPointer?
+    ) {
         CSVField.appendQuoted(&out, key)
         out.append(0x2c)
         CSVField.appendQuoted(&out, segmentID)
@@ -577,7 +662,10 @@ struct LineSplitter {
     let object: String
     private var carry: [UInt8] = []
     private var lineNumber = 0
-    init(object: String) { self.object = object; carry.reserveCapacity(ReceivedDelivery.maxLineBytes) }
+    init(object: String) {
+        self.object = object
+        carry.reserveCapacity(ReceivedDelivery.maxLineBytes)
+    }
 
     /// Hands each completed line to `line`, borrowed for the call: straight from `bytes` when
     /// the whole line is in this piece, else from the carried start joined with its end.
@@ -615,7 +703,9 @@ struct LineSplitter {
     /// The line being read may not grow past ``ReceivedDelivery/maxLineBytes`` with `more` bytes.
     private func check(_ more: Int) throws {
         guard carry.count + more <= ReceivedDelivery.maxLineBytes else {
-            throw ActivationError(.deliveryInvalid, "object \(object) line \(lineNumber + 1): longer than \(ReceivedDelivery.maxLineBytes) bytes")
+            throw ActivationError(
+                .deliveryInvalid,
+                "object \(object) line \(lineNumber + 1): longer than \(ReceivedDelivery.maxLineBytes) bytes")
         }
     }
 
@@ -636,22 +726,37 @@ public enum CSVField {
     /// `v` as one CSV field: quoted, with quotes doubled, when it holds a comma, quote or line break.
     public static func quote(_ v: [UInt8]) -> String { String(decoding: quoted(v), as: UTF8.self) }
     static func appendQuoted(_ out: inout [UInt8], _ v: ArraySlice<UInt8>) {
-        guard v.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else { out += v; return }
+        guard v.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else {
+            out += v
+            return
+        }
         out.append(0x22)
-        for b in v { if b == 0x22 { out.append(0x22) }; out.append(b) }
+        for b in v {
+            if b == 0x22 { out.append(0x22) }
+            out.append(b)
+        }
         out.append(0x22)
     }
     /// ``appendQuoted(_:_:)`` from a borrowed buffer (the provider's per-record output path).
     static func appendQuoted(_ out: inout [UInt8], _ v: UnsafeRawBufferPointer) {
         var plain = true
-        for b in v where b == 0x2c || b == 0x22 || b == 0x0a || b == 0x0d { plain = false; break }
-        guard plain else { appendQuoted(&out, Array(v)[...]); return }
+        for b in v where b == 0x2c || b == 0x22 || b == 0x0a || b == 0x0d {
+            plain = false
+            break
+        }
+        guard plain else {
+            appendQuoted(&out, Array(v)[...])
+            return
+        }
         out.append(contentsOf: v)
     }
     static func quoted(_ v: [UInt8]) -> [UInt8] {
         guard v.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else { return v }
         var out: [UInt8] = [0x22]
-        for b in v { if b == 0x22 { out.append(0x22) }; out.append(b) }
+        for b in v {
+            if b == 0x22 { out.append(0x22) }
+            out.append(b)
+        }
         out.append(0x22)
         return out
     }
@@ -664,15 +769,31 @@ public enum CSVField {
         if !holds(line, 0x22) {
             return line.split(separator: 0x2c, maxSplits: Int.max, omittingEmptySubsequences: false).map { Array($0) }
         }
-        var fields: [[UInt8]] = [], cur: [UInt8] = [], inQuotes = false
+        var fields: [[UInt8]] = []
+        var cur: [UInt8] = []
+        var inQuotes = false
         var i = line.startIndex
         while i < line.endIndex {
             let b = line[i]
             if inQuotes {
                 if b == 0x22 {
-                    if line.index(after: i) < line.endIndex && line[line.index(after: i)] == 0x22 { cur.append(0x22); i = line.index(after: i) } else { inQuotes = false }
-                } else { cur.append(b) }
-            } else if b == 0x22 { inQuotes = true } else if b == 0x2c { fields.append(cur); cur = [] } else { cur.append(b) }
+                    if line.index(after: i) < line.endIndex && line[line.index(after: i)] == 0x22 {
+                        cur.append(0x22)
+                        i = line.index(after: i)
+                    } else {
+                        inQuotes = false
+                    }
+                } else {
+                    cur.append(b)
+                }
+            } else if b == 0x22 {
+                inQuotes = true
+            } else if b == 0x2c {
+                fields.append(cur)
+                cur = []
+            } else {
+                cur.append(b)
+            }
             i = line.index(after: i)
         }
         fields.append(cur)
@@ -700,20 +821,30 @@ enum Base64 {
         out.withUnsafeMutableBufferPointer { dst in
             b.withUnsafeBufferPointer { src in
                 alphabet.withUnsafeBufferPointer { a in
-                    var o = at, i = 0
+                    var o = at
+                    var i = 0
                     while src.count - i >= 3 {
                         let v = UInt32(src[i]) << 16 | UInt32(src[i + 1]) << 8 | UInt32(src[i + 2])
-                        dst[o] = a[Int(v >> 18)]; dst[o + 1] = a[Int(v >> 12 & 63)]
-                        dst[o + 2] = a[Int(v >> 6 & 63)]; dst[o + 3] = a[Int(v & 63)]
-                        i += 3; o += 4
+                        dst[o] = a[Int(v >> 18)]
+                        dst[o + 1] = a[Int(v >> 12 & 63)]
+                        dst[o + 2] = a[Int(v >> 6 & 63)]
+                        dst[o + 3] = a[Int(v & 63)]
+                        i += 3
+                        o += 4
                     }
                     switch src.count - i {
                     case 2:
                         let v = UInt32(src[i]) << 16 | UInt32(src[i + 1]) << 8
-                        dst[o] = a[Int(v >> 18)]; dst[o + 1] = a[Int(v >> 12 & 63)]; dst[o + 2] = a[Int(v >> 6 & 63)]; dst[o + 3] = 0x3d
+                        dst[o] = a[Int(v >> 18)]
+                        dst[o + 1] = a[Int(v >> 12 & 63)]
+                        dst[o + 2] = a[Int(v >> 6 & 63)]
+                        dst[o + 3] = 0x3d
                     case 1:
                         let v = UInt32(src[i]) << 16
-                        dst[o] = a[Int(v >> 18)]; dst[o + 1] = a[Int(v >> 12 & 63)]; dst[o + 2] = 0x3d; dst[o + 3] = 0x3d
+                        dst[o] = a[Int(v >> 18)]
+                        dst[o + 1] = a[Int(v >> 12 & 63)]
+                        dst[o + 2] = 0x3d
+                        dst[o + 3] = 0x3d
                     default: break
                     }
                 }
@@ -752,21 +883,27 @@ enum Base64 {
         let n = count / 4 * 3 - padding
         precondition(out.count >= n, "the output holds the decoded bytes")
         return values.withUnsafeBufferPointer { t -> Int? in
-            var bad: UInt8 = 0   // any invalid byte sets the high bit: one check after the loop
-            var i = 0, o = 0
+            var bad: UInt8 = 0  // any invalid byte sets the high bit: one check after the loop
+            var i = 0
+            var o = 0
             // Whole quads; the last one is done below when it holds padding.
             let full = padding == 0 ? count : count - 4
             while i < full {
-                let a = t[Int(src[i])], b = t[Int(src[i + 1])], c = t[Int(src[i + 2])], d = t[Int(src[i + 3])]
+                let a = t[Int(src[i])]
+                let b = t[Int(src[i + 1])]
+                let c = t[Int(src[i + 2])]
+                let d = t[Int(src[i + 3])]
                 bad |= a | b | c | d
                 out[o] = a << 2 | b >> 4
                 out[o + 1] = b << 4 | c >> 2
                 out[o + 2] = c << 6 | d
-                i += 4; o += 3
+                i += 4
+                o += 3
             }
             guard bad & 0x80 == 0 else { return nil }
             if padding > 0 {
-                let a = t[Int(src[i])], b = t[Int(src[i + 1])]
+                let a = t[Int(src[i])]
+                let b = t[Int(src[i + 1])]
                 guard (a | b) & 0x80 == 0 else { return nil }
                 out[o] = a << 2 | b >> 4
                 if padding == 2 {
@@ -790,14 +927,24 @@ public final class ObjectContent: @unchecked Sendable {
     private let memory: [UInt8]?
     private let file: (any ScratchFile)?
 
-    public init(_ bytes: [UInt8]) { memory = bytes; file = nil; size = bytes.count }
-    public init(file: any ScratchFile) { memory = nil; self.file = file; size = file.size }
+    public init(_ bytes: [UInt8]) {
+        memory = bytes
+        file = nil
+        size = bytes.count
+    }
+    public init(file: any ScratchFile) {
+        memory = nil
+        self.file = file
+        size = file.size
+    }
 
     /// Fills `buffer` with the bytes at `offset` (within `size`).
     public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
         precondition(offset >= 0 && offset + buffer.count <= size)
         if let memory {
-            memory.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
+            memory.withUnsafeBytes {
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)]))
+            }
         } else {
             try file!.read(at: offset, into: buffer)
         }
@@ -805,7 +952,10 @@ public final class ObjectContent: @unchecked Sendable {
 
     /// Hands the bytes to `body` in order, in pieces of at most `chunk` bytes.
     public func forEachChunk(_ chunk: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        if let memory { try memory.withUnsafeBytes { try body($0) }; return }
+        if let memory {
+            try memory.withUnsafeBytes { try body($0) }
+            return
+        }
         var buffer = [UInt8](repeating: 0, count: min(chunk, size))
         var offset = 0
         while offset < size {

@@ -31,12 +31,16 @@ public struct InputRow: Sendable {
     /// is `bytes[ends[i-1]..<ends[i]]`), as a CSV reader holds a record: one allocation and one
     /// copy, the per-row path of the streamed prepares.
     public init(row: Int, bytes: UnsafeRawBufferPointer, ends: UnsafeBufferPointer<Int>) {
-        precondition(ends.last.map { $0 == bytes.count } ?? bytes.isEmpty, "the last field ends at the end of the bytes")
+        precondition(
+            ends.last.map { $0 == bytes.count } ?? bytes.isEmpty, "the last field ends at the end of the bytes")
         self.row = row
         self.fieldCount = ends.count
         let offsets = 4 * ends.count
         self.storage = [UInt8](unsafeUninitializedCapacity: offsets + bytes.count) { s, initialized in
-            guard let start = s.baseAddress else { initialized = 0; return }
+            guard let start = s.baseAddress else {
+                initialized = 0
+                return
+            }
             let base = UnsafeMutableRawPointer(start)
             var previous = 0
             for (i, end) in ends.enumerated() {
@@ -44,7 +48,9 @@ public struct InputRow: Sendable {
                 base.storeBytes(of: UInt32(truncatingIfNeeded: end).littleEndian, toByteOffset: 4 * i, as: UInt32.self)
                 previous = end
             }
-            if let from = bytes.baseAddress, bytes.count > 0 { (base + offsets).copyMemory(from: from, byteCount: bytes.count) }
+            if let from = bytes.baseAddress, bytes.count > 0 {
+                (base + offsets).copyMemory(from: from, byteCount: bytes.count)
+            }
             initialized = offsets + bytes.count
         }
     }
@@ -70,7 +76,11 @@ public struct IdentifierColumn: Sendable {
     public let index: Int
     public let name: String
     public let type: IdentifierType
-    public init(index: Int, name: String, type: IdentifierType) { self.index = index; self.name = name; self.type = type }
+    public init(index: Int, name: String, type: IdentifierType) {
+        self.index = index
+        self.name = name
+        self.type = type
+    }
 }
 
 /// What to do with a value that fails normalization.
@@ -102,16 +112,26 @@ public struct ProviderAudience {
     public let identifierColumns: [IdentifierColumn]
     public let audienceKeyColumn: (index: Int, name: String)
     public let invalidValues: InvalidValuePolicy
-    public init(source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn],
-                audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject) {
-        self.source = source; self.rowStore = .stream(rows); self.identifierColumns = identifierColumns
-        self.audienceKeyColumn = audienceKeyColumn; self.invalidValues = invalidValues
+    public init(
+        source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn],
+        audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject
+    ) {
+        self.source = source
+        self.rowStore = .stream(rows)
+        self.identifierColumns = identifierColumns
+        self.audienceKeyColumn = audienceKeyColumn
+        self.invalidValues = invalidValues
     }
     /// Rows held in memory.
-    public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn],
-                audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject) {
-        self.source = source; self.rowStore = .memory(rows); self.identifierColumns = identifierColumns
-        self.audienceKeyColumn = audienceKeyColumn; self.invalidValues = invalidValues
+    public init(
+        source: String, rows: [InputRow], identifierColumns: [IdentifierColumn],
+        audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject
+    ) {
+        self.source = source
+        self.rowStore = .memory(rows)
+        self.identifierColumns = identifierColumns
+        self.audienceKeyColumn = audienceKeyColumn
+        self.invalidValues = invalidValues
     }
 }
 
@@ -123,7 +143,11 @@ public struct ConsumerQuery {
         public let name: String
         /// Accepted values (exact bytes after trimming ASCII spaces).
         public let values: Set<[UInt8]>
-        public init(index: Int, name: String, values: Set<[UInt8]>) { self.index = index; self.name = name; self.values = values }
+        public init(index: Int, name: String, values: Set<[UInt8]>) {
+            self.index = index
+            self.name = name
+            self.values = values
+        }
     }
     public let source: String
     let rowStore: RowStore
@@ -139,27 +163,43 @@ public struct ConsumerQuery {
     public let segmentID: String
     public let segmentName: String
     public let invalidValues: InvalidValuePolicy
-    public init(source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn], filters: [Filter] = [],
-                consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
-                segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject) {
-        self.init(source: source, rowStore: .stream(rows), identifierColumns: identifierColumns, filters: filters,
-                  consentColumns: consentColumns, memberIDColumn: memberIDColumn, segmentID: segmentID, segmentName: segmentName,
-                  invalidValues: invalidValues)
+    public init(
+        source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn], filters: [Filter] = [],
+        consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
+        segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject
+    ) {
+        self.init(
+            source: source, rowStore: .stream(rows), identifierColumns: identifierColumns, filters: filters,
+            consentColumns: consentColumns, memberIDColumn: memberIDColumn, segmentID: segmentID,
+            segmentName: segmentName,
+            invalidValues: invalidValues)
     }
     /// Rows held in memory.
-    public init(source: String, rows: [InputRow], identifierColumns: [IdentifierColumn], filters: [Filter] = [],
-                consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
-                segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject) {
-        self.init(source: source, rowStore: .memory(rows), identifierColumns: identifierColumns, filters: filters,
-                  consentColumns: consentColumns, memberIDColumn: memberIDColumn, segmentID: segmentID, segmentName: segmentName,
-                  invalidValues: invalidValues)
+    public init(
+        source: String, rows: [InputRow], identifierColumns: [IdentifierColumn], filters: [Filter] = [],
+        consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
+        segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject
+    ) {
+        self.init(
+            source: source, rowStore: .memory(rows), identifierColumns: identifierColumns, filters: filters,
+            consentColumns: consentColumns, memberIDColumn: memberIDColumn, segmentID: segmentID,
+            segmentName: segmentName,
+            invalidValues: invalidValues)
     }
-    init(source: String, rowStore: RowStore, identifierColumns: [IdentifierColumn], filters: [Filter],
-         consentColumns: [(index: Int, name: String)], memberIDColumn: (index: Int, name: String)?,
-         segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy) {
-        self.source = source; self.rowStore = rowStore; self.identifierColumns = identifierColumns; self.filters = filters
-        self.consentColumns = consentColumns; self.memberIDColumn = memberIDColumn; self.segmentID = segmentID
-        self.segmentName = segmentName; self.invalidValues = invalidValues
+    init(
+        source: String, rowStore: RowStore, identifierColumns: [IdentifierColumn], filters: [Filter],
+        consentColumns: [(index: Int, name: String)], memberIDColumn: (index: Int, name: String)?,
+        segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy
+    ) {
+        self.source = source
+        self.rowStore = rowStore
+        self.identifierColumns = identifierColumns
+        self.filters = filters
+        self.consentColumns = consentColumns
+        self.memberIDColumn = memberIDColumn
+        self.segmentID = segmentID
+        self.segmentName = segmentName
+        self.invalidValues = invalidValues
     }
 }
 

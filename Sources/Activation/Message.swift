@@ -34,7 +34,9 @@ public enum MessageKind: UInt8, Sendable, CaseIterable {
 
 /// The three roles.
 public enum Role: UInt8, Sendable {
-    case consumer = 1, provider = 2, coordinator = 3
+    case consumer = 1
+    case provider = 2
+    case coordinator = 3
 }
 
 /// A signed round message: a fixed header, fixed-size records, an Ed25519 signature.
@@ -74,9 +76,11 @@ public struct SignedMessage: Sendable {
     let signature: [UInt8]
 
     /// Builds and signs a message.
-    init(kind: MessageKind, agreement: VerifiedAgreement, runUUID: [UInt8], recordSize: Int, body: [UInt8],
-         reference: [UInt8]? = nil, sealingKey: SealingPublicKey? = nil, metadata: [String: String] = [:],
-         signer: SigningKey) {
+    init(
+        kind: MessageKind, agreement: VerifiedAgreement, runUUID: [UInt8], recordSize: Int, body: [UInt8],
+        reference: [UInt8]? = nil, sealingKey: SealingPublicKey? = nil, metadata: [String: String] = [:],
+        signer: SigningKey
+    ) {
         precondition(recordSize > 0 && body.count % recordSize == 0)
         self.kind = kind
         self.sender = kind.sender
@@ -90,9 +94,10 @@ public struct SignedMessage: Sendable {
         self.sealingKey = sealingKey?.bytes ?? [UInt8](repeating: 0, count: 32)
         self.metadata = metadata
         self.body = body
-        let h = MessageHeader.encode(kind: kind, collaborationUUID: collaborationUUID, runUUID: runUUID, agreementHash: agreementHash,
-                                     count: count, recordSize: recordSize, bodyHash: bodyHash, reference: self.reference,
-                                     sealingKey: self.sealingKey, metadataJSON: SignedMessage.encodeMetadata(metadata))
+        let h = MessageHeader.encode(
+            kind: kind, collaborationUUID: collaborationUUID, runUUID: runUUID, agreementHash: agreementHash,
+            count: count, recordSize: recordSize, bodyHash: bodyHash, reference: self.reference,
+            sealingKey: self.sealingKey, metadataJSON: SignedMessage.encodeMetadata(metadata))
         headerBytes = h
         signature = signer.signature(for: SignedMessage.signaturePrefix + h)
     }
@@ -115,12 +120,15 @@ public struct SignedMessage: Sendable {
     ///
     /// Takes ownership of `data` so the body can stay in the same buffer (header and signature are
     /// cut off in place): reading a message costs one copy of the file, not two.
-    public static func parse(_ data: consuming [UInt8], expecting kind: MessageKind, agreement: VerifiedAgreement,
-                             run: [UInt8]? = nil, source: String) throws(ActivationError) -> SignedMessage {
+    public static func parse(
+        _ data: consuming [UInt8], expecting kind: MessageKind, agreement: VerifiedAgreement,
+        run: [UInt8]? = nil, source: String
+    ) throws(ActivationError) -> SignedMessage {
         // The header is parsed from its own copy of the first bytes (≤ 64 KiB + fixed fields), so
         // the body stays uniquely owned and is trimmed in place below.
-        let h = try MessageHeader.parse(prefix: Array(data[0..<min(data.count, fixedHeaderSize + maxMetadata)]), fileSize: data.count,
-                                        expecting: kind, agreement: agreement, run: run, source: source)
+        let h = try MessageHeader.parse(
+            prefix: Array(data[0..<min(data.count, fixedHeaderSize + maxMetadata)]), fileSize: data.count,
+            expecting: kind, agreement: agreement, run: run, source: source)
         let sig = Array(data[(data.count - 64)...])
         try h.verify(signature: sig, agreement: agreement, source: source)
         data.removeLast(64)
@@ -128,18 +136,31 @@ public struct SignedMessage: Sendable {
         guard SHA256.hash(data) == h.bodyHash else {
             throw ActivationError(.messageChecksumMismatch, "\(source): body SHA-256 does not match the signed header")
         }
-        return SignedMessage(kind: h.kind, sender: h.sender, collaborationUUID: h.collaborationUUID, runUUID: h.runUUID,
-                             agreementHash: h.agreementHash, count: h.count, recordSize: h.recordSize, bodyHash: h.bodyHash,
-                             reference: h.reference, sealingKey: h.sealingKey, metadata: h.metadata, body: data,
-                             headerBytes: h.bytes, signature: sig)
+        return SignedMessage(
+            kind: h.kind, sender: h.sender, collaborationUUID: h.collaborationUUID, runUUID: h.runUUID,
+            agreementHash: h.agreementHash, count: h.count, recordSize: h.recordSize, bodyHash: h.bodyHash,
+            reference: h.reference, sealingKey: h.sealingKey, metadata: h.metadata, body: data,
+            headerBytes: h.bytes, signature: sig)
     }
-    private init(kind: MessageKind, sender: Role, collaborationUUID: [UInt8], runUUID: [UInt8], agreementHash: [UInt8],
-                 count: Int, recordSize: Int, bodyHash: [UInt8], reference: [UInt8], sealingKey: [UInt8],
-                 metadata: [String: String], body: [UInt8], headerBytes: [UInt8], signature: [UInt8]) {
-        self.kind = kind; self.sender = sender; self.collaborationUUID = collaborationUUID; self.runUUID = runUUID
-        self.agreementHash = agreementHash; self.count = count; self.recordSize = recordSize; self.bodyHash = bodyHash
-        self.reference = reference; self.sealingKey = sealingKey; self.metadata = metadata; self.body = body
-        self.headerBytes = headerBytes; self.signature = signature
+    private init(
+        kind: MessageKind, sender: Role, collaborationUUID: [UInt8], runUUID: [UInt8], agreementHash: [UInt8],
+        count: Int, recordSize: Int, bodyHash: [UInt8], reference: [UInt8], sealingKey: [UInt8],
+        metadata: [String: String], body: [UInt8], headerBytes: [UInt8], signature: [UInt8]
+    ) {
+        self.kind = kind
+        self.sender = sender
+        self.collaborationUUID = collaborationUUID
+        self.runUUID = runUUID
+        self.agreementHash = agreementHash
+        self.count = count
+        self.recordSize = recordSize
+        self.bodyHash = bodyHash
+        self.reference = reference
+        self.sealingKey = sealingKey
+        self.metadata = metadata
+        self.body = body
+        self.headerBytes = headerBytes
+        self.signature = signature
     }
 
     static func encodeMetadata(_ m: [String: String]) -> [UInt8] {
@@ -158,16 +179,27 @@ enum BE {
     static func u16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xff)] }
     static func u32(_ v: UInt32) -> [UInt8] { (0..<4).reversed().map { UInt8((v >> (8 * UInt32($0))) & 0xff) } }
     static func u64(_ v: UInt64) -> [UInt8] { (0..<8).reversed().map { UInt8((v >> (8 * UInt64($0))) & 0xff) } }
-    static func read64<C: Collection>(_ b: C) -> UInt64 where C.Element == UInt8 { b.reduce(0) { $0 << 8 | UInt64($1) } }
+    static func read64<C: Collection>(_ b: C) -> UInt64 where C.Element == UInt8 {
+        b.reduce(0) { $0 << 8 | UInt64($1) }
+    }
 }
 
 /// Sequential reader over a byte array whose length the caller has already checked.
 struct ByteReader {
     let data: [UInt8]
     var offset: Int
-    init(_ data: [UInt8], from: Int) { self.data = data; self.offset = from }
-    mutating func bytes(_ n: Int) -> [UInt8] { defer { offset += n }; return Array(data[offset..<offset + n]) }
-    mutating func u8() -> UInt8 { defer { offset += 1 }; return data[offset] }
+    init(_ data: [UInt8], from: Int) {
+        self.data = data
+        self.offset = from
+    }
+    mutating func bytes(_ n: Int) -> [UInt8] {
+        defer { offset += n }
+        return Array(data[offset..<offset + n])
+    }
+    mutating func u8() -> UInt8 {
+        defer { offset += 1 }
+        return data[offset]
+    }
     mutating func u16() -> UInt16 { UInt16(BE.read64(bytes(2))) }
     mutating func u32() -> UInt32 { UInt32(BE.read64(bytes(4))) }
     mutating func u64() -> UInt64 { BE.read64(bytes(8)) }

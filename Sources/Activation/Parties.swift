@@ -1,12 +1,15 @@
 import Foundation
-import RistrettoPSI
 import Identifiers
+import RistrettoPSI
 
 /// A party's long-term identity: its Ed25519 signing key and X25519 sealing key.
 public struct PartyIdentity: Sendable {
     public let signingKey: SigningKey
     public let sealingKey: SealingKey
-    public init(signingKey: SigningKey, sealingKey: SealingKey) { self.signingKey = signingKey; self.sealingKey = sealingKey }
+    public init(signingKey: SigningKey, sealingKey: SealingKey) {
+        self.signingKey = signingKey
+        self.sealingKey = sealingKey
+    }
     public static func generate() -> PartyIdentity { PartyIdentity(signingKey: .generate(), sealingKey: .generate()) }
 }
 
@@ -20,10 +23,12 @@ public struct Provider: Sendable {
 
     public init(agreement: VerifiedAgreement, identity: PartyIdentity) throws(ActivationError) {
         guard identity.signingKey.verifyingKey == agreement.providerKey else {
-            throw ActivationError(.agreementSignatureInvalid, "this identity is not the provider named in the agreement")
+            throw ActivationError(
+                .agreementSignatureInvalid, "this identity is not the provider named in the agreement")
         }
         guard identity.sealingKey.publicKey == agreement.providerSealingKey else {
-            throw ActivationError(.agreementSignatureInvalid, "this sealing key is not the provider's key in the agreement")
+            throw ActivationError(
+                .agreementSignatureInvalid, "this sealing key is not the provider's key in the agreement")
         }
         self.agreement = agreement
         self.identity = identity
@@ -52,7 +57,8 @@ public struct Consumer: Sendable {
 
     public init(agreement: VerifiedAgreement, signingKey: SigningKey) throws(ActivationError) {
         guard signingKey.verifyingKey == agreement.consumerKey else {
-            throw ActivationError(.agreementSignatureInvalid, "this identity is not the consumer named in the agreement")
+            throw ActivationError(
+                .agreementSignatureInvalid, "this identity is not the consumer named in the agreement")
         }
         self.agreement = agreement
         self.signingKey = signingKey

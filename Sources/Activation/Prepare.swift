@@ -1,6 +1,6 @@
 import Foundation
-import RistrettoPSI
 import Identifiers
+import RistrettoPSI
 
 // Rounds 1 and 2 in bounded memory: the input streams through in chunks (filter, normalize, hash
 // to the group, blind), each identifier is spilled with its first-seen sequence number and its
@@ -25,7 +25,10 @@ public final class ArrayRowSource: InputRowSource {
     private var position = 0
     public init(_ rows: [InputRow]) { self.rows = rows }
     public func next() -> InputRow? {
-        guard position < rows.count else { rows = []; return nil }
+        guard position < rows.count else {
+            rows = []
+            return nil
+        }
         defer { position += 1 }
         return rows[position]
     }
@@ -64,10 +67,15 @@ struct TailSealing: Sendable {
     /// so no stale memory reaches a scratch file. Nonces come from `random`, the calling thread's
     /// generator, drawn per row in layer order as one row at a time would. The sealers are taken
     /// out of their array once per call, not once per row, and nothing is allocated per row.
-    func sealRows(_ rows: Range<Int>, valid: (Int) -> Bool, plain: UnsafeRawPointer, out: (Int) -> UnsafeMutableRawPointer,
-                  random: BufferedRandom, scratch: UnsafeMutableRawBufferPointer) {
-        let clear = clear, sealed = plainSize - clear
-        func input(_ r: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: plain + r * plainSize + clear, count: sealed) }
+    func sealRows(
+        _ rows: Range<Int>, valid: (Int) -> Bool, plain: UnsafeRawPointer, out: (Int) -> UnsafeMutableRawPointer,
+        random: BufferedRandom, scratch: UnsafeMutableRawBufferPointer
+    ) {
+        let clear = clear
+        let sealed = plainSize - clear
+        func input(_ r: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(start: plain + r * plainSize + clear, count: sealed)
+        }
         func tail(_ r: Int, _ size: Int) -> UnsafeMutableRawBufferPointer {
             let o = out(r)
             if clear > 0 { o.copyMemory(from: plain + r * plainSize, byteCount: clear) }
@@ -77,14 +85,17 @@ struct TailSealing: Sendable {
         case 0:
             for r in rows where valid(r) { out(r).copyMemory(from: plain + r * plainSize, byteCount: plainSize) }
         case 1:
-            let only = sealers[0], size = sealed + RecordSealer.overhead
+            let only = sealers[0]
+            let size = sealed + RecordSealer.overhead
             for r in rows where valid(r) { only.seal(input(r), into: tail(r, size), random: random) }
         case 2:
-            let inner = sealers[0], outer = sealers[1]
+            let inner = sealers[0]
+            let outer = sealers[1]
             let middle = UnsafeMutableRawBufferPointer(rebasing: scratch[..<(sealed + RecordSealer.overhead)])
             for r in rows where valid(r) {
                 inner.seal(input(r), into: middle, random: random)
-                outer.seal(UnsafeRawBufferPointer(middle), into: tail(r, middle.count + RecordSealer.overhead), random: random)
+                outer.seal(
+                    UnsafeRawBufferPointer(middle), into: tail(r, middle.count + RecordSealer.overhead), random: random)
             }
         default:
             preconditionFailure("a tail has at most two sealed layers")
@@ -119,7 +130,11 @@ struct IdentifierStream {
     /// every core busy, small enough to be noise beside the spill budget.
     static let defaultChunk = 16_384
     static let headSize = 32 + 8 + 1 + 8
-    enum Status: UInt8 { case valid = 0, invalid = 1, missing = 2 }
+    enum Status: UInt8 {
+        case valid = 0
+        case invalid = 1
+        case missing = 2
+    }
 
     /// A full batch on its way through the group arithmetic: everything it needs, owned.
     struct Batch: Sendable {
@@ -166,15 +181,27 @@ struct IdentifierStream {
     private var sequence: UInt64 = 0
     private var batches = 0
 
-    init(source: String, columns: [IdentifierColumn], agreement: VerifiedAgreement, policy: InvalidValuePolicy, scalar: Scalar,
-         sealing: TailSealing, scratch: any ScratchSpace, budget: Int, tuning: PrepareTuning) throws(ActivationError) {
+    init(
+        source: String, columns: [IdentifierColumn], agreement: VerifiedAgreement, policy: InvalidValuePolicy,
+        scalar: Scalar,
+        sealing: TailSealing, scratch: any ScratchSpace, budget: Int, tuning: PrepareTuning
+    ) throws(ActivationError) {
         let allowed = Set(agreement.identifierTypes)
         for c in columns where !allowed.contains(c.type) {
-            throw ActivationError(.invalidInput, "\(source): column '\(c.name)' holds \(c.type.rawValue) identifiers, which the agreement does not match")
+            throw ActivationError(
+                .invalidInput,
+                "\(source): column '\(c.name)' holds \(c.type.rawValue) identifiers, which the agreement does not match"
+            )
         }
         precondition(tuning.chunk > 0, "a batch holds at least one message")
-        self.source = source; self.columns = columns; self.agreement = agreement; self.policy = policy; self.scalar = scalar
-        self.sealing = sealing; self.tuning = tuning; self.scratch = scratch
+        self.source = source
+        self.columns = columns
+        self.agreement = agreement
+        self.policy = policy
+        self.scalar = scalar
+        self.sealing = sealing
+        self.tuning = tuning
+        self.scratch = scratch
         normalizer = Normalizer(rules: agreement.rules)
         queued = Batch(reserving: tuning.chunk, plainSize: sealing.plainSize)
         partitions = RecordPartitions(recordSize: Self.headSize + sealing.tailSize, scratch: scratch, budget: budget)
@@ -194,23 +221,29 @@ struct IdentifierStream {
                 return
             }
             let raw = row.field(c.index)
-            if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue } // an absent identifier is not an error
+            if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }  // an absent identifier is not an error
             do {
                 queued.messages.append(try normalizer.hashToGroupMessage(raw, as: c.type))
                 summary.identifiers += 1
             } catch {
                 switch policy {
                 case .reject:
-                    pending = ActivationError(.invalidInput, "\(source) row \(row.row), column '\(c.name)': \(error.code.rawValue): \(error.reason)")
+                    pending = ActivationError(
+                        .invalidInput,
+                        "\(source) row \(row.row), column '\(c.name)': \(error.code.rawValue): \(error.reason)")
                     return
                 case .skipAndReport:
                     summary.skippedValues += 1
-                    try skipped.append(SkippedValue(row: row.row, column: c.name, code: error.code.rawValue), scratch: scratch)
+                    try skipped.append(
+                        SkippedValue(row: row.row, column: c.name, code: error.code.rawValue), scratch: scratch)
                 }
             }
         }
         let found = queued.messages.count - before
-        guard found > 0 else { summary.rowsWithoutIdentifier += 1; return }
+        guard found > 0 else {
+            summary.rowsWithoutIdentifier += 1
+            return
+        }
         let start = queued.plain.count
         let status = datum(&queued.plain)
         let rowIndex = Int32(queued.status.count)
@@ -237,9 +270,15 @@ struct IdentifierStream {
         sequence += UInt64(batch.messages.count)
         batches += 1
         try completeInFlight()
-        let full = batch, hasher = agreement.hasher, scalar = scalar, sealing = sealing, fails = tuning.failingBatch == batch.index
+        let full = batch
+        let hasher = agreement.hasher
+        let scalar = scalar
+        let sealing = sealing
+        let fails = tuning.failingBatch == batch.index
         if tuning.pipelined ?? (Parallel.workerCount > 1) {
-            inFlight = Parallel.Job { try Self.records(of: full, hasher: hasher, scalar: scalar, sealing: sealing, failing: fails) }
+            inFlight = Parallel.Job {
+                try Self.records(of: full, hasher: hasher, scalar: scalar, sealing: sealing, failing: fails)
+            }
         } else {
             let records = try Self.records(of: batch, hasher: hasher, scalar: scalar, sealing: sealing, failing: fails)
             try records.withUnsafeBytes { try partitions.append($0) }
@@ -258,8 +297,10 @@ struct IdentifierStream {
 
     /// A batch's partition records: hash to the group and blind (every core), seal each row's
     /// datum (every core), then lay out one record per message in queue order.
-    static func records(of batch: Batch, hasher: HashToGroupChoice, scalar: Scalar, sealing: TailSealing,
-                        failing: Bool) throws(ActivationError) -> [UInt8] {
+    static func records(
+        of batch: Batch, hasher: HashToGroupChoice, scalar: Scalar, sealing: TailSealing,
+        failing: Bool
+    ) throws(ActivationError) -> [UInt8] {
         let blinded: ElementBatch
         do throws(CryptoError) {
             if failing { throw CryptoError(.primitiveFailure, "injected by a test") }
@@ -271,14 +312,18 @@ struct IdentifierStream {
         // straight into the record of the row's first message (copied to its other messages, a
         // row with several identifier columns), so no separate tails buffer is filled, copied and
         // freed per batch, and no byte is zero-filled only to be overwritten.
-        let n = batch.messages.count, rows = batch.status.count, size = headSize + sealing.tailSize, tailSize = sealing.tailSize
+        let n = batch.messages.count
+        let rows = batch.status.count
+        let size = headSize + sealing.tailSize
+        let tailSize = sealing.tailSize
         var firstMessage = [Int](repeating: 0, count: rows)
         for i in stride(from: n - 1, through: 0, by: -1) { firstMessage[Int(batch.messageRow[i])] = i }
         let records = [UInt8](unsafeUninitializedCapacity: n * size) { dst, initialized in
             let base = UnsafeMutableRawPointer(dst.baseAddress!)
             blinded.withUnsafeBytes { e in
                 for i in 0..<n {
-                    let r = base + i * size, row = Int(batch.messageRow[i])
+                    let r = base + i * size
+                    let row = Int(batch.messageRow[i])
                     r.copyMemory(from: e.baseAddress! + i * 32, byteCount: 32)
                     r.storeBytes(of: (batch.firstSequence + UInt64(i)).littleEndian, toByteOffset: 32, as: UInt64.self)
                     r.storeBytes(of: batch.status[row], toByteOffset: 40, as: UInt8.self)
@@ -292,17 +337,20 @@ struct IdentifierStream {
                             Parallel.forEachRange(count: rows) { range in
                                 // One generator and one scratch buffer per range: no lock, no allocation per record.
                                 let random = BufferedRandom()
-                                let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: sealing.scratchSize, alignment: 8)
+                                let scratch = UnsafeMutableRawBufferPointer.allocate(
+                                    byteCount: sealing.scratchSize, alignment: 8)
                                 defer { scratch.deallocate() }
-                                sealing.sealRows(range, valid: { status[$0] == Status.valid.rawValue }, plain: p.baseAddress!,
-                                                 out: { base + first[$0] * size + headSize }, random: random, scratch: scratch)
+                                sealing.sealRows(
+                                    range, valid: { status[$0] == Status.valid.rawValue }, plain: p.baseAddress!,
+                                    out: { base + first[$0] * size + headSize }, random: random, scratch: scratch)
                             }
                         }
                     }
                 }
                 for i in 0..<n where firstMessage[Int(batch.messageRow[i])] != i {
-                    (base + i * size + headSize).copyMemory(from: base + firstMessage[Int(batch.messageRow[i])] * size + headSize,
-                                                            byteCount: tailSize)
+                    (base + i * size + headSize).copyMemory(
+                        from: base + firstMessage[Int(batch.messageRow[i])] * size + headSize,
+                        byteCount: tailSize)
                 }
             }
             initialized = n * size
@@ -320,7 +368,10 @@ struct IdentifierStream {
         // An empty set would only fail later, at the other party or the coordinator; a set above
         // the agreed size would be refused there too. Both are refused here, before anything is written.
         guard summary.identifiers > 0 else {
-            throw ActivationError(.invalidInput, "\(source): no identifiers to send (\(rowsSelected) rows selected, \(summary.skippedValues) values skipped as invalid, \(summary.rowsWithoutIdentifier) rows without an identifier\(skipped.earliest.first.map { "; first skipped: \($0)" } ?? ""))")
+            throw ActivationError(
+                .invalidInput,
+                "\(source): no identifiers to send (\(rowsSelected) rows selected, \(summary.skippedValues) values skipped as invalid, \(summary.rowsWithoutIdentifier) rows without an identifier\(skipped.earliest.first.map { "; first skipped: \($0)" } ?? ""))"
+            )
         }
     }
 
@@ -343,7 +394,10 @@ struct IdentifierStream {
             try deduplicate { try output.add($0) }
             return
         }
-        let size = recordSize, outSize = output.recordSize, headSize = Self.headSize, tailSize = tailSize
+        let size = recordSize
+        let outSize = output.recordSize
+        let headSize = Self.headSize
+        let tailSize = tailSize
         let n = buffer.count / size
         var table = FirstSightings(count: n)
         var written = 0
@@ -391,13 +445,20 @@ struct IdentifierStream {
         summary.elements = distinct
         summary.duplicateIdentifiers = summary.identifiers - distinct
         if let max = agreement.terms.matching.maxSetSize, distinct > max {
-            throw ActivationError(.invalidInput, "\(source): \(distinct) distinct identifiers, the agreement allows at most \(max) per set (matching.maxSetSize)")
+            throw ActivationError(
+                .invalidInput,
+                "\(source): \(distinct) distinct identifiers, the agreement allows at most \(max) per set (matching.maxSetSize)"
+            )
         }
     }
 
-    static func sequence(_ r: UnsafeRawPointer) -> UInt64 { UInt64(littleEndian: r.loadUnaligned(fromByteOffset: 32, as: UInt64.self)) }
+    static func sequence(_ r: UnsafeRawPointer) -> UInt64 {
+        UInt64(littleEndian: r.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
+    }
     static func status(_ r: UnsafeRawPointer) -> UInt8 { r.load(fromByteOffset: 40, as: UInt8.self) }
-    static func dataRow(_ r: UnsafeRawPointer) -> Int { Int(UInt64(littleEndian: r.loadUnaligned(fromByteOffset: 41, as: UInt64.self))) }
+    static func dataRow(_ r: UnsafeRawPointer) -> Int {
+        Int(UInt64(littleEndian: r.loadUnaligned(fromByteOffset: 41, as: UInt64.self)))
+    }
 }
 
 /// The open-addressing table of a prepare's deduplication: which records keep the elements seen
@@ -444,7 +505,8 @@ struct PreparedOutput {
         self.recordSize = recordSize
         self.permutation = permutation
         if permutation == nil {
-            shuffle = try ExternalShuffle(recordSize: recordSize, expectedCount: expectedCount, scratch: scratch, budget: budget)
+            shuffle = try ExternalShuffle(
+                recordSize: recordSize, expectedCount: expectedCount, scratch: scratch, budget: budget)
         }
     }
 
@@ -475,7 +537,7 @@ struct PreparedOutput {
             note(r)
             return
         }
-        guard firstInvalid == nil else { return } // the step fails: nothing more to keep
+        guard firstInvalid == nil else { return }  // the step fails: nothing more to keep
         let element = UnsafeRawBufferPointer(start: r, count: 32)
         let tail = UnsafeRawBufferPointer(start: r + IdentifierStream.headSize, count: recordSize - 32)
         guard shuffle != nil else {
@@ -515,7 +577,10 @@ final class HeldSink: MessageSink {
     func begin(headerLength: Int) throws { try inner.begin(headerLength: headerLength) }
     func append(_ bytes: UnsafeRawBufferPointer) throws { try inner.append(bytes) }
     func finish(header: [UInt8], signature: [UInt8]) throws { held = (header, signature) }
-    func abandon() { held = nil; inner.abandon() }
+    func abandon() {
+        held = nil
+        inner.abandon()
+    }
     func publish() throws {
         guard let held else { preconditionFailure("publish before finish") }
         try inner.finish(header: held.header, signature: held.signature)
@@ -524,7 +589,9 @@ final class HeldSink: MessageSink {
 
 /// Splits output records `element ‖ tail` into the two messages' pieces (round 1), or passes
 /// them whole (round 2), a bounded number at a time.
-private func forEachPiece(_ records: UnsafeRawBufferPointer, recordSize: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+private func forEachPiece(
+    _ records: UnsafeRawBufferPointer, recordSize: Int, _ body: (UnsafeRawBufferPointer) throws -> Void
+) rethrows {
     let step = IdentifierStream.defaultChunk * recordSize
     var at = 0
     while at < records.count {
@@ -564,26 +631,34 @@ extension Provider {
         /// (the step saves the run state there), then the payload is finished and the blinded
         /// message last, as it is the one that publishes the round (SPEC §9.2 "Faults"). On any
         /// error both sinks are abandoned and the error is rethrown.
-        public mutating func write(forConsumer: any MessageSink, forCoordinator: any MessageSink,
-                                   beforePublishing: (RunState) throws -> Void) throws -> RunState {
+        public mutating func write(
+            forConsumer: any MessageSink, forCoordinator: any MessageSink,
+            beforePublishing: (RunState) throws -> Void
+        ) throws -> RunState {
             let agreement = provider.agreement
             let held = HeldSink(forConsumer)
             do {
-                let n = summary.elements, payloadSize = Layout.payloadRecordSize(agreement)
-                var blinded = try MessageWriter(kind: .providerBlinded, agreement: agreement, runUUID: run, count: n,
-                                                recordSize: Layout.elementSize, signer: provider.identity.signingKey, sink: held)
-                var payload = try MessageWriter(kind: .providerPayload, agreement: agreement, runUUID: run, count: n,
-                                                recordSize: payloadSize, sealingKey: sealingKey, signer: provider.identity.signingKey,
-                                                sink: forCoordinator)
-                var elements = [UInt8](), payloads = [UInt8]()
+                let n = summary.elements
+                let payloadSize = Layout.payloadRecordSize(agreement)
+                var blinded = try MessageWriter(
+                    kind: .providerBlinded, agreement: agreement, runUUID: run, count: n,
+                    recordSize: Layout.elementSize, signer: provider.identity.signingKey, sink: held)
+                var payload = try MessageWriter(
+                    kind: .providerPayload, agreement: agreement, runUUID: run, count: n,
+                    recordSize: payloadSize, sealingKey: sealingKey, signer: provider.identity.signingKey,
+                    sink: forCoordinator)
+                var elements = [UInt8]()
+                var payloads = [UInt8]()
                 let size = output.recordSize
                 try output.drain { records in
                     try forEachPiece(records, recordSize: size) { piece in
                         elements.removeAll(keepingCapacity: true)
                         payloads.removeAll(keepingCapacity: true)
                         for i in 0..<(piece.count / size) {
-                            elements.append(contentsOf: UnsafeRawBufferPointer(rebasing: piece[(i * size)..<(i * size + 32)]))
-                            payloads.append(contentsOf: UnsafeRawBufferPointer(rebasing: piece[(i * size + 32)..<((i + 1) * size)]))
+                            elements.append(
+                                contentsOf: UnsafeRawBufferPointer(rebasing: piece[(i * size)..<(i * size + 32)]))
+                            payloads.append(
+                                contentsOf: UnsafeRawBufferPointer(rebasing: piece[(i * size + 32)..<((i + 1) * size)]))
                         }
                         try blinded.append(elements)
                         try payload.append(payloads)
@@ -591,7 +666,8 @@ extension Provider {
                 }
                 let bodyHash = try blinded.finish()
                 payload.reference = bodyHash
-                let state = RunState(role: .provider, runUUID: run, agreementHash: agreement.hash, reference: bodyHash, scalar: scalar)
+                let state = RunState(
+                    role: .provider, runUUID: run, agreementHash: agreement.hash, reference: bodyHash, scalar: scalar)
                 try beforePublishing(state)
                 _ = try payload.finish()
                 try held.publish()
@@ -614,30 +690,48 @@ extension Provider {
     /// an invalid audience key (the first in first-seen order); scratch errors.
     /// `permutation` (tests and vectors only) fixes the shuffle over the first-seen order of the
     /// distinct identifiers, and holds the set in memory.
-    public func stage(runID: String, audience: consuming ProviderAudience, scalar: Scalar = .random(), scratch: any ScratchSpace,
-                      permutation: [Int]? = nil, progress: ((Int) -> Void)? = nil) throws -> Staged {
-        try stage(runID: runID, audience: audience, scalar: scalar, scratch: scratch, permutation: permutation, progress: progress,
-                  budget: SpillBudget.bytes)
+    public func stage(
+        runID: String, audience: consuming ProviderAudience, scalar: Scalar = .random(), scratch: any ScratchSpace,
+        permutation: [Int]? = nil, progress: ((Int) -> Void)? = nil
+    ) throws -> Staged {
+        try stage(
+            runID: runID, audience: audience, scalar: scalar, scratch: scratch, permutation: permutation,
+            progress: progress,
+            budget: SpillBudget.bytes)
     }
 
     /// As the public stage, with the spill budget given (tests force many partitions and buckets).
-    func stage(runID: String, audience: consuming ProviderAudience, scalar: Scalar, scratch: any ScratchSpace,
-               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int, tuning: PrepareTuning = .standard) throws -> Staged {
-        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
-        let source = audience.source, keyColumn = audience.audienceKeyColumn, rows = audience.rows
+    func stage(
+        runID: String, audience: consuming ProviderAudience, scalar: Scalar, scratch: any ScratchSpace,
+        permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int, tuning: PrepareTuning = .standard
+    ) throws -> Staged {
+        guard let run = UUIDBytes.parse(runID) else {
+            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
+        }
+        let source = audience.source
+        let keyColumn = audience.audienceKeyColumn
+        let rows = audience.rows
         let sealer: RecordSealer?
         if agreement.terms.output.sealed {
-            do { sealer = try RecordSealer(recipient: agreement.providerSealingKey, context: Layout.payloadContext(agreement, run)) } catch {
+            do {
+                sealer = try RecordSealer(
+                    recipient: agreement.providerSealingKey, context: Layout.payloadContext(agreement, run))
+            } catch {
                 throw ActivationError(.cryptoFailure, "sealing set-up failed: \(error.code.rawValue)")
             }
-        } else { sealer = nil }
+        } else {
+            sealer = nil
+        }
         let payloadSize = Layout.payloadRecordSize(agreement)
         // Payload record: provider row (u64 BE, clear) ‖ the padded audience key, sealed when the agreement says so.
-        let sealing = TailSealing(plainSize: Layout.rowIndexSize + 2 + Layout.maxAudienceKey, clear: Layout.rowIndexSize, sealers: sealer.map { [$0] } ?? [])
+        let sealing = TailSealing(
+            plainSize: Layout.rowIndexSize + 2 + Layout.maxAudienceKey, clear: Layout.rowIndexSize,
+            sealers: sealer.map { [$0] } ?? [])
         precondition(sealing.tailSize == payloadSize)
-        var stream = try IdentifierStream(source: source, columns: audience.identifierColumns, agreement: agreement,
-                                          policy: audience.invalidValues, scalar: scalar, sealing: sealing, scratch: scratch,
-                                          budget: budget, tuning: tuning)
+        var stream = try IdentifierStream(
+            source: source, columns: audience.identifierColumns, agreement: agreement,
+            policy: audience.invalidValues, scalar: scalar, sealing: sealing, scratch: scratch,
+            budget: budget, tuning: tuning)
         var index = 0
         do {
             while let row = try rows.next() {
@@ -661,32 +755,44 @@ extension Provider {
         stream.summary.rowsRead = index
         stream.summary.rowsSelected = index
         try stream.finishInput(rowsSelected: index)
-        var output = try PreparedOutput(recordSize: 32 + payloadSize, expectedCount: stream.partitions.count, scratch: scratch,
-                                        permutation: permutation, budget: budget)
+        var output = try PreparedOutput(
+            recordSize: 32 + payloadSize, expectedCount: stream.partitions.count, scratch: scratch,
+            permutation: permutation, budget: budget)
         try stream.deduplicate(into: &output)
         if let bad = output.firstInvalid {
             if bad.status == IdentifierStream.Status.missing.rawValue {
                 throw ActivationError(.invalidInput, "\(source) row \(bad.row): missing column '\(keyColumn.name)'")
             }
-            throw ActivationError(.invalidInput, "\(source) row \(bad.row), column '\(keyColumn.name)': the audience key must be 1...\(Layout.maxAudienceKey) bytes")
+            throw ActivationError(
+                .invalidInput,
+                "\(source) row \(bad.row), column '\(keyColumn.name)': the audience key must be 1...\(Layout.maxAudienceKey) bytes"
+            )
         }
-        return Staged(summary: stream.summary, skipped: stream.skipped, provider: self, run: run, scalar: scalar,
-                      sealingKey: sealer?.ephemeralPublicKey, output: output)
+        return Staged(
+            summary: stream.summary, skipped: stream.skipped, provider: self, run: run, scalar: scalar,
+            sealingKey: sealer?.ephemeralPublicKey, output: output)
     }
 
     /// Round 1 in memory (tests, vectors, fuzzers): ``stage(runID:audience:scalar:scratch:permutation:progress:)``
     /// over memory, written to in-memory sinks.
-    public func prepare(runID: String, audience: consuming ProviderAudience, scalar: Scalar = .random(),
-                        permutation: [Int]? = nil) throws(ActivationError) -> Prepared {
+    public func prepare(
+        runID: String, audience: consuming ProviderAudience, scalar: Scalar = .random(),
+        permutation: [Int]? = nil
+    ) throws(ActivationError) -> Prepared {
         let source = audience.source
         do {
-            var staged = try stage(runID: runID, audience: audience, scalar: scalar, scratch: MemoryScratch(), permutation: permutation)
-            let m1 = BytesSink(), m2 = BytesSink()
+            var staged = try stage(
+                runID: runID, audience: audience, scalar: scalar, scratch: MemoryScratch(), permutation: permutation)
+            let m1 = BytesSink()
+            let m2 = BytesSink()
             let state = try staged.write(forConsumer: m1, forCoordinator: m2) { _ in }
             let run = UUIDBytes.parse(runID)
-            return Prepared(forConsumer: try ProviderBlindedSet(parsing: m1.bytes, agreement: agreement, run: run, source: "provider-blinded"),
-                            forCoordinator: try ProviderPayload(parsing: m2.bytes, agreement: agreement, run: run, source: "provider-payload"),
-                            state: state, summary: staged.summary, skipped: try staged.skipped.all())
+            return Prepared(
+                forConsumer: try ProviderBlindedSet(
+                    parsing: m1.bytes, agreement: agreement, run: run, source: "provider-blinded"),
+                forCoordinator: try ProviderPayload(
+                    parsing: m2.bytes, agreement: agreement, run: run, source: "provider-payload"),
+                state: state, summary: staged.summary, skipped: try staged.skipped.all())
         } catch let e as ActivationError { throw e } catch {
             throw ActivationError(.invalidInput, "\(source): \(error)")
         }
@@ -718,16 +824,20 @@ extension Consumer {
         /// Writes round 2 to `forProvider`; `beforePublishing` runs (the step saves the run state
         /// there) once the body is written and before the message becomes visible. On any error
         /// the sink is abandoned and the error is rethrown.
-        public mutating func write(forProvider: any MessageSink, beforePublishing: (RunState) throws -> Void) throws -> RunState {
+        public mutating func write(forProvider: any MessageSink, beforePublishing: (RunState) throws -> Void) throws
+            -> RunState
+        {
             let agreement = consumer.agreement
             let held = HeldSink(forProvider)
             do {
-                var writer = try MessageWriter(kind: .consumerBlinded, agreement: agreement, runUUID: run, count: summary.elements,
-                                               recordSize: Layout.consumerRecordSize(agreement), sealingKey: sealingKey, metadata: metadata,
-                                               signer: consumer.signingKey, sink: held)
+                var writer = try MessageWriter(
+                    kind: .consumerBlinded, agreement: agreement, runUUID: run, count: summary.elements,
+                    recordSize: Layout.consumerRecordSize(agreement), sealingKey: sealingKey, metadata: metadata,
+                    signer: consumer.signingKey, sink: held)
                 try output.drain { try writer.append($0) }
                 let bodyHash = try writer.finish()
-                let state = RunState(role: .consumer, runUUID: run, agreementHash: agreement.hash, reference: bodyHash, scalar: scalar)
+                let state = RunState(
+                    role: .consumer, runUUID: run, agreementHash: agreement.hash, reference: bodyHash, scalar: scalar)
                 try beforePublishing(state)
                 try held.publish()
                 return state
@@ -748,20 +858,33 @@ extension Consumer {
     /// Throws (nothing written): as ``Provider/stage(runID:audience:scalar:scratch:permutation:progress:)``,
     /// with an invalid member ID in place of an audience key, and unsafe segment labels or a
     /// missing member ID column first.
-    public func stage(runID: String, query: consuming ConsumerQuery, scalar: Scalar = .random(), scratch: any ScratchSpace,
-                      permutation: [Int]? = nil, progress: ((Int) -> Void)? = nil) throws -> Staged {
-        try stage(runID: runID, query: query, scalar: scalar, scratch: scratch, permutation: permutation, progress: progress,
-                  budget: SpillBudget.bytes)
+    public func stage(
+        runID: String, query: consuming ConsumerQuery, scalar: Scalar = .random(), scratch: any ScratchSpace,
+        permutation: [Int]? = nil, progress: ((Int) -> Void)? = nil
+    ) throws -> Staged {
+        try stage(
+            runID: runID, query: query, scalar: scalar, scratch: scratch, permutation: permutation, progress: progress,
+            budget: SpillBudget.bytes)
     }
 
     /// As the public stage, with the spill budget given (tests force many partitions and buckets).
-    func stage(runID: String, query: consuming ConsumerQuery, scalar: Scalar, scratch: any ScratchSpace,
-               permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int, tuning: PrepareTuning = .standard) throws -> Staged {
-        guard let run = UUIDBytes.parse(runID) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
-        let source = query.source, filters = query.filters, consentColumns = query.consentColumns, rows = query.rows
-        let memberIDColumn = query.memberIDColumn, segmentID = query.segmentID, segmentName = query.segmentName
+    func stage(
+        runID: String, query: consuming ConsumerQuery, scalar: Scalar, scratch: any ScratchSpace,
+        permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int, tuning: PrepareTuning = .standard
+    ) throws -> Staged {
+        guard let run = UUIDBytes.parse(runID) else {
+            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
+        }
+        let source = query.source
+        let filters = query.filters
+        let consentColumns = query.consentColumns
+        let rows = query.rows
+        let memberIDColumn = query.memberIDColumn
+        let segmentID = query.segmentID
+        let segmentName = query.segmentName
         guard Self.isSafeLabel(segmentID), Self.isSafeLabel(segmentName) else {
-            throw ActivationError(.invalidInput, "segment ID and name must be 1...64 printable characters without commas or quotes")
+            throw ActivationError(
+                .invalidInput, "segment ID and name must be 1...64 printable characters without commas or quotes")
         }
         let deliverMember = agreement.terms.output.deliverMemberID
         if deliverMember && memberIDColumn == nil {
@@ -770,32 +893,47 @@ extension Consumer {
         var sealers: (inner: RecordSealer, outer: RecordSealer)?
         if deliverMember {
             do {
-                sealers = (try RecordSealer(recipient: agreement.providerSealingKey, context: Layout.innerContext(agreement, run)),
-                           try RecordSealer(recipient: agreement.coordinatorSealingKey, context: Layout.outerContext(agreement, run)))
+                sealers = (
+                    try RecordSealer(
+                        recipient: agreement.providerSealingKey, context: Layout.innerContext(agreement, run)),
+                    try RecordSealer(
+                        recipient: agreement.coordinatorSealingKey, context: Layout.outerContext(agreement, run))
+                )
             } catch { throw ActivationError(.cryptoFailure, "sealing set-up failed: \(error.code.rawValue)") }
         }
         // Delivered member IDs are padded, sealed for the provider, then for the coordinator; otherwise the record is the element alone.
-        let sealing = sealers.map { TailSealing(plainSize: 2 + Layout.maxMemberID, clear: 0, sealers: [$0.inner, $0.outer]) }
+        let sealing =
+            sealers.map { TailSealing(plainSize: 2 + Layout.maxMemberID, clear: 0, sealers: [$0.inner, $0.outer]) }
             ?? TailSealing(plainSize: 0, clear: 0, sealers: [])
         precondition(sealing.tailSize == Layout.consumerRecordSize(agreement) - Layout.elementSize)
-        var stream = try IdentifierStream(source: source, columns: query.identifierColumns, agreement: agreement,
-                                          policy: query.invalidValues, scalar: scalar, sealing: sealing, scratch: scratch,
-                                          budget: budget, tuning: tuning)
-        var read = 0, selected = 0, filteredOut = 0
+        var stream = try IdentifierStream(
+            source: source, columns: query.identifierColumns, agreement: agreement,
+            policy: query.invalidValues, scalar: scalar, sealing: sealing, scratch: scratch,
+            budget: budget, tuning: tuning)
+        var read = 0
+        var selected = 0
+        var filteredOut = 0
         do {
             while let row = try rows.next() {
                 read += 1
                 if read % 250_000 == 0 { progress?(read) }
                 var keep = true
                 for f in filters {
-                    guard f.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(f.name)'") }
+                    guard f.index < row.fieldCount else {
+                        throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(f.name)'")
+                    }
                     if !f.values.contains(Self.trimmed(row.field(f.index))) { keep = false }
                 }
                 for c in consentColumns {
-                    guard c.index < row.fieldCount else { throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'") }
+                    guard c.index < row.fieldCount else {
+                        throw ActivationError(.invalidInput, "\(source) row \(row.row): missing column '\(c.name)'")
+                    }
                     if !Self.isTruthy(row.field(c.index)) { keep = false }
                 }
-                guard keep else { filteredOut += 1; continue }
+                guard keep else {
+                    filteredOut += 1
+                    continue
+                }
                 selected += 1
                 try stream.add(row) { plain in
                     guard sealers != nil, let col = memberIDColumn else { return .valid }
@@ -814,31 +952,40 @@ extension Consumer {
         stream.summary.rowsSelected = selected
         stream.summary.rowsFilteredOut = filteredOut
         try stream.finishInput(rowsSelected: selected)
-        var output = try PreparedOutput(recordSize: Layout.consumerRecordSize(agreement), expectedCount: stream.partitions.count,
-                                        scratch: scratch, permutation: permutation, budget: budget)
+        var output = try PreparedOutput(
+            recordSize: Layout.consumerRecordSize(agreement), expectedCount: stream.partitions.count,
+            scratch: scratch, permutation: permutation, budget: budget)
         try stream.deduplicate(into: &output)
         if let bad = output.firstInvalid, let col = memberIDColumn {
             if bad.status == IdentifierStream.Status.missing.rawValue {
                 throw ActivationError(.invalidInput, "\(source) row \(bad.row): missing column '\(col.name)'")
             }
-            throw ActivationError(.invalidInput, "\(source) row \(bad.row), column '\(col.name)': the member ID must be 1...\(Layout.maxMemberID) bytes")
+            throw ActivationError(
+                .invalidInput,
+                "\(source) row \(bad.row), column '\(col.name)': the member ID must be 1...\(Layout.maxMemberID) bytes")
         }
         var metadata = ["segmentID": segmentID, "segmentName": segmentName, "consumerRows": String(selected)]
         if let sealers { metadata["innerSealingKey"] = sealers.inner.ephemeralPublicKey.hex }
-        return Staged(summary: stream.summary, skipped: stream.skipped, consumer: self, run: run, scalar: scalar,
-                      sealingKey: sealers?.outer.ephemeralPublicKey, metadata: metadata, output: output)
+        return Staged(
+            summary: stream.summary, skipped: stream.skipped, consumer: self, run: run, scalar: scalar,
+            sealingKey: sealers?.outer.ephemeralPublicKey, metadata: metadata, output: output)
     }
 
     /// Round 2 in memory (tests, vectors, fuzzers): ``stage(runID:query:scalar:scratch:permutation:progress:)``
     /// over memory, written to an in-memory sink.
-    public func prepare(runID: String, query: consuming ConsumerQuery, scalar: Scalar = .random(), permutation: [Int]? = nil) throws(ActivationError) -> Prepared {
+    public func prepare(
+        runID: String, query: consuming ConsumerQuery, scalar: Scalar = .random(), permutation: [Int]? = nil
+    ) throws(ActivationError) -> Prepared {
         let source = query.source
         do {
-            var staged = try stage(runID: runID, query: query, scalar: scalar, scratch: MemoryScratch(), permutation: permutation)
+            var staged = try stage(
+                runID: runID, query: query, scalar: scalar, scratch: MemoryScratch(), permutation: permutation)
             let m = BytesSink()
             let state = try staged.write(forProvider: m) { _ in }
-            return Prepared(forProvider: try ConsumerBlindedSet(parsing: m.bytes, agreement: agreement, run: UUIDBytes.parse(runID), source: "consumer-blinded"),
-                            state: state, summary: staged.summary, skipped: try staged.skipped.all())
+            return Prepared(
+                forProvider: try ConsumerBlindedSet(
+                    parsing: m.bytes, agreement: agreement, run: UUIDBytes.parse(runID), source: "consumer-blinded"),
+                state: state, summary: staged.summary, skipped: try staged.skipped.all())
         } catch let e as ActivationError { throw e } catch {
             throw ActivationError(.invalidInput, "\(source): \(error)")
         }
@@ -855,7 +1002,7 @@ extension Consumer {
         var word: UInt32 = 0
         for b in s { word = word << 8 | UInt32((0x41...0x5a).contains(b) ? b | 0x20 : b) }
         switch (s.count, word) {
-        case (4, 0x7472_7565), (3, 0x79_6573), (1, 0x79), (1, 0x31): return true // "true", "yes", "y", "1"
+        case (4, 0x7472_7565), (3, 0x79_6573), (1, 0x79), (1, 0x31): return true  // "true", "yes", "y", "1"
         default: return false
         }
     }
@@ -870,7 +1017,8 @@ extension Consumer {
     /// Segment labels reach the provider's files and the audit of counts, so they are kept to
     /// plain labels that cannot carry a CSV injection or a list of people.
     static func isSafeLabel(_ s: String) -> Bool {
-        !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0 != "," && $0 != "\"" && $0.value != 0x7f }
+        !s.isEmpty && s.count <= 64
+            && s.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0 != "," && $0 != "\"" && $0.value != 0x7f }
             && !"=+-@".contains(s.first!)
     }
 }

@@ -23,13 +23,20 @@ extension AgreementTerms.Privacy {
         public var budgetMillis: Int
         /// Provider rows one person can add to the matched count (the count's L1 sensitivity).
         public var sensitivity: Int
-        public init(mechanism: String = Noise.twoSidedGeometric, epsilonMillis: Int, budgetMillis: Int, sensitivity: Int = 1) {
-            self.mechanism = mechanism; self.epsilonMillis = epsilonMillis; self.budgetMillis = budgetMillis; self.sensitivity = sensitivity
+        public init(
+            mechanism: String = Noise.twoSidedGeometric, epsilonMillis: Int, budgetMillis: Int, sensitivity: Int = 1
+        ) {
+            self.mechanism = mechanism
+            self.epsilonMillis = epsilonMillis
+            self.budgetMillis = budgetMillis
+            self.sensitivity = sensitivity
         }
     }
 
     /// The near-duplicate threshold in force: `maxRunSimilarityPercent`, 90 when absent, 0 = off.
-    public var effectiveRunSimilarityPercent: Int { maxRunSimilarityPercent ?? PrivacyGuards.defaultRunSimilarityPercent }
+    public var effectiveRunSimilarityPercent: Int {
+        maxRunSimilarityPercent ?? PrivacyGuards.defaultRunSimilarityPercent
+    }
 }
 
 /// The guards' rules, written once.
@@ -47,13 +54,18 @@ public enum PrivacyGuards {
         }
         if let n = p.noise {
             guard n.mechanism == AgreementTerms.Privacy.Noise.twoSidedGeometric else {
-                throw ActivationError(.agreementMalformed, "privacy.noise.mechanism must be \(AgreementTerms.Privacy.Noise.twoSidedGeometric)")
+                throw ActivationError(
+                    .agreementMalformed,
+                    "privacy.noise.mechanism must be \(AgreementTerms.Privacy.Noise.twoSidedGeometric)")
             }
             guard (1...20_000).contains(n.epsilonMillis) else {
-                throw ActivationError(.agreementMalformed, "privacy.noise.epsilonMillis must be 1...20000 (ε 0.001 to 20)")
+                throw ActivationError(
+                    .agreementMalformed, "privacy.noise.epsilonMillis must be 1...20000 (ε 0.001 to 20)")
             }
             guard n.budgetMillis >= n.epsilonMillis, n.budgetMillis <= 1_000_000 else {
-                throw ActivationError(.agreementMalformed, "privacy.noise.budgetMillis must be at least epsilonMillis and at most 1000000")
+                throw ActivationError(
+                    .agreementMalformed, "privacy.noise.budgetMillis must be at least epsilonMillis and at most 1000000"
+                )
             }
             guard (1...1000).contains(n.sensitivity) else {
                 throw ActivationError(.agreementMalformed, "privacy.noise.sensitivity must be 1...1000")
@@ -73,19 +85,27 @@ public enum PrivacyGuards {
     static func checkBudget(_ p: AgreementTerms.Privacy, spentMillis: Int) throws(ActivationError) {
         guard let n = p.noise else { return }
         guard spentMillis + n.epsilonMillis <= n.budgetMillis else {
-            throw ActivationError(.privacyBudgetExhausted, "the collaboration has spent ε \(Self.epsilonText(spentMillis)) of its budget \(Self.epsilonText(n.budgetMillis)); a run costs \(Self.epsilonText(n.epsilonMillis))")
+            throw ActivationError(
+                .privacyBudgetExhausted,
+                "the collaboration has spent ε \(Self.epsilonText(spentMillis)) of its budget \(Self.epsilonText(n.budgetMillis)); a run costs \(Self.epsilonText(n.epsilonMillis))"
+            )
         }
     }
 
     /// Refuses a run whose matched set is a near duplicate of an earlier run's.
     /// - Throws: `.nearDuplicateRun` naming the earlier run and the threshold, never a row.
-    static func checkNearDuplicate(_ sketch: RunSketch, against earlier: [RunSketch], percent: Int) throws(ActivationError) {
+    static func checkNearDuplicate(_ sketch: RunSketch, against earlier: [RunSketch], percent: Int)
+        throws(ActivationError)
+    {
         guard percent > 0 else { return }
         for e in earlier where e.runID != sketch.runID {
             let (both, union) = sketch.overlap(with: e)
             // both/union ≥ percent/100, in integers; two empty sets are identical.
             if union == 0 || both * 100 >= percent * union {
-                throw ActivationError(.nearDuplicateRun, "the matched set is a near duplicate of run \(e.runID) (estimated similarity ≥ \(percent) %); re-runs that differ by a few people are refused")
+                throw ActivationError(
+                    .nearDuplicateRun,
+                    "the matched set is a near duplicate of run \(e.runID) (estimated similarity ≥ \(percent) %); re-runs that differ by a few people are refused"
+                )
             }
         }
     }
@@ -117,7 +137,9 @@ public struct RunSketch: Sendable, Equatable {
     }
 
     /// The sketch of `rows` (provider row positions) under the coordinator's per-collaboration key.
-    static func make(runID: String, rows: some Sequence<UInt64>, coordinator: SigningKey, collaborationUUID: [UInt8]) -> RunSketch {
+    static func make(runID: String, rows: some Sequence<UInt64>, coordinator: SigningKey, collaborationUUID: [UInt8])
+        -> RunSketch
+    {
         var b = Builder(runID: runID, coordinator: coordinator, collaborationUUID: collaborationUUID)
         for r in rows { b.add(r) }
         return b.finish()
@@ -156,7 +178,9 @@ public struct RunSketch: Sendable, Equatable {
         private mutating func keep(_ tag: UInt64) {
             smallest.append(tag)
             // Keep memory bounded for very large matches.
-            if smallest.count >= 8 * RunSketch.capacity { smallest = Array(Set(smallest).sorted().prefix(RunSketch.capacity)) }
+            if smallest.count >= 8 * RunSketch.capacity {
+                smallest = Array(Set(smallest).sorted().prefix(RunSketch.capacity))
+            }
         }
 
         /// The sketch; zeroes the key.
@@ -169,28 +193,35 @@ public struct RunSketch: Sendable, Equatable {
     /// The bottom-k estimate of |A ∩ B| / |A ∪ B| as (numerator, denominator): among the k smallest
     /// tags of the union of both sketches, how many are in both. Exact when both sets are ≤ k.
     public func overlap(with other: RunSketch) -> (both: Int, union: Int) {
-        let mine = Set(tags), theirs = Set(other.tags)
+        let mine = Set(tags)
+        let theirs = Set(other.tags)
         let union = mine.union(theirs).sorted().prefix(Self.capacity)
         return (union.filter { mine.contains($0) && theirs.contains($0) }.count, union.count)
     }
 
     /// The file form: a tag line, the run ID, then one 16-hex-digit tag per line.
     public func serialized() -> [UInt8] {
-        Array(([Self.fileTag, runID] + tags.map { String(format: "%016llx", $0) }).joined(separator: "\n").utf8 + [0x0a])
+        Array(
+            ([Self.fileTag, runID] + tags.map { String(format: "%016llx", $0) }).joined(separator: "\n").utf8 + [0x0a])
     }
 
     /// Parses ``serialized()``. - Throws: `.stateInvalid` naming `source`.
     public init(parsing bytes: [UInt8], source: String) throws(ActivationError) {
-        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(
+            String.init)
         guard lines.count >= 3, lines[0] == Self.fileTag, UUIDBytes.parse(lines[1]) != nil, lines.last == "" else {
             throw ActivationError(.stateInvalid, "\(source): not a run sketch")
         }
         var tags: [UInt64] = []
         for l in lines[2..<(lines.count - 1)] {
-            guard l.utf8.count == 16, let v = UInt64(l, radix: 16) else { throw ActivationError(.stateInvalid, "\(source): malformed sketch tag line") }
+            guard l.utf8.count == 16, let v = UInt64(l, radix: 16) else {
+                throw ActivationError(.stateInvalid, "\(source): malformed sketch tag line")
+            }
             tags.append(v)
         }
-        guard tags.count <= Self.capacity else { throw ActivationError(.stateInvalid, "\(source): too many sketch tags") }
+        guard tags.count <= Self.capacity else {
+            throw ActivationError(.stateInvalid, "\(source): too many sketch tags")
+        }
         self.init(runID: lines[1], tags: tags)
     }
 }

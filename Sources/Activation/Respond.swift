@@ -37,7 +37,9 @@ public struct RespondFootprint: Sendable, Equatable {
     public let answerWhileScratchHeld: Bool
 
     public init(answerBytes: Int, scratchBytes: Int, answerWhileScratchHeld: Bool) {
-        self.answerBytes = answerBytes; self.scratchBytes = scratchBytes; self.answerWhileScratchHeld = answerWhileScratchHeld
+        self.answerBytes = answerBytes
+        self.scratchBytes = scratchBytes
+        self.answerWhileScratchHeld = answerWhileScratchHeld
     }
 
     /// What one file system holding both the answer and the scratch needs at least.
@@ -52,11 +54,17 @@ public struct RespondFootprint: Sendable, Equatable {
     /// Round 3 (shuffled answer) or round 4 (streamed answer) on `count` records of `recordSize` bytes.
     static func of(count: Int, recordSize: Int, shuffled: Bool, budget: Int) -> RespondFootprint {
         func onDisk(_ bytes: Int, pieces: Int) -> Int { pieces > 1 ? max(0, bytes - pieces * bufferedPerPiece) : 0 }
-        let partitions = onDisk(count * ElementPartitions.recordSize,
-                                pieces: SpillBudget.pieces(count: count, recordSize: ElementPartitions.recordSize, budget: budget))
-        let shuffle = shuffled ? onDisk(count * recordSize, pieces: SpillBudget.pieces(count: count, recordSize: recordSize, budget: budget)) : 0
-        return RespondFootprint(answerBytes: max(0, count * recordSize - bufferedByAnswerSink), scratchBytes: partitions + shuffle,
-                                answerWhileScratchHeld: !shuffled)
+        let partitions = onDisk(
+            count * ElementPartitions.recordSize,
+            pieces: SpillBudget.pieces(count: count, recordSize: ElementPartitions.recordSize, budget: budget))
+        let shuffle =
+            shuffled
+            ? onDisk(
+                count * recordSize, pieces: SpillBudget.pieces(count: count, recordSize: recordSize, budget: budget))
+            : 0
+        return RespondFootprint(
+            answerBytes: max(0, count * recordSize - bufferedByAnswerSink), scratchBytes: partitions + shuffle,
+            answerWhileScratchHeld: !shuffled)
     }
 }
 
@@ -86,32 +94,42 @@ extension Provider {
     ///     the disk the round will certainly use; what it throws stops the round (a free-space
     ///     preflight), with nothing written.
     /// - SeeAlso: `Protocol/SPEC.md` §6 round 3, §9 "Bounded memory".
-    public func respond(consumerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
-                        scratch: any ScratchSpace, budget: Int = SpillBudget.bytes,
-                        beforeBody: (RespondFootprint) throws -> Void = { _ in }) throws -> RespondSummary {
-        try respond(consumerSet: source, name: name, state: state, into: sink, scratch: scratch, budget: budget,
-                    permutation: nil, chunkRecords: Reblinding.chunkRecords, beforeBody: beforeBody)
+    public func respond(
+        consumerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
+        scratch: any ScratchSpace, budget: Int = SpillBudget.bytes,
+        beforeBody: (RespondFootprint) throws -> Void = { _ in }
+    ) throws -> RespondSummary {
+        try respond(
+            consumerSet: source, name: name, state: state, into: sink, scratch: scratch, budget: budget,
+            permutation: nil, chunkRecords: Reblinding.chunkRecords, beforeBody: beforeBody)
     }
 
     /// Round 3 with a fixed second shuffle (test vectors only: the records are then held in
     /// memory) and a chosen chunk size (tests of chunk boundaries).
-    func respond(consumerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
-                 scratch: any ScratchSpace, budget: Int, permutation: [Int]?, chunkRecords: Int,
-                 beforeBody: (RespondFootprint) throws -> Void = { _ in }) throws -> RespondSummary {
+    func respond(
+        consumerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
+        scratch: any ScratchSpace, budget: Int, permutation: [Int]?, chunkRecords: Int,
+        beforeBody: (RespondFootprint) throws -> Void = { _ in }
+    ) throws -> RespondSummary {
         do {
-            var reader = try MessageReader(source, expecting: .consumerBlinded, agreement: agreement, run: state.runUUID, name: name)
+            var reader = try MessageReader(
+                source, expecting: .consumerBlinded, agreement: agreement, run: state.runUUID, name: name)
             let h = reader.header
             try Reblinding.checkShape(&reader, recordSize: Layout.consumerRecordSize(agreement), source: name)
             try beforeBody(.of(count: h.count, recordSize: h.recordSize, shuffled: permutation == nil, budget: budget))
-            var order = try AnswerOrder(recordSize: h.recordSize, count: h.count, permutation: permutation, scratch: scratch, budget: budget)
-            try Reblinding.reblind(&reader, by: state.scalar, source: name, scratch: scratch, budget: budget, chunkRecords: chunkRecords) {
+            var order = try AnswerOrder(
+                recordSize: h.recordSize, count: h.count, permutation: permutation, scratch: scratch, budget: budget)
+            try Reblinding.reblind(
+                &reader, by: state.scalar, source: name, scratch: scratch, budget: budget, chunkRecords: chunkRecords
+            ) {
                 try order.append($0)
             }
             // Only now, with the body verified and every element accepted, is the answer written.
-            var writer = try MessageWriter(kind: .consumerReblinded, agreement: agreement, runUUID: h.runUUID, count: h.count,
-                                           recordSize: h.recordSize, reference: h.bodyHash,
-                                           sealingKey: try? SealingPublicKey(bytes: h.sealingKey), metadata: h.metadata,
-                                           signer: identity.signingKey, sink: sink)
+            var writer = try MessageWriter(
+                kind: .consumerReblinded, agreement: agreement, runUUID: h.runUUID, count: h.count,
+                recordSize: h.recordSize, reference: h.bodyHash,
+                sealingKey: try? SealingPublicKey(bytes: h.sealingKey), metadata: h.metadata,
+                signer: identity.signingKey, sink: sink)
             try order.drain { try writer.append($0) }
             return RespondSummary(count: h.count, bodyHash: try writer.finish())
         } catch {
@@ -123,16 +141,21 @@ extension Provider {
     /// Round 3 in memory (tests, vectors, fuzzers, the benchmark's in-memory stages): the
     /// streamed round over the message's bytes, with `permutation` as the second shuffle when
     /// given (test vectors) instead of a fresh one.
-    public func respond(to consumerSet: consuming ConsumerBlindedSet, state: RunState,
-                        permutation: [Int]? = nil) throws(ActivationError) -> ConsumerReblindedSet {
+    public func respond(
+        to consumerSet: consuming ConsumerBlindedSet, state: RunState,
+        permutation: [Int]? = nil
+    ) throws(ActivationError) -> ConsumerReblindedSet {
         let source = BytesSource((consume consumerSet).message.serialized())
         let sink = BytesSink()
         try Reblinding.inMemory {
-            _ = try respond(consumerSet: source, name: "consumer-blinded", state: state, into: sink, scratch: MemoryScratch(),
-                            budget: SpillBudget.bytes, permutation: permutation, chunkRecords: Reblinding.chunkRecords)
+            _ = try respond(
+                consumerSet: source, name: "consumer-blinded", state: state, into: sink, scratch: MemoryScratch(),
+                budget: SpillBudget.bytes, permutation: permutation, chunkRecords: Reblinding.chunkRecords)
         }
-        return ConsumerReblindedSet(try SignedMessage.parse(sink.bytes, expecting: .consumerReblinded, agreement: agreement,
-                                                            run: state.runUUID, source: "consumer-reblinded"))
+        return ConsumerReblindedSet(
+            try SignedMessage.parse(
+                sink.bytes, expecting: .consumerReblinded, agreement: agreement,
+                run: state.runUUID, source: "consumer-reblinded"))
     }
 }
 
@@ -145,24 +168,33 @@ extension Consumer {
     /// records are streamed to `sink` as they are re-blinded (the sink shows nothing until
     /// `finish`, which runs only after the checksum and every check passed).
     /// - SeeAlso: `Protocol/SPEC.md` §6 round 4, §9 "Bounded memory".
-    public func respond(providerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
-                        scratch: any ScratchSpace, budget: Int = SpillBudget.bytes,
-                        beforeBody: (RespondFootprint) throws -> Void = { _ in }) throws -> RespondSummary {
-        try respond(providerSet: source, name: name, state: state, into: sink, scratch: scratch, budget: budget,
-                    chunkRecords: Reblinding.chunkRecords, beforeBody: beforeBody)
+    public func respond(
+        providerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
+        scratch: any ScratchSpace, budget: Int = SpillBudget.bytes,
+        beforeBody: (RespondFootprint) throws -> Void = { _ in }
+    ) throws -> RespondSummary {
+        try respond(
+            providerSet: source, name: name, state: state, into: sink, scratch: scratch, budget: budget,
+            chunkRecords: Reblinding.chunkRecords, beforeBody: beforeBody)
     }
 
-    func respond(providerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
-                 scratch: any ScratchSpace, budget: Int, chunkRecords: Int,
-                 beforeBody: (RespondFootprint) throws -> Void = { _ in }) throws -> RespondSummary {
+    func respond(
+        providerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,
+        scratch: any ScratchSpace, budget: Int, chunkRecords: Int,
+        beforeBody: (RespondFootprint) throws -> Void = { _ in }
+    ) throws -> RespondSummary {
         do {
-            var reader = try MessageReader(source, expecting: .providerBlinded, agreement: agreement, run: state.runUUID, name: name)
+            var reader = try MessageReader(
+                source, expecting: .providerBlinded, agreement: agreement, run: state.runUUID, name: name)
             let h = reader.header
             try Reblinding.checkShape(&reader, recordSize: Layout.elementSize, source: name)
             try beforeBody(.of(count: h.count, recordSize: h.recordSize, shuffled: false, budget: budget))
-            var writer = try MessageWriter(kind: .providerReblinded, agreement: agreement, runUUID: h.runUUID, count: h.count,
-                                           recordSize: Layout.elementSize, reference: h.bodyHash, signer: signingKey, sink: sink)
-            try Reblinding.reblind(&reader, by: state.scalar, source: name, scratch: scratch, budget: budget, chunkRecords: chunkRecords) {
+            var writer = try MessageWriter(
+                kind: .providerReblinded, agreement: agreement, runUUID: h.runUUID, count: h.count,
+                recordSize: Layout.elementSize, reference: h.bodyHash, signer: signingKey, sink: sink)
+            try Reblinding.reblind(
+                &reader, by: state.scalar, source: name, scratch: scratch, budget: budget, chunkRecords: chunkRecords
+            ) {
                 try writer.append($0)
             }
             return RespondSummary(count: h.count, bodyHash: try writer.finish())
@@ -173,15 +205,20 @@ extension Consumer {
     }
 
     /// Round 4 in memory (tests, vectors, fuzzers): the streamed round over the message's bytes.
-    public func respond(to providerSet: ProviderBlindedSet, state: RunState) throws(ActivationError) -> ProviderReblindedSet {
+    public func respond(to providerSet: ProviderBlindedSet, state: RunState) throws(ActivationError)
+        -> ProviderReblindedSet
+    {
         let source = BytesSource(providerSet.message.serialized())
         let sink = BytesSink()
         try Reblinding.inMemory {
-            _ = try respond(providerSet: source, name: "provider-blinded", state: state, into: sink, scratch: MemoryScratch(),
-                            budget: SpillBudget.bytes, chunkRecords: Reblinding.chunkRecords)
+            _ = try respond(
+                providerSet: source, name: "provider-blinded", state: state, into: sink, scratch: MemoryScratch(),
+                budget: SpillBudget.bytes, chunkRecords: Reblinding.chunkRecords)
         }
-        return ProviderReblindedSet(try SignedMessage.parse(sink.bytes, expecting: .providerReblinded, agreement: agreement,
-                                                            run: state.runUUID, source: "provider-reblinded"))
+        return ProviderReblindedSet(
+            try SignedMessage.parse(
+                sink.bytes, expecting: .providerReblinded, agreement: agreement,
+                run: state.runUUID, source: "provider-reblinded"))
     }
 }
 
@@ -197,7 +234,8 @@ enum Reblinding {
     static func checkShape(_ reader: inout MessageReader, recordSize expected: Int, source: String) throws {
         guard reader.recordSize == expected else {
             try verifyOnly(&reader)
-            throw ActivationError(.messageMalformed, "\(source): record size \(reader.recordSize), the agreement implies \(expected)")
+            throw ActivationError(
+                .messageMalformed, "\(source): record size \(reader.recordSize), the agreement implies \(expected)")
         }
         guard reader.count > 0 else {
             try reader.endPass()
@@ -224,11 +262,15 @@ enum Reblinding {
     ///
     /// A duplicate is looked for among the re-blinded elements: multiplication by a non-zero
     /// scalar is a bijection, so equal outputs are equal inputs at the same positions.
-    static func reblind(_ reader: inout MessageReader, by scalar: Scalar, source: String, scratch: any ScratchSpace, budget: Int,
-                        chunkRecords: Int, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let recordSize = reader.recordSize, size = Layout.elementSize
+    static func reblind(
+        _ reader: inout MessageReader, by scalar: Scalar, source: String, scratch: any ScratchSpace, budget: Int,
+        chunkRecords: Int, emit: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        let recordSize = reader.recordSize
+        let size = Layout.elementSize
         var partitions = try ElementPartitions(expectedCount: reader.count, scratch: scratch, budget: budget)
-        var records = [UInt8](), leading = [UInt8]()
+        var records = [UInt8]()
+        var leading = [UInt8]()
         var refused: ActivationError?
         while true {
             let first = reader.position
@@ -243,20 +285,29 @@ enum Reblinding {
                 } else {
                     leading.removeAll(keepingCapacity: true)
                     records.withUnsafeBytes { r in
-                        for i in 0..<n { leading.append(contentsOf: UnsafeRawBufferPointer(rebasing: r[(i * recordSize)..<(i * recordSize + size)])) }
+                        for i in 0..<n {
+                            leading.append(
+                                contentsOf: UnsafeRawBufferPointer(
+                                    rebasing: r[(i * recordSize)..<(i * recordSize + size)]))
+                        }
                     }
                     product = try ElementBatch.multiplying(validating: leading, by: scalar)
                 }
             } catch {
-                refused = error.code == .primitiveFailure
+                refused =
+                    error.code == .primitiveFailure
                     ? ActivationError(.cryptoFailure, "re-blinding failed: \(error.code.rawValue)")
-                    : ActivationError(.invalidElement, "\(source): element \(error.index.map { String(first + $0) } ?? "?") rejected: \(error.code.rawValue)")
+                    : ActivationError(
+                        .invalidElement,
+                        "\(source): element \(error.index.map { String(first + $0) } ?? "?") rejected: \(error.code.rawValue)"
+                    )
                 continue
             }
             records.withUnsafeMutableBytes { dst in
                 product.withUnsafeBytes { src in
                     for i in 0..<n {
-                        (dst.baseAddress! + i * recordSize).copyMemory(from: src.baseAddress! + i * size, byteCount: size)
+                        (dst.baseAddress! + i * recordSize).copyMemory(
+                            from: src.baseAddress! + i * size, byteCount: size)
                     }
                 }
             }
@@ -277,7 +328,9 @@ enum Reblinding {
     static func refuseDuplicates(_ partitions: inout ElementPartitions, source: String) throws {
         var found: (first: Int, second: Int)?
         try partitions.drain { p in
-            let outcome = p.elements.withUnsafeBytes { ElementJoin.intersect(records: $0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+            let outcome = p.elements.withUnsafeBytes {
+                ElementJoin.intersect(records: $0, UnsafeRawBufferPointer(start: nil, count: 0))
+            }
             if let d = outcome.duplicateInA {
                 let pair = (first: Int(p.positions[d.first]), second: Int(p.positions[d.second]))
                 if found.map({ pair.second < $0.second }) ?? true { found = pair }
@@ -309,7 +362,8 @@ struct AnswerOrder {
             precondition(permutation.count == count, "permutation size must equal the set size")
             held.reserveCapacity(count * recordSize)
         } else {
-            shuffle = try ExternalShuffle(recordSize: recordSize, expectedCount: count, scratch: scratch, budget: budget)
+            shuffle = try ExternalShuffle(
+                recordSize: recordSize, expectedCount: count, scratch: scratch, budget: budget)
         }
     }
 

@@ -4,8 +4,11 @@ import RistrettoPSI
 /// Round 1 message for the consumer: the provider's blinded, shuffled elements `H(y)·b`.
 public struct ProviderBlindedSet: Sendable {
     public let message: SignedMessage
-    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(consume data, expecting: .providerBlinded, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
+        throws(ActivationError)
+    {
+        message = try SignedMessage.parse(
+            consume data, expecting: .providerBlinded, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.elementSize, source)
     }
     init(_ m: SignedMessage) { message = m }
@@ -15,8 +18,11 @@ public struct ProviderBlindedSet: Sendable {
 /// provider row and its sealed audience key.
 public struct ProviderPayload: Sendable {
     public let message: SignedMessage
-    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(consume data, expecting: .providerPayload, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
+        throws(ActivationError)
+    {
+        message = try SignedMessage.parse(
+            consume data, expecting: .providerPayload, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.payloadRecordSize(agreement), source)
     }
     init(_ m: SignedMessage) { message = m }
@@ -26,8 +32,11 @@ public struct ProviderPayload: Sendable {
 /// its doubly sealed attributes when the agreement delivers them.
 public struct ConsumerBlindedSet: Sendable {
     public let message: SignedMessage
-    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(consume data, expecting: .consumerBlinded, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
+        throws(ActivationError)
+    {
+        message = try SignedMessage.parse(
+            consume data, expecting: .consumerBlinded, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.consumerRecordSize(agreement), source)
     }
     init(_ m: SignedMessage) { message = m }
@@ -36,8 +45,11 @@ public struct ConsumerBlindedSet: Sendable {
 /// Round 3 message for the coordinator: `H(x)·a·b`, shuffled again by the provider.
 public struct ConsumerReblindedSet: Sendable {
     public let message: SignedMessage
-    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(consume data, expecting: .consumerReblinded, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
+        throws(ActivationError)
+    {
+        message = try SignedMessage.parse(
+            consume data, expecting: .consumerReblinded, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.consumerRecordSize(agreement), source)
     }
     init(_ m: SignedMessage) { message = m }
@@ -46,8 +58,11 @@ public struct ConsumerReblindedSet: Sendable {
 /// Round 4 message for the coordinator: `H(y)·b·a`, in round 1's order.
 public struct ProviderReblindedSet: Sendable {
     public let message: SignedMessage
-    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String) throws(ActivationError) {
-        message = try SignedMessage.parse(consume data, expecting: .providerReblinded, agreement: agreement, run: run, source: source)
+    public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
+        throws(ActivationError)
+    {
+        message = try SignedMessage.parse(
+            consume data, expecting: .providerReblinded, agreement: agreement, run: run, source: source)
         try Layout.expectRecordSize(message, Layout.elementSize, source)
     }
     init(_ m: SignedMessage) { message = m }
@@ -100,7 +115,8 @@ enum Layout {
 
     static func expectRecordSize(_ m: SignedMessage, _ size: Int, _ source: String) throws(ActivationError) {
         guard m.recordSize == size else {
-            throw ActivationError(.messageMalformed, "\(source): record size \(m.recordSize), the agreement implies \(size)")
+            throw ActivationError(
+                .messageMalformed, "\(source): record size \(m.recordSize), the agreement implies \(size)")
         }
     }
 
@@ -111,7 +127,9 @@ enum Layout {
         guard m.count > 0 else { throw ActivationError(.emptySet, "\(source): the set has no elements") }
         let raw = leadingElementBytes(m)
         do { return try ElementBatch(validating: raw) } catch {
-            throw ActivationError(.invalidElement, "\(source): element \(error.index.map(String.init) ?? "?") rejected: \(error.code.rawValue)")
+            throw ActivationError(
+                .invalidElement,
+                "\(source): element \(error.index.map(String.init) ?? "?") rejected: \(error.code.rawValue)")
         }
     }
 
@@ -132,7 +150,8 @@ enum Layout {
             while true {
                 done[j >> 6] |= 1 << UInt64(j & 63)
                 let k = permutation[j]
-                precondition(k >= 0 && k < n && (k == start || done[k >> 6] & (1 << UInt64(k & 63)) == 0), "not a permutation")
+                precondition(
+                    k >= 0 && k < n && (k == start || done[k >> 6] & (1 << UInt64(k & 63)) == 0), "not a permutation")
                 if k == start {
                     (base + j * recordSize).copyMemory(from: scratch, byteCount: recordSize)
                     break
@@ -180,14 +199,19 @@ public final class RunState: Sendable {
     let scalar: Scalar
 
     init(role: Role, runUUID: [UInt8], agreementHash: [UInt8], reference: [UInt8], scalar: Scalar) {
-        self.role = role; self.runUUID = runUUID; self.agreementHash = agreementHash; self.reference = reference; self.scalar = scalar
+        self.role = role
+        self.runUUID = runUUID
+        self.agreementHash = agreementHash
+        self.reference = reference
+        self.scalar = scalar
     }
 
     public var runID: String { UUIDBytes.string(runUUID) }
 
     /// The state file's bytes, in a zeroing buffer.
     public func serialized(collaborationUUID: [UInt8]) -> SecureBytes {
-        var head = RunState.magic + BE.u16(1) + [role.rawValue] + collaborationUUID + runUUID + agreementHash + reference
+        var head =
+            RunState.magic + BE.u16(1) + [role.rawValue] + collaborationUUID + runUUID + agreementHash + reference
         let out = SecureBytes(count: head.count + Scalar.byteCount) { dst in
             head.withUnsafeBytes { dst.copyMemory(from: $0) }
             scalar.withSecretBytes { s in
@@ -199,30 +223,43 @@ public final class RunState: Sendable {
     }
 
     /// Parses a state file for `role` under `agreement`.
-    public init(parsing data: SecureBytes, role expected: Role, agreement: VerifiedAgreement, source: String) throws(ActivationError) {
+    public init(parsing data: SecureBytes, role expected: Role, agreement: VerifiedAgreement, source: String)
+        throws(ActivationError)
+    {
         let size = 4 + 2 + 1 + 16 + 16 + 32 + 32 + 32
         let parsed: Result<(Role, [UInt8], [UInt8], [UInt8], Scalar), ActivationError> = data.withUnsafeBytes { b in
             guard b.count == size, Array(b[0..<4]) == RunState.magic, b[4] == 0, b[5] == 1 else {
-                return .failure(ActivationError(.stateInvalid, "\(source): not a CleanRoom run state file (corrupted or wrong file)"))
+                return .failure(
+                    ActivationError(
+                        .stateInvalid, "\(source): not a CleanRoom run state file (corrupted or wrong file)"))
             }
             guard b[6] == expected.rawValue, let role = Role(rawValue: b[6]) else {
                 return .failure(ActivationError(.stateInvalid, "\(source): state file belongs to another role"))
             }
             guard Array(b[7..<23]) == agreement.collaborationUUID else {
-                return .failure(ActivationError(.stateInvalid, "\(source): state file belongs to another collaboration"))
+                return .failure(
+                    ActivationError(.stateInvalid, "\(source): state file belongs to another collaboration"))
             }
-            let run = Array(b[23..<39]), ah = Array(b[39..<71]), ref = Array(b[71..<103])
+            let run = Array(b[23..<39])
+            let ah = Array(b[39..<71])
+            let ref = Array(b[71..<103])
             guard ah == agreement.hash else {
-                return .failure(ActivationError(.stateInvalid, "\(source): state file was made under a different agreement"))
+                return .failure(
+                    ActivationError(.stateInvalid, "\(source): state file was made under a different agreement"))
             }
             do throws(CryptoError) {
                 let s = try Scalar(canonicalBytes: UnsafeRawBufferPointer(rebasing: b[103..<135]))
                 return .success((role, run, ah, ref, s))
             } catch {
-                return .failure(ActivationError(.stateInvalid, "\(source): the stored scalar is invalid (\(error.code.rawValue))"))
+                return .failure(
+                    ActivationError(.stateInvalid, "\(source): the stored scalar is invalid (\(error.code.rawValue))"))
             }
         }
         let (role, run, ah, ref, s) = try parsed.get()
-        self.role = role; self.runUUID = run; self.agreementHash = ah; self.reference = ref; self.scalar = s
+        self.role = role
+        self.runUUID = run
+        self.agreementHash = ah
+        self.reference = ref
+        self.scalar = s
     }
 }

@@ -27,8 +27,12 @@ public struct SkippedValues {
     /// made on first need.
     mutating func append(_ skip: SkippedValue, scratch: any ScratchSpace) throws {
         count += 1
-        guard earliest.count == Self.keptInMemory else { earliest.append(skip); return }
-        let column = nameIndex(skip.column), code = nameIndex(skip.code)
+        guard earliest.count == Self.keptInMemory else {
+            earliest.append(skip)
+            return
+        }
+        let column = nameIndex(skip.column)
+        let code = nameIndex(skip.code)
         if file == nil { file = try scratch.makeFile() }
         let row = UInt64(skip.row)
         try withUnsafeTemporaryAllocation(byteCount: Self.recordSize, alignment: 1) { r in

@@ -69,10 +69,15 @@ struct ExternalShuffle {
         precondition(records.count % recordSize == 0)
         let n = records.count / recordSize
         count += n
-        guard buckets > 1 else { memory.append(contentsOf: records); return }
+        guard buckets > 1 else {
+            memory.append(contentsOf: records)
+            return
+        }
         for i in 0..<n {
             let b = Int(random.uniform(UInt32(buckets)))
-            try Self.stage(UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<((i + 1) * recordSize)]), in: &staged[b], to: files[b])
+            try Self.stage(
+                UnsafeRawBufferPointer(rebasing: records[(i * recordSize)..<((i + 1) * recordSize)]), in: &staged[b],
+                to: files[b])
         }
     }
 
@@ -103,7 +108,9 @@ struct ExternalShuffle {
         if buckets == 1 {
             let m = memory
             memory = []
-            try m.withUnsafeBytes { try Self.emitShuffled($0, recordSize: recordSize, index: { random.index(below: $0) }, body) }
+            try m.withUnsafeBytes {
+                try Self.emitShuffled($0, recordSize: recordSize, index: { random.index(below: $0) }, body)
+            }
             return
         }
         for b in 0..<buckets {
@@ -114,7 +121,9 @@ struct ExternalShuffle {
             var bucket = [UInt8](repeating: 0, count: files[b].size)
             try bucket.withUnsafeMutableBytes { try files[b].read(at: 0, into: $0) }
             files[b].remove()
-            try bucket.withUnsafeBytes { try Self.emitShuffled($0, recordSize: recordSize, index: { random.index(below: $0) }, body) }
+            try bucket.withUnsafeBytes {
+                try Self.emitShuffled($0, recordSize: recordSize, index: { random.index(below: $0) }, body)
+            }
         }
         files = []
     }
@@ -146,8 +155,10 @@ struct ExternalShuffle {
     /// record is copied once, into a piece, instead of swapped through three copies at random
     /// places of the whole bucket: the same draws give the same order as swapping the records
     /// in place (the tests compare both).
-    static func emitShuffled(_ records: UnsafeRawBufferPointer, recordSize: Int, index: (Int) -> Int,
-                             _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    static func emitShuffled(
+        _ records: UnsafeRawBufferPointer, recordSize: Int, index: (Int) -> Int,
+        _ body: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         let n = records.count / recordSize
         guard n > 1 else {
             if n == 1 { try body(records) }
@@ -173,7 +184,8 @@ struct ExternalShuffle {
         while at < n {
             let count = min(step, n - at)
             for k in 0..<count {
-                (piece.baseAddress! + k * recordSize).copyMemory(from: src + Int(order[at + k]) * recordSize, byteCount: recordSize)
+                (piece.baseAddress! + k * recordSize).copyMemory(
+                    from: src + Int(order[at + k]) * recordSize, byteCount: recordSize)
             }
             try body(UnsafeRawBufferPointer(rebasing: piece[..<(count * recordSize)]))
             at += count
@@ -196,8 +208,10 @@ struct ElementPartitions {
     private var staged: [[UInt8]]
     private(set) var count = 0
 
-    init(expectedCount: Int, scratch: any ScratchSpace, partitions: Int? = nil, budget: Int = SpillBudget.bytes) throws {
-        self.partitions = partitions ?? SpillBudget.pieces(count: expectedCount, recordSize: Self.recordSize, budget: budget)
+    init(expectedCount: Int, scratch: any ScratchSpace, partitions: Int? = nil, budget: Int = SpillBudget.bytes) throws
+    {
+        self.partitions =
+            partitions ?? SpillBudget.pieces(count: expectedCount, recordSize: Self.recordSize, budget: budget)
         staged = Array(repeating: [], count: self.partitions)
         if self.partitions > 1 {
             for _ in 0..<self.partitions { files.append(try scratch.makeFile()) }
@@ -222,7 +236,9 @@ struct ElementPartitions {
                     try staged[p].withUnsafeBytes { try files[p].append($0) }
                     staged[p].removeAll(keepingCapacity: true)
                 }
-                if staged[p].capacity < ExternalShuffle.stageBytes { staged[p].reserveCapacity(ExternalShuffle.stageBytes) }
+                if staged[p].capacity < ExternalShuffle.stageBytes {
+                    staged[p].reserveCapacity(ExternalShuffle.stageBytes)
+                }
                 staged[p].append(contentsOf: UnsafeRawBufferPointer(start: e, count: 32))
                 withUnsafeBytes(of: &pos) { staged[p].append(contentsOf: $0) }
             }
@@ -254,7 +270,8 @@ struct ElementPartitions {
             elements.withUnsafeMutableBytes { e in
                 for i in 0..<n {
                     (e.baseAddress! + i * 32).copyMemory(from: r.baseAddress! + i * recordSize, byteCount: 32)
-                    positions[i] = UInt64(littleEndian: r.loadUnaligned(fromByteOffset: i * recordSize + 32, as: UInt64.self))
+                    positions[i] = UInt64(
+                        littleEndian: r.loadUnaligned(fromByteOffset: i * recordSize + 32, as: UInt64.self))
                 }
             }
         }
@@ -422,8 +439,10 @@ extension ElementPartitions {
     /// because equal elements go to the same partition on both sides. Consumes both.
     /// - Precondition: `a.partitions == b.partitions`.
     /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory", "Coordinator".
-    static func drainPairs(_ a: inout ElementPartitions, _ b: inout ElementPartitions,
-                           _ body: (_ a: Partition, _ b: Partition) throws -> Void) throws {
+    static func drainPairs(
+        _ a: inout ElementPartitions, _ b: inout ElementPartitions,
+        _ body: (_ a: Partition, _ b: Partition) throws -> Void
+    ) throws {
         precondition(a.partitions == b.partitions, "paired partitions need one partition count")
         for p in 0..<a.partitions {
             let pa = try a.take(p)

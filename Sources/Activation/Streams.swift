@@ -55,7 +55,9 @@ public final class BytesSource: ByteSource, @unchecked Sendable {
         guard offset >= 0, offset + buffer.count <= bytes.count else {
             throw ActivationError(.messageMalformed, "read past the end of the message")
         }
-        bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
+        bytes.withUnsafeBytes {
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)]))
+        }
     }
 }
 
@@ -87,7 +89,9 @@ public final class MemoryScratch: ScratchSpace, @unchecked Sendable {
         func append(_ b: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: b) }
         func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
             precondition(offset >= 0 && offset + buffer.count <= bytes.count)
-            bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
+            bytes.withUnsafeBytes {
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)]))
+            }
         }
         func remove() { bytes = [] }
     }
@@ -111,8 +115,10 @@ public struct MessageHeader: Sendable {
     let bytes: [UInt8]
 
     /// Builds a header's bytes; the body hash is a parameter because a streamed writer learns it last.
-    static func encode(kind: MessageKind, collaborationUUID: [UInt8], runUUID: [UInt8], agreementHash: [UInt8], count: Int,
-                       recordSize: Int, bodyHash: [UInt8], reference: [UInt8], sealingKey: [UInt8], metadataJSON: [UInt8]) -> [UInt8] {
+    static func encode(
+        kind: MessageKind, collaborationUUID: [UInt8], runUUID: [UInt8], agreementHash: [UInt8], count: Int,
+        recordSize: Int, bodyHash: [UInt8], reference: [UInt8], sealingKey: [UInt8], metadataJSON: [UInt8]
+    ) -> [UInt8] {
         var h = SignedMessage.magic
         h += BE.u16(SignedMessage.version)
         h.append(kind.rawValue)
@@ -128,56 +134,92 @@ public struct MessageHeader: Sendable {
     /// and checks every header rule: magic, version, kind, sender, collaboration, agreement, run,
     /// record size, the agreed maximum count, and that the file's length is exactly header + count
     /// records + signature. The signature and the body hash are checked by the caller.
-    static func parse(prefix data: [UInt8], fileSize: Int, expecting kind: MessageKind, agreement: VerifiedAgreement,
-                      run: [UInt8]?, source: String) throws(ActivationError) -> MessageHeader {
+    static func parse(
+        prefix data: [UInt8], fileSize: Int, expecting kind: MessageKind, agreement: VerifiedAgreement,
+        run: [UInt8]?, source: String
+    ) throws(ActivationError) -> MessageHeader {
         func fail(_ code: ActivationError.Code, _ why: String) -> ActivationError {
             ActivationError(code, "\(source): \(why)")
         }
         let fixed = SignedMessage.fixedHeaderSize
-        guard fileSize >= fixed + 64, data.count >= fixed else { throw fail(.messageMalformed, "file too short to be a message (truncated?)") }
-        guard Array(data[0..<4]) == SignedMessage.magic else { throw fail(.messageMalformed, "not a CleanRoom message (bad magic)") }
+        guard fileSize >= fixed + 64, data.count >= fixed else {
+            throw fail(.messageMalformed, "file too short to be a message (truncated?)")
+        }
+        guard Array(data[0..<4]) == SignedMessage.magic else {
+            throw fail(.messageMalformed, "not a CleanRoom message (bad magic)")
+        }
         var r = ByteReader(data, from: 4)
         let version = r.u16()
-        guard version == SignedMessage.version else { throw fail(.messageWrongVersion, "message version \(version), expected \(SignedMessage.version)") }
-        let kindByte = r.u8(), senderByte = r.u8()
-        guard let k = MessageKind(rawValue: kindByte) else { throw fail(.messageWrongKind, "unknown message kind \(kindByte)") }
+        guard version == SignedMessage.version else {
+            throw fail(.messageWrongVersion, "message version \(version), expected \(SignedMessage.version)")
+        }
+        let kindByte = r.u8()
+        let senderByte = r.u8()
+        guard let k = MessageKind(rawValue: kindByte) else {
+            throw fail(.messageWrongKind, "unknown message kind \(kindByte)")
+        }
         guard k == kind else { throw fail(.messageWrongKind, "message is '\(k.name)', expected '\(kind.name)'") }
-        guard senderByte == k.sender.rawValue else { throw fail(.messageMalformed, "sender role does not match the message kind") }
-        let collab = r.bytes(16), runID = r.bytes(16), agreementHash = r.bytes(32)
-        let count = r.u64(), recordSize = Int(r.u32())
-        let bodyHash = r.bytes(32), reference = r.bytes(32), sealing = r.bytes(32)
+        guard senderByte == k.sender.rawValue else {
+            throw fail(.messageMalformed, "sender role does not match the message kind")
+        }
+        let collab = r.bytes(16)
+        let runID = r.bytes(16)
+        let agreementHash = r.bytes(32)
+        let count = r.u64()
+        let recordSize = Int(r.u32())
+        let bodyHash = r.bytes(32)
+        let reference = r.bytes(32)
+        let sealing = r.bytes(32)
         let metaLen = Int(r.u32())
-        guard metaLen <= SignedMessage.maxMetadata, r.offset + metaLen + 64 <= fileSize, r.offset + metaLen <= data.count else {
+        guard metaLen <= SignedMessage.maxMetadata, r.offset + metaLen + 64 <= fileSize,
+            r.offset + metaLen <= data.count
+        else {
             throw fail(.messageMalformed, "metadata length out of range")
         }
         let metaBytes = r.bytes(metaLen)
         let headerEnd = r.offset
-        guard collab == agreement.collaborationUUID else { throw fail(.messageWrongCollaboration, "message belongs to another collaboration") }
-        guard agreementHash == agreement.hash else { throw fail(.messageWrongAgreement, "message was made under a different agreement") }
-        if let run, run != runID { throw fail(.messageWrongRun, "message belongs to run \(UUIDBytes.string(runID)), expected \(UUIDBytes.string(run))") }
-        guard recordSize > 0, recordSize <= 1 << 16 else { throw fail(.messageMalformed, "record size \(recordSize) out of range") }
+        guard collab == agreement.collaborationUUID else {
+            throw fail(.messageWrongCollaboration, "message belongs to another collaboration")
+        }
+        guard agreementHash == agreement.hash else {
+            throw fail(.messageWrongAgreement, "message was made under a different agreement")
+        }
+        if let run, run != runID {
+            throw fail(
+                .messageWrongRun, "message belongs to run \(UUIDBytes.string(runID)), expected \(UUIDBytes.string(run))"
+            )
+        }
+        guard recordSize > 0, recordSize <= 1 << 16 else {
+            throw fail(.messageMalformed, "record size \(recordSize) out of range")
+        }
         if let max = agreement.terms.matching.maxSetSize, count > UInt64(max) {
-            throw fail(.messageTooLarge, "header says \(count) records, the agreement allows at most \(max) (matching.maxSetSize)")
+            throw fail(
+                .messageTooLarge,
+                "header says \(count) records, the agreement allows at most \(max) (matching.maxSetSize)")
         }
         let bodyLen = fileSize - headerEnd - 64
         guard count <= UInt64(Int.max / recordSize), Int(count) * recordSize == bodyLen else {
-            throw fail(.messageCountMismatch, "header says \(count) records of \(recordSize) bytes, body holds \(bodyLen) bytes")
+            throw fail(
+                .messageCountMismatch,
+                "header says \(count) records of \(recordSize) bytes, body holds \(bodyLen) bytes")
         }
         let metadata: [String: String]
         do {
             metadata = metaLen == 0 ? [:] : try JSONDecoder().decode([String: String].self, from: Data(metaBytes))
         } catch { throw fail(.messageMalformed, "metadata is not a JSON object of strings") }
-        return MessageHeader(kind: k, sender: k.sender, collaborationUUID: collab, runUUID: runID, agreementHash: agreementHash,
-                             count: Int(count), recordSize: recordSize, bodyHash: bodyHash, reference: reference,
-                             sealingKey: sealing, metadata: metadata, bytes: Array(data[0..<headerEnd]))
+        return MessageHeader(
+            kind: k, sender: k.sender, collaborationUUID: collab, runUUID: runID, agreementHash: agreementHash,
+            count: Int(count), recordSize: recordSize, bodyHash: bodyHash, reference: reference,
+            sealingKey: sealing, metadata: metadata, bytes: Array(data[0..<headerEnd]))
     }
 
     /// Verifies the sender's signature over the header (which carries the body hash).
     func verify(signature: [UInt8], agreement: VerifiedAgreement, source: String) throws(ActivationError) {
         let key: VerifyingKey = sender == .consumer ? agreement.consumerKey : agreement.providerKey
         guard key.isValidSignature(signature, for: SignedMessage.signaturePrefix + bytes) else {
-            throw ActivationError(.messageSignatureInvalid,
-                                  "\(source): signature does not verify with the \(sender == .consumer ? "consumer" : "provider")'s key")
+            throw ActivationError(
+                .messageSignatureInvalid,
+                "\(source): signature does not verify with the \(sender == .consumer ? "consumer" : "provider")'s key")
         }
     }
 }
@@ -197,12 +239,15 @@ public struct MessageReader {
     private var hasher = SHA256.Hasher()
     private var nextRecord = 0
 
-    public init(_ source: any ByteSource, expecting kind: MessageKind, agreement: VerifiedAgreement, run: [UInt8]? = nil,
-                name: String) throws {
+    public init(
+        _ source: any ByteSource, expecting kind: MessageKind, agreement: VerifiedAgreement, run: [UInt8]? = nil,
+        name: String
+    ) throws {
         let size = source.size
         var prefix = [UInt8](repeating: 0, count: min(size, SignedMessage.fixedHeaderSize + SignedMessage.maxMetadata))
         try prefix.withUnsafeMutableBytes { try source.read(at: 0, into: $0) }
-        header = try MessageHeader.parse(prefix: prefix, fileSize: size, expecting: kind, agreement: agreement, run: run, source: name)
+        header = try MessageHeader.parse(
+            prefix: prefix, fileSize: size, expecting: kind, agreement: agreement, run: run, source: name)
         var sig = [UInt8](repeating: 0, count: 64)
         try sig.withUnsafeMutableBytes { try source.read(at: size - 64, into: $0) }
         try header.verify(signature: sig, agreement: agreement, source: name)
@@ -219,10 +264,15 @@ public struct MessageReader {
     /// and returns how many were read (0 at the end of the body).
     public mutating func next(_ maxRecords: Int, into buffer: inout [UInt8]) throws -> Int {
         let n = min(maxRecords, header.count - nextRecord)
-        guard n > 0 else { buffer.removeAll(keepingCapacity: true); return 0 }
+        guard n > 0 else {
+            buffer.removeAll(keepingCapacity: true)
+            return 0
+        }
         let bytes = n * header.recordSize
         if buffer.count != bytes {
-            if buffer.count > bytes { buffer.removeLast(buffer.count - bytes) } else {
+            if buffer.count > bytes {
+                buffer.removeLast(buffer.count - bytes)
+            } else {
                 buffer.append(contentsOf: repeatElement(0, count: bytes - buffer.count))
             }
         }
@@ -266,15 +316,22 @@ public struct MessageWriter {
     private var hasher = SHA256.Hasher()
     private var written = 0
 
-    init(kind: MessageKind, agreement: VerifiedAgreement, runUUID: [UInt8], count: Int, recordSize: Int,
-         reference: [UInt8]? = nil, sealingKey: SealingPublicKey? = nil, metadata: [String: String] = [:],
-         signer: SigningKey, sink: any MessageSink) throws {
+    init(
+        kind: MessageKind, agreement: VerifiedAgreement, runUUID: [UInt8], count: Int, recordSize: Int,
+        reference: [UInt8]? = nil, sealingKey: SealingPublicKey? = nil, metadata: [String: String] = [:],
+        signer: SigningKey, sink: any MessageSink
+    ) throws {
         precondition(recordSize > 0 && count >= 0)
-        self.kind = kind; self.agreement = agreement; self.runUUID = runUUID; self.count = count; self.recordSize = recordSize
+        self.kind = kind
+        self.agreement = agreement
+        self.runUUID = runUUID
+        self.count = count
+        self.recordSize = recordSize
         self.reference = reference ?? [UInt8](repeating: 0, count: 32)
         self.sealingKey = sealingKey?.bytes ?? [UInt8](repeating: 0, count: 32)
         self.metadataJSON = SignedMessage.encodeMetadata(metadata)
-        self.signer = signer; self.sink = sink
+        self.signer = signer
+        self.sink = sink
         try sink.begin(headerLength: SignedMessage.fixedHeaderSize + metadataJSON.count)
     }
 
@@ -295,9 +352,10 @@ public struct MessageWriter {
     public mutating func finish() throws -> [UInt8] {
         precondition(written == count, "fewer records than the header announces")
         let bodyHash = hasher.finalize()
-        let header = MessageHeader.encode(kind: kind, collaborationUUID: agreement.collaborationUUID, runUUID: runUUID,
-                                          agreementHash: agreement.hash, count: count, recordSize: recordSize, bodyHash: bodyHash,
-                                          reference: reference, sealingKey: sealingKey, metadataJSON: metadataJSON)
+        let header = MessageHeader.encode(
+            kind: kind, collaborationUUID: agreement.collaborationUUID, runUUID: runUUID,
+            agreementHash: agreement.hash, count: count, recordSize: recordSize, bodyHash: bodyHash,
+            reference: reference, sealingKey: sealingKey, metadataJSON: metadataJSON)
         try sink.finish(header: header, signature: signer.signature(for: SignedMessage.signaturePrefix + header))
         return bodyHash
     }
@@ -312,10 +370,13 @@ extension MessageWriter {
     /// hash for the payload and provider-reblinded), the metadata and the sender's key.
     /// - SeeAlso: `BENCHMARKS.md` "Coordinator at scale"; `Protocol/SPEC.md` §7.
     @_spi(Benchmarks)
-    public static func benchmarkWriter(kind: MessageKind, agreement: VerifiedAgreement, runUUID: [UInt8], count: Int, recordSize: Int,
-                                       reference: [UInt8], metadata: [String: String], signer: SigningKey,
-                                       sink: any MessageSink) throws -> MessageWriter {
-        try MessageWriter(kind: kind, agreement: agreement, runUUID: runUUID, count: count, recordSize: recordSize,
-                          reference: reference, metadata: metadata, signer: signer, sink: sink)
+    public static func benchmarkWriter(
+        kind: MessageKind, agreement: VerifiedAgreement, runUUID: [UInt8], count: Int, recordSize: Int,
+        reference: [UInt8], metadata: [String: String], signer: SigningKey,
+        sink: any MessageSink
+    ) throws -> MessageWriter {
+        try MessageWriter(
+            kind: kind, agreement: agreement, runUUID: runUUID, count: count, recordSize: recordSize,
+            reference: reference, metadata: metadata, signer: signer, sink: sink)
     }
 }

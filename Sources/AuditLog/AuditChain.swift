@@ -29,8 +29,10 @@ public enum AuditChain {
     public static let genesisPreviousHash = AuditDigest.zero
 
     /// The canonical byte encoding of an entry's fields (the exact bytes hashed).
-    public static func canonicalBytes(sequence: Int64, entryID: String, recordedAtMilliseconds: Int64,
-                                      event: AuditEvent, previousHash: AuditDigest) -> [UInt8] {
+    public static func canonicalBytes(
+        sequence: Int64, entryID: String, recordedAtMilliseconds: Int64,
+        event: AuditEvent, previousHash: AuditDigest
+    ) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(256)
         out.append(contentsOf: Array(domainSeparationTag.utf8))
@@ -59,16 +61,21 @@ public enum AuditChain {
     }
 
     /// `SHA-256(canonicalBytes(…))`.
-    public static func entryHash(sequence: Int64, entryID: String, recordedAtMilliseconds: Int64,
-                                 event: AuditEvent, previousHash: AuditDigest) -> AuditDigest {
-        AuditDigest.sha256(of: canonicalBytes(sequence: sequence, entryID: entryID, recordedAtMilliseconds: recordedAtMilliseconds,
-                                              event: event, previousHash: previousHash))
+    public static func entryHash(
+        sequence: Int64, entryID: String, recordedAtMilliseconds: Int64,
+        event: AuditEvent, previousHash: AuditDigest
+    ) -> AuditDigest {
+        AuditDigest.sha256(
+            of: canonicalBytes(
+                sequence: sequence, entryID: entryID, recordedAtMilliseconds: recordedAtMilliseconds,
+                event: event, previousHash: previousHash))
     }
 
     /// The entry hash recomputed from a stored entry's fields.
     public static func recomputedHash(of entry: AuditEntry) -> AuditDigest {
-        entryHash(sequence: entry.sequence, entryID: entry.entryID, recordedAtMilliseconds: entry.recordedAtMilliseconds,
-                  event: entry.event, previousHash: entry.previousHash)
+        entryHash(
+            sequence: entry.sequence, entryID: entry.entryID, recordedAtMilliseconds: entry.recordedAtMilliseconds,
+            event: entry.event, previousHash: entry.previousHash)
     }
 
     /// Whether `entry.signature` is the coordinator's signature over `entry.entryHash`.
@@ -91,7 +98,10 @@ public enum AuditChain {
     }
 
     private static func opt(_ out: inout [UInt8], _ d: AuditDigest?) {
-        guard let d else { u32(&out, 0); return }
+        guard let d else {
+            u32(&out, 0)
+            return
+        }
         u32(&out, UInt32(d.bytes.count))
         out.append(contentsOf: d.bytes)
     }

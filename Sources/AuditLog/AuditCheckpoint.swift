@@ -42,7 +42,8 @@ public struct AuditCheckpoint: Sendable, Equatable {
             "created_at": AuditTime.iso8601(milliseconds: createdAtMilliseconds),
         ]
         // Every value is a string or an integer, so serialization cannot fail.
-        var data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data()
+        var data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data()
         data.append(0x0a)
         return data
     }
@@ -53,12 +54,17 @@ public struct AuditCheckpoint: Sendable, Equatable {
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw bad("a checkpoint is a JSON object")
         }
-        guard object["format"] as? String == AuditCheckpoint.format else { throw bad("format must be \(AuditCheckpoint.format)") }
+        guard object["format"] as? String == AuditCheckpoint.format else {
+            throw bad("format must be \(AuditCheckpoint.format)")
+        }
         guard let n = object["sequence"] as? NSNumber, !(object["sequence"] is Bool), n.doubleValue >= 0,
-              n.doubleValue < 9_007_199_254_740_992, n.doubleValue == n.doubleValue.rounded() else {
+            n.doubleValue < 9_007_199_254_740_992, n.doubleValue == n.doubleValue.rounded()
+        else {
             throw bad("sequence must be a non-negative integer")
         }
-        guard let headHex = object["head_hash"] as? String, let head = try? AuditDigest(hex: headHex, field: "head_hash") else {
+        guard let headHex = object["head_hash"] as? String,
+            let head = try? AuditDigest(hex: headHex, field: "head_hash")
+        else {
             throw bad("head_hash must be 64 lowercase hex characters")
         }
         guard let keyHex = object["coordinator_public_key"] as? String, let key = try? VerifyingKey(hex: keyHex) else {

@@ -87,12 +87,14 @@ public struct AuditEvent: Hashable, Sendable {
     /// noise. When present, `matchedRowsDelivered` holds the noisy count (schema version 2).
     public var privacyEpsilonMillis: Int?
 
-    public init(collaborationID: String, runID: String, kind: AuditEventKind,
-                consumerRowsProcessed: Int, consumerIdentifiersProcessed: Int,
-                matchedRowsDelivered: Int = 0, deliveredObjectCount: Int = 0,
-                deliveryManifestSHA256: AuditDigest? = nil, agreementSHA256: AuditDigest? = nil,
-                protocolVersion: String, normalizationRulesVersion: String, reasonCode: String? = nil,
-                privacyEpsilonMillis: Int? = nil) {
+    public init(
+        collaborationID: String, runID: String, kind: AuditEventKind,
+        consumerRowsProcessed: Int, consumerIdentifiersProcessed: Int,
+        matchedRowsDelivered: Int = 0, deliveredObjectCount: Int = 0,
+        deliveryManifestSHA256: AuditDigest? = nil, agreementSHA256: AuditDigest? = nil,
+        protocolVersion: String, normalizationRulesVersion: String, reasonCode: String? = nil,
+        privacyEpsilonMillis: Int? = nil
+    ) {
         self.collaborationID = collaborationID
         self.runID = runID
         self.kind = kind
@@ -124,14 +126,18 @@ public struct AuditEvent: Hashable, Sendable {
         }
         switch kind {
         case .delivered:
-            guard deliveryManifestSHA256 != nil else { throw invalid("delivery_manifest_sha256 is required for delivered") }
+            guard deliveryManifestSHA256 != nil else {
+                throw invalid("delivery_manifest_sha256 is required for delivered")
+            }
             guard agreementSHA256 != nil else { throw invalid("agreement_sha256 is required for delivered") }
             guard reasonCode == nil else { throw invalid("reason_code must be absent for delivered") }
         case .rejected, .failed, .belowThreshold:
             guard matchedRowsDelivered == 0, deliveredObjectCount == 0 else {
                 throw invalid("matched_rows_delivered and delivered_object_count must be 0 for \(kind.rawValue)")
             }
-            guard deliveryManifestSHA256 == nil else { throw invalid("delivery_manifest_sha256 must be absent for \(kind.rawValue)") }
+            guard deliveryManifestSHA256 == nil else {
+                throw invalid("delivery_manifest_sha256 must be absent for \(kind.rawValue)")
+            }
             if kind == .belowThreshold {
                 guard agreementSHA256 != nil else { throw invalid("agreement_sha256 is required for below_threshold") }
             } else {
@@ -192,13 +198,21 @@ enum FieldRules {
     private static func safe(_ s: String, max: Int, field: String) throws(AuditLogError) {
         let u = Array(s.utf8)
         guard !u.isEmpty, u.count <= max, isAlnum(u[0]),
-              u.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) else {
-            throw AuditLogError(.invalidField, "\(field) must be 1-\(max) characters of [A-Za-z0-9._-] starting with a letter or digit")
+            u.allSatisfy({
+                isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+            })
+        else {
+            throw AuditLogError(
+                .invalidField, "\(field) must be 1-\(max) characters of [A-Za-z0-9._-] starting with a letter or digit")
         }
     }
 
-    static func identifier(_ s: String, field: String) throws(AuditLogError) { try safe(s, max: maxIdentifierLength, field: field) }
-    static func version(_ s: String, field: String) throws(AuditLogError) { try safe(s, max: maxVersionLength, field: field) }
+    static func identifier(_ s: String, field: String) throws(AuditLogError) {
+        try safe(s, max: maxIdentifierLength, field: field)
+    }
+    static func version(_ s: String, field: String) throws(AuditLogError) {
+        try safe(s, max: maxVersionLength, field: field)
+    }
 
     static func count(_ n: Int, field: String) throws(AuditLogError) {
         guard n >= 0 else { throw AuditLogError(.invalidField, "\(field) must be a non-negative integer") }
@@ -217,13 +231,18 @@ enum FieldRules {
     }
 
     static func reasonCode(_ s: String) throws(AuditLogError) {
-        let rule = "reason_code must be 2-4 dot-separated segments of [a-z][a-z0-9_]*, at most \(maxReasonCodeLength) characters"
+        let rule =
+            "reason_code must be 2-4 dot-separated segments of [a-z][a-z0-9_]*, at most \(maxReasonCodeLength) characters"
         guard !s.isEmpty, s.utf8.count <= maxReasonCodeLength else { throw AuditLogError(.invalidField, rule) }
         let segments = s.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         guard (2...4).contains(segments.count) else { throw AuditLogError(.invalidField, rule) }
         for seg in segments {
             guard let first = seg.first, first >= UInt8(ascii: "a"), first <= UInt8(ascii: "z"),
-                  seg.allSatisfy({ ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "_") }) else {
+                seg.allSatisfy({
+                    ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z"))
+                        || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "_")
+                })
+            else {
                 throw AuditLogError(.invalidField, rule)
             }
         }
@@ -242,9 +261,16 @@ enum AuditTime {
         let seconds = (ms - Int64(millis)) / 1000
         var days = seconds / 86_400
         var rem = seconds % 86_400
-        if rem < 0 { rem += 86_400; days -= 1 }
+        if rem < 0 {
+            rem += 86_400
+            days -= 1
+        }
         let (y, m, d) = UTCTimestamp.civil(fromDays: days)
-        func pad(_ v: Int64, _ w: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, w - s.count)) + s }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(rem / 3600, 2)):\(pad(rem % 3600 / 60, 2)):\(pad(rem % 60, 2)).\(pad(Int64(millis), 3))Z"
+        func pad(_ v: Int64, _ w: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, w - s.count)) + s
+        }
+        return
+            "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(rem / 3600, 2)):\(pad(rem % 3600 / 60, 2)):\(pad(rem % 60, 2)).\(pad(Int64(millis), 3))Z"
     }
 }

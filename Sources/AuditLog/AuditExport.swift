@@ -31,24 +31,36 @@ extension AuditLog {
         if format == .csv { try emit(AuditLog.exportColumns.joined(separator: ",") + "\r\n") }
         try forEachEntry { (e: AuditEntry) throws(AuditLogError) in
             let values: [Any?] = [
-                e.sequence, e.entryID, e.event.collaborationID, e.event.runID, e.event.kind.rawValue, e.recordedAtISO8601,
-                e.recordedAtMilliseconds, Int64(e.event.consumerRowsProcessed), Int64(e.event.consumerIdentifiersProcessed),
-                Int64(e.event.matchedRowsDelivered), Int64(e.event.deliveredObjectCount), e.event.deliveryManifestSHA256?.hex,
-                e.event.agreementSHA256?.hex, e.event.protocolVersion, e.event.normalizationRulesVersion, e.event.reasonCode,
-                e.previousHash.hex, e.entryHash.hex, Hex.encode(e.signature), e.event.privacyEpsilonMillis.map { Int64($0) },
+                e.sequence, e.entryID, e.event.collaborationID, e.event.runID, e.event.kind.rawValue,
+                e.recordedAtISO8601,
+                e.recordedAtMilliseconds, Int64(e.event.consumerRowsProcessed),
+                Int64(e.event.consumerIdentifiersProcessed),
+                Int64(e.event.matchedRowsDelivered), Int64(e.event.deliveredObjectCount),
+                e.event.deliveryManifestSHA256?.hex,
+                e.event.agreementSHA256?.hex, e.event.protocolVersion, e.event.normalizationRulesVersion,
+                e.event.reasonCode,
+                e.previousHash.hex, e.entryHash.hex, Hex.encode(e.signature),
+                e.event.privacyEpsilonMillis.map { Int64($0) },
             ]
             switch format {
             case .csv:
-                try emit(values.map { v in
-                    guard let v else { return "" }
-                    if let i = v as? Int64 { return String(i) }
-                    return AuditLog.csvField(v as! String)
-                }.joined(separator: ",") + "\r\n")
+                try emit(
+                    values.map { v in
+                        guard let v else { return "" }
+                        if let i = v as? Int64 { return String(i) }
+                        return AuditLog.csvField(v as! String)
+                    }.joined(separator: ",") + "\r\n")
             case .jsonl:
                 let pairs = zip(AuditLog.exportColumns, values).sorted { $0.0 < $1.0 }
                 let body = pairs.map { (k, v) -> String in
                     let value: String
-                    if let i = v as? Int64 { value = String(i) } else if let s = v as? String { value = AuditLog.jsonString(s) } else { value = "null" }
+                    if let i = v as? Int64 {
+                        value = String(i)
+                    } else if let s = v as? String {
+                        value = AuditLog.jsonString(s)
+                    } else {
+                        value = "null"
+                    }
                     return "\(AuditLog.jsonString(k)):\(value)"
                 }.joined(separator: ",")
                 try emit("{\(body)}\n")
@@ -64,7 +76,10 @@ extension AuditLog {
     static func csvField(_ s: String) -> String {
         guard s.utf8.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) else { return s }
         var out: [UInt8] = [0x22]
-        for b in s.utf8 { if b == 0x22 { out.append(0x22) }; out.append(b) }
+        for b in s.utf8 {
+            if b == 0x22 { out.append(0x22) }
+            out.append(b)
+        }
         out.append(0x22)
         return String(decoding: out, as: UTF8.self)
     }

@@ -89,23 +89,29 @@ public final class AuditLog {
         try db.execute("PRAGMA trusted_schema = OFF")
         if try db.retryingWhileBusy({ () throws(AuditLogError) in try isEmptyDatabase(db) }) {
             try switchToWAL(db)
-            try db.retryingWhileBusy { () throws(AuditLogError) in try db.immediateTransaction { () throws(AuditLogError) in
-                guard try isEmptyDatabase(db) else { return } // another process created it meanwhile
-                try db.execute(AuditSchema.createV1)
-                try db.execute(AuditSchema.migrateV1toV2)
-                let insert = try db.prepare("INSERT INTO \(AuditSchema.metaTable) (key, value) VALUES (?1, ?2)")
-                for (k, v) in [("format", AuditSchema.format), ("coordinator_public_key", coordinatorKey.hex),
-                               ("created_at", AuditTime.iso8601(milliseconds: AuditTime.milliseconds(Date())))] {
-                    try insert.bind(1, k)
-                    try insert.bind(2, v)
-                    _ = try insert.step()
-                    insert.reset()
+            try db.retryingWhileBusy { () throws(AuditLogError) in
+                try db.immediateTransaction { () throws(AuditLogError) in
+                    guard try isEmptyDatabase(db) else { return }  // another process created it meanwhile
+                    try db.execute(AuditSchema.createV1)
+                    try db.execute(AuditSchema.migrateV1toV2)
+                    let insert = try db.prepare("INSERT INTO \(AuditSchema.metaTable) (key, value) VALUES (?1, ?2)")
+                    for (k, v) in [
+                        ("format", AuditSchema.format), ("coordinator_public_key", coordinatorKey.hex),
+                        ("created_at", AuditTime.iso8601(milliseconds: AuditTime.milliseconds(Date()))),
+                    ] {
+                        try insert.bind(1, k)
+                        try insert.bind(2, v)
+                        _ = try insert.step()
+                        insert.reset()
+                    }
                 }
-            } }
+            }
         }
         let log = try configuredForWriting(db)
         guard log.recordedCoordinatorKey == coordinatorKey else {
-            throw AuditLogError(.keyMismatch, "'\(path)' records coordinator key \(log.recordedCoordinatorKey.hex), not \(coordinatorKey.hex)")
+            throw AuditLogError(
+                .keyMismatch,
+                "'\(path)' records coordinator key \(log.recordedCoordinatorKey.hex), not \(coordinatorKey.hex)")
         }
         return log
     }
@@ -130,8 +136,11 @@ public final class AuditLog {
     /// Puts the log in WAL mode (persistent in the file, so usually already done).
     /// - Throws: `.io` when SQLite keeps another mode; `.busy` past the busy timeout.
     private static func switchToWAL(_ db: SQLiteConnection) throws(AuditLogError) {
-        let mode = try db.retryingWhileBusy { () throws(AuditLogError) in try db.scalarText("PRAGMA journal_mode = WAL") }
-        guard mode == "wal" else { throw AuditLogError(.io, "'\(db.path)': cannot switch to WAL mode (got \(mode ?? "nothing"))") }
+        let mode = try db.retryingWhileBusy { () throws(AuditLogError) in try db.scalarText("PRAGMA journal_mode = WAL")
+        }
+        guard mode == "wal" else {
+            throw AuditLogError(.io, "'\(db.path)': cannot switch to WAL mode (got \(mode ?? "nothing"))")
+        }
     }
 
     private static func isEmptyDatabase(_ db: SQLiteConnection) throws(AuditLogError) -> Bool {
@@ -153,22 +162,32 @@ public final class AuditLog {
             throw AuditLogError(error.code == .io ? .notAnAuditLog : error.code, "\(notOurs): \(error.reason)")
         }
         guard appID == AuditSchema.applicationID else {
-            throw AuditLogError(.notAnAuditLog, "\(notOurs) (application_id is \(appID), expected \(AuditSchema.applicationID))")
+            throw AuditLogError(
+                .notAnAuditLog, "\(notOurs) (application_id is \(appID), expected \(AuditSchema.applicationID))")
         }
         let version = try db.scalarInt("PRAGMA user_version")
         guard version <= AuditSchema.version else {
-            throw AuditLogError(.newerSchema, "'\(db.path)' has schema version \(version); this build reads up to \(AuditSchema.version)")
+            throw AuditLogError(
+                .newerSchema,
+                "'\(db.path)' has schema version \(version); this build reads up to \(AuditSchema.version)")
         }
         guard version >= 1 else { throw AuditLogError(.notAnAuditLog, "\(notOurs) (schema version \(version))") }
-        let tables = try db.scalarInt("""
+        let tables = try db.scalarInt(
+            """
             SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('\(AuditSchema.table)', '\(AuditSchema.metaTable)')
             """)
         guard tables == 2 else { throw AuditLogError(.notAnAuditLog, "\(notOurs) (its tables are missing)") }
         let format = try db.scalarText("SELECT value FROM \(AuditSchema.metaTable) WHERE key = 'format'")
-        guard format == AuditSchema.format else { throw AuditLogError(.notAnAuditLog, "\(notOurs) (metadata format is not \(AuditSchema.format))") }
-        guard let keyHex = try db.scalarText("SELECT value FROM \(AuditSchema.metaTable) WHERE key = 'coordinator_public_key'"),
-              let key = try? VerifyingKey(hex: keyHex) else {
-            throw AuditLogError(.corrupt, "'\(db.path)': metadata coordinator_public_key is missing or not a valid Ed25519 public key")
+        guard format == AuditSchema.format else {
+            throw AuditLogError(.notAnAuditLog, "\(notOurs) (metadata format is not \(AuditSchema.format))")
+        }
+        guard
+            let keyHex = try db.scalarText(
+                "SELECT value FROM \(AuditSchema.metaTable) WHERE key = 'coordinator_public_key'"),
+            let key = try? VerifyingKey(hex: keyHex)
+        else {
+            throw AuditLogError(
+                .corrupt, "'\(db.path)': metadata coordinator_public_key is missing or not a valid Ed25519 public key")
         }
         return (Int(version), key)
     }
@@ -192,7 +211,9 @@ public final class AuditLog {
     /// - Throws: `.invalidField`, `.keyMismatch`, `.busy` after the busy timeout; `.chainBroken` or
     ///   `.signatureInvalid` when the current head does not verify (the log refuses to extend a
     ///   forged head); `.io` for a read-only handle. On any error nothing is written.
-    public func append(_ event: AuditEvent, signedBy key: SigningKey, at date: Date = Date()) throws(AuditLogError) -> AuditEntry {
+    public func append(_ event: AuditEvent, signedBy key: SigningKey, at date: Date = Date()) throws(AuditLogError)
+        -> AuditEntry
+    {
         guard !isReadOnly else { throw AuditLogError(.io, "'\(path)' was opened read-only") }
         try event.validate()
         guard key.verifyingKey == recordedCoordinatorKey else {
@@ -205,25 +226,33 @@ public final class AuditLog {
             let head = try lastEntry()
             if let head {
                 guard AuditChain.recomputedHash(of: head) == head.entryHash else {
-                    throw AuditLogError(.chainBroken, "refusing to append: the head's entry_hash does not match its fields", sequence: head.sequence)
+                    throw AuditLogError(
+                        .chainBroken, "refusing to append: the head's entry_hash does not match its fields",
+                        sequence: head.sequence)
                 }
                 guard AuditChain.isValidSignature(of: head, key: recordedCoordinatorKey) else {
-                    throw AuditLogError(.signatureInvalid, "refusing to append: the head's signature does not verify", sequence: head.sequence)
+                    throw AuditLogError(
+                        .signatureInvalid, "refusing to append: the head's signature does not verify",
+                        sequence: head.sequence)
                 }
             }
             let sequence = (head?.sequence ?? 0) + 1
             let previous = head?.entryHash ?? AuditChain.genesisPreviousHash
-            let hash = AuditChain.entryHash(sequence: sequence, entryID: entryID, recordedAtMilliseconds: ms,
-                                            event: event, previousHash: previous)
-            let entry = AuditEntry(sequence: sequence, entryID: entryID, recordedAtMilliseconds: ms, event: event,
-                                   previousHash: previous, entryHash: hash, signature: key.signature(for: hash.bytes))
+            let hash = AuditChain.entryHash(
+                sequence: sequence, entryID: entryID, recordedAtMilliseconds: ms,
+                event: event, previousHash: previous)
+            let entry = AuditEntry(
+                sequence: sequence, entryID: entryID, recordedAtMilliseconds: ms, event: event,
+                previousHash: previous, entryHash: hash, signature: key.signature(for: hash.bytes))
             try insert(entry)
             return entry
         }
     }
 
     private func insert(_ e: AuditEntry) throws(AuditLogError) {
-        let s = try db.prepare("INSERT INTO \(AuditSchema.table) (\(AuditSchema.columns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)")
+        let s = try db.prepare(
+            "INSERT INTO \(AuditSchema.table) (\(AuditSchema.columns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        )
         try s.bind(1, e.sequence)
         try s.bind(2, e.entryID)
         try s.bind(3, e.event.collaborationID)
@@ -257,7 +286,9 @@ public final class AuditLog {
             return t
         }
         func int(_ c: Int32, _ name: String) throws(AuditLogError) -> Int64 {
-            guard s.isInteger(c) else { throw AuditLogError(.invalidField, "\(name) is not an integer", sequence: sequence) }
+            guard s.isInteger(c) else {
+                throw AuditLogError(.invalidField, "\(name) is not an integer", sequence: sequence)
+            }
             return s.int(c)
         }
         func digest(_ c: Int32, _ name: String) throws(AuditLogError) -> AuditDigest? {
@@ -266,7 +297,8 @@ public final class AuditLog {
         }
         do throws(AuditLogError) {
             guard let kind = AuditEventKind(rawValue: try text(4, "event_kind")) else {
-                throw AuditLogError(.invalidField, "event_kind is not one of delivered, rejected, below_threshold, failed")
+                throw AuditLogError(
+                    .invalidField, "event_kind is not one of delivered, rejected, below_threshold, failed")
             }
             func count(_ c: Int32, _ name: String) throws(AuditLogError) -> Int {
                 let v = try int(c, name)
@@ -294,18 +326,22 @@ public final class AuditLog {
                 throw AuditLogError(.invalidField, "previous_hash and entry_hash are required")
             }
             let sigHex = try text(17, "signature")
-            guard sigHex.utf8.count == 128, sigHex.utf8.allSatisfy(FieldRules.isLowerHex), let sig = Hex.decode(sigHex) else {
+            guard sigHex.utf8.count == 128, sigHex.utf8.allSatisfy(FieldRules.isLowerHex), let sig = Hex.decode(sigHex)
+            else {
                 throw AuditLogError(.invalidField, "signature must be 128 lowercase hex characters")
             }
-            return AuditEntry(sequence: sequence, entryID: entryID, recordedAtMilliseconds: ms, event: event,
-                              previousHash: previous, entryHash: hash, signature: sig)
+            return AuditEntry(
+                sequence: sequence, entryID: entryID, recordedAtMilliseconds: ms, event: event,
+                previousHash: previous, entryHash: hash, signature: sig)
         } catch {
             throw error.sequence == nil ? fail(error) : error
         }
     }
 
-    private func query(_ whereClause: String, _ binds: [Any?] = [], order: String = "sequence ASC", limit: Int? = nil,
-                       _ each: (AuditEntry) throws(AuditLogError) -> Void) throws(AuditLogError) {
+    private func query(
+        _ whereClause: String, _ binds: [Any?] = [], order: String = "sequence ASC", limit: Int? = nil,
+        _ each: (AuditEntry) throws(AuditLogError) -> Void
+    ) throws(AuditLogError) {
         var sql = "SELECT \(AuditSchema.selectColumns(version: schemaVersion)) FROM \(AuditSchema.table)"
         if !whereClause.isEmpty { sql += " WHERE \(whereClause)" }
         sql += " ORDER BY \(order)"
@@ -332,12 +368,16 @@ public final class AuditLog {
     }
 
     /// The entries of one collaboration, optionally limited to `[from, to)`, in sequence order.
-    public func entries(collaborationID: String, from: Date? = nil, to: Date? = nil) throws(AuditLogError) -> [AuditEntry] {
+    public func entries(collaborationID: String, from: Date? = nil, to: Date? = nil) throws(AuditLogError)
+        -> [AuditEntry]
+    {
         try FieldRules.identifier(collaborationID, field: "collaboration_id")
         var out: [AuditEntry] = []
         let lo = from.map(AuditTime.milliseconds) ?? Int64.min
         let hi = to.map(AuditTime.milliseconds) ?? Int64.max
-        try query("collaboration_id = ?1 AND recorded_at_ms >= ?2 AND recorded_at_ms < ?3", [collaborationID, lo, hi]) { out.append($0) }
+        try query("collaboration_id = ?1 AND recorded_at_ms >= ?2 AND recorded_at_ms < ?3", [collaborationID, lo, hi]) {
+            out.append($0)
+        }
         return out
     }
 
@@ -346,7 +386,8 @@ public final class AuditLog {
     public func eventCounts(collaborationID: String, since: Date) throws(AuditLogError) -> [AuditEventKind: Int] {
         try FieldRules.identifier(collaborationID, field: "collaboration_id")
         var counts = Dictionary(uniqueKeysWithValues: AuditEventKind.allCases.map { ($0, 0) })
-        let s = try db.prepare("""
+        let s = try db.prepare(
+            """
             SELECT event_kind, count(*) FROM \(AuditSchema.table)
             WHERE collaboration_id = ?1 AND recorded_at_ms >= ?2 GROUP BY event_kind
             """)
@@ -354,7 +395,8 @@ public final class AuditLog {
         try s.bind(2, AuditTime.milliseconds(since))
         while try s.step() {
             guard let k = s.text(0).flatMap(AuditEventKind.init(rawValue:)) else {
-                throw AuditLogError(.invalidField, "event_kind is not one of delivered, rejected, below_threshold, failed")
+                throw AuditLogError(
+                    .invalidField, "event_kind is not one of delivered, rejected, below_threshold, failed")
             }
             counts[k] = Int(s.int(1))
         }
@@ -366,7 +408,8 @@ public final class AuditLog {
     public func epsilonSpentMillis(collaborationID: String) throws(AuditLogError) -> Int {
         try FieldRules.identifier(collaborationID, field: "collaboration_id")
         guard schemaVersion >= 2 else { return 0 }
-        let s = try db.prepare("SELECT coalesce(sum(privacy_epsilon_millis), 0) FROM \(AuditSchema.table) WHERE collaboration_id = ?1")
+        let s = try db.prepare(
+            "SELECT coalesce(sum(privacy_epsilon_millis), 0) FROM \(AuditSchema.table) WHERE collaboration_id = ?1")
         try s.bind(1, collaborationID)
         guard try s.step() else { return 0 }
         return Int(s.int(0))
@@ -386,7 +429,9 @@ public final class AuditLog {
     public var lockWaits: Int { db.busy.waits }
 
     /// The number of entries.
-    public func count() throws(AuditLogError) -> Int { Int(try db.scalarInt("SELECT count(*) FROM \(AuditSchema.table)")) }
+    public func count() throws(AuditLogError) -> Int {
+        Int(try db.scalarInt("SELECT count(*) FROM \(AuditSchema.table)"))
+    }
 
     /// Streams every entry in sequence order to `body`, without holding the log in memory.
     public func forEachEntry(_ body: (AuditEntry) throws(AuditLogError) -> Void) throws(AuditLogError) {
@@ -404,20 +449,31 @@ public final class AuditLog {
     /// attacker who rewrites the whole file can replace that key too).
     /// - Throws: the first failure: `.corrupt`, `.invalidField`, `.keyMismatch`, `.chainBroken`,
     ///   `.signatureInvalid`, `.checkpointMismatch`, `.truncated`, each naming the entry.
-    public func verify(pinnedKey: VerifyingKey? = nil, checkpoint: AuditCheckpoint? = nil) throws(AuditLogError) -> AuditVerification {
+    public func verify(pinnedKey: VerifyingKey? = nil, checkpoint: AuditCheckpoint? = nil) throws(AuditLogError)
+        -> AuditVerification
+    {
         try checkIntegrity()
         var key = recordedCoordinatorKey
         var source = AuditVerification.KeySource.database
         if let checkpoint {
             if let pinnedKey, pinnedKey != checkpoint.coordinatorKey {
-                throw AuditLogError(.keyMismatch, "the pinned coordinator key \(pinnedKey.hex) differs from the checkpoint's \(checkpoint.coordinatorKey.hex)")
+                throw AuditLogError(
+                    .keyMismatch,
+                    "the pinned coordinator key \(pinnedKey.hex) differs from the checkpoint's \(checkpoint.coordinatorKey.hex)"
+                )
             }
             key = checkpoint.coordinatorKey
             source = .checkpoint
         }
-        if let pinnedKey { key = pinnedKey; source = .pinned }
+        if let pinnedKey {
+            key = pinnedKey
+            source = .pinned
+        }
         guard key == recordedCoordinatorKey else {
-            throw AuditLogError(.keyMismatch, "'\(path)' records coordinator key \(recordedCoordinatorKey.hex), but the \(source == .pinned ? "pinned" : "checkpoint's") key is \(key.hex): the log was re-keyed")
+            throw AuditLogError(
+                .keyMismatch,
+                "'\(path)' records coordinator key \(recordedCoordinatorKey.hex), but the \(source == .pinned ? "pinned" : "checkpoint's") key is \(key.hex): the log was re-keyed"
+            )
         }
 
         var expected: Int64 = 1
@@ -428,20 +484,33 @@ public final class AuditLog {
         }
         try query("") { (entry: AuditEntry) throws(AuditLogError) in
             guard entry.sequence == expected else {
-                throw AuditLogError(.chainBroken, "expected entry \(expected) next but found entry \(entry.sequence): entries were deleted or inserted", sequence: entry.sequence)
+                throw AuditLogError(
+                    .chainBroken,
+                    "expected entry \(expected) next but found entry \(entry.sequence): entries were deleted or inserted",
+                    sequence: entry.sequence)
             }
             guard entry.previousHash == previous else {
-                throw AuditLogError(.chainBroken, "previous_hash does not equal the entry_hash of entry \(expected - 1): entries were removed, inserted or reordered", sequence: entry.sequence)
+                throw AuditLogError(
+                    .chainBroken,
+                    "previous_hash does not equal the entry_hash of entry \(expected - 1): entries were removed, inserted or reordered",
+                    sequence: entry.sequence)
             }
             guard AuditChain.recomputedHash(of: entry) == entry.entryHash else {
-                throw AuditLogError(.chainBroken, "entry_hash does not match the entry's fields: a field was edited", sequence: entry.sequence)
+                throw AuditLogError(
+                    .chainBroken, "entry_hash does not match the entry's fields: a field was edited",
+                    sequence: entry.sequence)
             }
             guard AuditChain.isValidSignature(of: entry, key: key) else {
-                throw AuditLogError(.signatureInvalid, "the coordinator's Ed25519 signature over entry_hash does not verify", sequence: entry.sequence)
+                throw AuditLogError(
+                    .signatureInvalid, "the coordinator's Ed25519 signature over entry_hash does not verify",
+                    sequence: entry.sequence)
             }
             if let checkpoint, checkpoint.sequence == entry.sequence {
                 guard checkpoint.headHash == entry.entryHash else {
-                    throw AuditLogError(.checkpointMismatch, "the checkpoint records head hash \(checkpoint.headHash.hex) for this entry, the log has \(entry.entryHash.hex): the log was rewritten after the checkpoint", sequence: entry.sequence)
+                    throw AuditLogError(
+                        .checkpointMismatch,
+                        "the checkpoint records head hash \(checkpoint.headHash.hex) for this entry, the log has \(entry.entryHash.hex): the log was rewritten after the checkpoint",
+                        sequence: entry.sequence)
                 }
                 checkpointMatched = true
             }
@@ -450,10 +519,14 @@ public final class AuditLog {
         }
         let last = expected - 1
         if let checkpoint, !checkpointMatched {
-            throw AuditLogError(.truncated, "the log ends at entry \(last) but the checkpoint records entry \(checkpoint.sequence): entries were removed from the tail")
+            throw AuditLogError(
+                .truncated,
+                "the log ends at entry \(last) but the checkpoint records entry \(checkpoint.sequence): entries were removed from the tail"
+            )
         }
-        return AuditVerification(entryCount: Int(last), headSequence: last, headHash: previous, coordinatorKey: key,
-                                 keySource: source, checkpointSequence: checkpoint?.sequence)
+        return AuditVerification(
+            entryCount: Int(last), headSequence: last, headHash: previous, coordinatorKey: key,
+            keySource: source, checkpointSequence: checkpoint?.sequence)
     }
 
     /// Runs SQLite's `PRAGMA quick_check` over every page (not the chain: see ``verify(pinnedKey:checkpoint:)``).
@@ -467,10 +540,13 @@ public final class AuditLog {
 
     /// A checkpoint of the current head, after verifying the log (under `pinnedKey` if given).
     /// - Throws: any ``verify(pinnedKey:checkpoint:)`` failure: a checkpoint is never taken of a log that does not verify.
-    public func checkpoint(pinnedKey: VerifyingKey? = nil, at date: Date = Date()) throws(AuditLogError) -> AuditCheckpoint {
+    public func checkpoint(pinnedKey: VerifyingKey? = nil, at date: Date = Date()) throws(AuditLogError)
+        -> AuditCheckpoint
+    {
         let v = try verify(pinnedKey: pinnedKey)
-        return AuditCheckpoint(sequence: v.headSequence, headHash: v.headHash, coordinatorKey: v.coordinatorKey,
-                               createdAtMilliseconds: AuditTime.milliseconds(date))
+        return AuditCheckpoint(
+            sequence: v.headSequence, headHash: v.headHash, coordinatorKey: v.coordinatorKey,
+            createdAtMilliseconds: AuditTime.milliseconds(date))
     }
 }
 

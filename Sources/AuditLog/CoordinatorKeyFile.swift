@@ -51,7 +51,9 @@ public enum CoordinatorKeyFile {
         }
         defer { SecureBytes.zero(&seed) }
         do {
-            return try seed.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> SigningKey in try SigningKey(seed: raw) }
+            return try seed.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> SigningKey in
+                try SigningKey(seed: raw)
+            }
         } catch {
             throw AuditLogError(.invalidKey, "key file '\(path)' does not hold a usable Ed25519 seed")
         }

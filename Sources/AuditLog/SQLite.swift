@@ -68,16 +68,18 @@ final class SQLiteConnection {
     /// writer starve a waiting one, with short randomized sleeps (0.2–1.2 ms) until the deadline.
     func setBusyTimeout(milliseconds: Int32) {
         busy.timeoutNanos = UInt64(max(0, milliseconds)) * 1_000_000
-        sqlite3_busy_handler(handle, { context, attempt in
-            guard let context else { return 0 }
-            let state = Unmanaged<BusyState>.fromOpaque(context).takeUnretainedValue()
-            let now = DispatchTime.now().uptimeNanoseconds
-            if attempt == 0 { state.waitStartedNanos = now }
-            state.waits += 1
-            guard now - state.waitStartedNanos < state.timeoutNanos else { return 0 }
-            usleep(UInt32.random(in: 200...1200))
-            return 1
-        }, Unmanaged.passUnretained(busy).toOpaque())
+        sqlite3_busy_handler(
+            handle,
+            { context, attempt in
+                guard let context else { return 0 }
+                let state = Unmanaged<BusyState>.fromOpaque(context).takeUnretainedValue()
+                let now = DispatchTime.now().uptimeNanoseconds
+                if attempt == 0 { state.waitStartedNanos = now }
+                state.waits += 1
+                guard now - state.waitStartedNanos < state.timeoutNanos else { return 0 }
+                usleep(UInt32.random(in: 200...1200))
+                return 1
+            }, Unmanaged.passUnretained(busy).toOpaque())
     }
 
     /// Runs `body` again while it fails with `.busy`, until the busy timeout has passed.
@@ -92,7 +94,7 @@ final class SQLiteConnection {
         while true {
             do {
                 return try body()
-            } catch where error.code == .busy && DispatchTime.now().uptimeNanoseconds - started < busy.timeoutNanos {
+            } catch  where error.code == .busy && DispatchTime.now().uptimeNanoseconds - started < busy.timeoutNanos {
                 busy.waits += 1
                 usleep(UInt32.random(in: 1_000...5_000))
             }

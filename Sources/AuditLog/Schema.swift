@@ -38,12 +38,14 @@ enum AuditSchema {
 
     private static func hex(_ column: String, _ length: Int, nullable: Bool = false) -> String {
         let check = "length(\(column)) = \(length) AND \(column) NOT GLOB '*[^0-9a-f]*'"
-        return nullable ? "\(column) TEXT CHECK (\(column) IS NULL OR (\(check)))" : "\(column) TEXT NOT NULL CHECK (\(check))"
+        return nullable
+            ? "\(column) TEXT CHECK (\(column) IS NULL OR (\(check)))" : "\(column) TEXT NOT NULL CHECK (\(check))"
     }
 
     private static func safeText(_ column: String, _ max: Int, nullable: Bool = false) -> String {
         let check = "length(\(column)) BETWEEN 1 AND \(max) AND \(column) NOT GLOB '*[^A-Za-z0-9._-]*'"
-        return nullable ? "\(column) TEXT CHECK (\(column) IS NULL OR (\(check)))" : "\(column) TEXT NOT NULL CHECK (\(check))"
+        return nullable
+            ? "\(column) TEXT CHECK (\(column) IS NULL OR (\(check)))" : "\(column) TEXT NOT NULL CHECK (\(check))"
     }
 
     /// Creates version 1. Run inside the creating transaction.

@@ -32,7 +32,9 @@ struct Arguments {
         } catch {
             // A command line refused before its end: `--json` as a flag of its own counts
             // (a contrived `--json` meant as an option's value is taken as the flag here).
-            if allowedFlags.contains("json") && argv.prefix(while: { $0 != "--" }).contains("--json") { Console.jsonRequested.set() }
+            if allowedFlags.contains("json") && argv.prefix(while: { $0 != "--" }).contains("--json") {
+                Console.jsonRequested.set()
+            }
             throw error
         }
         // A failure after this point is reported as JSON too (main.swift's `FailureJSON`).
@@ -49,7 +51,10 @@ struct Arguments {
                 positionals.append(a)
                 continue
             }
-            if a == "--" { onlyPositionals = true; continue }
+            if a == "--" {
+                onlyPositionals = true
+                continue
+            }
             var name = String(a.dropFirst(2))
             var inlineValue: String?
             if let eq = name.firstIndex(of: "=") {
@@ -61,7 +66,9 @@ struct Arguments {
                 flags.insert(name)
             } else if allowedOptions.contains(name) {
                 let value: String
-                if let inlineValue { value = inlineValue } else {
+                if let inlineValue {
+                    value = inlineValue
+                } else {
                     guard i < argv.count else { throw CLIError.usage("--\(name) needs a value") }
                     value = argv[i]
                     i += 1
@@ -109,8 +116,10 @@ enum Console {
     }
     /// Prints a JSON object with sorted keys, for `--json` summaries that scripts read.
     static func json(_ object: Any) {
-        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]),
-           let s = String(data: data, encoding: .utf8) {
+        if let data = try? JSONSerialization.data(
+            withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]),
+            let s = String(data: data, encoding: .utf8)
+        {
             printedJSON.set()
             out(s)
         }
@@ -125,16 +134,26 @@ enum Console {
     final class Flag: @unchecked Sendable {
         private let lock = NSLock()
         private var value = false
-        func set() { lock.lock(); value = true; lock.unlock() }
-        var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+        func set() {
+            lock.lock()
+            value = true
+            lock.unlock()
+        }
+        var isSet: Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return value
+        }
     }
 }
 
 /// Dispatch of a command group's subcommands: `--help` (or nothing) prints the group's usage,
 /// an unknown name is a usage error naming the group.
 enum Subcommands {
-    static func dispatch(_ argv: [String], group: String, usage: String,
-                         _ table: KeyValuePairs<String, ([String]) throws -> Void>) throws {
+    static func dispatch(
+        _ argv: [String], group: String, usage: String,
+        _ table: KeyValuePairs<String, ([String]) throws -> Void>
+    ) throws {
         guard let sub = argv.first, sub != "--help", sub != "-h" else {
             Console.out(usage)
             if argv.isEmpty { throw CLIError.usage("missing subcommand") }

@@ -6,86 +6,88 @@ import RistrettoPSI
 /// the log read-only and calls the `AuditLog` module. - SeeAlso: `Protocol/AUDIT_LOG.md`.
 enum AuditCommands {
     static let usage = """
-    OVERVIEW: Read and check the Clean_Room_Audit_Log (counts and statuses of every run,
-    hash-chained and signed by the coordinator). Every subcommand opens the log read-only.
+        OVERVIEW: Read and check the Clean_Room_Audit_Log (counts and statuses of every run,
+        hash-chained and signed by the coordinator). Every subcommand opens the log read-only.
 
-    USAGE: cleanroom audit <subcommand> [<options>]
+        USAGE: cleanroom audit <subcommand> [<options>]
 
-    SUBCOMMANDS:
-      show         counts and statuses of one collaboration's runs
-      verify       check the hash chain, signatures and (optionally) a checkpoint
-      checkpoint   verify, then save the head (sequence, hash, coordinator key) as JSON
-      export       write every entry as CSV or JSON Lines for a data platform
+        SUBCOMMANDS:
+          show         counts and statuses of one collaboration's runs
+          verify       check the hash chain, signatures and (optionally) a checkpoint
+          checkpoint   verify, then save the head (sequence, hash, coordinator key) as JSON
+          export       write every entry as CSV or JSON Lines for a data platform
 
-    Run 'cleanroom audit <subcommand> --help' for its options.
-    Exit codes: 0 success, 1 failure (bad input, verification failed), 64 usage error.
-    """
+        Run 'cleanroom audit <subcommand> --help' for its options.
+        Exit codes: 0 success, 1 failure (bad input, verification failed), 64 usage error.
+        """
 
     static let showUsage = """
-    OVERVIEW: Print the counts and statuses of one collaboration's runs (no hashes, no data).
-    The whole log is verified first (against the key stored in it); a log that fails is not shown.
+        OVERVIEW: Print the counts and statuses of one collaboration's runs (no hashes, no data).
+        The whole log is verified first (against the key stored in it); a log that fails is not shown.
 
-    USAGE: cleanroom audit show --db <file> --collaboration <id> [--json]
+        USAGE: cleanroom audit show --db <file> --collaboration <id> [--json]
 
-    OPTIONS:
-      --db <file>              the audit log (opened read-only)
-      --collaboration <id>     the collaboration ID
-      --json                   print a JSON object instead of a table
-      --help                   show this help
-    """
+        OPTIONS:
+          --db <file>              the audit log (opened read-only)
+          --collaboration <id>     the collaboration ID
+          --json                   print a JSON object instead of a table
+          --help                   show this help
+        """
 
     static let verifyUsage = """
-    OVERVIEW: Verify the audit log: page integrity, field rules, sequence, hash chain, signatures,
-    and with --checkpoint that the checkpointed head is still there (detects a removed tail).
+        OVERVIEW: Verify the audit log: page integrity, field rules, sequence, hash chain, signatures,
+        and with --checkpoint that the checkpointed head is still there (detects a removed tail).
 
-    USAGE: cleanroom audit verify --db <file> [--checkpoint <file>] [--coordinator-key <hex>] [--json]
+        USAGE: cleanroom audit verify --db <file> [--checkpoint <file>] [--coordinator-key <hex>] [--json]
 
-    OPTIONS:
-      --db <file>                 the audit log (opened read-only)
-      --checkpoint <file>         a checkpoint saved earlier by 'cleanroom audit checkpoint'
-      --coordinator-key <hex>     the coordinator's Ed25519 public key, pinned out of band
-      --json                      print the result as JSON
-      --help                      show this help
+        OPTIONS:
+          --db <file>                 the audit log (opened read-only)
+          --checkpoint <file>         a checkpoint saved earlier by 'cleanroom audit checkpoint'
+          --coordinator-key <hex>     the coordinator's Ed25519 public key, pinned out of band
+          --json                      print the result as JSON
+          --help                      show this help
 
-    Without --checkpoint or --coordinator-key the signatures are checked against the key stored in
-    the database only, which an attacker who rewrites the whole file could replace; a warning says so.
-    Exit 0 when the log verifies, 1 with the failing check and entry otherwise.
-    """
+        Without --checkpoint or --coordinator-key the signatures are checked against the key stored in
+        the database only, which an attacker who rewrites the whole file could replace; a warning says so.
+        Exit 0 when the log verifies, 1 with the failing check and entry otherwise.
+        """
 
     static let checkpointUsage = """
-    OVERVIEW: Verify the log, then write its head (sequence, head hash, coordinator key) to a JSON
-    checkpoint that a later 'verify --checkpoint' compares against. Keep it outside the coordinator.
+        OVERVIEW: Verify the log, then write its head (sequence, head hash, coordinator key) to a JSON
+        checkpoint that a later 'verify --checkpoint' compares against. Keep it outside the coordinator.
 
-    USAGE: cleanroom audit checkpoint --db <file> --out <file> [--coordinator-key <hex>]
+        USAGE: cleanroom audit checkpoint --db <file> --out <file> [--coordinator-key <hex>]
 
-    OPTIONS:
-      --db <file>                 the audit log (opened read-only)
-      --out <file>                where to write the checkpoint JSON
-      --coordinator-key <hex>     verify under this pinned key instead of the stored one
-      --help                      show this help
-    """
+        OPTIONS:
+          --db <file>                 the audit log (opened read-only)
+          --out <file>                where to write the checkpoint JSON
+          --coordinator-key <hex>     verify under this pinned key instead of the stored one
+          --help                      show this help
+        """
 
     static let exportUsage = """
-    OVERVIEW: Export every entry (sequence order) as CSV with a header or as JSON Lines.
-    Export checks SQLite page integrity but not the chain, so a tampered log can still be
-    exported for investigation: run 'cleanroom audit verify' first.
+        OVERVIEW: Export every entry (sequence order) as CSV with a header or as JSON Lines.
+        Export checks SQLite page integrity but not the chain, so a tampered log can still be
+        exported for investigation: run 'cleanroom audit verify' first.
 
-    USAGE: cleanroom audit export --db <file> --format csv|jsonl [--out <file>]
+        USAGE: cleanroom audit export --db <file> --format csv|jsonl [--out <file>]
 
-    OPTIONS:
-      --db <file>          the audit log (opened read-only)
-      --format <format>    csv or jsonl
-      --out <file>         write here instead of stdout (must not exist)
-      --help               show this help
-    """
+        OPTIONS:
+          --db <file>          the audit log (opened read-only)
+          --format <format>    csv or jsonl
+          --out <file>         write here instead of stdout (must not exist)
+          --help               show this help
+        """
 
     static func run(_ argv: [String]) throws {
-        try Subcommands.dispatch(argv, group: "audit", usage: usage, [
-            "show": show,
-            "verify": verify,
-            "checkpoint": checkpoint,
-            "export": export,
-        ])
+        try Subcommands.dispatch(
+            argv, group: "audit", usage: usage,
+            [
+                "show": show,
+                "verify": verify,
+                "checkpoint": checkpoint,
+                "export": export,
+            ])
     }
 
     static func pinnedKey(_ args: Arguments) throws -> VerifyingKey? {
@@ -97,14 +99,18 @@ enum AuditCommands {
 
     static func show(_ argv: [String]) throws {
         let args = try Arguments(argv, flags: ["help", "json"], options: ["db", "collaboration"])
-        if args.has("help") { Console.out(showUsage); return }
+        if args.has("help") {
+            Console.out(showUsage)
+            return
+        }
         try args.expectPositionals(0)
         let db = try args.required("db")
         let collaboration = try args.required("collaboration")
         let log = try AuditLog.openReadOnly(at: db)
         let verification: AuditVerification
         do { verification = try log.verify() } catch {
-            throw CLIError.failure("the log does not verify, so it is not shown (run 'cleanroom audit verify'): \(error)")
+            throw CLIError.failure(
+                "the log does not verify, so it is not shown (run 'cleanroom audit verify'): \(error)")
         }
         let entries = try log.entries(collaborationID: collaboration)
         var totals: [String: Int] = Dictionary(uniqueKeysWithValues: AuditEventKind.allCases.map { ($0.rawValue, 0) })
@@ -129,19 +135,29 @@ enum AuditCommands {
             ])
             return
         }
-        Console.out("log verified: \(verification.entryCount) entries, signatures checked against the coordinator key stored in the log (pin it with 'cleanroom audit verify --coordinator-key')")
+        Console.out(
+            "log verified: \(verification.entryCount) entries, signatures checked against the coordinator key stored in the log (pin it with 'cleanroom audit verify --coordinator-key')"
+        )
         Console.out("collaboration \(collaboration): \(entries.count) run event(s)")
-        Console.out("  " + AuditEventKind.allCases.map { "\($0.rawValue) \(totals[$0.rawValue] ?? 0)" }.joined(separator: ", "))
+        Console.out(
+            "  " + AuditEventKind.allCases.map { "\($0.rawValue) \(totals[$0.rawValue] ?? 0)" }.joined(separator: ", "))
         let spent = entries.compactMap(\.event.privacyEpsilonMillis).reduce(0, +)
         if spent > 0 {
-            Console.out("  differential privacy: ε \(spent / 1000).\(String(format: "%03d", spent % 1000)) spent; 'delivered' counts of runs that spent ε are noisy")
+            Console.out(
+                "  differential privacy: ε \(spent / 1000).\(String(format: "%03d", spent % 1000)) spent; 'delivered' counts of runs that spent ε are noisy"
+            )
         }
         guard !entries.isEmpty else { return }
-        let header = ["seq", "recorded_at (UTC)", "run_id", "status", "rows", "identifiers", "delivered", "objects", "reason"]
+        let header = [
+            "seq", "recorded_at (UTC)", "run_id", "status", "rows", "identifiers", "delivered", "objects", "reason",
+        ]
         let rows = entries.map { e in
-            [String(e.sequence), e.recordedAtISO8601, e.event.runID, e.event.kind.rawValue, String(e.event.consumerRowsProcessed),
-             String(e.event.consumerIdentifiersProcessed), String(e.event.matchedRowsDelivered),
-             String(e.event.deliveredObjectCount), e.event.reasonCode ?? "-"]
+            [
+                String(e.sequence), e.recordedAtISO8601, e.event.runID, e.event.kind.rawValue,
+                String(e.event.consumerRowsProcessed),
+                String(e.event.consumerIdentifiersProcessed), String(e.event.matchedRowsDelivered),
+                String(e.event.deliveredObjectCount), e.event.reasonCode ?? "-",
+            ]
         }
         let widths = header.indices.map { i in ([header[i]] + rows.map { $0[i] }).map(\.count).max() ?? 0 }
         func line(_ cells: [String]) -> String {
@@ -154,14 +170,19 @@ enum AuditCommands {
 
     static func verify(_ argv: [String]) throws {
         let args = try Arguments(argv, flags: ["help", "json"], options: ["db", "checkpoint", "coordinator-key"])
-        if args.has("help") { Console.out(verifyUsage); return }
+        if args.has("help") {
+            Console.out(verifyUsage)
+            return
+        }
         try args.expectPositionals(0)
         let db = try args.required("db")
         let pinned = try pinnedKey(args)
         let json = args.has("json")
         let checkpointPath = try args.value("checkpoint")
         do throws(AuditLogError) {
-            let checkpoint = try checkpointPath.map { (path: String) throws(AuditLogError) in try AuditCheckpoint.read(from: path) }
+            let checkpoint = try checkpointPath.map { (path: String) throws(AuditLogError) in
+                try AuditCheckpoint.read(from: path)
+            }
             let log = try AuditLog.openReadOnly(at: db)
             let v = try log.verify(pinnedKey: pinned, checkpoint: checkpoint)
             if json {
@@ -173,17 +194,22 @@ enum AuditCommands {
                 if let s = v.checkpointSequence { object["checkpoint_sequence"] = s }
                 Console.json(object)
             } else {
-                Console.out("ok: \(v.entryCount) entries verified; head sequence \(v.headSequence), head hash \(v.headHash.hex)")
-                let source = switch v.keySource {
-                case .pinned: "pinned with --coordinator-key"
-                case .checkpoint: "pinned by the checkpoint"
-                case .database: "as stored in the database only"
-                }
+                Console.out(
+                    "ok: \(v.entryCount) entries verified; head sequence \(v.headSequence), head hash \(v.headHash.hex)"
+                )
+                let source =
+                    switch v.keySource {
+                    case .pinned: "pinned with --coordinator-key"
+                    case .checkpoint: "pinned by the checkpoint"
+                    case .database: "as stored in the database only"
+                    }
                 Console.out("coordinator key \(v.coordinatorKey.hex) (\(source))")
                 if let s = v.checkpointSequence { Console.out("checkpoint at sequence \(s) matches") }
             }
             if v.reliedOnDatabaseKeyOnly {
-                Console.err("warning: verified only against the coordinator key stored in the database, which whoever rewrites the file can replace; pin it with --coordinator-key <hex> or --checkpoint <file>")
+                Console.err(
+                    "warning: verified only against the coordinator key stored in the database, which whoever rewrites the file can replace; pin it with --coordinator-key <hex> or --checkpoint <file>"
+                )
             }
         } catch {
             if json {
@@ -197,7 +223,10 @@ enum AuditCommands {
 
     static func checkpoint(_ argv: [String]) throws {
         let args = try Arguments(argv, flags: ["help"], options: ["db", "out", "coordinator-key"])
-        if args.has("help") { Console.out(checkpointUsage); return }
+        if args.has("help") {
+            Console.out(checkpointUsage)
+            return
+        }
         try args.expectPositionals(0)
         let db = try args.required("db")
         let out = try args.required("out")
@@ -205,15 +234,22 @@ enum AuditCommands {
         let log = try AuditLog.openReadOnly(at: db)
         let cp = try log.checkpoint(pinnedKey: pinned)
         try cp.write(to: out)
-        Console.out("checkpoint written to \(out): sequence \(cp.sequence), head hash \(cp.headHash.hex), coordinator key \(cp.coordinatorKey.hex)")
+        Console.out(
+            "checkpoint written to \(out): sequence \(cp.sequence), head hash \(cp.headHash.hex), coordinator key \(cp.coordinatorKey.hex)"
+        )
         if pinned == nil {
-            Console.err("warning: the checkpoint records the coordinator key stored in the database; compare it with the key the coordinator published")
+            Console.err(
+                "warning: the checkpoint records the coordinator key stored in the database; compare it with the key the coordinator published"
+            )
         }
     }
 
     static func export(_ argv: [String]) throws {
         let args = try Arguments(argv, flags: ["help"], options: ["db", "format", "out"])
-        if args.has("help") { Console.out(exportUsage); return }
+        if args.has("help") {
+            Console.out(exportUsage)
+            return
+        }
         try args.expectPositionals(0)
         let db = try args.required("db")
         guard let format = AuditExportFormat(rawValue: try args.required("format")) else {
@@ -227,7 +263,8 @@ enum AuditCommands {
                 throw CLIError.failure("'\(out)' already exists; refusing to overwrite it")
             }
             guard FileManager.default.createFile(atPath: out, contents: nil, attributes: [.posixPermissions: 0o644]),
-                  let h = FileHandle(forWritingAtPath: out) else {
+                let h = FileHandle(forWritingAtPath: out)
+            else {
                 throw CLIError.failure("cannot create '\(out)'")
             }
             handle = h
@@ -243,29 +280,32 @@ enum AuditCommands {
 /// setting up a log and for the concurrency and crash tests. Not listed in the main help.
 enum AuditDebugCommands {
     static let keygenUsage = """
-    OVERVIEW: Generate a coordinator Ed25519 key; write its seed (hex) to a new file with mode 0600.
-    Prints only the public key.
+        OVERVIEW: Generate a coordinator Ed25519 key; write its seed (hex) to a new file with mode 0600.
+        Prints only the public key.
 
-    USAGE: cleanroom debug audit-keygen --out <file>
-    """
+        USAGE: cleanroom debug audit-keygen --out <file>
+        """
 
     static let appendUsage = """
-    OVERVIEW: Append N synthetic entries to an audit log (created if missing), printing
-    'appended <sequence>' after each commit. For testing concurrency and crash safety.
+        OVERVIEW: Append N synthetic entries to an audit log (created if missing), printing
+        'appended <sequence>' after each commit. For testing concurrency and crash safety.
 
-    USAGE: cleanroom debug audit-append --db <file> --key-file <file> --count <n> --collaboration <id>
-                                        [--quiet] [--barrier]
+        USAGE: cleanroom debug audit-append --db <file> --key-file <file> --count <n> --collaboration <id>
+                                            [--quiet] [--barrier]
 
-    OPTIONS:
-      --quiet      no 'appended' lines
-      --barrier    after opening the log, print 'ready' and wait for a line on stdin before
-                   appending (lets a test start several writers at the same moment)
-    At the end, 'lock waits: <n>' on stderr: how often this process waited for another writer.
-    """
+        OPTIONS:
+          --quiet      no 'appended' lines
+          --barrier    after opening the log, print 'ready' and wait for a line on stdin before
+                       appending (lets a test start several writers at the same moment)
+        At the end, 'lock waits: <n>' on stderr: how often this process waited for another writer.
+        """
 
     static func keygen(_ argv: [String]) throws {
         let args = try Arguments(argv, flags: ["help"], options: ["out"])
-        if args.has("help") { Console.out(keygenUsage); return }
+        if args.has("help") {
+            Console.out(keygenUsage)
+            return
+        }
         try args.expectPositionals(0)
         let out = try args.required("out")
         let key = SigningKey.generate()
@@ -275,12 +315,18 @@ enum AuditDebugCommands {
     }
 
     static func append(_ argv: [String]) throws {
-        let args = try Arguments(argv, flags: ["help", "quiet", "barrier"], options: ["db", "key-file", "count", "collaboration"])
-        if args.has("help") { Console.out(appendUsage); return }
+        let args = try Arguments(
+            argv, flags: ["help", "quiet", "barrier"], options: ["db", "key-file", "count", "collaboration"])
+        if args.has("help") {
+            Console.out(appendUsage)
+            return
+        }
         try args.expectPositionals(0)
         let db = try args.required("db")
         let key = try CoordinatorKeyFile.read(from: try args.required("key-file"))
-        guard let count = Int(try args.required("count")), count >= 0 else { throw CLIError.usage("--count must be a non-negative integer") }
+        guard let count = Int(try args.required("count")), count >= 0 else {
+            throw CLIError.usage("--count must be a non-negative integer")
+        }
         let collaboration = try args.required("collaboration")
         let log = try AuditLog.openOrCreate(at: db, coordinatorKey: key.verifyingKey)
         let agreement = AuditDigest.sha256(of: Array("synthetic agreement \(collaboration)".utf8))
@@ -299,11 +345,13 @@ enum AuditDebugCommands {
                 consumerRowsProcessed: rows, consumerIdentifiersProcessed: rows * 2,
                 matchedRowsDelivered: kind == .delivered ? rows / 3 : 0,
                 deliveredObjectCount: kind == .delivered ? 1 : 0,
-                deliveryManifestSHA256: kind == .delivered ? AuditDigest.sha256(of: Array("manifest \(pid) \(i)".utf8)) : nil,
+                deliveryManifestSHA256: kind == .delivered
+                    ? AuditDigest.sha256(of: Array("manifest \(pid) \(i)".utf8)) : nil,
                 agreementSHA256: agreement,
                 protocolVersion: "\(DomainSeparation.protocolName)-\(DomainSeparation.protocolVersion)",
                 normalizationRulesVersion: "norm-1",
-                reasonCode: kind == .rejected ? "run.synthetic_rejection" : kind == .failed ? "run.synthetic_failure" : nil)
+                reasonCode: kind == .rejected
+                    ? "run.synthetic_rejection" : kind == .failed ? "run.synthetic_failure" : nil)
             let entry = try log.append(event, signedBy: key)
             if !args.has("quiet") { Console.out("appended \(entry.sequence)") }
         }

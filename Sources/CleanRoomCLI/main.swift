@@ -1,32 +1,32 @@
-import Foundation
-import Workflow
 import Activation
 import AuditLog
+import Foundation
 import Identifiers
 import RistrettoPSI
 import S3Delivery
 import Tabular
+import Workflow
 
 /// `cleanroom`: the command-line face of CleanRoom. Thin by design: parse, wire, print.
 /// All logic lives in the library modules, which the tests use directly.
 
 let usage = """
-usage: cleanroom <command> [<args>]
+    usage: cleanroom <command> [<args>]
 
-commands:
-  demo           the main job end to end on embedded defaults (synthetic data, local files)
-  keygen         a party's identity: Ed25519 signing key and X25519 sealing key
-  collaboration  the agreement: invite (consumer), accept (provider), countersign, verify, show
-  provider       prepare (round 1), respond (round 3), open (round 6)
-  consumer       prepare (round 2, the activation query), respond (round 4)
-  coordinator    match (round 5): verify, intersect, deliver, record in the audit log
-  audit          the Clean_Room_Audit_Log: show, verify, checkpoint, export
-  debug          reviewer diagnostics: reproduce the spec's vectors from the shell
-  version        print the protocol and libsodium versions
+    commands:
+      demo           the main job end to end on embedded defaults (synthetic data, local files)
+      keygen         a party's identity: Ed25519 signing key and X25519 sealing key
+      collaboration  the agreement: invite (consumer), accept (provider), countersign, verify, show
+      provider       prepare (round 1), respond (round 3), open (round 6)
+      consumer       prepare (round 2, the activation query), respond (round 4)
+      coordinator    match (round 5): verify, intersect, deliver, record in the audit log
+      audit          the Clean_Room_Audit_Log: show, verify, checkpoint, export
+      debug          reviewer diagnostics: reproduce the spec's vectors from the shell
+      version        print the protocol and libsodium versions
 
-Run 'cleanroom <command> --help' for the subcommands of a command.
-Exit codes: 0 success, 1 failure (bad input, refused, check failed), 64 usage error.
-"""
+    Run 'cleanroom <command> --help' for the subcommands of a command.
+    Exit codes: 0 success, 1 failure (bad input, refused, check failed), 64 usage error.
+    """
 
 /// Subcommand groups; each returns normally on success or throws `CLIError`.
 let commands: [String: @Sendable ([String]) throws -> Void] = [
@@ -63,14 +63,18 @@ let commands: [String: @Sendable ([String]) throws -> Void] = [
     } catch let error as CLIError {
         Console.err("cleanroom \(name): \(error.message)")
         if Console.jsonRequested.isSet {
-            FailureJSON.print(code: error.exitCode == .usage ? "cli.usage" : "cli.failure", message: error.message, exit: error.exitCode)
+            FailureJSON.print(
+                code: error.exitCode == .usage ? "cli.usage" : "cli.failure", message: error.message,
+                exit: error.exitCode)
         }
         return error.exitCode.rawValue
     } catch {
         // Module errors (CryptoError, IdentifierError, …) describe the rule that failed and never
         // carry identifiers or secrets, so they are printed as they are.
         Console.err("cleanroom \(name): \(error)")
-        if Console.jsonRequested.isSet { FailureJSON.print(code: FailureJSON.code(of: error), message: "\(error)", exit: .failure) }
+        if Console.jsonRequested.isSet {
+            FailureJSON.print(code: FailureJSON.code(of: error), message: "\(error)", exit: .failure)
+        }
         return ExitCode.failure.rawValue
     }
 }
@@ -85,7 +89,9 @@ let commands: [String: @Sendable ([String]) throws -> Void] = [
 enum FailureJSON {
     static func print(code: String?, message: String, exit: ExitCode) {
         guard !Console.printedJSON.isSet else { return }
-        Console.json(["error": ["code": code.map { $0 as Any } ?? NSNull(), "message": message], "exitCode": Int(exit.rawValue)])
+        Console.json([
+            "error": ["code": code.map { $0 as Any } ?? NSNull(), "message": message], "exitCode": Int(exit.rawValue),
+        ])
     }
 
     /// The stable code of a module's error; for another type, a leading `a.b: ` of its
@@ -103,7 +109,9 @@ enum FailureJSON {
             let text = "\(error)"
             guard let colon = text.firstIndex(of: ":") else { return nil }
             let head = text[..<colon]
-            let valid = head.contains(".") && head.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "." || $0 == "_") }
+            let valid =
+                head.contains(".")
+                && head.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "." || $0 == "_") }
             return valid ? String(head) : nil
         }
     }

@@ -9,10 +9,15 @@ internal import CZlib
 public enum Gzip {
     /// Errors with stable codes (`gzip.*`), listed in `Protocol/SPEC.md` §10.
     public struct Error: Swift.Error, Equatable, Sendable, CustomStringConvertible {
-        public enum Code: String, Sendable { case corrupt = "gzip.corrupt", tooLarge = "gzip.too_large", failure = "gzip.failure" }
+        public enum Code: String, Sendable {
+            case corrupt = "gzip.corrupt", tooLarge = "gzip.too_large", failure = "gzip.failure"
+        }
         public let code: Code
         public let reason: String
-        public init(code: Code, reason: String) { self.code = code; self.reason = reason }
+        public init(code: Code, reason: String) {
+            self.code = code
+            self.reason = reason
+        }
         public var description: String { "\(code.rawValue): \(reason)" }
         public static func == (a: Error, b: Error) -> Bool { a.code == b.code }
     }
@@ -21,19 +26,26 @@ public enum Gzip {
     public static func compress(_ input: [UInt8]) throws(Gzip.Error) -> [UInt8] {
         var stream = z_stream()
         // windowBits 15 + 16 selects the gzip wrapper.
-        guard deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
-                            ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        guard
+            deflateInit2_(
+                &stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+                ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK
+        else {
             throw Error(code: .failure, reason: "deflateInit2 failed")
         }
         defer { deflateEnd(&stream) }
         var out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, UInt(input.count))) + 32)
-        let produced: Int = try input.withUnsafeBufferPointer { (src: UnsafeBufferPointer<UInt8>) throws(Gzip.Error) -> Int in
-            try out.withUnsafeMutableBufferPointer { (dst: inout UnsafeMutableBufferPointer<UInt8>) throws(Gzip.Error) -> Int in
+        let produced: Int = try input.withUnsafeBufferPointer {
+            (src: UnsafeBufferPointer<UInt8>) throws(Gzip.Error) -> Int in
+            try out.withUnsafeMutableBufferPointer {
+                (dst: inout UnsafeMutableBufferPointer<UInt8>) throws(Gzip.Error) -> Int in
                 stream.next_in = UnsafeMutablePointer(mutating: src.baseAddress)
                 stream.avail_in = UInt32(src.count)
                 stream.next_out = dst.baseAddress
                 stream.avail_out = UInt32(dst.count)
-                guard deflate(&stream, Z_FINISH) == Z_STREAM_END else { throw Error(code: .failure, reason: "deflate did not finish") }
+                guard deflate(&stream, Z_FINISH) == Z_STREAM_END else {
+                    throw Error(code: .failure, reason: "deflate did not finish")
+                }
                 return dst.count - Int(stream.avail_out)
             }
         }
@@ -58,8 +70,11 @@ public enum Gzip {
 
         public init() throws(Gzip.Error) {
             stream.initialize(to: z_stream())
-            guard deflateInit2_(stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
-                                ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            guard
+                deflateInit2_(
+                    stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+                    ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK
+            else {
                 stream.deallocate()
                 throw Error(code: .failure, reason: "deflateInit2 failed")
             }
@@ -79,7 +94,9 @@ public enum Gzip {
 
         /// Compresses `input` (an array).
         public func compress(_ input: [UInt8]) throws(Gzip.Error) -> [UInt8] {
-            let r: Result<[UInt8], Gzip.Error> = input.withUnsafeBytes { b in Result { () throws(Gzip.Error) in try compress(b) } }
+            let r: Result<[UInt8], Gzip.Error> = input.withUnsafeBytes { b in
+                Result { () throws(Gzip.Error) in try compress(b) }
+            }
             return try r.get()
         }
 
@@ -92,7 +109,8 @@ public enum Gzip {
 
         private func run(_ input: UnsafeRawBufferPointer, flush: Int32) throws(Gzip.Error) -> [UInt8] {
             var produced: [UInt8] = []
-            stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            stream.pointee.next_in = UnsafeMutablePointer(
+                mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))
             stream.pointee.avail_in = UInt32(input.count)
             while true {
                 let (rc, n, full) = out.withUnsafeMutableBufferPointer { o -> (Int32, Int, Bool) in
@@ -104,9 +122,13 @@ public enum Gzip {
                 produced.append(contentsOf: out[0..<n])
                 if flush == Z_FINISH {
                     if rc == Z_STREAM_END { break }
-                    guard rc == Z_OK || rc == Z_BUF_ERROR else { throw Error(code: .failure, reason: "deflate failed (\(rc))") }
+                    guard rc == Z_OK || rc == Z_BUF_ERROR else {
+                        throw Error(code: .failure, reason: "deflate failed (\(rc))")
+                    }
                 } else {
-                    guard rc == Z_OK || rc == Z_BUF_ERROR else { throw Error(code: .failure, reason: "deflate failed (\(rc))") }
+                    guard rc == Z_OK || rc == Z_BUF_ERROR else {
+                        throw Error(code: .failure, reason: "deflate failed (\(rc))")
+                    }
                     // All input consumed and room left in the output: deflate holds the rest.
                     if stream.pointee.avail_in == 0 && !full { break }
                 }
@@ -123,7 +145,7 @@ public enum Gzip {
         do {
             try input.withUnsafeBytes { src in try inflater.feed(src) { out.append(contentsOf: $0) } }
         } catch let e as Gzip.Error { throw e } catch {
-            throw Error(code: .failure, reason: "\(error)")   // unreachable: appending does not throw
+            throw Error(code: .failure, reason: "\(error)")  // unreachable: appending does not throw
         }
         try inflater.finish()
         return out
@@ -164,7 +186,10 @@ public enum Gzip {
             if ended { throw Error(code: .corrupt, reason: "trailing bytes after the gzip stream") }
             stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress!.assumingMemoryBound(to: UInt8.self))
             stream.avail_in = UInt32(input.count)
-            defer { stream.next_in = nil; stream.avail_in = 0 }
+            defer {
+                stream.next_in = nil
+                stream.avail_in = 0
+            }
             while true {
                 let (rc, n, full) = chunk.withUnsafeMutableBufferPointer { c -> (Int32, Int, Bool) in
                     stream.next_out = c.baseAddress
@@ -176,12 +201,16 @@ public enum Gzip {
                 guard rc == Z_OK || rc == Z_STREAM_END || (rc == Z_BUF_ERROR && n == 0 && stream.avail_in == 0) else {
                     throw Error(code: .corrupt, reason: "not a valid gzip stream")
                 }
-                guard produced + n <= limit else { throw Error(code: .tooLarge, reason: "decompressed size exceeds \(limit) bytes") }
+                guard produced + n <= limit else {
+                    throw Error(code: .tooLarge, reason: "decompressed size exceeds \(limit) bytes")
+                }
                 produced += n
                 if n > 0 { try chunk.withUnsafeBytes { try output(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
                 if rc == Z_STREAM_END {
                     ended = true
-                    guard stream.avail_in == 0 else { throw Error(code: .corrupt, reason: "trailing bytes after the gzip stream") }
+                    guard stream.avail_in == 0 else {
+                        throw Error(code: .corrupt, reason: "trailing bytes after the gzip stream")
+                    }
                     return
                 }
                 if stream.avail_in == 0 && !full { return }

@@ -6,7 +6,9 @@ enum CustomRules {
     /// `value` is trimmed, valid UTF-8 and non-empty; `isASCII` says whether the raw value was ASCII.
     static func normalize(_ value: UnsafeBufferPointer<UInt8>, isASCII: Bool) throws(IdentifierError) -> Normalized {
         // ASCII text is already in NFC; skip the String round trip.
-        let bytes = isASCII ? Array(value) : Array(String(decoding: value, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8)
+        let bytes =
+            isASCII
+            ? Array(value) : Array(String(decoding: value, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8)
         guard bytes.count <= RuleSetV1.maxCustomByteCount else {
             throw IdentifierError(.tooLong, "the value is longer than \(RuleSetV1.maxCustomByteCount) bytes after NFC")
         }

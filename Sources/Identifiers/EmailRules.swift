@@ -5,7 +5,8 @@ enum EmailRules {
     static func normalize(_ value: UnsafeBufferPointer<UInt8>, gmailRule: Bool) throws(IdentifierError) -> Normalized {
         if let digest = try HashShape.prehashedDigest(value) { return .prehashed(digest) }
         guard value.allSatisfy({ $0 < 0x80 }) else {
-            throw IdentifierError(.emailNonASCII, "the address contains a non-ASCII character; rule set v1 accepts ASCII addresses only")
+            throw IdentifierError(
+                .emailNonASCII, "the address contains a non-ASCII character; rule set v1 accepts ASCII addresses only")
         }
         guard value.count <= RuleSetV1.maxEmailByteCount else {
             throw IdentifierError(.emailTooLong, "the address is longer than \(RuleSetV1.maxEmailByteCount) bytes")
@@ -26,7 +27,8 @@ enum EmailRules {
         let domain = address[(at + 1)...]
         try validateDomain(domain)
 
-        guard gmailRule, domain.elementsEqual(RuleSetV1.gmailDomain) || domain.elementsEqual(RuleSetV1.googlemailDomain) else {
+        guard gmailRule, domain.elementsEqual(RuleSetV1.gmailDomain) || domain.elementsEqual(RuleSetV1.googlemailDomain)
+        else {
             return .normalized(address)
         }
         var gmail = [UInt8]()
@@ -36,7 +38,8 @@ enum EmailRules {
             if b != UInt8(ascii: ".") { gmail.append(b) }
         }
         guard !gmail.isEmpty else {
-            throw IdentifierError(.emailInvalidLocalPart, "the local part is empty once the Gmail rule drops dots and the '+' tag")
+            throw IdentifierError(
+                .emailInvalidLocalPart, "the local part is empty once the Gmail rule drops dots and the '+' tag")
         }
         gmail.append(UInt8(ascii: "@"))
         gmail.append(contentsOf: RuleSetV1.gmailDomain)
@@ -52,7 +55,8 @@ enum EmailRules {
             throw IdentifierError(.emailInvalidLocalPart, "quoted local parts are not accepted")
         }
         guard local.count <= RuleSetV1.maxLocalPartByteCount else {
-            throw IdentifierError(.emailInvalidLocalPart, "the local part is longer than \(RuleSetV1.maxLocalPartByteCount) bytes")
+            throw IdentifierError(
+                .emailInvalidLocalPart, "the local part is longer than \(RuleSetV1.maxLocalPartByteCount) bytes")
         }
         guard first != UInt8(ascii: "."), last != UInt8(ascii: ".") else {
             throw IdentifierError(.emailInvalidLocalPart, "the local part starts or ends with a dot")
@@ -63,7 +67,8 @@ enum EmailRules {
                 throw IdentifierError(.emailInvalidLocalPart, "the local part contains consecutive dots")
             }
             guard b == UInt8(ascii: ".") || isAtext(b) else {
-                throw IdentifierError(.emailInvalidLocalPart, "the local part contains a character outside RFC 5322 atext")
+                throw IdentifierError(
+                    .emailInvalidLocalPart, "the local part contains a character outside RFC 5322 atext")
             }
             previous = b
         }
@@ -96,7 +101,8 @@ enum EmailRules {
                     throw IdentifierError(.emailInvalidDomain, "the domain is empty or has an empty label")
                 }
                 guard label.count <= RuleSetV1.maxDomainLabelByteCount else {
-                    throw IdentifierError(.emailInvalidDomain, "a domain label is longer than \(RuleSetV1.maxDomainLabelByteCount) bytes")
+                    throw IdentifierError(
+                        .emailInvalidDomain, "a domain label is longer than \(RuleSetV1.maxDomainLabelByteCount) bytes")
                 }
                 guard first != UInt8(ascii: "-"), last != UInt8(ascii: "-") else {
                     throw IdentifierError(.emailInvalidDomain, "a domain label starts or ends with '-'")
@@ -107,8 +113,11 @@ enum EmailRules {
                 labelStart = i + 1
             } else {
                 let b = domain[i]
-                guard (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || UTF8Text.isDigit(b) || b == UInt8(ascii: "-") else {
-                    throw IdentifierError(.emailInvalidDomain, "the domain contains a character outside a-z, 0-9, '-' and '.'")
+                guard
+                    (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || UTF8Text.isDigit(b) || b == UInt8(ascii: "-")
+                else {
+                    throw IdentifierError(
+                        .emailInvalidDomain, "the domain contains a character outside a-z, 0-9, '-' and '.'")
                 }
             }
             i += 1

@@ -35,8 +35,9 @@ public struct MatchValue: Hashable, Sendable {
         buffer.append(contentsOf: repeatElement(0, count: RuleSetV1.messageHeaderByteCount + bytes.count))
         buffer.withUnsafeMutableBufferPointer { out in
             bytes.withUnsafeBufferPointer { b in
-                _ = Self.writeHashToGroupMessage(type: type, rulesVersion: rulesVersion, bytes: b,
-                                                 to: UnsafeMutableBufferPointer(rebasing: out[start...]))
+                _ = Self.writeHashToGroupMessage(
+                    type: type, rulesVersion: rulesVersion, bytes: b,
+                    to: UnsafeMutableBufferPointer(rebasing: out[start...]))
             }
         }
     }
@@ -56,12 +57,16 @@ public struct MatchValue: Hashable, Sendable {
     /// `out` has room for the 4-byte header and `bytes`; `bytes.count` ≤ 1024 and `rulesVersion`
     /// ≤ 255 by construction (Normalizer, NormalizationRules), so the truncations never cut.
     /// `out` may be uninitialized: every byte of the message is initialized here.
-    private static func writeHashToGroupMessage(type: IdentifierType, rulesVersion: Int, bytes: UnsafeBufferPointer<UInt8>,
-                                                to out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+    private static func writeHashToGroupMessage(
+        type: IdentifierType, rulesVersion: Int, bytes: UnsafeBufferPointer<UInt8>,
+        to out: UnsafeMutableBufferPointer<UInt8>
+    ) -> Int {
         let header = RuleSetV1.messageHeaderByteCount
         precondition(out.count >= header + bytes.count, "room for the message")
         // Never true by construction; checked because a cut here would make two messages equal.
-        precondition(rulesVersion >= 0 && rulesVersion <= 0xFF && bytes.count <= 0xFFFF, "the message header encodes the version and length exactly")
+        precondition(
+            rulesVersion >= 0 && rulesVersion <= 0xFF && bytes.count <= 0xFFFF,
+            "the message header encodes the version and length exactly")
         out[0] = type.typeCode
         out[1] = UInt8(truncatingIfNeeded: rulesVersion)
         out[2] = UInt8(truncatingIfNeeded: bytes.count >> 8)
@@ -78,6 +83,7 @@ extension MatchValue: CustomStringConvertible, CustomDebugStringConvertible, Cus
     public var description: String { "MatchValue(\(type.rawValue), v\(rulesVersion), <redacted>)" }
     public var debugDescription: String { description }
     public var customMirror: Mirror {
-        Mirror(self, children: ["type": type, "rulesVersion": rulesVersion, "bytes": "<redacted>"], displayStyle: .struct)
+        Mirror(
+            self, children: ["type": type, "rulesVersion": rulesVersion, "bytes": "<redacted>"], displayStyle: .struct)
     }
 }

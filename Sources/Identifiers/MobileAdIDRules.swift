@@ -15,7 +15,8 @@ enum MobileAdIDRules {
         case canonicalByteCount: hyphenated = true
         case bareByteCount: hyphenated = false
         default:
-            throw IdentifierError(.maidMalformed, "a mobile ad ID is 36 characters (8-4-4-4-12 with hyphens) or 32 hex digits")
+            throw IdentifierError(
+                .maidMalformed, "a mobile ad ID is 36 characters (8-4-4-4-12 with hyphens) or 32 hex digits")
         }
         var out = [UInt8]()
         out.reserveCapacity(canonicalByteCount)
@@ -23,7 +24,8 @@ enum MobileAdIDRules {
         for (i, b) in value.enumerated() {
             if hyphenated, isHyphenOffset(i) {
                 guard b == UInt8(ascii: "-") else {
-                    throw IdentifierError(.maidMalformed, "a 36-character mobile ad ID must have hyphens at 8-4-4-4-12 positions")
+                    throw IdentifierError(
+                        .maidMalformed, "a 36-character mobile ad ID must have hyphens at 8-4-4-4-12 positions")
                 }
                 out.append(b)
                 continue

@@ -32,7 +32,8 @@ public struct NormalizationRules: Sendable, Codable, Equatable, Hashable {
     ) throws(IdentifierError) {
         guard version == RuleSetV1.version else {
             throw IdentifierError(
-                .rulesUnsupportedVersion, "this build implements normalization rule set version \(RuleSetV1.version) only")
+                .rulesUnsupportedVersion,
+                "this build implements normalization rule set version \(RuleSetV1.version) only")
         }
         self.version = version
         self.gmailRule = gmailRule
@@ -44,7 +45,8 @@ public struct NormalizationRules: Sendable, Codable, Equatable, Hashable {
                 && digits.utf8.first != UInt8(ascii: "0")
             guard ok else {
                 throw IdentifierError(
-                    .rulesInvalidCountryCode, "the default country calling code must be 1 to 3 digits with a non-zero first digit")
+                    .rulesInvalidCountryCode,
+                    "the default country calling code must be 1 to 3 digits with a non-zero first digit")
             }
             self.defaultCountryCallingCode = String(digits)
         } else {

@@ -31,7 +31,8 @@ public struct Normalizer: Sendable {
     /// intermediate ``MatchValue`` and without generic dispatch (the prepares call it once per
     /// identifier, from another module, where the generic ``matchValue(_:as:)`` is not specialized).
     /// - Throws: ``IdentifierError`` naming the rule the value breaks (see §9 for the codes).
-    public func hashToGroupMessage(_ raw: ArraySlice<UInt8>, as type: IdentifierType) throws(IdentifierError) -> [UInt8] {
+    public func hashToGroupMessage(_ raw: ArraySlice<UInt8>, as type: IdentifierType) throws(IdentifierError) -> [UInt8]
+    {
         // Refuse huge inputs first, as matchValue(_:as:) does.
         guard raw.count <= RuleSetV1.maxRawByteCount else {
             throw IdentifierError(.tooLong, "the raw value is longer than \(RuleSetV1.maxRawByteCount) bytes")
@@ -41,7 +42,8 @@ public struct Normalizer: Sendable {
         }.get()
         let matched: [UInt8]
         switch outcome {
-        case .normalized(let text): matched = type.hashesNormalizedForm ? text.withUnsafeBytes { SHA256.hash($0) } : text
+        case .normalized(let text):
+            matched = type.hashesNormalizedForm ? text.withUnsafeBytes { SHA256.hash($0) } : text
         case .prehashed(let digest): matched = digest
         }
         return MatchValue.hashToGroupMessage(type: type, rulesVersion: rules.version, bytes: matched)

@@ -2,7 +2,9 @@
 /// - SeeAlso: `Protocol/NORMALIZATION.md` §4.
 enum PhoneRules {
     /// `value` is trimmed, valid UTF-8 and non-empty. `defaultCountryCallingCode` is validated digits.
-    static func normalize(_ value: UnsafeBufferPointer<UInt8>, defaultCountryCallingCode: String?) throws(IdentifierError) -> Normalized {
+    static func normalize(_ value: UnsafeBufferPointer<UInt8>, defaultCountryCallingCode: String?)
+        throws(IdentifierError) -> Normalized
+    {
         if let digest = try HashShape.prehashedDigest(value) { return .prehashed(digest) }
 
         // 1. Keep the digits; allow separators and one leading '+'; reject anything else.
@@ -41,7 +43,8 @@ enum PhoneRules {
         } else {
             guard let code = defaultCountryCallingCode else {
                 throw IdentifierError(
-                    .phoneNoCountryCode, "the number is in national format and the rules have no default country calling code")
+                    .phoneNoCountryCode,
+                    "the number is in national format and the rules have no default country calling code")
             }
             if code == "1", digits.count == 11, digits[0] == UInt8(ascii: "1") {
                 e164.append(contentsOf: digits)  // NANP: the national number already carries the '1'.
@@ -59,10 +62,12 @@ enum PhoneRules {
                 : IdentifierError(.phoneInvalidCountryCode, "the country calling code starts with 0")
         }
         guard digitCount >= RuleSetV1.minPhoneDigitCount else {
-            throw IdentifierError(.phoneTooShort, "the E.164 number has fewer than \(RuleSetV1.minPhoneDigitCount) digits")
+            throw IdentifierError(
+                .phoneTooShort, "the E.164 number has fewer than \(RuleSetV1.minPhoneDigitCount) digits")
         }
         guard digitCount <= RuleSetV1.maxPhoneDigitCount else {
-            throw IdentifierError(.phoneTooLong, "the E.164 number has more than \(RuleSetV1.maxPhoneDigitCount) digits")
+            throw IdentifierError(
+                .phoneTooLong, "the E.164 number has more than \(RuleSetV1.maxPhoneDigitCount) digits")
         }
         return .normalized(e164)
     }

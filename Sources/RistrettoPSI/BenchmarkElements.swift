@@ -18,8 +18,10 @@ extension RistrettoElement {
     /// - Precondition: `out.count == count * 32`.
     /// - SeeAlso: `BENCHMARKS.md` "Coordinator at scale"; RFC 9496 §4.
     @_spi(Benchmarks)
-    public static func writeProgression(base: RistrettoElement, first: UInt64, count: Int,
-                                        into out: UnsafeMutableRawBufferPointer) throws(CryptoError) {
+    public static func writeProgression(
+        base: RistrettoElement, first: UInt64, count: Int,
+        into out: UnsafeMutableRawBufferPointer
+    ) throws(CryptoError) {
         precondition(count >= 0 && out.count == count * Self.byteCount)
         guard count > 0 else { return }
         let o = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -34,7 +36,9 @@ extension RistrettoElement {
             }
             start = try base.adding(try RistrettoElement(validating: multiple))
         }
-        start.withUnsafeBytes { UnsafeMutableRawPointer(o).copyMemory(from: $0.baseAddress!, byteCount: Self.byteCount) }
+        start.withUnsafeBytes {
+            UnsafeMutableRawPointer(o).copyMemory(from: $0.baseAddress!, byteCount: Self.byteCount)
+        }
         let g = RistrettoElement.generator.bytes
         for k in 1..<count {
             let rc = crypto_core_ristretto255_add(o + k * Self.byteCount, o + (k - 1) * Self.byteCount, g)

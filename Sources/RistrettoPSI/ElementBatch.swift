@@ -32,7 +32,8 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
         precondition(position >= 0 && position < count, "element index out of range")
         return storage.withUnsafeBytes { raw in
             let start = position * RistrettoElement.byteCount
-            return RistrettoElement(trustedBytes: UnsafeRawBufferPointer(rebasing: raw[start..<start + RistrettoElement.byteCount]))
+            return RistrettoElement(
+                trustedBytes: UnsafeRawBufferPointer(rebasing: raw[start..<start + RistrettoElement.byteCount]))
         }
     }
 
@@ -81,7 +82,8 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
     public func multiplied(by scalar: Scalar) throws(CryptoError) -> ElementBatch {
         try storage.withBytes { src throws(CryptoError) in
             try ElementBatch.map(count: count) { i, out throws(CryptoError) in
-                let e = src.baseAddress!.advanced(by: i * RistrettoElement.byteCount).assumingMemoryBound(to: UInt8.self)
+                let e = src.baseAddress!.advanced(by: i * RistrettoElement.byteCount).assumingMemoryBound(
+                    to: UInt8.self)
                 guard RistrettoElement.scalarMultiply(into: out, element: e, scalar: scalar) == 0 else {
                     throw CryptoError(.primitiveFailure, "scalar multiplication produced the identity")
                 }
@@ -102,14 +104,19 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
     /// whose product is the identity (impossible for a non-zero scalar in a prime-order group) is a
     /// `primitiveFailure`, as in ``multiplied(by:)``.
     /// - SeeAlso: `Protocol/SPEC.md` §6 rounds 3 and 4; RFC 9496 §4.3.1.
-    public static func multiplying(validating bytes: UnsafeRawBufferPointer, by scalar: Scalar) throws(CryptoError) -> ElementBatch {
+    public static func multiplying(validating bytes: UnsafeRawBufferPointer, by scalar: Scalar) throws(CryptoError)
+        -> ElementBatch
+    {
         let size = RistrettoElement.byteCount
         guard bytes.count % size == 0 else {
             throw CryptoError(.invalidLength, "element data is \(bytes.count) bytes, not a multiple of \(size)")
         }
         return try map(count: bytes.count / size) { i, out throws(CryptoError) in
             let record = UnsafeRawBufferPointer(rebasing: bytes[i * size..<(i + 1) * size])
-            guard RistrettoElement.isCanonicalFieldEncoding(record) else { try RistrettoElement.validate(record); return }
+            guard RistrettoElement.isCanonicalFieldEncoding(record) else {
+                try RistrettoElement.validate(record)
+                return
+            }
             let e = record.baseAddress!.assumingMemoryBound(to: UInt8.self)
             if RistrettoElement.scalarMultiply(into: out, element: e, scalar: scalar) != 0 {
                 try RistrettoElement.validate(record)
@@ -143,7 +150,8 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
         storage.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
                 for (j, i) in permutation.enumerated() {
-                    dst.baseAddress!.advanced(by: j * size).copyMemory(from: src.baseAddress!.advanced(by: i * size), byteCount: size)
+                    dst.baseAddress!.advanced(by: j * size).copyMemory(
+                        from: src.baseAddress!.advanced(by: i * size), byteCount: size)
                 }
             }
         }
@@ -166,7 +174,9 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
     }
 
     /// Builds a batch of `count` records by running `body(i, out)` for each index in parallel.
-    private static func map(count: Int, _ body: (Int, UnsafeMutablePointer<UInt8>) throws(CryptoError) -> Void) throws(CryptoError) -> ElementBatch {
+    private static func map(count: Int, _ body: (Int, UnsafeMutablePointer<UInt8>) throws(CryptoError) -> Void)
+        throws(CryptoError) -> ElementBatch
+    {
         let size = RistrettoElement.byteCount
         var out = [UInt8](repeating: 0, count: count * size)
         let failure = out.withUnsafeMutableBytes { dst in
@@ -222,7 +232,8 @@ public enum Parallel {
             withoutActuallyEscaping(body) { body in
                 let bodyBox = UnsafeSendable(body)
                 DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                    let lower = count * c / chunks, upper = count * (c + 1) / chunks
+                    let lower = count * c / chunks
+                    let upper = count * (c + 1) / chunks
                     for i in lower..<upper {
                         do throws(CryptoError) { try bodyBox.value(i) } catch {
                             slotsBox.value[c] = (i, error)
@@ -243,7 +254,10 @@ extension Parallel {
     public static func forEachRange(count: Int, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let chunks = rangeCount(count)
-        if chunks == 1 { body(0..<count); return }
+        if chunks == 1 {
+            body(0..<count)
+            return
+        }
         withoutActuallyEscaping(body) { body in
             let bodyBox = UnsafeSendable(body)
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
@@ -277,7 +291,10 @@ extension Parallel {
         /// Waits for the work and returns its result or rethrows its error.
         /// Call from one thread (the one that started the job).
         public func join() throws -> Success {
-            if !joined { done.wait(); joined = true }
+            if !joined {
+                done.wait()
+                joined = true
+            }
             return try outcome!.get()
         }
     }

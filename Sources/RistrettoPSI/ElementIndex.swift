@@ -60,7 +60,9 @@ public struct ElementIndex: Sendable {
                         }
                         if held & 0xffff_ffff_0000_0000 == tag {
                             let j = Int(held & 0xffff_ffff) - 1
-                            if ElementIndex.equal(base!.advanced(by: j * RistrettoElement.byteCount), r) { return (j, i) }
+                            if ElementIndex.equal(base!.advanced(by: j * RistrettoElement.byteCount), r) {
+                                return (j, i)
+                            }
                         }
                         s = (s + 1) & mask
                     }
@@ -82,7 +84,10 @@ public struct ElementIndex: Sendable {
                     if held == 0 { return nil }
                     if held & 0xffff_ffff_0000_0000 == tag {
                         let j = Int(held & 0xffff_ffff) - 1
-                        if ElementIndex.equal(records.baseAddress!.advanced(by: j * RistrettoElement.byteCount), record) { return j }
+                        if ElementIndex.equal(records.baseAddress!.advanced(by: j * RistrettoElement.byteCount), record)
+                        {
+                            return j
+                        }
                     }
                     s = (s + 1) & mask
                 }
@@ -99,7 +104,9 @@ public struct ElementIndex: Sendable {
     public func forEachMatch(in other: ElementBatch, _ body: (Int, Int) throws -> Void) rethrows {
         try other.withUnsafeBytes { probe in
             for i in 0..<other.count {
-                if let j = firstIndex(ofRecord: probe.baseAddress!.advanced(by: i * RistrettoElement.byteCount)) { try body(i, j) }
+                if let j = firstIndex(ofRecord: probe.baseAddress!.advanced(by: i * RistrettoElement.byteCount)) {
+                    try body(i, j)
+                }
             }
         }
     }
@@ -113,7 +120,9 @@ public struct ElementIndex: Sendable {
         var perChunk = [[(Int, Int)]](repeating: [], count: chunks)
         other.withUnsafeBytes { probe in
             perChunk.withUnsafeMutableBufferPointer { slots in
-                let slotsBox = UnsafeSendable(slots), probeBox = UnsafeSendable(probe), selfBox = UnsafeSendable(self)
+                let slotsBox = UnsafeSendable(slots)
+                let probeBox = UnsafeSendable(probe)
+                let selfBox = UnsafeSendable(self)
                 let work: @Sendable (Int) -> Void = { c in
                     var found: [(Int, Int)] = []
                     for i in (n * c / chunks)..<(n * (c + 1) / chunks) {
@@ -143,9 +152,12 @@ public struct ElementIndex: Sendable {
     @inline(__always)
     static func equal(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> Bool {
         a.loadUnaligned(fromByteOffset: 0, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
-            && a.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-            && a.loadUnaligned(fromByteOffset: 16, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
-            && a.loadUnaligned(fromByteOffset: 24, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+            && a.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+                == b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            && a.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+                == b.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+            && a.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+                == b.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
     }
 }
 
@@ -179,7 +191,9 @@ public enum ElementJoin {
 
     /// `partitionTarget` is a parameter so that the tests can force many partitions on small sets.
     static func intersect(_ a: ElementBatch, _ b: ElementBatch, partitionTarget: Int) -> Outcome {
-        a.withUnsafeBytes { ra in b.withUnsafeBytes { rb in intersect(records: ra, rb, partitionTarget: partitionTarget) } }
+        a.withUnsafeBytes { ra in
+            b.withUnsafeBytes { rb in intersect(records: ra, rb, partitionTarget: partitionTarget) }
+        }
     }
 
     /// The same join over raw 32-byte records compared byte for byte (no group semantics): for
@@ -203,10 +217,14 @@ public enum ElementJoin {
         return Int(UInt64(truncatingIfNeeded: h.finalize()) % UInt64(partitions))
     }
 
-    static func intersect(records a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, partitionTarget: Int) -> Outcome {
+    static func intersect(records a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, partitionTarget: Int)
+        -> Outcome
+    {
         precondition(a.count % 32 == 0 && b.count % 32 == 0, "32-byte records")
-        let aCount = a.count / 32, bCount = b.count / 32
-        precondition(aCount < Int(Int32.max) && bCount < Int(Int32.max), "a join side holds fewer than 2^31 - 1 elements")
+        let aCount = a.count / 32
+        let bCount = b.count / 32
+        precondition(
+            aCount < Int(Int32.max) && bCount < Int(Int32.max), "a join side holds fewer than 2^31 - 1 elements")
         var bits = 0
         while (aCount + bCount) >> bits > partitionTarget && bits < 16 { bits += 1 }
         let partitions = 1 << bits
@@ -225,14 +243,21 @@ public enum ElementJoin {
                             let box = UnsafeSendable((ra, rb, da, db, mo))
                             let work: @Sendable (Int) -> Void = { p in
                                 let (ra, rb, da, db, mo) = box.value
-                                let aRange = pa.starts[p]..<pa.starts[p + 1], bRange = pb.starts[p]..<pb.starts[p + 1]
+                                let aRange = pa.starts[p]..<pa.starts[p + 1]
+                                let bRange = pb.starts[p]..<pb.starts[p + 1]
                                 var table = [UInt64]()
-                                da[p] = insertAll(aRange, pa.hashes, ra, into: &table).map { (Int(pa.order[$0.0]), Int(pa.order[$0.1])) }
+                                da[p] = insertAll(aRange, pa.hashes, ra, into: &table).map {
+                                    (Int(pa.order[$0.0]), Int(pa.order[$0.1]))
+                                }
                                 var tableB = [UInt64]()
-                                db[p] = insertAll(bRange, pb.hashes, rb, into: &tableB).map { (Int(pb.order[$0.0]), Int(pb.order[$0.1])) }
+                                db[p] = insertAll(bRange, pb.hashes, rb, into: &tableB).map {
+                                    (Int(pb.order[$0.0]), Int(pb.order[$0.1]))
+                                }
                                 let mask = table.count - 1
                                 for k in bRange {
-                                    if let j = lookup(rb.baseAddress!.advanced(by: k * 32), pb.hashes[k], table, mask, ra) {
+                                    if let j = lookup(
+                                        rb.baseAddress!.advanced(by: k * 32), pb.hashes[k], table, mask, ra)
+                                    {
                                         mo[Int(pb.order[k])] = pa.order[j]
                                     }
                                 }
@@ -293,7 +318,8 @@ public enum ElementJoin {
                     next[p] = k + 1
                     order[k] = Int32(i)
                     hashes[k] = x
-                    dst.baseAddress!.advanced(by: k * 32).copyMemory(from: src.baseAddress!.advanced(by: i * 32), byteCount: 32)
+                    dst.baseAddress!.advanced(by: k * 32).copyMemory(
+                        from: src.baseAddress!.advanced(by: i * 32), byteCount: 32)
                 }
             }
             self.starts = starts
@@ -304,8 +330,10 @@ public enum ElementJoin {
     }
 
     /// Inserts the records in order into a fresh table; returns the first duplicate pair.
-    static func insertAll(_ positions: Range<Int>, _ hashes: [UInt64], _ records: UnsafeRawBufferPointer,
-                          into table: inout [UInt64]) -> (Int, Int)? {
+    static func insertAll(
+        _ positions: Range<Int>, _ hashes: [UInt64], _ records: UnsafeRawBufferPointer,
+        into table: inout [UInt64]
+    ) -> (Int, Int)? {
         var capacity = 16
         while capacity < positions.count * 2 { capacity <<= 1 }
         table = [UInt64](repeating: 0, count: capacity)
@@ -319,7 +347,10 @@ public enum ElementJoin {
                 var s = Int(truncatingIfNeeded: h) & mask
                 while true {
                     let held = t[s]
-                    if held == 0 { t[s] = tag | UInt64(i + 1); break }
+                    if held == 0 {
+                        t[s] = tag | UInt64(i + 1)
+                        break
+                    }
                     if held & 0xffff_ffff_0000_0000 == tag {
                         let j = Int(held & 0xffff_ffff) - 1
                         if ElementIndex.equal(records.baseAddress!.advanced(by: j * 32), r) {
@@ -334,7 +365,9 @@ public enum ElementJoin {
         return duplicate
     }
 
-    static func lookup(_ r: UnsafeRawPointer, _ h: UInt64, _ table: [UInt64], _ mask: Int, _ records: UnsafeRawBufferPointer) -> Int? {
+    static func lookup(
+        _ r: UnsafeRawPointer, _ h: UInt64, _ table: [UInt64], _ mask: Int, _ records: UnsafeRawBufferPointer
+    ) -> Int? {
         let tag = h & 0xffff_ffff_0000_0000
         var s = Int(truncatingIfNeeded: h) & mask
         while true {

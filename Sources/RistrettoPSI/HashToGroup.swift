@@ -30,7 +30,8 @@ public struct HashToGroup: Sendable {
     ///   requires a non-empty tag).
     public init(domainSeparationTag tag: [UInt8]) throws(CryptoError) {
         guard !tag.isEmpty else {
-            throw CryptoError(.invalidHashToGroupParameters, "the domain-separation tag must not be empty (RFC 9380 §3.1)")
+            throw CryptoError(
+                .invalidHashToGroupParameters, "the domain-separation tag must not be empty (RFC 9380 §3.1)")
         }
         let dst = HashToGroup.reduceTag(tag)
         domainSeparationTag = dst
@@ -107,14 +108,19 @@ public struct HashToGroup: Sendable {
     /// use 32 and 128 bytes). The tag is reduced per §5.3.3 if longer than 255 bytes.
     /// - Throws: ``CryptoError/Code/invalidHashToGroupParameters`` when `ell > 255`,
     ///   `lengthInBytes > 65535`, the length is zero, or the tag is empty.
-    public static func expandMessageXMD(_ msg: [UInt8], domainSeparationTag tag: [UInt8], lengthInBytes: Int) throws(CryptoError) -> [UInt8] {
+    public static func expandMessageXMD(_ msg: [UInt8], domainSeparationTag tag: [UInt8], lengthInBytes: Int)
+        throws(CryptoError) -> [UInt8]
+    {
         let bInBytes = SHA512.byteCount
         let ell = (lengthInBytes + bInBytes - 1) / bInBytes
         guard lengthInBytes > 0, lengthInBytes <= 65535, ell <= 255 else {
-            throw CryptoError(.invalidHashToGroupParameters, "expand_message_xmd length must be 1...\(255 * bInBytes) bytes (RFC 9380 §5.3.1)")
+            throw CryptoError(
+                .invalidHashToGroupParameters,
+                "expand_message_xmd length must be 1...\(255 * bInBytes) bytes (RFC 9380 §5.3.1)")
         }
         guard !tag.isEmpty else {
-            throw CryptoError(.invalidHashToGroupParameters, "the domain-separation tag must not be empty (RFC 9380 §3.1)")
+            throw CryptoError(
+                .invalidHashToGroupParameters, "the domain-separation tag must not be empty (RFC 9380 §3.1)")
         }
         let dst = reduceTag(tag)
         let dstPrime = dst + [UInt8(dst.count)]
@@ -184,7 +190,9 @@ public enum OneWayMap {
         var out = [UInt8](repeating: 0, count: RistrettoElement.byteCount)
         let rc = crypto_core_ristretto255_from_hash(&out, uniform)
         guard rc == 0 else { throw CryptoError(.primitiveFailure, "crypto_core_ristretto255_from_hash failed") }
-        guard sodium_is_zero(out, out.count) == 0 else { throw CryptoError(.identityElement, "the map produced the identity element") }
+        guard sodium_is_zero(out, out.count) == 0 else {
+            throw CryptoError(.identityElement, "the map produced the identity element")
+        }
         return out.withUnsafeBytes { RistrettoElement(trustedBytes: $0) }
     }
 }

@@ -1,5 +1,5 @@
-internal import CSodium
 internal import COpenSSL
+internal import CSodium
 
 /// SHA-256 (FIPS 180-4) through OpenSSL's libcrypto (`SHA256_Init` / `Update` / `Final`).
 ///
@@ -73,7 +73,8 @@ public enum SHA256 {
         _ = Sodium.ready
         var out = [UInt8](repeating: 0, count: byteCount)
         out.withUnsafeMutableBufferPointer { o in
-            _ = crypto_hash_sha256(o.baseAddress!, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+            _ = crypto_hash_sha256(
+                o.baseAddress!, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
         }
         return out
     }
@@ -110,7 +111,8 @@ public enum SHA512 {
         }
         public mutating func update(_ bytes: UnsafeRawBufferPointer) {
             guard bytes.count > 0 else { return }
-            _ = crypto_hash_sha512_update(&state, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+            _ = crypto_hash_sha512_update(
+                &state, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
         }
         public mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
             if bytes.withContiguousStorageIfAvailable({ update(UnsafeRawBufferPointer($0)) }) == nil {
@@ -150,7 +152,8 @@ public enum HMACSHA256 {
             _ = crypto_auth_hmacsha256_init(&state, &empty, 0)
         }
         if message.count > 0 {
-            _ = crypto_auth_hmacsha256_update(&state, message.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(message.count))
+            _ = crypto_auth_hmacsha256_update(
+                &state, message.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(message.count))
         }
         _ = crypto_auth_hmacsha256_final(&state, &out)
         // The state holds the key's inner and outer pads.
@@ -159,7 +162,8 @@ public enum HMACSHA256 {
     }
 
     /// The HMAC-SHA-256 tag of `message` under `key` (byte sequences).
-    public static func authenticate<M: Collection, K: Collection>(_ message: M, key: K) -> [UInt8] where M.Element == UInt8, K.Element == UInt8 {
+    public static func authenticate<M: Collection, K: Collection>(_ message: M, key: K) -> [UInt8]
+    where M.Element == UInt8, K.Element == UInt8 {
         Array(message).withUnsafeBytes { m in Array(key).withUnsafeBytes { k in authenticate(m, key: k) } }
     }
 }

@@ -54,7 +54,9 @@ public struct RistrettoElement: Hashable, Sendable, CustomStringConvertible {
             throw CryptoError(.invalidLength, "an element encoding is \(byteCount) bytes, got \(bytes.count)")
         }
         guard isCanonicalFieldEncoding(bytes) else {
-            throw CryptoError(.invalidElementEncoding, "not a canonical, non-negative field element encoding (RFC 9496 §4.3.1 step 1)")
+            throw CryptoError(
+                .invalidElementEncoding, "not a canonical, non-negative field element encoding (RFC 9496 §4.3.1 step 1)"
+            )
         }
         _ = Sodium.ready
         let p = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -62,7 +64,8 @@ public struct RistrettoElement: Hashable, Sendable, CustomStringConvertible {
             throw CryptoError(.identityElement, "the identity element is not accepted")
         }
         guard crypto_core_ristretto255_is_valid_point(p) == 1 else {
-            throw CryptoError(.invalidElementEncoding, "encoding does not decode to a group element (RFC 9496 §4.3.1 steps 2-3)")
+            throw CryptoError(
+                .invalidElementEncoding, "encoding does not decode to a group element (RFC 9496 §4.3.1 steps 2-3)")
         }
     }
 
@@ -97,7 +100,10 @@ public struct RistrettoElement: Hashable, Sendable, CustomStringConvertible {
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(words.0); hasher.combine(words.1); hasher.combine(words.2); hasher.combine(words.3)
+        hasher.combine(words.0)
+        hasher.combine(words.1)
+        hasher.combine(words.2)
+        hasher.combine(words.3)
     }
 
     /// The conventional generator B of RFC 9496 §4.4 (`e2f2ae0a…0d76`).
@@ -141,13 +147,17 @@ public struct RistrettoElement: Hashable, Sendable, CustomStringConvertible {
     private init(zeroedForOutput: Void) { words = (0, 0, 0, 0) }
 
     /// Raw `crypto_scalarmult_ristretto255`, writing the 32-byte result into `out`.
-    static func scalarMultiply(into out: UnsafeMutablePointer<UInt8>, element: UnsafePointer<UInt8>, scalar: Scalar) -> Int32 {
+    static func scalarMultiply(into out: UnsafeMutablePointer<UInt8>, element: UnsafePointer<UInt8>, scalar: Scalar)
+        -> Int32
+    {
         scalar.secret.withUnsafeBytes { n in
             crypto_scalarmult_ristretto255(out, n.baseAddress!.assumingMemoryBound(to: UInt8.self), element)
         }
     }
 
-    private static func scalarMultiply(into out: inout (UInt64, UInt64, UInt64, UInt64), element: RistrettoElement, scalar: Scalar) -> Int32 {
+    private static func scalarMultiply(
+        into out: inout (UInt64, UInt64, UInt64, UInt64), element: RistrettoElement, scalar: Scalar
+    ) -> Int32 {
         Swift.withUnsafeMutableBytes(of: &out) { o in
             element.withUnsafeBytes { e in
                 scalarMultiply(

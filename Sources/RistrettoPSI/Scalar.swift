@@ -9,7 +9,8 @@ internal import CSodium
 /// neither `Equatable` nor `Codable` (use ``constantTimeEquals(_:)``).
 /// Thread-safety: immutable; safe to share across threads for batch blinding.
 /// - SeeAlso: `Protocol/SPEC.md` §"Blinding keys"; RFC 9496 §4.4 (scalar encoding).
-public final class Scalar: @unchecked Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+public final class Scalar: @unchecked Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable
+{
     /// Encoded size in bytes (little-endian).
     public static let byteCount = 32
 
@@ -98,12 +99,13 @@ public final class Scalar: @unchecked Sendable, CustomStringConvertible, CustomD
     static func isCanonical(_ bytes: UnsafeRawBufferPointer) -> Bool {
         var i = 31
         while i >= 0 {
-            let b = bytes[i], l = groupOrder[i]
+            let b = bytes[i]
+            let l = groupOrder[i]
             if b < l { return true }
             if b > l { return false }
             i -= 1
         }
-        return false // equal to ℓ
+        return false  // equal to ℓ
     }
 
     static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {

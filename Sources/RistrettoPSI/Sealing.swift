@@ -5,7 +5,9 @@ internal import CSodium
 ///
 /// Contract: the 32-byte secret lives in ``SecureBytes``; the description is redacted.
 /// - SeeAlso: `Protocol/SPEC.md` §"Sealing records".
-public final class SealingKey: @unchecked Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+public final class SealingKey: @unchecked Sendable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable
+{
     /// Secret size in bytes.
     public static let byteCount = 32
     let secret: SecureBytes
@@ -29,7 +31,8 @@ public final class SealingKey: @unchecked Sendable, CustomStringConvertible, Cus
         }
         _ = Sodium.ready
         var pk = [UInt8](repeating: 0, count: SealingPublicKey.byteCount)
-        guard crypto_scalarmult_curve25519_base(&pk, secretBytes.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0 else {
+        guard crypto_scalarmult_curve25519_base(&pk, secretBytes.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
+        else {
             throw CryptoError(.invalidKey, "X25519 public key derivation failed")
         }
         self.init(secret: SecureBytes(copying: secretBytes), publicKey: SealingPublicKey(trusted: pk))
@@ -48,7 +51,9 @@ public final class SealingKey: @unchecked Sendable, CustomStringConvertible, Cus
 
     public var description: String { "SealingKey(X25519, public \(publicKey.hex), secret redacted)" }
     public var debugDescription: String { description }
-    public var customMirror: Mirror { Mirror(self, children: ["publicKey": publicKey.hex, "secret": "redacted"], displayStyle: .class) }
+    public var customMirror: Mirror {
+        Mirror(self, children: ["publicKey": publicKey.hex, "secret": "redacted"], displayStyle: .class)
+    }
 }
 
 /// An X25519 public key.
@@ -66,7 +71,9 @@ public struct SealingPublicKey: Hashable, Sendable, CustomStringConvertible {
         guard bytes.count == SealingPublicKey.byteCount else {
             throw CryptoError(.invalidKey, "an X25519 public key is 32 bytes, got \(bytes.count)")
         }
-        guard bytes.contains(where: { $0 != 0 }) else { throw CryptoError(.invalidKey, "the all-zero X25519 key is not accepted") }
+        guard bytes.contains(where: { $0 != 0 }) else {
+            throw CryptoError(.invalidKey, "the all-zero X25519 key is not accepted")
+        }
         self.bytes = bytes
     }
 
@@ -103,8 +110,9 @@ public final class RecordSealer: @unchecked Sendable, CustomStringConvertible {
     public init(recipient: SealingPublicKey, context: [UInt8]) throws(CryptoError) {
         let ephemeral = SealingKey.generate()
         ephemeralPublicKey = ephemeral.publicKey
-        key = try RecordKeys.derive(secret: ephemeral.secret, peer: recipient,
-                                    ephemeral: ephemeral.publicKey, recipient: recipient, context: context)
+        key = try RecordKeys.derive(
+            secret: ephemeral.secret, peer: recipient,
+            ephemeral: ephemeral.publicKey, recipient: recipient, context: context)
         self.context = context
     }
 
@@ -129,8 +137,11 @@ public final class RecordSealer: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Thread-safety: the sealer is shared, `random` is the calling thread's own.
     /// - SeeAlso: `Protocol/SPEC.md` §"Sealing records", §3.3 "Randomness".
-    public func seal(_ plaintext: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, random: BufferedRandom) {
-        precondition(out.count == plaintext.count + RecordSealer.overhead, "a sealed record is the plaintext plus nonce and tag")
+    public func seal(
+        _ plaintext: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, random: BufferedRandom
+    ) {
+        precondition(
+            out.count == plaintext.count + RecordSealer.overhead, "a sealed record is the plaintext plus nonce and tag")
         let base = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
         random.fill(UnsafeMutableRawBufferPointer(start: base, count: 24))
         var clen: UInt64 = 0
@@ -151,8 +162,9 @@ public final class RecordOpener: @unchecked Sendable, CustomStringConvertible {
 
     /// Re-derives the file key from the recipient's secret and the file's ephemeral public key.
     public init(recipient: SealingKey, ephemeralPublicKey: SealingPublicKey, context: [UInt8]) throws(CryptoError) {
-        key = try RecordKeys.derive(secret: recipient.secret, peer: ephemeralPublicKey,
-                                    ephemeral: ephemeralPublicKey, recipient: recipient.publicKey, context: context)
+        key = try RecordKeys.derive(
+            secret: recipient.secret, peer: ephemeralPublicKey,
+            ephemeral: ephemeralPublicKey, recipient: recipient.publicKey, context: context)
         self.context = context
     }
 
@@ -182,21 +194,27 @@ enum RecordKeys {
     static let label = Array("CLEANROOM-V01-SEAL".utf8)
 
     /// key = BLAKE2b-256(key: X25519(secret, peer), msg: label ‖ ephemeral_pk ‖ recipient_pk ‖ context).
-    static func derive(secret: SecureBytes, peer: SealingPublicKey, ephemeral: SealingPublicKey,
-                       recipient: SealingPublicKey, context: [UInt8]) throws(CryptoError) -> SecureBytes {
+    static func derive(
+        secret: SecureBytes, peer: SealingPublicKey, ephemeral: SealingPublicKey,
+        recipient: SealingPublicKey, context: [UInt8]
+    ) throws(CryptoError) -> SecureBytes {
         _ = Sodium.ready
         let shared = try SecureBytes(count: 32) { (s: UnsafeMutableRawBufferPointer) throws(CryptoError) in
             let rc = secret.withUnsafeBytes { sk in
-                crypto_scalarmult_curve25519(s.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                             sk.baseAddress!.assumingMemoryBound(to: UInt8.self), peer.bytes)
+                crypto_scalarmult_curve25519(
+                    s.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    sk.baseAddress!.assumingMemoryBound(to: UInt8.self), peer.bytes)
             }
-            guard rc == 0 else { throw CryptoError(.invalidKey, "X25519 agreement produced an all-zero secret (small-order key)") }
+            guard rc == 0 else {
+                throw CryptoError(.invalidKey, "X25519 agreement produced an all-zero secret (small-order key)")
+            }
         }
         let info = label + ephemeral.bytes + recipient.bytes + context
         return SecureBytes(count: 32) { out in
             shared.withUnsafeBytes { k in
-                _ = crypto_generichash(out.baseAddress!.assumingMemoryBound(to: UInt8.self), 32, info, UInt64(info.count),
-                                       k.baseAddress!.assumingMemoryBound(to: UInt8.self), 32)
+                _ = crypto_generichash(
+                    out.baseAddress!.assumingMemoryBound(to: UInt8.self), 32, info, UInt64(info.count),
+                    k.baseAddress!.assumingMemoryBound(to: UInt8.self), 32)
             }
         }
     }
@@ -210,18 +228,22 @@ extension RecordOpener {
     /// Contract: `out` holds at least that many bytes and does not overlap `sealed`; thread-safe
     /// (the opener is only read). On a throw `out`'s bytes are unspecified.
     /// - Throws: `.decryptionFailed` for a record that was altered, moved or sealed for someone else.
-    public func open(_ sealed: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) throws(CryptoError) -> Int {
-        guard sealed.count >= RecordSealer.overhead, let s = sealed.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+    public func open(_ sealed: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) throws(CryptoError)
+        -> Int
+    {
+        guard sealed.count >= RecordSealer.overhead, let s = sealed.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        else {
             throw CryptoError(.decryptionFailed, "sealed record shorter than its nonce and tag")
         }
         let n = sealed.count - RecordSealer.overhead
         precondition(out.count >= n, "the output holds the whole plaintext")
         var mlen: UInt64 = 0
-        var empty: UInt8 = 0   // libsodium is handed a non-null output even for an empty plaintext
+        var empty: UInt8 = 0  // libsodium is handed a non-null output even for an empty plaintext
         let rc = withUnsafeMutablePointer(to: &empty) { e in
             key.withUnsafeBytes { k in
                 crypto_aead_xchacha20poly1305_ietf_decrypt(
-                    n == 0 ? e : out.baseAddress!.assumingMemoryBound(to: UInt8.self), &mlen, nil, s + 24, UInt64(sealed.count - 24),
+                    n == 0 ? e : out.baseAddress!.assumingMemoryBound(to: UInt8.self), &mlen, nil, s + 24,
+                    UInt64(sealed.count - 24),
                     context, UInt64(context.count), s, k.baseAddress!.assumingMemoryBound(to: UInt8.self))
             }
         }

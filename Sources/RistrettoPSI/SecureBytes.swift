@@ -7,7 +7,9 @@ internal import CSodium
 /// neither `Equatable` nor `Codable`. Compare two buffers with ``constantTimeEquals(_:)``.
 /// Thread-safety: immutable after initialisation, so it can be shared across threads.
 /// - SeeAlso: `Protocol/SPEC.md` §"Secrets in memory".
-public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable
+{
     private let pointer: UnsafeMutableRawPointer
     /// The number of secret bytes held.
     public let count: Int

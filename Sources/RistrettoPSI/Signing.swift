@@ -7,13 +7,15 @@ internal import CSodium
 /// description is redacted; it is neither `Equatable` nor `Codable`.
 /// Thread-safety: immutable; signing from several threads is safe.
 /// - SeeAlso: RFC 8032 §5.1; `Protocol/SPEC.md` §"Signatures".
-public final class SigningKey: @unchecked Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+public final class SigningKey: @unchecked Sendable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable
+{
     /// Seed size in bytes.
     public static let seedByteCount = 32
     /// Signature size in bytes.
     public static let signatureByteCount = 64
 
-    private let secretKey: SecureBytes // 64 bytes: seed || public key
+    private let secretKey: SecureBytes  // 64 bytes: seed || public key
     /// The matching public key.
     public let verifyingKey: VerifyingKey
 
@@ -36,8 +38,11 @@ public final class SigningKey: @unchecked Sendable, CustomStringConvertible, Cus
         _ = Sodium.ready
         var pk = [UInt8](repeating: 0, count: VerifyingKey.byteCount)
         let sk = try SecureBytes(count: 64) { (buf: UnsafeMutableRawBufferPointer) throws(CryptoError) in
-            guard crypto_sign_ed25519_seed_keypair(&pk, buf.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                                   seed.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0 else {
+            guard
+                crypto_sign_ed25519_seed_keypair(
+                    &pk, buf.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    seed.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
+            else {
                 throw CryptoError(.primitiveFailure, "Ed25519 key derivation failed")
             }
         }
@@ -52,7 +57,9 @@ public final class SigningKey: @unchecked Sendable, CustomStringConvertible, Cus
     /// Read access to the 32-byte seed, to write a private key file.
     /// - Warning: the seed is the whole private key; keep it out of logs and shared directories.
     public func withSeed<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try secretKey.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0.prefix(SigningKey.seedByteCount))) }
+        try secretKey.withUnsafeBytes {
+            try body(UnsafeRawBufferPointer(rebasing: $0.prefix(SigningKey.seedByteCount)))
+        }
     }
 
     /// A detached Ed25519 signature over `message`.
@@ -60,8 +67,9 @@ public final class SigningKey: @unchecked Sendable, CustomStringConvertible, Cus
         var sig = [UInt8](repeating: 0, count: SigningKey.signatureByteCount)
         secretKey.withUnsafeBytes { sk in
             // crypto_sign_ed25519_detached always returns 0 for a valid secret key.
-            let rc = crypto_sign_ed25519_detached(&sig, nil, message.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                                  UInt64(message.count), sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            let rc = crypto_sign_ed25519_detached(
+                &sig, nil, message.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                UInt64(message.count), sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
             precondition(rc == 0, "Ed25519 signing failed")
         }
         return sig
@@ -74,7 +82,9 @@ public final class SigningKey: @unchecked Sendable, CustomStringConvertible, Cus
 
     public var description: String { "SigningKey(Ed25519, public \(verifyingKey.hex), secret redacted)" }
     public var debugDescription: String { description }
-    public var customMirror: Mirror { Mirror(self, children: ["publicKey": verifyingKey.hex, "secret": "redacted"], displayStyle: .class) }
+    public var customMirror: Mirror {
+        Mirror(self, children: ["publicKey": verifyingKey.hex, "secret": "redacted"], displayStyle: .class)
+    }
 }
 
 /// An Ed25519 public key.
@@ -115,8 +125,9 @@ public struct VerifyingKey: Hashable, Sendable, CustomStringConvertible {
     public func isValidSignature(_ signature: [UInt8], for message: UnsafeRawBufferPointer) -> Bool {
         _ = Sodium.ready
         guard signature.count == SigningKey.signatureByteCount else { return false }
-        return crypto_sign_ed25519_verify_detached(signature, message.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                                   UInt64(message.count), bytes) == 0
+        return crypto_sign_ed25519_verify_detached(
+            signature, message.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            UInt64(message.count), bytes) == 0
     }
 
     /// Whether `signature` is valid over a byte sequence.
@@ -125,7 +136,8 @@ public struct VerifyingKey: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Throws ``CryptoError/Code/invalidSignature`` unless the signature verifies.
-    public func verify<C: Collection>(_ signature: [UInt8], for message: C) throws(CryptoError) where C.Element == UInt8 {
+    public func verify<C: Collection>(_ signature: [UInt8], for message: C) throws(CryptoError)
+    where C.Element == UInt8 {
         guard isValidSignature(signature, for: message) else {
             throw CryptoError(.invalidSignature, "Ed25519 signature does not verify")
         }

@@ -17,20 +17,41 @@ public enum UTCTimestamp {
     /// so such a timestamp is visibly wrong and ``parse(_:)`` refuses it.
     public static func format(_ date: Date) -> String {
         let t = Int64(date.timeIntervalSince1970.rounded(.down))
-        var days = t / 86_400, rem = t % 86_400
-        if rem < 0 { rem += 86_400; days -= 1 }
+        var days = t / 86_400
+        var rem = t % 86_400
+        if rem < 0 {
+            rem += 86_400
+            days -= 1
+        }
         let (y, m, d) = civil(fromDays: days)
         var out = [UInt8]()
         out.reserveCapacity(20)
         func put(_ v: Int64, _ width: Int) {
             // A year outside 0000–9999 is written whole (and ``parse(_:)`` refuses it), never cut.
-            guard v >= 0, String(v).utf8.count <= width else { out += Array(String(v).utf8); return }
-            var digits = [UInt8](repeating: 0x30, count: width), v = v
-            for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = 0x30 + UInt8(v % 10); v /= 10 }
+            guard v >= 0, String(v).utf8.count <= width else {
+                out += Array(String(v).utf8)
+                return
+            }
+            var digits = [UInt8](repeating: 0x30, count: width)
+            var v = v
+            for i in stride(from: width - 1, through: 0, by: -1) {
+                digits[i] = 0x30 + UInt8(v % 10)
+                v /= 10
+            }
             out += digits
         }
-        put(y, 4); out.append(0x2d); put(m, 2); out.append(0x2d); put(d, 2); out.append(0x54)
-        put(rem / 3600, 2); out.append(0x3a); put(rem % 3600 / 60, 2); out.append(0x3a); put(rem % 60, 2); out.append(0x5a)
+        put(y, 4)
+        out.append(0x2d)
+        put(m, 2)
+        out.append(0x2d)
+        put(d, 2)
+        out.append(0x54)
+        put(rem / 3600, 2)
+        out.append(0x3a)
+        put(rem % 3600 / 60, 2)
+        out.append(0x3a)
+        put(rem % 60, 2)
+        out.append(0x5a)
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -60,9 +81,11 @@ public enum UTCTimestamp {
             return true
         }
         guard let y = number(4), expect(0x2d), let m = number(2), expect(0x2d), let d = number(2), expect(0x54),
-              let hh = number(2), expect(0x3a), let mm = number(2), expect(0x3a), let ss = number(2)
+            let hh = number(2), expect(0x3a), let mm = number(2), expect(0x3a), let ss = number(2)
         else { return nil }
-        guard (1...12).contains(m), d >= 1, d <= daysIn(month: m, year: y), hh <= 23, mm <= 59, ss <= 59 else { return nil }
+        guard (1...12).contains(m), d >= 1, d <= daysIn(month: m, year: y), hh <= 23, mm <= 59, ss <= 59 else {
+            return nil
+        }
         var fraction = 0.0
         if i < b.count, b[i] == 0x2e {
             i += 1

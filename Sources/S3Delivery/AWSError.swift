@@ -36,7 +36,9 @@ public struct AWSError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The S3/STS error code from the response body (`SlowDown`, `AccessDenied`…), when there was one.
     public let serviceCode: String?
     public init(_ code: Code, _ reason: String, serviceCode: String? = nil) {
-        self.code = code; self.reason = reason; self.serviceCode = serviceCode
+        self.code = code
+        self.reason = reason
+        self.serviceCode = serviceCode
     }
     public var description: String { "\(code.rawValue): \(reason)" }
     public static func == (a: AWSError, b: AWSError) -> Bool { a.code == b.code }

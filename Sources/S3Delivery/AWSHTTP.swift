@@ -8,7 +8,9 @@ public struct RetryPolicy: Sendable {
     public var baseDelay: TimeInterval
     public var maxDelay: TimeInterval
     public init(maxAttempts: Int = 5, baseDelay: TimeInterval = 0.2, maxDelay: TimeInterval = 10) {
-        self.maxAttempts = max(1, maxAttempts); self.baseDelay = baseDelay; self.maxDelay = maxDelay
+        self.maxAttempts = max(1, maxAttempts)
+        self.baseDelay = baseDelay
+        self.maxDelay = maxDelay
     }
     /// A delay drawn uniformly from `[0, min(maxDelay, baseDelay · 2^attempt)]`.
     func delay(afterAttempt attempt: Int) -> TimeInterval {
@@ -16,9 +18,11 @@ public struct RetryPolicy: Sendable {
         return Double.random(in: 0...cap)
     }
     /// Service error codes worth another try (besides any 5xx and transport failures).
-    static let retryableCodes: Set<String> = ["SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-                                              "RequestTimeout", "InternalError", "ServiceUnavailable", "TooManyRequestsException",
-                                              "RequestThrottled", "IDPCommunicationError"]
+    static let retryableCodes: Set<String> = [
+        "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+        "RequestTimeout", "InternalError", "ServiceUnavailable", "TooManyRequestsException",
+        "RequestThrottled", "IDPCommunicationError",
+    ]
 }
 
 /// Signed requests with retries: the part shared by the STS and S3 clients.
@@ -30,13 +34,21 @@ public final class AWSHTTP: Sendable {
     let clock: @Sendable () -> Date
 
     /// - Parameter timeout: per request; a slow server fails the attempt, which is retried.
-    public convenience init(timeout: TimeInterval = 30, retry: RetryPolicy = RetryPolicy(), clock: @escaping @Sendable () -> Date = { Date() }) {
+    public convenience init(
+        timeout: TimeInterval = 30, retry: RetryPolicy = RetryPolicy(),
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
         self.init(timeout: timeout, retry: retry, clock: clock, libraryPath: Curl.defaultPath)
     }
 
     /// - Parameter libraryPath: what the HTTP client opens as libcurl (tests name a missing one).
-    init(timeout: TimeInterval, retry: RetryPolicy, clock: @escaping @Sendable () -> Date = { Date() }, libraryPath: String) {
-        client = HTTPClient(timeout: timeout, libraryPath: libraryPath); self.retry = retry; self.clock = clock
+    init(
+        timeout: TimeInterval, retry: RetryPolicy, clock: @escaping @Sendable () -> Date = { Date() },
+        libraryPath: String
+    ) {
+        client = HTTPClient(timeout: timeout, libraryPath: libraryPath)
+        self.retry = retry
+        self.clock = clock
     }
 
     /// From the environment: `AWS_MAX_ATTEMPTS` (the SDKs' standard setting) and
@@ -56,7 +68,9 @@ public final class AWSHTTP: Sendable {
     /// Runs `attempt` until it gives a response that is not retryable or the attempts run out.
     /// `onAttempt` sees every outcome (number, outcome) so callers can tell a lost response from a
     /// first answer. Returns the last outcome.
-    func withRetries(operation: String, _ attempt: (Int) throws(AWSError) -> Outcome) throws(AWSError) -> (HTTPResponse, attempts: Int, sawTransportFailure: Bool) {
+    func withRetries(operation: String, _ attempt: (Int) throws(AWSError) -> Outcome) throws(AWSError) -> (
+        HTTPResponse, attempts: Int, sawTransportFailure: Bool
+    ) {
         var sawTransport = false
         var last = ""
         for n in 0..<retry.maxAttempts {
@@ -76,8 +90,9 @@ public final class AWSHTTP: Sendable {
             }
         }
         if last.hasPrefix("HTTP") {
-            throw AWSError(.requestFailed, "\(operation): still failing after \(retry.maxAttempts) attempts (\(last))",
-                           serviceCode: last.split(separator: " ").dropFirst(2).first.map(String.init))
+            throw AWSError(
+                .requestFailed, "\(operation): still failing after \(retry.maxAttempts) attempts (\(last))",
+                serviceCode: last.split(separator: " ").dropFirst(2).first.map(String.init))
         }
         throw AWSError(.network, "\(operation): no answer after \(retry.maxAttempts) attempts (\(last))")
     }
@@ -86,8 +101,10 @@ public final class AWSHTTP: Sendable {
     /// as `+`): the Query API accepts it, and servers that re-encode the parsed form before
     /// checking the payload hash (moto) get the same bytes.
     public static func formEncode(_ params: [(String, String)]) -> String {
-        params.map { "\(SigV4Signer.uriEncode($0.0, keepSlash: false))=\(SigV4Signer.uriEncode($0.1, keepSlash: false))" }
-            .joined(separator: "&").replacingOccurrences(of: "%20", with: "+")
+        params.map {
+            "\(SigV4Signer.uriEncode($0.0, keepSlash: false))=\(SigV4Signer.uriEncode($0.1, keepSlash: false))"
+        }
+        .joined(separator: "&").replacingOccurrences(of: "%20", with: "+")
     }
 
     static func isRetryable(_ r: HTTPResponse) -> Bool {
@@ -97,12 +114,17 @@ public final class AWSHTTP: Sendable {
     }
 
     /// One signed attempt.
-    func attempt(method: String, url: URL, path: String, query: String, host: String, headers: [(name: String, value: String)],
-                 body: [UInt8], payloadSHA256: String, signer: SigV4Signer, credentials: AWSCredentials?) -> Outcome {
-        var req = SigV4Request(method: method, path: path, query: query, headers: [("Host", host)] + headers, payloadSHA256: payloadSHA256)
+    func attempt(
+        method: String, url: URL, path: String, query: String, host: String, headers: [(name: String, value: String)],
+        body: [UInt8], payloadSHA256: String, signer: SigV4Signer, credentials: AWSCredentials?
+    ) -> Outcome {
+        var req = SigV4Request(
+            method: method, path: path, query: query, headers: [("Host", host)] + headers, payloadSHA256: payloadSHA256)
         if let credentials { req = signer.sign(req, credentials: credentials) }
         // libcurl would send the same Host from the URL; sending ours replaces it and keeps it signed.
-        do { return .response(try client.send(method: method, url: url, headers: req.headers, body: body)) } catch { return .transport(error) }
+        do { return .response(try client.send(method: method, url: url, headers: req.headers, body: body)) } catch {
+            return .transport(error)
+        }
     }
 
     /// Maps a final non-2xx answer to an ``AWSError`` naming the operation and the service code.
@@ -111,10 +133,13 @@ public final class AWSHTTP: Sendable {
         let msg = XMLText.first("Message", in: r.body).map { ": \($0)" } ?? ""
         let what = "\(operation): HTTP \(r.status) \(code ?? "")\(msg)"
         switch (r.status, code) {
-        case (412, _), (_, "PreconditionFailed"), (409, "ConditionalRequestConflict"): return AWSError(.alreadyExists, what, serviceCode: code)
-        case (403, _), (_, "AccessDenied"), (_, "InvalidAccessKeyId"), (_, "SignatureDoesNotMatch"), (_, "InvalidToken"):
+        case (412, _), (_, "PreconditionFailed"), (409, "ConditionalRequestConflict"):
+            return AWSError(.alreadyExists, what, serviceCode: code)
+        case (403, _), (_, "AccessDenied"), (_, "InvalidAccessKeyId"), (_, "SignatureDoesNotMatch"),
+            (_, "InvalidToken"):
             return AWSError(.accessDenied, what, serviceCode: code)
-        case (404, _), (_, "NoSuchKey"), (_, "NoSuchBucket"), (_, "NoSuchUpload"): return AWSError(.notFound, what, serviceCode: code)
+        case (404, _), (_, "NoSuchKey"), (_, "NoSuchBucket"), (_, "NoSuchUpload"):
+            return AWSError(.notFound, what, serviceCode: code)
         default: return AWSError(.requestFailed, what, serviceCode: code)
         }
     }
@@ -126,52 +151,73 @@ public final class AWSHTTP: Sendable {
 public struct STSClient: Sendable {
     let endpoints: AWSEndpoints
     let http: AWSHTTP
-    public init(endpoints: AWSEndpoints, http: AWSHTTP) { self.endpoints = endpoints; self.http = http }
+    public init(endpoints: AWSEndpoints, http: AWSHTTP) {
+        self.endpoints = endpoints
+        self.http = http
+    }
 
-    public func assumeRole(roleARN: String, externalID: String?, sessionName: String, durationSeconds: Int,
-                           credentials: AWSCredentials) throws(AWSError) -> AWSCredentials {
-        var params = [("Action", "AssumeRole"), ("Version", "2011-06-15"), ("RoleArn", roleARN), ("RoleSessionName", sessionName),
-                      ("DurationSeconds", String(durationSeconds))]
+    public func assumeRole(
+        roleARN: String, externalID: String?, sessionName: String, durationSeconds: Int,
+        credentials: AWSCredentials
+    ) throws(AWSError) -> AWSCredentials {
+        var params = [
+            ("Action", "AssumeRole"), ("Version", "2011-06-15"), ("RoleArn", roleARN), ("RoleSessionName", sessionName),
+            ("DurationSeconds", String(durationSeconds)),
+        ]
         if let externalID { params.append(("ExternalId", externalID)) }
         return try call("AssumeRole", params: params, credentials: credentials, source: "sts:AssumeRole \(roleARN)")
     }
 
     /// Unsigned by design: the web-identity token is the proof. The token bytes are not kept.
-    public func assumeRoleWithWebIdentity(roleARN: String, sessionName: String, token: [UInt8]) throws(AWSError) -> AWSCredentials {
-        let params = [("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", roleARN),
-                      ("RoleSessionName", sessionName), ("WebIdentityToken", String(decoding: token, as: UTF8.self))]
-        return try call("AssumeRoleWithWebIdentity", params: params, credentials: nil, source: "sts:AssumeRoleWithWebIdentity \(roleARN)")
+    public func assumeRoleWithWebIdentity(roleARN: String, sessionName: String, token: [UInt8]) throws(AWSError)
+        -> AWSCredentials
+    {
+        let params = [
+            ("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", roleARN),
+            ("RoleSessionName", sessionName), ("WebIdentityToken", String(decoding: token, as: UTF8.self)),
+        ]
+        return try call(
+            "AssumeRoleWithWebIdentity", params: params, credentials: nil,
+            source: "sts:AssumeRoleWithWebIdentity \(roleARN)")
     }
 
-    func call(_ operation: String, params: [(String, String)], credentials: AWSCredentials?, source: String) throws(AWSError) -> AWSCredentials {
+    func call(_ operation: String, params: [(String, String)], credentials: AWSCredentials?, source: String)
+        throws(AWSError) -> AWSCredentials
+    {
         var body = Array(AWSHTTP.formEncode(params).utf8)
         defer { SecureBytes.zero(&body) }
         let hash = Hex.encode(SHA256.hash(body))
-        let signer = SigV4Signer(region: endpoints.region, service: "sts", rules: .generic(normalizePath: true), clock: http.clock)
+        let signer = SigV4Signer(
+            region: endpoints.region, service: "sts", rules: .generic(normalizePath: true), clock: http.clock)
         let base = endpoints.sts
         let path = base.path.isEmpty ? "/" : base.path
         let (r, _, _) = try http.withRetries(operation: "sts:\(operation)") { _ throws(AWSError) in
-            http.attempt(method: "POST", url: base, path: path, query: "", host: AWSEndpoints.hostHeader(base),
-                         headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
-                         body: body, payloadSHA256: hash, signer: signer, credentials: credentials)
+            http.attempt(
+                method: "POST", url: base, path: path, query: "", host: AWSEndpoints.hostHeader(base),
+                headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
+                body: body, payloadSHA256: hash, signer: signer, credentials: credentials)
         }
         var resp = r.body
         defer { SecureBytes.zero(&resp) }
         guard (200..<300).contains(r.status) else {
             let e = AWSHTTP.failure("sts:\(operation)", r)
-            if r.status == 403 || e.serviceCode == "AccessDenied" || e.serviceCode == "InvalidIdentityToken" || e.serviceCode == "ExpiredTokenException" {
+            if r.status == 403 || e.serviceCode == "AccessDenied" || e.serviceCode == "InvalidIdentityToken"
+                || e.serviceCode == "ExpiredTokenException"
+            {
                 throw AWSError(.assumeRoleDenied, e.reason, serviceCode: e.serviceCode)
             }
             throw e
         }
         guard let id = XMLText.first("AccessKeyId", in: resp), let sr = XMLText.firstRange("SecretAccessKey", in: resp),
-              let tr = XMLText.firstRange("SessionToken", in: resp) else {
+            let tr = XMLText.firstRange("SessionToken", in: resp)
+        else {
             throw AWSError(.responseMalformed, "sts:\(operation): the answer has no credentials")
         }
         let expiration = XMLText.first("Expiration", in: resp).flatMap(Self.parseTime)
         var secret = Array(resp[sr])
         var token: [UInt8]? = Array(resp[tr])
-        return try AWSCredentials(accessKeyID: id, secretAccessKey: &secret, sessionToken: &token, expiration: expiration, source: source)
+        return try AWSCredentials(
+            accessKeyID: id, secretAccessKey: &secret, sessionToken: &token, expiration: expiration, source: source)
     }
 
     /// A credential's `Expiration` (RFC 3339, with or without fractional seconds).

@@ -8,7 +8,10 @@ public struct SignedAnswer: Sendable {
     /// The response body (AWS answers in XML).
     public let body: [UInt8]
 
-    public init(status: Int, body: [UInt8]) { self.status = status; self.body = body }
+    public init(status: Int, body: [UInt8]) {
+        self.status = status
+        self.body = body
+    }
 
     /// The text of the first `<tag>` element of the body, if any.
     public func xmlValue(_ tag: String) -> String? { XMLText.first(tag, in: body) }
@@ -27,15 +30,20 @@ extension AWSHTTP {
     /// - Throws: `.network` when no HTTP answer arrived. A non-2xx answer is returned, not thrown:
     ///   use ``failure(operation:answer:)`` to turn it into an ``AWSError``.
     /// - SeeAlso: `Protocol/SPEC.md` §12.
-    public func signedRequest(method: String, url: URL, path: String, query: String = "",
-                              headers: [(name: String, value: String)] = [], body: [UInt8] = [],
-                              signer: SigV4Signer, credentials: AWSCredentials) throws(AWSError) -> SignedAnswer {
+    public func signedRequest(
+        method: String, url: URL, path: String, query: String = "",
+        headers: [(name: String, value: String)] = [], body: [UInt8] = [],
+        signer: SigV4Signer, credentials: AWSCredentials
+    ) throws(AWSError) -> SignedAnswer {
         let hash = body.isEmpty ? SigV4Signer.emptySHA256 : Hex.encode(SHA256.hash(body))
-        switch attempt(method: method, url: url, path: path, query: query, host: AWSEndpoints.hostHeader(url),
-                       headers: headers, body: body, payloadSHA256: hash, signer: signer, credentials: credentials) {
+        switch attempt(
+            method: method, url: url, path: path, query: query, host: AWSEndpoints.hostHeader(url),
+            headers: headers, body: body, payloadSHA256: hash, signer: signer, credentials: credentials)
+        {
         case .response(let r): return SignedAnswer(status: r.status, body: r.body)
         case .transport(let f):
-            throw f.permanentError("\(method) \(path)") ?? AWSError(.network, "\(method) \(path): no answer (\(f.reason))")
+            throw f.permanentError("\(method) \(path)")
+                ?? AWSError(.network, "\(method) \(path): no answer (\(f.reason))")
         }
     }
 

@@ -33,7 +33,9 @@ public struct AWSEnvironment: Sendable {
     /// A service's endpoint: `AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL`, then `nil`
     /// (the AWS default for the region).
     public func endpoint(service: String) throws(AWSError) -> URL? {
-        guard let raw = nonEmpty("AWS_ENDPOINT_URL_\(service.uppercased())") ?? nonEmpty("AWS_ENDPOINT_URL") else { return nil }
+        guard let raw = nonEmpty("AWS_ENDPOINT_URL_\(service.uppercased())") ?? nonEmpty("AWS_ENDPOINT_URL") else {
+            return nil
+        }
         guard let u = URL(string: raw), let scheme = u.scheme, ["http", "https"].contains(scheme), u.host != nil else {
             throw AWSError(.configuration, "the endpoint override for \(service) is not an http(s) URL")
         }
@@ -48,13 +50,19 @@ public struct AWSEndpoints: Sendable {
     /// Set: an S3-compatible service, addressed path-style (`<endpoint>/<bucket>/<key>`).
     public let s3: URL?
     public let sts: URL
-    public init(region: String, s3: URL?, sts: URL) { self.region = region; self.s3 = s3; self.sts = sts }
+    public init(region: String, s3: URL?, sts: URL) {
+        self.region = region
+        self.s3 = s3
+        self.sts = sts
+    }
 
     /// From the environment; `region` overrides (the agreement's destination region).
     public static func resolve(_ env: AWSEnvironment, region override: String? = nil) throws(AWSError) -> AWSEndpoints {
         let fromEnv: String? = override == nil ? try env.region() : nil
         guard let region = override ?? fromEnv else {
-            throw AWSError(.configuration, "no region: set AWS_REGION, the profile's region, or the agreement's destination region")
+            throw AWSError(
+                .configuration, "no region: set AWS_REGION, the profile's region, or the agreement's destination region"
+            )
         }
         guard region.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
             throw AWSError(.configuration, "region '\(region)' is not a region name")
@@ -65,7 +73,8 @@ public struct AWSEndpoints: Sendable {
 
     /// The URL and `Host` header of an object (key already URI-encoded once, `/` kept).
     func objectURL(bucket: String, encodedKey: String, query: String) -> (url: URL, path: String, host: String) {
-        let base: URL, path: String
+        let base: URL
+        let path: String
         if let s3 {
             base = s3
             let root = s3.path.hasSuffix("/") ? String(s3.path.dropLast()) : s3.path
@@ -81,7 +90,9 @@ public struct AWSEndpoints: Sendable {
 
     static func hostHeader(_ u: URL) -> String {
         let host = u.host!
-        if let p = u.port, !(u.scheme == "http" && p == 80), !(u.scheme == "https" && p == 443) { return "\(host):\(p)" }
+        if let p = u.port, !(u.scheme == "http" && p == 80), !(u.scheme == "https" && p == 443) {
+            return "\(host):\(p)"
+        }
         return host
     }
 }
@@ -99,13 +110,17 @@ enum INIFile {
             let line = String(decoding: lineBytes, as: UTF8.self).trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("[") {
-                guard line.hasSuffix("]") else { throw AWSError(.credentialsInvalid, "\(path): a section header is not closed") }
+                guard line.hasSuffix("]") else {
+                    throw AWSError(.credentialsInvalid, "\(path): a section header is not closed")
+                }
                 current = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
                 if current == name { out = out ?? [:] }
                 continue
             }
             guard current == name else { continue }
-            guard let eq = line.firstIndex(of: "=") else { throw AWSError(.credentialsInvalid, "\(path) [\(name)]: a line is not key = value") }
+            guard let eq = line.firstIndex(of: "=") else {
+                throw AWSError(.credentialsInvalid, "\(path) [\(name)]: a line is not key = value")
+            }
             out?[String(line[..<eq]).trimmingCharacters(in: .whitespaces).lowercased()] =
                 String(line[line.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
         }

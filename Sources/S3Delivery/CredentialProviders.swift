@@ -21,22 +21,31 @@ public struct StaticCredentials: CredentialProvider {
 /// is an error, not a fall-through.
 /// - SeeAlso: `Protocol/SPEC.md` §12.2.
 public enum CredentialChain {
-    public static func resolve(_ env: AWSEnvironment, endpoints: AWSEndpoints, http: AWSHTTP) throws(AWSError) -> any CredentialProvider {
+    public static func resolve(_ env: AWSEnvironment, endpoints: AWSEndpoints, http: AWSHTTP) throws(AWSError)
+        -> any CredentialProvider
+    {
         if let id = env.nonEmpty("AWS_ACCESS_KEY_ID") {
             guard let secret = env.nonEmpty("AWS_SECRET_ACCESS_KEY") else {
                 throw AWSError(.credentialsInvalid, "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not")
             }
-            return StaticCredentials(try AWSCredentials(accessKeyID: id, secretAccessKey: secret,
-                                                        sessionToken: env.nonEmpty("AWS_SESSION_TOKEN"), source: "environment"))
+            return StaticCredentials(
+                try AWSCredentials(
+                    accessKeyID: id, secretAccessKey: secret,
+                    sessionToken: env.nonEmpty("AWS_SESSION_TOKEN"), source: "environment"))
         }
         let profile = env.profile
-        for (file, name) in [(env.credentialsFile, profile), (env.configFile, profile == "default" ? "default" : "profile \(profile)")] {
+        for (file, name) in [
+            (env.credentialsFile, profile), (env.configFile, profile == "default" ? "default" : "profile \(profile)"),
+        ] {
             if let s = try INIFile.section(name, in: file), let id = s["aws_access_key_id"] {
                 guard let secret = s["aws_secret_access_key"] else {
-                    throw AWSError(.credentialsInvalid, "\(file) [\(name)]: aws_access_key_id without aws_secret_access_key")
+                    throw AWSError(
+                        .credentialsInvalid, "\(file) [\(name)]: aws_access_key_id without aws_secret_access_key")
                 }
-                return StaticCredentials(try AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: s["aws_session_token"],
-                                                            source: "profile \(profile)"))
+                return StaticCredentials(
+                    try AWSCredentials(
+                        accessKeyID: id, secretAccessKey: secret, sessionToken: s["aws_session_token"],
+                        source: "profile \(profile)"))
             }
         }
         let config = try env.configSection()
@@ -45,9 +54,14 @@ public enum CredentialChain {
                 throw AWSError(.credentialsInvalid, "a web identity token file is set but no role ARN (AWS_ROLE_ARN)")
             }
             let session = env.nonEmpty("AWS_ROLE_SESSION_NAME") ?? "cleanroom-\(Int(Date().timeIntervalSince1970))"
-            return WebIdentityCredentials(sts: STSClient(endpoints: endpoints, http: http), roleARN: role, tokenFile: tokenFile, sessionName: session)
+            return WebIdentityCredentials(
+                sts: STSClient(endpoints: endpoints, http: http), roleARN: role, tokenFile: tokenFile,
+                sessionName: session)
         }
-        throw AWSError(.credentialsMissing, "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile in \(env.credentialsFile), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN")
+        throw AWSError(
+            .credentialsMissing,
+            "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile in \(env.credentialsFile), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN"
+        )
     }
 }
 
@@ -59,12 +73,18 @@ final class RefreshingCredentials: CredentialProvider, @unchecked Sendable {
     let refreshMargin: TimeInterval
     let clock: @Sendable () -> Date
 
-    init(refreshMargin: TimeInterval, clock: @escaping @Sendable () -> Date, fetch: @escaping @Sendable () throws(AWSError) -> AWSCredentials) {
-        self.refreshMargin = refreshMargin; self.clock = clock; self.fetch = fetch
+    init(
+        refreshMargin: TimeInterval, clock: @escaping @Sendable () -> Date,
+        fetch: @escaping @Sendable () throws(AWSError) -> AWSCredentials
+    ) {
+        self.refreshMargin = refreshMargin
+        self.clock = clock
+        self.fetch = fetch
     }
 
     func credentials() throws(AWSError) -> AWSCredentials {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         if let c = cached, !c.expires(within: refreshMargin, now: clock()) { return c }
         let c = try fetch()
         cached = c
@@ -72,14 +92,21 @@ final class RefreshingCredentials: CredentialProvider, @unchecked Sendable {
     }
 
     /// Drops the cache (the service said `ExpiredToken` before our clock did).
-    func invalidate() { lock.lock(); cached = nil; lock.unlock() }
+    func invalidate() {
+        lock.lock()
+        cached = nil
+        lock.unlock()
+    }
 }
 
 /// `AssumeRoleWithWebIdentity` from a token file, re-read at each refresh (the platform rotates it).
 public final class WebIdentityCredentials: CredentialProvider, @unchecked Sendable {
     let inner: RefreshingCredentials
-    public init(sts: STSClient, roleARN: String, tokenFile: String, sessionName: String, refreshMargin: TimeInterval = 300) {
-        inner = RefreshingCredentials(refreshMargin: refreshMargin, clock: { Date() }) { () throws(AWSError) -> AWSCredentials in
+    public init(
+        sts: STSClient, roleARN: String, tokenFile: String, sessionName: String, refreshMargin: TimeInterval = 300
+    ) {
+        inner = RefreshingCredentials(refreshMargin: refreshMargin, clock: { Date() }) {
+            () throws(AWSError) -> AWSCredentials in
             guard let d = FileManager.default.contents(atPath: tokenFile) else {
                 throw AWSError(.credentialsInvalid, "\(tokenFile): the web identity token file cannot be read")
             }
@@ -96,11 +123,16 @@ public final class WebIdentityCredentials: CredentialProvider, @unchecked Sendab
 /// coordinator's own credentials; refreshed during long uploads.
 public final class AssumedRoleCredentials: CredentialProvider, @unchecked Sendable {
     let inner: RefreshingCredentials
-    public init(sts: STSClient, base: any CredentialProvider, roleARN: String, externalID: String?, sessionName: String,
-                durationSeconds: Int = 3600, refreshMargin: TimeInterval = 300, clock: @escaping @Sendable () -> Date = { Date() }) {
-        inner = RefreshingCredentials(refreshMargin: refreshMargin, clock: clock) { () throws(AWSError) -> AWSCredentials in
-            try sts.assumeRole(roleARN: roleARN, externalID: externalID, sessionName: sessionName,
-                               durationSeconds: durationSeconds, credentials: try base.credentials())
+    public init(
+        sts: STSClient, base: any CredentialProvider, roleARN: String, externalID: String?, sessionName: String,
+        durationSeconds: Int = 3600, refreshMargin: TimeInterval = 300,
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        inner = RefreshingCredentials(refreshMargin: refreshMargin, clock: clock) {
+            () throws(AWSError) -> AWSCredentials in
+            try sts.assumeRole(
+                roleARN: roleARN, externalID: externalID, sessionName: sessionName,
+                durationSeconds: durationSeconds, credentials: try base.credentials())
         }
     }
     public func credentials() throws(AWSError) -> AWSCredentials { try inner.credentials() }

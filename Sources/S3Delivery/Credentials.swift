@@ -20,8 +20,10 @@ public struct AWSCredentials: Sendable, CustomStringConvertible, CustomDebugStri
     public let source: String
 
     /// Takes ownership of the secret bytes: the arrays are zeroed.
-    public init(accessKeyID: String, secretAccessKey: inout [UInt8], sessionToken: inout [UInt8]?, expiration: Date? = nil,
-                source: String) throws(AWSError) {
+    public init(
+        accessKeyID: String, secretAccessKey: inout [UInt8], sessionToken: inout [UInt8]?, expiration: Date? = nil,
+        source: String
+    ) throws(AWSError) {
         guard !accessKeyID.isEmpty, !secretAccessKey.isEmpty else {
             if secretAccessKey.count > 0 { SecureBytes.zero(&secretAccessKey) }
             throw AWSError(.credentialsInvalid, "\(source): empty access key ID or secret access key")
@@ -30,17 +32,22 @@ public struct AWSCredentials: Sendable, CustomStringConvertible, CustomDebugStri
         self.secretAccessKey = SecureBytes(consuming: &secretAccessKey)
         if sessionToken?.isEmpty == false {
             self.sessionToken = SecureBytes(consuming: &sessionToken!)
-        } else { self.sessionToken = nil }
+        } else {
+            self.sessionToken = nil
+        }
         self.expiration = expiration
         self.source = source
     }
 
     /// Convenience for tests and fixed local keys. The caller's strings cannot be zeroed.
-    public init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil, expiration: Date? = nil,
-                source: String = "static") throws(AWSError) {
+    public init(
+        accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil, expiration: Date? = nil,
+        source: String = "static"
+    ) throws(AWSError) {
         var s = Array(secretAccessKey.utf8)
         var t = sessionToken.map { Array($0.utf8) }
-        try self.init(accessKeyID: accessKeyID, secretAccessKey: &s, sessionToken: &t, expiration: expiration, source: source)
+        try self.init(
+            accessKeyID: accessKeyID, secretAccessKey: &s, sessionToken: &t, expiration: expiration, source: source)
     }
 
     /// Whether these credentials expire within `margin` of `now` (refresh before that).
@@ -60,7 +67,9 @@ public struct AWSCredentials: Sendable, CustomStringConvertible, CustomDebugStri
         "AWSCredentials(\(maskedKeyID), secret redacted\(sessionToken == nil ? "" : ", session token redacted"), from \(source))"
     }
     public var debugDescription: String { description }
-    public var customMirror: Mirror { Mirror(self, children: ["accessKeyID": maskedKeyID, "secret": "redacted"], displayStyle: .struct) }
+    public var customMirror: Mirror {
+        Mirror(self, children: ["accessKeyID": maskedKeyID, "secret": "redacted"], displayStyle: .struct)
+    }
 
     /// The key ID as `aws configure list` shows it (last four characters): enough to tell keys
     /// apart in a log, not enough to name the principal in someone else's log or request.

@@ -18,32 +18,51 @@ public enum DeliveryPolicies {
     /// Trust policy: the coordinator's AWS principal may assume the role only with this
     /// collaboration's External ID (the confused-deputy guard).
     public static func trustPolicy(coordinatorPrincipal: String, externalID: String) -> String {
-        json(["Version": "2012-10-17", "Statement": [[
-            "Effect": "Allow", "Principal": ["AWS": coordinatorPrincipal], "Action": "sts:AssumeRole",
-            "Condition": ["StringEquals": ["sts:ExternalId": externalID]],
-        ]]])
+        json([
+            "Version": "2012-10-17",
+            "Statement": [
+                [
+                    "Effect": "Allow", "Principal": ["AWS": coordinatorPrincipal], "Action": "sts:AssumeRole",
+                    "Condition": ["StringEquals": ["sts:ExternalId": externalID]],
+                ]
+            ],
+        ])
     }
 
     /// Trust policy, OpenID Connect variant: the coordinator's workload identity (issuer, audience,
     /// subject) may call `AssumeRoleWithWebIdentity`.
-    public static func oidcTrustPolicy(accountID: String, issuerHost: String, audience: String, subject: String) -> String {
-        json(["Version": "2012-10-17", "Statement": [[
-            "Effect": "Allow", "Principal": ["Federated": "arn:aws:iam::\(accountID):oidc-provider/\(issuerHost)"],
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": ["StringEquals": ["\(issuerHost):aud": audience, "\(issuerHost):sub": subject]],
-        ]]])
+    public static func oidcTrustPolicy(accountID: String, issuerHost: String, audience: String, subject: String)
+        -> String
+    {
+        json([
+            "Version": "2012-10-17",
+            "Statement": [
+                [
+                    "Effect": "Allow",
+                    "Principal": ["Federated": "arn:aws:iam::\(accountID):oidc-provider/\(issuerHost)"],
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": ["StringEquals": ["\(issuerHost):aud": audience, "\(issuerHost):sub": subject]],
+                ]
+            ],
+        ])
     }
 
     /// Permission policy: the three write actions on the collaboration's prefix only.
     public static func permissionPolicy(location: S3Location, collaborationID: String) -> String {
-        json(["Version": "2012-10-17", "Statement": [[
-            "Sid": "CleanRoomDeliveryWriteOnly", "Effect": "Allow", "Action": deliveryActions,
-            "Resource": deliveryResource(location: location, collaborationID: collaborationID),
-        ]]])
+        json([
+            "Version": "2012-10-17",
+            "Statement": [
+                [
+                    "Sid": "CleanRoomDeliveryWriteOnly", "Effect": "Allow", "Action": deliveryActions,
+                    "Resource": deliveryResource(location: location, collaborationID: collaborationID),
+                ]
+            ],
+        ])
     }
 
     static func json(_ v: Any) -> String {
-        let d = try! JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+        let d = try! JSONSerialization.data(
+            withJSONObject: v, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
         return String(decoding: d, as: UTF8.self)
     }
 }

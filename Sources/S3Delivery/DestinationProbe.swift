@@ -19,49 +19,84 @@ public enum DestinationProbe {
         public let detail: String
     }
 
-    public static func run(location: S3Location, collaborationID: String, roleARN: String, externalID: String,
-                           base: any CredentialProvider, endpoints: AWSEndpoints, http: AWSHTTP) -> [Check] {
+    public static func run(
+        location: S3Location, collaborationID: String, roleARN: String, externalID: String,
+        base: any CredentialProvider, endpoints: AWSEndpoints, http: AWSHTTP
+    ) -> [Check] {
         var out: [Check] = []
         let sts = STSClient(endpoints: endpoints, http: http)
-        let role = AssumedRoleCredentials(sts: sts, base: base, roleARN: roleARN, externalID: externalID,
-                                          sessionName: "cleanroom-\(collaborationID.prefix(8))-verify")
+        let role = AssumedRoleCredentials(
+            sts: sts, base: base, roleARN: roleARN, externalID: externalID,
+            sessionName: "cleanroom-\(collaborationID.prefix(8))-verify")
         do {
             _ = try role.credentials()
             out.append(Check(name: "assume role with the External ID", passed: true, advisory: false, detail: roleARN))
         } catch {
-            out.append(Check(name: "assume role with the External ID", passed: false, advisory: false, detail: error.description))
+            out.append(
+                Check(
+                    name: "assume role with the External ID", passed: false, advisory: false, detail: error.description)
+            )
             return out
         }
         let writer = S3Writer(endpoints: endpoints, bucket: location.bucket, http: http, credentials: role)
-        let canary = location.key(collaborationID, "_cleanroom-canary", "\(Int(Date().timeIntervalSince1970))-\(Hex.encode(SecureRandom.bytes(4)))")
+        let canary = location.key(
+            collaborationID, "_cleanroom-canary",
+            "\(Int(Date().timeIntervalSince1970))-\(Hex.encode(SecureRandom.bytes(4)))")
         do {
-            _ = try writer.put(key: canary, bytes: Array("cleanroom verify-destination canary\n".utf8), contentType: "text/plain")
-            out.append(Check(name: "write inside the collaboration's prefix", passed: true, advisory: false, detail: canary))
+            _ = try writer.put(
+                key: canary, bytes: Array("cleanroom verify-destination canary\n".utf8), contentType: "text/plain")
+            out.append(
+                Check(name: "write inside the collaboration's prefix", passed: true, advisory: false, detail: canary))
         } catch {
-            out.append(Check(name: "write inside the collaboration's prefix", passed: false, advisory: false, detail: error.description))
+            out.append(
+                Check(
+                    name: "write inside the collaboration's prefix", passed: false, advisory: false,
+                    detail: error.description))
         }
         do {
-            _ = try S3Reader(endpoints: endpoints, bucket: location.bucket, http: http, credentials: role).get(key: canary)
-            out.append(Check(name: "read is denied", passed: false, advisory: false, detail: "the role could read \(canary): remove s3:GetObject"))
+            _ = try S3Reader(endpoints: endpoints, bucket: location.bucket, http: http, credentials: role).get(
+                key: canary)
+            out.append(
+                Check(
+                    name: "read is denied", passed: false, advisory: false,
+                    detail: "the role could read \(canary): remove s3:GetObject"))
         } catch {
-            out.append(Check(name: "read is denied", passed: error.code == .accessDenied, advisory: false, detail: error.description))
+            out.append(
+                Check(
+                    name: "read is denied", passed: error.code == .accessDenied, advisory: false,
+                    detail: error.description))
         }
         let outside = location.key("_cleanroom-outside-canary-\(Hex.encode(SecureRandom.bytes(4)))")
         do {
             _ = try writer.put(key: outside, bytes: [0x0a], contentType: "text/plain")
-            out.append(Check(name: "write outside the prefix is denied", passed: false, advisory: false,
-                             detail: "the role could write \(outside): restrict the resource to arn:aws:s3:::\(location.bucket)/\(location.key(collaborationID))/*"))
+            out.append(
+                Check(
+                    name: "write outside the prefix is denied", passed: false, advisory: false,
+                    detail:
+                        "the role could write \(outside): restrict the resource to arn:aws:s3:::\(location.bucket)/\(location.key(collaborationID))/*"
+                ))
         } catch {
-            out.append(Check(name: "write outside the prefix is denied", passed: error.code == .accessDenied, advisory: false, detail: error.description))
+            out.append(
+                Check(
+                    name: "write outside the prefix is denied", passed: error.code == .accessDenied, advisory: false,
+                    detail: error.description))
         }
         do {
-            _ = try sts.assumeRole(roleARN: roleARN, externalID: nil, sessionName: "cleanroom-\(collaborationID.prefix(8))-noextid",
-                                   durationSeconds: 900, credentials: try base.credentials())
-            out.append(Check(name: "assume role without the External ID is refused", passed: false, advisory: true,
-                             detail: "STS issued credentials without the External ID: add the sts:ExternalId condition to the trust policy (some S3-compatible servers, e.g. moto, never enforce it)"))
+            _ = try sts.assumeRole(
+                roleARN: roleARN, externalID: nil, sessionName: "cleanroom-\(collaborationID.prefix(8))-noextid",
+                durationSeconds: 900, credentials: try base.credentials())
+            out.append(
+                Check(
+                    name: "assume role without the External ID is refused", passed: false, advisory: true,
+                    detail:
+                        "STS issued credentials without the External ID: add the sts:ExternalId condition to the trust policy (some S3-compatible servers, e.g. moto, never enforce it)"
+                ))
         } catch {
-            out.append(Check(name: "assume role without the External ID is refused", passed: error.code == .assumeRoleDenied, advisory: false,
-                             detail: error.description))
+            out.append(
+                Check(
+                    name: "assume role without the External ID is refused", passed: error.code == .assumeRoleDenied,
+                    advisory: false,
+                    detail: error.description))
         }
         return out
     }

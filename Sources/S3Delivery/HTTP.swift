@@ -1,5 +1,5 @@
-import Foundation
 internal import CCurl
+import Foundation
 
 /// One HTTP exchange's answer.
 struct HTTPResponse: Sendable {
@@ -70,9 +70,13 @@ final class HTTPClient: Sendable {
 
     /// Sends the request and waits for the whole response. Blocking: call it from a thread that
     /// may block (the CLI's, a Dispatch worker's), never from a Swift concurrency task.
-    func send(method: String, url: URL, headers: [(name: String, value: String)], body: [UInt8]) throws(TransportFailure) -> HTTPResponse {
+    func send(method: String, url: URL, headers: [(name: String, value: String)], body: [UInt8])
+        throws(TransportFailure) -> HTTPResponse
+    {
         let curl = try Curl.opened(libraryPath)
-        guard let handle = pool.take(curl) else { throw TransportFailure(reason: "libcurl could not create a transfer (out of memory)") }
+        guard let handle = pool.take(curl) else {
+            throw TransportFailure(reason: "libcurl could not create a transfer (out of memory)")
+        }
         defer { pool.give(handle, curl) }
         var list: UnsafeMutablePointer<curl_slist>?
         defer { curl.freeList(list) }
@@ -81,7 +85,9 @@ final class HTTPClient: Sendable {
         var removals = ["Expect:", "Accept:"]
         if !headers.contains(where: { $0.name.lowercased() == "content-type" }) { removals.append("Content-Type:") }
         for line in headers.map({ $0.value.isEmpty ? "\($0.name);" : "\($0.name): \($0.value)" }) + removals {
-            guard let l = curl.append(list, line) else { throw TransportFailure(reason: "libcurl could not hold the request's headers (out of memory)") }
+            guard let l = curl.append(list, line) else {
+                throw TransportFailure(reason: "libcurl could not hold the request's headers (out of memory)")
+            }
             list = l
         }
         let transfer = Transfer(limit: maxResponseBytes, bodyExpected: method != "HEAD")
@@ -135,9 +141,12 @@ final class HTTPClient: Sendable {
             return withExtendedLifetime(transfer) { cr_curl_easy_perform(curl.api, handle) }
         }
         if transfer.overLimit {
-            throw TransportFailure(reason: "the answer's body is larger than \(maxResponseBytes) bytes", kind: .tooLarge)
+            throw TransportFailure(
+                reason: "the answer's body is larger than \(maxResponseBytes) bytes", kind: .tooLarge)
         }
-        guard result == CURLE_OK else { throw TransportFailure(reason: curl.describe(result, detail: transfer.errorMessage)) }
+        guard result == CURLE_OK else {
+            throw TransportFailure(reason: curl.describe(result, detail: transfer.errorMessage))
+        }
         var status = 0
         _ = cr_curl_getinfo_long(curl.api, handle, CURLINFO_RESPONSE_CODE, &status)
         guard status > 0 else { throw TransportFailure(reason: "no HTTP response") }
@@ -173,15 +182,22 @@ final class HTTPClient: Sendable {
         deinit { errorBuffer.deallocate() }
 
         var errorMessage: String {
-            String(cString: errorBuffer.assumingMemoryBound(to: CChar.self)).trimmingCharacters(in: .whitespacesAndNewlines)
+            String(cString: errorBuffer.assumingMemoryBound(to: CChar.self)).trimmingCharacters(
+                in: .whitespacesAndNewlines)
         }
 
-        static func of(_ user: UnsafeMutableRawPointer?) -> Transfer { Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue() }
+        static func of(_ user: UnsafeMutableRawPointer?) -> Transfer {
+            Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+        }
 
         /// Returning anything but the count given makes libcurl stop with `CURLE_WRITE_ERROR`.
         static let receiveBody: cr_curl_data_callback = { data, size, count, user in
-            let t = of(user), n = size * count
-            guard t.body.count + n <= t.limit else { t.overLimit = true; return 0 }
+            let t = of(user)
+            let n = size * count
+            guard t.body.count + n <= t.limit else {
+                t.overLimit = true
+                return 0
+            }
             // Without a Content-Length, start at 16 KiB: an STS answer (its secret key inside)
             // then arrives into one allocation, not a chain of freed, unzeroed copies.
             if t.body.capacity == 0 { t.body.reserveCapacity(max(n, 16 << 10)) }
@@ -192,10 +208,14 @@ final class HTTPClient: Sendable {
         /// One header line per call, the status line included; a new status line (after an
         /// interim `100 Continue`) starts the set over.
         static let receiveHeader: cr_curl_data_callback = { data, size, count, user in
-            let t = of(user), n = size * count
+            let t = of(user)
+            let n = size * count
             guard n > 0, let data else { return n }
             let line = String(decoding: UnsafeRawBufferPointer(start: data, count: n), as: UTF8.self)
-            if line.hasPrefix("HTTP/") { t.headers = [:]; return n }
+            if line.hasPrefix("HTTP/") {
+                t.headers = [:]
+                return n
+            }
             guard let colon = line.firstIndex(of: ":") else { return n }
             let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
@@ -203,7 +223,10 @@ final class HTTPClient: Sendable {
             if name == "content-length", t.bodyExpected, let length = Int(value), length >= 0 {
                 // An answer announced larger than the limit is refused before its body arrives;
                 // one that fits is received into one allocation (no copies left behind by growth).
-                guard length <= t.limit else { t.overLimit = true; return 0 }
+                guard length <= t.limit else {
+                    t.overLimit = true
+                    return 0
+                }
                 t.body.reserveCapacity(length)
             }
             return n
@@ -234,7 +257,10 @@ final class HTTPClient: Sendable {
         let curl: Curl
         let handle: UnsafeMutableRawPointer
         private(set) var refused: CURLcode?
-        init(curl: Curl, handle: UnsafeMutableRawPointer) { self.curl = curl; self.handle = handle }
+        init(curl: Curl, handle: UnsafeMutableRawPointer) {
+            self.curl = curl
+            self.handle = handle
+        }
 
         private func check(_ r: CURLcode, optional: Bool = false) {
             if r != CURLE_OK && refused == nil && !(optional && r == CURLE_UNKNOWN_OPTION) { refused = r }
@@ -242,10 +268,18 @@ final class HTTPClient: Sendable {
         func long(_ o: CURLoption, _ v: Int) { check(cr_curl_setopt_long(curl.api, handle, o, v)) }
         func offset(_ o: CURLoption, _ v: Int) { check(cr_curl_setopt_off(curl.api, handle, o, curl_off_t(v))) }
         /// `optional`: an option older libcurls do not know (the protocols list, 7.85) is not an error.
-        func string(_ o: CURLoption, _ v: String, optional: Bool = false) { check(cr_curl_setopt_string(curl.api, handle, o, v), optional: optional) }
-        func pointer(_ o: CURLoption, _ v: UnsafeMutableRawPointer) { check(cr_curl_setopt_pointer(curl.api, handle, o, v)) }
-        func list(_ o: CURLoption, _ v: UnsafeMutablePointer<curl_slist>?) { check(cr_curl_setopt_slist(curl.api, handle, o, v)) }
-        func callback(_ o: CURLoption, _ v: cr_curl_data_callback) { check(cr_curl_setopt_callback(curl.api, handle, o, v)) }
+        func string(_ o: CURLoption, _ v: String, optional: Bool = false) {
+            check(cr_curl_setopt_string(curl.api, handle, o, v), optional: optional)
+        }
+        func pointer(_ o: CURLoption, _ v: UnsafeMutableRawPointer) {
+            check(cr_curl_setopt_pointer(curl.api, handle, o, v))
+        }
+        func list(_ o: CURLoption, _ v: UnsafeMutablePointer<curl_slist>?) {
+            check(cr_curl_setopt_slist(curl.api, handle, o, v))
+        }
+        func callback(_ o: CURLoption, _ v: cr_curl_data_callback) {
+            check(cr_curl_setopt_callback(curl.api, handle, o, v))
+        }
         func seek(_ o: CURLoption, _ v: cr_curl_seek_callback) { check(cr_curl_setopt_seek(curl.api, handle, o, v)) }
     }
 
@@ -265,13 +299,20 @@ final class HTTPClient: Sendable {
         func give(_ handle: UnsafeMutableRawPointer, _ curl: Curl) {
             cr_curl_easy_reset(curl.api, handle)
             lock.lock()
-            if idle.count < Self.keep { idle.append((handle, curl)); lock.unlock(); return }
+            if idle.count < Self.keep {
+                idle.append((handle, curl))
+                lock.unlock()
+                return
+            }
             lock.unlock()
             cr_curl_easy_cleanup(curl.api, handle)
         }
 
         func drain() {
-            lock.lock(); let all = idle; idle = []; lock.unlock()
+            lock.lock()
+            let all = idle
+            idle = []
+            lock.unlock()
             for (h, curl) in all { cr_curl_easy_cleanup(curl.api, h) }
         }
     }
@@ -300,7 +341,8 @@ final class Curl: @unchecked Sendable {
     /// The library at `path`, opened and globally initialized the first time (under a lock, as
     /// `curl_global_init` requires); a failure is remembered and thrown again.
     static func opened(_ path: String) throws(TransportFailure) -> Curl {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         if let known = opened[path] { return try known.get() }
         let result = open(path)
         opened[path] = result
@@ -313,13 +355,19 @@ final class Curl: @unchecked Sendable {
         guard cr_curl_open(&api, path, &message, message.count) == 0 else {
             let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let why = text.isEmpty ? "unknown reason" : text
-            return .failure(TransportFailure(reason: "S3 and STS requests need libcurl, and \(path) could not be loaded (\(why)); on Debian: apt-get install libcurl4",
-                                             kind: .unavailable))
+            return .failure(
+                TransportFailure(
+                    reason:
+                        "S3 and STS requests need libcurl, and \(path) could not be loaded (\(why)); on Debian: apt-get install libcurl4",
+                    kind: .unavailable))
         }
         let curl = Curl(api: api)
         let rc = cr_curl_global_init(curl.api, Int(CURL_GLOBAL_DEFAULT))
         guard rc == CURLE_OK else {
-            return .failure(TransportFailure(reason: "libcurl \(curl.version) did not initialize: \(curl.describe(rc, detail: ""))", kind: .unavailable))
+            return .failure(
+                TransportFailure(
+                    reason: "libcurl \(curl.version) did not initialize: \(curl.describe(rc, detail: ""))",
+                    kind: .unavailable))
         }
         return .success(curl)
     }
@@ -355,7 +403,9 @@ enum XMLText {
         let s = String(decoding: body, as: UTF8.self)
         var out: [String] = []
         var rest = s[...]
-        while let open = rest.range(of: "<\(tag)>"), let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex) {
+        while let open = rest.range(of: "<\(tag)>"),
+            let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex)
+        {
             out.append(unescape(String(rest[open.upperBound..<close.lowerBound])))
             rest = rest[close.upperBound...]
         }
@@ -365,7 +415,8 @@ enum XMLText {
     /// The byte range of the first element's text, so secrets can be copied straight into
     /// zeroing memory without an intermediate String.
     static func firstRange(_ tag: String, in body: [UInt8]) -> Range<Int>? {
-        let open = Array("<\(tag)>".utf8), close = Array("</\(tag)>".utf8)
+        let open = Array("<\(tag)>".utf8)
+        let close = Array("</\(tag)>".utf8)
         guard let a = find(open, in: body, from: 0) else { return nil }
         let start = a + open.count
         guard let b = find(close, in: body, from: start) else { return nil }

@@ -8,15 +8,18 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
     public let prefix: String
     public init(bucket: String, prefix: String) throws(AWSError) {
         // DNS-compatible bucket names (S3 "Bucket naming rules"), so virtual-hosted URLs are valid.
-        guard (3...63).contains(bucket.count), bucket.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") }),
-              bucket.first!.isLetter || bucket.first!.isNumber else {
+        guard (3...63).contains(bucket.count),
+            bucket.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") }),
+            bucket.first!.isLetter || bucket.first!.isNumber
+        else {
             throw AWSError(.configuration, "'\(bucket)' is not a valid S3 bucket name")
         }
         let p = prefix.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
         guard !p.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) else {
             throw AWSError(.configuration, "an S3 prefix may not contain . or .. segments")
         }
-        self.bucket = bucket; self.prefix = p
+        self.bucket = bucket
+        self.prefix = p
     }
     /// Parses `s3://bucket[/prefix]`.
     public init(uri: String) throws(AWSError) {
@@ -26,7 +29,9 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
         try self.init(bucket: String(bucket), prefix: String(rest.dropFirst(bucket.count)))
     }
     /// `prefix/components…`.
-    public func key(_ components: String...) -> String { ([prefix] + components).filter { !$0.isEmpty }.joined(separator: "/") }
+    public func key(_ components: String...) -> String {
+        ([prefix] + components).filter { !$0.isEmpty }.joined(separator: "/")
+    }
     public var description: String { prefix.isEmpty ? "s3://\(bucket)" : "s3://\(bucket)/\(prefix)" }
 }
 
@@ -49,9 +54,14 @@ public struct S3Writer: Sendable {
     public let parallelParts: Int
     public static let minimumPartSize = 5 * 1024 * 1024
 
-    public init(endpoints: AWSEndpoints, bucket: String, http: AWSHTTP, credentials: any CredentialProvider,
-                multipartThreshold: Int = 16 * 1024 * 1024, partSize: Int = 8 * 1024 * 1024, parallelParts: Int = 4) {
-        self.endpoints = endpoints; self.bucket = bucket; self.http = http; self.credentials = credentials
+    public init(
+        endpoints: AWSEndpoints, bucket: String, http: AWSHTTP, credentials: any CredentialProvider,
+        multipartThreshold: Int = 16 * 1024 * 1024, partSize: Int = 8 * 1024 * 1024, parallelParts: Int = 4
+    ) {
+        self.endpoints = endpoints
+        self.bucket = bucket
+        self.http = http
+        self.credentials = credentials
         self.partSize = max(partSize, Self.minimumPartSize)
         self.multipartThreshold = max(multipartThreshold, self.partSize)
         self.parallelParts = max(1, parallelParts)
@@ -71,21 +81,27 @@ public struct S3Writer: Sendable {
     /// Writes one object, never overwriting: PutObject with `If-None-Match: *`, or a multipart
     /// upload above ``multipartThreshold``. Throws ``AWSError/Code/alreadyExists`` when the object
     /// was there before this call.
-    public func put(key: String, bytes: [UInt8], contentType: String = "application/octet-stream") throws(AWSError) -> WriteResult {
+    public func put(key: String, bytes: [UInt8], contentType: String = "application/octet-stream") throws(AWSError)
+        -> WriteResult
+    {
         if bytes.count > multipartThreshold {
             let reader = BodyReaderLock { offset, buffer in
-                bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
+                bytes.withUnsafeBytes {
+                    buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)]))
+                }
             }
-            do { return try multipart(key: key, size: bytes.count, sha256: nil, contentType: contentType, reader: reader) }
-            catch let e as AWSError { throw e } catch { throw AWSError(.requestFailed, "\(key): \(error)") }   // unreachable: the array reader does not throw
+            do {
+                return try multipart(key: key, size: bytes.count, sha256: nil, contentType: contentType, reader: reader)
+            } catch let e as AWSError { throw e } catch { throw AWSError(.requestFailed, "\(key): \(error)") }  // unreachable: the array reader does not throw
         }
         let digest = SHA256.hash(bytes)
         let headers: [(name: String, value: String)] = [
             ("Content-Type", contentType), ("If-None-Match", "*"),
             ("x-amz-checksum-sha256", Data(digest).base64EncodedString()),
         ]
-        let (r, ambiguous) = try send("PutObject \(key)", method: "PUT", key: key, query: "", headers: headers, body: bytes,
-                                      payloadSHA256: Hex.encode(digest))
+        let (r, ambiguous) = try send(
+            "PutObject \(key)", method: "PUT", key: key, query: "", headers: headers, body: bytes,
+            payloadSHA256: Hex.encode(digest))
         return try conditionalResult("PutObject \(key)", r, ambiguous: ambiguous)
     }
 
@@ -107,15 +123,21 @@ public struct S3Writer: Sendable {
     ///   bytes read do not match `sha256` or a retried part reads differently; the errors of
     ///   ``put(key:bytes:contentType:)``.
     /// - SeeAlso: `Protocol/SPEC.md` §12.4 "S3 writes".
-    public func put(key: String, size: Int, sha256: [UInt8]? = nil, contentType: String = "application/octet-stream",
-                    read: @escaping BodyReader) throws -> WriteResult {
+    public func put(
+        key: String, size: Int, sha256: [UInt8]? = nil, contentType: String = "application/octet-stream",
+        read: @escaping BodyReader
+    ) throws -> WriteResult {
         precondition(size >= 0)
         let reader = BodyReaderLock(read)
-        if size > multipartThreshold { return try multipart(key: key, size: size, sha256: sha256, contentType: contentType, reader: reader) }
+        if size > multipartThreshold {
+            return try multipart(key: key, size: size, sha256: sha256, contentType: contentType, reader: reader)
+        }
         var body = [UInt8](repeating: 0, count: size)
         if size > 0 { try body.withUnsafeMutableBytes { try reader.read(0, $0) } }
         if let sha256, SHA256.hash(body) != sha256 {
-            throw AWSError(.bodyChanged, "PutObject \(key): the bytes read do not match their expected SHA-256; nothing was written")
+            throw AWSError(
+                .bodyChanged,
+                "PutObject \(key): the bytes read do not match their expected SHA-256; nothing was written")
         }
         return try put(key: key, bytes: body, contentType: contentType)
     }
@@ -126,7 +148,8 @@ public struct S3Writer: Sendable {
         private let body: BodyReader
         init(_ body: @escaping BodyReader) { self.body = body }
         func read(_ offset: Int, _ buffer: UnsafeMutableRawBufferPointer) throws {
-            lock.lock(); defer { lock.unlock() }
+            lock.lock()
+            defer { lock.unlock() }
             try body(offset, buffer)
         }
     }
@@ -143,28 +166,38 @@ public struct S3Writer: Sendable {
     /// Multipart: create, upload parts in parallel (each read when its turn comes and signed with
     /// its SHA-256), complete with the part list under `If-None-Match: *`; abort on any failure so
     /// no unfinished upload is left.
-    func multipart(key: String, size: Int, sha256: [UInt8]?, contentType: String, reader: BodyReaderLock) throws -> WriteResult {
+    func multipart(key: String, size: Int, sha256: [UInt8]?, contentType: String, reader: BodyReaderLock) throws
+        -> WriteResult
+    {
         let op = "CreateMultipartUpload \(key)"
-        let (created, _) = try send(op, method: "POST", key: key, query: "uploads=", headers: [("Content-Type", contentType)],
-                                    body: [], payloadSHA256: SigV4Signer.emptySHA256)
+        let (created, _) = try send(
+            op, method: "POST", key: key, query: "uploads=", headers: [("Content-Type", contentType)],
+            body: [], payloadSHA256: SigV4Signer.emptySHA256)
         guard (200..<300).contains(created.status) else { throw AWSHTTP.failure(op, created) }
-        guard let uploadID = XMLText.first("UploadId", in: created.body) else { throw AWSError(.responseMalformed, "\(op): no UploadId") }
+        guard let uploadID = XMLText.first("UploadId", in: created.body) else {
+            throw AWSError(.responseMalformed, "\(op): no UploadId")
+        }
         let q = "uploadId=\(SigV4Signer.uriEncode(uploadID, keepSlash: false))"
         do {
             let count = (size + partSize - 1) / partSize
-            let etags = try uploadParts(key: key, size: size, count: count, sha256: sha256, uploadQuery: q, reader: reader)
+            let etags = try uploadParts(
+                key: key, size: size, count: count, sha256: sha256, uploadQuery: q, reader: reader)
             var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-            for (i, e) in etags.enumerated() { xml += "<Part><PartNumber>\(i + 1)</PartNumber><ETag>\(XMLText.escape(e))</ETag></Part>" }
+            for (i, e) in etags.enumerated() {
+                xml += "<Part><PartNumber>\(i + 1)</PartNumber><ETag>\(XMLText.escape(e))</ETag></Part>"
+            }
             xml += "</CompleteMultipartUpload>"
             let body = Array(xml.utf8)
             let cop = "CompleteMultipartUpload \(key)"
-            let (r, ambiguous) = try send(cop, method: "POST", key: key, query: q, headers: [("If-None-Match", "*"), ("Content-Type", "application/xml")],
-                                          body: body, payloadSHA256: Hex.encode(SHA256.hash(body)))
+            let (r, ambiguous) = try send(
+                cop, method: "POST", key: key, query: q,
+                headers: [("If-None-Match", "*"), ("Content-Type", "application/xml")],
+                body: body, payloadSHA256: Hex.encode(SHA256.hash(body)))
             // S3 can answer 200 with an <Error> body for CompleteMultipartUpload.
             if r.status == 200, XMLText.first("Code", in: r.body) != nil, XMLText.first("Location", in: r.body) == nil {
                 throw AWSHTTP.failure(cop, HTTPResponse(status: 500, headers: r.headers, body: r.body))
             }
-            if r.status == 404 && ambiguous { return .writtenByEarlierAttempt } // NoSuchUpload: our lost completion applied
+            if r.status == 404 && ambiguous { return .writtenByEarlierAttempt }  // NoSuchUpload: our lost completion applied
             return try conditionalResult(cop, r, ambiguous: ambiguous)
         } catch {
             abort(key: key, uploadQuery: q)
@@ -174,7 +207,9 @@ public struct S3Writer: Sendable {
 
     /// Reads the parts in order on the calling thread (feeding the whole object's SHA-256) and
     /// sends each from a worker, at most ``parallelParts`` at once: the only parts in memory.
-    func uploadParts(key: String, size: Int, count: Int, sha256: [UInt8]?, uploadQuery: String, reader: BodyReaderLock) throws -> [String] {
+    func uploadParts(key: String, size: Int, count: Int, sha256: [UInt8]?, uploadQuery: String, reader: BodyReaderLock)
+        throws -> [String]
+    {
         let results = PartResults(count: count)
         let group = DispatchGroup()
         let slots = DispatchSemaphore(value: parallelParts)
@@ -196,12 +231,17 @@ public struct S3Writer: Sendable {
             let part = PartBody(bytes)
             group.enter()
             DispatchQueue.global().async {
-                defer { slots.signal(); group.leave() }
+                defer {
+                    slots.signal()
+                    group.leave()
+                }
                 if results.failed { return }
                 let op = "UploadPart \(i + 1)/\(count) \(key)"
                 do throws(AWSError) {
-                    let (r, _) = try writer.send(op, method: "PUT", key: key, query: "partNumber=\(i + 1)&\(uploadQuery)", headers: [],
-                                                 payloadSHA256: part.sha256Hex) { attempt throws(AWSError) in
+                    let (r, _) = try writer.send(
+                        op, method: "PUT", key: key, query: "partNumber=\(i + 1)&\(uploadQuery)", headers: [],
+                        payloadSHA256: part.sha256Hex
+                    ) { attempt throws(AWSError) in
                         try part.bytes(attempt: attempt, op: op) { b in try reader.read(offset, b) }
                     }
                     guard (200..<300).contains(r.status) else { throw AWSHTTP.failure(op, r) }
@@ -215,7 +255,10 @@ public struct S3Writer: Sendable {
         if let readFailure { throw readFailure }
         let etags = try results.get()
         if let sha256, whole.finalize() != sha256 {
-            throw AWSError(.bodyChanged, "CompleteMultipartUpload \(key): the parts read do not match the object's expected SHA-256; nothing was committed")
+            throw AWSError(
+                .bodyChanged,
+                "CompleteMultipartUpload \(key): the parts read do not match the object's expected SHA-256; nothing was committed"
+            )
         }
         return etags
     }
@@ -227,8 +270,14 @@ public struct S3Writer: Sendable {
         private var held: [UInt8]
         let size: Int
         let sha256Hex: String
-        init(_ bytes: [UInt8]) { held = bytes; size = bytes.count; sha256Hex = Hex.encode(SHA256.hash(bytes)) }
-        func bytes(attempt: Int, op: String, read: (UnsafeMutableRawBufferPointer) throws -> Void) throws(AWSError) -> [UInt8] {
+        init(_ bytes: [UInt8]) {
+            held = bytes
+            size = bytes.count
+            sha256Hex = Hex.encode(SHA256.hash(bytes))
+        }
+        func bytes(attempt: Int, op: String, read: (UnsafeMutableRawBufferPointer) throws -> Void) throws(AWSError)
+            -> [UInt8]
+        {
             if attempt == 0 { return held }
             held = []
             var again = [UInt8](repeating: 0, count: size)
@@ -247,23 +296,32 @@ public struct S3Writer: Sendable {
     /// Best effort: an abort that fails leaves the upload to the bucket's lifecycle rule (the
     /// README's set-up adds `AbortIncompleteMultipartUpload`).
     func abort(key: String, uploadQuery: String) {
-        _ = try? send("AbortMultipartUpload \(key)", method: "DELETE", key: key, query: uploadQuery, headers: [], body: [],
-                      payloadSHA256: SigV4Signer.emptySHA256)
+        _ = try? send(
+            "AbortMultipartUpload \(key)", method: "DELETE", key: key, query: uploadQuery, headers: [], body: [],
+            payloadSHA256: SigV4Signer.emptySHA256)
     }
 
     /// One signed request with retries; fresh credentials per attempt, refreshed once more when the
     /// service says the token expired. Returns the final answer and whether an earlier attempt's
     /// answer was lost (so a conditional failure may be our own write).
-    func send(_ op: String, method: String, key: String, query: String, headers: [(name: String, value: String)], body: [UInt8],
-              payloadSHA256: String) throws(AWSError) -> (HTTPResponse, ambiguous: Bool) {
-        try send(op, method: method, key: key, query: query, headers: headers, payloadSHA256: payloadSHA256) { _ throws(AWSError) in body }
+    func send(
+        _ op: String, method: String, key: String, query: String, headers: [(name: String, value: String)],
+        body: [UInt8],
+        payloadSHA256: String
+    ) throws(AWSError) -> (HTTPResponse, ambiguous: Bool) {
+        try send(op, method: method, key: key, query: query, headers: headers, payloadSHA256: payloadSHA256) {
+            _ throws(AWSError) in body
+        }
     }
 
     /// As ``send(_:method:key:query:headers:body:payloadSHA256:)``, the body produced per attempt
     /// (`attempt` counts every attempt of this call from 0), so a retried part can be read again.
-    func send(_ op: String, method: String, key: String, query: String, headers: [(name: String, value: String)],
-              payloadSHA256: String, body: (_ attempt: Int) throws(AWSError) -> [UInt8]) throws(AWSError) -> (HTTPResponse, ambiguous: Bool) {
-        let (url, path, host) = endpoints.objectURL(bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: query)
+    func send(
+        _ op: String, method: String, key: String, query: String, headers: [(name: String, value: String)],
+        payloadSHA256: String, body: (_ attempt: Int) throws(AWSError) -> [UInt8]
+    ) throws(AWSError) -> (HTTPResponse, ambiguous: Bool) {
+        let (url, path, host) = endpoints.objectURL(
+            bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: query)
         let signer = self.signer
         var expiredOnce = false
         var attempts = 0
@@ -271,11 +329,14 @@ public struct S3Writer: Sendable {
             let (r, _, lost) = try http.withRetries(operation: op) { _ throws(AWSError) in
                 let b = try body(attempts)
                 attempts += 1
-                return http.attempt(method: method, url: url, path: path, query: query, host: host, headers: headers, body: b,
-                                    payloadSHA256: payloadSHA256, signer: signer, credentials: try credentials.credentials())
+                return http.attempt(
+                    method: method, url: url, path: path, query: query, host: host, headers: headers, body: b,
+                    payloadSHA256: payloadSHA256, signer: signer, credentials: try credentials.credentials())
             }
             let code = XMLText.first("Code", in: r.body)
-            if !expiredOnce, r.status == 400 || r.status == 403, code == "ExpiredToken" || code == "TokenRefreshRequired" {
+            if !expiredOnce, r.status == 400 || r.status == 403,
+                code == "ExpiredToken" || code == "TokenRefreshRequired"
+            {
                 expiredOnce = true
                 (credentials as? AssumedRoleCredentials)?.invalidate()
                 continue
@@ -290,16 +351,26 @@ public struct S3Writer: Sendable {
         private var stopped = false
         private var anyFailed = false
         init(count: Int) { values = Array(repeating: nil, count: count) }
-        var failed: Bool { lock.lock(); defer { lock.unlock() }; return anyFailed || stopped }
+        var failed: Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return anyFailed || stopped
+        }
         /// No more parts will be sent (reading one failed): the workers still queued give up.
-        func stop() { lock.lock(); stopped = true; lock.unlock() }
+        func stop() {
+            lock.lock()
+            stopped = true
+            lock.unlock()
+        }
         func set(_ i: Int, _ r: Result<String, AWSError>) {
-            lock.lock(); values[i] = r
+            lock.lock()
+            values[i] = r
             if case .failure = r { anyFailed = true }
             lock.unlock()
         }
         func get() throws(AWSError) -> [String] {
-            lock.lock(); defer { lock.unlock() }
+            lock.lock()
+            defer { lock.unlock() }
             var out: [String] = []
             for v in values {
                 switch v {
@@ -321,7 +392,10 @@ public struct S3Reader: Sendable {
     let http: AWSHTTP
     let credentials: any CredentialProvider
     public init(endpoints: AWSEndpoints, bucket: String, http: AWSHTTP, credentials: any CredentialProvider) {
-        self.endpoints = endpoints; self.bucket = bucket; self.http = http; self.credentials = credentials
+        self.endpoints = endpoints
+        self.bucket = bucket
+        self.http = http
+        self.credentials = credentials
     }
 
     /// GetObject in one request: for small objects (a manifest). An answer larger than 64 MiB is
@@ -329,11 +403,13 @@ public struct S3Reader: Sendable {
     /// reads an object of any size.
     public func get(key: String) throws(AWSError) -> [UInt8] {
         let op = "GetObject \(key)"
-        let (url, path, host) = endpoints.objectURL(bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: "")
+        let (url, path, host) = endpoints.objectURL(
+            bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: "")
         let signer = SigV4Signer(region: endpoints.region, service: "s3", rules: .s3, clock: http.clock)
         let (r, _, _) = try http.withRetries(operation: op) { _ throws(AWSError) in
-            http.attempt(method: "GET", url: url, path: path, query: "", host: host, headers: [], body: [],
-                         payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: try credentials.credentials())
+            http.attempt(
+                method: "GET", url: url, path: path, query: "", host: host, headers: [], body: [],
+                payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: try credentials.credentials())
         }
         guard (200..<300).contains(r.status) else { throw AWSHTTP.failure(op, r) }
         return r.body
@@ -352,8 +428,10 @@ public struct S3Reader: Sendable {
     /// - Returns: the object's size.
     /// - Throws: what `expect` or `write` throw; ``AWSError`` as ``get(key:)``.
     /// - SeeAlso: `Protocol/SPEC.md` §12.4 "Reads".
-    public func download(key: String, rangeSize: Int = defaultRangeSize, expect: (Int) throws -> Void = { _ in },
-                         write: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+    public func download(
+        key: String, rangeSize: Int = defaultRangeSize, expect: (Int) throws -> Void = { _ in },
+        write: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> Int {
         precondition(rangeSize > 0)
         var offset = 0
         var total: Int?
@@ -365,9 +443,12 @@ public struct S3Reader: Sendable {
             let r = try request(op, method: "GET", key: key, headers: headers)
             switch r.status {
             case 206:
-                guard let cr = r.headers["content-range"], let (start, end, size) = Self.contentRange(cr), start == offset,
-                      end - start + 1 == r.body.count, total == nil || total == size else {
-                    throw AWSError(.responseMalformed, "\(op): the answer's Content-Range does not match the range asked for")
+                guard let cr = r.headers["content-range"], let (start, end, size) = Self.contentRange(cr),
+                    start == offset,
+                    end - start + 1 == r.body.count, total == nil || total == size
+                else {
+                    throw AWSError(
+                        .responseMalformed, "\(op): the answer's Content-Range does not match the range asked for")
                 }
                 if total == nil {
                     try expect(size)
@@ -388,7 +469,8 @@ public struct S3Reader: Sendable {
                 try whole.withUnsafeBytes { try write($0) }
                 return whole.count
             case 412 where etag != nil:
-                throw AWSError(.objectChanged, "\(op): the object changed while it was being read (its ETag no longer matches)")
+                throw AWSError(
+                    .objectChanged, "\(op): the object changed while it was being read (its ETag no longer matches)")
             default:
                 throw AWSHTTP.failure(op, r)
             }
@@ -407,12 +489,16 @@ public struct S3Reader: Sendable {
         return (a, b, size)
     }
 
-    func request(_ op: String, method: String, key: String, headers: [(name: String, value: String)]) throws(AWSError) -> HTTPResponse {
-        let (url, path, host) = endpoints.objectURL(bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: "")
+    func request(_ op: String, method: String, key: String, headers: [(name: String, value: String)]) throws(AWSError)
+        -> HTTPResponse
+    {
+        let (url, path, host) = endpoints.objectURL(
+            bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: "")
         let signer = SigV4Signer(region: endpoints.region, service: "s3", rules: .s3, clock: http.clock)
         let (r, _, _) = try http.withRetries(operation: op) { _ throws(AWSError) in
-            http.attempt(method: method, url: url, path: path, query: "", host: host, headers: headers, body: [],
-                         payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: try credentials.credentials())
+            http.attempt(
+                method: method, url: url, path: path, query: "", host: host, headers: headers, body: [],
+                payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: try credentials.credentials())
         }
         return r
     }
@@ -422,11 +508,13 @@ public struct S3Reader: Sendable {
     /// taken for "absent".
     public func exists(key: String) throws(AWSError) -> Bool {
         let op = "HeadObject \(key)"
-        let (url, path, host) = endpoints.objectURL(bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: "")
+        let (url, path, host) = endpoints.objectURL(
+            bucket: bucket, encodedKey: SigV4Signer.uriEncode(key, keepSlash: true), query: "")
         let signer = SigV4Signer(region: endpoints.region, service: "s3", rules: .s3, clock: http.clock)
         let (r, _, _) = try http.withRetries(operation: op) { _ throws(AWSError) in
-            http.attempt(method: "HEAD", url: url, path: path, query: "", host: host, headers: [], body: [],
-                         payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: try credentials.credentials())
+            http.attempt(
+                method: "HEAD", url: url, path: path, query: "", host: host, headers: [], body: [],
+                payloadSHA256: SigV4Signer.emptySHA256, signer: signer, credentials: try credentials.credentials())
         }
         if (200..<300).contains(r.status) { return true }
         if r.status == 404 { return false }

@@ -12,8 +12,15 @@ public struct SigV4Request: Sendable {
     public var headers: [(name: String, value: String)]
     /// Lowercase hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`.
     public var payloadSHA256: String
-    public init(method: String, path: String, query: String = "", headers: [(name: String, value: String)], payloadSHA256: String) {
-        self.method = method; self.path = path; self.query = query; self.headers = headers; self.payloadSHA256 = payloadSHA256
+    public init(
+        method: String, path: String, query: String = "", headers: [(name: String, value: String)],
+        payloadSHA256: String
+    ) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.payloadSHA256 = payloadSHA256
     }
     /// The first value of a header, by case-insensitive name.
     public func header(_ name: String) -> String? {
@@ -47,7 +54,10 @@ public struct SigV4Signer: Sendable {
     let clock: @Sendable () -> Date
 
     public init(region: String, service: String, rules: Rules, clock: @escaping @Sendable () -> Date = { Date() }) {
-        self.region = region; self.service = service; self.rules = rules; self.clock = clock
+        self.region = region
+        self.service = service
+        self.rules = rules
+        self.clock = clock
     }
 
     // MARK: Stage 1: canonical request
@@ -90,13 +100,16 @@ public struct SigV4Signer: Sendable {
 
     /// hex(HMAC(kSigning, string to sign)) with kSigning = HMAC chain over date, region, service,
     /// `aws4_request`, starting from `"AWS4" ‖ secret`. Intermediate keys are zeroed.
-    public static func signature(stringToSign: String, credentials: AWSCredentials, date: String, region: String, service: String) -> String {
+    public static func signature(
+        stringToSign: String, credentials: AWSCredentials, date: String, region: String, service: String
+    ) -> String {
         let secret = credentials.secretAccessKey
         let seed = SecureBytes(count: secret.count + 4) { dst in
             dst.copyBytes(from: Array("AWS4".utf8))
             secret.withUnsafeBytes { s in UnsafeMutableRawBufferPointer(rebasing: dst[4...]).copyMemory(from: s) }
         }
-        var k = seed.withUnsafeBytes { key in Array(date.utf8).withUnsafeBytes { HMACSHA256.authenticate($0, key: key) } }
+        var k = seed.withUnsafeBytes { key in Array(date.utf8).withUnsafeBytes { HMACSHA256.authenticate($0, key: key) }
+        }
         for part in [region, service, "aws4_request"] {
             var next = HMACSHA256.authenticate(Array(part.utf8), key: k)
             SecureBytes.zero(&k)
@@ -112,46 +125,61 @@ public struct SigV4Signer: Sendable {
     /// Adds `X-Amz-Date`, `X-Amz-Security-Token` (signed, unless `omitSessionToken`: then added
     /// after signing, as some services want), `x-amz-content-sha256` (always under S3 rules, else when
     /// `signPayloadHeader`) and `Authorization`.
-    public func sign(_ r: SigV4Request, credentials: AWSCredentials, omitSessionToken: Bool = false,
-                     signPayloadHeader: Bool = false) -> SigV4Request {
+    public func sign(
+        _ r: SigV4Request, credentials: AWSCredentials, omitSessionToken: Bool = false,
+        signPayloadHeader: Bool = false
+    ) -> SigV4Request {
         var r = r
         let now = clock()
         let amzDate = Self.amzDate(now)
         let day = String(amzDate.prefix(8))
         r.headers.removeAll { ["authorization", "x-amz-date"].contains($0.name.lowercased()) }
         r.headers.append(("X-Amz-Date", amzDate))
-        if rules == .s3 || signPayloadHeader, r.header("x-amz-content-sha256") == nil { r.headers.append(("x-amz-content-sha256", r.payloadSHA256)) }
+        if rules == .s3 || signPayloadHeader, r.header("x-amz-content-sha256") == nil {
+            r.headers.append(("x-amz-content-sha256", r.payloadSHA256))
+        }
         let token = credentials.sessionTokenHeader()
         if let token, !omitSessionToken { r.headers.append(("X-Amz-Security-Token", token)) }
         let (canonical, signed) = Self.canonicalRequest(r, rules: rules)
         let scope = Self.scope(date: day, region: region, service: service)
         let sts = Self.stringToSign(canonicalRequest: canonical, amzDate: amzDate, scope: scope)
-        let sig = Self.signature(stringToSign: sts, credentials: credentials, date: day, region: region, service: service)
+        let sig = Self.signature(
+            stringToSign: sts, credentials: credentials, date: day, region: region, service: service)
         if let token, omitSessionToken { r.headers.append(("X-Amz-Security-Token", token)) }
-        r.headers.append(("Authorization", "\(Self.algorithm) Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signed), Signature=\(sig)"))
+        r.headers.append(
+            (
+                "Authorization",
+                "\(Self.algorithm) Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signed), Signature=\(sig)"
+            ))
         return r
     }
 
     /// Query-string signing (a presigned request): the `X-Amz-*` parameters go in the query, the
     /// signature last; the headers given are the signed ones. CleanRoom does not hand out presigned
     /// URLs; this mode exists so the whole AWS test suite can be replayed.
-    public func presign(_ r: SigV4Request, credentials: AWSCredentials, expires: Int, omitSessionToken: Bool = false) -> SigV4Request {
+    public func presign(_ r: SigV4Request, credentials: AWSCredentials, expires: Int, omitSessionToken: Bool = false)
+        -> SigV4Request
+    {
         var r = r
         let amzDate = Self.amzDate(clock())
         let day = String(amzDate.prefix(8))
         let scope = Self.scope(date: day, region: region, service: service)
         let signed = Set(r.headers.map { $0.name.lowercased() }).sorted().joined(separator: ";")
-        var params = [("X-Amz-Algorithm", Self.algorithm), ("X-Amz-Credential", "\(credentials.accessKeyID)/\(scope)"),
-                      ("X-Amz-Date", amzDate), ("X-Amz-SignedHeaders", signed), ("X-Amz-Expires", String(expires))]
+        var params = [
+            ("X-Amz-Algorithm", Self.algorithm), ("X-Amz-Credential", "\(credentials.accessKeyID)/\(scope)"),
+            ("X-Amz-Date", amzDate), ("X-Amz-SignedHeaders", signed), ("X-Amz-Expires", String(expires)),
+        ]
         let token = credentials.sessionTokenHeader()
         if let token, !omitSessionToken { params.append(("X-Amz-Security-Token", token)) }
         func encoded(_ ps: [(String, String)]) -> String {
-            ps.map { "\(Self.uriEncode($0.0, keepSlash: false))=\(Self.uriEncode($0.1, keepSlash: false))" }.joined(separator: "&")
+            ps.map { "\(Self.uriEncode($0.0, keepSlash: false))=\(Self.uriEncode($0.1, keepSlash: false))" }.joined(
+                separator: "&")
         }
         r.query = [r.query, encoded(params)].filter { !$0.isEmpty }.joined(separator: "&")
         let (canonical, _) = Self.canonicalRequest(r, rules: rules)
-        let sig = Self.signature(stringToSign: Self.stringToSign(canonicalRequest: canonical, amzDate: amzDate, scope: scope),
-                                 credentials: credentials, date: day, region: region, service: service)
+        let sig = Self.signature(
+            stringToSign: Self.stringToSign(canonicalRequest: canonical, amzDate: amzDate, scope: scope),
+            credentials: credentials, date: day, region: region, service: service)
         if let token, omitSessionToken { r.query += "&" + encoded([("X-Amz-Security-Token", token)]) }
         r.query += "&X-Amz-Signature=\(sig)"
         return r
@@ -162,8 +190,9 @@ public struct SigV4Signer: Sendable {
         var t = time_t(d.timeIntervalSince1970.rounded(.down))
         var tm = tm()
         gmtime_r(&t, &tm)
-        return String(format: "%04d%02d%02dT%02d%02d%02dZ", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
-                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
+        return String(
+            format: "%04d%02d%02dT%02d%02d%02dZ", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
+            Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
     }
 
     // MARK: Encoding rules
@@ -179,8 +208,9 @@ public struct SigV4Signer: Sendable {
         var out: [UInt8] = []
         for b in bytes {
             switch b {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
                 out.append(b)
             case UInt8(ascii: "/") where keepSlash: out.append(b)
             default: out += [UInt8(ascii: "%"), hex[Int(b >> 4)], hex[Int(b & 0x0f)]]
@@ -194,9 +224,15 @@ public struct SigV4Signer: Sendable {
         var out: [UInt8] = []
         var i = 0
         while i < u.count {
-            if u[i] == UInt8(ascii: "%"), i + 2 < u.count, let v = Hex.decode(String(decoding: u[(i + 1)...(i + 2)], as: UTF8.self)) {
-                out.append(v[0]); i += 3
-            } else { out.append(u[i]); i += 1 }
+            if u[i] == UInt8(ascii: "%"), i + 2 < u.count,
+                let v = Hex.decode(String(decoding: u[(i + 1)...(i + 2)], as: UTF8.self))
+            {
+                out.append(v[0])
+                i += 3
+            } else {
+                out.append(u[i])
+                i += 1
+            }
         }
         return out
     }
@@ -206,7 +242,10 @@ public struct SigV4Signer: Sendable {
         var out: [Substring] = []
         for seg in p.split(separator: "/", omittingEmptySubsequences: true) {
             if seg == "." { continue }
-            if seg == ".." { _ = out.popLast(); continue }
+            if seg == ".." {
+                _ = out.popLast()
+                continue
+            }
             out.append(seg)
         }
         var r = "/" + out.joined(separator: "/")
@@ -223,9 +262,12 @@ public struct SigV4Signer: Sendable {
             let v = kv.count > 1 ? uriEncode(bytes: percentDecode(kv[1]), keepSlash: false) : ""
             return (k, v)
         }
-        return pairs.sorted { a, b in a.0 == b.0 ? Array(a.1.utf8).lexicographicallyPrecedes(Array(b.1.utf8))
-                                                 : Array(a.0.utf8).lexicographicallyPrecedes(Array(b.0.utf8)) }
-            .map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+        return pairs.sorted { a, b in
+            a.0 == b.0
+                ? Array(a.1.utf8).lexicographicallyPrecedes(Array(b.1.utf8))
+                : Array(a.0.utf8).lexicographicallyPrecedes(Array(b.0.utf8))
+        }
+        .map { "\($0.0)=\($0.1)" }.joined(separator: "&")
     }
 
     /// Trims the value and collapses runs of spaces/tabs/line breaks to one space.

@@ -47,7 +47,9 @@ public struct CSVRecord: RandomAccessCollection, Sendable, CustomStringConvertib
     /// (Inlinable so that the caller's module specializes it: unspecialized, its generic
     /// closures cost a metadata lookup per row.)
     @inlinable
-    public func withFieldStorage<R>(_ body: (_ bytes: UnsafeRawBufferPointer, _ ends: UnsafeBufferPointer<Int>) -> R) -> R {
+    public func withFieldStorage<R>(_ body: (_ bytes: UnsafeRawBufferPointer, _ ends: UnsafeBufferPointer<Int>) -> R)
+        -> R
+    {
         bytes.withUnsafeBytes { b in ends.withUnsafeBufferPointer { e in body(b, e) } }
     }
 

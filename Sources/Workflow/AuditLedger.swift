@@ -1,7 +1,7 @@
-import Foundation
-import RistrettoPSI
 import Activation
 import AuditLog
+import Foundation
+import RistrettoPSI
 
 /// The coordinator's ledger backed by the `Clean_Room_Audit_Log` (SQLite): run history for the
 /// privacy rules, and one signed, hash-chained entry per run.
@@ -31,9 +31,13 @@ public final class AuditLedger: RunLedger {
         for e in try log.entries(collaborationID: collaborationID) {
             used.insert(e.event.runID)
             guard e.recordedAt >= since else { continue }
-            if e.event.kind != .rejected || e.event.reasonCode == ActivationError.Code.nearDuplicateRun.rawValue { runs += 1 }
+            if e.event.kind != .rejected || e.event.reasonCode == ActivationError.Code.nearDuplicateRun.rawValue {
+                runs += 1
+            }
         }
-        return RunHistory(usedRunIDs: used, runsInWindow: runs, epsilonSpentMillis: try log.epsilonSpentMillis(collaborationID: collaborationID))
+        return RunHistory(
+            usedRunIDs: used, runsInWindow: runs,
+            epsilonSpentMillis: try log.epsilonSpentMillis(collaborationID: collaborationID))
     }
 
     public func record(_ e: RunEvent) throws {
@@ -49,11 +53,13 @@ public final class AuditLedger: RunLedger {
             consumerRowsProcessed: e.counts.consumerRows, consumerIdentifiersProcessed: e.counts.consumerIdentifiers,
             // Under differential privacy the consumer-visible count is the noisy one: the exact
             // count never reaches the log (SPEC §9.1).
-            matchedRowsDelivered: e.kind == .delivered ? e.counts.consumerVisibleMatchedRows : 0, deliveredObjectCount: e.deliveredObjects,
+            matchedRowsDelivered: e.kind == .delivered ? e.counts.consumerVisibleMatchedRows : 0,
+            deliveredObjectCount: e.deliveredObjects,
             deliveryManifestSHA256: try e.manifestSHA256.map { try AuditDigest(bytes: $0) },
             agreementSHA256: try AuditDigest(bytes: e.agreementHash),
             protocolVersion: "\(DomainSeparation.protocolName)-\(DomainSeparation.protocolVersion)",
-            normalizationRulesVersion: rulesVersion, reasonCode: e.reasonCode, privacyEpsilonMillis: e.counts.epsilonMillis)
+            normalizationRulesVersion: rulesVersion, reasonCode: e.reasonCode,
+            privacyEpsilonMillis: e.counts.epsilonMillis)
         _ = try log.append(event, signedBy: signingKey)
     }
 

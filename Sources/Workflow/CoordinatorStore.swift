@@ -1,9 +1,10 @@
+import Activation
 import Foundation
+import RistrettoPSI
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import RistrettoPSI
-import Activation
 
 /// The coordinator's private store, beside its audit log and never shared with either party:
 /// each run's matched-set sketch (differencing detection) and each run's lock file.
@@ -46,7 +47,8 @@ public struct CoordinatorStore: Sendable {
     public func save(_ sketch: RunSketch, collaborationID: String) throws(WorkflowError) {
         try Files.makeDirectory(root, mode: 0o700)
         try Files.makeDirectory(directory(collaborationID), mode: 0o700)
-        try Files.writeAtomically(sketch.serialized(), to: "\(directory(collaborationID))/\(sketch.runID).sketch", mode: 0o600)
+        try Files.writeAtomically(
+            sketch.serialized(), to: "\(directory(collaborationID))/\(sketch.runID).sketch", mode: 0o600)
     }
 
     /// Takes the lock for matching `runID` without waiting. The lock is per collaboration, not per
@@ -58,12 +60,17 @@ public struct CoordinatorStore: Sendable {
         try Files.makeDirectory(directory(collaborationID), mode: 0o700)
         let path = "\(directory(collaborationID))/collaboration.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw WorkflowError(.io, "\(path): cannot open the run lock (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else {
+            throw WorkflowError(.io, "\(path): cannot open the run lock (\(String(cString: strerror(errno))))")
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let e = errno
             close(fd)
             if e == EWOULDBLOCK {
-                throw ActivationError(.runInProgress, "another coordinator is matching a run of this collaboration right now; run \(runID) stops without delivering (retry it when that one ends)")
+                throw ActivationError(
+                    .runInProgress,
+                    "another coordinator is matching a run of this collaboration right now; run \(runID) stops without delivering (retry it when that one ends)"
+                )
             }
             throw WorkflowError(.io, "\(path): cannot lock (\(String(cString: strerror(e))))")
         }
@@ -80,7 +87,11 @@ public final class RunLock: @unchecked Sendable {
         // copy of the descriptor until its exec closes it (O_CLOEXEC acts only at exec), and a
         // flock belongs to the open file description, so a close alone could leave the lock held
         // for that moment and refuse the next run with activation.run_in_progress.
-        if fd >= 0 { flock(fd, LOCK_UN); close(fd); fd = -1 }
+        if fd >= 0 {
+            flock(fd, LOCK_UN)
+            close(fd)
+            fd = -1
+        }
     }
     deinit { release() }
 }
@@ -91,16 +102,26 @@ extension LocalDirectoryDestination {
     func removeStaleStaging(collaborationID: String, runID: String) {
         let base = "\(directory)/\(collaborationID)"
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
-        for n in names where n.hasPrefix(".staging-\(runID)-") { try? FileManager.default.removeItem(atPath: "\(base)/\(n)") }
+        for n in names where n.hasPrefix(".staging-\(runID)-") {
+            try? FileManager.default.removeItem(atPath: "\(base)/\(n)")
+        }
     }
 }
 
 extension RunEvent {
     /// A run event as the coordinator records it (public so a ledger can be exercised directly).
-    public init(_ kind: Kind, collaborationID: String, runID: String, agreementHash: [UInt8], counts: MatchCounts,
-                deliveredObjects: Int, manifestSHA256: [UInt8]?, reasonCode: String?) {
-        self.kind = kind; self.collaborationID = collaborationID; self.runID = runID; self.agreementHash = agreementHash
-        self.counts = counts; self.deliveredObjects = deliveredObjects; self.manifestSHA256 = manifestSHA256; self.reasonCode = reasonCode
+    public init(
+        _ kind: Kind, collaborationID: String, runID: String, agreementHash: [UInt8], counts: MatchCounts,
+        deliveredObjects: Int, manifestSHA256: [UInt8]?, reasonCode: String?
+    ) {
+        self.kind = kind
+        self.collaborationID = collaborationID
+        self.runID = runID
+        self.agreementHash = agreementHash
+        self.counts = counts
+        self.deliveredObjects = deliveredObjects
+        self.manifestSHA256 = manifestSHA256
+        self.reasonCode = reasonCode
     }
 }
 
@@ -136,7 +157,9 @@ public struct DeliveryIntent: Equatable, Sendable, Codable {
 }
 
 extension CoordinatorStore {
-    func intentPath(_ collaborationID: String, _ runID: String) -> String { "\(directory(collaborationID))/\(runID).intent" }
+    func intentPath(_ collaborationID: String, _ runID: String) -> String {
+        "\(directory(collaborationID))/\(runID).intent"
+    }
 
     /// Records `intent` durably (mode 0600) before the manifest is written.
     public func saveIntent(_ intent: DeliveryIntent, collaborationID: String) throws(WorkflowError) {
@@ -144,7 +167,8 @@ extension CoordinatorStore {
         try Files.makeDirectory(directory(collaborationID), mode: 0o700)
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        try Files.writeAtomically(Array(try! e.encode(intent)), to: intentPath(collaborationID, intent.runID), mode: 0o600)
+        try Files.writeAtomically(
+            Array(try! e.encode(intent)), to: intentPath(collaborationID, intent.runID), mode: 0o600)
     }
 
     /// The intent recorded for `runID`, or nil when there is none.

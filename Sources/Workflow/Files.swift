@@ -1,9 +1,10 @@
+import Activation
 import Foundation
+import RistrettoPSI
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import RistrettoPSI
-import Activation
 
 /// Errors at the edges (files, directories, destinations), with stable codes.
 /// - SeeAlso: `Protocol/SPEC.md` §10 (the `workflow.*` rows).
@@ -22,7 +23,10 @@ public struct WorkflowError: Error, Equatable, Sendable, CustomStringConvertible
     }
     public let code: Code
     public let reason: String
-    public init(_ code: Code, _ reason: String) { self.code = code; self.reason = reason }
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
     public var description: String { "\(code.rawValue): \(reason)" }
     public static func == (a: WorkflowError, b: WorkflowError) -> Bool { a.code == b.code }
 }
@@ -62,15 +66,20 @@ public enum Files {
     /// Writes `bytes` to a temporary file beside `path`, fsyncs it, then renames it into place and
     /// fsyncs the directory. `mode` applies from creation, so a private file is never world-readable.
     /// - Parameter exclusive: refuse to replace an existing file.
-    public static func writeAtomically(_ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644, exclusive: Bool = false) throws(WorkflowError) {
-        try writeAtomically(to: path, mode: mode, exclusive: exclusive) { emit throws(WorkflowError) in try emit(bytes) }
+    public static func writeAtomically(
+        _ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644, exclusive: Bool = false
+    ) throws(WorkflowError) {
+        try writeAtomically(to: path, mode: mode, exclusive: exclusive) { emit throws(WorkflowError) in try emit(bytes)
+        }
     }
 
     /// As ``writeAtomically(_:to:mode:exclusive:)-(UnsafeRawBufferPointer,_,_,_)``, with the
     /// content produced in pieces by `produce` (each piece passed to `emit` is written at once), so
     /// a large message is streamed to disk instead of first being concatenated in memory.
-    public static func writeAtomically(to path: String, mode: mode_t = 0o644, exclusive: Bool = false,
-                                       _ produce: (_ emit: (UnsafeRawBufferPointer) throws(WorkflowError) -> Void) throws(WorkflowError) -> Void) throws(WorkflowError) {
+    public static func writeAtomically(
+        to path: String, mode: mode_t = 0o644, exclusive: Bool = false,
+        _ produce: (_ emit: (UnsafeRawBufferPointer) throws(WorkflowError) -> Void) throws(WorkflowError) -> Void
+    ) throws(WorkflowError) {
         let dir = (path as NSString).deletingLastPathComponent
         try makeDirectory(dir.isEmpty ? "." : dir)
         if exclusive && FileManager.default.fileExists(atPath: path) {
@@ -87,7 +96,12 @@ public enum Files {
                 var off = 0
                 while off < bytes.count {
                     let n = write(fd, bytes.baseAddress! + off, bytes.count - off)
-                    if n <= 0 { if errno == EINTR { continue }; ok = false; err = errno; return }
+                    if n <= 0 {
+                        if errno == EINTR { continue }
+                        ok = false
+                        err = errno
+                        return
+                    }
                     off += n
                 }
             }
@@ -96,7 +110,10 @@ public enum Files {
             unlink(tmp)
             throw error
         }
-        if ok && fsync(fd) != 0 { ok = false; err = errno }
+        if ok && fsync(fd) != 0 {
+            ok = false
+            err = errno
+        }
         close(fd)
         guard ok else {
             unlink(tmp)
@@ -107,7 +124,10 @@ public enum Files {
             guard link(tmp, path) == 0 else {
                 let e = errno
                 unlink(tmp)
-                throw WorkflowError(e == EEXIST ? .alreadyExists : .io, "\(path): \(e == EEXIST ? "already exists; refusing to overwrite it" : String(cString: strerror(e)))")
+                throw WorkflowError(
+                    e == EEXIST ? .alreadyExists : .io,
+                    "\(path): \(e == EEXIST ? "already exists; refusing to overwrite it" : String(cString: strerror(e)))"
+                )
             }
             unlink(tmp)
         } else if rename(tmp, path) != 0 {
@@ -124,7 +144,8 @@ public enum Files {
     static func temporaryName(for path: String) -> String {
         removeStaleTemporaries(for: path)
         let dir = (path as NSString).deletingLastPathComponent
-        return (dir.isEmpty ? "." : dir) + "/" + temporaryPrefix(for: path) + "\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
+        return (dir.isEmpty ? "." : dir) + "/" + temporaryPrefix(for: path)
+            + "\(getpid())-\(Hex.encode(SecureRandom.bytes(4)))"
     }
 
     /// `.<name>.tmp-<host>-`: the host part (a hash of the host name) keeps a shared exchange
@@ -158,7 +179,9 @@ public enum Files {
         }
     }
 
-    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, exclusive: Bool = false) throws(WorkflowError) {
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, exclusive: Bool = false)
+        throws(WorkflowError)
+    {
         let r: Result<Void, WorkflowError> = bytes.withUnsafeBytes { b in
             Result { () throws(WorkflowError) in try writeAtomically(b, to: path, mode: mode, exclusive: exclusive) }
         }
@@ -167,7 +190,10 @@ public enum Files {
 
     /// Creates a directory and its parents.
     public static func makeDirectory(_ path: String, mode: Int = 0o755) throws(WorkflowError) {
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: mode]) } catch {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: mode])
+        } catch {
             throw WorkflowError(.io, "\(path): cannot create directory")
         }
     }
@@ -192,7 +218,10 @@ public enum Files {
 
     static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); close(fd) }
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
     }
 
     /// Overwrites a file's bytes with zeros, syncs, then unlinks it: used for run state holding a scalar.

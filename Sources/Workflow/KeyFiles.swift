@@ -1,6 +1,6 @@
+import Activation
 import Foundation
 import RistrettoPSI
-import Activation
 
 /// A party's identity on disk: a private key file (binary, mode 0600) and a public JSON file to
 /// share with the other parties.
@@ -20,10 +20,19 @@ public enum KeyFiles {
     }
 
     public static func roleName(_ r: Role) -> String {
-        switch r { case .consumer: "consumer"; case .provider: "provider"; case .coordinator: "coordinator" }
+        switch r {
+        case .consumer: "consumer"
+        case .provider: "provider"
+        case .coordinator: "coordinator"
+        }
     }
     public static func role(named s: String) -> Role? {
-        switch s { case "consumer": .consumer; case "provider": .provider; case "coordinator": .coordinator; default: nil }
+        switch s {
+        case "consumer": .consumer
+        case "provider": .provider
+        case "coordinator": .coordinator
+        default: nil
+        }
     }
 
     /// Generates a new identity and writes `identity.key` (0600) and `identity.pub.json` in `directory`.
@@ -37,8 +46,9 @@ public enum KeyFiles {
         defer { SecureBytes.zero(&bytes) }
         try Files.makeDirectory(directory, mode: 0o700)
         try Files.writeAtomically(bytes, to: directory + "/identity.key", mode: 0o600, exclusive: true)
-        let pub = PublicIdentity(role: roleName(role), name: name, signingKey: identity.signingKey.verifyingKey.hex,
-                                 sealingKey: identity.sealingKey.publicKey.hex)
+        let pub = PublicIdentity(
+            role: roleName(role), name: name, signingKey: identity.signingKey.verifyingKey.hex,
+            sealingKey: identity.sealingKey.publicKey.hex)
         try Files.writeAtomically(publicJSON(pub), to: directory + "/identity.pub.json")
         return pub
     }
@@ -50,19 +60,28 @@ public enum KeyFiles {
     }
 
     /// Loads a private identity, checking its role.
-    public static func load(_ path: String, role expected: Role) throws(WorkflowError) -> (identity: PartyIdentity, name: String) {
+    public static func load(_ path: String, role expected: Role) throws(WorkflowError) -> (
+        identity: PartyIdentity, name: String
+    ) {
         var bytes = try Files.read(path)
         defer { SecureBytes.zero(&bytes) }
         guard bytes.count >= 70, Array(bytes[0..<4]) == magic, bytes[4] == 1, let role = Role(rawValue: bytes[5]) else {
             throw WorkflowError(.keyFile, "\(path): not a CleanRoom identity key file")
         }
         guard role == expected else {
-            throw WorkflowError(.keyFile, "\(path): this is the \(roleName(role))'s key, expected the \(roleName(expected))'s")
+            throw WorkflowError(
+                .keyFile, "\(path): this is the \(roleName(role))'s key, expected the \(roleName(expected))'s")
         }
         do {
-            let signing = try bytes.withUnsafeBytes { try SigningKey(seed: UnsafeRawBufferPointer(rebasing: $0[6..<38])) }
-            let sealing = try bytes.withUnsafeBytes { try SealingKey(secretBytes: UnsafeRawBufferPointer(rebasing: $0[38..<70])) }
-            return (PartyIdentity(signingKey: signing, sealingKey: sealing), String(decoding: bytes[70...], as: UTF8.self))
+            let signing = try bytes.withUnsafeBytes {
+                try SigningKey(seed: UnsafeRawBufferPointer(rebasing: $0[6..<38]))
+            }
+            let sealing = try bytes.withUnsafeBytes {
+                try SealingKey(secretBytes: UnsafeRawBufferPointer(rebasing: $0[38..<70]))
+            }
+            return (
+                PartyIdentity(signingKey: signing, sealingKey: sealing), String(decoding: bytes[70...], as: UTF8.self)
+            )
         } catch {
             throw WorkflowError(.keyFile, "\(path): key material is invalid")
         }

@@ -1,8 +1,9 @@
+import Activation
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Activation
 
 extension StateStore {
     /// Clears what a party's prepare step left when it was killed before publishing its round:
@@ -21,17 +22,21 @@ extension StateStore {
     /// `workflow.already_exists`, naming the leftover and saying to start a new run ID. An answer
     /// that cannot tell (403 without list permission) is thrown and nothing is cleared.
     /// - SeeAlso: `Protocol/SPEC.md` §9.2 "Faults", §12.7 "Exchanges on S3".
-    func clearAbandonedPrepare(_ a: VerifiedAgreement, run: String, role: Role, exchange: Exchange,
-                               published: MessageKind, unpublished: [MessageKind] = []) throws {
+    func clearAbandonedPrepare(
+        _ a: VerifiedAgreement, run: String, role: Role, exchange: Exchange,
+        published: MessageKind, unpublished: [MessageKind] = []
+    ) throws {
         let p = path(a, run: run, role: role)
         guard FileManager.default.fileExists(atPath: p), !(try exchange.exists(a, run: run, published)) else { return }
         if exchange.isS3 {
             for u in unpublished where try exchange.exists(a, run: run, u) {
                 Files.shred(p)
-                throw WorkflowError(.alreadyExists, "run \(run): a prepare killed before publishing left \(exchange.path(a, run: run, u)); "
-                                    + "writes to an s3:// exchange never overwrite and this step never deletes there, so this run ID cannot be "
-                                    + "prepared again: start a new run ID (the abandoned run state was shredded; a lifecycle rule on the "
-                                    + "exchange prefix removes the leftover)")
+                throw WorkflowError(
+                    .alreadyExists,
+                    "run \(run): a prepare killed before publishing left \(exchange.path(a, run: run, u)); "
+                        + "writes to an s3:// exchange never overwrite and this step never deletes there, so this run ID cannot be "
+                        + "prepared again: start a new run ID (the abandoned run state was shredded; a lifecycle rule on the "
+                        + "exchange prefix removes the leftover)")
             }
         } else {
             for u in unpublished { unlink(exchange.path(a, run: run, u)) }

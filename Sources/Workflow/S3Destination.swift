@@ -1,6 +1,6 @@
+import Activation
 import Foundation
 import RistrettoPSI
-import Activation
 import S3Delivery
 
 /// The provider's Amazon S3 path: `<prefix>/<collaboration-id>/<run-id>/part-NNNNN.csv[.gz]`, then
@@ -29,18 +29,29 @@ public struct S3Destination: DeliveryDestination {
     /// Free bytes where a provider's open downloads each object (tests inject less).
     public var availableBytes: @Sendable (String) -> Int? = ScratchPreflight.availableBytes(at:)
 
-    public init(coordinator base: any CredentialProvider, roleARN: String, externalID: String?, location: S3Location,
-                endpoints: AWSEndpoints, http: AWSHTTP = AWSHTTP(),
-                multipartThreshold: Int = 16 * 1024 * 1024, partSize: Int = 8 * 1024 * 1024) {
+    public init(
+        coordinator base: any CredentialProvider, roleARN: String, externalID: String?, location: S3Location,
+        endpoints: AWSEndpoints, http: AWSHTTP = AWSHTTP(),
+        multipartThreshold: Int = 16 * 1024 * 1024, partSize: Int = 8 * 1024 * 1024
+    ) {
         access = .coordinator(base: base, roleARN: roleARN, externalID: externalID)
-        self.location = location; self.endpoints = endpoints; self.http = http
-        self.multipartThreshold = multipartThreshold; self.partSize = partSize
+        self.location = location
+        self.endpoints = endpoints
+        self.http = http
+        self.multipartThreshold = multipartThreshold
+        self.partSize = partSize
     }
 
-    public init(provider credentials: any CredentialProvider, location: S3Location, endpoints: AWSEndpoints, http: AWSHTTP = AWSHTTP()) {
+    public init(
+        provider credentials: any CredentialProvider, location: S3Location, endpoints: AWSEndpoints,
+        http: AWSHTTP = AWSHTTP()
+    ) {
         access = .provider(credentials)
-        self.location = location; self.endpoints = endpoints; self.http = http
-        multipartThreshold = 16 * 1024 * 1024; partSize = 8 * 1024 * 1024
+        self.location = location
+        self.endpoints = endpoints
+        self.http = http
+        multipartThreshold = 16 * 1024 * 1024
+        partSize = 8 * 1024 * 1024
     }
 
     /// STS session names allow 64 characters of `[\w+=,.@-]`: the collaboration's first 8 hex
@@ -54,8 +65,9 @@ public struct S3Destination: DeliveryDestination {
         guard case .coordinator(let base, let role, let external) = access else {
             throw AWSError(.configuration, "this destination holds the provider's read access, not the coordinator's")
         }
-        return AssumedRoleCredentials(sts: STSClient(endpoints: endpoints, http: http), base: base, roleARN: role, externalID: external,
-                                      sessionName: Self.sessionName(collaborationID: collaborationID, runID: runID))
+        return AssumedRoleCredentials(
+            sts: STSClient(endpoints: endpoints, http: http), base: base, roleARN: role, externalID: external,
+            sessionName: Self.sessionName(collaborationID: collaborationID, runID: runID))
     }
 
     public func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws {
@@ -64,24 +76,30 @@ public struct S3Destination: DeliveryDestination {
 
     /// Writes the objects, calls `beforeManifest` (the coordinator's write-ahead intent record),
     /// then writes the manifest. A throw from `beforeManifest` stops before the manifest.
-    public func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String, beforeManifest: () throws -> Void) throws {
+    public func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String, beforeManifest: () throws -> Void)
+        throws
+    {
         let creds = try runCredentials(collaborationID: collaborationID, runID: runID)
-        _ = try creds.credentials()   // fail fast (wrong External ID, untrusted principal) before any write
-        let writer = S3Writer(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds,
-                              multipartThreshold: multipartThreshold, partSize: partSize)
+        _ = try creds.credentials()  // fail fast (wrong External ID, untrusted principal) before any write
+        let writer = S3Writer(
+            endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds,
+            multipartThreshold: multipartThreshold, partSize: partSize)
         for o in plan.objects {
             // Streamed from the object's content (a coordinator scratch file for a large delivery):
             // one PutObject up to the threshold, else parts read as they are sent; the bytes read
             // must hash to the manifest's SHA-256 before the object is committed.
             let content = o.content
-            _ = try writer.put(key: location.key(collaborationID, runID, o.name), size: o.size, sha256: o.sha256,
-                               contentType: o.name.hasSuffix(".gz") ? "application/gzip" : "text/csv") { offset, buffer in
+            _ = try writer.put(
+                key: location.key(collaborationID, runID, o.name), size: o.size, sha256: o.sha256,
+                contentType: o.name.hasSuffix(".gz") ? "application/gzip" : "text/csv"
+            ) { offset, buffer in
                 try content.read(at: offset, into: buffer)
             }
         }
         try beforeManifest()
-        _ = try writer.put(key: location.key(collaborationID, runID, DeliveryPlan.manifestName), bytes: plan.manifest.json(),
-                           contentType: "application/json")
+        _ = try writer.put(
+            key: location.key(collaborationID, runID, DeliveryPlan.manifestName), bytes: plan.manifest.json(),
+            contentType: "application/json")
     }
 
     /// Writes only `plan`'s manifest (`If-None-Match: *`), for a retry whose objects a killed
@@ -89,13 +107,15 @@ public struct S3Destination: DeliveryDestination {
     /// already there (412): the coordinator cannot read which one, only that the key is taken.
     public func commitManifest(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws -> Bool {
         let creds = try runCredentials(collaborationID: collaborationID, runID: runID)
-        let writer = S3Writer(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds,
-                              multipartThreshold: multipartThreshold, partSize: partSize)
+        let writer = S3Writer(
+            endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds,
+            multipartThreshold: multipartThreshold, partSize: partSize)
         do {
-            _ = try writer.put(key: location.key(collaborationID, runID, DeliveryPlan.manifestName), bytes: plan.manifest.json(),
-                               contentType: "application/json")
+            _ = try writer.put(
+                key: location.key(collaborationID, runID, DeliveryPlan.manifestName), bytes: plan.manifest.json(),
+                contentType: "application/json")
             return true
-        } catch where error.code == .alreadyExists {
+        } catch  where error.code == .alreadyExists {
             return false
         }
     }
@@ -112,23 +132,31 @@ public struct S3Destination: DeliveryDestination {
         let reader = S3Reader(endpoints: endpoints, bucket: location.bucket, http: http, credentials: creds)
         let manifestBytes = try reader.get(key: location.key(collaborationID, runID, DeliveryPlan.manifestName))
         guard (try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes))) != nil else {
-            throw WorkflowError(.destination, "\(location)/\(collaborationID)/\(runID)/manifest.json is not a delivery manifest")
+            throw WorkflowError(
+                .destination, "\(location)/\(collaborationID)/\(runID)/manifest.json is not a delivery manifest")
         }
         let location = self.location
         return ReceivedDelivery(manifestBytes: manifestBytes) { o in
-            guard isObjectName(o.name) else { throw WorkflowError(.destination, "manifest names an object outside the run") }
+            guard isObjectName(o.name) else {
+                throw WorkflowError(.destination, "manifest names an object outside the run")
+            }
             let key = location.key(collaborationID, runID, o.name)
             if let directory = (scratch as? DirectoryScratch)?.directory {
-                try ScratchPreflight.checkDownload(size: o.bytes, of: "s3://\(location.bucket)/\(key)", into: directory,
-                                                   available: availableBytes(directory), remedy: ScratchPreflight.openRemedy)
+                try ScratchPreflight.checkDownload(
+                    size: o.bytes, of: "s3://\(location.bucket)/\(key)", into: directory,
+                    available: availableBytes(directory), remedy: ScratchPreflight.openRemedy)
             }
             let file = try scratch.makeFile()
-            _ = try reader.download(key: key, expect: { size in
-                guard size == o.bytes else {
-                    throw ActivationError(.deliveryInvalid, "object \(o.name) does not match its SHA-256 in the manifest "
-                                          + "(it holds \(size) bytes, the manifest says \(o.bytes))")
-                }
-            }, write: { try file.append($0) })
+            _ = try reader.download(
+                key: key,
+                expect: { size in
+                    guard size == o.bytes else {
+                        throw ActivationError(
+                            .deliveryInvalid,
+                            "object \(o.name) does not match its SHA-256 in the manifest "
+                                + "(it holds \(size) bytes, the manifest says \(o.bytes))")
+                    }
+                }, write: { try file.append($0) })
             return ScratchFileSource(file)
         }
     }

@@ -1,9 +1,10 @@
+import Activation
 import Foundation
+import RistrettoPSI
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import RistrettoPSI
-import Activation
 
 /// Free-space preflights. Round 5's: from the three inputs' headers alone, the scratch space the
 /// coordinator will certainly hold, checked against what the scratch directory's file system has
@@ -29,17 +30,23 @@ public enum ScratchPreflight {
         public var consumerCount: Int
         public var consumerRecordSize: Int
         public var providerCount: Int
-        public init(payloadCount: Int, payloadRecordSize: Int, consumerCount: Int, consumerRecordSize: Int, providerCount: Int) {
-            self.payloadCount = payloadCount; self.payloadRecordSize = payloadRecordSize
-            self.consumerCount = consumerCount; self.consumerRecordSize = consumerRecordSize; self.providerCount = providerCount
+        public init(
+            payloadCount: Int, payloadRecordSize: Int, consumerCount: Int, consumerRecordSize: Int, providerCount: Int
+        ) {
+            self.payloadCount = payloadCount
+            self.payloadRecordSize = payloadRecordSize
+            self.consumerCount = consumerCount
+            self.consumerRecordSize = consumerRecordSize
+            self.providerCount = providerCount
         }
 
         /// What the match's first step verified (``Coordinator/open(runID:payload:consumerSet:providerSet:history:names:)``):
         /// the headers are read and their signatures checked once, by the match, not again here.
         public init(_ inputs: Coordinator.MatchInputs) {
-            self.init(payloadCount: inputs.payloadHeader.count, payloadRecordSize: inputs.payloadHeader.recordSize,
-                      consumerCount: inputs.consumerSetHeader.count, consumerRecordSize: inputs.consumerSetHeader.recordSize,
-                      providerCount: inputs.providerSetHeader.count)
+            self.init(
+                payloadCount: inputs.payloadHeader.count, payloadRecordSize: inputs.payloadHeader.recordSize,
+                consumerCount: inputs.consumerSetHeader.count, consumerRecordSize: inputs.consumerSetHeader.recordSize,
+                providerCount: inputs.providerSetHeader.count)
         }
     }
 
@@ -58,7 +65,10 @@ public enum ScratchPreflight {
     /// names the directory, both figures and what to do. `available` nil (unknown) passes.
     public static func check(need: Int, available: Int?, directory: String) throws(WorkflowError) {
         guard let available, available < need else { return }
-        throw WorkflowError(.diskSpace, "\(directory): the coordinator's scratch needs at least \(need) bytes for these inputs (payload and attribute copies, element partitions), the file system has \(available) bytes available; free space or set TMPDIR (or --state-dir) to a larger file system, then run the same command again (nothing was written, the run ID is not used)")
+        throw WorkflowError(
+            .diskSpace,
+            "\(directory): the coordinator's scratch needs at least \(need) bytes for these inputs (payload and attribute copies, element partitions), the file system has \(available) bytes available; free space or set TMPDIR (or --state-dir) to a larger file system, then run the same command again (nothing was written, the run ID is not used)"
+        )
     }
 
     /// Rounds 3 and 4: refuses (`workflow.disk_space`) a respond whose answer and scratch do not
@@ -70,23 +80,32 @@ public enum ScratchPreflight {
     /// two needs are checked together (``RespondFootprint/sharedBytes``), else each on its own.
     /// Unknown available space passes, like ``check(need:available:directory:)``.
     /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory" (rounds 3 and 4, step 1), §10 `workflow.disk_space`.
-    public static func checkRespond(_ f: RespondFootprint, scratchDirectory: String, answerDirectory: String?,
-                                    available: (String) -> Int? = availableBytes(at:),
-                                    device: (String) -> UInt64? = device(at:)) throws(WorkflowError) {
+    public static func checkRespond(
+        _ f: RespondFootprint, scratchDirectory: String, answerDirectory: String?,
+        available: (String) -> Int? = availableBytes(at:),
+        device: (String) -> UInt64? = device(at:)
+    ) throws(WorkflowError) {
         func refuse(_ dir: String, need: Int, parts: String) throws(WorkflowError) {
             guard need > 0, let have = available(dir), have < need else { return }
-            throw WorkflowError(.diskSpace, "\(dir): this respond needs at least \(need) bytes there (\(parts)), the file system has \(have) bytes available; free space or move the state directory or the exchange to a larger file system, then run the same command again (nothing was written; the run state is kept, so the same run ID completes once there is room)")
+            throw WorkflowError(
+                .diskSpace,
+                "\(dir): this respond needs at least \(need) bytes there (\(parts)), the file system has \(have) bytes available; free space or move the state directory or the exchange to a larger file system, then run the same command again (nothing was written; the run state is kept, so the same run ID completes once there is room)"
+            )
         }
-        let answer = "the answer \(f.answerBytes)", scratch = "spilled shuffle and duplicate check \(f.scratchBytes)"
+        let answer = "the answer \(f.answerBytes)"
+        let scratch = "spilled shuffle and duplicate check \(f.scratchBytes)"
         guard let answerDirectory else {
             try refuse(scratchDirectory, need: f.scratchBytes, parts: scratch)
             return
         }
         let shared = sameFileSystem(answerDirectory, scratchDirectory, device: device)
         if shared {
-            let parts = f.answerWhileScratchHeld ? "\(answer) while the \(scratch) is held"
-                                                 : "the larger of \(scratch) and \(answer), written after it"
-            try refuse(scratchDirectory, need: f.sharedBytes, parts: parts + "; \(answerDirectory) is on the same file system")
+            let parts =
+                f.answerWhileScratchHeld
+                ? "\(answer) while the \(scratch) is held"
+                : "the larger of \(scratch) and \(answer), written after it"
+            try refuse(
+                scratchDirectory, need: f.sharedBytes, parts: parts + "; \(answerDirectory) is on the same file system")
         } else {
             try refuse(answerDirectory, need: f.answerBytes, parts: answer)
             try refuse(scratchDirectory, need: f.scratchBytes, parts: scratch)
@@ -97,16 +116,23 @@ public enum ScratchPreflight {
     /// refuses (`workflow.disk_space`) when the object's `size` exceeds the `available` bytes
     /// there; unknown available space passes.
     /// - SeeAlso: `Protocol/SPEC.md` §12.7 "Exchanges on S3".
-    public static func checkDownload(size: Int, of object: String, into directory: String, available: Int?,
-                                     remedy: String = downloadRemedy) throws(WorkflowError) {
+    public static func checkDownload(
+        size: Int, of object: String, into directory: String, available: Int?,
+        remedy: String = downloadRemedy
+    ) throws(WorkflowError) {
         guard let available, available < size else { return }
-        throw WorkflowError(.diskSpace, "\(directory): downloading \(object) needs \(size) bytes there, the file system has \(available) bytes available; \(remedy)")
+        throw WorkflowError(
+            .diskSpace,
+            "\(directory): downloading \(object) needs \(size) bytes there, the file system has \(available) bytes available; \(remedy)"
+        )
     }
 
     /// What a step that downloads an exchange message says to do.
-    public static let downloadRemedy = "free space or move the state directory (the coordinator: its audit database's private store) to a larger file system, then run the same command again (nothing was kept, the run state and the run ID are still usable)"
+    public static let downloadRemedy =
+        "free space or move the state directory (the coordinator: its audit database's private store) to a larger file system, then run the same command again (nothing was kept, the run state and the run ID are still usable)"
     /// What `provider open` says: its scratch sits beside the output.
-    public static let openRemedy = "free space there or write --out to a larger file system, then run the same command again (the output was not written; the delivery is unchanged and can be opened again)"
+    public static let openRemedy =
+        "free space there or write --out to a larger file system, then run the same command again (the output was not written; the delivery is unchanged and can be opened again)"
 
     /// Whether `a` and `b` are on one file system: the same path, or the same known device.
     public static func sameFileSystem(_ a: String, _ b: String, device: (String) -> UInt64? = device(at:)) -> Bool {

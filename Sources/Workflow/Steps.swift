@@ -1,9 +1,9 @@
-import Foundation
-import RistrettoPSI
-import Identifiers
 import Activation
-import Tabular
+import Foundation
+import Identifiers
+import RistrettoPSI
 import S3Delivery
+import Tabular
 
 /// The coordinator's record of runs: the audit log in production, read for the privacy rules and
 /// appended once per run.
@@ -14,7 +14,11 @@ public protocol RunLedger {
 
 /// One run's outcome as the ledger records it: counts and codes only.
 public struct RunEvent: Sendable {
-    public enum Kind: String, Sendable { case delivered, rejected, belowThreshold = "below_threshold", failed }
+    public enum Kind: String, Sendable {
+        case delivered, rejected
+        case belowThreshold = "below_threshold"
+        case failed
+    }
     public let kind: Kind
     public let collaborationID: String
     public let runID: String
@@ -31,7 +35,9 @@ public struct ColumnSpec: Sendable {
     public init(_ byType: [(IdentifierType, String)]) { self.byType = byType }
 
     func resolve(_ header: Header) throws(Error) -> [IdentifierColumn] {
-        guard !byType.isEmpty else { throw WorkflowError(.input, "\(header.file): name at least one identifier column") }
+        guard !byType.isEmpty else {
+            throw WorkflowError(.input, "\(header.file): name at least one identifier column")
+        }
         var out: [IdentifierColumn] = []
         for (t, name) in byType { out.append(IdentifierColumn(index: try header.require(name), name: name, type: t)) }
         return out
@@ -73,8 +79,10 @@ public enum Steps {
     /// concurrent prepare of the same run) never touches the report that is there. Killed
     /// between the two, the round is published without its report and a hidden temporary file
     /// stays in the private state directory.
-    static func publishPrepare(_ skipped: SkippedValues, state: StateStore, _ a: VerifiedAgreement, run: String, role: Role,
-                               _ write: (_ save: (RunState) throws -> Void) throws -> Void) throws -> String? {
+    static func publishPrepare(
+        _ skipped: SkippedValues, state: StateStore, _ a: VerifiedAgreement, run: String, role: Role,
+        _ write: (_ save: (RunState) throws -> Void) throws -> Void
+    ) throws -> String? {
         let report = try state.stageSkipReport(skipped, a, run: run, role: role)
         var saved = false
         do {
@@ -101,56 +109,76 @@ public enum Steps {
     /// abandoned earlier attempt of this run is cleared, the run state saved once both bodies
     /// are written, and the payload linked into place before the blinded set, which publishes
     /// the round. On a write failure the sinks are abandoned and the state shredded.
-    public static func providerPrepare(agreement: VerifiedAgreement, identity: PartyIdentity, input: String, columns: ColumnSpec,
-                                       audienceKeyColumn: String, runID: String, exchange: Exchange, state: StateStore,
-                                       policy: InvalidValuePolicy, progress: ProgressReporter? = nil) throws(Error) -> PrepareResult {
+    public static func providerPrepare(
+        agreement: VerifiedAgreement, identity: PartyIdentity, input: String, columns: ColumnSpec,
+        audienceKeyColumn: String, runID: String, exchange: Exchange, state: StateStore,
+        policy: InvalidValuePolicy, progress: ProgressReporter? = nil
+    ) throws(Error) -> PrepareResult {
         let provider = try Provider(agreement: agreement, identity: identity)
         progress?("reading \(input); normalizing, hashing to the group and blinding as it streams")
         let rows = try CSVInput.open(input)
         let header = rows.header
-        let audience = ProviderAudience(source: header.file, rows: rows, identifierColumns: try columns.resolve(header),
-                                        audienceKeyColumn: (try header.require(audienceKeyColumn), audienceKeyColumn),
-                                        invalidValues: policy)
-        var staged = try provider.stage(runID: runID, audience: audience, scratch: try state.scratch(),
-                                     progress: progress.map { p in { n in p("read \(n) rows") } })
+        let audience = ProviderAudience(
+            source: header.file, rows: rows, identifierColumns: try columns.resolve(header),
+            audienceKeyColumn: (try header.require(audienceKeyColumn), audienceKeyColumn),
+            invalidValues: policy)
+        var staged = try provider.stage(
+            runID: runID, audience: audience, scratch: try state.scratch(),
+            progress: progress.map { p in { n in p("read \(n) rows") } })
         progress?("blinded \(staged.summary.elements) elements; writing the round-1 messages")
-        try state.clearAbandonedPrepare(agreement, run: runID, role: .provider, exchange: exchange, published: .providerBlinded,
-                                        unpublished: [.providerPayload])
+        try state.clearAbandonedPrepare(
+            agreement, run: runID, role: .provider, exchange: exchange, published: .providerBlinded,
+            unpublished: [.providerPayload])
         let report = try publishPrepare(staged.skipped, state: state, agreement, run: runID, role: .provider) { save in
             let payload = try exchange.sink(agreement, run: runID, .providerPayload)
             let blinded = try exchange.sink(agreement, run: runID, .providerBlinded)
             _ = try staged.write(forConsumer: blinded, forCoordinator: payload, beforePublishing: save)
         }
-        return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped.earliest, skippedReport: report,
-                             written: [exchange.path(agreement, run: runID, .providerBlinded), exchange.path(agreement, run: runID, .providerPayload)])
+        return PrepareResult(
+            runID: runID, summary: staged.summary, skipped: staged.skipped.earliest, skippedReport: report,
+            written: [
+                exchange.path(agreement, run: runID, .providerBlinded),
+                exchange.path(agreement, run: runID, .providerPayload),
+            ])
     }
 
     /// Round 2 (consumer): the activation query, in bounded memory as round 1 (one message).
-    public static func consumerPrepare(agreement: VerifiedAgreement, signingKey: SigningKey, input: String, columns: ColumnSpec,
-                                       filters: [(column: String, values: [String])], consent: [String], memberIDColumn: String?,
-                                       segmentID: String, segmentName: String, runID: String, exchange: Exchange,
-                                       state: StateStore, policy: InvalidValuePolicy, progress: ProgressReporter? = nil) throws(Error) -> PrepareResult {
+    public static func consumerPrepare(
+        agreement: VerifiedAgreement, signingKey: SigningKey, input: String, columns: ColumnSpec,
+        filters: [(column: String, values: [String])], consent: [String], memberIDColumn: String?,
+        segmentID: String, segmentName: String, runID: String, exchange: Exchange,
+        state: StateStore, policy: InvalidValuePolicy, progress: ProgressReporter? = nil
+    ) throws(Error) -> PrepareResult {
         let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
         progress?("reading \(input); selecting, normalizing, hashing to the group and blinding as it streams")
         let rows = try CSVInput.open(input)
         let header = rows.header
         var fs: [ConsumerQuery.Filter] = []
-        for f in filters { fs.append(.init(index: try header.require(f.column), name: f.column, values: Set(f.values.map { Array($0.utf8) }))) }
+        for f in filters {
+            fs.append(
+                .init(index: try header.require(f.column), name: f.column, values: Set(f.values.map { Array($0.utf8) }))
+            )
+        }
         var cs: [(index: Int, name: String)] = []
         for c in consent { cs.append((try header.require(c), c)) }
         let member: (index: Int, name: String)? = try memberIDColumn.map { (try header.require($0), $0) }
-        let query = ConsumerQuery(source: header.file, rows: rows, identifierColumns: try columns.resolve(header), filters: fs,
-                                  consentColumns: cs, memberIDColumn: member, segmentID: segmentID, segmentName: segmentName,
-                                  invalidValues: policy)
-        var staged = try consumer.stage(runID: runID, query: query, scratch: try state.scratch(),
-                                     progress: progress.map { p in { n in p("read \(n) rows") } })
+        let query = ConsumerQuery(
+            source: header.file, rows: rows, identifierColumns: try columns.resolve(header), filters: fs,
+            consentColumns: cs, memberIDColumn: member, segmentID: segmentID, segmentName: segmentName,
+            invalidValues: policy)
+        var staged = try consumer.stage(
+            runID: runID, query: query, scratch: try state.scratch(),
+            progress: progress.map { p in { n in p("read \(n) rows") } })
         progress?("blinded \(staged.summary.elements) elements; writing the round-2 message")
-        try state.clearAbandonedPrepare(agreement, run: runID, role: .consumer, exchange: exchange, published: .consumerBlinded)
+        try state.clearAbandonedPrepare(
+            agreement, run: runID, role: .consumer, exchange: exchange, published: .consumerBlinded)
         let report = try publishPrepare(staged.skipped, state: state, agreement, run: runID, role: .consumer) { save in
-            _ = try staged.write(forProvider: try exchange.sink(agreement, run: runID, .consumerBlinded), beforePublishing: save)
+            _ = try staged.write(
+                forProvider: try exchange.sink(agreement, run: runID, .consumerBlinded), beforePublishing: save)
         }
-        return PrepareResult(runID: runID, summary: staged.summary, skipped: staged.skipped.earliest, skippedReport: report,
-                             written: [exchange.path(agreement, run: runID, .consumerBlinded)])
+        return PrepareResult(
+            runID: runID, summary: staged.summary, skipped: staged.skipped.earliest, skippedReport: report,
+            written: [exchange.path(agreement, run: runID, .consumerBlinded)])
     }
 
     /// Round 3 (provider): re-blind the consumer's set; the run's scalar is shredded afterwards.
@@ -160,15 +188,21 @@ public enum Steps {
     /// checksum and every check passed, and the shuffle and duplicate check spill to the provider's
     /// private scratch directory. A refused input keeps the state (the run can complete once the
     /// right file arrives); an answer already published (a crashed attempt's) shreds it.
-    public static func providerRespond(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
-                                       state: StateStore, progress: ProgressReporter? = nil,
-                                       availableBytes: @escaping (String) -> Int? = ScratchPreflight.availableBytes(at:))
-        throws(Error) -> (elements: Int, written: String) {
+    public static func providerRespond(
+        agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
+        state: StateStore, progress: ProgressReporter? = nil,
+        availableBytes: @escaping (String) -> Int? = ScratchPreflight.availableBytes(at:)
+    )
+        throws(Error) -> (elements: Int, written: String)
+    {
         let provider = try Provider(agreement: agreement, identity: identity)
         progress?("verifying the consumer's set and re-blinding it")
-        return try respondStep(agreement: agreement, runID: runID, exchange: exchange, state: state, role: .provider,
-                               input: .consumerBlinded, output: .consumerReblinded, availableBytes: availableBytes) { source, name, s, sink, scratch, check in
-            try provider.respond(consumerSet: source, name: name, state: s, into: sink, scratch: scratch, beforeBody: check)
+        return try respondStep(
+            agreement: agreement, runID: runID, exchange: exchange, state: state, role: .provider,
+            input: .consumerBlinded, output: .consumerReblinded, availableBytes: availableBytes
+        ) { source, name, s, sink, scratch, check in
+            try provider.respond(
+                consumerSet: source, name: name, state: s, into: sink, scratch: scratch, beforeBody: check)
         }
     }
 
@@ -176,15 +210,21 @@ public enum Steps {
     ///
     /// Streamed like round 3 (the answer keeps the provider's order, so records go to the
     /// temporary file as they are re-blinded; only the duplicate check spills).
-    public static func consumerRespond(agreement: VerifiedAgreement, signingKey: SigningKey, runID: String, exchange: Exchange,
-                                       state: StateStore, progress: ProgressReporter? = nil,
-                                       availableBytes: @escaping (String) -> Int? = ScratchPreflight.availableBytes(at:))
-        throws(Error) -> (elements: Int, written: String) {
+    public static func consumerRespond(
+        agreement: VerifiedAgreement, signingKey: SigningKey, runID: String, exchange: Exchange,
+        state: StateStore, progress: ProgressReporter? = nil,
+        availableBytes: @escaping (String) -> Int? = ScratchPreflight.availableBytes(at:)
+    )
+        throws(Error) -> (elements: Int, written: String)
+    {
         let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
         progress?("verifying the provider's set and re-blinding it")
-        return try respondStep(agreement: agreement, runID: runID, exchange: exchange, state: state, role: .consumer,
-                               input: .providerBlinded, output: .providerReblinded, availableBytes: availableBytes) { source, name, s, sink, scratch, check in
-            try consumer.respond(providerSet: source, name: name, state: s, into: sink, scratch: scratch, beforeBody: check)
+        return try respondStep(
+            agreement: agreement, runID: runID, exchange: exchange, state: state, role: .consumer,
+            input: .providerBlinded, output: .providerReblinded, availableBytes: availableBytes
+        ) { source, name, s, sink, scratch, check in
+            try consumer.respond(
+                providerSet: source, name: name, state: s, into: sink, scratch: scratch, beforeBody: check)
         }
     }
 
@@ -198,23 +238,33 @@ public enum Steps {
     /// before its body is read, the answer and the spilled scratch are checked against what their
     /// file systems have (`availableBytes`, `statvfs` unless a test injects it); too little stops
     /// the step with `workflow.disk_space`, nothing written and the state kept.
-    static func respondStep(agreement: VerifiedAgreement, runID: String, exchange: Exchange, state: StateStore, role: Role,
-                            input: MessageKind, output: MessageKind, availableBytes: @escaping (String) -> Int?,
-                            _ answer: (any ByteSource, String, RunState, any MessageSink, any ScratchSpace,
-                                       (RespondFootprint) throws -> Void) throws -> RespondSummary)
-        throws(Error) -> (elements: Int, written: String) {
-        guard UUIDBytes.parse(runID) != nil else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+    static func respondStep(
+        agreement: VerifiedAgreement, runID: String, exchange: Exchange, state: StateStore, role: Role,
+        input: MessageKind, output: MessageKind, availableBytes: @escaping (String) -> Int?,
+        _ answer: (
+            any ByteSource, String, RunState, any MessageSink, any ScratchSpace,
+            (RespondFootprint) throws -> Void
+        ) throws -> RespondSummary
+    )
+        throws(Error) -> (elements: Int, written: String)
+    {
+        guard UUIDBytes.parse(runID) != nil else {
+            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
+        }
         let s = try state.load(agreement, run: runID, role: role)
         let answered: RespondSummary
         do {
             let scratch = try state.scratch()
             let source = try exchange.source(agreement, run: runID, input)
             let sink = try exchange.sink(agreement, run: runID, output)
-            let answerDirectory = exchange.isS3 ? exchange.scratchDirectory
+            let answerDirectory =
+                exchange.isS3
+                ? exchange.scratchDirectory
                 : (exchange.path(agreement, run: runID, output) as NSString).deletingLastPathComponent
             let check = { (f: RespondFootprint) throws in
-                try ScratchPreflight.checkRespond(f, scratchDirectory: scratch.directory, answerDirectory: answerDirectory,
-                                                  available: availableBytes)
+                try ScratchPreflight.checkRespond(
+                    f, scratchDirectory: scratch.directory, answerDirectory: answerDirectory,
+                    available: availableBytes)
             }
             answered = try answer(source, exchange.path(agreement, run: runID, input), s, sink, scratch, check)
         } catch {
@@ -248,20 +298,30 @@ public enum Steps {
     /// On an S3 exchange the run's own checks (reuse, cap, budget) come before the downloads, and
     /// a message too large for the room left to download it is refused the same way.
     /// - SeeAlso: `Protocol/SPEC.md` §9.1, §9.2.
-    public static func coordinatorMatch(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
-                                        destination: DeliveryDestination, ledger: RunLedger, store: CoordinatorStore? = nil,
-                                        now: Date = Date(), progress: ProgressReporter? = nil,
-                                        availableScratchBytes: (String) -> Int? = ScratchPreflight.availableBytes(at:)) throws(Error) -> MatchResult {
+    public static func coordinatorMatch(
+        agreement: VerifiedAgreement, identity: PartyIdentity, runID: String, exchange: Exchange,
+        destination: DeliveryDestination, ledger: RunLedger, store: CoordinatorStore? = nil,
+        now: Date = Date(), progress: ProgressReporter? = nil,
+        availableScratchBytes: (String) -> Int? = ScratchPreflight.availableBytes(at:)
+    ) throws(Error) -> MatchResult {
         let coordinator = try Coordinator(agreement: agreement, identity: identity)
         let collab = agreement.terms.collaborationID
-        func record(_ kind: RunEvent.Kind, _ counts: MatchCounts, objects: Int = 0, manifest: [UInt8]? = nil, reason: String? = nil) throws(Error) {
-            try ledger.record(RunEvent(kind: kind, collaborationID: collab, runID: runID, agreementHash: agreement.hash, counts: counts,
-                                       deliveredObjects: objects, manifestSHA256: manifest, reasonCode: reason))
+        func record(
+            _ kind: RunEvent.Kind, _ counts: MatchCounts, objects: Int = 0, manifest: [UInt8]? = nil,
+            reason: String? = nil
+        ) throws(Error) {
+            try ledger.record(
+                RunEvent(
+                    kind: kind, collaborationID: collab, runID: runID, agreementHash: agreement.hash, counts: counts,
+                    deliveredObjects: objects, manifestSHA256: manifest, reasonCode: reason))
         }
-        guard UUIDBytes.parse(runID) != nil else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        guard UUIDBytes.parse(runID) != nil else {
+            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
+        }
         let lock = try store?.lock(collaborationID: collab, runID: runID)
         defer { lock?.release() }
-        var history = try ledger.history(collaborationID: collab, windowSeconds: agreement.terms.privacy.windowSeconds, now: now)
+        var history = try ledger.history(
+            collaborationID: collab, windowSeconds: agreement.terms.privacy.windowSeconds, now: now)
         if let store { history.sketches = try store.sketches(collaborationID: collab) }
         let outcome: MatchOutcome
         progress?("verifying the three messages, decoding and intersecting")
@@ -272,7 +332,8 @@ public enum Steps {
         if let store {
             scratchDirectory = store.scratchDirectory
         } else {
-            scratchDirectory = (NSTemporaryDirectory() as NSString).appendingPathComponent("cleanroom-coordinator-\(getpid())-\(Hex.encode(SecureRandom.bytes(8)))")
+            scratchDirectory = (NSTemporaryDirectory() as NSString).appendingPathComponent(
+                "cleanroom-coordinator-\(getpid())-\(Hex.encode(SecureRandom.bytes(8)))")
             temporaryScratch = scratchDirectory
         }
         defer { if let temporaryScratch { try? FileManager.default.removeItem(atPath: temporaryScratch) } }
@@ -297,7 +358,9 @@ public enum Steps {
             // The run's own checks before anything is fetched: on an S3 exchange a reused run ID
             // or an exhausted cap or budget is refused (and recorded) without downloading.
             _ = try coordinator.checkRun(runID: runID, history: history)
-            let payload: any ByteSource, consumerSet: any ByteSource, providerSet: any ByteSource
+            let payload: any ByteSource
+            let consumerSet: any ByteSource
+            let providerSet: any ByteSource
             do {
                 payload = try exchange.source(agreement, run: runID, .providerPayload)
                 consumerSet = try exchange.source(agreement, run: runID, .consumerReblinded)
@@ -309,9 +372,10 @@ public enum Steps {
             }
             inputs = try coordinator.open(
                 runID: runID, payload: payload, consumerSet: consumerSet, providerSet: providerSet, history: history,
-                names: Coordinator.InputNames(payload: exchange.path(agreement, run: runID, .providerPayload),
-                                              consumerSet: exchange.path(agreement, run: runID, .consumerReblinded),
-                                              providerSet: exchange.path(agreement, run: runID, .providerReblinded)))
+                names: Coordinator.InputNames(
+                    payload: exchange.path(agreement, run: runID, .providerPayload),
+                    consumerSet: exchange.path(agreement, run: runID, .consumerReblinded),
+                    providerSet: exchange.path(agreement, run: runID, .providerReblinded)))
         } catch let e as WorkflowError where e.code == .diskSpace {
             throw e
         } catch { try refuse(error) }
@@ -319,10 +383,12 @@ public enum Steps {
         // fit is refused here without an audit entry, so its run ID stays usable (SPEC §9, round 5).
         // An S3 exchange's downloads are on disk already and held through the match, so what is
         // available now is what the match has.
-        try ScratchPreflight.check(need: ScratchPreflight.coordinatorNeed(ScratchPreflight.CoordinatorInputs(inputs)),
-                                   available: availableScratchBytes(scratchDirectory), directory: scratchDirectory)
+        try ScratchPreflight.check(
+            need: ScratchPreflight.coordinatorNeed(ScratchPreflight.CoordinatorInputs(inputs)),
+            available: availableScratchBytes(scratchDirectory), directory: scratchDirectory)
         do {
-            outcome = try coordinator.match(inputs, scratch: try DirectoryScratch(directory: scratchDirectory), now: now)
+            outcome = try coordinator.match(
+                inputs, scratch: try DirectoryScratch(directory: scratchDirectory), now: now)
         } catch { try refuse(error) }
         switch outcome {
         case .belowThreshold(let counts), .deliver(_, let counts):
@@ -348,8 +414,9 @@ public enum Steps {
                 if let s3, let store, lock != nil {
                     let intent = DeliveryIntent(plan, agreement: agreement, runID: runID)
                     // Write-ahead: the coordinator cannot read the bucket back after a crash.
-                    try s3.deliver(plan, collaborationID: collab, runID: runID,
-                                   beforeManifest: { () throws in try store.saveIntent(intent, collaborationID: collab) })
+                    try s3.deliver(
+                        plan, collaborationID: collab, runID: runID,
+                        beforeManifest: { () throws in try store.saveIntent(intent, collaborationID: collab) })
                 } else {
                     try destination.deliver(plan, collaborationID: collab, runID: runID)
                 }
@@ -363,8 +430,10 @@ public enum Steps {
                     if let s3, let store {
                         let adopted: (sha256: [UInt8], objects: Int)?
                         do {
-                            adopted = try adoptFromIntent(s3, store: store, plan: plan, intent: DeliveryIntent(plan, agreement: agreement, runID: runID),
-                                                          agreement: agreement, runID: runID)
+                            adopted = try adoptFromIntent(
+                                s3, store: store, plan: plan,
+                                intent: DeliveryIntent(plan, agreement: agreement, runID: runID),
+                                agreement: agreement, runID: runID)
                         } catch {
                             try record(.failed, counts, reason: reasonCode(error))
                             throw error
@@ -401,13 +470,16 @@ public enum Steps {
 
     /// A delivery already committed for `runID` whose manifest this coordinator signed for this
     /// agreement and run, or nil. Only consulted under the collaboration's lock and with no audit entry.
-    static func committedDelivery(agreement: VerifiedAgreement, runID: String,
-                                  destination: DeliveryDestination) -> (sha256: [UInt8], objects: Int)? {
+    static func committedDelivery(
+        agreement: VerifiedAgreement, runID: String,
+        destination: DeliveryDestination
+    ) -> (sha256: [UInt8], objects: Int)? {
         guard let d = try? destination.read(collaborationID: agreement.terms.collaborationID, runID: runID),
-              let m = try? JSONDecoder().decode(SignedManifest.self, from: Data(d.manifestBytes)),
-              m.isSigned(by: agreement.coordinatorKey), m.manifest.runID == runID,
-              m.manifest.collaborationID == agreement.terms.collaborationID,
-              m.manifest.agreementHash == Hex.encode(agreement.hash) else { return nil }
+            let m = try? JSONDecoder().decode(SignedManifest.self, from: Data(d.manifestBytes)),
+            m.isSigned(by: agreement.coordinatorKey), m.manifest.runID == runID,
+            m.manifest.collaborationID == agreement.terms.collaborationID,
+            m.manifest.agreementHash == Hex.encode(agreement.hash)
+        else { return nil }
         return (SHA256.hash(d.manifestBytes), m.manifest.objects.count)
     }
 
@@ -423,16 +495,21 @@ public enum Steps {
     /// - Otherwise no manifest may be written (it would not describe the objects) and whether one
     ///   exists cannot be learnt without a read: `workflow.delivery_unconfirmed`.
     /// - SeeAlso: `Protocol/SPEC.md` §12.8 "Crash after the manifest".
-    static func adoptFromIntent(_ s3: S3Destination, store: CoordinatorStore, plan: DeliveryPlan, intent: DeliveryIntent,
-                                agreement: VerifiedAgreement, runID: String) throws -> (sha256: [UInt8], objects: Int)? {
+    static func adoptFromIntent(
+        _ s3: S3Destination, store: CoordinatorStore, plan: DeliveryPlan, intent: DeliveryIntent,
+        agreement: VerifiedAgreement, runID: String
+    ) throws -> (sha256: [UInt8], objects: Int)? {
         let collab = agreement.terms.collaborationID
         guard let recorded = try store.intent(collaborationID: collab, runID: runID) else { return nil }
         guard recorded.agreementHash == intent.agreementHash, recorded.objectsDigest == intent.objectsDigest,
-              let recordedSHA = Hex.decode(recorded.manifestSHA256) else {
-            throw WorkflowError(.deliveryUnconfirmed, "run \(runID): a killed attempt wrote its objects to \(s3.location)/\(collab)/\(runID)/, "
-                                + "but this attempt's objects differ and the coordinator cannot read the bucket to learn whether that attempt's "
-                                + "manifest was written; nothing was written now. Ask the provider whether manifest.json exists there "
-                                + "(its SHA-256 should be \(recorded.manifestSHA256))")
+            let recordedSHA = Hex.decode(recorded.manifestSHA256)
+        else {
+            throw WorkflowError(
+                .deliveryUnconfirmed,
+                "run \(runID): a killed attempt wrote its objects to \(s3.location)/\(collab)/\(runID)/, "
+                    + "but this attempt's objects differ and the coordinator cannot read the bucket to learn whether that attempt's "
+                    + "manifest was written; nothing was written now. Ask the provider whether manifest.json exists there "
+                    + "(its SHA-256 should be \(recorded.manifestSHA256))")
         }
         if try s3.commitManifest(plan, collaborationID: collab, runID: runID) {
             return (plan.manifest.sha256, plan.objects.count)
@@ -441,8 +518,10 @@ public enum Steps {
     }
 
     /// Round 6 (provider): verify the delivery and write the plain CSV for a DSP upload.
-    public static func providerOpen(agreement: VerifiedAgreement, identity: PartyIdentity, runID: String,
-                                    source: DeliveryDestination, output: String, progress: ProgressReporter? = nil) throws(Error) -> Int {
+    public static func providerOpen(
+        agreement: VerifiedAgreement, identity: PartyIdentity, runID: String,
+        source: DeliveryDestination, output: String, progress: ProgressReporter? = nil
+    ) throws(Error) -> Int {
         let provider = try Provider(agreement: agreement, identity: identity)
         progress?("reading run \(runID)'s delivery manifest")
         // Objects that must be copied to be read in pieces (S3) go to a private scratch directory
@@ -452,9 +531,12 @@ public enum Steps {
         let prefix = ".\((output as NSString).lastPathComponent).scratch-\(Files.hostTag)-"
         // A killed open leaves its (empty: files are unlinked at once) directory: remove those of
         // dead processes on this host, as Files does for temporaries.
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir.isEmpty ? "." : dir)) ?? [] where name.hasPrefix(prefix) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir.isEmpty ? "." : dir)) ?? []
+        where name.hasPrefix(prefix) {
             let rest = name.dropFirst(prefix.count)
-            if let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, kill(pid, 0) == -1, errno == ESRCH {
+            if let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, kill(pid, 0) == -1,
+                errno == ESRCH
+            {
                 rmdir((dir.isEmpty ? "." : dir) + "/" + name)
             }
         }
@@ -463,7 +545,8 @@ public enum Steps {
         defer { rmdir(scratchDir) }
         let sink = try AtomicOutputFile(path: output, mode: 0o600)
         do {
-            let delivery = try source.read(collaborationID: agreement.terms.collaborationID, runID: runID, scratch: scratch)
+            let delivery = try source.read(
+                collaborationID: agreement.terms.collaborationID, runID: runID, scratch: scratch)
             progress?("manifest read; verifying each object against it and opening its sealed records into \(output)")
             let n = try provider.open(delivery, into: sink)
             try sink.commit()
@@ -485,12 +568,18 @@ public enum Steps {
     /// The destination the agreement names: a local directory, or the provider's S3 path (AWS
     /// settings from `environment`: credentials chain, endpoint overrides; the agreement's region
     /// wins over `AWS_REGION`).
-    public static func destination(for agreement: VerifiedAgreement, access: DestinationAccess = .coordinator,
-                                   environment: AWSEnvironment = AWSEnvironment()) throws -> DeliveryDestination {
-        guard let d = agreement.terms.destination else { throw WorkflowError(.destination, "the agreement names no destination") }
+    public static func destination(
+        for agreement: VerifiedAgreement, access: DestinationAccess = .coordinator,
+        environment: AWSEnvironment = AWSEnvironment()
+    ) throws -> DeliveryDestination {
+        guard let d = agreement.terms.destination else {
+            throw WorkflowError(.destination, "the agreement names no destination")
+        }
         switch d.kind {
         case "local":
-            guard let dir = d.directory else { throw WorkflowError(.destination, "a local destination needs a directory") }
+            guard let dir = d.directory else {
+                throw WorkflowError(.destination, "a local destination needs a directory")
+            }
             return LocalDirectoryDestination(directory: dir)
         case "s3":
             guard let bucket = d.bucket else { throw WorkflowError(.destination, "an s3 destination needs a bucket") }
@@ -500,9 +589,12 @@ public enum Steps {
             let credentials = try CredentialChain.resolve(environment, endpoints: endpoints, http: http)
             switch access {
             case .coordinator:
-                guard let role = d.roleARN else { throw WorkflowError(.destination, "an s3 destination needs the provider's role ARN") }
-                return S3Destination(coordinator: credentials, roleARN: role, externalID: agreement.terms.externalID,
-                                     location: location, endpoints: endpoints, http: http)
+                guard let role = d.roleARN else {
+                    throw WorkflowError(.destination, "an s3 destination needs the provider's role ARN")
+                }
+                return S3Destination(
+                    coordinator: credentials, roleARN: role, externalID: agreement.terms.externalID,
+                    location: location, endpoints: endpoints, http: http)
             case .provider:
                 return S3Destination(provider: credentials, location: location, endpoints: endpoints, http: http)
             }

@@ -1,11 +1,12 @@
+import Activation
 import Foundation
+import RistrettoPSI
+import S3Delivery
+import Tabular
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import RistrettoPSI
-import Activation
-import Tabular
-import S3Delivery
 
 /// Where round messages are exchanged: `<root>/<collaboration>/<run>/<kind>.crm`, in a local
 /// directory or under an `s3://bucket/prefix` root that each party reaches with its own AWS
@@ -33,7 +34,11 @@ public struct Exchange: Sendable {
 
     /// A local directory.
     public init(root: String) { self.init(root: root, s3: nil, scratchDirectory: nil) }
-    init(root: String, s3: S3Exchange?, scratchDirectory: String?) { self.root = root; self.s3 = s3; self.scratchDirectory = scratchDirectory }
+    init(root: String, s3: S3Exchange?, scratchDirectory: String?) {
+        self.root = root
+        self.s3 = s3
+        self.scratchDirectory = scratchDirectory
+    }
 
     /// A local directory, or `s3://bucket/prefix` with the caller's credentials from `environment`
     /// (credential chain, `AWS_REGION`, endpoint overrides).
@@ -41,15 +46,20 @@ public struct Exchange: Sendable {
     ///   mode 0700 when first used; its files are 0600 and unlinked at once). Ignored for a
     ///   local directory, whose files are read and written in place.
     public init(location: String, environment: AWSEnvironment, scratchDirectory: String? = nil) throws {
-        guard location.hasPrefix("s3://") else { self.init(root: location); return }
+        guard location.hasPrefix("s3://") else {
+            self.init(root: location)
+            return
+        }
         let l = try S3Location(uri: location)
         let endpoints = try AWSEndpoints.resolve(environment)
         let http = AWSHTTP.fromEnvironment(environment)
         let creds = try CredentialChain.resolve(environment, endpoints: endpoints, http: http)
-        self.init(root: l.description,
-                  s3: S3Exchange(location: l, writer: S3Writer(endpoints: endpoints, bucket: l.bucket, http: http, credentials: creds),
-                                 reader: S3Reader(endpoints: endpoints, bucket: l.bucket, http: http, credentials: creds)),
-                  scratchDirectory: scratchDirectory)
+        self.init(
+            root: l.description,
+            s3: S3Exchange(
+                location: l, writer: S3Writer(endpoints: endpoints, bucket: l.bucket, http: http, credentials: creds),
+                reader: S3Reader(endpoints: endpoints, bucket: l.bucket, http: http, credentials: creds)),
+            scratchDirectory: scratchDirectory)
     }
 
     public func path(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) -> String {
@@ -66,11 +76,14 @@ public struct Exchange: Sendable {
     }
     func write(_ m: SignedMessage, _ a: VerifiedAgreement, run: String) throws {
         if let s3 {
-            _ = try s3.writer.put(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(m.kind)), bytes: m.serialized())
+            _ = try s3.writer.put(
+                key: s3.location.key(a.terms.collaborationID, run, Self.fileName(m.kind)), bytes: m.serialized())
             return
         }
         // Streamed in three pieces: no concatenated copy of the body (the largest allocation of a step).
-        try Files.writeAtomically(to: path(a, run: run, m.kind), exclusive: true) { emit throws(WorkflowError) in try m.writeParts(emit) }
+        try Files.writeAtomically(to: path(a, run: run, m.kind), exclusive: true) { emit throws(WorkflowError) in
+            try m.writeParts(emit)
+        }
     }
     /// Opens the message of `kind` for a streamed read (SPEC §9 "Bounded memory"): a local file is
     /// read in place; an S3 object is downloaded in ranges into a scratch file of
@@ -84,10 +97,13 @@ public struct Exchange: Sendable {
             guard let scratchDirectory else { return BytesSource(try read(a, run: run, kind)) }
             let file = try DirectoryScratch(directory: scratchDirectory).makeFile()
             let key = s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))
-            _ = try s3.reader.download(key: key, expect: { size in
-                try ScratchPreflight.checkDownload(size: size, of: "s3://\(s3.location.bucket)/\(key)", into: scratchDirectory,
-                                                   available: availableBytes(scratchDirectory))
-            }, write: { try file.append($0) })
+            _ = try s3.reader.download(
+                key: key,
+                expect: { size in
+                    try ScratchPreflight.checkDownload(
+                        size: size, of: "s3://\(s3.location.bucket)/\(key)", into: scratchDirectory,
+                        available: availableBytes(scratchDirectory))
+                }, write: { try file.append($0) })
             return ScratchFileSource(file)
         }
         return try FileSource(path: path(a, run: run, kind))
@@ -99,14 +115,17 @@ public struct Exchange: Sendable {
         if let s3 {
             let key = s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))
             guard let scratchDirectory else { return S3MessageSink(exchange: s3, key: key) }
-            return S3StreamedMessageSink(exchange: s3, key: key, file: try DirectoryScratch(directory: scratchDirectory).makeFile())
+            return S3StreamedMessageSink(
+                exchange: s3, key: key, file: try DirectoryScratch(directory: scratchDirectory).makeFile())
         }
         return try FileMessageSink(path: path(a, run: run, kind))
     }
     /// Whether the message of `kind` was written (an S3 exchange asks with HeadObject).
     /// - Throws: `AWSError` when an S3 exchange cannot tell (e.g. 403 without list permission).
     func exists(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> Bool {
-        if let s3 { return try s3.reader.exists(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind))) }
+        if let s3 {
+            return try s3.reader.exists(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind)))
+        }
         return FileManager.default.fileExists(atPath: path(a, run: run, kind))
     }
     /// Whether this exchange is on S3 (where writes never overwrite and nothing is deleted).
@@ -116,8 +135,9 @@ public struct Exchange: Sendable {
     func read(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) throws -> [UInt8] {
         if let s3 {
             var bytes: [UInt8] = []
-            _ = try s3.reader.download(key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind)),
-                                       expect: { bytes.reserveCapacity($0) }, write: { bytes.append(contentsOf: $0) })
+            _ = try s3.reader.download(
+                key: s3.location.key(a.terms.collaborationID, run, Self.fileName(kind)),
+                expect: { bytes.reserveCapacity($0) }, write: { bytes.append(contentsOf: $0) })
             return bytes
         }
         return try Files.read(path(a, run: run, kind))
@@ -137,7 +157,9 @@ public struct StateStore: Sendable {
         try Files.makeDirectory("\(root)/\(a.terms.collaborationID)", mode: 0o700)
         let bytes = s.serialized(collaborationUUID: a.collaborationUUID)
         let r: Result<Void, WorkflowError> = bytes.withUnsafeBytes { b in
-            Result { () throws(WorkflowError) in try Files.writeAtomically(b, to: path(a, run: s.runID, role: s.role), mode: 0o600, exclusive: true) }
+            Result { () throws(WorkflowError) in
+                try Files.writeAtomically(b, to: path(a, run: s.runID, role: s.role), mode: 0o600, exclusive: true)
+            }
         }
         try r.get()
     }
@@ -168,7 +190,9 @@ public struct StateStore: Sendable {
     /// file, synced, but not yet visible: the caller commits it once the round is published (or
     /// abandons it). Nil when nothing was skipped.
     /// - SeeAlso: `Protocol/BAD_INPUT.md` "Identifiers".
-    func stageSkipReport(_ skipped: SkippedValues, _ a: VerifiedAgreement, run: String, role: Role) throws -> AtomicOutputFile? {
+    func stageSkipReport(_ skipped: SkippedValues, _ a: VerifiedAgreement, run: String, role: Role) throws
+        -> AtomicOutputFile?
+    {
         let path = skipReportPath(a, run: run, role: role)
         guard skipped.count > 0 else { return nil }
         try Files.makeDirectory(root, mode: 0o700)
@@ -242,17 +266,21 @@ public struct LocalDirectoryDestination: DeliveryDestination {
             try Files.makeDirectory(staging)
             for o in plan.objects {
                 try Files.writeAtomically(to: "\(staging)/\(o.name)", exclusive: true) { emit throws(WorkflowError) in
-                    do { try o.content.forEachChunk { b in try emit(b) } } catch let e as WorkflowError { throw e } catch {
+                    do { try o.content.forEachChunk { b in try emit(b) } } catch let e as WorkflowError {
+                        throw e
+                    } catch {
                         throw WorkflowError(.io, "\(o.name): the delivery object cannot be read back (\(error))")
                     }
                 }
             }
-            try Files.writeAtomically(plan.manifest.json(), to: "\(staging)/\(DeliveryPlan.manifestName)", exclusive: true)
+            try Files.writeAtomically(
+                plan.manifest.json(), to: "\(staging)/\(DeliveryPlan.manifestName)", exclusive: true)
             // rename(2) of a directory onto an existing non-empty one fails: two coordinators cannot both deliver.
             guard rename(staging, final) == 0 else {
                 let e = errno
-                throw WorkflowError(e == ENOTEMPTY || e == EEXIST ? .alreadyExists : .io,
-                                    "run \(runID): cannot commit the delivery (\(String(cString: strerror(e))))")
+                throw WorkflowError(
+                    e == ENOTEMPTY || e == EEXIST ? .alreadyExists : .io,
+                    "run \(runID): cannot commit the delivery (\(String(cString: strerror(e))))")
             }
             Files.syncDirectory(base)
         } catch {
@@ -261,7 +289,9 @@ public struct LocalDirectoryDestination: DeliveryDestination {
         }
     }
 
-    public func read(collaborationID: String, runID: String, scratch: any ScratchSpace) throws(WorkflowError) -> ReceivedDelivery {
+    public func read(collaborationID: String, runID: String, scratch: any ScratchSpace) throws(WorkflowError)
+        -> ReceivedDelivery
+    {
         let dir = "\(directory)/\(collaborationID)/\(runID)"
         let manifestBytes = try Files.read("\(dir)/\(DeliveryPlan.manifestName)")
         guard (try? JSONDecoder().decode(SignedManifest.self, from: Data(manifestBytes))) != nil else {
@@ -269,7 +299,9 @@ public struct LocalDirectoryDestination: DeliveryDestination {
         }
         // Each object is read in place (pread), when the open reaches it.
         return ReceivedDelivery(manifestBytes: manifestBytes) { o throws(WorkflowError) in
-            guard isObjectName(o.name) else { throw WorkflowError(.destination, "manifest names an object outside the run") }
+            guard isObjectName(o.name) else {
+                throw WorkflowError(.destination, "manifest names an object outside the run")
+            }
             return try FileSource(path: "\(dir)/\(o.name)")
         }
     }
@@ -313,7 +345,10 @@ final class S3MessageSink: MessageSink, @unchecked Sendable {
     let exchange: Exchange.S3Exchange
     let key: String
     let bytes = BytesSink()
-    init(exchange: Exchange.S3Exchange, key: String) { self.exchange = exchange; self.key = key }
+    init(exchange: Exchange.S3Exchange, key: String) {
+        self.exchange = exchange
+        self.key = key
+    }
     func begin(headerLength: Int) throws { try bytes.begin(headerLength: headerLength) }
     func append(_ b: UnsafeRawBufferPointer) throws { try bytes.append(b) }
     func finish(header: [UInt8], signature: [UInt8]) throws {
@@ -331,7 +366,11 @@ final class S3StreamedMessageSink: MessageSink, @unchecked Sendable {
     let key: String
     let file: any ScratchFile
     private var headerLength = 0
-    init(exchange: Exchange.S3Exchange, key: String, file: any ScratchFile) { self.exchange = exchange; self.key = key; self.file = file }
+    init(exchange: Exchange.S3Exchange, key: String, file: any ScratchFile) {
+        self.exchange = exchange
+        self.key = key
+        self.file = file
+    }
     func begin(headerLength: Int) throws { self.headerLength = headerLength }
     func append(_ b: UnsafeRawBufferPointer) throws { try file.append(b) }
     func finish(header: [UInt8], signature: [UInt8]) throws {
@@ -348,10 +387,14 @@ final class S3StreamedMessageSink: MessageSink, @unchecked Sendable {
         let bodySize: Int
         var size: Int { header.count + bodySize + signature.count }
         init(header: [UInt8], body: any ScratchFile, signature: [UInt8]) {
-            self.header = header; self.body = body; self.signature = signature; bodySize = body.size
+            self.header = header
+            self.body = body
+            self.signature = signature
+            bodySize = body.size
         }
         func read(_ offset: Int, _ buffer: UnsafeMutableRawBufferPointer) throws {
-            var at = offset, filled = 0
+            var at = offset
+            var filled = 0
             while filled < buffer.count {
                 let dst = UnsafeMutableRawBufferPointer(rebasing: buffer[filled...])
                 let n: Int
@@ -365,7 +408,9 @@ final class S3StreamedMessageSink: MessageSink, @unchecked Sendable {
                     let s = at - header.count - bodySize
                     n = min(signature.count - s, dst.count)
                     guard n > 0 else { throw WorkflowError(.io, "read past the end of a staged message") }
-                    signature.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[s..<(s + n)])) }
+                    signature.withUnsafeBytes {
+                        dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[s..<(s + n)]))
+                    }
                 }
                 filled += n
                 at += n

@@ -1,9 +1,10 @@
+import Activation
 import Foundation
+import RistrettoPSI
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import RistrettoPSI
-import Activation
 
 // File-backed implementations of the rounds' streaming seams (Activation's `ByteSource`,
 // `MessageSink`, `ScratchSpace`): what lets a step read, write and spill a large set without
@@ -40,7 +41,9 @@ public final class FileSource: ByteSource, @unchecked Sendable {
     }
 
     /// Fills `buffer` from `offset` (retrying short reads and EINTR); `failure` names the file.
-    static func preadAll(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int, failure: @autoclosure () -> String) throws(WorkflowError) {
+    static func preadAll(
+        _ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int, failure: @autoclosure () -> String
+    ) throws(WorkflowError) {
         var done = 0
         while done < buffer.count {
             let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
@@ -87,7 +90,10 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
 
     public func append(_ bytes: UnsafeRawBufferPointer) throws {
         if buffer.count + bytes.count > Self.bufferSize { try flush() }
-        if bytes.count >= Self.bufferSize { try writeAt(bytes); return }
+        if bytes.count >= Self.bufferSize {
+            try writeAt(bytes)
+            return
+        }
         buffer.append(contentsOf: bytes)
     }
 
@@ -102,12 +108,17 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
         offset += bytes.count
     }
 
-    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WorkflowError) {
+    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String)
+        throws(WorkflowError)
+    {
         var done = 0
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+            guard n > 0 else {
+                throw WorkflowError(
+                    .io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written")
+            }
             done += n
         }
     }
@@ -117,14 +128,19 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
             try flush()
             try signature.withUnsafeBytes { try writeAt($0) }
             try header.withUnsafeBytes { try Self.pwriteAll(fd, $0, at: 0, path: path) }
-            guard fsync(fd) == 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+            guard fsync(fd) == 0 else {
+                throw WorkflowError(
+                    .io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written")
+            }
             Glibc.close(fd)
             fd = -1
             // link(2) fails if the target exists, so two writers cannot both win.
             guard link(tmp, path) == 0 else {
                 let e = errno
-                throw WorkflowError(e == EEXIST ? .alreadyExists : .io,
-                                    "\(path): \(e == EEXIST ? "already exists; refusing to overwrite it" : String(cString: strerror(e)))")
+                throw WorkflowError(
+                    e == EEXIST ? .alreadyExists : .io,
+                    "\(path): \(e == EEXIST ? "already exists; refusing to overwrite it" : String(cString: strerror(e)))"
+                )
             }
         } catch {
             abandon()
@@ -137,7 +153,10 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
     }
 
     public func abandon() {
-        if fd >= 0 { Glibc.close(fd); fd = -1 }
+        if fd >= 0 {
+            Glibc.close(fd)
+            fd = -1
+        }
         unlink(tmp)
         buffer = []
         finished = true
@@ -158,7 +177,9 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
     public func makeFile() throws -> any ScratchFile {
         let name = "\(directory)/.scratch-\(getpid())-\(Hex.encode(SecureRandom.bytes(8)))"
         let fd = Glibc.open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw WorkflowError(.io, "\(directory): cannot create a scratch file (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else {
+            throw WorkflowError(.io, "\(directory): cannot create a scratch file (\(String(cString: strerror(errno))))")
+        }
         unlink(name)
         return File(fd: fd, directory: directory)
     }
@@ -179,11 +200,16 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
         /// Appends this large are written at once (a stager's pieces are ≈ 64 KiB).
         static let directBytes = 16 << 10
 
-        init(fd: Int32, directory: String) { self.fd = fd; self.directory = directory }
+        init(fd: Int32, directory: String) {
+            self.fd = fd
+            self.directory = directory
+        }
         deinit { remove() }
 
         func append(_ bytes: UnsafeRawBufferPointer) throws {
-            if buffer.count + bytes.count > Self.bufferSize || (bytes.count >= Self.directBytes && !buffer.isEmpty) { try flush() }
+            if buffer.count + bytes.count > Self.bufferSize || (bytes.count >= Self.directBytes && !buffer.isEmpty) {
+                try flush()
+            }
             if bytes.count >= Self.directBytes {
                 try FileMessageSink.pwriteAll(fd, bytes, at: size, path: directory)
                 size += bytes.count
@@ -218,7 +244,10 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
         var heldBytes: Int { buffer.capacity }
 
         func remove() {
-            if fd >= 0 { Glibc.close(fd); fd = -1 }
+            if fd >= 0 {
+                Glibc.close(fd)
+                fd = -1
+            }
             buffer = []
         }
     }
@@ -230,7 +259,9 @@ public final class ScratchFileSource: ByteSource, @unchecked Sendable {
     public init(_ file: any ScratchFile) { self.file = file }
     public var size: Int { file.size }
     public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
-        guard offset >= 0, offset + buffer.count <= file.size else { throw WorkflowError(.io, "read past the end of a scratch file") }
+        guard offset >= 0, offset + buffer.count <= file.size else {
+            throw WorkflowError(.io, "read past the end of a scratch file")
+        }
         try file.read(at: offset, into: buffer)
     }
 }
@@ -262,14 +293,19 @@ public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
     public func append(_ bytes: UnsafeRawBufferPointer) throws {
         precondition(!done, "append after commit or abandon")
         if buffer.count + bytes.count > Self.bufferSize { try flush() }
-        if bytes.count >= Self.bufferSize { try writeAll(bytes); return }
+        if bytes.count >= Self.bufferSize {
+            try writeAll(bytes)
+            return
+        }
         if buffer.capacity < Self.bufferSize { buffer.reserveCapacity(Self.bufferSize) }
         buffer.append(contentsOf: bytes)
     }
 
     private func flush() throws(WorkflowError) {
         guard !buffer.isEmpty else { return }
-        let r: Result<Void, WorkflowError> = buffer.withUnsafeBytes { b in Result { () throws(WorkflowError) in try writeAll(b) } }
+        let r: Result<Void, WorkflowError> = buffer.withUnsafeBytes { b in
+            Result { () throws(WorkflowError) in try writeAll(b) }
+        }
         try r.get()
         buffer.removeAll(keepingCapacity: true)
     }
@@ -279,7 +315,10 @@ public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
         while off < bytes.count {
             let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+            guard n > 0 else {
+                throw WorkflowError(
+                    .io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written")
+            }
             off += n
         }
     }
@@ -291,7 +330,10 @@ public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
         precondition(!done, "sync after commit or abandon")
         do throws(WorkflowError) {
             try flush()
-            guard fsync(fd) == 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+            guard fsync(fd) == 0 else {
+                throw WorkflowError(
+                    .io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written")
+            }
         } catch {
             abandon()
             throw error
@@ -302,10 +344,15 @@ public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
     public func commit() throws(WorkflowError) {
         do throws(WorkflowError) {
             try flush()
-            guard fsync(fd) == 0 else { throw WorkflowError(.io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written") }
+            guard fsync(fd) == 0 else {
+                throw WorkflowError(
+                    .io, "\(path): write failed (\(String(cString: strerror(errno)))); nothing was written")
+            }
             Glibc.close(fd)
             fd = -1
-            guard rename(tmp, path) == 0 else { throw WorkflowError(.io, "\(path): rename failed (\(String(cString: strerror(errno))))") }
+            guard rename(tmp, path) == 0 else {
+                throw WorkflowError(.io, "\(path): rename failed (\(String(cString: strerror(errno))))")
+            }
         } catch {
             abandon()
             throw error
@@ -318,7 +365,10 @@ public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
 
     /// Removes the temporary file; nothing appears at `path`.
     public func abandon() {
-        if fd >= 0 { Glibc.close(fd); fd = -1 }
+        if fd >= 0 {
+            Glibc.close(fd)
+            fd = -1
+        }
         if !done { unlink(tmp) }
         buffer = []
         done = true

@@ -18,20 +18,25 @@ public struct SyntheticData: Sendable {
     /// Consumer rows without ads consent (filtered out by the query).
     public let unconsentedConsumerRows: Int
 
-    static let first = ["olivia", "liam", "emma", "noah", "ava", "elijah", "sophia", "mateo", "isabella", "lucas", "mia", "levi",
-                        "amelia", "ezra", "harper", "luca", "evelyn", "asher", "aria", "james"]
-    static let last = ["smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez", "martinez",
-                       "hernandez", "lopez", "gonzalez", "wilson", "anderson", "thomas", "taylor", "moore", "jackson", "martin"]
+    static let first = [
+        "olivia", "liam", "emma", "noah", "ava", "elijah", "sophia", "mateo", "isabella", "lucas", "mia", "levi",
+        "amelia", "ezra", "harper", "luca", "evelyn", "asher", "aria", "james",
+    ]
+    static let last = [
+        "smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez", "martinez",
+        "hernandez", "lopez", "gonzalez", "wilson", "anderson", "thomas", "taylor", "moore", "jackson", "martin",
+    ]
     static let domains = ["gmail.com", "yahoo.com", "outlook.com", "example.com", "mail.example.org", "icloud.com"]
 
     struct Person {
         let email: String
-        let phoneDigits: String // 10-digit NANP national number
+        let phoneDigits: String  // 10-digit NANP national number
         let maid: String
     }
 
     static func person(_ i: Int) -> Person {
-        let f = first[i % first.count], l = last[(i / first.count) % last.count]
+        let f = first[i % first.count]
+        let l = last[(i / first.count) % last.count]
         let email = "\(f).\(l)\(i)@\(domains[i % domains.count])"
         let area = 201 + (i / 10_000) % 700
         let phone = String(format: "%03d555%04d", area, i % 10_000)
@@ -46,7 +51,9 @@ public struct SyntheticData: Sendable {
         var people: [Int: Person] = [:]
         func p(_ i: Int) -> Person {
             if let x = people[i] { return x }
-            let x = Self.person(i); people[i] = x; return x
+            let x = Self.person(i)
+            people[i] = x
+            return x
         }
         // Which identifier each side holds, per person: deterministic from i so the overlap is known.
         func providerHas(_ i: Int) -> (email: Bool, phone: Bool, maid: Bool) { (i % 10 < 7, i % 2 == 0, i % 5 < 2) }
@@ -56,11 +63,17 @@ public struct SyntheticData: Sendable {
         var prov = "audience_id,email,phone,mobile_ad_id,interest\n"
         var keys: [Int: String] = [:]
         for i in 0..<providerRows {
-            let x = p(i), h = providerHas(i)
+            let x = p(i)
+            let h = providerHas(i)
             let key = "aud_" + Hex.encode(SecureRandom.bytes(6))
             keys[i] = key
             let email = h.email ? (i % 3 == 0 ? x.email.uppercased() : " \(x.email)") : ""
-            let phone = h.phone ? (i % 4 == 0 ? "+1 \(x.phoneDigits)" : "(\(x.phoneDigits.prefix(3))) \(x.phoneDigits.dropFirst(3).prefix(3))-\(x.phoneDigits.suffix(4))") : ""
+            let phone =
+                h.phone
+                ? (i % 4 == 0
+                    ? "+1 \(x.phoneDigits)"
+                    : "(\(x.phoneDigits.prefix(3))) \(x.phoneDigits.dropFirst(3).prefix(3))-\(x.phoneDigits.suffix(4))")
+                : ""
             let maid = h.maid ? (i % 2 == 0 ? x.maid.uppercased() : x.maid) : ""
             prov += "\(key),\"\(email)\",\(phone),\(maid),\(["sports", "travel", "food"][i % 3])\n"
         }
@@ -70,16 +83,25 @@ public struct SyntheticData: Sendable {
         var unconsented = 0
         for n in 0..<consumerRows {
             let i = consumerStart + n
-            let x = p(i), h = consumerHas(i)
+            let x = p(i)
+            let h = consumerHas(i)
             let email: String
-            if !h.email { email = "" } else if h.hashed {
+            if !h.email {
+                email = ""
+            } else if h.hashed {
                 let hex = Hex.encode(SHA256.hash(Array(x.email.lowercased().utf8)))
                 email = i % 2 == 0 ? hex.uppercased() : hex
-            } else { email = x.email.capitalized }
-            let phone = h.phone ? "\(x.phoneDigits.prefix(3)).\(x.phoneDigits.dropFirst(3).prefix(3)).\(x.phoneDigits.suffix(4))" : ""
+            } else {
+                email = x.email.capitalized
+            }
+            let phone =
+                h.phone
+                ? "\(x.phoneDigits.prefix(3)).\(x.phoneDigits.dropFirst(3).prefix(3)).\(x.phoneDigits.suffix(4))" : ""
             let consent = consented(i)
             if !consent { unconsented += 1 }
-            cons += String(format: "M%07d", i) + ",\(email),\(phone),\(i % 2 == 0 ? "gold" : "silver"),\(consent ? "yes" : "no")\n"
+            cons +=
+                String(format: "M%07d", i)
+                + ",\(email),\(phone),\(i % 2 == 0 ? "gold" : "silver"),\(consent ? "yes" : "no")\n"
             if i < providerRows && consent {
                 let ph = providerHas(i)
                 if (h.email && ph.email) || (h.phone && ph.phone) { expected.insert(keys[i]!) }
@@ -106,6 +128,7 @@ enum UUIDText {
         b[6] = (b[6] & 0x0f) | 0x40
         b[8] = (b[8] & 0x3f) | 0x80
         let h = Array(Hex.encode(b))
-        return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-" + String(h[20..<32])
+        return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-"
+            + String(h[20..<32])
     }
 }

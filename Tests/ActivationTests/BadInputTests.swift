@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// Issue 7's hostile messages, each refused with its own stable code (Protocol/BAD_INPUT.md).
@@ -41,7 +42,8 @@ struct BadMessageTests {
         #expect(a.p.forConsumer.message.metadata.isEmpty, "offsets assume round 1 carries no metadata")
         bytes[flip.offset >= 0 ? flip.offset : bytes.count + flip.offset] ^= 0x01
         do {
-            _ = try ProviderBlindedSet(parsing: bytes, agreement: a.agreement, run: UUIDBytes.parse(a.runID), source: "exchange/m1.crm")
+            _ = try ProviderBlindedSet(
+                parsing: bytes, agreement: a.agreement, run: UUIDBytes.parse(a.runID), source: "exchange/m1.crm")
             Issue.record("a flipped \(flip.field) was accepted")
         } catch {
             #expect(error.code == flip.code)
@@ -55,7 +57,8 @@ struct BadMessageTests {
         let good = a.p.forConsumer.message.serialized()
         let cut = Array(good.prefix(length >= 0 ? length : good.count + length))
         // Shorter than a header and a signature: malformed; otherwise the body is short.
-        let expected: ActivationError.Code = cut.count < SignedMessage.fixedHeaderSize + 64 ? .messageMalformed : .messageCountMismatch
+        let expected: ActivationError.Code =
+            cut.count < SignedMessage.fixedHeaderSize + 64 ? .messageMalformed : .messageCountMismatch
         #expect(throws: ActivationError(expected, "")) {
             try ProviderBlindedSet(parsing: cut, agreement: a.agreement, source: "m1")
         }
@@ -65,11 +68,13 @@ struct BadMessageTests {
     func elementCountMismatchAtTheCoordinator() throws {
         let a = Self.run
         let m5 = a.m5.message
-        let short = SignedMessage(kind: .providerReblinded, agreement: a.agreement, runUUID: m5.runUUID, recordSize: m5.recordSize,
-                                  body: Array(m5.body.dropLast(m5.recordSize)), reference: m5.reference, signer: a.f.consumerID.signingKey)
+        let short = SignedMessage(
+            kind: .providerReblinded, agreement: a.agreement, runUUID: m5.runUUID, recordSize: m5.recordSize,
+            body: Array(m5.body.dropLast(m5.recordSize)), reference: m5.reference, signer: a.f.consumerID.signingKey)
         #expect(throws: ActivationError(.messageCountMismatch, "")) {
-            try a.coordinator.match(runID: a.runID, payload: a.p.forCoordinator, consumerSet: a.m4,
-                                    providerSet: ProviderReblindedSet(short), history: RunHistory())
+            try a.coordinator.match(
+                runID: a.runID, payload: a.p.forCoordinator, consumerSet: a.m4,
+                providerSet: ProviderReblindedSet(short), history: RunHistory())
         }
     }
 
@@ -78,8 +83,9 @@ struct BadMessageTests {
         let a = Self.run
         // Prepare: every row without an identifier.
         let provider = try Provider(agreement: a.agreement, identity: a.f.providerID)
-        let empty = ProviderAudience(source: "audience.csv", rows: [InputRow(row: 1, fields: [Array("k".utf8), [], [], []])],
-                                     identifierColumns: People.providerColumns, audienceKeyColumn: (0, "audience_id"))
+        let empty = ProviderAudience(
+            source: "audience.csv", rows: [InputRow(row: 1, fields: [Array("k".utf8), [], [], []])],
+            identifierColumns: People.providerColumns, audienceKeyColumn: (0, "audience_id"))
         do {
             _ = try provider.prepare(runID: AgreementTerms.newID(), audience: empty)
             Issue.record("an empty set was prepared")
@@ -88,20 +94,26 @@ struct BadMessageTests {
             #expect(error.reason.contains("audience.csv") && error.reason.contains("no identifiers"))
         }
         // A signed empty set, as a hostile party could send.
-        let m1 = SignedMessage(kind: .providerBlinded, agreement: a.agreement, runUUID: a.p.forConsumer.message.runUUID, recordSize: 32,
-                               body: [], signer: a.f.providerID.signingKey)
+        let m1 = SignedMessage(
+            kind: .providerBlinded, agreement: a.agreement, runUUID: a.p.forConsumer.message.runUUID, recordSize: 32,
+            body: [], signer: a.f.providerID.signingKey)
         let parsed = try ProviderBlindedSet(parsing: m1.serialized(), agreement: a.agreement, source: "m1")
         let consumer = try Consumer(agreement: a.agreement, signingKey: a.f.consumerID.signingKey)
         #expect(throws: ActivationError(.emptySet, "")) { try consumer.respond(to: parsed, state: a.c.state) }
-        let c2 = SignedMessage(kind: .consumerBlinded, agreement: a.agreement, runUUID: a.c.forProvider.message.runUUID,
-                               recordSize: a.c.forProvider.message.recordSize, body: [], signer: a.f.consumerID.signingKey)
-        #expect(throws: ActivationError(.emptySet, "")) { try provider.respond(to: ConsumerBlindedSet(c2), state: a.p.state) }
-        let m4 = a.m4.message
-        let empty4 = SignedMessage(kind: .consumerReblinded, agreement: a.agreement, runUUID: m4.runUUID, recordSize: m4.recordSize,
-                                   body: [], reference: m4.reference, metadata: m4.metadata, signer: a.f.providerID.signingKey)
+        let c2 = SignedMessage(
+            kind: .consumerBlinded, agreement: a.agreement, runUUID: a.c.forProvider.message.runUUID,
+            recordSize: a.c.forProvider.message.recordSize, body: [], signer: a.f.consumerID.signingKey)
         #expect(throws: ActivationError(.emptySet, "")) {
-            try a.coordinator.match(runID: a.runID, payload: a.p.forCoordinator, consumerSet: ConsumerReblindedSet(empty4),
-                                    providerSet: a.m5, history: RunHistory())
+            try provider.respond(to: ConsumerBlindedSet(c2), state: a.p.state)
+        }
+        let m4 = a.m4.message
+        let empty4 = SignedMessage(
+            kind: .consumerReblinded, agreement: a.agreement, runUUID: m4.runUUID, recordSize: m4.recordSize,
+            body: [], reference: m4.reference, metadata: m4.metadata, signer: a.f.providerID.signingKey)
+        #expect(throws: ActivationError(.emptySet, "")) {
+            try a.coordinator.match(
+                runID: a.runID, payload: a.p.forCoordinator, consumerSet: ConsumerReblindedSet(empty4),
+                providerSet: a.m5, history: RunHistory())
         }
     }
 
@@ -119,13 +131,18 @@ struct BadMessageTests {
             #expect(error.reason.contains("matching.maxSetSize"))
         }
         let six = (1...6).flatMap { k in try! RistrettoElement.generator.multiplied(by: Self.scalar(k)).bytes }
-        let m = SignedMessage(kind: .providerBlinded, agreement: agreement, runUUID: UUIDBytes.parse(AgreementTerms.newID())!,
-                              recordSize: 32, body: six, signer: f.providerID.signingKey)
-        #expect(throws: ActivationError(.messageTooLarge, "")) { try ProviderBlindedSet(parsing: m.serialized(), agreement: agreement, source: "m1") }
+        let m = SignedMessage(
+            kind: .providerBlinded, agreement: agreement, runUUID: UUIDBytes.parse(AgreementTerms.newID())!,
+            recordSize: 32, body: six, signer: f.providerID.signingKey)
+        #expect(throws: ActivationError(.messageTooLarge, "")) {
+            try ProviderBlindedSet(parsing: m.serialized(), agreement: agreement, source: "m1")
+        }
         // Exactly the maximum passes.
-        let five = SignedMessage(kind: .providerBlinded, agreement: agreement, runUUID: m.runUUID, recordSize: 32,
-                                 body: Array(six.prefix(5 * 32)), signer: f.providerID.signingKey)
-        #expect(try ProviderBlindedSet(parsing: five.serialized(), agreement: agreement, source: "m1").message.count == 5)
+        let five = SignedMessage(
+            kind: .providerBlinded, agreement: agreement, runUUID: m.runUUID, recordSize: 32,
+            body: Array(six.prefix(5 * 32)), signer: f.providerID.signingKey)
+        #expect(
+            try ProviderBlindedSet(parsing: five.serialized(), agreement: agreement, source: "m1").message.count == 5)
         // A bound below 1 makes the agreement malformed.
         f.terms.matching.maxSetSize = 0
         #expect(throws: ActivationError(.agreementMalformed, "")) { try f.agreement() }
@@ -139,7 +156,8 @@ struct BadMessageTests {
 
     /// RFC 9496 A.2: every encoding Decode must reject, as the first element of a provider set.
     static let invalidEncodings: [String] = {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("Protocol/vectors/rfc-ristretto255-h2g-oprf.json")
         let json = try! JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         let block = json["ristretto255_invalid_encodings"] as! [String: Any]
@@ -152,8 +170,9 @@ struct BadMessageTests {
         let m = a.p.forConsumer.message
         var body = m.body
         body.replaceSubrange(0..<32, with: Hex.decode(hex)!)
-        let bad = SignedMessage(kind: .providerBlinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32, body: body,
-                                signer: a.f.providerID.signingKey)
+        let bad = SignedMessage(
+            kind: .providerBlinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32, body: body,
+            signer: a.f.providerID.signingKey)
         let consumer = try Consumer(agreement: a.agreement, signingKey: a.f.consumerID.signingKey)
         do {
             _ = try consumer.respond(to: ProviderBlindedSet(bad), state: a.c.state)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Activation
 
 /// The consent rule compared as bytes must say what the String rule it replaced says:

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-import RistrettoPSI
 import Gzip
+import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// Round 5 in bounded memory (SPEC §9 "Bounded memory", "Coordinator"): the streamed match gives
@@ -29,21 +30,26 @@ struct CoordinatorStreamTests {
             providerSet = try consumer.respond(to: p.forConsumer, state: c.state)
         }
 
-        func match(budget: Int, recordsPerObject: Int = 1_000_000, payload pb: [UInt8]? = nil, consumer cb: [UInt8]? = nil,
-                   provider qb: [UInt8]? = nil, now: Date) throws -> MatchOutcome {
+        func match(
+            budget: Int, recordsPerObject: Int = 1_000_000, payload pb: [UInt8]? = nil, consumer cb: [UInt8]? = nil,
+            provider qb: [UInt8]? = nil, now: Date
+        ) throws -> MatchOutcome {
             var c = coordinator
             c.recordsPerObject = recordsPerObject
-            return try c.match(runID: runID, payload: BytesSource(pb ?? payload.message.serialized()),
-                               consumerSet: BytesSource(cb ?? consumerSet.message.serialized()),
-                               providerSet: BytesSource(qb ?? providerSet.message.serialized()),
-                               scratch: MemoryScratch(), history: RunHistory(), now: now, names: .standard, budget: budget)
+            return try c.match(
+                runID: runID, payload: BytesSource(pb ?? payload.message.serialized()),
+                consumerSet: BytesSource(cb ?? consumerSet.message.serialized()),
+                providerSet: BytesSource(qb ?? providerSet.message.serialized()),
+                scratch: MemoryScratch(), history: RunHistory(), now: now, names: .standard, budget: budget)
         }
 
         /// The delivery as the straightforward algorithm builds it: a dictionary of consumer
         /// elements, each provider row's lowest matching element, rows ascending, objects of
         /// `recordsPerObject` lines (uncompressed), and the matched element count.
         func reference(recordsPerObject: Int) throws -> (objects: [[UInt8]], matchedElements: Int, matchedRows: Int) {
-            let cm = consumerSet.message, pm = payload.message, qm = providerSet.message
+            let cm = consumerSet.message
+            let pm = payload.message
+            let qm = providerSet.message
             var consumerIndex = [[UInt8]: Int]()
             for i in 0..<cm.count { consumerIndex[Array(cm.record(i).prefix(32))] = i }
             var best = [UInt64: (element: [UInt8], ci: Int, pi: Int)]()
@@ -57,11 +63,15 @@ struct CoordinatorStreamTests {
                 best[row] = (e, ci, i)
             }
             let terms = agreement.terms
-            let header = (DeliveryPlan.columns(sealed: terms.output.sealed, memberID: terms.output.deliverMemberID).joined(separator: ",") + "\n")
+            let header =
+                (DeliveryPlan.columns(sealed: terms.output.sealed, memberID: terms.output.deliverMemberID).joined(
+                    separator: ",") + "\n")
             var opener: RecordOpener?
             if terms.output.deliverMemberID {
-                opener = try RecordOpener(recipient: f.coordinatorID.sealingKey, ephemeralPublicKey: try SealingPublicKey(bytes: cm.sealingKey),
-                                          context: Layout.outerContext(agreement, UUIDBytes.parse(runID)!))
+                opener = try RecordOpener(
+                    recipient: f.coordinatorID.sealingKey,
+                    ephemeralPublicKey: try SealingPublicKey(bytes: cm.sealingKey),
+                    context: Layout.outerContext(agreement, UUIDBytes.parse(runID)!))
             }
             var lines: [String] = []
             for (_, m) in best.sorted(by: { $0.key < $1.key }) {
@@ -73,24 +83,32 @@ struct CoordinatorStreamTests {
             }
             var objects: [[UInt8]] = []
             for start in stride(from: 0, to: max(lines.count, 1), by: recordsPerObject) {
-                objects.append(Array((header + lines[start..<min(lines.count, start + recordsPerObject)].joined()).utf8))
+                objects.append(
+                    Array((header + lines[start..<min(lines.count, start + recordsPerObject)].joined()).utf8))
             }
             return (objects, matchedElements, best.count)
         }
     }
 
-    static let shapes: [(member: Bool, sealed: Bool, gzip: Bool)] = [(true, true, false), (false, false, true), (true, true, true), (false, true, false)]
+    static let shapes: [(member: Bool, sealed: Bool, gzip: Bool)] = [
+        (true, true, false), (false, false, true), (true, true, true), (false, true, false),
+    ]
 
     /// Budgets from "everything in one piece" to a few hundred bytes: dozens of join partitions,
     /// several sorted runs of matches, the provider rows in a scratch file.
-    @Test("the streamed delivery equals the in-memory algorithm's, whatever the budget", arguments: [1 << 30, 4096, 512])
+    @Test(
+        "the streamed delivery equals the in-memory algorithm's, whatever the budget", arguments: [1 << 30, 4096, 512])
     func equalsReference(budget: Int) throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         for shape in Self.shapes {
             let run = try Run(member: shape.member, sealed: shape.sealed, gzip: shape.gzip)
             for perObject in [1_000_000, 7] {
-                guard case .deliver(let plan, let counts) = try run.match(budget: budget, recordsPerObject: perObject, now: now) else {
-                    Issue.record("no delivery"); return
+                guard
+                    case .deliver(let plan, let counts) = try run.match(
+                        budget: budget, recordsPerObject: perObject, now: now)
+                else {
+                    Issue.record("no delivery")
+                    return
                 }
                 let ref = try run.reference(recordsPerObject: perObject)
                 #expect(counts.matchedRows == ref.matchedRows && counts.matchedElements == ref.matchedElements)
@@ -105,9 +123,13 @@ struct CoordinatorStreamTests {
                 // The same run through the public in-memory API gives the same signed manifest.
                 var c = run.coordinator
                 c.recordsPerObject = perObject
-                guard case .deliver(let whole, _) = try c.match(runID: run.runID, payload: run.payload, consumerSet: run.consumerSet,
-                                                                  providerSet: run.providerSet, history: RunHistory(), now: now) else {
-                    Issue.record("no delivery in memory"); return
+                guard
+                    case .deliver(let whole, _) = try c.match(
+                        runID: run.runID, payload: run.payload, consumerSet: run.consumerSet,
+                        providerSet: run.providerSet, history: RunHistory(), now: now)
+                else {
+                    Issue.record("no delivery in memory")
+                    return
                 }
                 #expect(whole.manifest == plan.manifest)
             }
@@ -128,14 +150,19 @@ struct CoordinatorStreamTests {
         let run = try Run()
         let now = Date()
         for budget in [1 << 30, 512] {
-            let m: SignedMessage = input == "payload" ? run.payload.message : input == "consumer" ? run.consumerSet.message : run.providerSet.message
+            let m: SignedMessage =
+                input == "payload"
+                ? run.payload.message : input == "consumer" ? run.consumerSet.message : run.providerSet.message
             let bytes = m.serialized()
-            let bodyStart = m.headerBytes.count, bodyEnd = bytes.count - 64
+            let bodyStart = m.headerBytes.count
+            let bodyEnd = bytes.count - 64
             for offset in [bodyStart, bodyStart + 31, bodyEnd - 1] {
                 let bad = Self.flipped(bytes, at: offset)
                 do {
-                    _ = try run.match(budget: budget, payload: input == "payload" ? bad : nil, consumer: input == "consumer" ? bad : nil,
-                                      provider: input == "provider" ? bad : nil, now: now)
+                    _ = try run.match(
+                        budget: budget, payload: input == "payload" ? bad : nil,
+                        consumer: input == "consumer" ? bad : nil,
+                        provider: input == "provider" ? bad : nil, now: now)
                     Issue.record("a changed byte at \(offset) of \(input) gave an outcome")
                 } catch let e as ActivationError {
                     #expect(e.code == .messageChecksumMismatch, "\(input) byte \(offset): \(e.code.rawValue)")
@@ -146,7 +173,9 @@ struct CoordinatorStreamTests {
 
     /// A duplicate is reported with the pair a sequential scan finds first, whatever the number
     /// of partitions; an invalid element with its absolute position past the first chunk.
-    @Test("duplicates and invalid elements are reported with their positions, whatever the budget", arguments: [1 << 30, 512])
+    @Test(
+        "duplicates and invalid elements are reported with their positions, whatever the budget",
+        arguments: [1 << 30, 512])
     func positionsInRefusals(budget: Int) throws {
         let run = try Run(member: false)
         let m = run.consumerSet.message
@@ -154,8 +183,9 @@ struct CoordinatorStreamTests {
         // Element 40 repeated at 90 and 120: the first duplicate found is (40, 90).
         body.replaceSubrange((90 * 32)..<(91 * 32), with: body[(40 * 32)..<(41 * 32)])
         body.replaceSubrange((120 * 32)..<(121 * 32), with: body[(40 * 32)..<(41 * 32)])
-        let dup = SignedMessage(kind: .consumerReblinded, agreement: run.agreement, runUUID: m.runUUID, recordSize: 32, body: body,
-                                reference: m.reference, metadata: m.metadata, signer: run.f.providerID.signingKey)
+        let dup = SignedMessage(
+            kind: .consumerReblinded, agreement: run.agreement, runUUID: m.runUUID, recordSize: 32, body: body,
+            reference: m.reference, metadata: m.metadata, signer: run.f.providerID.signingKey)
         do {
             _ = try run.match(budget: budget, consumer: dup.serialized(), now: Date())
             Issue.record("a duplicate was accepted")
@@ -168,8 +198,9 @@ struct CoordinatorStreamTests {
         for _ in 0..<(17_000 / m.count + 1) { big += m.body }
         big.removeLast(big.count - 17_000 * 32)
         big.replaceSubrange((16_390 * 32)..<(16_391 * 32), with: [UInt8](repeating: 0xff, count: 32))
-        let invalid = SignedMessage(kind: .consumerReblinded, agreement: run.agreement, runUUID: m.runUUID, recordSize: 32, body: big,
-                                    reference: m.reference, metadata: m.metadata, signer: run.f.providerID.signingKey)
+        let invalid = SignedMessage(
+            kind: .consumerReblinded, agreement: run.agreement, runUUID: m.runUUID, recordSize: 32, body: big,
+            reference: m.reference, metadata: m.metadata, signer: run.f.providerID.signingKey)
         do {
             _ = try run.match(budget: budget, consumer: invalid.serialized(), now: Date())
             Issue.record("an invalid element was accepted")
@@ -181,7 +212,9 @@ struct CoordinatorStreamTests {
 
     /// Budgets: runs of 64 records (each sorted whole), runs of 2,000 and one buffer of 5,000
     /// (each sorted as slices on every core, then merged).
-    @Test("the sorted runs of matches merge into (row, element) order", arguments: [0, 2_000 * MatchSorter.recordSize, 1 << 30])
+    @Test(
+        "the sorted runs of matches merge into (row, element) order",
+        arguments: [0, 2_000 * MatchSorter.recordSize, 1 << 30])
     func sorterMergesRuns(budget: Int) throws {
         var rng = SystemRandomNumberGenerator()
         var sorter = MatchSorter(scratch: MemoryScratch(), budget: budget, expected: 0)
@@ -189,10 +222,14 @@ struct CoordinatorStreamTests {
         for i in 0..<5_000 {
             let row = UInt64.random(in: 0..<300, using: &rng)
             let e = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            try e.withUnsafeBytes { try sorter.append(MatchRecord(row: row, element: $0.baseAddress!, consumerPosition: UInt64(i), providerPosition: 0)) }
+            try e.withUnsafeBytes {
+                try sorter.append(
+                    MatchRecord(row: row, element: $0.baseAddress!, consumerPosition: UInt64(i), providerPosition: 0))
+            }
             expected.append((row, e))
         }
-        #expect(sorter.runCount == [0: 5_000 / 64, 1 << 30: 0][budget, default: 2], "full buffers were spilled as runs")
+        #expect(
+            sorter.runCount == [0: 5_000 / 64, 1 << 30: 0][budget, default: 2], "full buffers were spilled as runs")
         expected.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1.lexicographicallyPrecedes($1.1) }
         var got: [(UInt64, UInt64)] = []
         try sorter.drain { got.append(($0.row, $0.e0)) }

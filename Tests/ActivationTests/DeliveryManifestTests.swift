@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// Round 6 refuses a delivery whose manifest does not hold before any object is read (SPEC §6
@@ -19,41 +20,66 @@ struct DeliveryManifestTests {
     }
 
     static let cases: [Case] = [
-        Case(name: "signature bit flipped", signer: .flipSignature, edit: { _ in },
-             reason: "manifest signature does not verify with the coordinator's key"),
-        Case(name: "signed by the provider, not the coordinator", signer: .provider, edit: { _ in },
-             reason: "manifest signature does not verify with the coordinator's key"),
-        Case(name: "record count changed after signing", signer: .keepOriginal, edit: { $0["records"] = ($0["records"] as! Int) - 1 },
-             reason: "manifest signature does not verify with the coordinator's key"),
-        Case(name: "object hash changed after signing", signer: .keepOriginal,
-             edit: { m in var o = m["objects"] as! [[String: Any]]; o[0]["sha256"] = String(repeating: "0", count: 64); m["objects"] = o },
-             reason: "manifest signature does not verify with the coordinator's key"),
-        Case(name: "unknown compression", signer: .coordinator, edit: { $0["compression"] = "zstd" },
-             reason: "manifest names an unknown compression"),
-        Case(name: "another format", signer: .coordinator, edit: { $0["format"] = "other-delivery" },
-             reason: "manifest belongs to another collaboration or agreement"),
-        Case(name: "another version", signer: .coordinator, edit: { $0["version"] = 2 },
-             reason: "manifest belongs to another collaboration or agreement"),
-        Case(name: "another collaboration", signer: .coordinator, edit: { $0["collaborationID"] = UUID().uuidString.lowercased() },
-             reason: "manifest belongs to another collaboration or agreement"),
-        Case(name: "another agreement hash", signer: .coordinator, edit: { $0["agreementHash"] = String(repeating: "ab", count: 32) },
-             reason: "manifest belongs to another collaboration or agreement"),
-        Case(name: "run ID not a UUID", signer: .coordinator, edit: { $0["runID"] = "run-1" },
-             reason: "manifest run ID is not a UUID"),
-        Case(name: "payload sealing key missing", signer: .coordinator, edit: { $0.removeValue(forKey: "payloadSealingKey") },
-             reason: "manifest sealing key missing or invalid"),
-        Case(name: "payload sealing key not hex", signer: .coordinator, edit: { $0["payloadSealingKey"] = "zz" },
-             reason: "manifest sealing key missing or invalid"),
-        Case(name: "member sealing key missing", signer: .coordinator, edit: { $0.removeValue(forKey: "memberSealingKey") },
-             reason: "manifest sealing key missing or invalid"),
-        Case(name: "an object the delivery does not hold", signer: .coordinator,
-             edit: { m in
-                 var o = m["objects"] as! [[String: Any]]
-                 o.insert(["name": "part-99999.csv", "sha256": String(repeating: "0", count: 64), "bytes": 10, "records": 1], at: 0)
-                 m["objects"] = o
-                 m["records"] = (m["records"] as! Int) + 1
-             },
-             reason: "object part-99999.csv is missing"),
+        Case(
+            name: "signature bit flipped", signer: .flipSignature, edit: { _ in },
+            reason: "manifest signature does not verify with the coordinator's key"),
+        Case(
+            name: "signed by the provider, not the coordinator", signer: .provider, edit: { _ in },
+            reason: "manifest signature does not verify with the coordinator's key"),
+        Case(
+            name: "record count changed after signing", signer: .keepOriginal,
+            edit: { $0["records"] = ($0["records"] as! Int) - 1 },
+            reason: "manifest signature does not verify with the coordinator's key"),
+        Case(
+            name: "object hash changed after signing", signer: .keepOriginal,
+            edit: { m in
+                var o = m["objects"] as! [[String: Any]]
+                o[0]["sha256"] = String(repeating: "0", count: 64)
+                m["objects"] = o
+            },
+            reason: "manifest signature does not verify with the coordinator's key"),
+        Case(
+            name: "unknown compression", signer: .coordinator, edit: { $0["compression"] = "zstd" },
+            reason: "manifest names an unknown compression"),
+        Case(
+            name: "another format", signer: .coordinator, edit: { $0["format"] = "other-delivery" },
+            reason: "manifest belongs to another collaboration or agreement"),
+        Case(
+            name: "another version", signer: .coordinator, edit: { $0["version"] = 2 },
+            reason: "manifest belongs to another collaboration or agreement"),
+        Case(
+            name: "another collaboration", signer: .coordinator,
+            edit: { $0["collaborationID"] = UUID().uuidString.lowercased() },
+            reason: "manifest belongs to another collaboration or agreement"),
+        Case(
+            name: "another agreement hash", signer: .coordinator,
+            edit: { $0["agreementHash"] = String(repeating: "ab", count: 32) },
+            reason: "manifest belongs to another collaboration or agreement"),
+        Case(
+            name: "run ID not a UUID", signer: .coordinator, edit: { $0["runID"] = "run-1" },
+            reason: "manifest run ID is not a UUID"),
+        Case(
+            name: "payload sealing key missing", signer: .coordinator,
+            edit: { $0.removeValue(forKey: "payloadSealingKey") },
+            reason: "manifest sealing key missing or invalid"),
+        Case(
+            name: "payload sealing key not hex", signer: .coordinator, edit: { $0["payloadSealingKey"] = "zz" },
+            reason: "manifest sealing key missing or invalid"),
+        Case(
+            name: "member sealing key missing", signer: .coordinator,
+            edit: { $0.removeValue(forKey: "memberSealingKey") },
+            reason: "manifest sealing key missing or invalid"),
+        Case(
+            name: "an object the delivery does not hold", signer: .coordinator,
+            edit: { m in
+                var o = m["objects"] as! [[String: Any]]
+                o.insert(
+                    ["name": "part-99999.csv", "sha256": String(repeating: "0", count: 64), "bytes": 10, "records": 1],
+                    at: 0)
+                m["objects"] = o
+                m["records"] = (m["records"] as! Int) + 1
+            },
+            reason: "object part-99999.csv is missing"),
     ]
 
     /// A sealed delivery with member IDs, its manifest re-signed after `edit` (or not).
@@ -112,7 +138,9 @@ struct DeliveryManifestTests {
     /// A total that is not the sum of the objects' counts (signed as such) is refused after the
     /// objects, naming both counts.
     @Test func aTotalOtherThanTheObjectsSumIsRefused() throws {
-        let (f, delivery) = try Self.edited(Case(name: "total", signer: .coordinator, edit: { $0["records"] = ($0["records"] as! Int) + 1 }, reason: ""))
+        let (f, delivery) = try Self.edited(
+            Case(name: "total", signer: .coordinator, edit: { $0["records"] = ($0["records"] as! Int) + 1 }, reason: "")
+        )
         let n = People.expectedAudienceKeys.count
         #expect(DeliveryOpenTests.openError(f, delivery) == "delivery holds \(n) records, the manifest says \(n + 1)")
     }

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-import RistrettoPSI
 import Identifiers
+import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// The three roles driven in memory, every message through its byte form.
@@ -22,11 +23,16 @@ struct EndToEndTests {
 
         let p = try provider.prepare(runID: runID, audience: People.audience())
         let c = try consumer.prepare(runID: runID, query: People.query())
-        let m1 = p.forConsumer.message.serialized(), m2 = p.forCoordinator.message.serialized()
+        let m1 = p.forConsumer.message.serialized()
+        let m2 = p.forCoordinator.message.serialized()
         let m3 = c.forProvider.message.serialized()
         // Round 3 at the provider, round 4 at the consumer: each parses what it received.
-        let m4 = try provider.respond(to: ConsumerBlindedSet(parsing: m3, agreement: agreement, source: "m3"), state: p.state).message.serialized()
-        let m5 = try consumer.respond(to: ProviderBlindedSet(parsing: m1, agreement: agreement, source: "m1"), state: c.state).message.serialized()
+        let m4 = try provider.respond(
+            to: ConsumerBlindedSet(parsing: m3, agreement: agreement, source: "m3"), state: p.state
+        ).message.serialized()
+        let m5 = try consumer.respond(
+            to: ProviderBlindedSet(parsing: m1, agreement: agreement, source: "m1"), state: c.state
+        ).message.serialized()
         let outcome = try coordinator.match(
             runID: runID,
             payload: ProviderPayload(parsing: m2, agreement: agreement, source: "m2"),
@@ -36,14 +42,19 @@ struct EndToEndTests {
         return Run(m1: m1, m2: m2, m3: m3, m4: m4, m5: m5, outcome: outcome, runID: runID)
     }
 
-    @Test(arguments: [(true, true, false), (true, false, false), (false, true, false), (true, true, true), (false, false, true)])
+    @Test(arguments: [
+        (true, true, false), (true, false, false), (false, true, false), (true, true, true), (false, false, true),
+    ])
     func deliversExactlyTheOverlap(memberIDs: Bool, sealed: Bool, gzip: Bool) throws {
         var f = Fixture(deliverMemberID: memberIDs, sealed: sealed)
         f.terms.output.gzip = gzip
         let r = try Self.run(f)
-        guard case .deliver(let plan, let counts) = r.outcome else { Issue.record("expected a delivery"); return }
+        guard case .deliver(let plan, let counts) = r.outcome else {
+            Issue.record("expected a delivery")
+            return
+        }
         #expect(counts.matchedRows == People.expectedAudienceKeys.count)
-        #expect(counts.consumerRows == 150) // 200 customers, 50 without consent
+        #expect(counts.consumerRows == 150)  // 200 customers, 50 without consent
         #expect(plan.objects.allSatisfy { $0.name.hasSuffix(gzip ? ".csv.gz" : ".csv") })
         if gzip { #expect(plan.objects.allSatisfy { (try? $0.bytes())?.starts(with: [0x1f, 0x8b]) == true }) }
         let objects = Dictionary(uniqueKeysWithValues: try plan.objects.map { ($0.name, try $0.bytes()) })
@@ -75,7 +86,10 @@ struct EndToEndTests {
         let r = try Self.run(f)
         var secrets: [[UInt8]] = []
         for i in 0..<400 {
-            for s in [People.email(i), People.email(i).lowercased(), People.maid(i), People.audienceKey(i), People.memberID(i), "555\(String(format: "%04d", i))", "555-\(String(format: "%04d", i))"] {
+            for s in [
+                People.email(i), People.email(i).lowercased(), People.maid(i), People.audienceKey(i),
+                People.memberID(i), "555\(String(format: "%04d", i))", "555-\(String(format: "%04d", i))",
+            ] {
                 secrets.append(Array(s.utf8))
             }
             secrets.append(SHA256.hash(Array(People.email(i).lowercased().utf8)))
@@ -91,7 +105,10 @@ struct EndToEndTests {
     @Test func belowThresholdDeliversNothing() throws {
         let f = Fixture(minMatched: 1000)
         let r = try Self.run(f)
-        guard case .belowThreshold(let counts) = r.outcome else { Issue.record("expected below threshold"); return }
+        guard case .belowThreshold(let counts) = r.outcome else {
+            Issue.record("expected below threshold")
+            return
+        }
         #expect(counts.matchedRows == People.expectedAudienceKeys.count)
     }
 
@@ -107,12 +124,14 @@ struct EndToEndTests {
         let m5 = try consumer.respond(to: p.forConsumer, state: c.state)
         let coordinator = try Coordinator(agreement: agreement, identity: f.coordinatorID)
         #expect(throws: ActivationError(.runAlreadyUsed, "")) {
-            try coordinator.match(runID: runID, payload: p.forCoordinator, consumerSet: m4, providerSet: m5,
-                                  history: RunHistory(usedRunIDs: [runID]))
+            try coordinator.match(
+                runID: runID, payload: p.forCoordinator, consumerSet: m4, providerSet: m5,
+                history: RunHistory(usedRunIDs: [runID]))
         }
         #expect(throws: ActivationError(.runLimitReached, "")) {
-            try coordinator.match(runID: runID, payload: p.forCoordinator, consumerSet: m4, providerSet: m5,
-                                  history: RunHistory(runsInWindow: 10))
+            try coordinator.match(
+                runID: runID, payload: p.forCoordinator, consumerSet: m4, providerSet: m5,
+                history: RunHistory(runsInWindow: 10))
         }
     }
 }

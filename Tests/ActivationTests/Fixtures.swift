@@ -1,6 +1,7 @@
 import Foundation
-import RistrettoPSI
 import Identifiers
+import RistrettoPSI
+
 @testable import Activation
 
 /// A complete collaboration in memory: three identities, signed terms, and synthetic lists with
@@ -11,16 +12,24 @@ struct Fixture {
     let coordinatorID = PartyIdentity.generate()
     var terms: AgreementTerms
 
-    init(deliverMemberID: Bool = true, sealed: Bool = true, minMatched: Int = 10, minConsumer: Int = 10, expires: Date = Date().addingTimeInterval(86_400)) {
+    init(
+        deliverMemberID: Bool = true, sealed: Bool = true, minMatched: Int = 10, minConsumer: Int = 10,
+        expires: Date = Date().addingTimeInterval(86_400)
+    ) {
         terms = AgreementTerms(
             collaborationID: AgreementTerms.newID(), externalID: AgreementTerms.newID(),
             createdAt: Date(), expiresAt: expires,
             consumer: .init(name: "Retailer", signingKey: consumerID.signingKey.verifyingKey.hex),
-            provider: .init(name: "Media Network", signingKey: providerID.signingKey.verifyingKey.hex, sealingKey: providerID.sealingKey.publicKey.hex),
-            coordinator: .init(name: "Coordinator", signingKey: coordinatorID.signingKey.verifyingKey.hex, sealingKey: coordinatorID.sealingKey.publicKey.hex),
+            provider: .init(
+                name: "Media Network", signingKey: providerID.signingKey.verifyingKey.hex,
+                sealingKey: providerID.sealingKey.publicKey.hex),
+            coordinator: .init(
+                name: "Coordinator", signingKey: coordinatorID.signingKey.verifyingKey.hex,
+                sealingKey: coordinatorID.sealingKey.publicKey.hex),
             matching: .init(identifierTypes: ["email", "phone", "maid"], defaultCountryCallingCode: "1"),
             output: .init(deliverMemberID: deliverMemberID, sealed: sealed),
-            privacy: .init(minConsumerRows: minConsumer, minMatchedRows: minMatched, maxRunsPerWindow: 10, windowSeconds: 3600),
+            privacy: .init(
+                minConsumerRows: minConsumer, minMatchedRows: minMatched, maxRunsPerWindow: 10, windowSeconds: 3600),
             destination: .init(kind: "local", directory: "/tmp/provider-bucket"))
     }
 
@@ -45,13 +54,19 @@ enum People {
     /// Provider audience: people 0..<300; audience keys `aud-<i>`; phones only for even people.
     static func providerRows() -> [InputRow] {
         (0..<300).map { i in
-            InputRow(row: i + 1, fields: [Array(People.audienceKey(i).utf8), Array(email(i).utf8),
-                                          i % 2 == 0 ? Array(phone(i).utf8) : [], Array(maid(i).utf8)])
+            InputRow(
+                row: i + 1,
+                fields: [
+                    Array(People.audienceKey(i).utf8), Array(email(i).utf8),
+                    i % 2 == 0 ? Array(phone(i).utf8) : [], Array(maid(i).utf8),
+                ])
         }
     }
-    static let providerColumns = [IdentifierColumn(index: 1, name: "email", type: .email),
-                                  IdentifierColumn(index: 2, name: "phone", type: .phone),
-                                  IdentifierColumn(index: 3, name: "maid", type: .mobileAdID)]
+    static let providerColumns = [
+        IdentifierColumn(index: 1, name: "email", type: .email),
+        IdentifierColumn(index: 2, name: "phone", type: .phone),
+        IdentifierColumn(index: 3, name: "maid", type: .mobileAdID),
+    ]
 
     /// Consumer customers: people 200..<400 (overlap 200..<300 = 100 people). Half of the overlap
     /// shares only a phone (email differs), so multi-key matching is exercised; rows 350..<400 have
@@ -59,12 +74,18 @@ enum People {
     static func consumerRows() -> [InputRow] {
         (200..<400).enumerated().map { n, i in
             let mail = (i % 4 == 0) ? "other.\(i)@example.org" : email(i)
-            return InputRow(row: n + 1, fields: [Array(People.memberID(i).utf8), Array(mail.utf8), Array(phone(i).utf8),
-                                                 Array((i < 350 ? "yes" : "no").utf8), Array("gold".utf8)])
+            return InputRow(
+                row: n + 1,
+                fields: [
+                    Array(People.memberID(i).utf8), Array(mail.utf8), Array(phone(i).utf8),
+                    Array((i < 350 ? "yes" : "no").utf8), Array("gold".utf8),
+                ])
         }
     }
-    static let consumerColumns = [IdentifierColumn(index: 1, name: "email", type: .email),
-                                  IdentifierColumn(index: 2, name: "phone", type: .phone)]
+    static let consumerColumns = [
+        IdentifierColumn(index: 1, name: "email", type: .email),
+        IdentifierColumn(index: 2, name: "phone", type: .phone),
+    ]
 
     /// Provider rows that should match: person i in 200..<300 whose email matches (i % 4 != 0) or
     /// whose phone matches (provider has phones for even i).
@@ -73,14 +94,16 @@ enum People {
     }
 
     static func audience() -> ProviderAudience {
-        ProviderAudience(source: "audience.csv", rows: providerRows(), identifierColumns: providerColumns,
-                         audienceKeyColumn: (0, "audience_id"))
+        ProviderAudience(
+            source: "audience.csv", rows: providerRows(), identifierColumns: providerColumns,
+            audienceKeyColumn: (0, "audience_id"))
     }
     static func query() -> ConsumerQuery {
-        ConsumerQuery(source: "customers.csv", rows: consumerRows(), identifierColumns: consumerColumns,
-                      filters: [.init(index: 4, name: "tier", values: [Array("gold".utf8)])],
-                      consentColumns: [(3, "ads_consent")], memberIDColumn: (0, "member_id"),
-                      segmentID: "loyalty-gold", segmentName: "Gold members")
+        ConsumerQuery(
+            source: "customers.csv", rows: consumerRows(), identifierColumns: consumerColumns,
+            filters: [.init(index: 4, name: "tier", values: [Array("gold".utf8)])],
+            consentColumns: [(3, "ads_consent")], memberIDColumn: (0, "member_id"),
+            segmentID: "loyalty-gold", segmentName: "Gold members")
     }
 }
 

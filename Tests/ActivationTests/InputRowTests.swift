@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Activation
 
 /// `InputRow` keeps every field of a row in one allocation (SPEC §9 "Bounded memory"); these
@@ -45,7 +46,9 @@ struct InputRowTests {
 /// bytes as copying record `permutation[j]` to position `j`.
 @Suite("In-place record permutation")
 struct PermuteRecordsTests {
-    static let permutations: [[Int]] = [[], [0], [1, 0], [0, 1, 2], [2, 0, 1], [1, 2, 0, 4, 3], [5, 4, 3, 2, 1, 0]]
+    static let permutations: [[Int]] = [
+        [], [0], [1, 0], [0, 1, 2], [2, 0, 1], [1, 2, 0, 4, 3], [5, 4, 3, 2, 1, 0],
+    ]
 
     @Test(arguments: permutations)
     func matchesCopying(_ perm: [Int]) {

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// Each refusal has its own code, and a refused run produces no delivery.
@@ -9,12 +10,14 @@ struct NegativeTests {
     @Test func tamperedAgreementIsRefused() throws {
         let f = Fixture()
         var s = try f.signed()
-        s.terms.privacy.minMatchedRows = 1 // a party lowers k after both signed
+        s.terms.privacy.minMatchedRows = 1  // a party lowers k after both signed
         #expect(throws: ActivationError(.agreementSignatureInvalid, "")) { try s.verified() }
         // Tampering with the file bytes directly is caught the same way.
         var json = String(decoding: try f.signed().json(), as: UTF8.self)
         json = json.replacingOccurrences(of: "Media Network", with: "Media Netw0rk")
-        #expect(throws: ActivationError(.agreementSignatureInvalid, "")) { try SignedAgreement(json: Data(json.utf8)).verified() }
+        #expect(throws: ActivationError(.agreementSignatureInvalid, "")) {
+            try SignedAgreement(json: Data(json.utf8)).verified()
+        }
     }
 
     @Test func unsignedOrHalfSignedAgreementIsRefused() throws {
@@ -29,7 +32,9 @@ struct NegativeTests {
         let f = Fixture()
         var s = SignedAgreement(terms: f.terms)
         // A key that is not the one the terms name cannot sign for that party…
-        #expect(throws: ActivationError(.agreementSignatureInvalid, "")) { try s.sign(as: .consumer, with: f.providerID.signingKey) }
+        #expect(throws: ActivationError(.agreementSignatureInvalid, "")) {
+            try s.sign(as: .consumer, with: f.providerID.signingKey)
+        }
         // …and a forged signature field does not verify.
         try s.sign(as: .provider, with: f.providerID.signingKey)
         s.signatures.consumer = Hex.encode(SigningKey.generate().signature(for: f.terms.signedBytes()))
@@ -74,20 +79,25 @@ struct NegativeTests {
             .prepare(runID: AgreementTerms.newID(), audience: People.audience())
         // Parsing with the expected run refuses it…
         #expect(throws: ActivationError(.messageWrongRun, "")) {
-            try ProviderPayload(parsing: other.forCoordinator.message.serialized(), agreement: a.agreement,
-                                run: UUIDBytes.parse(a.runID), source: "payload")
+            try ProviderPayload(
+                parsing: other.forCoordinator.message.serialized(), agreement: a.agreement,
+                run: UUIDBytes.parse(a.runID), source: "payload")
         }
         // …and the coordinator refuses a payload replayed from another run.
         #expect(throws: ActivationError(.messageWrongRun, "")) {
-            try a.coordinator.match(runID: a.runID, payload: other.forCoordinator, consumerSet: a.m4, providerSet: a.m5, history: RunHistory())
+            try a.coordinator.match(
+                runID: a.runID, payload: other.forCoordinator, consumerSet: a.m4, providerSet: a.m5,
+                history: RunHistory())
         }
         // A re-blinded set that answers another round-1 message.
         let otherConsumer = try Consumer(agreement: a.agreement, signingKey: a.f.consumerID.signingKey)
         let c2 = try otherConsumer.prepare(runID: a.runID, query: People.query())
-        let m5b = try otherConsumer.respond(to: try Provider(agreement: a.agreement, identity: a.f.providerID)
-            .prepare(runID: a.runID, audience: People.audience()).forConsumer, state: c2.state)
+        let m5b = try otherConsumer.respond(
+            to: try Provider(agreement: a.agreement, identity: a.f.providerID)
+                .prepare(runID: a.runID, audience: People.audience()).forConsumer, state: c2.state)
         #expect(throws: ActivationError(.messageReferenceMismatch, "")) {
-            try a.coordinator.match(runID: a.runID, payload: a.p.forCoordinator, consumerSet: a.m4, providerSet: m5b, history: RunHistory())
+            try a.coordinator.match(
+                runID: a.runID, payload: a.p.forCoordinator, consumerSet: a.m4, providerSet: m5b, history: RunHistory())
         }
     }
 
@@ -107,20 +117,34 @@ struct NegativeTests {
     @Test func truncatedFlippedOrWrongKindMessagesAreRefused() throws {
         let a = try Prepared()
         let good = a.p.forConsumer.message.serialized()
-        #expect(throws: ActivationError(.messageMalformed, "")) { try ProviderBlindedSet(parsing: Array(good.prefix(100)), agreement: a.agreement, source: "m1") }
-        #expect(throws: ActivationError(.messageCountMismatch, "")) { try ProviderBlindedSet(parsing: Array(good.dropLast(1)), agreement: a.agreement, source: "m1") }
+        #expect(throws: ActivationError(.messageMalformed, "")) {
+            try ProviderBlindedSet(parsing: Array(good.prefix(100)), agreement: a.agreement, source: "m1")
+        }
+        #expect(throws: ActivationError(.messageCountMismatch, "")) {
+            try ProviderBlindedSet(parsing: Array(good.dropLast(1)), agreement: a.agreement, source: "m1")
+        }
         var flipped = good
-        flipped[flipped.count - 100] ^= 0x01 // a body byte
-        #expect(throws: ActivationError(.messageChecksumMismatch, "")) { try ProviderBlindedSet(parsing: flipped, agreement: a.agreement, source: "m1") }
+        flipped[flipped.count - 100] ^= 0x01  // a body byte
+        #expect(throws: ActivationError(.messageChecksumMismatch, "")) {
+            try ProviderBlindedSet(parsing: flipped, agreement: a.agreement, source: "m1")
+        }
         var header = good
-        header[60] ^= 0x01 // inside the agreement hash: the header no longer matches the agreement
-        #expect(throws: ActivationError(.messageWrongAgreement, "")) { try ProviderBlindedSet(parsing: header, agreement: a.agreement, source: "m1") }
+        header[60] ^= 0x01  // inside the agreement hash: the header no longer matches the agreement
+        #expect(throws: ActivationError(.messageWrongAgreement, "")) {
+            try ProviderBlindedSet(parsing: header, agreement: a.agreement, source: "m1")
+        }
         var version = good
         version[5] = 9
-        #expect(throws: ActivationError(.messageWrongVersion, "")) { try ProviderBlindedSet(parsing: version, agreement: a.agreement, source: "m1") }
-        #expect(throws: ActivationError(.messageWrongKind, "")) { try ConsumerBlindedSet(parsing: good, agreement: a.agreement, source: "m1") }
+        #expect(throws: ActivationError(.messageWrongVersion, "")) {
+            try ProviderBlindedSet(parsing: version, agreement: a.agreement, source: "m1")
+        }
+        #expect(throws: ActivationError(.messageWrongKind, "")) {
+            try ConsumerBlindedSet(parsing: good, agreement: a.agreement, source: "m1")
+        }
         let otherCollab = try Fixture().agreement()
-        #expect(throws: ActivationError(.messageWrongCollaboration, "")) { try ProviderBlindedSet(parsing: good, agreement: otherCollab, source: "m1") }
+        #expect(throws: ActivationError(.messageWrongCollaboration, "")) {
+            try ProviderBlindedSet(parsing: good, agreement: otherCollab, source: "m1")
+        }
     }
 
     /// A provider that sends the same element twice (to probe, or by mistake) is refused by the
@@ -130,28 +154,43 @@ struct NegativeTests {
         let m = a.p.forConsumer.message
         var body = m.body
         body.replaceSubrange(32..<64, with: body[0..<32])
-        let dup = SignedMessage(kind: .providerBlinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32, body: body, signer: a.f.providerID.signingKey)
+        let dup = SignedMessage(
+            kind: .providerBlinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32, body: body,
+            signer: a.f.providerID.signingKey)
         let consumer = try Consumer(agreement: a.agreement, signingKey: a.f.consumerID.signingKey)
         let c = try consumer.prepare(runID: a.runID, query: People.query())
-        #expect(throws: ActivationError(.duplicateElement, "")) { try consumer.respond(to: ProviderBlindedSet(dup), state: c.state) }
+        #expect(throws: ActivationError(.duplicateElement, "")) {
+            try consumer.respond(to: ProviderBlindedSet(dup), state: c.state)
+        }
 
         var bad = m.body
-        bad[31] |= 0x80 // top bit: libsodium 1.0.18 would accept it
-        let invalid = SignedMessage(kind: .providerBlinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32, body: bad, signer: a.f.providerID.signingKey)
-        #expect(throws: ActivationError(.invalidElement, "")) { try consumer.respond(to: ProviderBlindedSet(invalid), state: c.state) }
+        bad[31] |= 0x80  // top bit: libsodium 1.0.18 would accept it
+        let invalid = SignedMessage(
+            kind: .providerBlinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32, body: bad,
+            signer: a.f.providerID.signingKey)
+        #expect(throws: ActivationError(.invalidElement, "")) {
+            try consumer.respond(to: ProviderBlindedSet(invalid), state: c.state)
+        }
         var identity = m.body
         identity.replaceSubrange(0..<32, with: [UInt8](repeating: 0, count: 32))
-        let id = SignedMessage(kind: .providerBlinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32, body: identity, signer: a.f.providerID.signingKey)
-        #expect(throws: ActivationError(.invalidElement, "")) { try consumer.respond(to: ProviderBlindedSet(id), state: c.state) }
+        let id = SignedMessage(
+            kind: .providerBlinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32, body: identity,
+            signer: a.f.providerID.signingKey)
+        #expect(throws: ActivationError(.invalidElement, "")) {
+            try consumer.respond(to: ProviderBlindedSet(id), state: c.state)
+        }
 
         // The coordinator refuses duplicates in the re-blinded sets too.
         let m4 = a.m4.message
         var b4 = m4.body
         b4.replaceSubrange(m4.recordSize..<(2 * m4.recordSize), with: b4[0..<m4.recordSize])
-        let dup4 = SignedMessage(kind: .consumerReblinded, agreement: a.agreement, runUUID: m4.runUUID, recordSize: m4.recordSize, body: b4,
-                                 reference: m4.reference, metadata: m4.metadata, signer: a.f.providerID.signingKey)
+        let dup4 = SignedMessage(
+            kind: .consumerReblinded, agreement: a.agreement, runUUID: m4.runUUID, recordSize: m4.recordSize, body: b4,
+            reference: m4.reference, metadata: m4.metadata, signer: a.f.providerID.signingKey)
         #expect(throws: ActivationError(.duplicateElement, "")) {
-            try a.coordinator.match(runID: a.runID, payload: a.p.forCoordinator, consumerSet: ConsumerReblindedSet(dup4), providerSet: a.m5, history: RunHistory())
+            try a.coordinator.match(
+                runID: a.runID, payload: a.p.forCoordinator, consumerSet: ConsumerReblindedSet(dup4), providerSet: a.m5,
+                history: RunHistory())
         }
     }
 
@@ -166,8 +205,10 @@ struct NegativeTests {
         let c = try consumer.prepare(runID: runID, query: People.query())
         let coordinator = try Coordinator(agreement: agreement, identity: f.coordinatorID)
         #expect(throws: ActivationError(.belowMinimumConsumerRows, "")) {
-            try coordinator.match(runID: runID, payload: p.forCoordinator, consumerSet: try provider.respond(to: c.forProvider, state: p.state),
-                                  providerSet: try consumer.respond(to: p.forConsumer, state: c.state), history: RunHistory())
+            try coordinator.match(
+                runID: runID, payload: p.forCoordinator,
+                consumerSet: try provider.respond(to: c.forProvider, state: p.state),
+                providerSet: try consumer.respond(to: p.forConsumer, state: c.state), history: RunHistory())
         }
     }
 
@@ -175,9 +216,15 @@ struct NegativeTests {
         let f = Fixture(deliverMemberID: false)
         let consumer = try Consumer(agreement: try f.agreement(), signingKey: f.consumerID.signingKey)
         var rows = People.consumerRows()
-        rows[7] = InputRow(row: 8, fields: [Array("member-x".utf8), Array("secret.person@@example.com".utf8), [], Array("yes".utf8), Array("gold".utf8)])
-        let q = ConsumerQuery(source: "customers.csv", rows: rows, identifierColumns: People.consumerColumns,
-                              consentColumns: [(3, "ads_consent")], segmentID: "s", segmentName: "S")
+        rows[7] = InputRow(
+            row: 8,
+            fields: [
+                Array("member-x".utf8), Array("secret.person@@example.com".utf8), [], Array("yes".utf8),
+                Array("gold".utf8),
+            ])
+        let q = ConsumerQuery(
+            source: "customers.csv", rows: rows, identifierColumns: People.consumerColumns,
+            consentColumns: [(3, "ads_consent")], segmentID: "s", segmentName: "S")
         do {
             _ = try consumer.prepare(runID: AgreementTerms.newID(), query: q)
             Issue.record("an invalid email was accepted")
@@ -188,8 +235,9 @@ struct NegativeTests {
             #expect(!error.description.contains("secret.person"))
         }
         // With skip-and-report, the value is left out and listed by row, column and rule.
-        let q2 = ConsumerQuery(source: "customers.csv", rows: rows, identifierColumns: People.consumerColumns,
-                               consentColumns: [(3, "ads_consent")], segmentID: "s", segmentName: "S", invalidValues: .skipAndReport)
+        let q2 = ConsumerQuery(
+            source: "customers.csv", rows: rows, identifierColumns: People.consumerColumns,
+            consentColumns: [(3, "ads_consent")], segmentID: "s", segmentName: "S", invalidValues: .skipAndReport)
         let r = try consumer.prepare(runID: AgreementTerms.newID(), query: q2)
         try #require(r.skipped.count == 1)
         #expect(r.skipped[0].row == 8 && r.skipped[0].column == "email")
@@ -199,16 +247,24 @@ struct NegativeTests {
     @Test func stateFromAnotherRunOrRoleIsRefused() throws {
         let a = try Prepared()
         let bytes = a.p.state.serialized(collaborationUUID: a.agreement.collaborationUUID)
-        #expect(throws: ActivationError(.stateInvalid, "")) { try RunState(parsing: bytes, role: .consumer, agreement: a.agreement, source: "s") }
-        #expect(throws: ActivationError(.stateInvalid, "")) { try RunState(parsing: bytes, role: .provider, agreement: try Fixture().agreement(), source: "s") }
+        #expect(throws: ActivationError(.stateInvalid, "")) {
+            try RunState(parsing: bytes, role: .consumer, agreement: a.agreement, source: "s")
+        }
+        #expect(throws: ActivationError(.stateInvalid, "")) {
+            try RunState(parsing: bytes, role: .provider, agreement: try Fixture().agreement(), source: "s")
+        }
         let parsed = try RunState(parsing: bytes, role: .provider, agreement: a.agreement, source: "s")
         #expect(parsed.scalar.constantTimeEquals(a.p.state.scalar))
         let corrupted = SecureBytes(count: 10) { _ in }
-        #expect(throws: ActivationError(.stateInvalid, "")) { try RunState(parsing: corrupted, role: .provider, agreement: a.agreement, source: "s") }
+        #expect(throws: ActivationError(.stateInvalid, "")) {
+            try RunState(parsing: corrupted, role: .provider, agreement: a.agreement, source: "s")
+        }
         // A state for run A cannot answer run B's message.
-        let otherRun = try Provider(agreement: a.agreement, identity: a.f.providerID).prepare(runID: AgreementTerms.newID(), audience: People.audience())
+        let otherRun = try Provider(agreement: a.agreement, identity: a.f.providerID).prepare(
+            runID: AgreementTerms.newID(), audience: People.audience())
         #expect(throws: ActivationError(.messageWrongRun, "")) {
-            try Provider(agreement: a.agreement, identity: a.f.providerID).respond(to: a.c.forProvider, state: otherRun.state)
+            try Provider(agreement: a.agreement, identity: a.f.providerID).respond(
+                to: a.c.forProvider, state: otherRun.state)
         }
     }
 

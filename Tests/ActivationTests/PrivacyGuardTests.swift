@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// The coordinator's guards in memory: the noise sampler, the differencing sketch, the budget,
@@ -20,17 +21,22 @@ struct PrivacyGuardTests {
         let alpha = exp(-Double(epsilonMillis) / 1000)
         let variance = 2 * alpha / ((1 - alpha) * (1 - alpha))
         let pZero = (1 - alpha) / (1 + alpha)
-        var sum = 0.0, sumSq = 0.0, zeros = 0
+        var sum = 0.0
+        var sumSq = 0.0
+        var zeros = 0
         for _ in 0..<n {
             let z = Double(GeometricNoise.sample(epsilonMillis: epsilonMillis))
-            sum += z; sumSq += z * z
+            sum += z
+            sumSq += z * z
             if z == 0 { zeros += 1 }
         }
         let mean = sum / Double(n)
         let sampleVariance = sumSq / Double(n) - mean * mean
         #expect(abs(mean) < 8 * (variance / Double(n)).squareRoot(), "mean \(mean)")
         // The variance of the sample variance of a discrete Laplace is below 6σ⁴/n.
-        #expect(abs(sampleVariance - variance) < 8 * (6 * variance * variance / Double(n)).squareRoot(), "variance \(sampleVariance) vs \(variance)")
+        #expect(
+            abs(sampleVariance - variance) < 8 * (6 * variance * variance / Double(n)).squareRoot(),
+            "variance \(sampleVariance) vs \(variance)")
         let pHat = Double(zeros) / Double(n)
         #expect(abs(pHat - pZero) < 8 * (pZero * (1 - pZero) / Double(n)).squareRoot(), "P(0) \(pHat) vs \(pZero)")
     }
@@ -41,7 +47,10 @@ struct PrivacyGuardTests {
         let alpha = exp(-0.5)
         let variance = 2 * alpha / ((1 - alpha) * (1 - alpha))
         var sumSq = 0.0
-        for _ in 0..<n { let z = Double(GeometricNoise.sample(epsilonMillis: 1000, sensitivity: 2)); sumSq += z * z }
+        for _ in 0..<n {
+            let z = Double(GeometricNoise.sample(epsilonMillis: 1000, sensitivity: 2))
+            sumSq += z * z
+        }
         #expect(abs(sumSq / Double(n) - variance) < 8 * (6 * variance * variance / Double(n)).squareRoot())
     }
 
@@ -55,7 +64,7 @@ struct PrivacyGuardTests {
     }
 
     @Test func thresholdMarginFollowsEpsilon() {
-        #expect(PrivacyGuards.thresholdMargin(.init(epsilonMillis: 1000, budgetMillis: 1000)) == 14) // ⌈ln 10^6⌉
+        #expect(PrivacyGuards.thresholdMargin(.init(epsilonMillis: 1000, budgetMillis: 1000)) == 14)  // ⌈ln 10^6⌉
         #expect(PrivacyGuards.thresholdMargin(.init(epsilonMillis: 500, budgetMillis: 1000)) == 28)
         #expect(PrivacyGuards.thresholdMargin(.init(epsilonMillis: 1000, budgetMillis: 1000, sensitivity: 3)) == 42)
     }
@@ -70,10 +79,14 @@ struct PrivacyGuardTests {
     }
 
     @Test func sketchIsExactForSmallSetsAndRefusesNearDuplicates() throws {
-        let a = Self.sketch(0..<100), b = Self.sketch(2..<100), c = Self.sketch(100..<200)
+        let a = Self.sketch(0..<100)
+        let b = Self.sketch(2..<100)
+        let c = Self.sketch(100..<200)
         #expect(a.overlap(with: b) == (98, 100))
         #expect(a.overlap(with: c).both == 0)
-        #expect(throws: ActivationError(.nearDuplicateRun, "")) { try PrivacyGuards.checkNearDuplicate(b, against: [c, a], percent: 90) }
+        #expect(throws: ActivationError(.nearDuplicateRun, "")) {
+            try PrivacyGuards.checkNearDuplicate(b, against: [c, a], percent: 90)
+        }
         try PrivacyGuards.checkNearDuplicate(c, against: [a, b], percent: 90)
         // 0 turns the check off; 100 refuses only identical matched sets.
         try PrivacyGuards.checkNearDuplicate(b, against: [a], percent: 0)
@@ -97,9 +110,12 @@ struct PrivacyGuardTests {
     }
 
     @Test func sketchTagsAreKeyedPerCoordinatorAndCollaboration() {
-        let other = RunSketch.make(runID: AgreementTerms.newID(), rows: 0..<100, coordinator: SigningKey.generate(), collaborationUUID: Self.collab)
-        let otherCollab = RunSketch.make(runID: AgreementTerms.newID(), rows: 0..<100, coordinator: Self.key,
-                                         collaborationUUID: UUIDBytes.parse(AgreementTerms.newID())!)
+        let other = RunSketch.make(
+            runID: AgreementTerms.newID(), rows: 0..<100, coordinator: SigningKey.generate(),
+            collaborationUUID: Self.collab)
+        let otherCollab = RunSketch.make(
+            runID: AgreementTerms.newID(), rows: 0..<100, coordinator: Self.key,
+            collaborationUUID: UUIDBytes.parse(AgreementTerms.newID())!)
         let mine = Self.sketch(0..<100)
         #expect(Set(mine.tags).isDisjoint(with: other.tags))
         #expect(Set(mine.tags).isDisjoint(with: otherCollab.tags))
@@ -108,7 +124,9 @@ struct PrivacyGuardTests {
     @Test func sketchFileRoundTripsAndRefusesGarbage() throws {
         let s = Self.sketch(0..<50)
         #expect(try RunSketch(parsing: s.serialized(), source: "s") == s)
-        for bad in ["", "CLEANROOM-V01-SKETCH\nnot-a-run\n", "CLEANROOM-V01-SKETCH\n\(s.runID)\nxyz\n", "OTHER\n\(s.runID)\n"] {
+        for bad in [
+            "", "CLEANROOM-V01-SKETCH\nnot-a-run\n", "CLEANROOM-V01-SKETCH\n\(s.runID)\nxyz\n", "OTHER\n\(s.runID)\n",
+        ] {
             #expect(throws: ActivationError(.stateInvalid, "")) { try RunSketch(parsing: Array(bad.utf8), source: "s") }
         }
     }
@@ -148,7 +166,9 @@ struct PrivacyGuardTests {
         let first = Self.counts(try Prepared(f).match())
         let sketch = try #require(first.sketch)
         #expect(sketch.tags.count == min(RunSketch.capacity, People.expectedAudienceKeys.count))
-        #expect(throws: ActivationError(.nearDuplicateRun, "")) { try Prepared(f).match(RunHistory(sketches: [sketch])) }
+        #expect(throws: ActivationError(.nearDuplicateRun, "")) {
+            try Prepared(f).match(RunHistory(sketches: [sketch]))
+        }
         var off = f
         off.terms.privacy.maxRunSimilarityPercent = 0
         _ = try Prepared(off).match(RunHistory(sketches: [sketch]))
@@ -162,7 +182,9 @@ struct PrivacyGuardTests {
         #expect(c.epsilonMillis == 500)
         #expect(c.noisyMatchedRows != nil)
         #expect(c.consumerVisibleMatchedRows == c.noisyMatchedRows)
-        #expect(throws: ActivationError(.privacyBudgetExhausted, "")) { try run.match(RunHistory(epsilonSpentMillis: 1000)) }
+        #expect(throws: ActivationError(.privacyBudgetExhausted, "")) {
+            try run.match(RunHistory(epsilonSpentMillis: 1000))
+        }
     }
 
     /// Under noise the outcome is decided on the noisy count plus the margin: with k just below
@@ -196,7 +218,8 @@ struct PrivacyGuardTests {
 
     @Test func similarityOutOfRangeIsRefusedAndAbsentMeansTheDefault() throws {
         var f = Fixture()
-        #expect(try f.agreement().terms.privacy.effectiveRunSimilarityPercent == PrivacyGuards.defaultRunSimilarityPercent)
+        #expect(
+            try f.agreement().terms.privacy.effectiveRunSimilarityPercent == PrivacyGuards.defaultRunSimilarityPercent)
         f.terms.privacy.maxRunSimilarityPercent = 101
         #expect(throws: ActivationError(.agreementMalformed, "")) { try f.agreement() }
     }
@@ -214,7 +237,8 @@ struct PrivacyGuardTests {
     /// blindings: no element in common between runs (fresh `a` and `b` every run).
     @Test func sameInputInTwoRunsSharesNoBlindedValue() throws {
         let f = Fixture()
-        let r1 = try Prepared(f), r2 = try Prepared(f)
+        let r1 = try Prepared(f)
+        let r2 = try Prepared(f)
         let agreement = r1.agreement
         let consumer = try Consumer(agreement: agreement, signingKey: f.consumerID.signingKey)
         let c1 = try consumer.prepare(runID: r1.runID, query: People.query())
@@ -226,7 +250,8 @@ struct PrivacyGuardTests {
             ("provider-reblinded round 4", r1.m5.message, r2.m5.message),
         ]
         for (name, m1, m2) in pairs {
-            let s1 = Set(try Layout.elements(of: m1, source: "1")), s2 = Set(try Layout.elements(of: m2, source: "2"))
+            let s1 = Set(try Layout.elements(of: m1, source: "1"))
+            let s2 = Set(try Layout.elements(of: m2, source: "2"))
             #expect(s1.count == s2.count && !s1.isEmpty, "\(name)")
             #expect(s1.isDisjoint(with: s2), "\(name): a blinded value repeats across runs")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Activation
 
 /// Round 5's delivery reads a block's records by spans (``RecordGather``): whatever the gap, each
@@ -27,7 +28,9 @@ struct RecordGatherTests {
             precondition(offset >= 0 && offset + buffer.count <= bytes.count)
             lock.withLock { readsMade += 1 }
             if let failAt, (offset..<(offset + buffer.count)).contains(failAt) { throw Failure(offset: offset) }
-            bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
+            bytes.withUnsafeBytes {
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)]))
+            }
         }
         func remove() {}
     }
@@ -36,7 +39,8 @@ struct RecordGatherTests {
         Array(file.bytes[(position * size)..<((position + 1) * size)])
     }
 
-    @Test("each slot holds its record, in the block's order, whatever the gap", arguments: [0, 1, 100, 8 << 10, 1 << 30])
+    @Test(
+        "each slot holds its record, in the block's order, whatever the gap", arguments: [0, 1, 100, 8 << 10, 1 << 30])
     func slotsHoldTheirRecords(gap: Int) {
         let size = 37
         let file = CountingFile(count: 5_000, size: size)
@@ -83,11 +87,15 @@ struct RecordGatherTests {
         let positions = [(1 << 40) + 5, 3, (1 << 40) + 4, 1 << 45, 7]
         let g = RecordGather(file: VirtualFile(), recordSize: size, gapBytes: 8 << 10, positions: positions)
         for (k, p) in positions.enumerated() {
-            #expect(Array(g.records[(k * size)..<((k + 1) * size)]) == (0..<size).map { VirtualFile.byte(p * size + $0) }, "slot \(k)")
+            #expect(
+                Array(g.records[(k * size)..<((k + 1) * size)]) == (0..<size).map { VirtualFile.byte(p * size + $0) },
+                "slot \(k)")
         }
     }
 
-    @Test("a failed read fails only the records it cannot read (a failed span is read again record by record)", arguments: [0, 8 << 10])
+    @Test(
+        "a failed read fails only the records it cannot read (a failed span is read again record by record)",
+        arguments: [0, 8 << 10])
     func failedReadFailsItsSlots(gap: Int) {
         let size = 40
         let bad = 1_234

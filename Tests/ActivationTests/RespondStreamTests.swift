@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// Rounds 3 and 4 streamed (SPEC §9 "Bounded memory"): the answers equal a reference computed
@@ -14,7 +15,10 @@ struct RespondStreamTests {
     final class CountingScratch: ScratchSpace {
         let inner = MemoryScratch()
         private(set) var files = 0
-        func makeFile() throws -> any ScratchFile { files += 1; return try inner.makeFile() }
+        func makeFile() throws -> any ScratchFile {
+            files += 1
+            return try inner.makeFile()
+        }
     }
 
     /// The answer of rounds 3 and 4 computed from the whole message at once: every record's
@@ -42,33 +46,49 @@ struct RespondStreamTests {
         let perm = Array((0..<m.count).reversed()).shuffled()
         let sink = BytesSink()
         let provider = try Provider(agreement: a.agreement, identity: a.f.providerID)
-        let summary = try provider.respond(consumerSet: BytesSource(m.serialized()), name: "m2", state: a.p.state, into: sink,
-                                           scratch: MemoryScratch(), budget: budget, permutation: perm, chunkRecords: chunk)
-        let expected = SignedMessage(kind: .consumerReblinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: m.recordSize,
-                                     body: try Self.reference(m, scalar: a.p.state.scalar, permutation: perm), reference: m.bodyHash,
-                                     sealingKey: try SealingPublicKey(bytes: m.sealingKey), metadata: m.metadata,
-                                     signer: a.f.providerID.signingKey)
+        let summary = try provider.respond(
+            consumerSet: BytesSource(m.serialized()), name: "m2", state: a.p.state, into: sink,
+            scratch: MemoryScratch(), budget: budget, permutation: perm, chunkRecords: chunk)
+        let expected = SignedMessage(
+            kind: .consumerReblinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: m.recordSize,
+            body: try Self.reference(m, scalar: a.p.state.scalar, permutation: perm), reference: m.bodyHash,
+            sealingKey: try SealingPublicKey(bytes: m.sealingKey), metadata: m.metadata,
+            signer: a.f.providerID.signingKey)
         #expect(sink.bytes == expected.serialized())
         #expect(summary.count == m.count && summary.bodyHash == expected.bodyHash)
         // The in-memory API is the same code.
-        #expect(try provider.respond(to: a.c.forProvider, state: a.p.state, permutation: perm).message.serialized() == expected.serialized())
+        #expect(
+            try provider.respond(to: a.c.forProvider, state: a.p.state, permutation: perm).message.serialized()
+                == expected.serialized())
     }
 
-    @Test("round 3 shuffled through many scratch buckets: the reference's records, each once, in a new order", arguments: [64, 1 << 12])
+    @Test(
+        "round 3 shuffled through many scratch buckets: the reference's records, each once, in a new order",
+        arguments: [64, 1 << 12])
     func round3ExternalShuffle(budget: Int) throws {
         let a = Self.run
         let m = a.c.forProvider.message
-        #expect(SpillBudget.pieces(count: m.count, recordSize: m.recordSize, budget: budget) > 4, "the budget forces many buckets")
+        #expect(
+            SpillBudget.pieces(count: m.count, recordSize: m.recordSize, budget: budget) > 4,
+            "the budget forces many buckets")
         let scratch = CountingScratch()
         let sink = BytesSink()
         _ = try Provider(agreement: a.agreement, identity: a.f.providerID)
-            .respond(consumerSet: BytesSource(m.serialized()), name: "m2", state: a.p.state, into: sink, scratch: scratch, budget: budget)
+            .respond(
+                consumerSet: BytesSource(m.serialized()), name: "m2", state: a.p.state, into: sink, scratch: scratch,
+                budget: budget)
         #expect(scratch.files > 4, "buckets and partitions spilled to scratch files")
         let out = try ConsumerReblindedSet(parsing: sink.bytes, agreement: a.agreement, source: "m4").message
-        #expect(out.count == m.count && out.reference == m.bodyHash && out.sealingKey == m.sealingKey && out.metadata == m.metadata)
+        #expect(
+            out.count == m.count && out.reference == m.bodyHash && out.sealingKey == m.sealingKey
+                && out.metadata == m.metadata)
         let expected = try Self.reference(m, scalar: a.p.state.scalar, permutation: nil)
-        func records(_ body: [UInt8]) -> [[UInt8]] { stride(from: 0, to: body.count, by: m.recordSize).map { Array(body[$0..<($0 + m.recordSize)]) } }
-        #expect(records(out.body).sorted { $0.lexicographicallyPrecedes($1) } == records(expected).sorted { $0.lexicographicallyPrecedes($1) })
+        func records(_ body: [UInt8]) -> [[UInt8]] {
+            stride(from: 0, to: body.count, by: m.recordSize).map { Array(body[$0..<($0 + m.recordSize)]) }
+        }
+        #expect(
+            records(out.body).sorted { $0.lexicographicallyPrecedes($1) }
+                == records(expected).sorted { $0.lexicographicallyPrecedes($1) })
         #expect(out.body != expected, "shuffled again (the chance of the identity order is 1/n!)")
     }
 
@@ -78,18 +98,22 @@ struct RespondStreamTests {
         let m = a.p.forConsumer.message
         let sink = BytesSink()
         let consumer = try Consumer(agreement: a.agreement, signingKey: a.f.consumerID.signingKey)
-        let summary = try consumer.respond(providerSet: BytesSource(m.serialized()), name: "m1", state: a.c.state, into: sink,
-                                           scratch: MemoryScratch(), budget: budget, chunkRecords: chunk)
-        let expected = SignedMessage(kind: .providerReblinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32,
-                                     body: try Self.reference(m, scalar: a.c.state.scalar, permutation: nil), reference: m.bodyHash,
-                                     signer: a.f.consumerID.signingKey)
+        let summary = try consumer.respond(
+            providerSet: BytesSource(m.serialized()), name: "m1", state: a.c.state, into: sink,
+            scratch: MemoryScratch(), budget: budget, chunkRecords: chunk)
+        let expected = SignedMessage(
+            kind: .providerReblinded, agreement: a.agreement, runUUID: m.runUUID, recordSize: 32,
+            body: try Self.reference(m, scalar: a.c.state.scalar, permutation: nil), reference: m.bodyHash,
+            signer: a.f.consumerID.signingKey)
         #expect(sink.bytes == expected.serialized())
         #expect(summary.count == m.count && summary.bodyHash == expected.bodyHash)
-        #expect(try consumer.respond(to: a.p.forConsumer, state: a.c.state).message.serialized() == expected.serialized())
+        #expect(
+            try consumer.respond(to: a.p.forConsumer, state: a.c.state).message.serialized() == expected.serialized())
     }
 
     /// The whole protocol with tiny spill budgets in rounds 3 and 4: still exactly the overlap.
-    @Test("many buckets and partitions: the coordinator still finds exactly the known overlap", arguments: [true, false])
+    @Test(
+        "many buckets and partitions: the coordinator still finds exactly the known overlap", arguments: [true, false])
     func smallBudgetsEndToEnd(memberIDs: Bool) throws {
         let f = Fixture(deliverMemberID: memberIDs)
         let agreement = try f.agreement()
@@ -99,17 +123,24 @@ struct RespondStreamTests {
         let p = try provider.prepare(runID: runID, audience: People.audience())
         let c = try consumer.prepare(runID: runID, query: People.query())
         let scratch = CountingScratch()
-        let m4 = BytesSink(), m5 = BytesSink()
-        _ = try provider.respond(consumerSet: BytesSource(c.forProvider.message.serialized()), name: "m2", state: p.state, into: m4,
-                                 scratch: scratch, budget: 128, permutation: nil, chunkRecords: 5)
-        _ = try consumer.respond(providerSet: BytesSource(p.forConsumer.message.serialized()), name: "m1", state: c.state, into: m5,
-                                 scratch: scratch, budget: 128, chunkRecords: 5)
+        let m4 = BytesSink()
+        let m5 = BytesSink()
+        _ = try provider.respond(
+            consumerSet: BytesSource(c.forProvider.message.serialized()), name: "m2", state: p.state, into: m4,
+            scratch: scratch, budget: 128, permutation: nil, chunkRecords: 5)
+        _ = try consumer.respond(
+            providerSet: BytesSource(p.forConsumer.message.serialized()), name: "m1", state: c.state, into: m5,
+            scratch: scratch, budget: 128, chunkRecords: 5)
         #expect(scratch.files > 20)
         let outcome = try Coordinator(agreement: agreement, identity: f.coordinatorID).match(
             runID: runID, payload: p.forCoordinator,
             consumerSet: ConsumerReblindedSet(parsing: m4.bytes, agreement: agreement, source: "m4"),
-            providerSet: ProviderReblindedSet(parsing: m5.bytes, agreement: agreement, source: "m5"), history: RunHistory())
-        guard case .deliver(let plan, let counts) = outcome else { Issue.record("expected a delivery"); return }
+            providerSet: ProviderReblindedSet(parsing: m5.bytes, agreement: agreement, source: "m5"),
+            history: RunHistory())
+        guard case .deliver(let plan, let counts) = outcome else {
+            Issue.record("expected a delivery")
+            return
+        }
         #expect(counts.matchedRows == People.expectedAudienceKeys.count)
         let objects = Dictionary(uniqueKeysWithValues: try plan.objects.map { ($0.name, try $0.bytes()) })
         let records = try provider.open(ReceivedDelivery(manifestBytes: plan.manifest.json(), objects: objects))
@@ -117,7 +148,9 @@ struct RespondStreamTests {
         if memberIDs {
             for rec in records {
                 let i = Int(String(decoding: rec.audienceKey, as: UTF8.self).dropFirst("audience-".count))!
-                #expect(rec.memberID.map { String(decoding: $0, as: UTF8.self) } == People.memberID(i), "attributes follow their element")
+                #expect(
+                    rec.memberID.map { String(decoding: $0, as: UTF8.self) } == People.memberID(i),
+                    "attributes follow their element")
             }
         }
     }
@@ -133,14 +166,17 @@ struct RespondStreamTests {
     static func set(_ elements: [[UInt8]], round: Int) -> SignedMessage {
         let a = run
         if round == 4 {
-            return SignedMessage(kind: .providerBlinded, agreement: a.agreement, runUUID: a.p.state.runUUID, recordSize: 32,
-                                 body: elements.flatMap { $0 }, signer: a.f.providerID.signingKey)
+            return SignedMessage(
+                kind: .providerBlinded, agreement: a.agreement, runUUID: a.p.state.runUUID, recordSize: 32,
+                body: elements.flatMap { $0 }, signer: a.f.providerID.signingKey)
         }
         let size = Layout.consumerRecordSize(a.agreement)
         let body = elements.enumerated().flatMap { i, e in e + [UInt8](repeating: UInt8(i & 0xff), count: size - 32) }
-        return SignedMessage(kind: .consumerBlinded, agreement: a.agreement, runUUID: a.p.state.runUUID, recordSize: size, body: body,
-                             sealingKey: a.c.forProvider.message.sealingKey.allSatisfy { $0 == 0 } ? nil : try! SealingPublicKey(bytes: a.c.forProvider.message.sealingKey),
-                             metadata: a.c.forProvider.message.metadata, signer: a.f.consumerID.signingKey)
+        return SignedMessage(
+            kind: .consumerBlinded, agreement: a.agreement, runUUID: a.p.state.runUUID, recordSize: size, body: body,
+            sealingKey: a.c.forProvider.message.sealingKey.allSatisfy { $0 == 0 }
+                ? nil : try! SealingPublicKey(bytes: a.c.forProvider.message.sealingKey),
+            metadata: a.c.forProvider.message.metadata, signer: a.f.consumerID.signingKey)
     }
 
     /// Runs round 3 or 4 on `bytes` with a `BytesSink`; returns the error and what the sink holds.
@@ -150,12 +186,16 @@ struct RespondStreamTests {
         do {
             if round == 4 {
                 _ = try Consumer(agreement: a.agreement, signingKey: a.f.consumerID.signingKey)
-                    .respond(providerSet: BytesSource(bytes), name: "in.crm", state: state(round), into: sink, scratch: MemoryScratch(),
-                             budget: budget, chunkRecords: chunk)
+                    .respond(
+                        providerSet: BytesSource(bytes), name: "in.crm", state: state(round), into: sink,
+                        scratch: MemoryScratch(),
+                        budget: budget, chunkRecords: chunk)
             } else {
                 _ = try Provider(agreement: a.agreement, identity: a.f.providerID)
-                    .respond(consumerSet: BytesSource(bytes), name: "in.crm", state: state(round), into: sink, scratch: MemoryScratch(),
-                             budget: budget, permutation: nil, chunkRecords: chunk)
+                    .respond(
+                        consumerSet: BytesSource(bytes), name: "in.crm", state: state(round), into: sink,
+                        scratch: MemoryScratch(),
+                        budget: budget, permutation: nil, chunkRecords: chunk)
             }
             return (nil, sink.bytes)
         } catch {
@@ -168,36 +208,46 @@ struct RespondStreamTests {
 
     static let rounds = [3, 4]
 
-    @Test("duplicates anywhere in the set: the pair with the smallest second position, as the whole-set index reports",
-          arguments: rounds, [(1, 64), (8, 64), (16_384, SpillBudget.bytes)])
+    @Test(
+        "duplicates anywhere in the set: the pair with the smallest second position, as the whole-set index reports",
+        arguments: rounds, [(1, 64), (8, 64), (16_384, SpillBudget.bytes)])
     func duplicates(round: Int, limits: (chunk: Int, budget: Int)) throws {
         var e = Self.elements(60)
-        e[41] = e[3]   // a pair whose second position is larger…
+        e[41] = e[3]  // a pair whose second position is larger…
         e[25] = e[10]  // …than this one's: element 25 duplicates element 10
         e[59] = e[10]
-        let (expectedFirst, expectedSecond) = try #require(ElementIndex.build(try ElementBatch(validating: e.flatMap { $0 })).duplicate)
+        let (expectedFirst, expectedSecond) = try #require(
+            ElementIndex.build(try ElementBatch(validating: e.flatMap { $0 })).duplicate)
         #expect(expectedFirst == 10 && expectedSecond == 25)
-        let (error, written) = Self.respond(Self.set(e, round: round).serialized(), round: round, chunk: limits.chunk, budget: limits.budget)
+        let (error, written) = Self.respond(
+            Self.set(e, round: round).serialized(), round: round, chunk: limits.chunk, budget: limits.budget)
         #expect(error?.code == .duplicateElement)
         #expect(error?.reason == "in.crm: element 25 duplicates element 10")
         #expect(written.isEmpty, "nothing in the sink")
     }
 
-    @Test("an invalid element is named by its position in the whole set, past chunk boundaries", arguments: rounds, [1, 8, 16_384])
+    @Test(
+        "an invalid element is named by its position in the whole set, past chunk boundaries", arguments: rounds,
+        [1, 8, 16_384])
     func invalidElementPosition(round: Int, chunk: Int) throws {
-        for (bad, code) in [([UInt8](repeating: 0, count: 32), "crypto.identity_element"), ([UInt8](repeating: 0xff, count: 32), "crypto.invalid_element_encoding")] {
+        for (bad, code) in [
+            ([UInt8](repeating: 0, count: 32), "crypto.identity_element"),
+            ([UInt8](repeating: 0xff, count: 32), "crypto.invalid_element_encoding"),
+        ] {
             var e = Self.elements(40)
             e[37] = bad
-            e[38] = e[1] // a duplicate later on does not hide the invalid element
-            let (error, written) = Self.respond(Self.set(e, round: round).serialized(), round: round, chunk: chunk, budget: 64)
+            e[38] = e[1]  // a duplicate later on does not hide the invalid element
+            let (error, written) = Self.respond(
+                Self.set(e, round: round).serialized(), round: round, chunk: chunk, budget: 64)
             #expect(error?.code == .invalidElement)
             #expect(error?.reason == "in.crm: element 37 rejected: \(code)")
             #expect(written.isEmpty)
         }
     }
 
-    @Test("a changed body byte is a checksum mismatch, even where it also makes an element invalid; nothing written",
-          arguments: rounds, [1, 16_384])
+    @Test(
+        "a changed body byte is a checksum mismatch, even where it also makes an element invalid; nothing written",
+        arguments: rounds, [1, 16_384])
     func bodyChanged(round: Int, chunk: Int) throws {
         let m = Self.set(Self.elements(30), round: round)
         let headerLength = m.serialized().count - m.body.count - 64
@@ -221,9 +271,10 @@ struct RespondStreamTests {
         #expect(empty?.code == .emptySet && w1.isEmpty)
         let a = Self.run
         let kind: MessageKind = round == 4 ? .providerBlinded : .consumerBlinded
-        let wrong = SignedMessage(kind: kind, agreement: a.agreement, runUUID: a.p.state.runUUID, recordSize: 48,
-                                  body: Self.elements(2).flatMap { $0 + [UInt8](repeating: 0, count: 16) },
-                                  signer: round == 4 ? a.f.providerID.signingKey : a.f.consumerID.signingKey)
+        let wrong = SignedMessage(
+            kind: kind, agreement: a.agreement, runUUID: a.p.state.runUUID, recordSize: 48,
+            body: Self.elements(2).flatMap { $0 + [UInt8](repeating: 0, count: 16) },
+            signer: round == 4 ? a.f.providerID.signingKey : a.f.consumerID.signingKey)
         let (malformed, w2) = Self.respond(wrong.serialized(), round: round, chunk: 8, budget: 64)
         #expect(malformed?.code == .messageMalformed && w2.isEmpty)
     }
@@ -231,8 +282,11 @@ struct RespondStreamTests {
     @Test("a set from another run than the state is refused before anything is read", arguments: rounds)
     func wrongRun(round: Int) throws {
         let a = Self.run
-        let other = try Provider(agreement: a.agreement, identity: a.f.providerID).prepare(runID: AgreementTerms.newID(), audience: People.audience())
-        let bytes = round == 4 ? other.forConsumer.message.serialized()
+        let other = try Provider(agreement: a.agreement, identity: a.f.providerID).prepare(
+            runID: AgreementTerms.newID(), audience: People.audience())
+        let bytes =
+            round == 4
+            ? other.forConsumer.message.serialized()
             : try Consumer(agreement: a.agreement, signingKey: a.f.consumerID.signingKey)
                 .prepare(runID: other.state.runID, query: People.query()).forProvider.message.serialized()
         let (error, written) = Self.respond(bytes, round: round, chunk: 8, budget: 64)

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-import RistrettoPSI
 import Identifiers
+import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// `--skip-invalid` in bounded memory (SPEC §9 "Bounded memory"): the first skips stay in memory
@@ -13,7 +14,8 @@ struct SkippedValuesTests {
     func spillAndReadBack() throws {
         let scratch = MemoryScratch()
         var skipped = SkippedValues()
-        let columns = ["email", "phone, mobile"], codes = ["identifier.email.malformed", "identifier.phone.too_short", "identifier.empty"]
+        let columns = ["email", "phone, mobile"]
+        let codes = ["identifier.email.malformed", "identifier.phone.too_short", "identifier.empty"]
         var expected: [String] = []
         for i in 0..<250 {
             let s = SkippedValue(row: 3 * i + 1, column: columns[i % 2], code: codes[i % 3])
@@ -29,7 +31,10 @@ struct SkippedValuesTests {
     @Test("no more than the ones kept in memory: nothing spilled, all of them back")
     func fewSkipsStayInMemory() throws {
         var skipped = SkippedValues()
-        for i in 0..<3 { try skipped.append(SkippedValue(row: i + 1, column: "email", code: "identifier.empty"), scratch: MemoryScratch()) }
+        for i in 0..<3 {
+            try skipped.append(
+                SkippedValue(row: i + 1, column: "email", code: "identifier.empty"), scratch: MemoryScratch())
+        }
         #expect(skipped.count == 3 && skipped.earliest.count == 3)
         #expect(try skipped.all().map(\.row) == [1, 2, 3])
         #expect(try SkippedValues().all().isEmpty)
@@ -43,12 +48,17 @@ struct SkippedValuesTests {
         var expectedRows: [Int] = []
         for k in 0..<130 {
             let n = k + 10
-            rows[n] = InputRow(row: n + 1, fields: [Array("member-\(n)".utf8), Array("secret.person.\(n)-at-example.com".utf8), [],
-                                                    Array("yes".utf8), Array("gold".utf8)])
+            rows[n] = InputRow(
+                row: n + 1,
+                fields: [
+                    Array("member-\(n)".utf8), Array("secret.person.\(n)-at-example.com".utf8), [],
+                    Array("yes".utf8), Array("gold".utf8),
+                ])
             expectedRows.append(n + 1)
         }
-        let q = ConsumerQuery(source: "customers.csv", rows: rows, identifierColumns: People.consumerColumns,
-                              consentColumns: [(3, "ads_consent")], segmentID: "s", segmentName: "S", invalidValues: .skipAndReport)
+        let q = ConsumerQuery(
+            source: "customers.csv", rows: rows, identifierColumns: People.consumerColumns,
+            consentColumns: [(3, "ads_consent")], segmentID: "s", segmentName: "S", invalidValues: .skipAndReport)
         let r = try consumer.prepare(runID: AgreementTerms.newID(), query: q)
         #expect(r.summary.skippedValues == 130)
         #expect(r.skipped.map(\.row) == expectedRows)

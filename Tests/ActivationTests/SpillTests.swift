@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// The bounded-memory building blocks (SPEC §9 "Bounded memory"): the external bucket shuffle and
@@ -17,27 +18,35 @@ struct SpillTests {
         return out
     }
 
-    @Test("the bucket shuffle emits each record exactly once", arguments: [(1000, 1 << 20), (1000, 4096), (1, 4096), (0, 4096)])
+    @Test(
+        "the bucket shuffle emits each record exactly once",
+        arguments: [(1000, 1 << 20), (1000, 4096), (1, 4096), (0, 4096)])
     func shuffleIsAPermutation(n: Int, budget: Int) throws {
         let input = Self.records(n, size: 40)
         var s = try ExternalShuffle(recordSize: 40, expectedCount: n, scratch: MemoryScratch(), budget: budget)
         #expect(s.buckets == max(1, (n * 40 + budget - 1) / budget))
         try input.withUnsafeBytes { try s.append(UnsafeRawBufferPointer(rebasing: $0[0..<min($0.count, 4000)])) }
-        if input.count > 4000 { try input.withUnsafeBytes { try s.append(UnsafeRawBufferPointer(rebasing: $0[4000...])) } }
+        if input.count > 4000 {
+            try input.withUnsafeBytes { try s.append(UnsafeRawBufferPointer(rebasing: $0[4000...])) }
+        }
         var out = [UInt8]()
         try s.drain { out += $0 }
         #expect(out.count == input.count)
         let chunk = { (b: [UInt8]) in stride(from: 0, to: b.count, by: 40).map { Array(b[$0..<($0 + 40)]) } }
-        #expect(chunk(out).sorted { $0.lexicographicallyPrecedes($1) } == chunk(input).sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(
+            chunk(out).sorted { $0.lexicographicallyPrecedes($1) }
+                == chunk(input).sorted { $0.lexicographicallyPrecedes($1) })
         if n == 1000 { #expect(out != input, "a shuffle of 1000 records left them in order") }
     }
 
     /// The gathered Fisher–Yates (exchanges on indices, one copy per record, in pieces) gives the
     /// order that exchanging the records themselves in place gives for the same draws, whole
     /// records in every piece; the draws come from a fixed generator so both see the same ones.
-    @Test("the shuffle's gathered Fisher–Yates equals swapping the records in place", arguments: [
-        (0, 40), (1, 40), (2, 40), (1000, 40), (1000, 4096), (5, 1 << 19), (3, (1 << 20) + 8),
-    ])
+    @Test(
+        "the shuffle's gathered Fisher–Yates equals swapping the records in place",
+        arguments: [
+            (0, 40), (1, 40), (2, 40), (1000, 40), (1000, 4096), (5, 1 << 19), (3, (1 << 20) + 8),
+        ])
     func gatheredShuffleMatchesInPlace(n: Int, recordSize: Int) throws {
         let input = (0..<(n * recordSize)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 / recordSize) }
         func draws() -> (Int) -> Int {
@@ -54,11 +63,14 @@ struct SpillTests {
                 let j = index(i + 1)
                 guard j != i else { continue }
                 let a = Array(expected[(i * recordSize)..<((i + 1) * recordSize)])
-                expected.replaceSubrange((i * recordSize)..<((i + 1) * recordSize), with: expected[(j * recordSize)..<((j + 1) * recordSize)])
+                expected.replaceSubrange(
+                    (i * recordSize)..<((i + 1) * recordSize), with: expected[(j * recordSize)..<((j + 1) * recordSize)]
+                )
                 expected.replaceSubrange((j * recordSize)..<((j + 1) * recordSize), with: a)
             }
         }
-        var out = [UInt8](), pieces = 0
+        var out = [UInt8]()
+        var pieces = 0
         try input.withUnsafeBytes { records in
             try ExternalShuffle.emitShuffled(records, recordSize: recordSize, index: draws()) { piece in
                 #expect(piece.count % recordSize == 0 && piece.count > 0)
@@ -67,7 +79,12 @@ struct SpillTests {
             }
         }
         #expect(out == expected)
-        #expect(pieces == (n == 0 ? 0 : (n + ExternalShuffle.pieceRecords(recordSize: recordSize) - 1) / ExternalShuffle.pieceRecords(recordSize: recordSize)))
+        #expect(
+            pieces
+                == (n == 0
+                    ? 0
+                    : (n + ExternalShuffle.pieceRecords(recordSize: recordSize) - 1)
+                        / ExternalShuffle.pieceRecords(recordSize: recordSize)))
     }
 
     /// Three records through three buckets, 60,000 times: each of the 6 orders must come out
@@ -105,7 +122,9 @@ struct SpillTests {
         try parts.drain { p in
             #expect(p.elements.count == p.positions.count * 32)
             for (i, pos) in p.positions.enumerated() {
-                #expect(Array(p.elements[(i * 32)..<(i * 32 + 32)]) == Array(records[(Int(pos) * 32)..<(Int(pos) * 32 + 32)]))
+                #expect(
+                    Array(p.elements[(i * 32)..<(i * 32 + 32)])
+                        == Array(records[(Int(pos) * 32)..<(Int(pos) * 32 + 32)]))
                 seen.insert(pos)
             }
             p.elements.withUnsafeBytes { e in
@@ -124,15 +143,17 @@ struct SpillTests {
     /// sides is found in exactly one partition pair, whatever the budget.
     @Test("paired partitions meet: every cross-side match is found once", arguments: [1 << 20, 4096, 1024])
     func pairedPartitionsMeet(budget: Int) throws {
-        let a = Self.records(400, size: 40)            // values 0..<400, 40-byte records
+        let a = Self.records(400, size: 40)  // values 0..<400, 40-byte records
         let b = Self.records(300, size: 32) + Array(Self.records(600, size: 32)[(350 * 32)...])  // values 0..<300 and 350..<600
         let count = SpillBudget.pieces(count: 400 + 550, recordSize: ElementPartitions.recordSize, budget: budget)
         var pa = try ElementPartitions(expectedCount: 400, scratch: MemoryScratch(), partitions: count)
         var pb = try ElementPartitions(expectedCount: 550, scratch: MemoryScratch(), partitions: count)
         try a.withUnsafeBytes { try pa.append(elementsOf: $0, recordSize: 40, firstPosition: 0) }
         try b.withUnsafeBytes { r in
-            try pb.append(elementsOf: UnsafeRawBufferPointer(rebasing: r[0..<(100 * 32)]), recordSize: 32, firstPosition: 0)
-            try pb.append(elementsOf: UnsafeRawBufferPointer(rebasing: r[(100 * 32)...]), recordSize: 32, firstPosition: 100)
+            try pb.append(
+                elementsOf: UnsafeRawBufferPointer(rebasing: r[0..<(100 * 32)]), recordSize: 32, firstPosition: 0)
+            try pb.append(
+                elementsOf: UnsafeRawBufferPointer(rebasing: r[(100 * 32)...]), recordSize: 32, firstPosition: 100)
         }
         var pairs: [(UInt64, UInt64)] = []
         var calls = 0
@@ -140,7 +161,9 @@ struct SpillTests {
             calls += 1
             x.elements.withUnsafeBytes { ex in
                 y.elements.withUnsafeBytes { ey in
-                    for (i, j) in ElementJoin.intersect(records: ex, ey).matches { pairs.append((y.positions[i], x.positions[j])) }
+                    for (i, j) in ElementJoin.intersect(records: ex, ey).matches {
+                        pairs.append((y.positions[i], x.positions[j]))
+                    }
                 }
             }
         }

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-import RistrettoPSI
 import Identifiers
+import RistrettoPSI
+import Testing
+
 @testable import Activation
 
 /// End-to-end vectors: fixed keys, scalars and shuffles → every intermediate value and the
@@ -16,22 +17,22 @@ struct ActivationVectorTests {
 
     struct Vector: Codable, Equatable {
         var description: String
-        var seeds: [String: String]          // party → Ed25519 seed hex / X25519 secret hex
-        var terms: String                    // the signed bytes' JSON part
+        var seeds: [String: String]  // party → Ed25519 seed hex / X25519 secret hex
+        var terms: String  // the signed bytes' JSON part
         var agreementHash: String
         var runID: String
         var scalarA: String, scalarB: String
         var pi1: [Int], sigma1: [Int], sigma2: [Int]
         var providerRows: [[String]]
         var consumerRows: [[String]]
-        var providerMessages: [String]       // hash-to-group messages, first-seen order
-        var providerHashed: [String]         // H(y)
-        var providerBlinded: [String]        // round 1 body: H(y)·b in π1 order
-        var providerReblinded: [String]      // round 4 body: ·a, same order
+        var providerMessages: [String]  // hash-to-group messages, first-seen order
+        var providerHashed: [String]  // H(y)
+        var providerBlinded: [String]  // round 1 body: H(y)·b in π1 order
+        var providerReblinded: [String]  // round 4 body: ·a, same order
         var consumerMessages: [String]
         var consumerHashed: [String]
-        var consumerBlinded: [String]        // round 2 body: H(x)·a in σ1 order
-        var consumerReblinded: [String]      // round 3 body: ·b in σ2 order
+        var consumerBlinded: [String]  // round 2 body: H(x)·a in σ1 order
+        var consumerReblinded: [String]  // round 3 body: ·b in σ2 order
         var messageFileSHA256: [String: String]
         var matchedRows: Int
         var deliveredCSV: String
@@ -42,18 +43,28 @@ struct ActivationVectorTests {
 
     /// Runs the protocol with the vector's fixed inputs and returns the full vector it produces.
     static func compute(from v: Vector) throws -> Vector {
-        func signing(_ p: String) throws -> SigningKey { try seed(v.seeds["\(p).ed25519"]!).withUnsafeBytes { try SigningKey(seed: $0) } }
-        func sealing(_ p: String) throws -> SealingKey { try seed(v.seeds["\(p).x25519"]!).withUnsafeBytes { try SealingKey(secretBytes: $0) } }
+        func signing(_ p: String) throws -> SigningKey {
+            try seed(v.seeds["\(p).ed25519"]!).withUnsafeBytes { try SigningKey(seed: $0) }
+        }
+        func sealing(_ p: String) throws -> SealingKey {
+            try seed(v.seeds["\(p).x25519"]!).withUnsafeBytes { try SealingKey(secretBytes: $0) }
+        }
         let consumerID = PartyIdentity(signingKey: try signing("consumer"), sealingKey: try sealing("consumer"))
         let providerID = PartyIdentity(signingKey: try signing("provider"), sealingKey: try sealing("provider"))
-        let coordinatorID = PartyIdentity(signingKey: try signing("coordinator"), sealingKey: try sealing("coordinator"))
-        let created = ISO8601.parse("2026-01-01T00:00:00Z")!, expires = ISO8601.parse("2036-01-01T00:00:00Z")!
+        let coordinatorID = PartyIdentity(
+            signingKey: try signing("coordinator"), sealingKey: try sealing("coordinator"))
+        let created = ISO8601.parse("2026-01-01T00:00:00Z")!
+        let expires = ISO8601.parse("2036-01-01T00:00:00Z")!
         let terms = AgreementTerms(
             collaborationID: "0b6f3c2e-7a1d-4e5f-9c8b-2d4a6e8f0a1c", externalID: "5e1d9c7b-3a2f-4b6d-8e0c-1f2a3b4c5d6e",
             createdAt: created, expiresAt: expires,
             consumer: .init(name: "Retailer", signingKey: consumerID.signingKey.verifyingKey.hex),
-            provider: .init(name: "Media Network", signingKey: providerID.signingKey.verifyingKey.hex, sealingKey: providerID.sealingKey.publicKey.hex),
-            coordinator: .init(name: "Coordinator", signingKey: coordinatorID.signingKey.verifyingKey.hex, sealingKey: coordinatorID.sealingKey.publicKey.hex),
+            provider: .init(
+                name: "Media Network", signingKey: providerID.signingKey.verifyingKey.hex,
+                sealingKey: providerID.sealingKey.publicKey.hex),
+            coordinator: .init(
+                name: "Coordinator", signingKey: coordinatorID.signingKey.verifyingKey.hex,
+                sealingKey: coordinatorID.sealingKey.publicKey.hex),
             matching: .init(identifierTypes: ["email", "phone", "maid"], defaultCountryCallingCode: "1"),
             output: .init(deliverMemberID: false, sealed: false),
             privacy: .init(minConsumerRows: 1, minMatchedRows: 1, maxRunsPerWindow: 10, windowSeconds: 3600),
@@ -62,18 +73,30 @@ struct ActivationVectorTests {
         try signed.sign(as: .consumer, with: consumerID.signingKey)
         try signed.sign(as: .provider, with: providerID.signingKey)
         let agreement = try signed.verified(now: created)
-        var a = seed(v.scalarA), b = seed(v.scalarB)
-        let scalarA = try Scalar(consumingCanonicalBytes: &a), scalarB = try Scalar(consumingCanonicalBytes: &b)
+        var a = seed(v.scalarA)
+        var b = seed(v.scalarB)
+        let scalarA = try Scalar(consumingCanonicalBytes: &a)
+        let scalarB = try Scalar(consumingCanonicalBytes: &b)
 
-        let pRows = v.providerRows.enumerated().map { InputRow(row: $0.offset + 1, fields: $0.element.map { Array($0.utf8) }) }
-        let cRows = v.consumerRows.enumerated().map { InputRow(row: $0.offset + 1, fields: $0.element.map { Array($0.utf8) }) }
-        let audience = ProviderAudience(source: "audience.csv", rows: pRows,
-                                        identifierColumns: [.init(index: 1, name: "email", type: .email), .init(index: 2, name: "phone", type: .phone),
-                                                            .init(index: 3, name: "maid", type: .mobileAdID)],
-                                        audienceKeyColumn: (0, "audience_id"))
-        let query = ConsumerQuery(source: "customers.csv", rows: cRows,
-                                  identifierColumns: [.init(index: 1, name: "email", type: .email), .init(index: 2, name: "phone", type: .phone)],
-                                  segmentID: "seg-1", segmentName: "Segment one")
+        let pRows = v.providerRows.enumerated().map {
+            InputRow(row: $0.offset + 1, fields: $0.element.map { Array($0.utf8) })
+        }
+        let cRows = v.consumerRows.enumerated().map {
+            InputRow(row: $0.offset + 1, fields: $0.element.map { Array($0.utf8) })
+        }
+        let audience = ProviderAudience(
+            source: "audience.csv", rows: pRows,
+            identifierColumns: [
+                .init(index: 1, name: "email", type: .email), .init(index: 2, name: "phone", type: .phone),
+                .init(index: 3, name: "maid", type: .mobileAdID),
+            ],
+            audienceKeyColumn: (0, "audience_id"))
+        let query = ConsumerQuery(
+            source: "customers.csv", rows: cRows,
+            identifierColumns: [
+                .init(index: 1, name: "email", type: .email), .init(index: 2, name: "phone", type: .phone),
+            ],
+            segmentID: "seg-1", segmentName: "Segment one")
         let provider = try Provider(agreement: agreement, identity: providerID)
         let consumer = try Consumer(agreement: agreement, signingKey: consumerID.signingKey)
         let p = try provider.prepare(runID: v.runID, audience: audience, scalar: scalarB, permutation: v.pi1)
@@ -81,21 +104,28 @@ struct ActivationVectorTests {
         let m3 = try provider.respond(to: c.forProvider, state: p.state, permutation: v.sigma2)
         let m5 = try consumer.respond(to: p.forConsumer, state: c.state)
         let coordinator = try Coordinator(agreement: agreement, identity: coordinatorID)
-        let outcome = try coordinator.match(runID: v.runID, payload: p.forCoordinator, consumerSet: m3, providerSet: m5,
-                                            history: RunHistory(), now: created)
-        guard case .deliver(let plan, let counts) = outcome else { throw ActivationError(.belowThreshold, "vector run delivered nothing") }
+        let outcome = try coordinator.match(
+            runID: v.runID, payload: p.forCoordinator, consumerSet: m3, providerSet: m5,
+            history: RunHistory(), now: created)
+        guard case .deliver(let plan, let counts) = outcome else {
+            throw ActivationError(.belowThreshold, "vector run delivered nothing")
+        }
 
         let normalizer = Normalizer(rules: agreement.rules)
         func messages(_ rows: [InputRow], _ cols: [IdentifierColumn]) throws -> [[UInt8]] {
-            var seen = Set<[UInt8]>(), out: [[UInt8]] = []
-            for r in rows { for c in cols where !r.fields[c.index].isEmpty {
-                let m = try normalizer.matchValue(r.fields[c.index], as: c.type).hashToGroupMessage
-                if seen.insert(m).inserted { out.append(m) }
-            } }
+            var seen = Set<[UInt8]>()
+            var out: [[UInt8]] = []
+            for r in rows {
+                for c in cols where !r.fields[c.index].isEmpty {
+                    let m = try normalizer.matchValue(r.fields[c.index], as: c.type).hashToGroupMessage
+                    if seen.insert(m).inserted { out.append(m) }
+                }
+            }
             return out
         }
         let hasher = HashToGroup(collaborationID: terms.collaborationID)
-        let pm = try messages(pRows, audience.identifierColumns), cm = try messages(cRows, query.identifierColumns)
+        let pm = try messages(pRows, audience.identifierColumns)
+        let cm = try messages(cRows, query.identifierColumns)
         func records(_ m: SignedMessage) -> [String] { (0..<m.count).map { Hex.encode(m.record($0).prefix(32)) } }
         var out = v
         out.terms = String(decoding: terms.signedBytes().dropFirst(AgreementTerms.signingPrefix.count), as: UTF8.self)
@@ -123,24 +153,35 @@ struct ActivationVectorTests {
 
     static var seedVector: Vector {
         func hex32(_ tag: String) -> String { Hex.encode(SHA256.hash(Array("cleanroom vector \(tag)".utf8))) }
-        func scalar(_ tag: String) -> String { var b = SHA256.hash(Array("cleanroom scalar \(tag)".utf8)); b[31] &= 0x0f; return Hex.encode(b) }
+        func scalar(_ tag: String) -> String {
+            var b = SHA256.hash(Array("cleanroom scalar \(tag)".utf8))
+            b[31] &= 0x0f
+            return Hex.encode(b)
+        }
         return Vector(
-            description: "Protocol v1 end to end with fixed keys, scalars and permutations; plain output, no member IDs. Permutations: new position j holds old index perm[j]. Produced by this implementation (a regression vector); its hash-to-group, blinding and signature steps are the primitives checked by the RFC vectors in rfc-ristretto255-h2g-oprf.json.",
-            seeds: ["consumer.ed25519": hex32("consumer ed"), "consumer.x25519": hex32("consumer x"),
-                    "provider.ed25519": hex32("provider ed"), "provider.x25519": hex32("provider x"),
-                    "coordinator.ed25519": hex32("coordinator ed"), "coordinator.x25519": hex32("coordinator x")],
+            description:
+                "Protocol v1 end to end with fixed keys, scalars and permutations; plain output, no member IDs. Permutations: new position j holds old index perm[j]. Produced by this implementation (a regression vector); its hash-to-group, blinding and signature steps are the primitives checked by the RFC vectors in rfc-ristretto255-h2g-oprf.json.",
+            seeds: [
+                "consumer.ed25519": hex32("consumer ed"), "consumer.x25519": hex32("consumer x"),
+                "provider.ed25519": hex32("provider ed"), "provider.x25519": hex32("provider x"),
+                "coordinator.ed25519": hex32("coordinator ed"), "coordinator.x25519": hex32("coordinator x"),
+            ],
             terms: "", agreementHash: "", runID: "9d2c4e6a-8b1f-4a3c-9e5d-7f0b2a4c6e8d",
             scalarA: scalar("a"), scalarB: scalar("b"),
             pi1: [4, 0, 6, 2, 7, 1, 5, 3], sigma1: [2, 0, 4, 1, 3], sigma2: [3, 4, 0, 2, 1],
-            providerRows: [["aud-001", "alice@example.com", "", ""],
-                           ["aud-002", "", "(415) 555-0102", "6d92078a-8246-4ba4-ae5b-76104861e7dc"],
-                           ["aud-003", "carol@example.org", "+1 415 555 0103", ""],
-                           ["aud-004", "dave@example.net", "", "c0ffee00-1234-4abc-8def-0123456789ab"],
-                           ["aud-005", "erin@example.com", "", ""]],
-            consumerRows: [["M1", "ALICE@example.com ", ""],
-                           ["M2", "", "415.555.0102"],
-                           ["M3", Hex.encode(SHA256.hash(Array("carol@example.org".utf8))), ""],
-                           ["M4", "frank@example.com", "+1 (415) 555-0199"]],
+            providerRows: [
+                ["aud-001", "alice@example.com", "", ""],
+                ["aud-002", "", "(415) 555-0102", "6d92078a-8246-4ba4-ae5b-76104861e7dc"],
+                ["aud-003", "carol@example.org", "+1 415 555 0103", ""],
+                ["aud-004", "dave@example.net", "", "c0ffee00-1234-4abc-8def-0123456789ab"],
+                ["aud-005", "erin@example.com", "", ""],
+            ],
+            consumerRows: [
+                ["M1", "ALICE@example.com ", ""],
+                ["M2", "", "415.555.0102"],
+                ["M3", Hex.encode(SHA256.hash(Array("carol@example.org".utf8))), ""],
+                ["M4", "frank@example.com", "+1 (415) 555-0199"],
+            ],
             providerMessages: [], providerHashed: [], providerBlinded: [], providerReblinded: [],
             consumerMessages: [], consumerHashed: [], consumerBlinded: [], consumerReblinded: [],
             messageFileSHA256: [:], matchedRows: 0, deliveredCSV: "", manifestSHA256: "")
@@ -177,8 +218,10 @@ struct ActivationVectorTests {
     /// multiplied by the stated scalar and reordered by the stated permutation.
     @Test func storedValuesAreConsistent() throws {
         let v = try Self.load()
-        var a = Self.seed(v.scalarA), b = Self.seed(v.scalarB)
-        let sa = try Scalar(consumingCanonicalBytes: &a), sb = try Scalar(consumingCanonicalBytes: &b)
+        var a = Self.seed(v.scalarA)
+        var b = Self.seed(v.scalarB)
+        let sa = try Scalar(consumingCanonicalBytes: &a)
+        let sb = try Scalar(consumingCanonicalBytes: &b)
         let hasher = HashToGroup(collaborationID: "0b6f3c2e-7a1d-4e5f-9c8b-2d4a6e8f0a1c")
         for (m, h) in zip(v.providerMessages, v.providerHashed) { #expect(try hasher.hash(Hex.decode(m)!).hex == h) }
         for (j, i) in v.pi1.enumerated() {

@@ -56,10 +56,13 @@ struct AuditLogBasicsTests {
         let t0 = Date(timeIntervalSince1970: 1_790_000_000)
         _ = try log.append(Fixture.event(.rejected, run: "run-a"), signedBy: key, at: t0)
         _ = try log.append(Fixture.event(.delivered, run: "run-a"), signedBy: key, at: t0.addingTimeInterval(3600))
-        _ = try log.append(Fixture.event(.delivered, collaboration: "collab-other", run: "run-b"), signedBy: key, at: t0.addingTimeInterval(3700))
+        _ = try log.append(
+            Fixture.event(.delivered, collaboration: "collab-other", run: "run-b"), signedBy: key,
+            at: t0.addingTimeInterval(3700))
         _ = try log.append(Fixture.event(.belowThreshold, run: "run-c"), signedBy: key, at: t0.addingTimeInterval(7200))
 
-        let window = try log.entries(collaborationID: Fixture.collaboration, from: t0.addingTimeInterval(1), to: t0.addingTimeInterval(7200))
+        let window = try log.entries(
+            collaborationID: Fixture.collaboration, from: t0.addingTimeInterval(1), to: t0.addingTimeInterval(7200))
         #expect(window.map(\.event.runID) == ["run-a"])
         #expect(window.first?.event.kind == .delivered)
         #expect(try log.entries(collaborationID: Fixture.collaboration).count == 3)
@@ -93,7 +96,11 @@ struct AuditLogBasicsTests {
 
         func apply(_ e: inout AuditEvent) {
             func failed(_ reason: String?) {
-                e.kind = .failed; e.matchedRowsDelivered = 0; e.deliveredObjectCount = 0; e.deliveryManifestSHA256 = nil; e.reasonCode = reason
+                e.kind = .failed
+                e.matchedRowsDelivered = 0
+                e.deliveredObjectCount = 0
+                e.deliveryManifestSHA256 = nil
+                e.reasonCode = reason
             }
             switch self {
             case .emailAsCollaboration: e.collaborationID = Marker.email
@@ -107,13 +114,16 @@ struct AuditLogBasicsTests {
             case .freeTextVersion: e.protocolVersion = "v1 (beta)"
             case .negativeCount: e.consumerRowsProcessed = -1
             case .deliveredWithoutManifest: e.deliveryManifestSHA256 = nil
-            case .belowThresholdWithDelivery: e.kind = .belowThreshold; e.deliveryManifestSHA256 = nil
+            case .belowThresholdWithDelivery:
+                e.kind = .belowThreshold
+                e.deliveryManifestSHA256 = nil
             }
         }
     }
 
-    @Test("field validation rejects what could carry personal data or free text, and writes nothing",
-          arguments: BadEvent.allCases)
+    @Test(
+        "field validation rejects what could carry personal data or free text, and writes nothing",
+        arguments: BadEvent.allCases)
     func validation(bad: BadEvent) throws {
         let field = bad.field
         let scratch = try Scratch()
@@ -138,8 +148,12 @@ struct AuditLogBasicsTests {
         let db = scratch.path("audit.db")
         try Fixture.log(at: db, key: key, count: 1)
         let log = try AuditLog.openForAppend(at: db)
-        #expect(throws: AuditLogError(.keyMismatch)) { _ = try log.append(Fixture.event(run: "run-9"), signedBy: SigningKey.generate()) }
-        #expect(throws: AuditLogError(.keyMismatch)) { _ = try AuditLog.openOrCreate(at: db, coordinatorKey: SigningKey.generate().verifyingKey) }
+        #expect(throws: AuditLogError(.keyMismatch)) {
+            _ = try log.append(Fixture.event(run: "run-9"), signedBy: SigningKey.generate())
+        }
+        #expect(throws: AuditLogError(.keyMismatch)) {
+            _ = try AuditLog.openOrCreate(at: db, coordinatorKey: SigningKey.generate().verifyingKey)
+        }
         let ro = try AuditLog.openReadOnly(at: db)
         #expect(throws: AuditLogError(.io)) { _ = try ro.append(Fixture.event(run: "run-9"), signedBy: key) }
         #expect(throws: AuditLogError(.io)) { _ = try AuditLog.create(at: db, coordinatorKey: key.verifyingKey) }
@@ -171,7 +185,8 @@ struct AuditLogBasicsTests {
 
     @Test("canonical encoding, entry hash and signature match the spec's worked example")
     func workedExample() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("Protocol/vectors/audit-entry-v1.json")
         let data = try #require(FileManager.default.contents(atPath: url.path))
         let vectors = try JSONDecoder().decode(AuditVectorFile.self, from: data).vectors
@@ -184,8 +199,10 @@ struct AuditLogBasicsTests {
         let key = try seed.withUnsafeBytes { try SigningKey(seed: $0) }
         #expect(key.verifyingKey.hex == vector.coordinator_public_key)
         let event = AuditEvent(
-            collaborationID: vector.collaboration_id, runID: vector.run_id, kind: try #require(AuditEventKind(rawValue: vector.event_kind)),
-            consumerRowsProcessed: vector.consumer_rows_processed, consumerIdentifiersProcessed: vector.consumer_identifiers_processed,
+            collaborationID: vector.collaboration_id, runID: vector.run_id,
+            kind: try #require(AuditEventKind(rawValue: vector.event_kind)),
+            consumerRowsProcessed: vector.consumer_rows_processed,
+            consumerIdentifiersProcessed: vector.consumer_identifiers_processed,
             matchedRowsDelivered: vector.matched_rows_delivered, deliveredObjectCount: vector.delivered_object_count,
             deliveryManifestSHA256: try vector.delivery_manifest_sha256.map { try AuditDigest(hex: $0) },
             agreementSHA256: try vector.agreement_sha256.map { try AuditDigest(hex: $0) },
@@ -193,19 +210,24 @@ struct AuditLogBasicsTests {
             reasonCode: vector.reason_code)
         try event.validate()
         let previous = try AuditDigest(hex: vector.previous_hash)
-        let bytes = AuditChain.canonicalBytes(sequence: vector.sequence, entryID: vector.entry_id,
-                                              recordedAtMilliseconds: vector.recorded_at_ms, event: event, previousHash: previous)
+        let bytes = AuditChain.canonicalBytes(
+            sequence: vector.sequence, entryID: vector.entry_id,
+            recordedAtMilliseconds: vector.recorded_at_ms, event: event, previousHash: previous)
         #expect(Hex.encode(bytes) == vector.canonical_bytes)
-        let hash = AuditChain.entryHash(sequence: vector.sequence, entryID: vector.entry_id,
-                                        recordedAtMilliseconds: vector.recorded_at_ms, event: event, previousHash: previous)
+        let hash = AuditChain.entryHash(
+            sequence: vector.sequence, entryID: vector.entry_id,
+            recordedAtMilliseconds: vector.recorded_at_ms, event: event, previousHash: previous)
         #expect(hash.hex == vector.entry_hash)
-        #expect(Hex.encode(key.signature(for: hash.bytes)) == vector.signature) // Ed25519 is deterministic
+        #expect(Hex.encode(key.signature(for: hash.bytes)) == vector.signature)  // Ed25519 is deterministic
         SecureBytes.zero(&seed)
     }
 }
 
 /// `Protocol/vectors/audit-entry-v1.json`.
-struct AuditVectorFile: Decodable { let source: String; let vectors: [AuditVector] }
+struct AuditVectorFile: Decodable {
+    let source: String
+    let vectors: [AuditVector]
+}
 
 struct AuditVector: Decodable {
     let coordinator_seed: String
@@ -255,7 +277,7 @@ struct AuditSecretTests {
         let mode = try #require(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
         #expect(mode == 0o600)
         #expect(try CoordinatorKeyFile.read(from: path).verifyingKey == key.verifyingKey)
-        #expect(throws: AuditLogError(.io)) { try CoordinatorKeyFile.write(key, to: path) } // never overwritten
+        #expect(throws: AuditLogError(.io)) { try CoordinatorKeyFile.write(key, to: path) }  // never overwritten
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
         let error = #expect(throws: AuditLogError(.invalidKey)) { _ = try CoordinatorKeyFile.read(from: path) }
         let seedHex = key.withSeed { Hex.encode($0) }

@@ -1,5 +1,6 @@
-@testable import AuditLog
 import Testing
+
+@testable import AuditLog
 
 /// RFC 4180 §2 rules 6–7 for the audit export's CSV fields (`Protocol/AUDIT_LOG.md` §"Export").
 @Suite("Audit log: CSV export fields")

@@ -13,7 +13,8 @@ struct MigrationTests {
     func versionOneLog(_ scratch: Scratch, key: SigningKey) throws -> (String, [AuditEntry]) {
         let path = scratch.path("audit.db")
         let entries = try Fixture.log(at: path, key: key, count: 4)
-        let r = RawSQL.exec(path, "ALTER TABLE clean_room_audit_log DROP COLUMN privacy_epsilon_millis; PRAGMA user_version = 1")
+        let r = RawSQL.exec(
+            path, "ALTER TABLE clean_room_audit_log DROP COLUMN privacy_epsilon_millis; PRAGMA user_version = 1")
         #expect(r.rc == SQLITE_OK, "\(r.message)")
         return (path, entries)
     }
@@ -58,14 +59,23 @@ struct MigrationTests {
         let entry = try log.append(e, signedBy: key)
         var plain = e
         plain.privacyEpsilonMillis = nil
-        #expect(AuditChain.canonicalBytes(sequence: 1, entryID: entry.entryID, recordedAtMilliseconds: entry.recordedAtMilliseconds,
-                                          event: plain, previousHash: .zero).count + 12
-                == AuditChain.canonicalBytes(sequence: 1, entryID: entry.entryID, recordedAtMilliseconds: entry.recordedAtMilliseconds,
-                                             event: e, previousHash: .zero).count)
+        #expect(
+            AuditChain.canonicalBytes(
+                sequence: 1, entryID: entry.entryID, recordedAtMilliseconds: entry.recordedAtMilliseconds,
+                event: plain, previousHash: .zero
+            ).count + 12
+                == AuditChain.canonicalBytes(
+                    sequence: 1, entryID: entry.entryID, recordedAtMilliseconds: entry.recordedAtMilliseconds,
+                    event: e, previousHash: .zero
+                ).count)
         RawSQL.tamper(path, "UPDATE clean_room_audit_log SET privacy_epsilon_millis = 1")
-        #expect(throws: AuditLogError(.chainBroken)) { try AuditLog.openReadOnly(at: path).verify(pinnedKey: key.verifyingKey) }
+        #expect(throws: AuditLogError(.chainBroken)) {
+            try AuditLog.openReadOnly(at: path).verify(pinnedKey: key.verifyingKey)
+        }
         #expect(RawSQL.exec(path, "UPDATE clean_room_audit_log SET privacy_epsilon_millis = NULL").rc == SQLITE_OK)
-        #expect(throws: AuditLogError(.chainBroken)) { try AuditLog.openReadOnly(at: path).verify(pinnedKey: key.verifyingKey) }
+        #expect(throws: AuditLogError(.chainBroken)) {
+            try AuditLog.openReadOnly(at: path).verify(pinnedKey: key.verifyingKey)
+        }
     }
 
     @Test("a non-positive ε is refused before anything is written")
@@ -82,5 +92,9 @@ struct MigrationTests {
 }
 
 extension AuditEvent {
-    func with(run: String) -> AuditEvent { var e = self; e.runID = run; return e }
+    func with(run: String) -> AuditEvent {
+        var e = self
+        e.runID = run
+        return e
+    }
 }

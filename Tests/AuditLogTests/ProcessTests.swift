@@ -1,7 +1,7 @@
-import TestSupport
 import AuditLog
 import Foundation
 import RistrettoPSI
+import TestSupport
 import Testing
 
 /// Tests that drive the built `cleanroom` binary: several real processes and a real SIGKILL.
@@ -25,8 +25,10 @@ struct ProcessTests {
         let perProcess = 150
         var writers: [(Process, stdin: Pipe, stdout: Pipe, stderr: Pipe)] = []
         for collaboration in ["collab-a", "collab-b"] {
-            let p = try CLI.process(["debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", String(perProcess),
-                                     "--collaboration", collaboration, "--quiet", "--barrier"])
+            let p = try CLI.process([
+                "debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", String(perProcess),
+                "--collaboration", collaboration, "--quiet", "--barrier",
+            ])
             let (i, o, e) = (Pipe(), Pipe(), Pipe())
             p.standardInput = i
             p.standardOutput = o
@@ -35,13 +37,15 @@ struct ProcessTests {
             writers.append((p, i, o, e))
         }
         // Barrier: both have opened the log; release them together.
-        let ready = writers.map { String(decoding: $0.stdout.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("ready") }
+        let ready = writers.map {
+            String(decoding: $0.stdout.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("ready")
+        }
         guard ready.allSatisfy({ $0 }) else {
             Issue.record("a writer did not reach the barrier")
             for w in writers where w.0.isRunning { kill(w.0.processIdentifier, SIGKILL) }
             return
         }
-        signal(SIGPIPE, SIG_IGN) // a writer that died must fail the test, not kill the runner
+        signal(SIGPIPE, SIG_IGN)  // a writer that died must fail the test, not kill the runner
         for w in writers { w.stdin.fileHandleForWriting.write(Data("go\n".utf8)) }
         var lockWaits = 0
         for w in writers {
@@ -49,7 +53,9 @@ struct ProcessTests {
             w.0.waitUntilExit()
             #expect(w.0.terminationReason == .exit)
             #expect(w.0.terminationStatus == 0, "stderr: \(err)")
-            if let n = err.split(separator: "\n").last(where: { $0.hasPrefix("lock waits: ") }).flatMap({ Int($0.dropFirst(12)) }) {
+            if let n = err.split(separator: "\n").last(where: { $0.hasPrefix("lock waits: ") }).flatMap({
+                Int($0.dropFirst(12))
+            }) {
                 lockWaits += n
             }
         }
@@ -75,13 +81,16 @@ struct ProcessTests {
         let keyFile = scratch.path("coordinator.key")
         let key = SigningKey.generate()
         try CoordinatorKeyFile.write(key, to: keyFile)
-        let writers = 6, perProcess = 3
+        let writers = 6
+        let perProcess = 3
         for round in 0..<4 {
             let db = scratch.path("audit-\(round).db")
             var processes: [(Process, Pipe)] = []
             for w in 0..<writers {
-                let p = try CLI.process(["debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", String(perProcess),
-                                         "--collaboration", "collab-\(w)", "--quiet"])
+                let p = try CLI.process([
+                    "debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", String(perProcess),
+                    "--collaboration", "collab-\(w)", "--quiet",
+                ])
                 let e = Pipe()
                 p.standardError = e
                 p.standardOutput = FileHandle.nullDevice
@@ -102,8 +111,10 @@ struct ProcessTests {
     func killedMidAppend() throws {
         let (scratch, db, keyFile, key) = try setUp()
         defer { scratch.expectNoMarkers() }
-        let p = try CLI.process(["debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", "1000000",
-                                 "--collaboration", "collab-kill"])
+        let p = try CLI.process([
+            "debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", "1000000",
+            "--collaboration", "collab-kill",
+        ])
         let pipe = Pipe()
         p.standardOutput = pipe
         try p.run()
@@ -112,9 +123,11 @@ struct ProcessTests {
         var buffer = Data()
         while seen < 25 {
             let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break } // EOF: the child ended early
+            if chunk.isEmpty { break }  // EOF: the child ended early
             buffer.append(chunk)
-            seen = String(decoding: buffer, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("appended ") }.count
+            seen =
+                String(decoding: buffer, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("appended ") }
+                .count
         }
         #expect(p.isRunning, "the appender ended before it could be killed")
         #expect(kill(p.processIdentifier, SIGKILL) == 0)
@@ -134,7 +147,9 @@ struct ProcessTests {
     func cliRoundTrip() throws {
         let (scratch, db, keyFile, key) = try setUp()
         defer { scratch.expectNoMarkers() }
-        let append = try CLI.run(["debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", "6", "--collaboration", "collab-cli"])
+        let append = try CLI.run([
+            "debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", "6", "--collaboration", "collab-cli",
+        ])
         #expect(append.status == 0)
         #expect(append.stdout.contains("appended 6"))
 
@@ -146,7 +161,9 @@ struct ProcessTests {
         let pinned = try CLI.run(["audit", "verify", "--db", db, "--coordinator-key", key.verifyingKey.hex])
         #expect(pinned.status == 0)
         #expect(!pinned.stderr.contains("warning"))
-        let wrongKey = try CLI.run(["audit", "verify", "--db", db, "--coordinator-key", SigningKey.generate().verifyingKey.hex])
+        let wrongKey = try CLI.run([
+            "audit", "verify", "--db", db, "--coordinator-key", SigningKey.generate().verifyingKey.hex,
+        ])
         #expect(wrongKey.status == 1)
         #expect(wrongKey.stderr.contains("audit.key_mismatch"))
 
@@ -155,7 +172,8 @@ struct ProcessTests {
         #expect(try AuditCheckpoint.read(from: cp).sequence == 6)
         let withCheckpoint = try CLI.run(["audit", "verify", "--db", db, "--checkpoint", cp, "--json"])
         #expect(withCheckpoint.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(withCheckpoint.stdout.utf8)) as? [String: Any])
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(withCheckpoint.stdout.utf8)) as? [String: Any])
         #expect(json["ok"] as? Bool == true)
         #expect(json["key_source"] as? String == "checkpoint")
         #expect(json["entries"] as? Int == 6)
@@ -169,7 +187,7 @@ struct ProcessTests {
         #expect(show.status == 0)
         #expect(show.stdout.contains("5 run event(s)"))
         #expect(show.stdout.contains("delivered 2, rejected 1, below_threshold 1, failed 1"))
-        #expect(!show.stdout.contains(key.verifyingKey.hex)) // counts and statuses only
+        #expect(!show.stdout.contains(key.verifyingKey.hex))  // counts and statuses only
         let showJSON = try CLI.run(["audit", "show", "--db", db, "--collaboration", "collab-cli", "--json"])
         let shown = try #require(try JSONSerialization.jsonObject(with: Data(showJSON.stdout.utf8)) as? [String: Any])
         #expect((shown["runs"] as? [Any])?.count == 5)
@@ -186,14 +204,16 @@ struct ProcessTests {
         let first = try #require(try JSONSerialization.jsonObject(with: Data(jsonl[0].utf8)) as? [String: Any])
         #expect(first["sequence"] as? Int == 1)
         #expect(first["reason_code"] is NSNull)
-        #expect(try CLI.run(["audit", "export", "--db", db, "--format", "jsonl", "--out", out]).status == 1) // never overwrites
+        #expect(try CLI.run(["audit", "export", "--db", db, "--format", "jsonl", "--out", out]).status == 1)  // never overwrites
     }
 
     @Test("CLI: every audit command has --help, usage errors exit 64, and personal data in IDs is refused")
     func cliHelpAndUsage() throws {
-        for args in [["audit", "--help"], ["audit", "show", "--help"], ["audit", "verify", "--help"],
-                     ["audit", "checkpoint", "--help"], ["audit", "export", "--help"],
-                     ["debug", "audit-append", "--help"], ["debug", "audit-keygen", "--help"]] {
+        for args in [
+            ["audit", "--help"], ["audit", "show", "--help"], ["audit", "verify", "--help"],
+            ["audit", "checkpoint", "--help"], ["audit", "export", "--help"],
+            ["debug", "audit-append", "--help"], ["debug", "audit-keygen", "--help"],
+        ] {
             let r = try CLI.run(args)
             #expect(r.status == 0, "\(args)")
             #expect(r.stdout.contains("USAGE") || r.stdout.contains("usage"), "\(args)")
@@ -208,7 +228,9 @@ struct ProcessTests {
 
         let (scratch, db, keyFile, _) = try setUp()
         defer { scratch.expectNoMarkers() }
-        let r = try CLI.run(["debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", "1", "--collaboration", Marker.email])
+        let r = try CLI.run([
+            "debug", "audit-append", "--db", db, "--key-file", keyFile, "--count", "1", "--collaboration", Marker.email,
+        ])
         #expect(r.status == 1)
         #expect(r.stderr.contains("audit.invalid_field"))
         #expect(!r.stderr.contains(Marker.email))
@@ -226,6 +248,6 @@ struct ProcessTests {
         #expect(r.stdout.contains(key.verifyingKey.hex))
         #expect(!r.stdout.contains(seedHex) && !r.stderr.contains(seedHex))
         #expect((try FileManager.default.attributesOfItem(atPath: out)[.posixPermissions] as? Int) == 0o600)
-        #expect(try CLI.run(["debug", "audit-keygen", "--out", out]).status == 1) // never overwrites a key
+        #expect(try CLI.run(["debug", "audit-keygen", "--out", out]).status == 1)  // never overwrites a key
     }
 }

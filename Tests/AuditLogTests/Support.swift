@@ -48,8 +48,10 @@ enum Fixture {
     static let collaboration = "collab-2026-q4"
     static let agreement = AuditDigest.sha256(of: Array("agreement v1".utf8))
 
-    static func event(_ kind: AuditEventKind = .delivered, collaboration: String = Fixture.collaboration,
-                      run: String = "run-1", rows: Int = 1000) -> AuditEvent {
+    static func event(
+        _ kind: AuditEventKind = .delivered, collaboration: String = Fixture.collaboration,
+        run: String = "run-1", rows: Int = 1000
+    ) -> AuditEvent {
         AuditEvent(
             collaborationID: collaboration, runID: run, kind: kind,
             consumerRowsProcessed: rows, consumerIdentifiersProcessed: rows * 2,
@@ -62,13 +64,17 @@ enum Fixture {
 
     /// A log at `path` with `count` entries (kinds cycling), closed before returning.
     @discardableResult
-    static func log(at path: String, key: SigningKey, count: Int, collaboration: String = Fixture.collaboration) throws -> [AuditEntry] {
+    static func log(at path: String, key: SigningKey, count: Int, collaboration: String = Fixture.collaboration) throws
+        -> [AuditEntry]
+    {
         let log = try AuditLog.create(at: path, coordinatorKey: key.verifyingKey)
         var out: [AuditEntry] = []
         for i in 0..<count {
             let kind = AuditEventKind.allCases[i % AuditEventKind.allCases.count]
-            out.append(try log.append(event(kind, collaboration: collaboration, run: "run-\(i + 1)", rows: 100 + i), signedBy: key,
-                                      at: Date(timeIntervalSince1970: 1_780_000_000 + Double(i) * 60)))
+            out.append(
+                try log.append(
+                    event(kind, collaboration: collaboration, run: "run-\(i + 1)", rows: 100 + i), signedBy: key,
+                    at: Date(timeIntervalSince1970: 1_780_000_000 + Double(i) * 60)))
         }
         return out
     }
@@ -76,7 +82,10 @@ enum Fixture {
 
 /// Direct SQLite access, as an attacker with write access to the file would have.
 enum RawSQL {
-    struct Outcome { let rc: Int32; let message: String }
+    struct Outcome {
+        let rc: Int32
+        let message: String
+    }
 
     @discardableResult
     static func exec(_ path: String, _ sql: String) -> Outcome {
@@ -95,7 +104,9 @@ enum RawSQL {
 
     /// Runs `sql` after dropping the append-only triggers, as a tamperer would.
     static func tamper(_ path: String, _ sql: String) {
-        let r = exec(path, """
+        let r = exec(
+            path,
+            """
             DROP TRIGGER clean_room_audit_log_no_update; DROP TRIGGER clean_room_audit_log_no_delete;
             DROP TRIGGER clean_room_audit_meta_no_update; DROP TRIGGER clean_room_audit_meta_no_delete;
             \(sql)
@@ -139,14 +150,17 @@ struct ForgedEntry {
 }
 
 /// A correctly linked entry signed by any key (for forging rows).
-func forgedEntry(sequence: Int64, event: AuditEvent, previous: AuditDigest, key: SigningKey, ms: Int64 = 1_780_999_000_000) -> ForgedEntry {
+func forgedEntry(
+    sequence: Int64, event: AuditEvent, previous: AuditDigest, key: SigningKey, ms: Int64 = 1_780_999_000_000
+) -> ForgedEntry {
     let id = Hex.encode(SecureRandom.bytes(16))
-    let hash = AuditChain.entryHash(sequence: sequence, entryID: id, recordedAtMilliseconds: ms, event: event, previousHash: previous)
-    return ForgedEntry(sequence: sequence, entryID: id, recordedAtMilliseconds: ms, event: event, previousHash: previous,
-                       entryHash: hash, signature: key.signature(for: hash.bytes))
+    let hash = AuditChain.entryHash(
+        sequence: sequence, entryID: id, recordedAtMilliseconds: ms, event: event, previousHash: previous)
+    return ForgedEntry(
+        sequence: sequence, entryID: id, recordedAtMilliseconds: ms, event: event, previousHash: previous,
+        entryHash: hash, signature: key.signature(for: hash.bytes))
 }
 
 func fileDigest(_ path: String) -> [UInt8]? {
     FileManager.default.contents(atPath: path).map { SHA256.hash([UInt8]($0)) }
 }
-

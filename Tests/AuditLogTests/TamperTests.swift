@@ -1,8 +1,8 @@
-import TestSupport
 import AuditLog
 import CSQLite
 import Foundation
 import RistrettoPSI
+import TestSupport
 import Testing
 
 /// Every tampering an attacker with write access to the file can do, and the check that catches it.
@@ -26,7 +26,10 @@ struct TamperTests {
     @Test("an edited field (trigger dropped, value changed) breaks the entry hash")
     func editedField() throws {
         defer { scratch.expectNoMarkers() }
-        RawSQL.tamper(db, "UPDATE clean_room_audit_log SET matched_rows_delivered = 0, delivered_object_count = 0, consumer_rows_processed = 1 WHERE sequence = 3")
+        RawSQL.tamper(
+            db,
+            "UPDATE clean_room_audit_log SET matched_rows_delivered = 0, delivered_object_count = 0, consumer_rows_processed = 1 WHERE sequence = 3"
+        )
         let error = #expect(throws: AuditLogError(.chainBroken)) { _ = try verify() }
         #expect(error?.sequence == 3)
         #expect(error?.reason.contains("edited") == true)
@@ -43,7 +46,9 @@ struct TamperTests {
     @Test("a deleted row with the later rows renumbered breaks the previous-hash link")
     func deletedAndRenumbered() throws {
         defer { scratch.expectNoMarkers() }
-        RawSQL.tamper(db, """
+        RawSQL.tamper(
+            db,
+            """
             DELETE FROM clean_room_audit_log WHERE sequence = 3;
             UPDATE clean_room_audit_log SET sequence = sequence + 100 WHERE sequence > 3;
             UPDATE clean_room_audit_log SET sequence = sequence - 101 WHERE sequence > 100;
@@ -55,8 +60,12 @@ struct TamperTests {
     @Test("a row inserted in the middle breaks the chain even when signed with the real key")
     func insertedInMiddle() throws {
         defer { scratch.expectNoMarkers() }
-        let forged = forgedEntry(sequence: 3, event: Fixture.event(.delivered, run: "run-backdated"), previous: entries[1].entryHash, key: key)
-        RawSQL.tamper(db, """
+        let forged = forgedEntry(
+            sequence: 3, event: Fixture.event(.delivered, run: "run-backdated"), previous: entries[1].entryHash,
+            key: key)
+        RawSQL.tamper(
+            db,
+            """
             UPDATE clean_room_audit_log SET sequence = sequence + 100 WHERE sequence >= 3;
             UPDATE clean_room_audit_log SET sequence = sequence - 99 WHERE sequence > 100;
             \(RawSQL.insertSQL(forged))
@@ -69,20 +78,25 @@ struct TamperTests {
     @Test("a row appended at the end by someone without the coordinator key fails its signature")
     func insertedAtEnd() throws {
         defer { scratch.expectNoMarkers() }
-        let forged = forgedEntry(sequence: 6, event: Fixture.event(.delivered, run: "run-forged"), previous: entries[4].entryHash,
-                                 key: SigningKey.generate())
-        RawSQL.tamper(db, RawSQL.insertSQL(forged)) // triggers do not refuse INSERT; the signature does
+        let forged = forgedEntry(
+            sequence: 6, event: Fixture.event(.delivered, run: "run-forged"), previous: entries[4].entryHash,
+            key: SigningKey.generate())
+        RawSQL.tamper(db, RawSQL.insertSQL(forged))  // triggers do not refuse INSERT; the signature does
         let error = #expect(throws: AuditLogError(.signatureInvalid)) { _ = try verify() }
         #expect(error?.sequence == 6)
         // …and the coordinator refuses to extend the forged head.
         let log = try AuditLog.openForAppend(at: db)
-        #expect(throws: AuditLogError(.signatureInvalid)) { _ = try log.append(Fixture.event(run: "run-7"), signedBy: key) }
+        #expect(throws: AuditLogError(.signatureInvalid)) {
+            _ = try log.append(Fixture.event(run: "run-7"), signedBy: key)
+        }
     }
 
     @Test("swapping two rows is detected")
     func reordered() throws {
         defer { scratch.expectNoMarkers() }
-        RawSQL.tamper(db, """
+        RawSQL.tamper(
+            db,
+            """
             UPDATE clean_room_audit_log SET sequence = 100 WHERE sequence = 2;
             UPDATE clean_room_audit_log SET sequence = 2 WHERE sequence = 3;
             UPDATE clean_room_audit_log SET sequence = 3 WHERE sequence = 100;
@@ -100,11 +114,12 @@ struct TamperTests {
         let path = scratch.path("checkpoint.json")
         try checkpoint.write(to: path)
         let reread = try AuditCheckpoint.read(from: path)
-        #expect(reread.sequence == 5 && reread.headHash == checkpoint.headHash && reread.coordinatorKey == key.verifyingKey)
+        #expect(
+            reread.sequence == 5 && reread.headHash == checkpoint.headHash && reread.coordinatorKey == key.verifyingKey)
         #expect(try verify(checkpoint: reread).checkpointSequence == 5)
 
         RawSQL.tamper(db, "DELETE FROM clean_room_audit_log WHERE sequence >= 4")
-        #expect(try verify().entryCount == 3) // a valid prefix: the chain alone cannot see a removed tail
+        #expect(try verify().entryCount == 3)  // a valid prefix: the chain alone cannot see a removed tail
         let error = #expect(throws: AuditLogError(.truncated)) { _ = try verify(pinned: false, checkpoint: reread) }
         #expect(error?.reason.contains("entry 3") == true && error?.reason.contains("entry 5") == true)
     }
@@ -128,13 +143,15 @@ struct TamperTests {
         let checkpoint = try AuditLog.openReadOnly(at: db).checkpoint(pinnedKey: key.verifyingKey)
         let attacker = SigningKey.generate()
         // Edit entry 2, then rebuild the chain from there and re-sign everything with the attacker's key.
-        var sql = "UPDATE clean_room_audit_meta SET value = '\(attacker.verifyingKey.hex)' WHERE key = 'coordinator_public_key';\n"
+        var sql =
+            "UPDATE clean_room_audit_meta SET value = '\(attacker.verifyingKey.hex)' WHERE key = 'coordinator_public_key';\n"
         var previous = AuditChain.genesisPreviousHash
         for e in entries {
             var event = e.event
             if e.sequence == 2 { event.consumerRowsProcessed = 1 }
-            let hash = AuditChain.entryHash(sequence: e.sequence, entryID: e.entryID, recordedAtMilliseconds: e.recordedAtMilliseconds,
-                                            event: event, previousHash: previous)
+            let hash = AuditChain.entryHash(
+                sequence: e.sequence, entryID: e.entryID, recordedAtMilliseconds: e.recordedAtMilliseconds,
+                event: event, previousHash: previous)
             sql += """
                 UPDATE clean_room_audit_log SET consumer_rows_processed = \(event.consumerRowsProcessed), previous_hash = '\(previous.hex)',
                 entry_hash = '\(hash.hex)', signature = '\(Hex.encode(attacker.signature(for: hash.bytes)))' WHERE sequence = \(e.sequence);
@@ -156,7 +173,10 @@ struct TamperTests {
         defer { scratch.expectNoMarkers() }
         let attacker = SigningKey.generate()
         let e = entries[4]
-        RawSQL.tamper(db, "UPDATE clean_room_audit_log SET signature = '\(Hex.encode(attacker.signature(for: e.entryHash.bytes)))' WHERE sequence = 5")
+        RawSQL.tamper(
+            db,
+            "UPDATE clean_room_audit_log SET signature = '\(Hex.encode(attacker.signature(for: e.entryHash.bytes)))' WHERE sequence = 5"
+        )
         let error = #expect(throws: AuditLogError(.signatureInvalid)) { _ = try verify(pinned: false) }
         #expect(error?.sequence == 5)
     }
@@ -167,20 +187,28 @@ struct TamperTests {
 struct BadInputTests {
     /// Runs the library's read-only open + verify and the CLI's `audit verify`, and checks both
     /// fail with `code` and leave the file's bytes unchanged.
-    func expectRejected(_ path: String, _ code: AuditLogError.Code, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectRejected(_ path: String, _ code: AuditLogError.Code, sourceLocation: SourceLocation = #_sourceLocation)
+        throws
+    {
         let before = try #require(fileDigest(path))
         let error = #expect(throws: AuditLogError(code), sourceLocation: sourceLocation) {
             _ = try AuditLog.openReadOnly(at: path).verify()
         }
-        #expect(error?.reason.contains(URL(fileURLWithPath: path).lastPathComponent) == true || error?.sequence != nil,
-                "the reason should name the file or the entry: \(error?.description ?? "")", sourceLocation: sourceLocation)
+        #expect(
+            error?.reason.contains(URL(fileURLWithPath: path).lastPathComponent) == true || error?.sequence != nil,
+            "the reason should name the file or the entry: \(error?.description ?? "")", sourceLocation: sourceLocation)
         let cli = try CLI.run(["audit", "verify", "--db", path])
         #expect(cli.status == 1, sourceLocation: sourceLocation)
         #expect(cli.stderr.contains(code.rawValue), "stderr: \(cli.stderr)", sourceLocation: sourceLocation)
         // show verifies first; export checks page integrity only (a tampered log stays exportable).
-        let readers = code == .chainBroken ? [["show", "--collaboration", "c1"]] : [["show", "--collaboration", "c1"], ["export", "--format", "csv"]]
+        let readers =
+            code == .chainBroken
+            ? [["show", "--collaboration", "c1"]]
+            : [["show", "--collaboration", "c1"], ["export", "--format", "csv"]]
         for sub in readers {
-            #expect(try CLI.run(["audit", sub[0], "--db", path] + sub.dropFirst()).status == 1, sourceLocation: sourceLocation)
+            #expect(
+                try CLI.run(["audit", sub[0], "--db", path] + sub.dropFirst()).status == 1,
+                sourceLocation: sourceLocation)
         }
         #expect(fileDigest(path) == before, "the file was modified", sourceLocation: sourceLocation)
     }
@@ -193,7 +221,9 @@ struct BadInputTests {
         try expectRejected(path, .notAnAuditLog)
         // A coordinator opening it for append must not convert it either.
         let before = fileDigest(path)
-        #expect(throws: AuditLogError(.notAnAuditLog)) { _ = try AuditLog.openOrCreate(at: path, coordinatorKey: SigningKey.generate().verifyingKey) }
+        #expect(throws: AuditLogError(.notAnAuditLog)) {
+            _ = try AuditLog.openOrCreate(at: path, coordinatorKey: SigningKey.generate().verifyingKey)
+        }
         #expect(fileDigest(path) == before)
     }
 
@@ -201,14 +231,19 @@ struct BadInputTests {
     func foreignDatabase() throws {
         let scratch = try Scratch()
         let path = scratch.path("other.db")
-        #expect(RawSQL.exec(path, "") .rc != SQLITE_OK) // RawSQL never creates files
+        #expect(RawSQL.exec(path, "").rc != SQLITE_OK)  // RawSQL never creates files
         var handle: OpaquePointer?
         #expect(sqlite3_open(path, &handle) == SQLITE_OK)
-        #expect(sqlite3_exec(handle, "CREATE TABLE customers (email TEXT); INSERT INTO customers VALUES ('x')", nil, nil, nil) == SQLITE_OK)
+        #expect(
+            sqlite3_exec(
+                handle, "CREATE TABLE customers (email TEXT); INSERT INTO customers VALUES ('x')", nil, nil, nil)
+                == SQLITE_OK)
         sqlite3_close(handle)
         try expectRejected(path, .notAnAuditLog)
         let before = fileDigest(path)
-        #expect(throws: AuditLogError(.notAnAuditLog)) { _ = try AuditLog.openOrCreate(at: path, coordinatorKey: SigningKey.generate().verifyingKey) }
+        #expect(throws: AuditLogError(.notAnAuditLog)) {
+            _ = try AuditLog.openOrCreate(at: path, coordinatorKey: SigningKey.generate().verifyingKey)
+        }
         #expect(fileDigest(path) == before)
     }
 
@@ -258,16 +293,22 @@ struct BadInputTests {
         let path = scratch.path("missing.db")
         #expect(throws: AuditLogError(.io)) { _ = try AuditLog.openReadOnly(at: path) }
         #expect(throws: AuditLogError(.io)) { _ = try AuditLog.openForAppend(at: path) }
-        for args in [["verify"], ["show", "--collaboration", "c1"], ["export", "--format", "jsonl"],
-                     ["checkpoint", "--out", scratch.path("cp.json")]] {
+        for args in [
+            ["verify"], ["show", "--collaboration", "c1"], ["export", "--format", "jsonl"],
+            ["checkpoint", "--out", scratch.path("cp.json")],
+        ] {
             #expect(try CLI.run(["audit", args[0], "--db", path] + args.dropFirst()).status == 1)
         }
         #expect(!FileManager.default.fileExists(atPath: path))
         #expect(!FileManager.default.fileExists(atPath: scratch.path("cp.json")))
     }
 
-    @Test("a malformed checkpoint file is refused with its own code",
-          arguments: ["{}", "not json", #"{"format":"CLEANROOM-AUDIT-CHECKPOINT-V1","sequence":-1,"head_hash":"00","coordinator_public_key":"00"}"#])
+    @Test(
+        "a malformed checkpoint file is refused with its own code",
+        arguments: [
+            "{}", "not json",
+            #"{"format":"CLEANROOM-AUDIT-CHECKPOINT-V1","sequence":-1,"head_hash":"00","coordinator_public_key":"00"}"#,
+        ])
     func badCheckpoint(text: String) throws {
         #expect(throws: AuditLogError(.invalidCheckpoint)) { _ = try AuditCheckpoint(jsonData: Data(text.utf8)) }
     }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 7's bad input against every role, through the built `cleanroom` binary as a party would
 /// meet it: each case exits 1, names the file (and row, column, rule where there is one) and the
@@ -26,19 +26,30 @@ struct BadInputCLITests {
     }
 
     /// The refusal contract: exit 1, the code and each of `mentions` in stderr, no secret, no output.
-    static func expectRefused(_ r: CLI.Result, run: String, code: String, mentions: [String] = ["customers.csv"],
-                              role: String = "consumer", sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectRefused(
+        _ r: CLI.Result, run: String, code: String, mentions: [String] = ["customers.csv"],
+        role: String = "consumer", sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         #expect(r.status == 1, "exit status", sourceLocation: sourceLocation)
         #expect(r.stderr.contains(code), "stderr names \(code): \(r.stderr)", sourceLocation: sourceLocation)
-        for m in mentions { #expect(r.stderr.contains(m), "stderr names \(m): \(r.stderr)", sourceLocation: sourceLocation) }
-        #expect(!r.stderr.contains(secret) && !r.stdout.contains(secret), "the value is never echoed", sourceLocation: sourceLocation)
+        for m in mentions {
+            #expect(r.stderr.contains(m), "stderr names \(m): \(r.stderr)", sourceLocation: sourceLocation)
+        }
+        #expect(
+            !r.stderr.contains(secret) && !r.stdout.contains(secret), "the value is never echoed",
+            sourceLocation: sourceLocation)
         let collab = try EndToEndCLITests.collaborationID(shared)
-        #expect(!FileManager.default.fileExists(atPath: "\(shared.exchange)/\(collab)/\(run)"), "no message written",
-                sourceLocation: sourceLocation)
-        #expect(!FileManager.default.fileExists(atPath: "\(shared.state(role))/\(collab)/\(run).\(role).state"), "no state written",
-                sourceLocation: sourceLocation)
-        #expect(!FileManager.default.fileExists(atPath: "\(shared.state(role))/\(collab)/\(run).\(role).skipped.csv"), "no skip report",
-                sourceLocation: sourceLocation)
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(shared.exchange)/\(collab)/\(run)"), "no message written",
+            sourceLocation: sourceLocation)
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(shared.state(role))/\(collab)/\(run).\(role).state"),
+            "no state written",
+            sourceLocation: sourceLocation)
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(shared.state(role))/\(collab)/\(run).\(role).skipped.csv"),
+            "no skip report",
+            sourceLocation: sourceLocation)
     }
 
     // MARK: CSV
@@ -49,22 +60,33 @@ struct BadInputCLITests {
     }
     static let csvCases: [CSVCase] = [
         CSVCase(name: "empty file", bytes: [], code: "csv.empty_file", mentions: ["customers.csv"]),
-        CSVCase(name: "header only", bytes: Array(consumerHeader.utf8), code: "activation.invalid_input",
-                mentions: ["customers.csv", "no identifiers"]),
-        CSVCase(name: "missing column", bytes: Array("member_id,email,ads_consent\nM1,\(secret)@example.com,yes\n".utf8),
-                code: "csv.missing_column", mentions: ["customers.csv", "phone"]),
-        CSVCase(name: "extra field", bytes: Array((consumerHeader + "M1,\(secret)@example.com,,yes,extra\n").utf8),
-                code: "csv.field_count", mentions: ["customers.csv", "row 1"]),
-        CSVCase(name: "missing field", bytes: Array((consumerHeader + "M1,\(secret)@example.com,\n").utf8),
-                code: "csv.field_count", mentions: ["customers.csv", "row 1"]),
-        CSVCase(name: "non-UTF-8 identifier", bytes: Array((consumerHeader + "M1,").utf8) + [0xFF, 0xFE] + Array("\(secret)@example.com,,yes\n".utf8),
-                code: "identifier.not_utf8", mentions: ["customers.csv row 1", "'email'"]),
-        CSVCase(name: "non-UTF-8 header", bytes: Array("member_id,em".utf8) + [0xFF] + Array("ail,phone,ads_consent\nM1,a@example.com,,yes\n".utf8),
-                code: "csv.header_not_utf8", mentions: ["customers.csv"]),
-        CSVCase(name: "unterminated quote", bytes: Array((consumerHeader + "M1,\"\(secret)@example.com,,yes\n").utf8),
-                code: "csv.unterminated_quote", mentions: ["customers.csv"]),
-        CSVCase(name: "every identifier invalid", bytes: Array((consumerHeader + "M1,\(secret)-at-example.com,12,yes\nM2,\(secret)@@x,+,yes\n").utf8),
-                code: "activation.invalid_input", mentions: ["customers.csv row 1", "'email'"]),
+        CSVCase(
+            name: "header only", bytes: Array(consumerHeader.utf8), code: "activation.invalid_input",
+            mentions: ["customers.csv", "no identifiers"]),
+        CSVCase(
+            name: "missing column", bytes: Array("member_id,email,ads_consent\nM1,\(secret)@example.com,yes\n".utf8),
+            code: "csv.missing_column", mentions: ["customers.csv", "phone"]),
+        CSVCase(
+            name: "extra field", bytes: Array((consumerHeader + "M1,\(secret)@example.com,,yes,extra\n").utf8),
+            code: "csv.field_count", mentions: ["customers.csv", "row 1"]),
+        CSVCase(
+            name: "missing field", bytes: Array((consumerHeader + "M1,\(secret)@example.com,\n").utf8),
+            code: "csv.field_count", mentions: ["customers.csv", "row 1"]),
+        CSVCase(
+            name: "non-UTF-8 identifier",
+            bytes: Array((consumerHeader + "M1,").utf8) + [0xFF, 0xFE] + Array("\(secret)@example.com,,yes\n".utf8),
+            code: "identifier.not_utf8", mentions: ["customers.csv row 1", "'email'"]),
+        CSVCase(
+            name: "non-UTF-8 header",
+            bytes: Array("member_id,em".utf8) + [0xFF] + Array("ail,phone,ads_consent\nM1,a@example.com,,yes\n".utf8),
+            code: "csv.header_not_utf8", mentions: ["customers.csv"]),
+        CSVCase(
+            name: "unterminated quote", bytes: Array((consumerHeader + "M1,\"\(secret)@example.com,,yes\n").utf8),
+            code: "csv.unterminated_quote", mentions: ["customers.csv"]),
+        CSVCase(
+            name: "every identifier invalid",
+            bytes: Array((consumerHeader + "M1,\(secret)-at-example.com,12,yes\nM2,\(secret)@@x,+,yes\n").utf8),
+            code: "activation.invalid_input", mentions: ["customers.csv row 1", "'email'"]),
     ]
 
     @Test("a consumer CSV that must be refused", arguments: csvCases)
@@ -79,7 +101,8 @@ struct BadInputCLITests {
     func consumerCSVRefusedAsJSON(_ c: CSVCase) throws {
         let (r, run) = try Self.consumerPrepare(c.bytes, extra: ["--json"])
         try Self.expectRefused(r, run: run, code: c.code, mentions: c.mentions)
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
         let error = try #require(object["error"] as? [String: Any])
         let message = try #require(error["message"] as? String)
         // The thrown error's own code, as its message states it (after the file and row, for
@@ -96,10 +119,14 @@ struct BadInputCLITests {
     func everyIdentifierInvalidSkipped() throws {
         let csv = Self.consumerHeader + "M1,\(Self.secret)-at-example.com,,yes\nM2,\(Self.secret)@@x,,yes\n"
         let (r, run) = try Self.consumerPrepare(Array(csv.utf8), extra: ["--skip-invalid"])
-        try Self.expectRefused(r, run: run, code: "activation.invalid_input", mentions: ["customers.csv", "no identifiers", "2 values skipped", "first skipped: row 1, column 'email'"])
+        try Self.expectRefused(
+            r, run: run, code: "activation.invalid_input",
+            mentions: ["customers.csv", "no identifiers", "2 values skipped", "first skipped: row 1, column 'email'"])
     }
 
-    @Test("--skip-invalid with more skips than a summary holds: every one listed by row, column and rule in a private report, no value")
+    @Test(
+        "--skip-invalid with more skips than a summary holds: every one listed by row, column and rule in a private report, no value"
+    )
     func everySkipIsInTheReport() throws {
         // 150 invalid emails (rows 2, 4, …, 300) among 170 valid rows: more than the 100 kept in
         // memory, so the report is assembled from memory and from the prepare's scratch file.
@@ -127,7 +154,9 @@ struct BadInputCLITests {
         #expect(lines.first == "row,column,rule")
         #expect(lines.dropFirst().dropLast().map(String.init) == expected)
         #expect(lines.last == "", "the report ends with a line break")
-        #expect(!report.contains(Self.secret) && !r.stderr.contains(Self.secret) && !r.stdout.contains(Self.secret), "no value anywhere")
+        #expect(
+            !report.contains(Self.secret) && !r.stderr.contains(Self.secret) && !r.stdout.contains(Self.secret),
+            "no value anywhere")
         let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
         #expect(mode & 0o077 == 0, "the report is private to its owner")
     }
@@ -141,18 +170,23 @@ struct BadInputCLITests {
         let report = "\(Self.shared.state("consumer"))/\(collab)/\(run).consumer.skipped.csv"
         let before = try Data(contentsOf: URL(fileURLWithPath: report))
         // The same run again: with other skips, and with none.
-        for again in [Self.consumerHeader + "M1,x@@y,,yes\nM3,z@@w,,yes\nM2,person2@example.com,,yes\n",
-                      Self.consumerHeader + "M2,person2@example.com,,yes\n"] {
+        for again in [
+            Self.consumerHeader + "M1,x@@y,,yes\nM3,z@@w,,yes\nM2,person2@example.com,,yes\n",
+            Self.consumerHeader + "M2,person2@example.com,,yes\n",
+        ] {
             let input = "\(Self.shared.root)/consumer/inputs/\(run)/again.csv"
             try Data(again.utf8).write(to: URL(fileURLWithPath: input))
             let r = try Self.shared.consumerPrepare(run, input: input, extra: ["--skip-invalid"])
             #expect(r.status == 1)
             #expect(r.stderr.contains("workflow.already_exists"), "stderr: \(r.stderr)")
-            #expect(try Data(contentsOf: URL(fileURLWithPath: report)) == before, "the published run's report is untouched")
+            #expect(
+                try Data(contentsOf: URL(fileURLWithPath: report)) == before, "the published run's report is untouched")
         }
     }
 
-    @Test("10,000 skips under a column name with a comma and quotes: every one in the report, the name quoted as one CSV field")
+    @Test(
+        "10,000 skips under a column name with a comma and quotes: every one in the report, the name quoted as one CSV field"
+    )
     func largeReportWithAQuotedColumnName() throws {
         let c = Self.shared
         let run = EndToEndCLITests.newRun()
@@ -169,20 +203,27 @@ struct BadInputCLITests {
             }
         }
         try Data(csv.utf8).write(to: URL(fileURLWithPath: "\(dir)/customers.csv"))
-        let r = try CLI.run(["consumer", "prepare", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir", c.state("consumer"),
-                             "--exchange", c.exchange, "--run-id", run, "--input", "\(dir)/customers.csv", "--email-column", "e,\"mail\"",
-                             "--consent-column", "ads_consent", "--member-id-column", "member_id",
-                             "--segment-id", "loyalty", "--segment-name", "Loyalty members", "--skip-invalid"])
+        let r = try CLI.run([
+            "consumer", "prepare", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir",
+            c.state("consumer"),
+            "--exchange", c.exchange, "--run-id", run, "--input", "\(dir)/customers.csv", "--email-column",
+            "e,\"mail\"",
+            "--consent-column", "ads_consent", "--member-id-column", "member_id",
+            "--segment-id", "loyalty", "--segment-name", "Loyalty members", "--skip-invalid",
+        ])
         #expect(r.status == 0, "stderr: \(r.stderr)")
         let collab = try EndToEndCLITests.collaborationID(c)
-        let report = try String(contentsOfFile: "\(c.state("consumer"))/\(collab)/\(run).consumer.skipped.csv", encoding: .utf8)
+        let report = try String(
+            contentsOfFile: "\(c.state("consumer"))/\(collab)/\(run).consumer.skipped.csv", encoding: .utf8)
         #expect(report.split(separator: "\n").map(String.init) == expected)
         #expect(!report.contains(Self.secret))
     }
 
     @Test("a 10 MB line is refused by row (the reader stops at its 1 MiB record limit)")
     func tenMegabyteLine() throws {
-        let csv = Array((Self.consumerHeader + "M1,").utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: 10 << 20) + Array("@example.com,,yes\n".utf8)
+        let csv =
+            Array((Self.consumerHeader + "M1,").utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: 10 << 20)
+            + Array("@example.com,,yes\n".utf8)
         let (r, run) = try Self.consumerPrepare(csv)
         try Self.expectRefused(r, run: run, code: "csv.record_too_long", mentions: ["customers.csv", "row 1"])
     }
@@ -206,7 +247,10 @@ struct BadInputCLITests {
     @Test("a provider CSV without its audience key column, or empty, is refused")
     func providerCSVRefused() throws {
         let c = Self.shared
-        for (bytes, code) in [(Array("email,phone,mobile_ad_id\na@example.com,,\n".utf8), "csv.missing_column"), ([UInt8](), "csv.empty_file")] {
+        for (bytes, code) in [
+            (Array("email,phone,mobile_ad_id\na@example.com,,\n".utf8), "csv.missing_column"),
+            ([UInt8](), "csv.empty_file"),
+        ] {
             let run = EndToEndCLITests.newRun()
             let dir = "\(c.root)/provider/inputs/\(run)"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -221,7 +265,8 @@ struct BadInputCLITests {
         let c = try Collaboration(extraInvite: ["--max-set-size", "3"])
         let run = EndToEndCLITests.newRun()
         let input = "\(c.root)/consumer/customers.csv"
-        try Data((Self.consumerHeader + (0..<5).map { "M\($0),p\($0)@example.com,,yes\n" }.joined()).utf8).write(to: URL(fileURLWithPath: input))
+        try Data((Self.consumerHeader + (0..<5).map { "M\($0),p\($0)@example.com,,yes\n" }.joined()).utf8).write(
+            to: URL(fileURLWithPath: input))
         let r = try c.consumerPrepare(run, input: input, extra: [])
         #expect(r.status == 1)
         #expect(r.stderr.contains("activation.invalid_input") && r.stderr.contains("matching.maxSetSize"))
@@ -236,7 +281,8 @@ struct BadInputCLITests {
         let run = EndToEndCLITests.newRun()
         let dir = "\(c.root)/inputs/\(run)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        var audience = "audience_id,email,phone,mobile_ad_id\n", customers = consumerHeader
+        var audience = "audience_id,email,phone,mobile_ad_id\n"
+        var customers = consumerHeader
         for i in 0..<30 {
             audience += "aud-\(i),p\(i)@example.com,,\n"
             customers += "M\(i),p\(i + 10)@example.com,,yes\n"
@@ -250,8 +296,11 @@ struct BadInputCLITests {
 
     static func providerRespond(_ run: String) throws -> CLI.Result {
         let c = shared
-        return try CLI.run(["provider", "respond", "--agreement", c.agreement, "--identity", c.key("provider"), "--state-dir", c.state("provider"),
-                            "--exchange", c.exchange, "--run-id", run])
+        return try CLI.run([
+            "provider", "respond", "--agreement", c.agreement, "--identity", c.key("provider"), "--state-dir",
+            c.state("provider"),
+            "--exchange", c.exchange, "--run-id", run,
+        ])
     }
 
     struct MessageCase: CustomTestStringConvertible, Sendable {
@@ -260,11 +309,19 @@ struct BadInputCLITests {
         var testDescription: String { "\(name) → \(code)" }
     }
     static let messageCases: [MessageCase] = [
-        MessageCase(name: "truncated to 100 bytes", code: "activation.message.malformed") { $0 = Array($0.prefix(100)) },
+        MessageCase(name: "truncated to 100 bytes", code: "activation.message.malformed") {
+            $0 = Array($0.prefix(100))
+        },
         MessageCase(name: "last byte cut", code: "activation.message.count_mismatch") { $0.removeLast() },
-        MessageCase(name: "header bit flipped (reference)", code: "activation.message.signature_invalid") { $0[120] ^= 0x01 },
-        MessageCase(name: "body bit flipped", code: "activation.message.checksum_mismatch") { $0[$0.count - 100] ^= 0x01 },
-        MessageCase(name: "signature bit flipped", code: "activation.message.signature_invalid") { $0[$0.count - 1] ^= 0x01 },
+        MessageCase(name: "header bit flipped (reference)", code: "activation.message.signature_invalid") {
+            $0[120] ^= 0x01
+        },
+        MessageCase(name: "body bit flipped", code: "activation.message.checksum_mismatch") {
+            $0[$0.count - 100] ^= 0x01
+        },
+        MessageCase(name: "signature bit flipped", code: "activation.message.signature_invalid") {
+            $0[$0.count - 1] ^= 0x01
+        },
         MessageCase(name: "wrong version", code: "activation.message.wrong_version") { $0[5] = 2 },
         MessageCase(name: "wrong kind", code: "activation.message.wrong_kind") { $0[6] = 1 },
         MessageCase(name: "empty file", code: "activation.message.malformed") { $0 = [] },
@@ -281,9 +338,12 @@ struct BadInputCLITests {
         #expect(r.status == 1)
         #expect(r.stderr.contains(m.code), "stderr: \(r.stderr)")
         #expect(r.stderr.contains("consumer-blinded.crm"), "the error names the file")
-        #expect(!FileManager.default.fileExists(atPath: "\(Self.shared.exchange)/\(collab)/\(run)/consumer-reblinded.crm"), "no answer written")
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(Self.shared.exchange)/\(collab)/\(run)/consumer-reblinded.crm"),
+            "no answer written")
         // The state survives a refused message, so the run can still complete with the right file.
-        #expect(FileManager.default.fileExists(atPath: "\(Self.shared.state("provider"))/\(collab)/\(run).provider.state"))
+        #expect(
+            FileManager.default.fileExists(atPath: "\(Self.shared.state("provider"))/\(collab)/\(run).provider.state"))
     }
 
     @Test("a tampered provider-blinded.crm at consumer respond")
@@ -294,15 +354,23 @@ struct BadInputCLITests {
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         bytes[bytes.count - 80] ^= 0x01
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        let r = try CLI.run(["consumer", "respond", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir", c.state("consumer"),
-                             "--exchange", c.exchange, "--run-id", run])
+        let r = try CLI.run([
+            "consumer", "respond", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir",
+            c.state("consumer"),
+            "--exchange", c.exchange, "--run-id", run,
+        ])
         #expect(r.status == 1)
-        #expect(r.stderr.contains("activation.message.checksum_mismatch") && r.stderr.contains("provider-blinded.crm"), "stderr: \(r.stderr)")
-        #expect(!FileManager.default.fileExists(atPath: "\(c.exchange)/\(collab)/\(run)/provider-reblinded.crm"), "no answer written")
+        #expect(
+            r.stderr.contains("activation.message.checksum_mismatch") && r.stderr.contains("provider-blinded.crm"),
+            "stderr: \(r.stderr)")
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(c.exchange)/\(collab)/\(run)/provider-reblinded.crm"),
+            "no answer written")
     }
 
-    @Test("a tampered message at coordinator match: refused, recorded as rejected with its code, nothing delivered",
-          arguments: ["provider-payload.crm", "consumer-reblinded.crm", "provider-reblinded.crm"])
+    @Test(
+        "a tampered message at coordinator match: refused, recorded as rejected with its code, nothing delivered",
+        arguments: ["provider-payload.crm", "consumer-reblinded.crm", "provider-reblinded.crm"])
     func tamperedMessageAtTheCoordinator(_ file: String) throws {
         let c = Self.shared
         let (run, collab) = try Self.preparedRun()
@@ -313,11 +381,14 @@ struct BadInputCLITests {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         let r = try c.match(run)
         #expect(r.status == 1)
-        #expect(r.stderr.contains("activation.message.checksum_mismatch") && r.stderr.contains(file), "stderr: \(r.stderr)")
+        #expect(
+            r.stderr.contains("activation.message.checksum_mismatch") && r.stderr.contains(file), "stderr: \(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "\(c.bucket)/\(collab)/\(run)"), "nothing delivered")
         let log = try CLI.run(["audit", "show", "--db", c.audit, "--collaboration", collab])
         #expect(log.status == 0)
-        #expect(log.stdout.contains(run) && log.stdout.contains("activation.message.checksum_mismatch"), "audit: \(log.stdout)")
+        #expect(
+            log.stdout.contains(run) && log.stdout.contains("activation.message.checksum_mismatch"),
+            "audit: \(log.stdout)")
     }
 
     @Test("a message replayed from another run is refused as wrong_run")
@@ -326,7 +397,8 @@ struct BadInputCLITests {
         let (runB, _) = try Self.preparedRun()
         let ex = "\(Self.shared.exchange)/\(collab)"
         try FileManager.default.removeItem(atPath: "\(ex)/\(runB)/consumer-blinded.crm")
-        try FileManager.default.copyItem(atPath: "\(ex)/\(runA)/consumer-blinded.crm", toPath: "\(ex)/\(runB)/consumer-blinded.crm")
+        try FileManager.default.copyItem(
+            atPath: "\(ex)/\(runA)/consumer-blinded.crm", toPath: "\(ex)/\(runB)/consumer-blinded.crm")
         let r = try Self.providerRespond(runB)
         #expect(r.status == 1)
         #expect(r.stderr.contains("activation.message.wrong_run"), "stderr: \(r.stderr)")
@@ -343,7 +415,9 @@ struct BadInputCLITests {
         try FileManager.default.copyItem(atPath: state(runA), toPath: state(runB))
         let foreign = try Self.providerRespond(runB)
         #expect(foreign.status == 1)
-        #expect(foreign.stderr.contains("activation.state.invalid") && foreign.stderr.contains("belongs to run"), "stderr: \(foreign.stderr)")
+        #expect(
+            foreign.stderr.contains("activation.state.invalid") && foreign.stderr.contains("belongs to run"),
+            "stderr: \(foreign.stderr)")
         // Corrupted.
         try Data([UInt8](repeating: 7, count: 135)).write(to: URL(fileURLWithPath: state(runB)))
         let corrupted = try Self.providerRespond(runB)

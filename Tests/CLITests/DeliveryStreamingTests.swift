@@ -1,11 +1,12 @@
-import Foundation
-import Testing
-import RistrettoPSI
-@testable import Activation
 import AuditLog
-@testable import Workflow
-import TestSupport
+import Foundation
+import RistrettoPSI
 import S3Delivery
+import TestSupport
+import Testing
+
+@testable import Activation
+@testable import Workflow
 
 /// Everything after the coordinator's decision, in bounded memory (SPEC §9 "Bounded memory",
 /// §12.4): destinations write objects from their content in pieces, and `provider open` reads
@@ -14,7 +15,8 @@ import S3Delivery
 @Suite("Delivery and open, streamed")
 struct DeliveryStreamingTests {
     static func tempDir() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-stream-\(UUID().uuidString)").path
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-stream-\(UUID().uuidString)")
+            .path
         try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         return d
     }
@@ -22,7 +24,12 @@ struct DeliveryStreamingTests {
     /// Deterministic bytes with no period short enough to hide a misplaced part.
     static func pattern(_ n: Int, seed: UInt64 = 1) -> [UInt8] {
         var x = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-        return (0..<n).map { _ in x ^= x << 13; x ^= x >> 7; x ^= x << 17; return UInt8(truncatingIfNeeded: x) }
+        return (0..<n).map { _ in
+            x ^= x << 13
+            x ^= x >> 7
+            x ^= x << 17
+            return UInt8(truncatingIfNeeded: x)
+        }
     }
 
     /// `bytes` in an unlinked scratch file, as the coordinator's large delivery objects are.
@@ -44,10 +51,13 @@ struct DeliveryStreamingTests {
         let bytes = Self.pattern(3 * 1024 * 1024 + 17)
         let content = try Self.scratchContent(bytes, in: dir)
         let id = PartyIdentity.generate()
-        let m = Manifest(collaborationID: "c", runID: "r", agreementHash: "", createdAt: "", sealed: true, compression: nil, columns: [],
-                         records: 0, objects: [], payloadSealingKey: nil, memberSealingKey: nil)
-        let plan = DeliveryPlan(objects: [.init(name: "part-00000.csv", content: content, sha256: SHA256.hash(bytes), records: 0)],
-                                manifest: SignedManifest.sign(m, with: id.signingKey))
+        let m = Manifest(
+            collaborationID: "c", runID: "r", agreementHash: "", createdAt: "", sealed: true, compression: nil,
+            columns: [],
+            records: 0, objects: [], payloadSealingKey: nil, memberSealingKey: nil)
+        let plan = DeliveryPlan(
+            objects: [.init(name: "part-00000.csv", content: content, sha256: SHA256.hash(bytes), records: 0)],
+            manifest: SignedManifest.sign(m, with: id.signingKey))
         try LocalDirectoryDestination(directory: dir + "/bucket").deliver(plan, collaborationID: "c", runID: "r")
         #expect(try Files.read(dir + "/bucket/c/r/part-00000.csv") == bytes)
         #expect(try Files.read(dir + "/bucket/c/r/manifest.json") == plan.manifest.json())
@@ -70,7 +80,8 @@ struct DeliveryStreamingTests {
         // What a killed open leaves on this host: its empty scratch directory (no live process).
         let stale = "\(room.root)/out/.matched.csv.scratch-\(Files.hostTag)-2147483646-00000000"
         try FileManager.default.createDirectory(atPath: stale, withIntermediateDirectories: true)
-        let n = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: source, output: out)
+        let n = try Steps.providerOpen(
+            agreement: room.agreement, identity: room.provider, runID: run, source: source, output: out)
         #expect(n == room.data.expectedAudienceKeys.count)
         #expect(!FileManager.default.fileExists(atPath: stale), "a dead open's scratch directory is removed")
         let inMemory = try Provider(agreement: room.agreement, identity: room.provider)
@@ -87,8 +98,12 @@ struct DeliveryStreamingTests {
         try Files.writeAtomically(bytes, to: object)
         let failed = "\(room.root)/out2/matched.csv"
         #expect {
-            _ = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: source, output: failed)
-        } throws: { ($0 as? ActivationError)?.code == .deliveryInvalid && "\($0)".contains("part-00000.csv does not match its SHA-256") }
+            _ = try Steps.providerOpen(
+                agreement: room.agreement, identity: room.provider, runID: run, source: source, output: failed)
+        } throws: {
+            ($0 as? ActivationError)?.code == .deliveryInvalid
+                && "\($0)".contains("part-00000.csv does not match its SHA-256")
+        }
         #expect(!FileManager.default.fileExists(atPath: failed), "nothing at the output path")
         #expect(try Self.leftovers("\(room.root)/out2").isEmpty, "no temporary or scratch file left")
     }
@@ -111,16 +126,19 @@ struct DeliveryStreamingTests {
             try FileManager.default.createDirectory(atPath: "\(dir)/sub", withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: "\(dir)/\(o.name)", toPath: "\(dir)/\(name)")
         }
-        let forged = Manifest(collaborationID: m.collaborationID, runID: m.runID, agreementHash: m.agreementHash, createdAt: m.createdAt,
-                              sealed: m.sealed, compression: m.compression, columns: m.columns, records: m.records,
-                              objects: [.init(name: name, sha256: o.sha256, bytes: o.bytes, records: o.records)],
-                              payloadSealingKey: m.payloadSealingKey, memberSealingKey: m.memberSealingKey)
+        let forged = Manifest(
+            collaborationID: m.collaborationID, runID: m.runID, agreementHash: m.agreementHash, createdAt: m.createdAt,
+            sealed: m.sealed, compression: m.compression, columns: m.columns, records: m.records,
+            objects: [.init(name: name, sha256: o.sha256, bytes: o.bytes, records: o.records)],
+            payloadSealingKey: m.payloadSealingKey, memberSealingKey: m.memberSealingKey)
         try FileManager.default.removeItem(atPath: "\(dir)/manifest.json")
-        try Files.writeAtomically(SignedManifest.sign(forged, with: room.coordinator.signingKey).json(), to: "\(dir)/manifest.json")
+        try Files.writeAtomically(
+            SignedManifest.sign(forged, with: room.coordinator.signingKey).json(), to: "\(dir)/manifest.json")
         let source = try Steps.destination(for: room.agreement, access: .provider)
         let out = "\(room.root)/out/matched.csv"
         #expect {
-            _ = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: source, output: out)
+            _ = try Steps.providerOpen(
+                agreement: room.agreement, identity: room.provider, runID: run, source: source, output: out)
         } throws: { error in
             guard let e = error as? WorkflowError else { return false }
             return name == "part-00009.csv"
@@ -138,26 +156,37 @@ struct S3StreamingTests {
     static let mib5 = 5 * 1024 * 1024
 
     func role(_ p: S3Server.Provisioned) -> AssumedRoleCredentials {
-        AssumedRoleCredentials(sts: STSClient(endpoints: S3Server.endpoints(), http: S3Server.http), base: StaticCredentials(p.coordinator),
-                               roleARN: p.roleARN, externalID: p.externalID, sessionName: "cleanroom-stream")
+        AssumedRoleCredentials(
+            sts: STSClient(endpoints: S3Server.endpoints(), http: S3Server.http),
+            base: StaticCredentials(p.coordinator),
+            roleARN: p.roleARN, externalID: p.externalID, sessionName: "cleanroom-stream")
     }
 
     func writer(_ p: S3Server.Provisioned, via proxy: FaultProxy? = nil) -> S3Writer {
-        S3Writer(endpoints: AWSEndpoints(region: S3Server.region, s3: proxy?.url ?? S3Server.endpoint!, sts: S3Server.endpoint!),
-                 bucket: p.location.bucket, http: S3Server.http, credentials: role(p),
-                 multipartThreshold: Self.mib5, partSize: Self.mib5, parallelParts: 2)
+        S3Writer(
+            endpoints: AWSEndpoints(
+                region: S3Server.region, s3: proxy?.url ?? S3Server.endpoint!, sts: S3Server.endpoint!),
+            bucket: p.location.bucket, http: S3Server.http, credentials: role(p),
+            multipartThreshold: Self.mib5, partSize: Self.mib5, parallelParts: 2)
     }
 
-    var admin: S3Reader { S3Reader(endpoints: S3Server.endpoints(), bucket: "", http: S3Server.http, credentials: StaticCredentials(S3Server.admin)) }
+    var admin: S3Reader {
+        S3Reader(
+            endpoints: S3Server.endpoints(), bucket: "", http: S3Server.http,
+            credentials: StaticCredentials(S3Server.admin))
+    }
     func reader(_ p: S3Server.Provisioned) -> S3Reader {
-        S3Reader(endpoints: S3Server.endpoints(), bucket: p.location.bucket, http: S3Server.http, credentials: StaticCredentials(S3Server.admin))
+        S3Reader(
+            endpoints: S3Server.endpoints(), bucket: p.location.bucket, http: S3Server.http,
+            credentials: StaticCredentials(S3Server.admin))
     }
 
     /// Downloads in ranges of `range` bytes, checking the announced size.
     func download(_ p: S3Server.Provisioned, _ key: String, range: Int) throws -> [UInt8] {
         var out: [UInt8] = []
         var announced = -1
-        let n = try reader(p).download(key: key, rangeSize: range, expect: { announced = $0 }, write: { out.append(contentsOf: $0) })
+        let n = try reader(p).download(
+            key: key, rangeSize: range, expect: { announced = $0 }, write: { out.append(contentsOf: $0) })
         #expect(n == out.count && announced == out.count)
         return out
     }
@@ -169,10 +198,16 @@ struct S3StreamingTests {
         private var reads: [Int: Int] = [:]
         init(_ c: ObjectContent) { content = c }
         func read(_ offset: Int, _ buffer: UnsafeMutableRawBufferPointer) throws {
-            lock.lock(); reads[offset, default: 0] += 1; lock.unlock()
+            lock.lock()
+            reads[offset, default: 0] += 1
+            lock.unlock()
             try content.read(at: offset, into: buffer)
         }
-        func count(_ offset: Int) -> Int { lock.lock(); defer { lock.unlock() }; return reads[offset] ?? 0 }
+        func count(_ offset: Int) -> Int {
+            lock.lock()
+            defer { lock.unlock() }
+            return reads[offset] ?? 0
+        }
     }
 
     /// An object of two full parts and a short one, streamed from a scratch file, comes back byte
@@ -185,7 +220,9 @@ struct S3StreamingTests {
         let content = try DeliveryStreamingTests.scratchContent(bytes, in: dir)
         let key = p.location.key(p.collaborationID, "run-s", "part-00000.csv")
         let counting = CountingReader(content)
-        #expect(try writer(p).put(key: key, size: content.size, sha256: SHA256.hash(bytes), read: counting.read) == .written)
+        #expect(
+            try writer(p).put(key: key, size: content.size, sha256: SHA256.hash(bytes), read: counting.read) == .written
+        )
         for i in 0..<3 { #expect(counting.count(i * Self.mib5) == 1, "each part read once") }
         #expect(try download(p, key, range: 1 << 20) == bytes)
         #expect(try download(p, key, range: 64 << 20) == bytes)
@@ -197,17 +234,23 @@ struct S3StreamingTests {
     /// the content, and the object still holds exactly the bytes.
     @Test func retriedPartsAreReadAgainAndUploadCorrectBytes() throws {
         let p = try S3Server.provision()
-        let proxy = try FaultProxy(upstream: S3Server.endpoint!, rules: [
-            .init(times: 1, fault: .status(500, code: "InternalError"), matches: { m, t in m == "PUT" && t.contains("partNumber=2&") }),
-            .init(times: 1, fault: .lostResponse, matches: { m, t in m == "PUT" && t.contains("partNumber=3&") }),
-        ])
+        let proxy = try FaultProxy(
+            upstream: S3Server.endpoint!,
+            rules: [
+                .init(
+                    times: 1, fault: .status(500, code: "InternalError"),
+                    matches: { m, t in m == "PUT" && t.contains("partNumber=2&") }),
+                .init(times: 1, fault: .lostResponse, matches: { m, t in m == "PUT" && t.contains("partNumber=3&") }),
+            ])
         defer { proxy.stop() }
         let dir = try DeliveryStreamingTests.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let bytes = DeliveryStreamingTests.pattern(2 * Self.mib5 + 99, seed: 7)
         let counting = CountingReader(try DeliveryStreamingTests.scratchContent(bytes, in: dir))
         let key = p.location.key(p.collaborationID, "run-r", "part-00000.csv")
-        #expect(try writer(p, via: proxy).put(key: key, size: bytes.count, sha256: SHA256.hash(bytes), read: counting.read) == .written)
+        #expect(
+            try writer(p, via: proxy).put(key: key, size: bytes.count, sha256: SHA256.hash(bytes), read: counting.read)
+                == .written)
         #expect(proxy.actions.contains { $0.contains("partNumber=2") && $0.contains("500") })
         #expect(proxy.actions.contains { $0.contains("partNumber=3") && $0.contains("response lost") })
         #expect(counting.count(0) == 1)
@@ -236,9 +279,13 @@ struct S3StreamingTests {
             }
         }
         // The second read of part 2 (its retry after a 500) returns other bytes.
-        let proxy = try FaultProxy(upstream: S3Server.endpoint!, rules: [
-            .init(times: 1, fault: .status(500, code: "InternalError"), matches: { m, t in m == "PUT" && t.contains("partNumber=2&") }),
-        ])
+        let proxy = try FaultProxy(
+            upstream: S3Server.endpoint!,
+            rules: [
+                .init(
+                    times: 1, fault: .status(500, code: "InternalError"),
+                    matches: { m, t in m == "PUT" && t.contains("partNumber=2&") })
+            ])
         defer { proxy.stop() }
         let reads = CountingReader(ObjectContent(big))
         let flaky = p.location.key(p.collaborationID, "run-x", "flaky.csv")
@@ -264,8 +311,10 @@ struct S3StreamingTests {
         // with 416, then one plain GET), so the object really came in pieces.
         let proxy = try FaultProxy(upstream: S3Server.endpoint!, rules: [])
         defer { proxy.stop() }
-        let viaProxy = S3Reader(endpoints: AWSEndpoints(region: S3Server.region, s3: proxy.url, sts: S3Server.endpoint!), bucket: p.location.bucket,
-                                http: S3Server.http, credentials: StaticCredentials(S3Server.admin))
+        let viaProxy = S3Reader(
+            endpoints: AWSEndpoints(region: S3Server.region, s3: proxy.url, sts: S3Server.endpoint!),
+            bucket: p.location.bucket,
+            http: S3Server.http, credentials: StaticCredentials(S3Server.admin))
         var out: [UInt8] = []
         _ = try viaProxy.download(key: key, rangeSize: 1024, write: { out.append(contentsOf: $0) })
         #expect(out == bytes)
@@ -282,10 +331,12 @@ struct S3StreamingTests {
         try S3Server.createBucket(bucket)
         let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
         let scratch = "\(room.root)/state/scratch"
-        let exchange = try Exchange(location: "s3://\(bucket)/exchange", environment: AWSEnvironment(S3Server.providerEnvironment),
-                                    scratchDirectory: scratch)
+        let exchange = try Exchange(
+            location: "s3://\(bucket)/exchange", environment: AWSEnvironment(S3Server.providerEnvironment),
+            scratchDirectory: scratch)
         let run = AgreementTerms.newID()
-        let header = DeliveryStreamingTests.pattern(120, seed: 11), signature = DeliveryStreamingTests.pattern(64, seed: 12)
+        let header = DeliveryStreamingTests.pattern(120, seed: 11)
+        let signature = DeliveryStreamingTests.pattern(64, seed: 12)
         let body = DeliveryStreamingTests.pattern(bodySize, seed: 13)
         func write() throws {
             let sink = try exchange.sink(room.agreement, run: run, .providerBlinded)
@@ -301,7 +352,8 @@ struct S3StreamingTests {
         try write()
         let key = "exchange/\(room.collaboration)/\(run)/provider-blinded.crm"
         #expect(try S3Server.object(bucket, key: key) == header + body + signature)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty, "scratch files are unlinked at once")
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty, "scratch files are unlinked at once")
         #expect(throws: AWSError(.alreadyExists, "")) { try write() }
 
         let source = try exchange.source(room.agreement, run: run, .providerBlinded)
@@ -321,19 +373,23 @@ struct S3StreamingTests {
         try S3Server.createBucket(bucket)
         let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
         let staging = room.store.scratchDirectory  // as the CLI stages a coordinator's downloads
-        let exchange = try Exchange(location: "s3://\(bucket)/exchange", environment: AWSEnvironment(S3Server.providerEnvironment),
-                                    scratchDirectory: staging)
+        let exchange = try Exchange(
+            location: "s3://\(bucket)/exchange", environment: AWSEnvironment(S3Server.providerEnvironment),
+            scratchDirectory: staging)
         var short = exchange
         short.availableBytes = { _ in 100 }
         let run = AgreementTerms.newID()
-        let providerState = StateStore(root: "\(room.root)/provider-state"), consumerState = StateStore(root: "\(room.root)/consumer-state")
-        _ = try Steps.providerPrepare(agreement: room.agreement, identity: room.provider, input: "\(room.root)/audience.csv",
-                                      columns: ColumnSpec([(.email, "email"), (.phone, "phone"), (.mobileAdID, "mobile_ad_id")]),
-                                      audienceKeyColumn: "audience_id", runID: run, exchange: exchange, state: providerState, policy: .reject)
-        _ = try Steps.consumerPrepare(agreement: room.agreement, signingKey: room.consumer.signingKey, input: "\(room.root)/customers.csv",
-                                      columns: ColumnSpec([(.email, "email"), (.phone, "phone")]), filters: [], consent: ["ads_consent"],
-                                      memberIDColumn: nil, segmentID: "seg", segmentName: "Segment", runID: run, exchange: exchange,
-                                      state: consumerState, policy: .skipAndReport)
+        let providerState = StateStore(root: "\(room.root)/provider-state")
+        let consumerState = StateStore(root: "\(room.root)/consumer-state")
+        _ = try Steps.providerPrepare(
+            agreement: room.agreement, identity: room.provider, input: "\(room.root)/audience.csv",
+            columns: ColumnSpec([(.email, "email"), (.phone, "phone"), (.mobileAdID, "mobile_ad_id")]),
+            audienceKeyColumn: "audience_id", runID: run, exchange: exchange, state: providerState, policy: .reject)
+        _ = try Steps.consumerPrepare(
+            agreement: room.agreement, signingKey: room.consumer.signingKey, input: "\(room.root)/customers.csv",
+            columns: ColumnSpec([(.email, "email"), (.phone, "phone")]), filters: [], consent: ["ads_consent"],
+            memberIDColumn: nil, segmentID: "seg", segmentName: "Segment", runID: run, exchange: exchange,
+            state: consumerState, policy: .skipAndReport)
         func expectNoRoom(_ body: () throws -> Void) {
             do {
                 try body()
@@ -347,17 +403,24 @@ struct S3StreamingTests {
             }
         }
         expectNoRoom {
-            _ = try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: short, state: providerState)
+            _ = try Steps.providerRespond(
+                agreement: room.agreement, identity: room.provider, runID: run, exchange: short, state: providerState)
         }
-        #expect(FileManager.default.fileExists(atPath: providerState.path(room.agreement, run: run, role: .provider)), "the state is kept")
-        _ = try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: exchange, state: providerState)
-        _ = try Steps.consumerRespond(agreement: room.agreement, signingKey: room.consumer.signingKey, runID: run, exchange: exchange,
-                                      state: consumerState)
+        #expect(
+            FileManager.default.fileExists(atPath: providerState.path(room.agreement, run: run, role: .provider)),
+            "the state is kept")
+        _ = try Steps.providerRespond(
+            agreement: room.agreement, identity: room.provider, runID: run, exchange: exchange, state: providerState)
+        _ = try Steps.consumerRespond(
+            agreement: room.agreement, signingKey: room.consumer.signingKey, runID: run, exchange: exchange,
+            state: consumerState)
         func match(_ ex: Exchange, available: Int?) throws -> Steps.MatchResult {
-            let ledger = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
-            return try Steps.coordinatorMatch(agreement: room.agreement, identity: room.coordinator, runID: run, exchange: ex,
-                                              destination: try Steps.destination(for: room.agreement), ledger: ledger, store: room.store,
-                                              availableScratchBytes: { _ in available })
+            let ledger = try AuditLedger(
+                path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
+            return try Steps.coordinatorMatch(
+                agreement: room.agreement, identity: room.coordinator, runID: run, exchange: ex,
+                destination: try Steps.destination(for: room.agreement), ledger: ledger, store: room.store,
+                availableScratchBytes: { _ in available })
         }
         expectNoRoom { _ = try match(short, available: nil) }
         #expect(try room.entry(run) == nil, "a run refused for room is not recorded: its run ID stays usable")
@@ -368,7 +431,9 @@ struct S3StreamingTests {
             Issue.record("a join that does not fit was not refused")
         } catch let e as WorkflowError {
             #expect(e.code == .diskSpace)
-            #expect(e.reason.contains(room.store.scratchDirectory) && e.reason.contains("1000 bytes available"), "\(e.reason)")
+            #expect(
+                e.reason.contains(room.store.scratchDirectory) && e.reason.contains("1000 bytes available"),
+                "\(e.reason)")
         }
         #expect(try room.entry(run) == nil)
         #expect(try match(exchange, available: nil).kind == .delivered)
@@ -381,22 +446,29 @@ struct S3StreamingTests {
     /// object (the bucket owner replaced it, one byte flipped) is refused with no output file.
     @Test func openFromS3StreamsAndRefusesACorruptedObject() throws {
         let p = try S3Server.provision()
-        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5), collaborationID: p.collaborationID,
-                                                externalID: p.externalID,
-                                                destination: .init(kind: "s3", bucket: p.location.bucket, prefix: p.location.prefix,
-                                                                   region: S3Server.region, roleARN: p.roleARN))
+        let room = try PrivacyGuardsTests.Room(
+            .init(minConsumerRows: 10, minMatchedRows: 5), collaborationID: p.collaborationID,
+            externalID: p.externalID,
+            destination: .init(
+                kind: "s3", bucket: p.location.bucket, prefix: p.location.prefix,
+                region: S3Server.region, roleARN: p.roleARN))
         let run = try room.prepare()
-        let coordinatorSide = S3Destination(coordinator: StaticCredentials(p.coordinator), roleARN: p.roleARN, externalID: p.externalID,
-                                            location: p.location, endpoints: S3Server.endpoints(), http: S3Server.http)
-        let ledger = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
-        let m = try Steps.coordinatorMatch(agreement: room.agreement, identity: room.coordinator, runID: run, exchange: room.exchange,
-                                           destination: coordinatorSide, ledger: ledger, store: room.store)
+        let coordinatorSide = S3Destination(
+            coordinator: StaticCredentials(p.coordinator), roleARN: p.roleARN, externalID: p.externalID,
+            location: p.location, endpoints: S3Server.endpoints(), http: S3Server.http)
+        let ledger = try AuditLedger(
+            path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
+        let m = try Steps.coordinatorMatch(
+            agreement: room.agreement, identity: room.coordinator, runID: run, exchange: room.exchange,
+            destination: coordinatorSide, ledger: ledger, store: room.store)
         #expect(m.kind == .delivered)
 
-        let providerSide = S3Destination(provider: StaticCredentials(S3Server.admin), location: p.location, endpoints: S3Server.endpoints(),
-                                         http: S3Server.http)
+        let providerSide = S3Destination(
+            provider: StaticCredentials(S3Server.admin), location: p.location, endpoints: S3Server.endpoints(),
+            http: S3Server.http)
         let out = "\(room.root)/out/matched.csv"
-        let n = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: providerSide, output: out)
+        let n = try Steps.providerOpen(
+            agreement: room.agreement, identity: room.provider, runID: run, source: providerSide, output: out)
         #expect(n == room.data.expectedAudienceKeys.count)
         let inMemory = try Provider(agreement: room.agreement, identity: room.provider)
             .open(try providerSide.read(collaborationID: room.collaboration, runID: run))
@@ -409,27 +481,38 @@ struct S3StreamingTests {
         short.availableBytes = { _ in 100 }
         let cramped = "\(room.root)/out3/matched.csv"
         #expect {
-            _ = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: short, output: cramped)
+            _ = try Steps.providerOpen(
+                agreement: room.agreement, identity: room.provider, runID: run, source: short, output: cramped)
         } throws: { error in
             let reason = "\(error)"
             return (error as? WorkflowError)?.code == .diskSpace && reason.contains("100 bytes available")
-                && reason.contains("s3://\(p.location.bucket)/\(p.location.key(p.collaborationID, run, "part-00000.csv"))")
+                && reason.contains(
+                    "s3://\(p.location.bucket)/\(p.location.key(p.collaborationID, run, "part-00000.csv"))")
                 && reason.contains("\(room.root)/out3/.matched.csv.scratch-") && reason.contains("--out")
         }
         #expect(!FileManager.default.fileExists(atPath: cramped), "nothing at the output path")
         #expect(try DeliveryStreamingTests.leftovers("\(room.root)/out3").isEmpty)
-        #expect(try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: providerSide, output: cramped) == n)
+        #expect(
+            try Steps.providerOpen(
+                agreement: room.agreement, identity: room.provider, runID: run, source: providerSide, output: cramped)
+                == n)
 
         let key = p.location.key(p.collaborationID, run, "part-00000.csv")
         var bytes = try S3Server.object(p.location.bucket, key: key)
         bytes[7] ^= 0x01
         try S3Server.deleteObject(p.location.bucket, key: key)
-        _ = try S3Writer(endpoints: S3Server.endpoints(), bucket: p.location.bucket, http: S3Server.http,
-                         credentials: StaticCredentials(S3Server.admin)).put(key: key, bytes: bytes)
+        _ = try S3Writer(
+            endpoints: S3Server.endpoints(), bucket: p.location.bucket, http: S3Server.http,
+            credentials: StaticCredentials(S3Server.admin)
+        ).put(key: key, bytes: bytes)
         let failed = "\(room.root)/out2/matched.csv"
         #expect {
-            _ = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run, source: providerSide, output: failed)
-        } throws: { ($0 as? ActivationError)?.code == .deliveryInvalid && "\($0)".contains("part-00000.csv does not match its SHA-256") }
+            _ = try Steps.providerOpen(
+                agreement: room.agreement, identity: room.provider, runID: run, source: providerSide, output: failed)
+        } throws: {
+            ($0 as? ActivationError)?.code == .deliveryInvalid
+                && "\($0)".contains("part-00000.csv does not match its SHA-256")
+        }
         #expect(!FileManager.default.fileExists(atPath: failed), "nothing at the output path")
         #expect(try DeliveryStreamingTests.leftovers("\(room.root)/out2").isEmpty)
     }

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import RistrettoPSI
-import Workflow
 import TestSupport
+import Testing
+import Workflow
 
 /// The built `cleanroom` binary driven through files, one process per role step, as two parties
 /// and a coordinator would run it on their own machines.
@@ -19,46 +19,76 @@ struct EndToEndCLITests {
         func state(_ party: String) -> String { "\(root)/\(party)/state" }
 
         init(minMatched: Int = 20, extraInvite: [String] = [], accept: Bool = true) throws {
-            root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-e2e-\(UUID().uuidString)").path
+            root =
+                FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-e2e-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
             for (party, role) in [("consumer", "consumer"), ("provider", "provider"), ("coordinator", "coordinator")] {
-                try CLI.expectSuccess(["keygen", "--role", role, "--name", party.capitalized, "--out", "\(root)/\(party)/keys"])
+                try CLI.expectSuccess([
+                    "keygen", "--role", role, "--name", party.capitalized, "--out", "\(root)/\(party)/keys",
+                ])
             }
-            try CLI.expectSuccess(["collaboration", "invite", "--identity", key("consumer"), "--coordinator", "\(root)/coordinator/keys/identity.pub.json",
-                                   "--types", "email,phone,maid", "--default-country-code", "1", "--deliver-member-id",
-                                   "--min-consumer-rows", "10", "--min-matched-rows", String(minMatched), "--out", agreement] + extraInvite)
+            try CLI.expectSuccess(
+                [
+                    "collaboration", "invite", "--identity", key("consumer"), "--coordinator",
+                    "\(root)/coordinator/keys/identity.pub.json",
+                    "--types", "email,phone,maid", "--default-country-code", "1", "--deliver-member-id",
+                    "--min-consumer-rows", "10", "--min-matched-rows", String(minMatched), "--out", agreement,
+                ] + extraInvite)
             guard accept else { return }
-            try CLI.expectSuccess(["collaboration", "accept", "--agreement", agreement, "--identity", key("provider"), "--destination-dir", bucket])
-            try CLI.expectSuccess(["collaboration", "countersign", "--agreement", agreement, "--identity", key("consumer")])
+            try CLI.expectSuccess([
+                "collaboration", "accept", "--agreement", agreement, "--identity", key("provider"), "--destination-dir",
+                bucket,
+            ])
+            try CLI.expectSuccess([
+                "collaboration", "countersign", "--agreement", agreement, "--identity", key("consumer"),
+            ])
         }
 
         func providerPrepare(_ run: String, input: String) throws -> CLI.Result {
-            try CLI.run(["provider", "prepare", "--agreement", agreement, "--identity", key("provider"), "--state-dir", state("provider"),
-                         "--exchange", exchange, "--run-id", run, "--input", input, "--audience-key-column", "audience_id",
-                         "--email-column", "email", "--phone-column", "phone", "--maid-column", "mobile_ad_id", "--json"])
+            try CLI.run([
+                "provider", "prepare", "--agreement", agreement, "--identity", key("provider"), "--state-dir",
+                state("provider"),
+                "--exchange", exchange, "--run-id", run, "--input", input, "--audience-key-column", "audience_id",
+                "--email-column", "email", "--phone-column", "phone", "--maid-column", "mobile_ad_id", "--json",
+            ])
         }
         func consumerPrepare(_ run: String, input: String, extra: [String] = ["--skip-invalid"]) throws -> CLI.Result {
-            try CLI.run(["consumer", "prepare", "--agreement", agreement, "--identity", key("consumer"), "--state-dir", state("consumer"),
-                         "--exchange", exchange, "--run-id", run, "--input", input, "--email-column", "email", "--phone-column", "phone",
-                         "--consent-column", "ads_consent", "--member-id-column", "member_id",
-                         "--segment-id", "loyalty", "--segment-name", "Loyalty members", "--json"] + extra)
+            try CLI.run(
+                [
+                    "consumer", "prepare", "--agreement", agreement, "--identity", key("consumer"), "--state-dir",
+                    state("consumer"),
+                    "--exchange", exchange, "--run-id", run, "--input", input, "--email-column", "email",
+                    "--phone-column", "phone",
+                    "--consent-column", "ads_consent", "--member-id-column", "member_id",
+                    "--segment-id", "loyalty", "--segment-name", "Loyalty members", "--json",
+                ] + extra)
         }
         func respondBoth(_ run: String) throws {
-            try CLI.expectSuccess(["provider", "respond", "--agreement", agreement, "--identity", key("provider"), "--state-dir", state("provider"),
-                                   "--exchange", exchange, "--run-id", run])
-            try CLI.expectSuccess(["consumer", "respond", "--agreement", agreement, "--identity", key("consumer"), "--state-dir", state("consumer"),
-                                   "--exchange", exchange, "--run-id", run])
+            try CLI.expectSuccess([
+                "provider", "respond", "--agreement", agreement, "--identity", key("provider"), "--state-dir",
+                state("provider"),
+                "--exchange", exchange, "--run-id", run,
+            ])
+            try CLI.expectSuccess([
+                "consumer", "respond", "--agreement", agreement, "--identity", key("consumer"), "--state-dir",
+                state("consumer"),
+                "--exchange", exchange, "--run-id", run,
+            ])
         }
         func match(_ run: String) throws -> CLI.Result {
-            try CLI.run(["coordinator", "match", "--agreement", agreement, "--identity", key("coordinator"), "--exchange", exchange,
-                         "--run-id", run, "--audit-db", audit, "--json"])
+            try CLI.run([
+                "coordinator", "match", "--agreement", agreement, "--identity", key("coordinator"), "--exchange",
+                exchange,
+                "--run-id", run, "--audit-db", audit, "--json",
+            ])
         }
     }
 
     static func newRun() -> String { UUID().uuidString.lowercased() }
 
     static func writeData(_ c: Collaboration, _ data: SyntheticData) throws -> (provider: String, consumer: String) {
-        let p = "\(c.root)/provider/audience.csv", q = "\(c.root)/consumer/customers.csv"
+        let p = "\(c.root)/provider/audience.csv"
+        let q = "\(c.root)/consumer/customers.csv"
         try Data(data.providerCSV).write(to: URL(fileURLWithPath: p))
         try Data(data.consumerCSV).write(to: URL(fileURLWithPath: q))
         return (p, q)
@@ -80,12 +110,17 @@ struct EndToEndCLITests {
         #expect(m.stdout.contains("\"outcome\" : \"delivered\""))
 
         // The scalars are gone after each party's second step.
-        let leftovers = (FileManager.default.enumerator(atPath: c.root)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".state") }
+        let leftovers = (FileManager.default.enumerator(atPath: c.root)?.allObjects as? [String] ?? []).filter {
+            $0.hasSuffix(".state")
+        }
         #expect(leftovers.isEmpty, "run state files must be shredded: \(leftovers)")
 
         // The provider opens its delivery and gets exactly the known overlap.
         let out = "\(c.root)/provider/matched.csv"
-        let opened = try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out])
+        let opened = try CLI.expectSuccess([
+            "provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out",
+            out,
+        ])
         #expect(opened.stderr.contains("delivery manifest"), "progress on stderr like every step: \(opened.stderr)")
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst()
         let keys = Set(lines.map { String($0.split(separator: ",")[0]) })
@@ -93,22 +128,36 @@ struct EndToEndCLITests {
         #expect(lines.count == keys.count)
         // --quiet, like every step: the same file, nothing on stderr.
         let quietOut = "\(c.root)/provider/matched-quiet.csv"
-        let quiet = try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run,
-                                           "--out", quietOut, "--quiet"])
+        let quiet = try CLI.expectSuccess([
+            "provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run,
+            "--out", quietOut, "--quiet",
+        ])
         #expect(quiet.stderr.isEmpty, "\(quiet.stderr)")
-        #expect(try Data(contentsOf: URL(fileURLWithPath: quietOut)) == (try Data(contentsOf: URL(fileURLWithPath: out))))
+        #expect(
+            try Data(contentsOf: URL(fileURLWithPath: quietOut)) == (try Data(contentsOf: URL(fileURLWithPath: out))))
 
         // What the consumer can see: the audit log, counts only; and the one message it received.
-        let view = try CLI.run(["audit", "show", "--db", c.audit, "--collaboration", try Self.collaborationID(c), "--json"])
+        let view = try CLI.run([
+            "audit", "show", "--db", c.audit, "--collaboration", try Self.collaborationID(c), "--json",
+        ])
         #expect(view.status == 0, "\(view.stderr)")
-        let consumerVisible = Array(view.stdout.utf8) + (try Array(Data(contentsOf: URL(fileURLWithPath: "\(c.exchange)/\(try Self.collaborationID(c))/\(run)/provider-blinded.crm"))))
+        let consumerVisible =
+            Array(view.stdout.utf8)
+            + (try Array(
+                Data(
+                    contentsOf: URL(
+                        fileURLWithPath: "\(c.exchange)/\(try Self.collaborationID(c))/\(run)/provider-blinded.crm"))))
         let auditBytes = try Array(Data(contentsOf: URL(fileURLWithPath: c.audit)))
         for key in data.expectedAudienceKeys.prefix(100) {
             #expect(!Self.contains(consumerVisible, Array(key.utf8)), "the consumer must not see provider records")
             #expect(!Self.contains(auditBytes, Array(key.utf8)))
         }
         let providerCSV = String(decoding: data.providerCSV, as: UTF8.self)
-        let emails = providerCSV.split(separator: "\n").dropFirst().compactMap { $0.split(separator: ",", omittingEmptySubsequences: false)[1].trimmingCharacters(in: CharacterSet(charactersIn: "\" ")).lowercased() }.filter { !$0.isEmpty }
+        let emails = providerCSV.split(separator: "\n").dropFirst().compactMap {
+            $0.split(separator: ",", omittingEmptySubsequences: false)[1].trimmingCharacters(
+                in: CharacterSet(charactersIn: "\" ")
+            ).lowercased()
+        }.filter { !$0.isEmpty }
         #expect(emails.count > 100)
         // The coordinator's inputs hold no plaintext identifier.
         let dir = "\(c.exchange)/\(try Self.collaborationID(c))/\(run)"
@@ -142,8 +191,14 @@ struct EndToEndCLITests {
         let names = try FileManager.default.contentsOfDirectory(atPath: dir)
         #expect(names.contains("part-00000.csv.gz") && names.contains("manifest.json"))
         let out = "\(c.root)/provider/matched.csv"
-        try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out])
-        let keys = Set(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map { String($0.split(separator: ",")[0]) })
+        try CLI.expectSuccess([
+            "provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out",
+            out,
+        ])
+        let keys = Set(
+            try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map {
+                String($0.split(separator: ",")[0])
+            })
         #expect(keys == data.expectedAudienceKeys)
     }
 
@@ -158,16 +213,26 @@ struct EndToEndCLITests {
         #expect(try c.providerPrepare(run, input: pIn).status == 0)
         #expect(try c.consumerPrepare(run, input: cIn).status == 0)
         try c.respondBoth(run)
-        let m = try CLI.run(["coordinator", "match", "--agreement", c.agreement, "--identity", c.key("coordinator"), "--exchange", c.exchange,
-                             "--run-id", run, "--audit-db", c.audit, "--json"], environment: ["CLEANROOM_SPILL_BYTES": "4096"])
+        let m = try CLI.run(
+            [
+                "coordinator", "match", "--agreement", c.agreement, "--identity", c.key("coordinator"), "--exchange",
+                c.exchange,
+                "--run-id", run, "--audit-db", c.audit, "--json",
+            ], environment: ["CLEANROOM_SPILL_BYTES": "4096"])
         #expect(m.status == 0, "\(m.stderr)")
         let scratch = c.audit + ".private/scratch"
         let attributes = try FileManager.default.attributesOfItem(atPath: scratch)
         #expect((attributes[.posixPermissions] as? Int) == 0o700)
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty, "scratch files are unlinked")
         let out = "\(c.root)/provider/matched.csv"
-        try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out])
-        let keys = Set(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map { String($0.split(separator: ",")[0]) })
+        try CLI.expectSuccess([
+            "provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out",
+            out,
+        ])
+        let keys = Set(
+            try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map {
+                String($0.split(separator: ",")[0])
+            })
         #expect(keys == data.expectedAudienceKeys)
     }
 
@@ -189,8 +254,11 @@ struct EndToEndCLITests {
     @Test func badInputNamesFileRowAndRuleAndLeavesNothing() throws {
         let c = try Collaboration()
         let input = "\(c.root)/consumer/customers.csv"
-        try Data("member_id,email,phone,ads_consent\nM1,alice.person@example.com,,yes\nM2,bob.secret@@example.com,,yes\n".utf8)
-            .write(to: URL(fileURLWithPath: input))
+        try Data(
+            "member_id,email,phone,ads_consent\nM1,alice.person@example.com,,yes\nM2,bob.secret@@example.com,,yes\n"
+                .utf8
+        )
+        .write(to: URL(fileURLWithPath: input))
         let run = Self.newRun()
         let r = try c.consumerPrepare(run, input: input, extra: [])
         #expect(r.status == 1)
@@ -198,9 +266,12 @@ struct EndToEndCLITests {
         #expect(r.stderr.contains("'email'"))
         #expect(!r.stderr.contains("bob.secret"))
         #expect(!FileManager.default.fileExists(atPath: "\(c.exchange)"), "no partial output")
-        #expect(!FileManager.default.fileExists(atPath: c.state("consumer") + "/" + (try Self.collaborationID(c)) + "/\(run).consumer.state"))
+        #expect(
+            !FileManager.default.fileExists(
+                atPath: c.state("consumer") + "/" + (try Self.collaborationID(c)) + "/\(run).consumer.state"))
         // A malformed CSV row: wrong field count.
-        try Data("member_id,email,phone,ads_consent\nM1,a@example.com,,yes,extra\n".utf8).write(to: URL(fileURLWithPath: input))
+        try Data("member_id,email,phone,ads_consent\nM1,a@example.com,,yes,extra\n".utf8).write(
+            to: URL(fileURLWithPath: input))
         let r2 = try c.consumerPrepare(run, input: input, extra: [])
         #expect(r2.status == 1)
         #expect(r2.stderr.contains("csv.field_count"))
@@ -218,11 +289,15 @@ struct EndToEndCLITests {
         #expect(v.stderr.contains("activation.agreement.signature_invalid"))
         let m = try c.match(Self.newRun())
         #expect(m.status == 1)
-        #expect(!FileManager.default.fileExists(atPath: c.audit), "nothing is recorded under an agreement that does not verify")
+        #expect(
+            !FileManager.default.fileExists(atPath: c.audit),
+            "nothing is recorded under an agreement that does not verify")
     }
 
     static func collaborationID(_ c: Collaboration) throws -> String {
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: c.agreement))) as! [String: Any]
+        let json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: c.agreement)))
+            as! [String: Any]
         return (json["terms"] as! [String: Any])["collaborationID"] as! String
     }
 

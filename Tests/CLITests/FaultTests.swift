@@ -1,9 +1,9 @@
-import Foundation
-import Testing
-import RistrettoPSI
 import AuditLog
-import Workflow
+import Foundation
+import RistrettoPSI
 import TestSupport
+import Testing
+import Workflow
 
 /// Faults with real processes of the built `cleanroom` binary: `kill -9` in the middle of each
 /// round, two coordinators on one run, and a disk that fills during a write. Each must end in a
@@ -27,7 +27,9 @@ struct FaultTests {
         let c: Collaboration
         let data: SyntheticData
         let providerInput: String, consumerInput: String
-        init(providerRows: Int = 12_000, consumerRows: Int = 9_000, overlap: Int = 5_000, extraInvite: [String] = []) throws {
+        init(providerRows: Int = 12_000, consumerRows: Int = 9_000, overlap: Int = 5_000, extraInvite: [String] = [])
+            throws
+        {
             c = try Collaboration(minMatched: 20, extraInvite: extraInvite)
             data = SyntheticData(providerRows: providerRows, consumerRows: consumerRows, overlap: overlap)
             (providerInput, consumerInput) = try EndToEndCLITests.writeData(c, data)
@@ -37,23 +39,40 @@ struct FaultTests {
         func args(_ step: Step, _ run: String) -> [String] {
             switch step {
             case .providerPrepare:
-                return ["provider", "prepare", "--agreement", c.agreement, "--identity", c.key("provider"), "--state-dir", c.state("provider"),
-                        "--exchange", c.exchange, "--run-id", run, "--input", providerInput, "--audience-key-column", "audience_id",
-                        "--email-column", "email", "--phone-column", "phone", "--maid-column", "mobile_ad_id"]
+                return [
+                    "provider", "prepare", "--agreement", c.agreement, "--identity", c.key("provider"), "--state-dir",
+                    c.state("provider"),
+                    "--exchange", c.exchange, "--run-id", run, "--input", providerInput, "--audience-key-column",
+                    "audience_id",
+                    "--email-column", "email", "--phone-column", "phone", "--maid-column", "mobile_ad_id",
+                ]
             case .consumerPrepare:
-                return ["consumer", "prepare", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir", c.state("consumer"),
-                        "--exchange", c.exchange, "--run-id", run, "--input", consumerInput, "--email-column", "email", "--phone-column", "phone",
-                        "--consent-column", "ads_consent", "--member-id-column", "member_id", "--segment-id", "loyalty",
-                        "--segment-name", "Loyalty members", "--skip-invalid"]
+                return [
+                    "consumer", "prepare", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir",
+                    c.state("consumer"),
+                    "--exchange", c.exchange, "--run-id", run, "--input", consumerInput, "--email-column", "email",
+                    "--phone-column", "phone",
+                    "--consent-column", "ads_consent", "--member-id-column", "member_id", "--segment-id", "loyalty",
+                    "--segment-name", "Loyalty members", "--skip-invalid",
+                ]
             case .providerRespond:
-                return ["provider", "respond", "--agreement", c.agreement, "--identity", c.key("provider"), "--state-dir", c.state("provider"),
-                        "--exchange", c.exchange, "--run-id", run]
+                return [
+                    "provider", "respond", "--agreement", c.agreement, "--identity", c.key("provider"), "--state-dir",
+                    c.state("provider"),
+                    "--exchange", c.exchange, "--run-id", run,
+                ]
             case .consumerRespond:
-                return ["consumer", "respond", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir", c.state("consumer"),
-                        "--exchange", c.exchange, "--run-id", run]
+                return [
+                    "consumer", "respond", "--agreement", c.agreement, "--identity", c.key("consumer"), "--state-dir",
+                    c.state("consumer"),
+                    "--exchange", c.exchange, "--run-id", run,
+                ]
             case .coordinatorMatch:
-                return ["coordinator", "match", "--agreement", c.agreement, "--identity", c.key("coordinator"), "--exchange", c.exchange,
-                        "--run-id", run, "--audit-db", c.audit]
+                return [
+                    "coordinator", "match", "--agreement", c.agreement, "--identity", c.key("coordinator"),
+                    "--exchange", c.exchange,
+                    "--run-id", run, "--audit-db", c.audit,
+                ]
             }
         }
 
@@ -71,10 +90,16 @@ struct FaultTests {
         /// The provider's opened delivery equals the known overlap.
         func expectDeliveredOverlap(_ run: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
             let out = "\(c.root)/provider/matched-\(run).csv"
-            let r = try CLI.run(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out])
+            let r = try CLI.run([
+                "provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run,
+                "--out", out,
+            ])
             #expect(r.status == 0, "\(r.stderr)", sourceLocation: sourceLocation)
             guard r.status == 0 else { return }
-            let keys = Set(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map { String($0.split(separator: ",")[0]) })
+            let keys = Set(
+                try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map {
+                    String($0.split(separator: ",")[0])
+                })
             #expect(keys == data.expectedAudienceKeys, sourceLocation: sourceLocation)
         }
 
@@ -94,11 +119,15 @@ struct FaultTests {
             let base = "\(c.bucket)/\(collaborationID)"
             let all = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
             if !allowStaging {
-                #expect(!all.contains { $0.hasPrefix(".staging-") }, "staging left in the bucket: \(all)", sourceLocation: sourceLocation)
+                #expect(
+                    !all.contains { $0.hasPrefix(".staging-") }, "staging left in the bucket: \(all)",
+                    sourceLocation: sourceLocation)
             }
             for n in all where !n.hasPrefix(".staging-") {
                 let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(base)/\(n)")) ?? []
-                #expect(files.contains("manifest.json"), "a delivery without its manifest: \(n)", sourceLocation: sourceLocation)
+                #expect(
+                    files.contains("manifest.json"), "a delivery without its manifest: \(n)",
+                    sourceLocation: sourceLocation)
             }
         }
     }
@@ -134,7 +163,9 @@ struct FaultTests {
 
     /// Codes a retry after a crash may refuse with: the crashed step left its (atomic) output or
     /// its state, so the step does not silently redo work under the same run ID.
-    static let refusalsAfterCrash = ["workflow.already_exists", "workflow.not_found", "activation.state.invalid", "activation.run_already_used"]
+    static let refusalsAfterCrash = [
+        "workflow.already_exists", "workflow.not_found", "activation.state.invalid", "activation.run_already_used",
+    ]
 
     @Test(arguments: Step.allCases)
     func killNineInTheMiddleOfEachRound(step: Step) throws {
@@ -157,12 +188,16 @@ struct FaultTests {
         // Retry the crashed step, then go on with the rest of the run.
         let retry = try CLI.run(s.args(step, run))
         if retry.status != 0 {
-            #expect(Self.refusalsAfterCrash.contains { retry.stderr.contains($0) }, "retry refused without a stable code: \(retry.stderr)")
+            #expect(
+                Self.refusalsAfterCrash.contains { retry.stderr.contains($0) },
+                "retry refused without a stable code: \(retry.stderr)")
         }
         let rest = try s.run(all[(index + 1)...], run)
         if let (failed, r) = rest {
             // Refused: nothing of this run was delivered; the parties start a new run.
-            #expect(Self.refusalsAfterCrash.contains { r.stderr.contains($0) }, "\(failed.rawValue) refused without a stable code: \(r.stderr)")
+            #expect(
+                Self.refusalsAfterCrash.contains { r.stderr.contains($0) },
+                "\(failed.rawValue) refused without a stable code: \(r.stderr)")
             #expect(!FileManager.default.fileExists(atPath: s.delivery(run)) || step == .coordinatorMatch)
             let fresh = EndToEndCLITests.newRun()
             #expect(try s.run(all[...], fresh) == nil, "a fresh run completes after the crash")
@@ -170,10 +205,14 @@ struct FaultTests {
         } else {
             // Completed under the same run ID, and no scalar of it is left on disk.
             try s.expectDeliveredOverlap(run)
-            let states = (FileManager.default.enumerator(atPath: s.c.root)?.allObjects as? [String] ?? []).filter { $0.hasSuffix("\(run).provider.state") || $0.hasSuffix("\(run).consumer.state") }
+            let states = (FileManager.default.enumerator(atPath: s.c.root)?.allObjects as? [String] ?? []).filter {
+                $0.hasSuffix("\(run).provider.state") || $0.hasSuffix("\(run).consumer.state")
+            }
             #expect(states.isEmpty, "run state left after the run completed: \(states)")
         }
-        print("kill -9 during \(step.rawValue): retry \(retry.status == 0 ? "completed the step" : "refused"); run \(rest == nil ? "completed under its run ID" : "refused, a fresh run completed")")
+        print(
+            "kill -9 during \(step.rawValue): retry \(retry.status == 0 ? "completed the step" : "refused"); run \(rest == nil ? "completed under its run ID" : "refused, a fresh run completed")"
+        )
         if step == .coordinatorMatch {
             // The crashed match is always finished by the retry: delivered exactly once, one entry.
             #expect(retry.status == 0 || retry.stderr.contains("activation.run_already_used"), "\(retry.stderr)")
@@ -203,7 +242,8 @@ struct FaultTests {
             procs.append((p, errURL))
         }
         for (p, _) in procs { try p.run() }
-        var statuses: [Int32] = [], errs: [String] = []
+        var statuses: [Int32] = []
+        var errs: [String] = []
         for (p, url) in procs {
             p.waitUntilExit()
             statuses.append(p.terminationStatus)
@@ -211,8 +251,12 @@ struct FaultTests {
         }
         #expect(statuses.sorted() == [0, 1], "exactly one coordinator succeeds: \(statuses) \(errs)")
         if let loser = statuses.firstIndex(of: 1) {
-            #expect(errs[loser].contains("activation.run_in_progress") || errs[loser].contains("activation.run_already_used"), "\(errs[loser])")
-            print("two coordinators, attempt \(attempt): the second was refused with \(errs[loser].contains("run_in_progress") ? "run_in_progress (concurrent)" : "run_already_used (after)")")
+            #expect(
+                errs[loser].contains("activation.run_in_progress")
+                    || errs[loser].contains("activation.run_already_used"), "\(errs[loser])")
+            print(
+                "two coordinators, attempt \(attempt): the second was refused with \(errs[loser].contains("run_in_progress") ? "run_in_progress (concurrent)" : "run_already_used (after)")"
+            )
         }
         let entries = try s.auditEntries(run)
         #expect(entries.count == 1 && entries.first?.event.kind == .delivered)
@@ -228,7 +272,9 @@ struct FaultTests {
     final class SmallDisk {
         let path: String
         init?(size: String) {
-            path = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-tmpfs-\(UUID().uuidString)").path
+            path =
+                FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-tmpfs-\(UUID().uuidString)")
+                .path
             try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             guard Self.sh("mount -t tmpfs -o size=\(size),mode=0755 tmpfs '\(path)'") == 0 else {
                 try? FileManager.default.removeItem(atPath: path)
@@ -254,7 +300,8 @@ struct FaultTests {
     /// Runs the CLI under `ulimit -f <blocks>` (512-byte blocks), SIGXFSZ ignored so the write
     /// fails with EFBIG instead of killing the process.
     static func runWithFileSizeLimit(_ args: [String], blocks: Int) throws -> (status: Int32, stderr: String) {
-        let quoted = ([try CLI.path()] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let quoted = ([try CLI.path()] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+            .joined(separator: " ")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", "trap '' XFSZ; ulimit -f \(blocks); exec \(quoted)"]
@@ -272,7 +319,9 @@ struct FaultTests {
 
     /// Files under `dir` whose names mark them temporary (a write that was not cleaned up).
     static func leftovers(_ dir: String) -> [String] {
-        (FileManager.default.enumerator(atPath: dir)?.allObjects as? [String] ?? []).filter { $0.contains(".tmp-") || $0.contains(".staging-") }
+        (FileManager.default.enumerator(atPath: dir)?.allObjects as? [String] ?? []).filter {
+            $0.contains(".tmp-") || $0.contains(".staging-")
+        }
     }
 
     /// The exchange fills while the provider writes round 1: the step fails with `workflow.io`,
@@ -286,14 +335,20 @@ struct FaultTests {
             #expect(r.status == 1)
             #expect(r.stderr.contains("workflow.io"), "\(r.stderr)")
             #expect(Self.leftovers(disk.path).isEmpty, "temporary files left: \(Self.leftovers(disk.path))")
-            let messages = (FileManager.default.enumerator(atPath: disk.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".crm") }
+            let messages = (FileManager.default.enumerator(atPath: disk.path)?.allObjects as? [String] ?? []).filter {
+                $0.hasSuffix(".crm")
+            }
             #expect(messages.isEmpty, "a message under its final name after a failed write: \(messages)")
-            #expect(!FileManager.default.fileExists(atPath: "\(s.c.state("provider"))/\(s.collaborationID)/\(run).provider.state"),
-                    "the scalar of a failed step is shredded")
+            #expect(
+                !FileManager.default.fileExists(
+                    atPath: "\(s.c.state("provider"))/\(s.collaborationID)/\(run).provider.state"),
+                "the scalar of a failed step is shredded")
             #expect(disk.resize("64m"))
             try CLI.expectSuccess(args)
         } else {
-            print("exchangeDiskFillsDuringRoundOne: cannot mount a tmpfs here (needs root); exchangeWriteBeyondTheFileSizeLimit covers the write failure")
+            print(
+                "exchangeDiskFillsDuringRoundOne: cannot mount a tmpfs here (needs root); exchangeWriteBeyondTheFileSizeLimit covers the write failure"
+            )
         }
     }
 
@@ -301,8 +356,10 @@ struct FaultTests {
     /// disk): the skip report, staged before publishing, never appears, and no temporary file is
     /// left in the state directory; the retry publishes the round and its report, listing all
     /// 120 skips (more than the 100 kept in memory, so some came back from the scratch space).
-    @Test(.disabled(if: ProcessInfo.processInfo.environment["CLEANROOM_SANITIZER"] == "thread",
-                    "ThreadSanitizer's runtime cannot run under RLIMIT_FSIZE"))
+    @Test(
+        .disabled(
+            if: ProcessInfo.processInfo.environment["CLEANROOM_SANITIZER"] == "thread",
+            "ThreadSanitizer's runtime cannot run under RLIMIT_FSIZE"))
     func skipReportGoesWithAFailedRoundTwo() throws {
         let s = try Setup(providerRows: 3_000, consumerRows: 24_000, overlap: 1_500)
         try #require(s.data.invalidConsumerRows > 100, "more skips than are kept in memory")
@@ -312,7 +369,9 @@ struct FaultTests {
         #expect(r.status == 1)
         #expect(r.stderr.contains("workflow.io"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: report), "a skip report beside a round that was not published")
-        #expect(Self.leftovers(s.c.state("consumer")).isEmpty, "temporary files left: \(Self.leftovers(s.c.state("consumer")))")
+        #expect(
+            Self.leftovers(s.c.state("consumer")).isEmpty,
+            "temporary files left: \(Self.leftovers(s.c.state("consumer")))")
         #expect(Self.leftovers(s.c.exchange).isEmpty)
         try CLI.expectSuccess(s.args(.consumerPrepare, run))
         let lines = try String(contentsOfFile: report, encoding: .utf8).split(separator: "\n")
@@ -324,8 +383,10 @@ struct FaultTests {
     /// Not under ThreadSanitizer: its runtime dies with SIGBUS in a process whose file size is
     /// limited (seen with Swift 6.3.1), before the code under test runs; the normal and the
     /// address-sanitizer runs keep the case.
-    @Test(.disabled(if: ProcessInfo.processInfo.environment["CLEANROOM_SANITIZER"] == "thread",
-                    "ThreadSanitizer's runtime cannot run under RLIMIT_FSIZE"))
+    @Test(
+        .disabled(
+            if: ProcessInfo.processInfo.environment["CLEANROOM_SANITIZER"] == "thread",
+            "ThreadSanitizer's runtime cannot run under RLIMIT_FSIZE"))
     func exchangeWriteBeyondTheFileSizeLimit() throws {
         let s = try Setup(providerRows: 6_000, consumerRows: 4_000, overlap: 2_500)
         let run = EndToEndCLITests.newRun()
@@ -333,9 +394,13 @@ struct FaultTests {
         #expect(r.status == 1)
         #expect(r.stderr.contains("workflow.io"), "\(r.stderr)")
         #expect(Self.leftovers(s.c.exchange).isEmpty, "temporary files left: \(Self.leftovers(s.c.exchange))")
-        let messages = (FileManager.default.enumerator(atPath: s.c.exchange)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".crm") }
+        let messages = (FileManager.default.enumerator(atPath: s.c.exchange)?.allObjects as? [String] ?? []).filter {
+            $0.hasSuffix(".crm")
+        }
         #expect(messages.isEmpty)
-        #expect(!FileManager.default.fileExists(atPath: "\(s.c.state("provider"))/\(s.collaborationID)/\(run).provider.state"))
+        #expect(
+            !FileManager.default.fileExists(
+                atPath: "\(s.c.state("provider"))/\(s.collaborationID)/\(run).provider.state"))
         try CLI.expectSuccess(s.args(.providerPrepare, run))
     }
 
@@ -343,7 +408,9 @@ struct FaultTests {
     /// the run is recorded `failed` (`workflow.io`) and a retry of that run ID is refused.
     @Test func bucketDiskFillsDuringDelivery() throws {
         guard let disk = SmallDisk(size: "128k") else {
-            print("bucketDiskFillsDuringDelivery: cannot mount a tmpfs here (needs root); the exchange test covers the file-size fallback")
+            print(
+                "bucketDiskFillsDuringDelivery: cannot mount a tmpfs here (needs root); the exchange test covers the file-size fallback"
+            )
             return
         }
         let s = try Setup(providerRows: 6_000, consumerRows: 4_000, overlap: 2_500)
@@ -357,7 +424,9 @@ struct FaultTests {
         #expect(!FileManager.default.fileExists(atPath: s.delivery(run)), "no delivery is committed")
         #expect(Self.leftovers(disk.path).isEmpty, "staging left: \(Self.leftovers(disk.path))")
         let entries = try s.auditEntries(run)
-        #expect(entries.count == 1 && entries.first?.event.kind == .failed && entries.first?.event.reasonCode == "workflow.io")
+        #expect(
+            entries.count == 1 && entries.first?.event.kind == .failed
+                && entries.first?.event.reasonCode == "workflow.io")
         #expect(disk.resize("64m"))
         let again = try CLI.run(s.args(.coordinatorMatch, run))
         #expect(again.status == 1 && again.stderr.contains("activation.run_already_used"))
@@ -374,7 +443,8 @@ struct FaultTests {
             return
         }
         // Two runs of the same list: the near-duplicate check is off so both may deliver.
-        let s = try Setup(providerRows: 6_000, consumerRows: 4_000, overlap: 2_500, extraInvite: ["--max-run-similarity", "0"])
+        let s = try Setup(
+            providerRows: 6_000, consumerRows: 4_000, overlap: 2_500, extraInvite: ["--max-run-similarity", "0"])
         let audit = "\(disk.path)/audit.sqlite"
         // A log with one entry from an earlier run, then a disk with no room left.
         let earlier = EndToEndCLITests.newRun()
@@ -386,12 +456,14 @@ struct FaultTests {
         #expect(try s.run(Step.allCases.dropLast(), run) == nil)
         let full = try CLI.run(s.args(.coordinatorMatch, run).map { $0 == s.c.audit ? audit : $0 })
         #expect(full.status == 1, "\(full.stderr)")
-        #expect(!FileManager.default.fileExists(atPath: s.delivery(run)), "nothing is delivered without room to record it")
+        #expect(
+            !FileManager.default.fileExists(atPath: s.delivery(run)), "nothing is delivered without room to record it")
         s.expectNoPartialDelivery()
         // Even reading needs room for SQLite's WAL index, so while the disk is full verify may
         // fail, but only with an I/O error, never as a broken or corrupt log.
         let whileFull = try CLI.run(["audit", "verify", "--db", audit])
-        #expect(whileFull.status == 0 || whileFull.stderr.contains("audit.io"), "verify while full: \(whileFull.stderr)")
+        #expect(
+            whileFull.status == 0 || whileFull.stderr.contains("audit.io"), "verify while full: \(whileFull.stderr)")
         try FileManager.default.removeItem(atPath: "\(disk.path)/filler")
         #expect(try CLI.run(["audit", "verify", "--db", audit]).status == 0)
         let retry = try CLI.run(s.args(.coordinatorMatch, run).map { $0 == s.c.audit ? audit : $0 })

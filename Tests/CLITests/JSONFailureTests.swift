@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `--json` failures (README "Exit codes"): one JSON object on stdout with the stable code, the
 /// stderr line's message and the exit code, so scripts read every outcome the same way; never a
@@ -8,7 +8,8 @@ import TestSupport
 @Suite("CLI: failures with --json")
 struct JSONFailureTests {
     static func object(_ r: CLI.Result) throws -> [String: Any] {
-        try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
+        try #require(
+            try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
     }
 
     @Test func usageErrorIsCLIUsage() throws {
@@ -23,8 +24,10 @@ struct JSONFailureTests {
 
     @Test func moduleErrorCarriesItsCode() throws {
         let missing = NSTemporaryDirectory() + "cleanroom-json-\(UUID().uuidString)/agreement.json"
-        let r = try CLI.run(["provider", "respond", "--agreement", missing, "--identity", missing, "--state-dir", missing,
-                             "--exchange", missing, "--run-id", UUID().uuidString.lowercased(), "--json", "--quiet"])
+        let r = try CLI.run([
+            "provider", "respond", "--agreement", missing, "--identity", missing, "--state-dir", missing,
+            "--exchange", missing, "--run-id", UUID().uuidString.lowercased(), "--json", "--quiet",
+        ])
         #expect(r.status == 1)
         let error = try #require(try Self.object(r)["error"] as? [String: Any])
         #expect(error["code"] as? String == "workflow.not_found")
@@ -35,8 +38,10 @@ struct JSONFailureTests {
     /// `--json` as an option's value is that value, not the flag: the failure stays text only.
     @Test func jsonAsAnOptionsValueIsNotTheFlag() throws {
         let missing = NSTemporaryDirectory() + "cleanroom-json-\(UUID().uuidString)"
-        let r = try CLI.run(["provider", "respond", "--agreement", missing, "--identity", missing, "--state-dir", missing,
-                             "--exchange", missing, "--run-id", "--json"])
+        let r = try CLI.run([
+            "provider", "respond", "--agreement", missing, "--identity", missing, "--state-dir", missing,
+            "--exchange", missing, "--run-id", "--json",
+        ])
         #expect(r.status == 1)
         #expect(r.stderr.contains("workflow.not_found"))
         #expect(r.stdout.isEmpty, "stdout: \(r.stdout)")

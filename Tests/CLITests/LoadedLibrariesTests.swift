@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// A process that never sends an S3 or STS request does not load libcurl (nor the 28 libraries
 /// it brings: GnuTLS, Kerberos, OpenLDAP…): S3Delivery opens it with `dlopen` on the first
@@ -14,7 +14,9 @@ struct LoadedLibrariesTests {
         let r = try CLI.run(["--help"], environment: ["LD_DEBUG": "files"])
         #expect(r.status == 0)
         let loaded = r.stderr.split(separator: "\n").filter { $0.contains("file=") }
-        #expect(loaded.contains { $0.contains("libsodium") }, "the loader's trace is there (control): \(r.stderr.prefix(400))")
+        #expect(
+            loaded.contains { $0.contains("libsodium") },
+            "the loader's trace is there (control): \(r.stderr.prefix(400))")
         #expect(!loaded.contains { $0.contains("libcurl") }, "\(loaded.filter { $0.contains("libcurl") })")
         #expect(!loaded.contains { $0.contains("libgnutls") })
     }

@@ -1,10 +1,10 @@
-import Foundation
-import Testing
-import RistrettoPSI
 import Activation
 import AuditLog
-import Workflow
+import Foundation
+import RistrettoPSI
 import TestSupport
+import Testing
+import Workflow
 
 /// The coordinator's privacy guards through the real edges: each role step with its files, the
 /// SQLite audit log (reopened for every run, so every rule is counted from the log) and the
@@ -15,7 +15,8 @@ struct PrivacyGuardsTests {
     /// One collaboration in a scratch directory, its roles driven in process through `Steps`.
     final class Room {
         let root: String
-        let consumer = PartyIdentity.generate(), provider = PartyIdentity.generate(), coordinator = PartyIdentity.generate()
+        let consumer = PartyIdentity.generate(), provider = PartyIdentity.generate(),
+            coordinator = PartyIdentity.generate()
         let agreement: VerifiedAgreement
         let data: SyntheticData
         var exchange: Exchange { Exchange(root: "\(root)/exchange") }
@@ -25,10 +26,15 @@ struct PrivacyGuardsTests {
         var collaboration: String { agreement.terms.collaborationID }
 
         /// `destination` nil: a local bucket directory under `root`.
-        init(_ privacy: AgreementTerms.Privacy, data: SyntheticData = SyntheticData(providerRows: 400, consumerRows: 300, overlap: 200),
-             collaborationID: String = AgreementTerms.newID(), externalID: String = AgreementTerms.newID(),
-             destination: AgreementTerms.Destination? = nil) throws {
-            root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-guards-\(UUID().uuidString)").path
+        init(
+            _ privacy: AgreementTerms.Privacy,
+            data: SyntheticData = SyntheticData(providerRows: 400, consumerRows: 300, overlap: 200),
+            collaborationID: String = AgreementTerms.newID(), externalID: String = AgreementTerms.newID(),
+            destination: AgreementTerms.Destination? = nil
+        ) throws {
+            root =
+                FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-guards-\(UUID().uuidString)")
+                .path
             try FileManager.default.createDirectory(atPath: "\(root)/coordinator", withIntermediateDirectories: true)
             self.data = data
             try Data(data.providerCSV).write(to: URL(fileURLWithPath: "\(root)/audience.csv"))
@@ -37,10 +43,15 @@ struct PrivacyGuardsTests {
                 collaborationID: collaborationID, externalID: externalID, createdAt: Date(),
                 expiresAt: Date().addingTimeInterval(30 * 86_400),
                 consumer: .init(name: "Retailer", signingKey: consumer.signingKey.verifyingKey.hex),
-                provider: .init(name: "Media", signingKey: provider.signingKey.verifyingKey.hex, sealingKey: provider.sealingKey.publicKey.hex),
-                coordinator: .init(name: "Coordinator", signingKey: coordinator.signingKey.verifyingKey.hex, sealingKey: coordinator.sealingKey.publicKey.hex),
+                provider: .init(
+                    name: "Media", signingKey: provider.signingKey.verifyingKey.hex,
+                    sealingKey: provider.sealingKey.publicKey.hex),
+                coordinator: .init(
+                    name: "Coordinator", signingKey: coordinator.signingKey.verifyingKey.hex,
+                    sealingKey: coordinator.sealingKey.publicKey.hex),
                 matching: .init(identifierTypes: ["email", "phone", "maid"], defaultCountryCallingCode: "1"),
-                output: .init(), privacy: privacy, destination: destination ?? .init(kind: "local", directory: "\(root)/bucket"))
+                output: .init(), privacy: privacy,
+                destination: destination ?? .init(kind: "local", directory: "\(root)/bucket"))
             var signed = SignedAgreement(terms: terms)
             try signed.sign(as: .consumer, with: consumer.signingKey)
             try signed.sign(as: .provider, with: provider.signingKey)
@@ -57,41 +68,58 @@ struct PrivacyGuardsTests {
             return run
         }
         func providerPrepare(_ run: String) throws {
-            _ = try Steps.providerPrepare(agreement: agreement, identity: provider, input: "\(root)/audience.csv",
-                                          columns: ColumnSpec([(.email, "email"), (.phone, "phone"), (.mobileAdID, "mobile_ad_id")]),
-                                          audienceKeyColumn: "audience_id", runID: run, exchange: exchange,
-                                          state: StateStore(root: "\(root)/provider-state"), policy: .reject)
+            _ = try Steps.providerPrepare(
+                agreement: agreement, identity: provider, input: "\(root)/audience.csv",
+                columns: ColumnSpec([(.email, "email"), (.phone, "phone"), (.mobileAdID, "mobile_ad_id")]),
+                audienceKeyColumn: "audience_id", runID: run, exchange: exchange,
+                state: StateStore(root: "\(root)/provider-state"), policy: .reject)
         }
-        func consumerPrepare(_ run: String, filters: [(column: String, values: [String])] = [], input: String? = nil) throws {
-            _ = try Steps.consumerPrepare(agreement: agreement, signingKey: consumer.signingKey, input: input ?? "\(root)/customers.csv",
-                                          columns: ColumnSpec([(.email, "email"), (.phone, "phone")]), filters: filters,
-                                          consent: ["ads_consent"], memberIDColumn: nil, segmentID: "seg", segmentName: "Segment",
-                                          runID: run, exchange: exchange, state: StateStore(root: "\(root)/consumer-state"), policy: .skipAndReport)
+        func consumerPrepare(_ run: String, filters: [(column: String, values: [String])] = [], input: String? = nil)
+            throws
+        {
+            _ = try Steps.consumerPrepare(
+                agreement: agreement, signingKey: consumer.signingKey, input: input ?? "\(root)/customers.csv",
+                columns: ColumnSpec([(.email, "email"), (.phone, "phone")]), filters: filters,
+                consent: ["ads_consent"], memberIDColumn: nil, segmentID: "seg", segmentName: "Segment",
+                runID: run, exchange: exchange, state: StateStore(root: "\(root)/consumer-state"),
+                policy: .skipAndReport)
         }
         func respond(_ run: String) throws {
-            _ = try Steps.providerRespond(agreement: agreement, identity: provider, runID: run, exchange: exchange,
-                                          state: StateStore(root: "\(root)/provider-state"))
-            _ = try Steps.consumerRespond(agreement: agreement, signingKey: consumer.signingKey, runID: run, exchange: exchange,
-                                          state: StateStore(root: "\(root)/consumer-state"))
+            _ = try Steps.providerRespond(
+                agreement: agreement, identity: provider, runID: run, exchange: exchange,
+                state: StateStore(root: "\(root)/provider-state"))
+            _ = try Steps.consumerRespond(
+                agreement: agreement, signingKey: consumer.signingKey, runID: run, exchange: exchange,
+                state: StateStore(root: "\(root)/consumer-state"))
         }
 
         /// Round 5 with a freshly opened audit log, as a separate coordinator process would.
         func match(_ run: String, now: Date = Date()) throws -> Steps.MatchResult {
             let ledger = try AuditLedger(path: auditPath, signingKey: coordinator.signingKey, agreement: agreement)
-            return try Steps.coordinatorMatch(agreement: agreement, identity: coordinator, runID: run, exchange: exchange,
-                                              destination: try Steps.destination(for: agreement), ledger: ledger, store: store, now: now)
+            return try Steps.coordinatorMatch(
+                agreement: agreement, identity: coordinator, runID: run, exchange: exchange,
+                destination: try Steps.destination(for: agreement), ledger: ledger, store: store, now: now)
         }
 
         /// The refusal's code, or nil when the run was not refused.
         func refusal(_ run: String, now: Date = Date()) throws -> ActivationError.Code? {
-            do { _ = try match(run, now: now); return nil } catch let e as ActivationError { return e.code }
+            do {
+                _ = try match(run, now: now)
+                return nil
+            } catch let e as ActivationError { return e.code }
         }
 
         func entry(_ run: String) throws -> AuditEntry? {
-            try AuditLog.openReadOnly(at: auditPath).entries(collaborationID: collaboration).last { $0.event.runID == run }
+            try AuditLog.openReadOnly(at: auditPath).entries(collaborationID: collaboration).last {
+                $0.event.runID == run
+            }
         }
-        func delivered(_ run: String) -> Bool { FileManager.default.fileExists(atPath: "\(bucket)/\(collaboration)/\(run)") }
-        func verifies() throws -> Int { try AuditLog.openReadOnly(at: auditPath).verify(pinnedKey: coordinator.signingKey.verifyingKey).entryCount }
+        func delivered(_ run: String) -> Bool {
+            FileManager.default.fileExists(atPath: "\(bucket)/\(collaboration)/\(run)")
+        }
+        func verifies() throws -> Int {
+            try AuditLog.openReadOnly(at: auditPath).verify(pinnedKey: coordinator.signingKey.verifyingKey).entryCount
+        }
     }
 
     /// Checks a refused run: its own code, nothing delivered, an audit entry `rejected` with that code.
@@ -124,13 +152,16 @@ struct PrivacyGuardsTests {
     /// Frequency capping counted from the audit log: two runs in the window, the third refused
     /// (rejected runs do not count), and allowed again once the window has passed.
     @Test func runsBeyondTheWindowCapAreRefusedCountedFromTheLog() throws {
-        let room = try Room(.init(minConsumerRows: 10, minMatchedRows: 5, maxRunsPerWindow: 2, windowSeconds: 3600, maxRunSimilarityPercent: 0))
+        let room = try Room(
+            .init(
+                minConsumerRows: 10, minMatchedRows: 5, maxRunsPerWindow: 2, windowSeconds: 3600,
+                maxRunSimilarityPercent: 0))
         #expect(try room.match(try room.prepare(filters: [("loyalty_tier", ["gold"])])).kind == .delivered)
         #expect(try room.match(try room.prepare(filters: [("loyalty_tier", ["silver"])])).kind == .delivered)
         let third = try room.prepare()
         try Self.expectRefused(room, third, .runLimitReached)
         let fourth = try room.prepare()
-        try Self.expectRefused(room, fourth, .runLimitReached) // the rejected third did not use up a slot, but the cap holds
+        try Self.expectRefused(room, fourth, .runLimitReached)  // the rejected third did not use up a slot, but the cap holds
         // An hour later the window has moved past all four entries.
         #expect(try room.match(try room.prepare(), now: Date().addingTimeInterval(3601)).kind == .delivered)
         #expect(try room.verifies() == 5)
@@ -146,11 +177,14 @@ struct PrivacyGuardsTests {
         #expect(r.counts.matchedRows == room.data.expectedAudienceKeys.count)
 
         // The same customers minus three that match (rows of people in the overlap).
-        let lines = String(decoding: room.data.consumerCSV, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = String(decoding: room.data.consumerCSV, as: UTF8.self).split(
+            separator: "\n", omittingEmptySubsequences: false)
         let fewer = "\(room.root)/customers-minus-3.csv"
         var dropped = 0
         let kept = lines.enumerated().filter { i, l in
-            guard i > 0, dropped < 3, l.hasSuffix(",yes"), l.split(separator: ",", omittingEmptySubsequences: false)[1] != "" else { return true }
+            guard i > 0, dropped < 3, l.hasSuffix(",yes"),
+                l.split(separator: ",", omittingEmptySubsequences: false)[1] != ""
+            else { return true }
             dropped += 1
             return false
         }.map(\.element)
@@ -159,8 +193,10 @@ struct PrivacyGuardsTests {
         try Self.expectRefused(room, try room.prepare(), .nearDuplicateRun)
 
         // Near-duplicate refusals count toward the cap (probing the threshold is not free).
-        let history = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
-            .history(collaborationID: room.collaboration, windowSeconds: 86_400, now: Date())
+        let history = try AuditLedger(
+            path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement
+        )
+        .history(collaborationID: room.collaboration, windowSeconds: 86_400, now: Date())
         #expect(history.runsInWindow == 3)
 
         // Gold members only: about half the matched set, below the 90 % similarity threshold.
@@ -174,14 +210,20 @@ struct PrivacyGuardsTests {
         let consumerText = String(decoding: room.data.consumerCSV, as: UTF8.self)
         for name in sketches {
             let text = try String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8)
-            #expect((try FileManager.default.attributesOfItem(atPath: "\(dir)/\(name)")[.posixPermissions] as? Int) == 0o600)
+            #expect(
+                (try FileManager.default.attributesOfItem(atPath: "\(dir)/\(name)")[.posixPermissions] as? Int) == 0o600
+            )
             for key in room.data.expectedAudienceKeys { #expect(!text.contains(key)) }
-            for line in text.split(separator: "\n").dropFirst(2) { #expect(line.count == 16 && !consumerText.contains(line)) }
+            for line in text.split(separator: "\n").dropFirst(2) {
+                #expect(line.count == 16 && !consumerText.contains(line))
+            }
         }
         // Nothing of the sketch reaches the consumer-readable log.
         let auditBytes = try Data(contentsOf: URL(fileURLWithPath: room.auditPath))
         for name in sketches {
-            for line in try String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8).split(separator: "\n").dropFirst(2).prefix(20) {
+            for line in try String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8).split(separator: "\n").dropFirst(
+                2
+            ).prefix(20) {
                 #expect(auditBytes.range(of: Data(line.utf8)) == nil)
             }
         }
@@ -191,7 +233,9 @@ struct PrivacyGuardsTests {
     /// from the log, refuses the run that would exceed it.
     @Test func noisyCountsAndTheBudgetLiveInTheLog() throws {
         let noise = AgreementTerms.Privacy.Noise(epsilonMillis: 1000, budgetMillis: 2500)
-        let room = try Room(.init(minConsumerRows: 10, minMatchedRows: 5, maxRunsPerWindow: 10, maxRunSimilarityPercent: 0, noise: noise))
+        let room = try Room(
+            .init(
+                minConsumerRows: 10, minMatchedRows: 5, maxRunsPerWindow: 10, maxRunSimilarityPercent: 0, noise: noise))
         var results: [(String, Steps.MatchResult)] = []
         for _ in 0..<2 {
             let run = try room.prepare()
@@ -203,13 +247,17 @@ struct PrivacyGuardsTests {
             #expect(r.counts.noisyMatchedRows != nil)
             if r.kind == .delivered { #expect(e.event.matchedRowsDelivered == r.counts.noisyMatchedRows) }
         }
-        #expect(try AuditLog.openReadOnly(at: room.auditPath).epsilonSpentMillis(collaborationID: room.collaboration) == 2000)
+        #expect(
+            try AuditLog.openReadOnly(at: room.auditPath).epsilonSpentMillis(collaborationID: room.collaboration)
+                == 2000)
         let third = try room.prepare()
         try Self.expectRefused(room, third, .privacyBudgetExhausted)
         #expect(try room.entry(third)?.event.privacyEpsilonMillis == nil, "a refused run spends nothing")
         #expect(try room.verifies() == 3)
-        let show = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
-            .consumerView(collaborationID: room.collaboration)
+        let show = try AuditLedger(
+            path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement
+        )
+        .consumerView(collaborationID: room.collaboration)
         #expect(show.contains("ε 1.000 spent"))
         let cli = try CLI.run(["audit", "show", "--db", room.auditPath, "--collaboration", room.collaboration])
         #expect(cli.status == 0 && cli.stdout.contains("differential privacy: ε 2.000 spent"), "\(cli.stdout)")
@@ -217,18 +265,29 @@ struct PrivacyGuardsTests {
 
     /// The ledger's contract under noise: the exact count never reaches the log, in any column.
     @Test func exactCountIsNotInTheLogUnderNoise() throws {
-        let room = try Room(.init(minConsumerRows: 10, minMatchedRows: 5, noise: .init(epsilonMillis: 500, budgetMillis: 5000)))
-        let ledger = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
+        let room = try Room(
+            .init(minConsumerRows: 10, minMatchedRows: 5, noise: .init(epsilonMillis: 500, budgetMillis: 5000)))
+        let ledger = try AuditLedger(
+            path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
         var counts = MatchCounts()
-        counts.consumerRows = 300; counts.consumerIdentifiers = 420; counts.providerElements = 900
-        counts.matchedElements = 1300; counts.matchedRows = 1234; counts.noisyMatchedRows = 1251; counts.epsilonMillis = 500
-        try ledger.record(RunEvent(.delivered, collaborationID: room.collaboration, runID: AgreementTerms.newID(),
-                                   agreementHash: room.agreement.hash, counts: counts, deliveredObjects: 1,
-                                   manifestSHA256: SHA256.hash([1]), reasonCode: nil))
+        counts.consumerRows = 300
+        counts.consumerIdentifiers = 420
+        counts.providerElements = 900
+        counts.matchedElements = 1300
+        counts.matchedRows = 1234
+        counts.noisyMatchedRows = 1251
+        counts.epsilonMillis = 500
+        try ledger.record(
+            RunEvent(
+                .delivered, collaborationID: room.collaboration, runID: AgreementTerms.newID(),
+                agreementHash: room.agreement.hash, counts: counts, deliveredObjects: 1,
+                manifestSHA256: SHA256.hash([1]), reasonCode: nil))
         let e = try #require(try AuditLog.openReadOnly(at: room.auditPath).entries().first)
         #expect(e.event.matchedRowsDelivered == 1251)
-        let numbers = [e.event.consumerRowsProcessed, e.event.consumerIdentifiersProcessed, e.event.matchedRowsDelivered,
-                       e.event.deliveredObjectCount, e.event.privacyEpsilonMillis ?? 0]
+        let numbers = [
+            e.event.consumerRowsProcessed, e.event.consumerIdentifiersProcessed, e.event.matchedRowsDelivered,
+            e.event.deliveredObjectCount, e.event.privacyEpsilonMillis ?? 0,
+        ]
         #expect(!numbers.contains(1234))
     }
 
@@ -236,12 +295,14 @@ struct PrivacyGuardsTests {
     /// scalars), yet the matched sets agree, which is what the sketch compares.
     @Test func blindedValuesOfTwoRunsShareNothing() throws {
         let room = try Room(.init(minConsumerRows: 10, minMatchedRows: 5))
-        let r1 = try room.prepare(), r2 = try room.prepare()
+        let r1 = try room.prepare()
+        let r2 = try room.prepare()
         for kind in [MessageKind.consumerReblinded, .providerReblinded, .providerBlinded, .consumerBlinded] {
             let a = try Data(contentsOf: URL(fileURLWithPath: room.exchange.path(room.agreement, run: r1, kind)))
             let b = try Data(contentsOf: URL(fileURLWithPath: room.exchange.path(room.agreement, run: r2, kind)))
             // Compare 32-byte windows at record starts: the element of each record.
-            let recordsA = Self.elements(a), recordsB = Self.elements(b)
+            let recordsA = Self.elements(a)
+            let recordsB = Self.elements(b)
             #expect(!recordsA.isEmpty && recordsA.isDisjoint(with: recordsB), "\(kind)")
         }
     }
@@ -250,7 +311,8 @@ struct PrivacyGuardsTests {
     static func elements(_ file: Data) -> Set<Data> {
         let bytes = [UInt8](file)
         func be(_ at: Int, _ n: Int) -> Int { bytes[at..<at + n].reduce(0) { $0 << 8 | Int($1) } }
-        let count = be(72, 8), size = be(80, 4)
+        let count = be(72, 8)
+        let size = be(80, 4)
         let metaLength = be(180, 4)
         let body = 184 + metaLength
         return Set((0..<count).map { Data(bytes[(body + $0 * size)..<(body + $0 * size + 32)]) })
@@ -261,29 +323,42 @@ struct PrivacyGuardsTests {
 @Suite("Privacy guard flags in the CLI", .serialized)
 struct PrivacyGuardFlagTests {
     @Test func inviteWritesTheGuardTermsAndShowPrintsThem() throws {
-        let c = try EndToEndCLITests.Collaboration(extraInvite: ["--max-run-similarity", "80", "--dp-epsilon", "0.5", "--dp-budget", "4.25"])
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: c.agreement))) as! [String: Any]
+        let c = try EndToEndCLITests.Collaboration(extraInvite: [
+            "--max-run-similarity", "80", "--dp-epsilon", "0.5", "--dp-budget", "4.25",
+        ])
+        let json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: c.agreement)))
+            as! [String: Any]
         let privacy = (json["terms"] as! [String: Any])["privacy"] as! [String: Any]
         #expect(privacy["maxRunSimilarityPercent"] as? Int == 80)
         let noise = try #require(privacy["noise"] as? [String: Any])
         #expect(noise["mechanism"] as? String == "two-sided-geometric")
-        #expect(noise["epsilonMillis"] as? Int == 500 && noise["budgetMillis"] as? Int == 4250 && noise["sensitivity"] as? Int == 1)
+        #expect(
+            noise["epsilonMillis"] as? Int == 500 && noise["budgetMillis"] as? Int == 4250
+                && noise["sensitivity"] as? Int == 1)
         let show = try CLI.expectSuccess(["collaboration", "show", "--agreement", c.agreement])
         #expect(show.stdout.contains("refuse runs ≥ 80 % similar"))
         #expect(show.stdout.contains("two-sided-geometric, ε 0.500 per run, budget 4.250"))
         try CLI.expectSuccess(["collaboration", "verify", "--agreement", c.agreement])
     }
 
-    @Test(arguments: [["--dp-epsilon", "abc", "--dp-budget", "1"], ["--dp-epsilon", "0.5"], ["--dp-budget", "1"],
-                      ["--dp-epsilon", "0.0001", "--dp-budget", "1"], ["--max-run-similarity", "101"],
-                      ["--expires-days", "0"], ["--expires-days", "3651"], ["--expires-days", "100000000"]])
+    @Test(arguments: [
+        ["--dp-epsilon", "abc", "--dp-budget", "1"], ["--dp-epsilon", "0.5"], ["--dp-budget", "1"],
+        ["--dp-epsilon", "0.0001", "--dp-budget", "1"], ["--max-run-similarity", "101"],
+        ["--expires-days", "0"], ["--expires-days", "3651"], ["--expires-days", "100000000"],
+    ])
     func badGuardFlagsAreUsageErrors(flags: [String]) throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-flags-\(UUID().uuidString)").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-flags-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: root) }
         try CLI.expectSuccess(["keygen", "--role", "consumer", "--name", "C", "--out", "\(root)/c"])
         try CLI.expectSuccess(["keygen", "--role", "coordinator", "--name", "K", "--out", "\(root)/k"])
-        let r = try CLI.run(["collaboration", "invite", "--identity", "\(root)/c/identity.key", "--coordinator", "\(root)/k/identity.pub.json",
-                             "--out", "\(root)/agreement.json"] + flags)
+        let r = try CLI.run(
+            [
+                "collaboration", "invite", "--identity", "\(root)/c/identity.key", "--coordinator",
+                "\(root)/k/identity.pub.json",
+                "--out", "\(root)/agreement.json",
+            ] + flags)
         #expect(r.status == 64, "\(flags): \(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "\(root)/agreement.json"))
     }
@@ -310,11 +385,13 @@ struct CoordinatorRecoveryTests {
     @Test func retryAdoptsACommittedDeliveryAndRemovesStaleStaging() throws {
         let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
         let run = try room.prepare()
-        let ledger = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
+        let ledger = try AuditLedger(
+            path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
         #expect(throws: DiesBeforeRecordingDelivery.Died.self) {
-            try Steps.coordinatorMatch(agreement: room.agreement, identity: room.coordinator, runID: run, exchange: room.exchange,
-                                       destination: try Steps.destination(for: room.agreement),
-                                       ledger: DiesBeforeRecordingDelivery(real: ledger), store: room.store)
+            try Steps.coordinatorMatch(
+                agreement: room.agreement, identity: room.coordinator, runID: run, exchange: room.exchange,
+                destination: try Steps.destination(for: room.agreement),
+                ledger: DiesBeforeRecordingDelivery(real: ledger), store: room.store)
         }
         #expect(room.delivered(run), "the crash came after the commit")
         #expect(try room.entry(run) == nil, "and before the audit entry")
@@ -327,11 +404,15 @@ struct CoordinatorRecoveryTests {
         #expect(!FileManager.default.fileExists(atPath: stale), "stale staging is removed under the lock")
         let e = try #require(try room.entry(run))
         #expect(e.event.kind == .delivered)
-        let manifest = try Data(contentsOf: URL(fileURLWithPath: "\(room.bucket)/\(room.collaboration)/\(run)/manifest.json"))
-        #expect(e.event.deliveryManifestSHA256?.bytes == SHA256.hash(Array(manifest)), "the entry names the delivery actually committed")
+        let manifest = try Data(
+            contentsOf: URL(fileURLWithPath: "\(room.bucket)/\(room.collaboration)/\(run)/manifest.json"))
+        #expect(
+            e.event.deliveryManifestSHA256?.bytes == SHA256.hash(Array(manifest)),
+            "the entry names the delivery actually committed")
         #expect(try room.verifies() == 1)
-        let opened = try Steps.providerOpen(agreement: room.agreement, identity: room.provider, runID: run,
-                                            source: try Steps.destination(for: room.agreement), output: "\(room.root)/matched.csv")
+        let opened = try Steps.providerOpen(
+            agreement: room.agreement, identity: room.provider, runID: run,
+            source: try Steps.destination(for: room.agreement), output: "\(room.root)/matched.csv")
         #expect(opened == room.data.expectedAudienceKeys.count)
         // A third attempt is refused: the run has its entry now.
         #expect(try room.refusal(run) == .runAlreadyUsed)
@@ -354,13 +435,17 @@ struct CoordinatorRecoveryTests {
         try FileManager.default.removeItem(atPath: m3)
         try room.providerPrepare(run)
         try room.consumerPrepare(run)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: m2)) != oldPayload, "the payload was made again with the new scalar")
+        #expect(
+            try Data(contentsOf: URL(fileURLWithPath: m2)) != oldPayload,
+            "the payload was made again with the new scalar")
         // Published rounds are not redone.
         #expect(throws: WorkflowError(.alreadyExists, "")) { try room.providerPrepare(run) }
         #expect(throws: WorkflowError(.alreadyExists, "")) { try room.consumerPrepare(run) }
         try room.respond(run)
         #expect(try room.match(run).kind == .delivered)
-        let leftovers = (FileManager.default.enumerator(atPath: room.root)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".state") }
+        let leftovers = (FileManager.default.enumerator(atPath: room.root)?.allObjects as? [String] ?? []).filter {
+            $0.hasSuffix(".state")
+        }
         #expect(leftovers.isEmpty, "every run scalar is shredded: \(leftovers)")
     }
 
@@ -373,17 +458,20 @@ struct CoordinatorRecoveryTests {
         try room.consumerPrepare(run)
         let statePath = "\(room.root)/provider-state/\(room.collaboration)/\(run).provider.state"
         let saved = try Data(contentsOf: URL(fileURLWithPath: statePath))
-        _ = try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: room.exchange,
-                                      state: StateStore(root: "\(room.root)/provider-state"))
+        _ = try Steps.providerRespond(
+            agreement: room.agreement, identity: room.provider, runID: run, exchange: room.exchange,
+            state: StateStore(root: "\(room.root)/provider-state"))
         #expect(!FileManager.default.fileExists(atPath: statePath))
-        try saved.write(to: URL(fileURLWithPath: statePath)) // the state as a kill before the shred leaves it
+        try saved.write(to: URL(fileURLWithPath: statePath))  // the state as a kill before the shred leaves it
         #expect(throws: WorkflowError(.alreadyExists, "")) {
-            try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: room.exchange,
-                                      state: StateStore(root: "\(room.root)/provider-state"))
+            try Steps.providerRespond(
+                agreement: room.agreement, identity: room.provider, runID: run, exchange: room.exchange,
+                state: StateStore(root: "\(room.root)/provider-state"))
         }
         #expect(!FileManager.default.fileExists(atPath: statePath), "the scalar is shredded once its answer is out")
-        _ = try Steps.consumerRespond(agreement: room.agreement, signingKey: room.consumer.signingKey, runID: run, exchange: room.exchange,
-                                      state: StateStore(root: "\(room.root)/consumer-state"))
+        _ = try Steps.consumerRespond(
+            agreement: room.agreement, signingKey: room.consumer.signingKey, runID: run, exchange: room.exchange,
+            state: StateStore(root: "\(room.root)/consumer-state"))
         #expect(try room.match(run).kind == .delivered)
     }
 

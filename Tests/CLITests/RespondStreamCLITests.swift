@@ -1,7 +1,7 @@
 import Foundation
+import TestSupport
 import Testing
 import Workflow
-import TestSupport
 
 /// Rounds 3 and 4 streamed through files by the built binary (SPEC §9 "Bounded memory"): with a
 /// tiny spill budget the shuffle and the duplicate check go through many scratch files in the
@@ -20,9 +20,14 @@ struct RespondStreamCLITests {
         return (run, "\(c.exchange)/\(try EndToEndCLITests.collaborationID(c))/\(run)")
     }
 
-    static func respond(_ c: Collaboration, _ party: String, _ run: String, environment: [String: String] = [:]) throws -> CLI.Result {
-        try CLI.run([party, "respond", "--agreement", c.agreement, "--identity", c.key(party), "--state-dir", c.state(party),
-                     "--exchange", c.exchange, "--run-id", run], environment: environment)
+    static func respond(_ c: Collaboration, _ party: String, _ run: String, environment: [String: String] = [:]) throws
+        -> CLI.Result
+    {
+        try CLI.run(
+            [
+                party, "respond", "--agreement", c.agreement, "--identity", c.key(party), "--state-dir", c.state(party),
+                "--exchange", c.exchange, "--run-id", run,
+            ], environment: environment)
     }
 
     /// Entries of a directory (empty when it does not exist).
@@ -40,35 +45,52 @@ struct RespondStreamCLITests {
             #expect(FileManager.default.fileExists(atPath: "\(c.state(party))/scratch"))
             #expect(Self.entries("\(c.state(party))/scratch").isEmpty)
         }
-        #expect(Self.entries(dir).sorted() == ["consumer-blinded.crm", "consumer-reblinded.crm", "provider-blinded.crm",
-                                                "provider-payload.crm", "provider-reblinded.crm"], "no temporary file left")
+        #expect(
+            Self.entries(dir).sorted() == [
+                "consumer-blinded.crm", "consumer-reblinded.crm", "provider-blinded.crm",
+                "provider-payload.crm", "provider-reblinded.crm",
+            ], "no temporary file left")
         let m = try c.match(run)
         #expect(m.status == 0, "\(m.stderr)")
         let out = "\(c.root)/provider/matched.csv"
-        try CLI.expectSuccess(["provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out", out])
+        try CLI.expectSuccess([
+            "provider", "open", "--agreement", c.agreement, "--identity", c.key("provider"), "--run-id", run, "--out",
+            out,
+        ])
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst()
         #expect(Set(lines.map { String($0.split(separator: ",")[0]) }) == data.expectedAudienceKeys)
     }
 
-    @Test("a tampered input body: refused with its code, no answer, no temporary or scratch file, state kept",
-          arguments: [("provider", "consumer-blinded.crm", "consumer-reblinded.crm"), ("consumer", "provider-blinded.crm", "provider-reblinded.crm")])
+    @Test(
+        "a tampered input body: refused with its code, no answer, no temporary or scratch file, state kept",
+        arguments: [
+            ("provider", "consumer-blinded.crm", "consumer-reblinded.crm"),
+            ("consumer", "provider-blinded.crm", "provider-reblinded.crm"),
+        ])
     func tamperedBodyLeavesNothing(party: String, input: String, answer: String) throws {
         let c = try Collaboration()
         let (run, dir) = try Self.prepared(c, SyntheticData(providerRows: 300, consumerRows: 200, overlap: 100))
         let path = "\(dir)/\(input)"
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        bytes[bytes.count - 65] ^= 0x80 // the last body byte
+        bytes[bytes.count - 65] ^= 0x80  // the last body byte
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         let r = try Self.respond(c, party, run, environment: ["CLEANROOM_SPILL_BYTES": "4096"])
         #expect(r.status == 1)
-        #expect(r.stderr.contains("activation.message.checksum_mismatch") && r.stderr.contains(input), "stderr: \(r.stderr)")
-        #expect(!Self.entries(dir).contains { $0.contains(answer) }, "no answer and no temporary file: \(Self.entries(dir))")
+        #expect(
+            r.stderr.contains("activation.message.checksum_mismatch") && r.stderr.contains(input), "stderr: \(r.stderr)"
+        )
+        #expect(
+            !Self.entries(dir).contains { $0.contains(answer) }, "no answer and no temporary file: \(Self.entries(dir))"
+        )
         #expect(Self.entries("\(c.state(party))/scratch").isEmpty)
-        #expect(FileManager.default.fileExists(atPath: "\(c.state(party))/\(try EndToEndCLITests.collaborationID(c))/\(run).\(party).state"))
+        #expect(
+            FileManager.default.fileExists(
+                atPath: "\(c.state(party))/\(try EndToEndCLITests.collaborationID(c))/\(run).\(party).state"))
     }
 
-    @Test("an answer already published (a crashed attempt's): refused as already_exists, the state is shredded",
-          arguments: ["provider", "consumer"])
+    @Test(
+        "an answer already published (a crashed attempt's): refused as already_exists, the state is shredded",
+        arguments: ["provider", "consumer"])
     func answerAlreadyPublished(party: String) throws {
         let c = try Collaboration()
         let (run, _) = try Self.prepared(c, SyntheticData(providerRows: 300, consumerRows: 200, overlap: 100))

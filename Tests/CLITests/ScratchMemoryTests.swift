@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import RistrettoPSI
+import Testing
+
 @testable import Activation
 @testable import Workflow
 
@@ -11,7 +12,8 @@ import RistrettoPSI
 @Suite("Scratch files: fixed memory per file")
 struct ScratchMemoryTests {
     static func tempDir() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-scratch-\(UUID().uuidString)").path
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-scratch-\(UUID().uuidString)")
+            .path
         try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         return d
     }
@@ -24,7 +26,7 @@ struct ScratchMemoryTests {
             var x = (UInt64(i) &+ salt) &* 0x9E37_79B9_7F4A_7C15
             for _ in 0..<4 {
                 withUnsafeBytes(of: x) { out.append(contentsOf: $0) }
-                x = x &* 6364136223846793005 &+ 1442695040888963407
+                x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             }
         }
         return out
@@ -34,25 +36,36 @@ struct ScratchMemoryTests {
     /// only this test's directory counts).
     static func openDescriptors(under dir: String) -> Int {
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return fds.filter { ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) ?? "").hasPrefix(dir + "/") }.count
+        return fds.filter {
+            ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) ?? "").hasPrefix(
+                dir + "/")
+        }.count
     }
 
     /// Appends of every size, reads in between: the file holds exactly what was appended, in
     /// order; large appends allocate no buffer, small ones at most `bufferSize`, a read frees it.
-    @Test("a scratch file keeps every byte in order and buffers only small appends", arguments: [1, 40, 16 << 10, 65_520, 300_000])
+    @Test(
+        "a scratch file keeps every byte in order and buffers only small appends",
+        arguments: [1, 40, 16 << 10, 65_520, 300_000])
     func fileContentAndBuffer(piece: Int) throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let file = try DirectoryScratch(directory: dir).makeFile() as! DirectoryScratch.File
         let mirror = try MemoryScratch().makeFile()
-        let data = Self.elements(20_000)   // 640,000 bytes
-        var at = 0, reads = 0
+        let data = Self.elements(20_000)  // 640,000 bytes
+        var at = 0
+        var reads = 0
         while at < data.count {
-            let end = min(data.count, at + piece + (at / piece) % 7)   // sizes vary around `piece`
-            try data[at..<end].withUnsafeBytes { try file.append($0); try mirror.append($0) }
+            let end = min(data.count, at + piece + (at / piece) % 7)  // sizes vary around `piece`
+            try data[at..<end].withUnsafeBytes {
+                try file.append($0)
+                try mirror.append($0)
+            }
             // (malloc may round the reserved capacity up by a few bytes)
             #expect(file.heldBytes <= DirectoryScratch.File.bufferSize + 64)
-            if end - at >= DirectoryScratch.File.directBytes { #expect(file.heldBytes == 0, "a large append was buffered") }
+            if end - at >= DirectoryScratch.File.directBytes {
+                #expect(file.heldBytes == 0, "a large append was buffered")
+            }
             at = end
             if at % 3 == 0 && reads < 50 {
                 // A read in the middle sees everything appended so far and releases the buffer.
@@ -73,12 +86,15 @@ struct ScratchMemoryTests {
     /// Hundreds of partitions on real files (a tiny budget): the partitions drained are those of
     /// the in-memory scratch space, record for record; staging never exceeds 64 KiB per
     /// partition and the files hold no buffer while they fill; every descriptor is closed after.
-    @Test("element partitions on files equal the in-memory ones, with fixed memory per partition", arguments: [4096, 1 << 20])
+    @Test(
+        "element partitions on files equal the in-memory ones, with fixed memory per partition",
+        arguments: [4096, 1 << 20])
     func elementPartitionsOnFiles(budget: Int) throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let n = 60_000
-        let a = Self.elements(n), b = Self.elements(n, salt: UInt64(n / 2))   // n/2 in common
+        let a = Self.elements(n)
+        let b = Self.elements(n, salt: UInt64(n / 2))  // n/2 in common
         let count = SpillBudget.pieces(count: 2 * n, recordSize: ElementPartitions.recordSize, budget: budget)
         if budget == 4096 { #expect(count > 1000, "the budget forces over a thousand partitions in all") }
         func drained(_ scratch: any ScratchSpace) throws -> (pairs: [[UInt8]], staging: Int, held: Int) {
@@ -86,8 +102,16 @@ struct ScratchMemoryTests {
             var pb = try ElementPartitions(expectedCount: n, scratch: scratch, partitions: count)
             for k in stride(from: 0, to: n, by: 7_000) {
                 let m = min(7_000, n - k)
-                try a.withUnsafeBytes { try pa.append(elementsOf: UnsafeRawBufferPointer(rebasing: $0[(k * 32)..<((k + m) * 32)]), recordSize: 32, firstPosition: k) }
-                try b.withUnsafeBytes { try pb.append(elementsOf: UnsafeRawBufferPointer(rebasing: $0[(k * 32)..<((k + m) * 32)]), recordSize: 32, firstPosition: k) }
+                try a.withUnsafeBytes {
+                    try pa.append(
+                        elementsOf: UnsafeRawBufferPointer(rebasing: $0[(k * 32)..<((k + m) * 32)]), recordSize: 32,
+                        firstPosition: k)
+                }
+                try b.withUnsafeBytes {
+                    try pb.append(
+                        elementsOf: UnsafeRawBufferPointer(rebasing: $0[(k * 32)..<((k + m) * 32)]), recordSize: 32,
+                        firstPosition: k)
+                }
             }
             let staging = pa.stagingCapacity + pb.stagingCapacity
             if scratch is DirectoryScratch && count > 1 { #expect(Self.openDescriptors(under: dir) == 2 * count) }
@@ -111,7 +135,7 @@ struct ScratchMemoryTests {
     func recordPartitionsOnFiles() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let data = Self.elements(40_000) + Self.elements(2_000)   // 2,000 repeated elements
+        let data = Self.elements(40_000) + Self.elements(2_000)  // 2,000 repeated elements
         func drained(_ scratch: any ScratchSpace) throws -> [[UInt8]] {
             var parts = RecordPartitions(recordSize: 32, scratch: scratch, budget: 16_384)
             try data.withUnsafeBytes { try parts.append($0) }
@@ -131,14 +155,17 @@ struct ScratchMemoryTests {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let data = Self.elements(50_000)
-        var s = try ExternalShuffle(recordSize: 32, expectedCount: 50_000, scratch: DirectoryScratch(directory: dir + "/scratch"), budget: 4096)
+        var s = try ExternalShuffle(
+            recordSize: 32, expectedCount: 50_000, scratch: DirectoryScratch(directory: dir + "/scratch"), budget: 4096)
         #expect(s.buckets == 391)
         try data.withUnsafeBytes { try s.append($0) }
         #expect(s.stagingCapacity <= s.buckets * (ExternalShuffle.stageBytes + 64))
         var out = [UInt8]()
         try s.drain { out += $0 }
         let chunk = { (b: [UInt8]) in stride(from: 0, to: b.count, by: 32).map { Array(b[$0..<($0 + 32)]) } }
-        #expect(chunk(out).sorted { $0.lexicographicallyPrecedes($1) } == chunk(data).sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(
+            chunk(out).sorted { $0.lexicographicallyPrecedes($1) }
+                == chunk(data).sorted { $0.lexicographicallyPrecedes($1) })
     }
 
     /// The CLI raises its soft limit on open files to the hard limit (one descriptor per partition).

@@ -1,8 +1,9 @@
-import Foundation
-import Testing
-import RistrettoPSI
-@testable import Activation
 import AuditLog
+import Foundation
+import RistrettoPSI
+import Testing
+
+@testable import Activation
 @testable import Workflow
 
 /// Round 5's free-space preflight (SPEC §9 "Coordinator (round 5)", §10 `workflow.disk_space`):
@@ -15,12 +16,24 @@ struct ScratchPreflightTests {
     /// member IDs), one with member IDs, and one that fits one partition (none on disk).
     typealias Inputs = ScratchPreflight.CoordinatorInputs
     static let needCases: [(Inputs, Int)] = [
-        (Inputs(payloadCount: 10_000_000, payloadRecordSize: 138, consumerCount: 10_000_000, consumerRecordSize: 32, providerCount: 10_000_000),
-         2_260_000_000),    // payload copy 1.38 GB + partitions 0.8 GB + rows 80 MB; no attributes
-        (Inputs(payloadCount: 1_000_000, payloadRecordSize: 178, consumerCount: 2_000_000, consumerRecordSize: 178, providerCount: 1_000_000),
-         590_000_000),      // 178 MB + attributes 2M × 146 + partitions 3M × 40; rows fit the budget
-        (Inputs(payloadCount: 1_000, payloadRecordSize: 178, consumerCount: 1_000, consumerRecordSize: 32, providerCount: 1_000),
-         178_000),          // one partition: held in memory, only the payload copy on disk
+        (
+            Inputs(
+                payloadCount: 10_000_000, payloadRecordSize: 138, consumerCount: 10_000_000, consumerRecordSize: 32,
+                providerCount: 10_000_000),
+            2_260_000_000
+        ),  // payload copy 1.38 GB + partitions 0.8 GB + rows 80 MB; no attributes
+        (
+            Inputs(
+                payloadCount: 1_000_000, payloadRecordSize: 178, consumerCount: 2_000_000, consumerRecordSize: 178,
+                providerCount: 1_000_000),
+            590_000_000
+        ),  // 178 MB + attributes 2M × 146 + partitions 3M × 40; rows fit the budget
+        (
+            Inputs(
+                payloadCount: 1_000, payloadRecordSize: 178, consumerCount: 1_000, consumerRecordSize: 32,
+                providerCount: 1_000),
+            178_000
+        ),  // one partition: held in memory, only the payload copy on disk
     ]
 
     @Test("the need is the copies, the partitions and the rows file", arguments: needCases)
@@ -58,10 +71,15 @@ struct ScratchPreflightTests {
         let run = try room.prepare()
         var asked: [String] = []
         func match(available: Int?) throws -> Steps.MatchResult {
-            let ledger = try AuditLedger(path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
-            return try Steps.coordinatorMatch(agreement: room.agreement, identity: room.coordinator, runID: run, exchange: room.exchange,
-                                              destination: try Steps.destination(for: room.agreement), ledger: ledger, store: room.store,
-                                              availableScratchBytes: { asked.append($0); return available })
+            let ledger = try AuditLedger(
+                path: room.auditPath, signingKey: room.coordinator.signingKey, agreement: room.agreement)
+            return try Steps.coordinatorMatch(
+                agreement: room.agreement, identity: room.coordinator, runID: run, exchange: room.exchange,
+                destination: try Steps.destination(for: room.agreement), ledger: ledger, store: room.store,
+                availableScratchBytes: {
+                    asked.append($0)
+                    return available
+                })
         }
         do {
             _ = try match(available: 1_000)
@@ -121,9 +139,15 @@ struct RespondPreflightTests {
         let f = RespondFootprint(answerBytes: 300, scratchBytes: 400, answerWhileScratchHeld: true)
         var asked: [String] = []
         let sameDevice = { (_: String) -> UInt64? in 7 }
-        func check(_ available: Int?, device: @escaping (String) -> UInt64? = sameDevice, answer: String? = "/ex/run") throws(WorkflowError) {
-            try ScratchPreflight.checkRespond(f, scratchDirectory: "/state/scratch", answerDirectory: answer,
-                                              available: { asked.append($0); return available }, device: device)
+        func check(_ available: Int?, device: @escaping (String) -> UInt64? = sameDevice, answer: String? = "/ex/run")
+            throws(WorkflowError)
+        {
+            try ScratchPreflight.checkRespond(
+                f, scratchDirectory: "/state/scratch", answerDirectory: answer,
+                available: {
+                    asked.append($0)
+                    return available
+                }, device: device)
         }
         #expect(throws: Never.self) { try check(700) }
         #expect(asked == ["/state/scratch"])
@@ -139,7 +163,10 @@ struct RespondPreflightTests {
         // On two file systems each is checked for its own part only.
         asked = []
         var counter: UInt64 = 0
-        let twoDevices = { (_: String) -> UInt64? in counter += 1; return counter }
+        let twoDevices = { (_: String) -> UInt64? in
+            counter += 1
+            return counter
+        }
         #expect(throws: Never.self) { try check(400, device: twoDevices) }
         #expect(asked == ["/ex/run", "/state/scratch"])
         #expect(#expect(throws: WorkflowError.self) { try check(399, device: twoDevices) }?.code == .diskSpace)
@@ -154,10 +181,12 @@ struct RespondPreflightTests {
     @Test func roundThreeNeedsTheLargerOfShuffleAndAnswerOnOneFileSystem() throws {
         let f = RespondFootprint(answerBytes: 300, scratchBytes: 400, answerWhileScratchHeld: false)
         #expect(throws: Never.self) {
-            try ScratchPreflight.checkRespond(f, scratchDirectory: "/s", answerDirectory: "/s", available: { _ in 400 }, device: { _ in nil })
+            try ScratchPreflight.checkRespond(
+                f, scratchDirectory: "/s", answerDirectory: "/s", available: { _ in 400 }, device: { _ in nil })
         }
         let e = #expect(throws: WorkflowError.self) {
-            try ScratchPreflight.checkRespond(f, scratchDirectory: "/s", answerDirectory: "/s", available: { _ in 399 }, device: { _ in nil })
+            try ScratchPreflight.checkRespond(
+                f, scratchDirectory: "/s", answerDirectory: "/s", available: { _ in 399 }, device: { _ in nil })
         }
         #expect(e?.code == .diskSpace)
     }
@@ -167,32 +196,43 @@ struct RespondPreflightTests {
     @Test func refusedRespondKeepsTheRun() throws {
         // Sets large enough that each answer certainly reaches the disk past the sink's 1 MiB
         // buffer (about 39,000 consumer and 48,000 provider elements of 32 bytes).
-        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5),
-                                               data: SyntheticData(providerRows: 30_000, consumerRows: 30_000, overlap: 5_000))
+        let room = try PrivacyGuardsTests.Room(
+            .init(minConsumerRows: 10, minMatchedRows: 5),
+            data: SyntheticData(providerRows: 30_000, consumerRows: 30_000, overlap: 5_000))
         let run = AgreementTerms.newID()
         try room.providerPrepare(run)
         try room.consumerPrepare(run)
         let runDir = "\(room.root)/exchange/\(room.collaboration)/\(run)"
         let before = Set(try FileManager.default.contentsOfDirectory(atPath: runDir))
-        let providerState = StateStore(root: "\(room.root)/provider-state"), consumerState = StateStore(root: "\(room.root)/consumer-state")
+        let providerState = StateStore(root: "\(room.root)/provider-state")
+        let consumerState = StateStore(root: "\(room.root)/consumer-state")
         var asked: [String] = []
         do {
-            _ = try Steps.providerRespond(agreement: room.agreement, identity: room.provider, runID: run, exchange: room.exchange,
-                                          state: providerState, availableBytes: { asked.append($0); return 1_000 })
+            _ = try Steps.providerRespond(
+                agreement: room.agreement, identity: room.provider, runID: run, exchange: room.exchange,
+                state: providerState,
+                availableBytes: {
+                    asked.append($0)
+                    return 1_000
+                })
             Issue.record("round 3 was not refused")
         } catch let e as WorkflowError {
             #expect(e.code == .diskSpace)
             #expect(e.reason.contains(runDir))
         }
-        #expect(asked == ["\(room.root)/provider-state/scratch"], "one file system: checked once, at the scratch directory")
+        #expect(
+            asked == ["\(room.root)/provider-state/scratch"], "one file system: checked once, at the scratch directory")
         do {
-            _ = try Steps.consumerRespond(agreement: room.agreement, signingKey: room.consumer.signingKey, runID: run, exchange: room.exchange,
-                                          state: consumerState, availableBytes: { _ in 1_000 })
+            _ = try Steps.consumerRespond(
+                agreement: room.agreement, signingKey: room.consumer.signingKey, runID: run, exchange: room.exchange,
+                state: consumerState, availableBytes: { _ in 1_000 })
             Issue.record("round 4 was not refused")
         } catch let e as WorkflowError {
             #expect(e.code == .diskSpace)
         }
-        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: runDir)) == before, "nothing written, not even a temporary file")
+        #expect(
+            Set(try FileManager.default.contentsOfDirectory(atPath: runDir)) == before,
+            "nothing written, not even a temporary file")
         #expect(FileManager.default.fileExists(atPath: providerState.path(room.agreement, run: run, role: .provider)))
         #expect(FileManager.default.fileExists(atPath: consumerState.path(room.agreement, run: run, role: .consumer)))
         try room.respond(run)

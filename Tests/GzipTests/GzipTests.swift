@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import Gzip
+import Testing
 
 @Suite("gzip")
 struct GzipTests {
@@ -39,12 +39,16 @@ struct GzipTests {
     @Test func refusesCorruptTruncatedTrailingAndOversized() throws {
         let z = try Gzip.compress(Array(repeating: 65, count: 100_000))
         #expect(throws: Gzip.Error(code: .tooLarge, reason: "")) { try Gzip.decompress(z, limit: 1000) }
-        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) { try Gzip.decompress(Array(z.dropLast(10)), limit: 1 << 20) }
+        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) {
+            try Gzip.decompress(Array(z.dropLast(10)), limit: 1 << 20)
+        }
         #expect(throws: Gzip.Error(code: .corrupt, reason: "")) { try Gzip.decompress(z + [0], limit: 1 << 20) }
         var flipped = z
-        flipped[flipped.count - 3] ^= 0xff // inside the CRC32/ISIZE trailer
+        flipped[flipped.count - 3] ^= 0xff  // inside the CRC32/ISIZE trailer
         #expect(throws: Gzip.Error(code: .corrupt, reason: "")) { try Gzip.decompress(flipped, limit: 1 << 20) }
-        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) { try Gzip.decompress(Array("not gzip".utf8), limit: 1 << 20) }
+        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) {
+            try Gzip.decompress(Array("not gzip".utf8), limit: 1 << 20)
+        }
     }
 
     /// Feeds `z` to an inflater in pieces of `piece` bytes and gathers the output.
@@ -83,12 +87,18 @@ struct GzipTests {
     func inflaterRefusesLikeDecompress(_ piece: Int) throws {
         let z = try Gzip.compress(Array(repeating: 65, count: 100_000))
         #expect(throws: Gzip.Error(code: .tooLarge, reason: "")) { try Self.inflate(z, limit: 1000, piece: piece) }
-        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) { try Self.inflate(Array(z.dropLast(10)), limit: 1 << 20, piece: piece) }
-        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) { try Self.inflate(z + [0], limit: 1 << 20, piece: piece) }
+        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) {
+            try Self.inflate(Array(z.dropLast(10)), limit: 1 << 20, piece: piece)
+        }
+        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) {
+            try Self.inflate(z + [0], limit: 1 << 20, piece: piece)
+        }
         #expect(throws: Gzip.Error(code: .corrupt, reason: "")) { try Self.inflate([], limit: 1 << 20, piece: piece) }
         var flipped = z
         flipped[flipped.count - 3] ^= 0xff
-        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) { try Self.inflate(flipped, limit: 1 << 20, piece: piece) }
+        #expect(throws: Gzip.Error(code: .corrupt, reason: "")) {
+            try Self.inflate(flipped, limit: 1 << 20, piece: piece)
+        }
         let bomb = try Gzip.Inflater(limit: 1000)
         var handedOn = 0
         #expect(throws: Gzip.Error(code: .tooLarge, reason: "")) {

@@ -101,9 +101,13 @@ struct IdentifiersTests {
 
     // MARK: Rules
 
-    @Test("rules validate the version and the default country calling code", arguments: ["", "0", "01", "1234", "a1", "+", "++1", "1 "])
+    @Test(
+        "rules validate the version and the default country calling code",
+        arguments: ["", "0", "01", "1234", "a1", "+", "++1", "1 "])
     func invalidCountryCodes(_ code: String) {
-        #expect(throws: IdentifierError(.rulesInvalidCountryCode, "")) { try NormalizationRules(defaultCountryCallingCode: code) }
+        #expect(throws: IdentifierError(.rulesInvalidCountryCode, "")) {
+            try NormalizationRules(defaultCountryCallingCode: code)
+        }
     }
 
     @Test("valid rules keep the country code as digits; other versions are refused")
@@ -123,9 +127,13 @@ struct IdentifiersTests {
         let data = try JSONEncoder().encode(rules)
         #expect(try JSONDecoder().decode(NormalizationRules.self, from: data) == rules)
         let bad = Data(#"{"version":1,"gmailRule":false,"defaultCountryCallingCode":"0"}"#.utf8)
-        #expect(throws: IdentifierError(.rulesInvalidCountryCode, "")) { try JSONDecoder().decode(NormalizationRules.self, from: bad) }
+        #expect(throws: IdentifierError(.rulesInvalidCountryCode, "")) {
+            try JSONDecoder().decode(NormalizationRules.self, from: bad)
+        }
         let future = Data(#"{"version":2}"#.utf8)
-        #expect(throws: IdentifierError(.rulesUnsupportedVersion, "")) { try JSONDecoder().decode(NormalizationRules.self, from: future) }
+        #expect(throws: IdentifierError(.rulesUnsupportedVersion, "")) {
+            try JSONDecoder().decode(NormalizationRules.self, from: future)
+        }
     }
 
     // MARK: Errors and redaction (§9)
@@ -145,9 +153,13 @@ struct IdentifiersTests {
         #expect(
             String(describing: error.located(file: "customers.csv", row: 12, column: "email"))
                 == "customers.csv row 12, column 'email': identifier.email.malformed: the address contains no '@'")
-        #expect(String(describing: error.located(row: 7)) == "row 7: identifier.email.malformed: the address contains no '@'")
+        #expect(
+            String(describing: error.located(row: 7))
+                == "row 7: identifier.email.malformed: the address contains no '@'")
         #expect(String(describing: error) == "identifier.email.malformed: the address contains no '@'")
-        #expect(error.located(file: "a.csv", row: 1, column: "c").location == IdentifierError.Location(file: "a.csv", row: 1, column: "c"))
+        #expect(
+            error.located(file: "a.csv", row: 1, column: "c").location
+                == IdentifierError.Location(file: "a.csv", row: 1, column: "c"))
     }
 
     @Test(

@@ -25,7 +25,8 @@ struct NormalizationVector: Codable, Sendable, CustomTestStringConvertible {
 
     func makeNormalizer() throws -> Normalizer {
         Normalizer(
-            rules: try NormalizationRules(gmailRule: rules.gmailRule ?? false, defaultCountryCallingCode: rules.defaultCountryCallingCode))
+            rules: try NormalizationRules(
+                gmailRule: rules.gmailRule ?? false, defaultCountryCallingCode: rules.defaultCountryCallingCode))
     }
 
     func inputBytes() throws -> [UInt8] {
@@ -39,7 +40,8 @@ struct NormalizationVector: Codable, Sendable, CustomTestStringConvertible {
             var rulesVersion: Int
             var vectors: [NormalizationVector]
         }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let data = try Data(contentsOf: root.appendingPathComponent("Protocol/vectors/normalization-v1.json"))
         let file = try JSONDecoder().decode(File.self, from: data)
         precondition(file.rulesVersion == NormalizationRules.currentVersion)
@@ -92,7 +94,9 @@ struct NormalizationVectorTests {
         let slice = row[4..<(4 + input.count)]
         if v.error != nil {
             let expected = try #require(throws: IdentifierError.self) { try normalizer.matchValue(input, as: v.type) }
-            let direct = try #require(throws: IdentifierError.self) { try normalizer.hashToGroupMessage(slice, as: v.type) }
+            let direct = try #require(throws: IdentifierError.self) {
+                try normalizer.hashToGroupMessage(slice, as: v.type)
+            }
             #expect(direct.code == expected.code)
             #expect(direct.reason == expected.reason)
         } else {
@@ -111,14 +115,16 @@ struct NormalizationVectorTests {
     }
 
     @Test(
-        "an error never repeats the rejected value", arguments: try NormalizationVector.all().filter { $0.error != nil && $0.input != nil })
+        "an error never repeats the rejected value",
+        arguments: try NormalizationVector.all().filter { $0.error != nil && $0.input != nil })
     func errorDoesNotLeak(_ v: NormalizationVector) throws {
         let normalizer = try v.makeNormalizer()
         let value = try #require(v.input).trimmingCharacters(in: .whitespacesAndNewlines)
         let input = try v.inputBytes()
         let error = try #require(throws: IdentifierError.self) { try normalizer.matchValue(input, as: v.type) }
         let located = error.located(file: "customers.csv", row: 12, column: "id")
-        for text in [String(describing: error), String(describing: located), String(reflecting: located), error.reason] {
+        for text in [String(describing: error), String(describing: located), String(reflecting: located), error.reason]
+        {
             #expect(!text.isEmpty)
             if value.count >= 4 { #expect(!text.contains(value)) }
         }

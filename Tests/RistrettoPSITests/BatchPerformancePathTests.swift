@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import RistrettoPSI
 
 /// The fast paths the benchmarks rely on give exactly the answers of the plain ones (no timing here).
@@ -18,7 +19,9 @@ struct BatchPerformancePathTests {
     func fusedReblindEqualsDecodeThenMultiply(count: Int) throws {
         let b = Scalar.random()
         let bytes = try Self.batch(count).withUnsafeBytes { Array($0) }
-        #expect(try ElementBatch.multiplying(validating: bytes, by: b) == (try ElementBatch(validating: bytes).multiplied(by: b)))
+        #expect(
+            try ElementBatch.multiplying(validating: bytes, by: b)
+                == (try ElementBatch(validating: bytes).multiplied(by: b)))
     }
 
     /// Every kind of bad record is refused by the fused path with the strict decoder's code and index.
@@ -47,7 +50,8 @@ struct BatchPerformancePathTests {
     /// The flat index finds exactly what a Set finds, and names the first duplicate pair.
     @Test func indexAgreesWithASet() throws {
         let consumer = try Self.batch(2000)
-        let provider = try ElementBatch.hashing((1000..<3500).map { Array("person-\($0)@example.com".utf8) }, with: Self.hasher)
+        let provider = try ElementBatch.hashing(
+            (1000..<3500).map { Array("person-\($0)@example.com".utf8) }, with: Self.hasher)
         let (index, duplicate) = ElementIndex.build(consumer)
         #expect(duplicate == nil)
         var found: [(Int, Int)] = []
@@ -56,7 +60,9 @@ struct BatchPerformancePathTests {
         for (i, j) in found { #expect(provider[i] == consumer[j]) }
         #expect(found.map(\.0) == Array(0..<1000), "matches come in the probe side's order")
         let parallel = index.matches(in: provider)
-        #expect(parallel.map(\.0) == found.map(\.0) && parallel.map(\.1) == found.map(\.1), "the parallel probe finds the same pairs in the same order")
+        #expect(
+            parallel.map(\.0) == found.map(\.0) && parallel.map(\.1) == found.map(\.1),
+            "the parallel probe finds the same pairs in the same order")
         for j in [0, 999, 1999] { #expect(index.firstIndex(of: consumer[j]) == j) }
         #expect(index.firstIndex(of: provider[2499]) == nil)
 
@@ -71,7 +77,8 @@ struct BatchPerformancePathTests {
     @Test(arguments: [16_384, 64, 1])
     func partitionedJoinAgreesWithTheIndex(partitionTarget: Int) throws {
         let a = try Self.batch(2000)
-        let b = try ElementBatch.hashing((1000..<3500).map { Array("person-\($0)@example.com".utf8) }, with: Self.hasher)
+        let b = try ElementBatch.hashing(
+            (1000..<3500).map { Array("person-\($0)@example.com".utf8) }, with: Self.hasher)
         let join = ElementJoin.intersect(a, b, partitionTarget: partitionTarget)
         let (index, _) = ElementIndex.build(a)
         let expected = index.matches(in: b)
@@ -79,9 +86,12 @@ struct BatchPerformancePathTests {
         #expect(join.matches.map(\.0) == expected.map(\.0) && join.matches.map(\.1) == expected.map(\.1))
 
         // Duplicates on either side: the pair a sequential scan finds first.
-        var a2 = a, b2 = b
-        a2.append(a[1500]); a2.append(a[3])
-        b2.append(b[10]); b2.append(b[2499])
+        var a2 = a
+        var b2 = b
+        a2.append(a[1500])
+        a2.append(a[3])
+        b2.append(b[10])
+        b2.append(b[2499])
         let dup = ElementJoin.intersect(a2, b2, partitionTarget: partitionTarget)
         #expect(dup.duplicateInA?.first == 1500 && dup.duplicateInA?.second == 2000)
         #expect(dup.duplicateInB?.first == 10 && dup.duplicateInB?.second == 2500)
@@ -123,17 +133,23 @@ struct PipelineHelperTests {
         let recipient = SealingKey.generate()
         let context = Array("pipeline test".utf8)
         let sealer = try RecordSealer(recipient: recipient.publicKey, context: context)
-        let n = 4_000, plainSize = 66, sealedSize = plainSize + RecordSealer.overhead
+        let n = 4_000
+        let plainSize = 66
+        let sealedSize = plainSize + RecordSealer.overhead
         var sealed = [UInt8](repeating: 0, count: n * sealedSize)
         sealed.withUnsafeMutableBytes { out in
             Parallel.forEachRange(count: n) { range in
                 for i in range {
                     let record = sealer.seal([UInt8](repeating: UInt8(i % 251), count: plainSize))
-                    record.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[(i * sealedSize)..<((i + 1) * sealedSize)]).copyMemory(from: $0) }
+                    record.withUnsafeBytes {
+                        UnsafeMutableRawBufferPointer(rebasing: out[(i * sealedSize)..<((i + 1) * sealedSize)])
+                            .copyMemory(from: $0)
+                    }
                 }
             }
         }
-        let opener = try RecordOpener(recipient: recipient, ephemeralPublicKey: sealer.ephemeralPublicKey, context: context)
+        let opener = try RecordOpener(
+            recipient: recipient, ephemeralPublicKey: sealer.ephemeralPublicKey, context: context)
         var nonces = Set<[UInt8]>()
         for i in 0..<n {
             let record = Array(sealed[(i * sealedSize)..<((i + 1) * sealedSize)])

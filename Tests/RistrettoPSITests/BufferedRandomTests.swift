@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import RistrettoPSI
 
 /// The buffered ChaCha20 generator behind per-record nonces and shuffles (SPEC §3.3 "Randomness").
@@ -20,7 +21,8 @@ struct BufferedRandomTests {
 
     @Test("two generators produce different streams")
     func instancesDiffer() {
-        let a = BufferedRandom().bytes(64), b = BufferedRandom().bytes(64)
+        let a = BufferedRandom().bytes(64)
+        let b = BufferedRandom().bytes(64)
         #expect(a != b)
     }
 
@@ -63,14 +65,14 @@ struct BufferedRandomTests {
     func servedBytesAreWiped() {
         let random = BufferedRandom()
         let key0 = Array(random.stateForTesting()[0..<32])
-        let header = 64 // key ‖ next-key slot
+        let header = 64  // key ‖ next-key slot
         #expect(random.stateForTesting()[32..<header].allSatisfy { $0 == 0 }, "the next key's slot is wiped")
         let served = random.bytes(100)
         let state = random.stateForTesting()
         #expect(state[header..<(header + 100)].allSatisfy { $0 == 0 }, "served bytes stay in the generator")
         #expect(state[(header + 100)...].contains { $0 != 0 }, "unread keystream is kept")
         #expect(served.contains { $0 != 0 })
-        _ = random.bytes(BufferedRandom.blockBytes) // forces a refill
+        _ = random.bytes(BufferedRandom.blockBytes)  // forces a refill
         let key1 = Array(random.stateForTesting()[0..<32])
         #expect(key1 != key0, "a refill replaces the key")
     }
@@ -79,7 +81,10 @@ struct BufferedRandomTests {
     func redacted() {
         let random = BufferedRandom()
         let stateHex = Hex.encode(random.stateForTesting()[0..<32])
-        for text in [String(describing: random), String(reflecting: random), String(describing: Mirror(reflecting: random).children.map { $0.value })] {
+        for text in [
+            String(describing: random), String(reflecting: random),
+            String(describing: Mirror(reflecting: random).children.map { $0.value }),
+        ] {
             #expect(!text.contains(stateHex))
             #expect(text.contains("redacted"))
         }
@@ -90,7 +95,8 @@ struct BufferedRandomTests {
         let recipient = SealingKey.generate()
         let context = Array("CLEANROOM-V01-TEST".utf8)
         let sealer = try RecordSealer(recipient: recipient.publicKey, context: context)
-        let opener = try RecordOpener(recipient: recipient, ephemeralPublicKey: sealer.ephemeralPublicKey, context: context)
+        let opener = try RecordOpener(
+            recipient: recipient, ephemeralPublicKey: sealer.ephemeralPublicKey, context: context)
         var nonces = Set<[UInt8]>()
         for random in [BufferedRandom(), BufferedRandom()] {
             for i in 0..<200 {

@@ -1,4 +1,5 @@
 import Testing
+
 @_spi(Benchmarks) @testable import RistrettoPSI
 
 /// RFC 9380 Appendix K.3: expand_message_xmd with SHA-512.
@@ -7,7 +8,8 @@ struct ExpandMessageTests {
     @Test(arguments: Vectors.file.expand_message_xmd_sha512.tests)
     func vector(_ v: VectorFile.ExpandBlock.Test) throws {
         let dst = Vectors.bytes(Vectors.file.expand_message_xmd_sha512.DST)
-        let out = try HashToGroup.expandMessageXMD(Vectors.bytes(v.msg), domainSeparationTag: dst, lengthInBytes: v.len_in_bytes)
+        let out = try HashToGroup.expandMessageXMD(
+            Vectors.bytes(v.msg), domainSeparationTag: dst, lengthInBytes: v.len_in_bytes)
         #expect(Hex.encode(out) == v.uniform_bytes)
     }
 
@@ -32,7 +34,9 @@ struct ExpandMessageTests {
         let viaReduced = try HashToGroup.expandMessageXMD([1, 2, 3], domainSeparationTag: reduced, lengthInBytes: 64)
         #expect(viaLong == viaReduced)
         #expect(try HashToGroup(domainSeparationTag: long).domainSeparationTag == reduced)
-        #expect(try HashToGroup(domainSeparationTag: long).hash([9]) == (try HashToGroup(domainSeparationTag: reduced).hash([9])))
+        #expect(
+            try HashToGroup(domainSeparationTag: long).hash([9])
+                == (try HashToGroup(domainSeparationTag: reduced).hash([9])))
     }
 
     /// The precomputed-state fast path used for hashing equals the general definition.
@@ -104,19 +108,29 @@ struct InvalidEncodingTests {
     }
 
     @Test func identityAndWrongLengthsRejected() {
-        #expect(throws: CryptoError(.identityElement, "")) { try RistrettoElement(validating: [UInt8](repeating: 0, count: 32)) }
-        #expect(throws: CryptoError(.invalidLength, "")) { try RistrettoElement(validating: [UInt8](repeating: 2, count: 31)) }
-        #expect(throws: CryptoError(.invalidLength, "")) { try RistrettoElement(validating: [UInt8](repeating: 2, count: 33)) }
-        #expect(throws: CryptoError(.invalidLength, "")) { try ElementBatch(validating: [UInt8](repeating: 2, count: 33)) }
+        #expect(throws: CryptoError(.identityElement, "")) {
+            try RistrettoElement(validating: [UInt8](repeating: 0, count: 32))
+        }
+        #expect(throws: CryptoError(.invalidLength, "")) {
+            try RistrettoElement(validating: [UInt8](repeating: 2, count: 31))
+        }
+        #expect(throws: CryptoError(.invalidLength, "")) {
+            try RistrettoElement(validating: [UInt8](repeating: 2, count: 33))
+        }
+        #expect(throws: CryptoError(.invalidLength, "")) {
+            try ElementBatch(validating: [UInt8](repeating: 2, count: 33))
+        }
     }
 
     /// p itself, p + 1 and 2^255 − 1 are non-canonical even when libsodium's arithmetic would wrap.
     @Test func fieldBoundaryEncodings() {
         let p: [UInt8] = [0xed] + [UInt8](repeating: 0xff, count: 30) + [0x7f]
-        var pMinus2 = p; pMinus2[0] = 0xeb
+        var pMinus2 = p
+        pMinus2[0] = 0xeb
         #expect(!RistrettoElement.isCanonicalFieldEncoding(p.withUnsafeBytes { $0 }))
-        #expect(RistrettoElement.isCanonicalFieldEncoding(pMinus2.withUnsafeBytes { $0 }) == false) // odd → negative
-        var pMinus1Even = p; pMinus1Even[0] = 0xec
+        #expect(RistrettoElement.isCanonicalFieldEncoding(pMinus2.withUnsafeBytes { $0 }) == false)  // odd → negative
+        var pMinus1Even = p
+        pMinus1Even[0] = 0xec
         #expect(RistrettoElement.isCanonicalFieldEncoding(pMinus1Even.withUnsafeBytes { $0 }))
     }
 }
@@ -131,7 +145,9 @@ struct OneWayMapTests {
 
     @Test(arguments: Vectors.file.ristretto255_one_way_map.equivalent_inputs.inputs)
     func equivalentInput(_ input: String) throws {
-        #expect(try OneWayMap.map(Vectors.bytes(input)).hex == Vectors.file.ristretto255_one_way_map.equivalent_inputs.output)
+        #expect(
+            try OneWayMap.map(Vectors.bytes(input)).hex
+                == Vectors.file.ristretto255_one_way_map.equivalent_inputs.output)
     }
 }
 
@@ -174,7 +190,8 @@ struct OPRFTests {
         // Finalize: unblind with blind⁻¹ and hash with the "Finalize" label.
         let unblinded = try RistrettoElement(hex: v.evaluationElement).multiplied(by: try blind.inverted())
         let u = unblinded.bytes
-        let transcript = [UInt8(input.count >> 8), UInt8(input.count & 0xff)] + input
+        let transcript =
+            [UInt8(input.count >> 8), UInt8(input.count & 0xff)] + input
             + [UInt8(u.count >> 8), UInt8(u.count & 0xff)] + u + Array("Finalize".utf8)
         #expect(Hex.encode(SHA512.hash(transcript)) == v.output)
     }
@@ -183,11 +200,19 @@ struct OPRFTests {
 /// RFC 4231 test cases 1, 2 and 6 (key longer than the block) for the SigV4 HMAC.
 @Suite struct HMACSHA256Tests {
     static let cases: [(key: String, data: String, tag: String)] = [
-        (String(repeating: "0b", count: 20), "4869205468657265", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
-        ("4a656665", "7768617420646f2079612077616e7420666f72206e6f7468696e673f", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
-        (String(repeating: "aa", count: 131),
-         "54657374205573696e67204c6172676572205468616e20426c6f636b2d53697a65204b6579202d2048617368204b6579204669727374",
-         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+        (
+            String(repeating: "0b", count: 20), "4869205468657265",
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        ),
+        (
+            "4a656665", "7768617420646f2079612077616e7420666f72206e6f7468696e673f",
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        ),
+        (
+            String(repeating: "aa", count: 131),
+            "54657374205573696e67204c6172676572205468616e20426c6f636b2d53697a65204b6579202d2048617368204b6579204669727374",
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        ),
     ]
     @Test(arguments: 0..<3) func rfc4231(_ i: Int) {
         let c = Self.cases[i]
@@ -204,22 +229,30 @@ struct ProgressionTests {
         let n = vectors.last!.k
         // base B, first 0: B, 2B, …, nB.
         var out = [UInt8](repeating: 0, count: n * 32)
-        try out.withUnsafeMutableBytes { try RistrettoElement.writeProgression(base: .generator, first: 0, count: n, into: $0) }
+        try out.withUnsafeMutableBytes {
+            try RistrettoElement.writeProgression(base: .generator, first: 0, count: n, into: $0)
+        }
         for v in vectors { #expect(Hex.encode(out[((v.k - 1) * 32)..<(v.k * 32)]) == v.encoding, "k = \(v.k)") }
         // A start past zero: base + first·B, i.e. (first + 1)B, …
         var tail = [UInt8](repeating: 0, count: 3 * 32)
-        try tail.withUnsafeMutableBytes { try RistrettoElement.writeProgression(base: .generator, first: UInt64(n - 3), count: 3, into: $0) }
+        try tail.withUnsafeMutableBytes {
+            try RistrettoElement.writeProgression(base: .generator, first: UInt64(n - 3), count: 3, into: $0)
+        }
         #expect(tail == Array(out[((n - 3) * 32)...]))
     }
 
     @Test func rangesJoinAndDecodeStrictly() throws {
         let base = try RistrettoElement.generator.multiplied(by: Scalar.random())
         var whole = [UInt8](repeating: 0, count: 300 * 32)
-        try whole.withUnsafeMutableBytes { try RistrettoElement.writeProgression(base: base, first: 1_000_000, count: 300, into: $0) }
+        try whole.withUnsafeMutableBytes {
+            try RistrettoElement.writeProgression(base: base, first: 1_000_000, count: 300, into: $0)
+        }
         var pieces = [UInt8]()
         for (first, count) in [(1_000_000, 1), (1_000_001, 120), (1_000_121, 179)] {
             var p = [UInt8](repeating: 0, count: count * 32)
-            try p.withUnsafeMutableBytes { try RistrettoElement.writeProgression(base: base, first: UInt64(first), count: count, into: $0) }
+            try p.withUnsafeMutableBytes {
+                try RistrettoElement.writeProgression(base: base, first: UInt64(first), count: count, into: $0)
+            }
             pieces += p
         }
         #expect(pieces == whole)

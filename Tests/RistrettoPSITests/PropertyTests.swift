@@ -1,4 +1,5 @@
 import Testing
+
 @testable import RistrettoPSI
 
 /// Properties the protocol relies on, over many random inputs and keys.
@@ -10,7 +11,8 @@ struct PropertyTests {
     @Test func blindingCommutes() throws {
         for i in 0..<200 {
             let x = SecureRandom.bytes(1 + i % 40)
-            let a = Scalar.random(), b = Scalar.random()
+            let a = Scalar.random()
+            let b = Scalar.random()
             let hx = try Self.hasher.hash(x)
             #expect(try hx.multiplied(by: a).multiplied(by: b) == (try hx.multiplied(by: b).multiplied(by: a)))
         }
@@ -19,7 +21,8 @@ struct PropertyTests {
     /// The batch path equals the element-by-element path in the same order, whatever the thread count.
     @Test func batchMatchesScalarPath() throws {
         let messages = (0..<1000).map { _ in SecureRandom.bytes(16) }
-        let a = Scalar.random(), b = Scalar.random()
+        let a = Scalar.random()
+        let b = Scalar.random()
         let batch = try ElementBatch.hashing(messages, with: Self.hasher).multiplied(by: a)
         let reblinded = try batch.multiplied(by: b)
         #expect(batch.count == 1000 && reblinded.count == 1000)
@@ -39,7 +42,8 @@ struct PropertyTests {
         var seen = Set<RistrettoElement>()
         for i in 0..<200 {
             let x = Array("person-\(i)@example.com".utf8)
-            let e1 = try Self.hasher.hash(x), e2 = try other.hash(x)
+            let e1 = try Self.hasher.hash(x)
+            let e2 = try other.hash(x)
             #expect(e1 != e2)
             #expect(seen.insert(e1).inserted && seen.insert(e2).inserted)
         }
@@ -84,7 +88,7 @@ struct PropertyTests {
         shuffled.shuffle()
         #expect(Set(shuffled) == Set(batch))
         #expect(shuffled.count == batch.count)
-        #expect(shuffled != batch) // probability of the identity permutation: 1/256!
+        #expect(shuffled != batch)  // probability of the identity permutation: 1/256!
     }
 }
 
@@ -131,12 +135,16 @@ struct ScalarTests {
 struct SecretRedactionTests {
     @Test func scalarRevealsNothing() throws {
         var bytes = [UInt8](repeating: 0, count: 32)
-        bytes[0] = 0xab; bytes[1] = 0xcd
+        bytes[0] = 0xab
+        bytes[1] = 0xcd
         let s = try Scalar(consumingCanonicalBytes: &bytes)
-        let texts = [String(describing: s), String(reflecting: s), "\(s)", String(describing: Mirror(reflecting: s).children.map { $0 })]
+        let texts = [
+            String(describing: s), String(reflecting: s), "\(s)",
+            String(describing: Mirror(reflecting: s).children.map { $0 }),
+        ]
         for t in texts {
             #expect(!t.lowercased().contains("abcd"))
-            #expect(!t.contains("171")) // 0xab in decimal, as a dump of [UInt8] would show it
+            #expect(!t.contains("171"))  // 0xab in decimal, as a dump of [UInt8] would show it
         }
         #expect(String(describing: s).contains("redacted"))
     }
@@ -144,7 +152,10 @@ struct SecretRedactionTests {
     @Test func signingKeyRevealsNothing() throws {
         let seed = [UInt8](repeating: 0x5a, count: 32)
         let key = try seed.withUnsafeBytes { try SigningKey(seed: $0) }
-        for t in [String(describing: key), String(reflecting: key), String(describing: Mirror(reflecting: key).children.map { $0 })] {
+        for t in [
+            String(describing: key), String(reflecting: key),
+            String(describing: Mirror(reflecting: key).children.map { $0 }),
+        ] {
             #expect(!t.contains("5a5a5a5a"))
             #expect(!t.contains("90, 90"))
             #expect(t.contains("redacted"))
@@ -172,7 +183,10 @@ struct SignatureTests {
         let key = try seed.withUnsafeBytes { try SigningKey(seed: $0) }
         #expect(key.verifyingKey.hex == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
         let sig = key.signature(for: [UInt8]())
-        #expect(Hex.encode(sig) == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+        #expect(
+            Hex.encode(sig)
+                == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        )
         #expect(key.verifyingKey.isValidSignature(sig, for: [UInt8]()))
     }
 

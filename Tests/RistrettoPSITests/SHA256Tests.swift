@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import RistrettoPSI
 
 /// SHA-256 known answers from `Protocol/vectors/fips180-sha256.json` (NIST's own examples; the
@@ -14,7 +15,10 @@ struct SHA256Vector: Decodable, Sendable, CustomTestStringConvertible {
     var message: [UInt8] { Array(String(repeating: message_ascii, count: self.repeat).utf8) }
 
     static let all: [SHA256Vector] = {
-        struct File: Decodable { struct Block: Decodable { let tests: [SHA256Vector] }; let sha256: Block }
+        struct File: Decodable {
+            struct Block: Decodable { let tests: [SHA256Vector] }
+            let sha256: Block
+        }
         let url = Vectors.packageRoot.appendingPathComponent("Protocol/vectors/fips180-sha256.json")
         do { return try JSONDecoder().decode(File.self, from: Data(contentsOf: url)).sha256.tests } catch {
             fatalError("cannot load \(url.path): \(error)")
@@ -46,7 +50,11 @@ struct SHA256Tests {
         var h = SHA256.Hasher()
         let m = v.message
         var i = 0
-        while i < m.count { let n = min(1000, m.count - i); h.update(m[i..<i + n]); i += n }
+        while i < m.count {
+            let n = min(1000, m.count - i)
+            h.update(m[i..<i + n])
+            i += n
+        }
         #expect(Hex.encode(h.finalize()) == v.digest)
     }
 
@@ -58,7 +66,8 @@ struct SHA256Tests {
     }
 
     /// Every length across the block and padding edges (55/56, 63/64/65, …) and some long ones.
-    static let lengths = Array(0...300) + [447, 448, 449, 511, 512, 513, 1000, 4095, 4096, 4097, 65_535, 65_537, 1 << 20, (1 << 20) + 3]
+    static let lengths =
+        Array(0...300) + [447, 448, 449, 511, 512, 513, 1000, 4095, 4096, 4097, 65_535, 65_537, 1 << 20, (1 << 20) + 3]
 
     @Test(arguments: lengths)
     func matchesLibsodiumOnRandomInput(_ length: Int) {
@@ -98,7 +107,9 @@ struct SHA256Tests {
 
     /// A copy taken mid-stream forks the state (value semantics, as with the libsodium state struct).
     @Test func copyMidStreamForksTheState() {
-        let a = pseudoRandomBytes(100, seed: 1), b = pseudoRandomBytes(70, seed: 2), c = pseudoRandomBytes(5000, seed: 3)
+        let a = pseudoRandomBytes(100, seed: 1)
+        let b = pseudoRandomBytes(70, seed: 2)
+        let c = pseudoRandomBytes(5000, seed: 3)
         var h = SHA256.Hasher()
         h.update(a)
         var g = h

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import RistrettoPSI
 
 /// Record sealing: one X25519 agreement per file, XChaCha20-Poly1305 per record.
@@ -12,13 +13,16 @@ struct SealingTests {
         let sealed = records.map { sealer.seal($0) }
         #expect(sealed.allSatisfy { $0.count == 8 + RecordSealer.overhead || $0.count == 9 + RecordSealer.overhead })
         #expect(Set(sealed.map { Array($0.prefix(24)) }).count == 50, "nonces are unique")
-        let opener = try RecordOpener(recipient: recipient, ephemeralPublicKey: sealer.ephemeralPublicKey, context: context)
+        let opener = try RecordOpener(
+            recipient: recipient, ephemeralPublicKey: sealer.ephemeralPublicKey, context: context)
         for (r, s) in zip(records, sealed) { #expect(try opener.open(s) == r) }
 
         // Another context (file, run or purpose), another recipient, or a flipped bit: refused.
-        let wrongContext = try RecordOpener(recipient: recipient, ephemeralPublicKey: sealer.ephemeralPublicKey, context: context + [4])
+        let wrongContext = try RecordOpener(
+            recipient: recipient, ephemeralPublicKey: sealer.ephemeralPublicKey, context: context + [4])
         #expect(throws: CryptoError(.decryptionFailed, "")) { try wrongContext.open(sealed[0]) }
-        let other = try RecordOpener(recipient: .generate(), ephemeralPublicKey: sealer.ephemeralPublicKey, context: context)
+        let other = try RecordOpener(
+            recipient: .generate(), ephemeralPublicKey: sealer.ephemeralPublicKey, context: context)
         #expect(throws: CryptoError(.decryptionFailed, "")) { try other.open(sealed[0]) }
         var flipped = sealed[0]
         flipped[30] ^= 1
@@ -39,7 +43,7 @@ struct SealingTests {
     /// A small-order peer key gives an all-zero shared secret, which is refused.
     @Test func smallOrderPeerRefused() throws {
         var smallOrder = [UInt8](repeating: 0, count: 32)
-        smallOrder[0] = 1 // u = 1 is a point of order 4: X25519 with it yields all zeros.
+        smallOrder[0] = 1  // u = 1 is a point of order 4: X25519 with it yields all zeros.
         let pk = try SealingPublicKey(bytes: smallOrder)
         #expect(throws: CryptoError(.invalidKey, "")) { try RecordSealer(recipient: pk, context: []) }
     }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import RistrettoPSI
+import Testing
 
 /// Known-answer vectors from `Protocol/vectors/rfc-ristretto255-h2g-oprf.json` (each block keeps
 /// its RFC and upstream source). Loaded relative to this file so `swift test` needs no resources.
@@ -79,7 +79,10 @@ struct VectorFile: Decodable {
         let vectors: [Vector]
     }
     struct Block<V: Decodable & Sendable>: Decodable, Sendable { let vectors: [V] }
-    struct MapBlock: Decodable { let vectors: [MapVector]; let equivalent_inputs: Equivalent }
+    struct MapBlock: Decodable {
+        let vectors: [MapVector]
+        let equivalent_inputs: Equivalent
+    }
     struct OPRFBlock: Decodable { let modes: [OPRFMode] }
 
     let expand_message_xmd_sha512: ExpandBlock
@@ -110,9 +113,10 @@ struct OPRFCase: Sendable, CustomTestStringConvertible {
         .flatMap { mode in
             mode.vectors.flatMap { v -> [OPRFCase] in
                 v.Input.items.indices.map { i in
-                    OPRFCase(mode: mode.mode, hashToGroupDST: mode.HashToGroup_DST, skSm: mode.skSm, title: v.title,
-                             input: v.Input.items[i], blind: v.Blind.items[i], blindedElement: v.BlindedElement.items[i],
-                             evaluationElement: v.EvaluationElement.items[i], output: v.Output.items[i])
+                    OPRFCase(
+                        mode: mode.mode, hashToGroupDST: mode.HashToGroup_DST, skSm: mode.skSm, title: v.title,
+                        input: v.Input.items[i], blind: v.Blind.items[i], blindedElement: v.BlindedElement.items[i],
+                        evaluationElement: v.EvaluationElement.items[i], output: v.Output.items[i])
                 }
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import S3Delivery
 
 /// The standard order of credential sources, endpoint overrides and regions, on injected
@@ -16,8 +17,10 @@ import Testing
 
     @Test func environmentComesFirst() throws {
         let file = try tempFile("[default]\naws_access_key_id = FROMFILE\naws_secret_access_key = s\n")
-        let env = AWSEnvironment(["AWS_ACCESS_KEY_ID": "FROMENV", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t",
-                                  "AWS_SHARED_CREDENTIALS_FILE": file])
+        let env = AWSEnvironment([
+            "AWS_ACCESS_KEY_ID": "FROMENV", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t",
+            "AWS_SHARED_CREDENTIALS_FILE": file,
+        ])
         let c = try CredentialChain.resolve(env, endpoints: Self.endpoints, http: Self.http).credentials()
         #expect(c.accessKeyID == "FROMENV")
         #expect(c.hasSessionToken)
@@ -26,39 +29,53 @@ import Testing
 
     @Test func profileFromCredentialsThenConfigFile() throws {
         let creds = try tempFile("[default]\naws_access_key_id = DEFAULTKEY\naws_secret_access_key = s\n")
-        let config = try tempFile("# comment\n[profile other]\nregion = eu-west-3\naws_access_key_id = OTHERKEY\naws_secret_access_key = s\n")
+        let config = try tempFile(
+            "# comment\n[profile other]\nregion = eu-west-3\naws_access_key_id = OTHERKEY\naws_secret_access_key = s\n")
         let base = ["AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": config, "HOME": "/nonexistent"]
-        #expect(try CredentialChain.resolve(AWSEnvironment(base), endpoints: Self.endpoints, http: Self.http).credentials().accessKeyID == "DEFAULTKEY")
+        #expect(
+            try CredentialChain.resolve(AWSEnvironment(base), endpoints: Self.endpoints, http: Self.http).credentials()
+                .accessKeyID == "DEFAULTKEY")
         var other = base
         other["AWS_PROFILE"] = "other"
         let env = AWSEnvironment(other)
-        #expect(try CredentialChain.resolve(env, endpoints: Self.endpoints, http: Self.http).credentials().accessKeyID == "OTHERKEY")
+        #expect(
+            try CredentialChain.resolve(env, endpoints: Self.endpoints, http: Self.http).credentials().accessKeyID
+                == "OTHERKEY")
         #expect(try env.region() == "eu-west-3")
     }
 
     @Test func nothingConfiguredIsAnError() {
         #expect(throws: AWSError(.credentialsMissing, "")) {
-            try CredentialChain.resolve(AWSEnvironment(["HOME": "/nonexistent"]), endpoints: Self.endpoints, http: Self.http)
+            try CredentialChain.resolve(
+                AWSEnvironment(["HOME": "/nonexistent"]), endpoints: Self.endpoints, http: Self.http)
         }
         #expect(throws: AWSError(.credentialsInvalid, "")) {
-            try CredentialChain.resolve(AWSEnvironment(["AWS_ACCESS_KEY_ID": "K", "HOME": "/nonexistent"]), endpoints: Self.endpoints, http: Self.http)
+            try CredentialChain.resolve(
+                AWSEnvironment(["AWS_ACCESS_KEY_ID": "K", "HOME": "/nonexistent"]), endpoints: Self.endpoints,
+                http: Self.http)
         }
     }
 
     @Test func webIdentityNeedsARole() throws {
         let token = try tempFile("eyJ.token.sig\n")
         #expect(throws: AWSError(.credentialsInvalid, "")) {
-            try CredentialChain.resolve(AWSEnvironment(["AWS_WEB_IDENTITY_TOKEN_FILE": token, "HOME": "/nonexistent"]),
-                                        endpoints: Self.endpoints, http: Self.http)
+            try CredentialChain.resolve(
+                AWSEnvironment(["AWS_WEB_IDENTITY_TOKEN_FILE": token, "HOME": "/nonexistent"]),
+                endpoints: Self.endpoints, http: Self.http)
         }
-        let p = try CredentialChain.resolve(AWSEnvironment(["AWS_WEB_IDENTITY_TOKEN_FILE": token, "AWS_ROLE_ARN": "arn:aws:iam::1:role/r",
-                                                            "HOME": "/nonexistent"]), endpoints: Self.endpoints, http: Self.http)
+        let p = try CredentialChain.resolve(
+            AWSEnvironment([
+                "AWS_WEB_IDENTITY_TOKEN_FILE": token, "AWS_ROLE_ARN": "arn:aws:iam::1:role/r",
+                "HOME": "/nonexistent",
+            ]), endpoints: Self.endpoints, http: Self.http)
         #expect(p is WebIdentityCredentials)
     }
 
     @Test func endpointOverridesAndRegion() throws {
-        let env = AWSEnvironment(["AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:5000",
-                                  "AWS_REGION": "eu-central-1", "HOME": "/nonexistent"])
+        let env = AWSEnvironment([
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:5000",
+            "AWS_REGION": "eu-central-1", "HOME": "/nonexistent",
+        ])
         let e = try AWSEndpoints.resolve(env)
         #expect(e.region == "eu-central-1")
         #expect(e.s3?.absoluteString == "http://127.0.0.1:4566")
@@ -66,9 +83,15 @@ import Testing
         let aws = try AWSEndpoints.resolve(AWSEnvironment(["HOME": "/nonexistent"]), region: "us-west-2")
         #expect(aws.s3 == nil)
         #expect(aws.sts.absoluteString == "https://sts.us-west-2.amazonaws.com")
-        #expect(aws.objectURL(bucket: "b", encodedKey: "p/k", query: "").url.absoluteString == "https://b.s3.us-west-2.amazonaws.com/p/k")
-        #expect(e.objectURL(bucket: "b", encodedKey: "p/k", query: "uploads=").url.absoluteString == "http://127.0.0.1:4566/b/p/k?uploads=")
-        #expect(throws: AWSError(.configuration, "")) { try AWSEndpoints.resolve(AWSEnvironment(["HOME": "/nonexistent"])) }
+        #expect(
+            aws.objectURL(bucket: "b", encodedKey: "p/k", query: "").url.absoluteString
+                == "https://b.s3.us-west-2.amazonaws.com/p/k")
+        #expect(
+            e.objectURL(bucket: "b", encodedKey: "p/k", query: "uploads=").url.absoluteString
+                == "http://127.0.0.1:4566/b/p/k?uploads=")
+        #expect(throws: AWSError(.configuration, "")) {
+            try AWSEndpoints.resolve(AWSEnvironment(["HOME": "/nonexistent"]))
+        }
     }
 
     @Test func s3URIs() throws {

@@ -1,10 +1,12 @@
 import Foundation
+import TestSupport
+import Testing
+
+@testable import S3Delivery
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Testing
-import TestSupport
-@testable import S3Delivery
 
 /// The HTTP client over libcurl (opened with `dlopen`), against ``FaultProxy`` answering on
 /// loopback by itself: what goes on the wire, what comes back, and the failures another attempt
@@ -28,7 +30,8 @@ struct HTTPClientTests {
         let body = "<Error><Code>NoSuchKey</Code></Error>"
         let s = try server([.respond(404, body: body)])
         defer { s.stop() }
-        let r = try HTTPClient(timeout: 5).send(method: "GET", url: s.url.appendingPathComponent("b/k"), headers: [], body: [])
+        let r = try HTTPClient(timeout: 5).send(
+            method: "GET", url: s.url.appendingPathComponent("b/k"), headers: [], body: [])
         #expect(r.status == 404)
         #expect(r.headers["content-type"] == "text/xml")
         #expect(r.headers["content-length"] == String(body.utf8.count))
@@ -42,10 +45,13 @@ struct HTTPClientTests {
         let s = try server([.respond(200, body: "")])
         defer { s.stop() }
         let payload = Array(repeating: UInt8(ascii: "x"), count: 3 << 20) + Array("end".utf8)
-        let r = try HTTPClient(timeout: 5).send(method: method, url: s.url.appendingPathComponent("b/k"),
-                                                headers: [("Host", "127.0.0.1:\(s.port)"), ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
-                                                          ("Content-Type", "application/octet-stream")],
-                                                body: payload)
+        let r = try HTTPClient(timeout: 5).send(
+            method: method, url: s.url.appendingPathComponent("b/k"),
+            headers: [
+                ("Host", "127.0.0.1:\(s.port)"), ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+                ("Content-Type", "application/octet-stream"),
+            ],
+            body: payload)
         #expect(r.status == 200)
         let sent = try #require(s.received.first)
         let head = Self.head(sent)
@@ -60,8 +66,10 @@ struct HTTPClientTests {
     }
 
     @Test func headAndDeleteSendNoBody() throws {
-        let s = try server([.raw(Array("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nETag: \"e\"\r\nConnection: close\r\n\r\n".utf8)),
-                            .respond(204, body: "")])
+        let s = try server([
+            .raw(Array("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nETag: \"e\"\r\nConnection: close\r\n\r\n".utf8)),
+            .respond(204, body: ""),
+        ])
         defer { s.stop() }
         let client = HTTPClient(timeout: 5)
         let h = try client.send(method: "HEAD", url: s.url.appendingPathComponent("b/k"), headers: [], body: [])
@@ -70,15 +78,20 @@ struct HTTPClientTests {
         #expect(d.status == 204)
         let heads = s.received.map { Self.head($0) }
         #expect(heads.map { $0[0] } == ["HEAD /b/k HTTP/1.1", "DELETE /b/k HTTP/1.1"])
-        #expect(s.received.allSatisfy { String(decoding: $0, as: UTF8.self).hasSuffix("\r\n\r\n") }, "no body after the head")
+        #expect(
+            s.received.allSatisfy { String(decoding: $0, as: UTF8.self).hasSuffix("\r\n\r\n") },
+            "no body after the head")
     }
 
     /// A HEAD's Content-Length is the object's size, not a body on its way: a size over the
     /// answer limit is an answer like any other (a round message's existence check on a large run).
     @Test func headOfALargeObjectIsNotRefused() throws {
-        let s = try server([.raw(Array("HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\n".utf8))])
+        let s = try server([
+            .raw(Array("HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\n".utf8))
+        ])
         defer { s.stop() }
-        let r = try HTTPClient(timeout: 5, maxResponseBytes: 4096).send(method: "HEAD", url: s.url, headers: [], body: [])
+        let r = try HTTPClient(timeout: 5, maxResponseBytes: 4096).send(
+            method: "HEAD", url: s.url, headers: [], body: [])
         #expect(r.status == 200 && r.headers["content-length"] == "100000000" && r.body.isEmpty)
     }
 
@@ -90,16 +103,25 @@ struct HTTPClientTests {
         let client = HTTPClient(timeout: 5)
         _ = try client.send(method: "PUT", url: s.url, headers: [("x-amz-meta-empty", "")], body: [])
         _ = try client.send(method: "POST", url: s.url, headers: [], body: Array("a=b".utf8))
-        let put = Self.head(s.received[0]), post = Self.head(s.received[1])
+        let put = Self.head(s.received[0])
+        let post = Self.head(s.received[1])
         #expect(put.contains("Content-Length: 0"))
-        #expect(put.contains { $0.hasPrefix("x-amz-meta-empty:") && $0.dropFirst("x-amz-meta-empty:".count).allSatisfy { $0 == " " } }, "\(put)")
+        #expect(
+            put.contains {
+                $0.hasPrefix("x-amz-meta-empty:") && $0.dropFirst("x-amz-meta-empty:".count).allSatisfy { $0 == " " }
+            }, "\(put)")
         #expect(s.received[0].count == Array(put.joined(separator: "\r\n").utf8).count + 4, "no body")
         #expect(!post.contains { $0.lowercased().hasPrefix("content-type:") }, "\(post)")
         #expect(post.contains("Content-Length: 3"))
     }
 
     @Test func chunkedAnswerIsReassembled() throws {
-        let s = try server([.raw(Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".utf8))])
+        let s = try server([
+            .raw(
+                Array(
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                        .utf8))
+        ])
         defer { s.stop() }
         let r = try HTTPClient(timeout: 5).send(method: "GET", url: s.url, headers: [], body: [])
         #expect(r.body == Array("hello world".utf8))
@@ -108,7 +130,8 @@ struct HTTPClientTests {
     /// An interim `100 Continue` does not leak its headers into the answer; a name sent twice
     /// keeps both values (RFC 9110 §5.3).
     @Test func interimAnswerAndRepeatedHeaders() throws {
-        let raw = "HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\nHTTP/1.1 200 OK\r\nX-Amz-Meta-A: 1\r\nx-amz-meta-a: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        let raw =
+            "HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\nHTTP/1.1 200 OK\r\nX-Amz-Meta-A: 1\r\nx-amz-meta-a: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
         let s = try server([.raw(Array(raw.utf8))])
         defer { s.stop() }
         let r = try HTTPClient(timeout: 5).send(method: "GET", url: s.url, headers: [], body: [])
@@ -137,8 +160,10 @@ struct HTTPClientTests {
         switch framing {
         case .contentLength: raw = "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n" + body
         case .toTheEnd: raw = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body
-        case .chunked: raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            + "9c4\r\n" + String(body.prefix(2500)) + "\r\n9c4\r\n" + String(body.prefix(2500)) + "\r\n0\r\n\r\n"
+        case .chunked:
+            raw =
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                + "9c4\r\n" + String(body.prefix(2500)) + "\r\n9c4\r\n" + String(body.prefix(2500)) + "\r\n0\r\n\r\n"
         }
         let s = try server([.raw(Array(raw.utf8)), .raw(Array(raw.utf8))])
         defer { s.stop() }
@@ -148,13 +173,15 @@ struct HTTPClientTests {
         #expect(e?.kind == .tooLarge)
         #expect(e?.reason.contains("4096") == true)
         // At the limit exactly is accepted.
-        let r = try HTTPClient(timeout: 5, maxResponseBytes: 5000).send(method: "GET", url: s.url, headers: [], body: [])
+        let r = try HTTPClient(timeout: 5, maxResponseBytes: 5000).send(
+            method: "GET", url: s.url, headers: [], body: [])
         #expect(r.body.count == 5000)
     }
 
     @Test func missingLibraryNamesThePackage() throws {
         let e = #expect(throws: TransportFailure.self) {
-            try HTTPClient(timeout: 1, libraryPath: "libcurl-not-installed.so.4").send(method: "GET", url: Self.nowhere, headers: [], body: [])
+            try HTTPClient(timeout: 1, libraryPath: "libcurl-not-installed.so.4").send(
+                method: "GET", url: Self.nowhere, headers: [], body: [])
         }
         #expect(e?.kind == .unavailable)
         #expect(e?.reason.contains("libcurl-not-installed.so.4") == true)
@@ -163,9 +190,11 @@ struct HTTPClientTests {
 
     /// Failures another attempt cannot mend stop at the first attempt, with their own codes;
     /// transport failures are retried.
-    @Test(arguments: [(TransportFailure.Kind.unavailable, AWSError.Code.configuration, 1),
-                      (.tooLarge, .responseMalformed, 1),
-                      (.transport, .network, 3)])
+    @Test(arguments: [
+        (TransportFailure.Kind.unavailable, AWSError.Code.configuration, 1),
+        (.tooLarge, .responseMalformed, 1),
+        (.transport, .network, 3),
+    ])
     func retriesOnlyWhatAnotherAttemptCanMend(kind: TransportFailure.Kind, code: AWSError.Code, attempts: Int) throws {
         let http = AWSHTTP(timeout: 1, retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.001, maxDelay: 0.001))
         var made = 0
@@ -205,12 +234,15 @@ struct HTTPClientTests {
         let client = HTTPClient(timeout: 5)
         _ = try client.send(method: "GET", url: server.url, headers: [], body: [])
         let payload = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        let r = try client.send(method: method, url: server.url, headers: [("Content-Type", "application/octet-stream")], body: payload)
+        let r = try client.send(
+            method: method, url: server.url, headers: [("Content-Type", "application/octet-stream")], body: payload)
         #expect(r.status == 200)
         #expect(server.connections == 2)
         let uploads = server.requests.filter { String(decoding: $0.bytes.prefix(4), as: UTF8.self).hasPrefix(method) }
         #expect(uploads.map(\.connection) == [0, 1])
-        #expect(uploads.allSatisfy { Array($0.bytes.suffix(payload.count)) == payload }, "each attempt carried the whole body")
+        #expect(
+            uploads.allSatisfy { Array($0.bytes.suffix(payload.count)) == payload },
+            "each attempt carried the whole body")
     }
 
     /// Several threads sending through one client at once: each transfer gets its own handle
@@ -223,7 +255,9 @@ struct HTTPClientTests {
         nonisolated(unsafe) var statuses: [Int] = []
         DispatchQueue.concurrentPerform(iterations: 16) { _ in
             let status = (try? client.send(method: "GET", url: server.url, headers: [], body: []))?.status ?? -1
-            lock.lock(); statuses.append(status); lock.unlock()
+            lock.lock()
+            statuses.append(status)
+            lock.unlock()
         }
         #expect(statuses == Array(repeating: 200, count: 16))
         #expect(server.connections <= 16)
@@ -242,12 +276,16 @@ struct HTTPClientTests {
 
     /// Timeouts from the environment (`CLEANROOM_AWS_TIMEOUT_SECONDS` parses as a Double) stay
     /// within what libcurl's millisecond options hold: no trap on `inf`, `1e300` or `nan`.
-    @Test(arguments: [(Double.infinity, 86_400.0), (1e300, 86_400), (-Double.infinity, 0.1), (-1, 0.1), (0, 0.1), (2.5, 2.5), (86_401, 86_400)])
+    @Test(arguments: [
+        (Double.infinity, 86_400.0), (1e300, 86_400), (-Double.infinity, 0.1), (-1, 0.1), (0, 0.1), (2.5, 2.5),
+        (86_401, 86_400),
+    ])
     func timeoutsAreClamped(given: Double, used: Double) throws {
         #expect(HTTPClient.clamped(given) == used)
         let server = try LoopbackServer()
         defer { server.stop() }
-        #expect(try HTTPClient(timeout: given).send(method: "GET", url: server.url, headers: [], body: []).status == 200)
+        #expect(
+            try HTTPClient(timeout: given).send(method: "GET", url: server.url, headers: [], body: []).status == 200)
     }
 
     @Test func notANumberTimeoutIsTheDefault() {
@@ -259,7 +297,8 @@ struct HTTPClientTests {
     /// have cleared it).
     @Test func wrongLibraryNamesTheMissingSymbol() throws {
         let e = #expect(throws: TransportFailure.self) {
-            try HTTPClient(timeout: 1, libraryPath: "libz.so.1").send(method: "GET", url: Self.nowhere, headers: [], body: [])
+            try HTTPClient(timeout: 1, libraryPath: "libz.so.1").send(
+                method: "GET", url: Self.nowhere, headers: [], body: [])
         }
         #expect(e?.kind == .unavailable)
         #expect(e?.reason.contains("curl_global_init") == true, "\(e?.reason ?? "")")
@@ -269,7 +308,8 @@ struct HTTPClientTests {
     @Test func signedRequestWithoutLibcurlIsAConfigurationError() throws {
         let http = AWSHTTP(timeout: 1, retry: RetryPolicy(maxAttempts: 1), libraryPath: "libcurl-not-installed.so.4")
         let creds = try AWSCredentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "secret", source: "test")
-        let signer = SigV4Signer(region: "us-east-1", service: "iam", rules: .generic(normalizePath: true), clock: { Date() })
+        let signer = SigV4Signer(
+            region: "us-east-1", service: "iam", rules: .generic(normalizePath: true), clock: { Date() })
         let e = #expect(throws: AWSError.self) {
             _ = try http.signedRequest(method: "POST", url: Self.nowhere, path: "/", signer: signer, credentials: creds)
         }
@@ -281,7 +321,10 @@ struct HTTPClientTests {
 /// answer (and keep the connection), close right after reading it (a server that timed out an
 /// idle connection just as it was reused), or stay silent until the client gives up.
 final class LoopbackServer: @unchecked Sendable {
-    enum Step: Sendable { case answer([UInt8]), closeAfterReading, silent }
+    enum Step: Sendable {
+        case answer([UInt8])
+        case closeAfterReading, silent
+    }
     static let ok = Array("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk".utf8)
 
     let port: UInt16
@@ -289,35 +332,60 @@ final class LoopbackServer: @unchecked Sendable {
     private let lock = NSLock()
     private var accepted = 0
     private var seen: [(connection: Int, bytes: [UInt8])] = []
-    var connections: Int { lock.lock(); defer { lock.unlock() }; return accepted }
+    var connections: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return accepted
+    }
     /// Every request read, with the index of the connection it came on.
-    var requests: [(connection: Int, bytes: [UInt8])] { lock.lock(); defer { lock.unlock() }; return seen }
+    var requests: [(connection: Int, bytes: [UInt8])] {
+        lock.lock()
+        defer { lock.unlock() }
+        return seen
+    }
     var url: URL { URL(string: "http://127.0.0.1:\(port)/b/k")! }
 
     /// - Parameter script: the step for the `request`-th request (from 0) on the `connection`-th connection.
-    init(script: @escaping @Sendable (_ connection: Int, _ request: Int) -> Step = { _, _ in .answer(LoopbackServer.ok) }) throws {
+    init(
+        script: @escaping @Sendable (_ connection: Int, _ request: Int) -> Step = { _, _ in .answer(LoopbackServer.ok) }
+    ) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard ok == 0, listen(fd, 16) == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard ok == 0, listen(fd, 16) == 0 else {
+            close(fd)
+            throw POSIXError(.EADDRINUSE)
+        }
         var bound = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
         port = UInt16(bigEndian: bound.sin_port)
         listener = fd
         Thread { [self] in
             while true {
                 let c = accept(listener, nil, nil)
                 if c < 0 { return }
-                lock.lock(); let n = accepted; accepted += 1; lock.unlock()
+                lock.lock()
+                let n = accepted
+                accepted += 1
+                lock.unlock()
                 Thread { [self] in serve(c, connection: n, script: script) }.start()
             }
         }.start()
     }
 
-    func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
+    func stop() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
 
     private func serve(_ c: Int32, connection: Int, script: (Int, Int) -> Step) {
         defer { close(c) }
@@ -332,14 +400,20 @@ final class LoopbackServer: @unchecked Sendable {
         var index = 0
         while true {
             var end = FaultProxy.find([13, 10, 13, 10], in: pending)
-            while end == nil { guard fill() else { return }; end = FaultProxy.find([13, 10, 13, 10], in: pending) }
+            while end == nil {
+                guard fill() else { return }
+                end = FaultProxy.find([13, 10, 13, 10], in: pending)
+            }
             let head = String(decoding: pending[0..<end!], as: UTF8.self)
-            let length = head.components(separatedBy: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+            let length =
+                head.components(separatedBy: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
                 .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
             while pending.count < end! + 4 + length { guard fill() else { return } }
             let request = Array(pending[0..<(end! + 4 + length)])
             pending.removeFirst(request.count)
-            lock.lock(); seen.append((connection, request)); lock.unlock()
+            lock.lock()
+            seen.append((connection, request))
+            lock.unlock()
             switch script(connection, index) {
             case .answer(let bytes):
                 _ = bytes.withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

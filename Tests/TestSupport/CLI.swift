@@ -11,7 +11,8 @@ public enum CLI {
         dirs.append(Bundle.main.bundleURL.deletingLastPathComponent())
         dirs.append(Bundle.main.bundleURL)
         dirs.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
-        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         dirs.append(packageRoot.appendingPathComponent(".build/debug"))
         for d in dirs {
             let candidate = d.appendingPathComponent("cleanroom").path
@@ -28,7 +29,9 @@ public enum CLI {
     }
 
     public struct NotBuilt: Error, CustomStringConvertible {
-        public var description: String { "the cleanroom binary was not found next to the test bundle; run `swift build` first" }
+        public var description: String {
+            "the cleanroom binary was not found next to the test bundle; run `swift build` first"
+        }
     }
 
     public static func path() throws -> String {
@@ -51,22 +54,26 @@ public enum CLI {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cleanroom-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
+        let out = dir.appendingPathComponent("out")
+        let err = dir.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         p.standardOutput = try FileHandle(forWritingTo: out)
         p.standardError = try FileHandle(forWritingTo: err)
         try p.run()
         p.waitUntilExit()
-        return Result(status: p.terminationStatus, reason: p.terminationReason,
-                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+        return Result(
+            status: p.terminationStatus, reason: p.terminationReason,
+            stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
     }
 
     public struct Failed: Error, CustomStringConvertible {
         public let args: [String]
         public let result: Result
-        public var description: String { "cleanroom \(args.joined(separator: " ")) exited \(result.status): \(result.stderr)" }
+        public var description: String {
+            "cleanroom \(args.joined(separator: " ")) exited \(result.status): \(result.stderr)"
+        }
     }
 
     /// Runs the CLI and throws unless it exits 0.

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,8 +31,12 @@ public final class FaultProxy: @unchecked Sendable {
         public let matches: @Sendable (_ method: String, _ target: String) -> Bool
         public let fault: Fault
         public var times: Int
-        public init(times: Int = 1, fault: Fault, matches: @escaping @Sendable (_ method: String, _ target: String) -> Bool) {
-            self.times = times; self.fault = fault; self.matches = matches
+        public init(
+            times: Int = 1, fault: Fault, matches: @escaping @Sendable (_ method: String, _ target: String) -> Bool
+        ) {
+            self.times = times
+            self.fault = fault
+            self.matches = matches
         }
     }
 
@@ -46,7 +51,11 @@ public final class FaultProxy: @unchecked Sendable {
     public private(set) var log: [(method: String, target: String, action: String)] = []
     /// Each request's bytes as the client sent them (head and body), in order.
     private var receivedRequests: [[UInt8]] = []
-    public var received: [[UInt8]] { lock.lock(); defer { lock.unlock() }; return receivedRequests }
+    public var received: [[UInt8]] {
+        lock.lock()
+        defer { lock.unlock() }
+        return receivedRequests
+    }
 
     public init(upstream: URL, rules: [Rule]) throws {
         upstreamHost = upstream.host ?? "127.0.0.1"
@@ -59,11 +68,20 @@ public final class FaultProxy: @unchecked Sendable {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = 0
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard ok == 0, listen(fd, 64) == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard ok == 0, listen(fd, 64) == 0 else {
+            close(fd)
+            throw POSIXError(.EADDRINUSE)
+        }
         var bound = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
         port = UInt16(bigEndian: bound.sin_port)
         listener = fd
         let t = Thread { [self] in acceptLoop() }
@@ -71,10 +89,17 @@ public final class FaultProxy: @unchecked Sendable {
     }
 
     /// Stops accepting; connections in flight finish on their own.
-    public func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
+    public func stop() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
 
     /// What the proxy did, as one line per request.
-    public var actions: [String] { lock.lock(); defer { lock.unlock() }; return log.map { "\($0.method) \($0.target) → \($0.action)" } }
+    public var actions: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return log.map { "\($0.method) \($0.target) → \($0.action)" }
+    }
 
     func acceptLoop() {
         while true {
@@ -86,7 +111,8 @@ public final class FaultProxy: @unchecked Sendable {
     }
 
     func nextFault(_ method: String, _ target: String) -> Fault? {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         for i in rules.indices where rules[i].times > 0 && rules[i].matches(method, target) {
             rules[i].times -= 1
             return rules[i].fault
@@ -95,22 +121,35 @@ public final class FaultProxy: @unchecked Sendable {
     }
 
     func record(_ method: String, _ target: String, _ action: String) {
-        lock.lock(); log.append((method, target, action)); lock.unlock()
+        lock.lock()
+        log.append((method, target, action))
+        lock.unlock()
     }
 
     func handle(_ c: Int32) {
         defer { close(c) }
         guard let req = readRequest(c) else { return }
-        lock.lock(); receivedRequests.append(req.raw); lock.unlock()
+        lock.lock()
+        receivedRequests.append(req.raw)
+        lock.unlock()
         let fault = nextFault(req.method, req.target)
         switch fault {
         case .status(let status, let code)?:
             record(req.method, req.target, "\(status) \(code)")
-            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>\(code)</Code><Message>injected by the fault proxy</Message></Error>"
-            writeAll(c, Array("HTTP/1.1 \(status) Injected\r\nContent-Type: application/xml\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8))
+            let body =
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>\(code)</Code><Message>injected by the fault proxy</Message></Error>"
+            writeAll(
+                c,
+                Array(
+                    "HTTP/1.1 \(status) Injected\r\nContent-Type: application/xml\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+                        .utf8))
         case .respond(let status, let body)?:
             record(req.method, req.target, "answered \(status)\(req.hasAuthorization ? "" : " (unsigned request)")")
-            writeAll(c, Array("HTTP/1.1 \(status) Canned\r\nContent-Type: text/xml\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8))
+            writeAll(
+                c,
+                Array(
+                    "HTTP/1.1 \(status) Canned\r\nContent-Type: text/xml\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+                        .utf8))
         case .raw(let bytes)?:
             record(req.method, req.target, "answered raw")
             writeAll(c, bytes)
@@ -137,7 +176,13 @@ public final class FaultProxy: @unchecked Sendable {
         setsockopt(c, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
     }
 
-    struct Request { let method: String; let target: String; let bytes: [UInt8]; let hasAuthorization: Bool; let raw: [UInt8] }
+    struct Request {
+        let method: String
+        let target: String
+        let bytes: [UInt8]
+        let hasAuthorization: Bool
+        let raw: [UInt8]
+    }
 
     func readRequest(_ c: Int32) -> Request? {
         var buf: [UInt8] = []
@@ -156,8 +201,13 @@ public final class FaultProxy: @unchecked Sendable {
         var expect = false
         lines = lines.filter { line in
             let lower = line.lowercased()
-            if lower.hasPrefix("content-length:") { length = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0 }
-            if lower.hasPrefix("expect:") { expect = true; return false }
+            if lower.hasPrefix("content-length:") {
+                length = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0
+            }
+            if lower.hasPrefix("expect:") {
+                expect = true
+                return false
+            }
             if lower.hasPrefix("connection:") { return false }
             return true
         }
@@ -169,10 +219,14 @@ public final class FaultProxy: @unchecked Sendable {
             if n <= 0 { return nil }
             body += chunk[0..<n]
         }
-        let newHead = ([requestLine.joined(separator: " ")] + lines + ["Connection: close"]).joined(separator: "\r\n") + "\r\n\r\n"
-        return Request(method: String(requestLine[0]), target: String(requestLine.count > 1 ? requestLine[1] : ""),
-                       bytes: Array(newHead.utf8) + body, hasAuthorization: lines.contains { $0.lowercased().hasPrefix("authorization:") },
-                       raw: rawHead + body)
+        let newHead =
+            ([requestLine.joined(separator: " ")] + lines + ["Connection: close"]).joined(separator: "\r\n")
+            + "\r\n\r\n"
+        return Request(
+            method: String(requestLine[0]), target: String(requestLine.count > 1 ? requestLine[1] : ""),
+            bytes: Array(newHead.utf8) + body,
+            hasAuthorization: lines.contains { $0.lowercased().hasPrefix("authorization:") },
+            raw: rawHead + body)
     }
 
     func forward(_ bytes: [UInt8]) -> [UInt8]? {
@@ -182,7 +236,11 @@ public final class FaultProxy: @unchecked Sendable {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr(upstreamHost == "localhost" ? "127.0.0.1" : upstreamHost)
         addr.sin_port = upstreamPort.bigEndian
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(u, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(u, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
         guard ok == 0 else { return nil }
         writeAll(u, bytes)
         var out: [UInt8] = []
@@ -206,7 +264,8 @@ public final class FaultProxy: @unchecked Sendable {
 
     public static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
         guard hay.count >= needle.count else { return nil }
-        for i in 0...(hay.count - needle.count) where hay[i] == needle[0] && Array(hay[i..<(i + needle.count)]) == needle { return i }
+        for i in 0...(hay.count - needle.count)
+        where hay[i] == needle[0] && Array(hay[i..<(i + needle.count)]) == needle { return i }
         return nil
     }
 }

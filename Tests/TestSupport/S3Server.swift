@@ -14,7 +14,8 @@ public enum S3Server {
     public static let endpoint: URL? = env["CLEANROOM_S3_ENDPOINT"].flatMap(URL.init(string:))
     public static var configured: Bool { endpoint != nil }
     public static var required: Bool { env["CLEANROOM_S3_REQUIRED"] == "1" }
-    public static let skipMessage = "no CLEANROOM_S3_ENDPOINT: run `make test` (it starts a local S3 server) to run the S3 integration tests"
+    public static let skipMessage =
+        "no CLEANROOM_S3_ENDPOINT: run `make test` (it starts a local S3 server) to run the S3 integration tests"
 
     /// Which server (`CLEANROOM_S3_SERVER`: `moto`, the default, or `ministack`): they enforce
     /// different things, and the tests say so where it matters.
@@ -31,8 +32,10 @@ public enum S3Server {
 
     /// The administrator's keys, through the credential chain (shared file, `AWS_PROFILE=admin`).
     public static let admin: AWSCredentials = {
-        let chainEnv = AWSEnvironment(["AWS_SHARED_CREDENTIALS_FILE": env["CLEANROOM_S3_CREDENTIALS"] ?? "", "AWS_PROFILE": "admin",
-                                       "HOME": "/nonexistent"])
+        let chainEnv = AWSEnvironment([
+            "AWS_SHARED_CREDENTIALS_FILE": env["CLEANROOM_S3_CREDENTIALS"] ?? "", "AWS_PROFILE": "admin",
+            "HOME": "/nonexistent",
+        ])
         do { return try CredentialChain.resolve(chainEnv, endpoints: endpoints(), http: http).credentials() } catch {
             fatalError("cannot read the S3 test server's admin credentials: \(error)")
         }
@@ -40,19 +43,26 @@ public enum S3Server {
 
     /// An IAM Query API call signed with our own SigV4 (generic rules, service `iam`).
     @discardableResult
-    public static func iam(_ action: String, _ params: [(String, String)], as creds: AWSCredentials = admin) throws -> [UInt8] {
+    public static func iam(_ action: String, _ params: [(String, String)], as creds: AWSCredentials = admin) throws
+        -> [UInt8]
+    {
         try query(service: "iam", action: action, version: "2010-05-08", params: params, creds: creds)
     }
 
-    public static func query(service: String, action: String, version: String, params: [(String, String)], creds: AWSCredentials) throws -> [UInt8] {
+    public static func query(
+        service: String, action: String, version: String, params: [(String, String)], creds: AWSCredentials
+    ) throws -> [UInt8] {
         let all = [("Action", action), ("Version", version)] + params
         let body = Array(AWSHTTP.formEncode(all).utf8)
         let signer = SigV4Signer(region: region, service: service, rules: .generic(normalizePath: true))
         let u = endpoint!
-        let r = try http.signedRequest(method: "POST", url: u, path: "/",
-                                       headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: body,
-                                       signer: signer, credentials: creds)
-        guard (200..<300).contains(r.status) else { throw AWSHTTP.failure(operation: "\(service):\(action)", answer: r) }
+        let r = try http.signedRequest(
+            method: "POST", url: u, path: "/",
+            headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: body,
+            signer: signer, credentials: creds)
+        guard (200..<300).contains(r.status) else {
+            throw AWSHTTP.failure(operation: "\(service):\(action)", answer: r)
+        }
         return r.body
     }
 
@@ -60,18 +70,24 @@ public enum S3Server {
     public static func createBucket(_ name: String) throws {
         let u = endpoint!
         let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
-        guard let r = try? http.signedRequest(method: "PUT", url: u.appendingPathComponent(name), path: "/\(name)",
-                                              signer: signer, credentials: admin),
-              (200..<300).contains(r.status) else { throw AWSError(.requestFailed, "CreateBucket \(name) failed") }
+        guard
+            let r = try? http.signedRequest(
+                method: "PUT", url: u.appendingPathComponent(name), path: "/\(name)",
+                signer: signer, credentials: admin),
+            (200..<300).contains(r.status)
+        else { throw AWSError(.requestFailed, "CreateBucket \(name) failed") }
     }
 
     /// Lists the multipart uploads still open in a bucket (administrator): none may be left.
     public static func openUploads(_ bucket: String) throws -> Int {
         let u = endpoint!
         let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
-        guard let r = try? http.signedRequest(method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?uploads=")!,
-                                              path: "/\(bucket)", query: "uploads=", signer: signer, credentials: admin),
-              r.status == 200 else { throw AWSError(.requestFailed, "ListMultipartUploads \(bucket) failed") }
+        guard
+            let r = try? http.signedRequest(
+                method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?uploads=")!,
+                path: "/\(bucket)", query: "uploads=", signer: signer, credentials: admin),
+            r.status == 200
+        else { throw AWSError(.requestFailed, "ListMultipartUploads \(bucket) failed") }
         return r.xmlValues("UploadId").count
     }
 
@@ -80,14 +96,18 @@ public enum S3Server {
         let u = endpoint!
         let path = "/\(bucket)/" + SigV4Signer.uriEncode(key, keepSlash: true)
         let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
-        guard let r = try? http.signedRequest(method: "DELETE", url: URL(string: u.absoluteString + path)!, path: path,
-                                              signer: signer, credentials: admin),
-              (200..<300).contains(r.status) else { throw AWSError(.requestFailed, "DeleteObject \(bucket) failed") }
+        guard
+            let r = try? http.signedRequest(
+                method: "DELETE", url: URL(string: u.absoluteString + path)!, path: path,
+                signer: signer, credentials: admin),
+            (200..<300).contains(r.status)
+        else { throw AWSError(.requestFailed, "DeleteObject \(bucket) failed") }
     }
 
     /// GetObject as the administrator.
     public static func object(_ bucket: String, key: String) throws -> [UInt8] {
-        try S3Reader(endpoints: endpoints(), bucket: bucket, http: http, credentials: StaticCredentials(admin)).get(key: key)
+        try S3Reader(endpoints: endpoints(), bucket: bucket, http: http, credentials: StaticCredentials(admin)).get(
+            key: key)
     }
 
     /// Lists the keys under a prefix (administrator).
@@ -95,16 +115,22 @@ public enum S3Server {
         let u = endpoint!
         let q = "list-type=2&prefix=\(SigV4Signer.uriEncode(prefix, keepSlash: false))"
         let signer = SigV4Signer(region: region, service: "s3", rules: .s3)
-        guard let r = try? http.signedRequest(method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?\(q)")!,
-                                              path: "/\(bucket)", query: q, signer: signer, credentials: admin),
-              r.status == 200 else { throw AWSError(.requestFailed, "ListObjectsV2 \(bucket) failed") }
+        guard
+            let r = try? http.signedRequest(
+                method: "GET", url: URL(string: "\(u.absoluteString)/\(bucket)?\(q)")!,
+                path: "/\(bucket)", query: q, signer: signer, credentials: admin),
+            r.status == 200
+        else { throw AWSError(.requestFailed, "ListObjectsV2 \(bucket) failed") }
         return r.xmlValues("Key").sorted()
     }
 
     /// The provider process's environment: the bucket owner's own keys (profile `admin`).
     public static var providerEnvironment: [String: String] {
-        ["AWS_SHARED_CREDENTIALS_FILE": env["CLEANROOM_S3_CREDENTIALS"] ?? "", "AWS_PROFILE": "admin", "AWS_ACCESS_KEY_ID": "",
-         "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_CONFIG_FILE": "/nonexistent", "AWS_REGION": region]
+        [
+            "AWS_SHARED_CREDENTIALS_FILE": env["CLEANROOM_S3_CREDENTIALS"] ?? "", "AWS_PROFILE": "admin",
+            "AWS_ACCESS_KEY_ID": "",
+            "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_CONFIG_FILE": "/nonexistent", "AWS_REGION": region,
+        ]
     }
 
     /// The first `<tag>` of an IAM answer's body.
@@ -126,7 +152,10 @@ public enum S3Server {
         public let coordinatorEnvironment: [String: String]
     }
 
-    public static func provision(collaborationID: String? = nil, externalID: String? = nil, trustPolicy: ((String, String) -> String)? = nil, permissionPolicy: ((S3Location, String) -> String)? = nil) throws -> Provisioned {
+    public static func provision(
+        collaborationID: String? = nil, externalID: String? = nil, trustPolicy: ((String, String) -> String)? = nil,
+        permissionPolicy: ((S3Location, String) -> String)? = nil
+    ) throws -> Provisioned {
         let tag = random()
         let bucket = "cr-test-\(tag)"
         try createBucket(bucket)
@@ -135,22 +164,36 @@ public enum S3Server {
         let external = externalID ?? "e1e1e1e1-\(tag.prefix(4))-4b00-8000-000000000002"
         let user = "coordinator-\(tag)"
         let createdUser = try iam("CreateUser", [("UserName", user)])
-        try iam("PutUserPolicy", [("UserName", user), ("PolicyName", "assume"), ("PolicyDocument",
-            #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#)])
+        try iam(
+            "PutUserPolicy",
+            [
+                ("UserName", user), ("PolicyName", "assume"),
+                (
+                    "PolicyDocument",
+                    #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#
+                ),
+            ])
         let key = try iam("CreateAccessKey", [("UserName", user)])
-        let keyID = xml("AccessKeyId", key)!, secret = xml("SecretAccessKey", key)!
+        let keyID = xml("AccessKeyId", key)!
+        let secret = xml("SecretAccessKey", key)!
         let coordinator = try AWSCredentials(accessKeyID: keyID, secretAccessKey: secret, source: "test coordinator")
         let principal = xml("Arn", createdUser) ?? "arn:aws:iam::\(accountID):user/\(user)"
-        let trust = trustPolicy?(principal, external) ?? DeliveryPolicies.trustPolicy(coordinatorPrincipal: principal, externalID: external)
+        let trust =
+            trustPolicy?(principal, external)
+            ?? DeliveryPolicies.trustPolicy(coordinatorPrincipal: principal, externalID: external)
         let role = "cleanroom-delivery-\(tag)"
         let created = try iam("CreateRole", [("RoleName", role), ("AssumeRolePolicyDocument", trust)])
-        let perm = permissionPolicy?(location, collab) ?? DeliveryPolicies.permissionPolicy(location: location, collaborationID: collab)
+        let perm =
+            permissionPolicy?(location, collab)
+            ?? DeliveryPolicies.permissionPolicy(location: location, collaborationID: collab)
         try iam("PutRolePolicy", [("RoleName", role), ("PolicyName", "cleanroom-delivery"), ("PolicyDocument", perm)])
-        return Provisioned(location: location, collaborationID: collab, externalID: external,
-                           roleARN: xml("Arn", created)!, coordinator: coordinator, coordinatorUser: user,
-                           coordinatorEnvironment: ["AWS_ACCESS_KEY_ID": keyID, "AWS_SECRET_ACCESS_KEY": secret,
-                                                    "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_PROFILE": "", "AWS_REGION": region,
-                                                    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"])
+        return Provisioned(
+            location: location, collaborationID: collab, externalID: external,
+            roleARN: xml("Arn", created)!, coordinator: coordinator, coordinatorUser: user,
+            coordinatorEnvironment: [
+                "AWS_ACCESS_KEY_ID": keyID, "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_ENDPOINT_URL": endpoint!.absoluteString, "AWS_PROFILE": "", "AWS_REGION": region,
+                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+            ])
     }
 }
-

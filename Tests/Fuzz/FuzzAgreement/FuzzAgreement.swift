@@ -72,8 +72,10 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CI
             none.signatures = .init()
             var expired = none
             expired.terms.expiresAt = "2025-12-31T23:59:59Z"
-            for (name, doc) in [("signed.json", full), ("consumer-signed-only.json", half), ("unsigned.json", none),
-                                ("expired-unsigned.json", expired)] {
+            for (name, doc) in [
+                ("signed.json", full), ("consumer-signed-only.json", half), ("unsigned.json", none),
+                ("expired-unsigned.json", expired),
+            ] {
                 _ = FileManager.default.createFile(atPath: "\(args[2])/\(name)", contents: doc.json())
             }
             print("FuzzAgreement: wrote 4 seed agreements to \(args[2])")

@@ -49,14 +49,21 @@ func fuzzOne(_ data: [UInt8]) {
     }
     var firstBad: (Int, CryptoError)?
     for i in 0..<(data.count / size) {
-        if case .failure(let error) = single(Array(data[i * size..<(i + 1) * size])) { firstBad = (i, error); break }
+        if case .failure(let error) = single(Array(data[i * size..<(i + 1) * size])) {
+            firstBad = (i, error)
+            break
+        }
     }
     switch (batch, firstBad) {
     case (.success(let b), nil):
         invariant(b.count == data.count / size, "batch holds \(b.count) elements for \(data.count) bytes")
-        for i in 0..<b.count { invariant(b[i].bytes == Array(data[i * size..<(i + 1) * size]), "batch element \(i) changed") }
+        for i in 0..<b.count {
+            invariant(b[i].bytes == Array(data[i * size..<(i + 1) * size]), "batch element \(i) changed")
+        }
     case (.failure(let error), (let index, let expected)?):
-        invariant(error.index == index, "batch names element \(error.index.map(String.init) ?? "none"), first invalid is \(index)")
+        invariant(
+            error.index == index,
+            "batch names element \(error.index.map(String.init) ?? "none"), first invalid is \(index)")
         invariant(error.code == expected.code, "batch and single decoders name different rules")
     case (.success, (let index, _)?):
         invariant(false, "batch accepted invalid element \(index)")

@@ -40,14 +40,16 @@ func signer(of kind: MessageKind) -> SigningKey {
 }
 
 func repaired(_ data: [UInt8]) -> [UInt8]? {
-    guard data.count >= Offset.fixedHeader + Offset.signature, let kind = MessageKind(rawValue: data[Offset.kind]) else { return nil }
+    guard data.count >= Offset.fixedHeader + Offset.signature, let kind = MessageKind(rawValue: data[Offset.kind])
+    else { return nil }
     let metaLen = data[Offset.metadataLength..<Offset.metadataLength + 4].reduce(0) { $0 << 8 | Int($1) }
     let headerEnd = Offset.fixedHeader + metaLen
     guard metaLen <= 64 * 1024, headerEnd + Offset.signature <= data.count else { return nil }
     var d = data
     d.replaceSubrange(Offset.collaboration..<Offset.collaboration + 16, with: agreement.collaborationUUID)
     d.replaceSubrange(Offset.agreementHash..<Offset.agreementHash + 32, with: agreement.hash)
-    d.replaceSubrange(Offset.bodyHash..<Offset.bodyHash + 32, with: SHA256.hash(d[headerEnd..<(d.count - Offset.signature)]))
+    d.replaceSubrange(
+        Offset.bodyHash..<Offset.bodyHash + 32, with: SHA256.hash(d[headerEnd..<(d.count - Offset.signature)]))
     let signature = signer(of: kind).signature(for: signaturePrefix + d[0..<headerEnd])
     d.replaceSubrange((d.count - Offset.signature)..., with: signature)
     return d
@@ -62,8 +64,9 @@ func checkParsed(_ m: SignedMessage, _ data: [UInt8], _ kind: MessageKind) {
 
 func checkMatch(payload: ProviderPayload, consumerSet: ConsumerReblindedSet, providerSet: ProviderReblindedSet) {
     do {
-        let outcome = try coordinatorRole.match(runID: FuzzCollaboration.runID, payload: payload, consumerSet: consumerSet,
-                                                providerSet: providerSet, history: RunHistory(), now: FuzzCollaboration.now)
+        let outcome = try coordinatorRole.match(
+            runID: FuzzCollaboration.runID, payload: payload, consumerSet: consumerSet,
+            providerSet: providerSet, history: RunHistory(), now: FuzzCollaboration.now)
         let counts: MatchCounts
         switch outcome {
         case .deliver(_, let c): counts = c
@@ -98,11 +101,13 @@ func check(_ data: [UInt8], expecting kind: MessageKind) {
         case .consumerReblinded:
             let set = try ConsumerReblindedSet(parsing: data, agreement: agreement, source: source)
             checkParsed(set.message, data, kind)
-            checkMatch(payload: run.providerPrepared.forCoordinator, consumerSet: set, providerSet: run.providerReblinded)
+            checkMatch(
+                payload: run.providerPrepared.forCoordinator, consumerSet: set, providerSet: run.providerReblinded)
         case .providerReblinded:
             let set = try ProviderReblindedSet(parsing: data, agreement: agreement, source: source)
             checkParsed(set.message, data, kind)
-            checkMatch(payload: run.providerPrepared.forCoordinator, consumerSet: run.consumerReblinded, providerSet: set)
+            checkMatch(
+                payload: run.providerPrepared.forCoordinator, consumerSet: run.consumerReblinded, providerSet: set)
         }
     } catch {
         invariant(error.reason.hasPrefix(source), "a parse error does not name the file: \(error)")
@@ -110,7 +115,8 @@ func check(_ data: [UInt8], expecting kind: MessageKind) {
 }
 
 func fuzzOne(_ data: [UInt8]) {
-    let kind = data.count > Offset.kind ? MessageKind(rawValue: data[Offset.kind]) ?? .providerBlinded : .providerBlinded
+    let kind =
+        data.count > Offset.kind ? MessageKind(rawValue: data[Offset.kind]) ?? .providerBlinded : .providerBlinded
     check(data, expecting: kind)
     if kind != .providerBlinded { check(data, expecting: .providerBlinded) }  // the wrong-kind path
     if let fixed = repaired(data), fixed != data { check(fixed, expecting: kind) }

@@ -28,10 +28,12 @@ public enum FuzzCollaboration {
         collaborationID: "0f0e0d0c-0b0a-4908-8706-050403020100", externalID: "00112233-4455-4677-8899-aabbccddeeff",
         createdAt: now, expiresAt: Date(timeIntervalSince1970: 4_102_444_800),
         consumer: .init(name: "Retailer", signingKey: consumer.signingKey.verifyingKey.hex),
-        provider: .init(name: "Media Network", signingKey: provider.signingKey.verifyingKey.hex,
-                        sealingKey: provider.sealingKey.publicKey.hex),
-        coordinator: .init(name: "Coordinator", signingKey: coordinator.signingKey.verifyingKey.hex,
-                           sealingKey: coordinator.sealingKey.publicKey.hex),
+        provider: .init(
+            name: "Media Network", signingKey: provider.signingKey.verifyingKey.hex,
+            sealingKey: provider.sealingKey.publicKey.hex),
+        coordinator: .init(
+            name: "Coordinator", signingKey: coordinator.signingKey.verifyingKey.hex,
+            sealingKey: coordinator.sealingKey.publicKey.hex),
         matching: .init(identifierTypes: ["email", "phone"], defaultCountryCallingCode: "1", maxSetSize: maxSetSize),
         output: .init(deliverMemberID: true, sealed: true),
         privacy: .init(minConsumerRows: 1, minMatchedRows: 1, maxRunsPerWindow: 10, windowSeconds: 3600),
@@ -56,11 +58,13 @@ public enum FuzzCollaboration {
 
         /// The five messages as files, named by kind.
         public var files: [(name: String, bytes: [UInt8])] {
-            [("provider-blinded.crm", providerPrepared.forConsumer.message.serialized()),
-             ("provider-payload.crm", providerPrepared.forCoordinator.message.serialized()),
-             ("consumer-blinded.crm", consumerPrepared.forProvider.message.serialized()),
-             ("consumer-reblinded.crm", consumerReblinded.message.serialized()),
-             ("provider-reblinded.crm", providerReblinded.message.serialized())]
+            [
+                ("provider-blinded.crm", providerPrepared.forConsumer.message.serialized()),
+                ("provider-payload.crm", providerPrepared.forCoordinator.message.serialized()),
+                ("consumer-blinded.crm", consumerPrepared.forProvider.message.serialized()),
+                ("consumer-reblinded.crm", consumerReblinded.message.serialized()),
+                ("provider-reblinded.crm", providerReblinded.message.serialized()),
+            ]
         }
     }
 
@@ -70,16 +74,24 @@ public enum FuzzCollaboration {
         func row(_ n: Int, _ fields: [String]) -> InputRow { InputRow(row: n, fields: fields.map { Array($0.utf8) }) }
         let audience = ProviderAudience(
             source: "audience.csv",
-            rows: [row(1, ["aud-1", "ann@example.com", "+14155550101"]), row(2, ["aud-2", "bob@example.com", ""]),
-                   row(3, ["aud-3", "cy@example.org", "+14155550103"])],
-            identifierColumns: [IdentifierColumn(index: 1, name: "email", type: .email),
-                                IdentifierColumn(index: 2, name: "phone", type: .phone)],
+            rows: [
+                row(1, ["aud-1", "ann@example.com", "+14155550101"]), row(2, ["aud-2", "bob@example.com", ""]),
+                row(3, ["aud-3", "cy@example.org", "+14155550103"]),
+            ],
+            identifierColumns: [
+                IdentifierColumn(index: 1, name: "email", type: .email),
+                IdentifierColumn(index: 2, name: "phone", type: .phone),
+            ],
             audienceKeyColumn: (0, "audience_id"))
         let query = ConsumerQuery(
             source: "customers.csv",
-            rows: [row(1, ["m-1", "Ann@Example.com", "(415) 555-0101"]), row(2, ["m-2", "dee@example.net", "4155550199"])],
-            identifierColumns: [IdentifierColumn(index: 1, name: "email", type: .email),
-                                IdentifierColumn(index: 2, name: "phone", type: .phone)],
+            rows: [
+                row(1, ["m-1", "Ann@Example.com", "(415) 555-0101"]), row(2, ["m-2", "dee@example.net", "4155550199"]),
+            ],
+            identifierColumns: [
+                IdentifierColumn(index: 1, name: "email", type: .email),
+                IdentifierColumn(index: 2, name: "phone", type: .phone),
+            ],
             memberIDColumn: (0, "member_id"), segmentID: "fuzz-seed", segmentName: "Fuzz seed")
         let p = try! providerRole.prepare(runID: runID, audience: audience)
         let c = try! consumerRole.prepare(runID: runID, query: query)

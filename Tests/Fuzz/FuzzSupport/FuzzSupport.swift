@@ -5,8 +5,10 @@ import Foundation
 ///
 /// A broken invariant is a bug in the code under test, never in the input: the harnesses only
 /// assert properties that must hold for every byte string.
-public func invariant(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
-                      file: StaticString = #fileID, line: UInt = #line) {
+public func invariant(
+    _ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
+    file: StaticString = #fileID, line: UInt = #line
+) {
     if !condition() { fatalError("fuzz invariant broken: \(message())", file: file, line: line) }
 }
 
@@ -24,7 +26,8 @@ public func fuzzInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> [UInt8] {
 public func replayMain(_ name: String, _ body: ([UInt8]) -> Void) -> Never {
     let args = CommandLine.arguments.dropFirst()
     guard !args.isEmpty, !args.contains("--help") else {
-        print("""
+        print(
+            """
             USAGE: \(name) <file-or-directory>...
             Runs each input through the \(name) harness once. Built this way (without libFuzzer) the
             harness only replays inputs; Tests/scripts/fuzz.sh builds it with -sanitize=fuzzer,address.
@@ -38,7 +41,8 @@ public func replayMain(_ name: String, _ body: ([UInt8]) -> Void) -> Never {
             FileHandle.standardError.write(Data("\(name): no such file or directory: \(arg)\n".utf8))
             exit(1)
         }
-        let files = isDirectory.boolValue
+        let files =
+            isDirectory.boolValue
             ? ((try? FileManager.default.contentsOfDirectory(atPath: arg)) ?? []).sorted().map { "\(arg)/\($0)" }
             : [arg]
         for file in files {

@@ -15,8 +15,9 @@ public func fuzzNormalizer(_ data: [UInt8], as type: IdentifierType) {
     guard let selector = data.first else { return }
     let countryCodes: [String?] = [nil, "1", "44", "971"]
     // Rules built from fixed, valid parameters cannot fail.
-    let rules = try! NormalizationRules(gmailRule: selector & 1 == 1,
-                                        defaultCountryCallingCode: countryCodes[Int(selector >> 1) & 3])
+    let rules = try! NormalizationRules(
+        gmailRule: selector & 1 == 1,
+        defaultCountryCallingCode: countryCodes[Int(selector >> 1) & 3])
     let normalizer = Normalizer(rules: rules)
     let raw = data.dropFirst()
 
@@ -26,14 +27,17 @@ public func fuzzNormalizer(_ data: [UInt8], as type: IdentifierType) {
             _ = try normalizer.matchValue(raw, as: type)
             invariant(false, "the same value was rejected, then accepted")
         } catch let again {
-            invariant(again.code == error.code, "the same value was rejected for two rules: \(error.code), \(again.code)")
+            invariant(
+                again.code == error.code, "the same value was rejected for two rules: \(error.code), \(again.code)")
         }
         return
     }
     let second = try? normalizer.matchValue(raw, as: type)
     invariant(second == first, "the same value gave two match values")
     invariant(first.type == type, "match value of another type")
-    if type == .email || type == .phone { invariant(first.bytes.count == 32, "a hashed type's match value is not 32 bytes") }
+    if type == .email || type == .phone {
+        invariant(first.bytes.count == 32, "a hashed type's match value is not 32 bytes")
+    }
 
     let form: String?
     do { form = try normalizer.normalizedForm(raw, as: type) } catch {
