@@ -123,11 +123,11 @@ enum BenchMain {
                 func pair(_ op: String, _ body: () throws -> Void) throws {
                     let (_, n) = try bench.measurePair(
                         reference: op + "@1t", referenceElements: size, { try withThreads(1, body) },
-                        subject: op + "@Nt", size: size, elements: size
-                    ) {
-                        try withThreads(nil, body)
-                        return (nil, nil, nil)
-                    }
+                        subject: op + "@Nt", size: size, elements: size,
+                        {
+                            try withThreads(nil, body)
+                            return (nil, nil, nil)
+                        })
                     if let n, let r = n.pairedRatio { summary.scaling[op] = r }
                 }
                 try pair("hash-to-group") { hashed = try ElementBatch.hashing(messages, with: hasher) }
@@ -144,22 +144,24 @@ enum BenchMain {
                 try pair("bound", bound)
 
                 var shuffled = blinded
-                try bench.measure("shuffle", size: size, elements: size, prepare: { shuffled = blinded }) {
-                    shuffled.shuffle()
-                }
+                try bench.measure(
+                    "shuffle", size: size, elements: size, prepare: { shuffled = blinded },
+                    {
+                        shuffled.shuffle()
+                    })
 
                 // Write: body SHA-256, the header signature, an fsync'd atomic write (what each round's output costs).
                 let writePath = "\(scenario.dir)/write-test.crm"
                 try bench.measure(
                     "write", size: size, elements: size,
-                    prepare: { try? FileManager.default.removeItem(atPath: writePath) }
-                ) {
-                    try blinded.withUnsafeBytes { body in
-                        let digest = SHA256.hash(Array(body))
-                        _ = scenario.consumer.signingKey.signature(for: digest)
-                        try Files.writeAtomically(body, to: writePath, exclusive: true)
-                    }
-                }
+                    prepare: { try? FileManager.default.removeItem(atPath: writePath) },
+                    {
+                        try blinded.withUnsafeBytes { body in
+                            let digest = SHA256.hash(Array(body))
+                            _ = scenario.consumer.signingKey.signature(for: digest)
+                            try Files.writeAtomically(body, to: writePath, exclusive: true)
+                        }
+                    })
                 try? FileManager.default.removeItem(atPath: writePath)
 
                 // End to end in this process, through the message files (the Steps the CLI runs), each
@@ -180,14 +182,14 @@ enum BenchMain {
                                 try? FileManager.default.removeItem(atPath: previous.dir)
                                 lastRun = nil
                             }
-                        }
-                    ) {
-                        runCounter += 1
-                        let run = try scenario.newRun("\(name)-\(runCounter)")
-                        let r = try withThreads(threads) { try scenario.endToEnd(run) }
-                        lastRun = (run, r.runID)
-                        return (nil, r.rounds, nil)
-                    }
+                        },
+                        {
+                            runCounter += 1
+                            let run = try scenario.newRun("\(name)-\(runCounter)")
+                            let r = try withThreads(threads) { try scenario.endToEnd(run) }
+                            lastRun = (run, r.runID)
+                            return (nil, r.rounds, nil)
+                        })
                 }
                 try e2e("e2e", threads: nil)
                 try e2e("e2e@1t", threads: 1)
@@ -232,16 +234,16 @@ enum BenchMain {
                         subject: name, size: size, elements: 2 * size,
                         prepare: {
                             if let p = previous { try? FileManager.default.removeItem(atPath: p.dir) }
-                        }
-                    ) {
-                        runCounter += 1
-                        let run = try scenario.newRun("processes-\(runCounter)")
-                        previous = run
-                        let (rounds, runID, wall) = try scenario.endToEndProcesses(
-                            run, cleanroom: exe, concurrent: concurrent)
-                        processesRun = (run, runID)
-                        return (rounds.reduce(0) { $0 + ($1.cpuSeconds ?? 0) }, rounds, wall)
-                    }
+                        },
+                        {
+                            runCounter += 1
+                            let run = try scenario.newRun("processes-\(runCounter)")
+                            previous = run
+                            let (rounds, runID, wall) = try scenario.endToEndProcesses(
+                                run, cleanroom: exe, concurrent: concurrent)
+                            processesRun = (run, runID)
+                            return (rounds.reduce(0) { $0 + ($1.cpuSeconds ?? 0) }, rounds, wall)
+                        })
                     // The coordinator's stages below use the in-process run's files, else this run's.
                     if lastRun == nil {
                         lastRun = processesRun
@@ -365,11 +367,11 @@ enum BenchMain {
                             prepare: {
                                 try? FileManager.default.removeItem(atPath: bucket)
                                 k += 1
-                            }
-                        ) {
-                            try LocalDirectoryDestination(directory: bucket).deliver(
-                                plan, collaborationID: agreement.terms.collaborationID, runID: runID)
-                        }
+                            },
+                            {
+                                try LocalDirectoryDestination(directory: bucket).deliver(
+                                    plan, collaborationID: agreement.terms.collaborationID, runID: runID)
+                            })
                         try? FileManager.default.removeItem(atPath: bucket)
                     }
                 }

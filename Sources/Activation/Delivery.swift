@@ -192,16 +192,17 @@ public struct ReceivedDelivery {
                     // Reserved once (growth by doubling would briefly hold two copies); bounded by the
                     // bytes actually held, so a manifest's claimed count cannot make it allocate.
                     if let held = heldBytes { out.reserveCapacity(max(0, min(m.records, held / 8))) }
-                }
-            ) { r in
-                out.append(
-                    DeliveredRecord(
-                        audienceKey: Array(r.audienceKey), segmentID: String(decoding: r.segmentID, as: UTF8.self),
-                        segmentName: String(decoding: r.segmentName, as: UTF8.self),
-                        memberID: r.memberID.map { Array($0) }))
-            }
+                },
+                each: { r in
+                    out.append(
+                        DeliveredRecord(
+                            audienceKey: Array(r.audienceKey), segmentID: String(decoding: r.segmentID, as: UTF8.self),
+                            segmentName: String(decoding: r.segmentName, as: UTF8.self),
+                            memberID: r.memberID.map { Array($0) }))
+                })
         } catch let e as ActivationError { throw e } catch {
-            throw ActivationError(.deliveryInvalid, "\(error)")  // only fetch errors: the in-memory fetch throws ActivationError
+            // Only fetch errors: the in-memory fetch throws ActivationError.
+            throw ActivationError(.deliveryInvalid, "\(error)")
         }
         return out
     }
@@ -230,13 +231,13 @@ public struct ReceivedDelivery {
             reserve: { m in
                 member = m.columns.contains("sealed_member_id")
                 buffer += Self.plainHeader(member: member)
-            }
-        ) { r in
-            Self.appendPlainLine(
-                &buffer, r.audienceKey, r.segmentID, r.segmentName,
-                member ? (r.memberID ?? UnsafeRawBufferPointer(start: nil, count: 0)) : nil)
-            if buffer.count >= readChunk { try flush() }
-        }
+            },
+            each: { r in
+                Self.appendPlainLine(
+                    &buffer, r.audienceKey, r.segmentID, r.segmentName,
+                    member ? (r.memberID ?? UnsafeRawBufferPointer(start: nil, count: 0)) : nil)
+                if buffer.count >= readChunk { try flush() }
+            })
         try flush()
         return n
     }
@@ -415,7 +416,7 @@ public struct ReceivedDelivery {
     /// The streamed open shared by both entry points: verification, inflation, parsing, opening.
     private func stream(
         agreement: VerifiedAgreement, provider: SealingKey, reserve: (Manifest) throws -> Void,
-        _ each: (OpenedFields) throws -> Void
+        each: (OpenedFields) throws -> Void
     ) throws -> Int {
         let m = try Self.manifest(manifestBytes, agreement: agreement)
         guard let run = UUIDBytes.parse(m.runID) else {

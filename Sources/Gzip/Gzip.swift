@@ -10,7 +10,9 @@ public enum Gzip {
     /// Errors with stable codes (`gzip.*`), listed in `Protocol/SPEC.md` §10.
     public struct Error: Swift.Error, Equatable, Sendable, CustomStringConvertible {
         public enum Code: String, Sendable {
-            case corrupt = "gzip.corrupt", tooLarge = "gzip.too_large", failure = "gzip.failure"
+            case corrupt = "gzip.corrupt"
+            case tooLarge = "gzip.too_large"
+            case failure = "gzip.failure"
         }
         public let code: Code
         public let reason: String

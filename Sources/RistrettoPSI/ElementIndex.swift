@@ -36,12 +36,6 @@ public struct ElementIndex: Sendable {
         return (index, duplicate)
     }
 
-    private init(batch: ElementBatch, slots: [UInt64], mask: Int) {
-        self.batch = batch
-        self.slots = slots
-        self.mask = mask
-    }
-
     private mutating func fill() -> (first: Int, second: Int)? {
         let mask = self.mask
         return batch.withUnsafeBytes { records in

@@ -105,16 +105,17 @@ public final class WebIdentityCredentials: CredentialProvider, @unchecked Sendab
     public init(
         sts: STSClient, roleARN: String, tokenFile: String, sessionName: String, refreshMargin: TimeInterval = 300
     ) {
-        inner = RefreshingCredentials(refreshMargin: refreshMargin, clock: { Date() }) {
-            () throws(AWSError) -> AWSCredentials in
-            guard let d = FileManager.default.contents(atPath: tokenFile) else {
-                throw AWSError(.credentialsInvalid, "\(tokenFile): the web identity token file cannot be read")
-            }
-            var token = Array(d)
-            defer { SecureBytes.zero(&token) }
-            while let l = token.last, l == 0x0a || l == 0x0d || l == 0x20 { token.removeLast() }
-            return try sts.assumeRoleWithWebIdentity(roleARN: roleARN, sessionName: sessionName, token: token)
-        }
+        inner = RefreshingCredentials(
+            refreshMargin: refreshMargin, clock: { Date() },
+            fetch: { () throws(AWSError) -> AWSCredentials in
+                guard let d = FileManager.default.contents(atPath: tokenFile) else {
+                    throw AWSError(.credentialsInvalid, "\(tokenFile): the web identity token file cannot be read")
+                }
+                var token = Array(d)
+                defer { SecureBytes.zero(&token) }
+                while let l = token.last, l == 0x0a || l == 0x0d || l == 0x20 { token.removeLast() }
+                return try sts.assumeRoleWithWebIdentity(roleARN: roleARN, sessionName: sessionName, token: token)
+            })
     }
     public func credentials() throws(AWSError) -> AWSCredentials { try inner.credentials() }
 }

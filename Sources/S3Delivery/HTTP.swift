@@ -236,7 +236,8 @@ final class HTTPClient: Sendable {
         /// the server had closed); only a rewind to a point within the body is possible.
         static let rewind: cr_curl_seek_callback = { user, offset, origin in
             let t = of(user)
-            guard origin == SEEK_SET, offset >= 0, Int(offset) <= t.upload.count else { return 2 }  // CURL_SEEKFUNC_CANTSEEK
+            // CURL_SEEKFUNC_CANTSEEK
+            guard origin == SEEK_SET, offset >= 0, Int(offset) <= t.upload.count else { return 2 }
             t.sent = Int(offset)
             return 0  // CURL_SEEKFUNC_OK
         }

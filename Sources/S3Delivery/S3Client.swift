@@ -92,7 +92,8 @@ public struct S3Writer: Sendable {
             }
             do {
                 return try multipart(key: key, size: bytes.count, sha256: nil, contentType: contentType, reader: reader)
-            } catch let e as AWSError { throw e } catch { throw AWSError(.requestFailed, "\(key): \(error)") }  // unreachable: the array reader does not throw
+                // unreachable: the array reader does not throw
+            } catch let e as AWSError { throw e } catch { throw AWSError(.requestFailed, "\(key): \(error)") }
         }
         let digest = SHA256.hash(bytes)
         let headers: [(name: String, value: String)] = [
@@ -197,7 +198,8 @@ public struct S3Writer: Sendable {
             if r.status == 200, XMLText.first("Code", in: r.body) != nil, XMLText.first("Location", in: r.body) == nil {
                 throw AWSHTTP.failure(cop, HTTPResponse(status: 500, headers: r.headers, body: r.body))
             }
-            if r.status == 404 && ambiguous { return .writtenByEarlierAttempt }  // NoSuchUpload: our lost completion applied
+            // NoSuchUpload: our lost completion applied
+            if r.status == 404 && ambiguous { return .writtenByEarlierAttempt }
             return try conditionalResult(cop, r, ambiguous: ambiguous)
         } catch {
             abort(key: key, uploadQuery: q)

@@ -144,7 +144,8 @@ struct SpillTests {
     @Test("paired partitions meet: every cross-side match is found once", arguments: [1 << 20, 4096, 1024])
     func pairedPartitionsMeet(budget: Int) throws {
         let a = Self.records(400, size: 40)  // values 0..<400, 40-byte records
-        let b = Self.records(300, size: 32) + Array(Self.records(600, size: 32)[(350 * 32)...])  // values 0..<300 and 350..<600
+        // values 0..<300 and 350..<600
+        let b = Self.records(300, size: 32) + Array(Self.records(600, size: 32)[(350 * 32)...])
         let count = SpillBudget.pieces(count: 400 + 550, recordSize: ElementPartitions.recordSize, budget: budget)
         var pa = try ElementPartitions(expectedCount: 400, scratch: MemoryScratch(), partitions: count)
         var pb = try ElementPartitions(expectedCount: 550, scratch: MemoryScratch(), partitions: count)

@@ -204,7 +204,8 @@ struct ProcessTests {
         let first = try #require(try JSONSerialization.jsonObject(with: Data(jsonl[0].utf8)) as? [String: Any])
         #expect(first["sequence"] as? Int == 1)
         #expect(first["reason_code"] is NSNull)
-        #expect(try CLI.run(["audit", "export", "--db", db, "--format", "jsonl", "--out", out]).status == 1)  // never overwrites
+        // never overwrites
+        #expect(try CLI.run(["audit", "export", "--db", db, "--format", "jsonl", "--out", out]).status == 1)
     }
 
     @Test("CLI: every audit command has --help, usage errors exit 64, and personal data in IDs is refused")

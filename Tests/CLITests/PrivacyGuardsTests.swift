@@ -161,7 +161,8 @@ struct PrivacyGuardsTests {
         let third = try room.prepare()
         try Self.expectRefused(room, third, .runLimitReached)
         let fourth = try room.prepare()
-        try Self.expectRefused(room, fourth, .runLimitReached)  // the rejected third did not use up a slot, but the cap holds
+        // the rejected third did not use up a slot, but the cap holds
+        try Self.expectRefused(room, fourth, .runLimitReached)
         // An hour later the window has moved past all four entries.
         #expect(try room.match(try room.prepare(), now: Date().addingTimeInterval(3601)).kind == .delivered)
         #expect(try room.verifies() == 5)

@@ -114,7 +114,8 @@ struct S3CrashRecoveryTests {
         let (room, p) = try Self.room()
         let run = try room.prepare()
         try Self.crashAfterManifest(room, p, run)
-        try S3Server.deleteObject(p.location.bucket, key: Self.manifestKey(p, run))  // as if the kill came just before it
+        // as if the kill came just before it
+        try S3Server.deleteObject(p.location.bucket, key: Self.manifestKey(p, run))
 
         #expect(try Self.match(room, p, run).kind == .delivered)
         let manifest = try S3Server.object(p.location.bucket, key: Self.manifestKey(p, run))
