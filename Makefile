@@ -1,5 +1,5 @@
 # The two commands of README.md. Each brings what it needs (Debian packages) when it is missing.
-.PHONY: demo demo-s3 demo-smoke test bootstrap build release bench bench-smoke sanitize fuzz
+.PHONY: demo demo-s3 demo-smoke test bootstrap build release bench bench-smoke sanitize fuzz lint
 
 # Seconds each libFuzzer harness runs in `make test` (Tests/scripts/fuzz.sh).
 FUZZ_SECONDS ?= 20
@@ -19,7 +19,12 @@ RELEASE_FLAGS = -c release --static-swift-stdlib
 release: bootstrap
 	swift build $(RELEASE_FLAGS) --product cleanroom && swift build $(RELEASE_FLAGS) --product cleanroom-bench
 
-# Runs the whole test suite. The CLI binary is built first: some tests drive it as a process.
+# The house style's formatting (.swift-format; README "Formatting"): any finding fails, as on CI.
+lint:
+	swift format lint --strict --recursive Sources Tests Benchmarks Package.swift
+
+# Runs the whole test suite, after the lint (seconds, so a formatting slip fails first). The CLI
+# binary is built first: some tests drive it as a process.
 # A local S3 server (moto, pinned, in .venv-s3/) runs for the duration and is stopped on exit;
 # the S3 integration tests fail under `make test` if it is missing (plain `swift test` skips them).
 # Then the suite again under the address (with leak) and thread sanitizers, then every libFuzzer
@@ -27,7 +32,7 @@ release: bootstrap
 # debug run, no timing checks) keeps cleanroom-bench building and running; last the demo smoke
 # builds what `make demo` builds (release, Swift runtime linked in) and runs the demo, so the
 # README's other command is checked on every clean machine too.
-test: bootstrap
+test: bootstrap lint
 	swift build
 	bash Tests/scripts/test-with-s3.sh
 	bash Tests/scripts/sanitizers.sh
