@@ -16,9 +16,12 @@ struct BenchParties {
     let agreement: VerifiedAgreement
 
     /// - Parameters:
+    ///   - dir: the directory the key files, `agreement.json` and `provider-bucket` go under.
     ///   - label: the parties are named "`label` consumer", "`label` provider", "`label` coordinator".
     ///   - output: what is delivered (sealed payloads, member IDs).
     ///   - days: how long the agreement is valid.
+    /// - Throws: the error of generating or loading a key file, signing, writing the agreement, or
+    ///   loading it back.
     init(dir: String, label: String, output: AgreementTerms.Output, days: Double) throws {
         for role in [Role.consumer, .provider, .coordinator] {
             let name = KeyFiles.roleName(role)

@@ -38,15 +38,21 @@ public struct ActivationError: Error, Equatable, Hashable, Sendable, CustomStrin
         case cryptoFailure = "activation.crypto_failure"
     }
 
+    /// The stable code: the only part equality and hashing use.
     public let code: Code
+    /// Where and which rule; never the rejected value.
     public let reason: String
 
+    /// An error for `code`. `reason` must not contain an identifier, blinded value, key or credential.
     public init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
     }
 
+    /// The code's raw value, then the reason.
     public var description: String { "\(code.rawValue): \(reason)" }
+    /// Equal when the codes are, whatever the reasons, so a test can match a thrown error by code.
     public static func == (a: ActivationError, b: ActivationError) -> Bool { a.code == b.code }
+    /// Hashes the code only, consistent with `==`.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

@@ -16,12 +16,15 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
     /// Domain-separation prefix of the signed bytes.
     static let signingPrefix = Array("CLEANROOM-V01-AGREEMENT\n".utf8)
 
+    /// One party as the terms name it: a display name and its public keys.
     public struct Party: Codable, Equatable, Sendable {
+        /// Display name, shown to the parties; no check reads it.
         public var name: String
         /// Ed25519 public key, hex.
         public var signingKey: String
         /// X25519 public key for sealed records, hex (provider and coordinator).
         public var sealingKey: String?
+        /// A party entry; the keys are checked only by ``SignedAgreement/verified(now:)``.
         public init(name: String, signingKey: String, sealingKey: String? = nil) {
             self.name = name
             self.signingKey = signingKey
@@ -29,12 +32,15 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         }
     }
 
+    /// What is matched, and how identifiers are normalized and hashed to the group.
     public struct Matching: Codable, Equatable, Sendable {
         /// Identifier types matched (raw values of `IdentifierType`).
         public var identifierTypes: [String]
-        /// Normalization rule set version and options.
+        /// Normalization rule set version.
         public var rulesVersion: Int
+        /// Whether Gmail addresses drop dots and `+tag` in the local part (`NormalizationRules.gmailRule`).
         public var gmailRule: Bool
+        /// Calling code prepended to national-format phone numbers; `nil` rejects such numbers.
         public var defaultCountryCallingCode: String?
         /// `rfc9380` (default) or `compatibility` (tagless `from_hash(SHA-512)`).
         public var hashToGroup: String
@@ -42,6 +48,8 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         /// `activation.message.too_large` before its body is hashed. Absent (`nil`) in agreements
         /// made before the field existed: they keep their signatures and have no agreed bound.
         public var maxSetSize: Int?
+        /// Matching terms; by default rule set 1, no Gmail rule, no default calling code, `rfc9380` and
+        /// no set-size bound. The values are checked by ``SignedAgreement/verified(now:)``, not here.
         public init(
             identifierTypes: [String], rulesVersion: Int = 1, gmailRule: Bool = false,
             defaultCountryCallingCode: String? = nil, hashToGroup: String = "rfc9380", maxSetSize: Int? = nil
@@ -55,6 +63,7 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         }
     }
 
+    /// How matched provider rows are delivered.
     public struct Output: Codable, Equatable, Sendable {
         /// Deliver the consumer's member ID with each matched provider row.
         public var deliverMemberID: Bool
@@ -64,6 +73,7 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         public var gzip: Bool
         /// Records sealed to the provider (default) or plain.
         public var sealed: Bool
+        /// Output terms; by default CSV, uncompressed, sealed, without member IDs.
         public init(deliverMemberID: Bool = false, format: String = "csv", gzip: Bool = false, sealed: Bool = true) {
             self.deliverMemberID = deliverMemberID
             self.format = format
@@ -72,17 +82,24 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         }
     }
 
+    /// The limits the coordinator enforces on every run.
+    /// - SeeAlso: `Protocol/SPEC.md` §9.1 "Privacy guards at the coordinator".
     public struct Privacy: Codable, Equatable, Sendable {
+        /// A run is refused unless the consumer sends at least this many distinct identifiers.
         public var minConsumerRows: Int
         /// k: a run delivers nothing unless at least k provider rows match.
         public var minMatchedRows: Int
+        /// The most runs the coordinator accepts in the last ``windowSeconds``.
         public var maxRunsPerWindow: Int
+        /// Length of the frequency-cap window, in seconds.
         public var windowSeconds: Int
         /// Near-duplicate (differencing) refusal threshold in percent; absent means 90, 0 turns it
         /// off (see `PrivacyGuards.swift`). Optional so agreements signed before it keep their bytes.
         public var maxRunSimilarityPercent: Int?
         /// Differential privacy for the consumer-visible matched count; absent means off.
         public var noise: Noise?
+        /// Privacy terms; by default 100 consumer identifiers, k = 50, 4 runs per 24 hours, the default
+        /// near-duplicate threshold and no noise. Checked by ``SignedAgreement/verified(now:)``, not here.
         public init(
             minConsumerRows: Int = 100, minMatchedRows: Int = 50, maxRunsPerWindow: Int = 4,
             windowSeconds: Int = 86_400,
@@ -97,14 +114,22 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         }
     }
 
+    /// Where the coordinator delivers: a local directory or the provider's S3 location.
+    /// - SeeAlso: `Protocol/SPEC.md` §12 "Delivery to Amazon S3".
     public struct Destination: Codable, Equatable, Sendable {
         /// `local` or `s3`.
         public var kind: String
+        /// The delivery directory (`local`).
         public var directory: String?
+        /// The S3 bucket (`s3`).
         public var bucket: String?
+        /// Key prefix inside the bucket (`s3`); absent means none.
         public var prefix: String?
+        /// AWS region (`s3`); when set it takes precedence over `AWS_REGION`.
         public var region: String?
+        /// The provider's IAM role the coordinator assumes for each run with ``AgreementTerms/externalID`` (`s3`).
         public var roleARN: String?
+        /// A destination; the fields a `kind` needs are checked when a delivery is opened, not here.
         public init(
             kind: String, directory: String? = nil, bucket: String? = nil, prefix: String? = nil,
             region: String? = nil, roleARN: String? = nil
@@ -118,8 +143,11 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         }
     }
 
+    /// Always ``formatName``; ``SignedAgreement/init(json:)`` refuses any other.
     public var format: String = AgreementTerms.formatName
+    /// Always `1`; ``SignedAgreement/init(json:)`` refuses any other.
     public var formatVersion: Int = 1
+    /// The protocol the terms are for; ``SignedAgreement/verified(now:)`` refuses any other.
     public var protocolVersion: String = "\(DomainSeparation.protocolName)-\(DomainSeparation.protocolVersion)"
     /// A UUID, lowercase.
     public var collaborationID: String
@@ -127,15 +155,25 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
     public var externalID: String
     /// ISO 8601 UTC.
     public var createdAt: String
+    /// ISO 8601 UTC; from this instant on the agreement is refused as expired.
     public var expiresAt: String
+    /// The consumer, which invites and countersigns.
     public var consumer: Party
+    /// The provider; `nil` until it accepts.
     public var provider: Party?
+    /// The coordinator, named with both its keys; it does not sign the agreement.
     public var coordinator: Party
+    /// The matching terms.
     public var matching: Matching
+    /// The delivery format.
     public var output: Output
+    /// The privacy limits.
     public var privacy: Privacy
+    /// Where deliveries go; `nil` until the provider accepts.
     public var destination: Destination?
 
+    /// New terms, as an invitation makes them; the dates are written to the second with
+    /// ``ISO8601/format(_:)``. Nothing is checked until ``SignedAgreement/verified(now:)``.
     public init(
         collaborationID: String, externalID: String, createdAt: Date, expiresAt: Date, consumer: Party,
         provider: Party? = nil, coordinator: Party, matching: Matching, output: Output, privacy: Privacy,
@@ -178,17 +216,24 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
 
 /// Terms plus the parties' signatures, as stored in the agreement file.
 public struct SignedAgreement: Codable, Equatable, Sendable {
+    /// The parties' Ed25519 signatures over ``AgreementTerms/signedBytes()``, hex; `nil` until that party signs.
     public struct Signatures: Codable, Equatable, Sendable {
+        /// The consumer's signature.
         public var consumer: String?
+        /// The provider's signature.
         public var provider: String?
+        /// Signatures as given; they are verified only by ``SignedAgreement/verified(now:)``.
         public init(consumer: String? = nil, provider: String? = nil) {
             self.consumer = consumer
             self.provider = provider
         }
     }
+    /// The terms both parties sign.
     public var terms: AgreementTerms
+    /// The parties' signatures over ``terms``.
     public var signatures: Signatures
 
+    /// Unsigned terms, as an invitation starts.
     public init(terms: AgreementTerms) {
         self.terms = terms
         self.signatures = Signatures()
@@ -214,6 +259,7 @@ public struct SignedAgreement: Codable, Equatable, Sendable {
         return try! encoder.encode(self)
     }
 
+    /// Who signs with ``sign(as:with:)``: the coordinator never signs the agreement.
     public enum Signer: String, Sendable { case consumer, provider }
 
     /// Signs as `signer` with `key`, which must be the key the terms name for that party.
@@ -249,16 +295,27 @@ public struct SignedAgreement: Codable, Equatable, Sendable {
 
 /// An agreement that is complete, signed by both parties, unexpired, and for this protocol.
 public struct VerifiedAgreement: Sendable {
+    /// The verified terms.
     public let terms: AgreementTerms
+    /// ``AgreementTerms/hash`` of ``terms``.
     public let hash: [UInt8]
+    /// The 16 bytes of ``AgreementTerms/collaborationID``.
     public let collaborationUUID: [UInt8]
+    /// The consumer's Ed25519 key; its signature over the terms verified.
     public let consumerKey: VerifyingKey
+    /// The provider's Ed25519 key; its signature over the terms verified.
     public let providerKey: VerifyingKey
+    /// The coordinator's Ed25519 key, as the terms name it.
     public let coordinatorKey: VerifyingKey
+    /// The provider's X25519 key, as the terms name it.
     public let providerSealingKey: SealingPublicKey
+    /// The coordinator's X25519 key, as the terms name it.
     public let coordinatorSealingKey: SealingPublicKey
+    /// The identifier types to match, parsed; never empty.
     public let identifierTypes: [IdentifierType]
+    /// The normalization rules every prepare under this agreement applies.
     public let rules: NormalizationRules
+    /// The hash-to-group the terms select.
     public let hasher: HashToGroupChoice
 
     init(_ signed: SignedAgreement, now: Date) throws(ActivationError) {
@@ -363,6 +420,7 @@ public enum HashToGroupChoice: Sendable {
 
 /// UUID text ↔ 16 bytes, lowercase canonical form only (collaboration, run and External IDs).
 public enum UUIDBytes {
+    /// The 16 bytes of a lowercase 8-4-4-4-12 UUID; `nil` for anything else, uppercase included.
     public static func parse(_ s: String) -> [UInt8]? {
         let u = Array(s.utf8)
         guard u.count == 36, u[8] == 45, u[13] == 45, u[18] == 45, u[23] == 45 else { return nil }
@@ -371,6 +429,7 @@ public enum UUIDBytes {
         return Hex.decode(String(decoding: hex, as: UTF8.self))
     }
 
+    /// The lowercase 8-4-4-4-12 form of `b`, which must be 16 bytes.
     public static func string(_ b: [UInt8]) -> String {
         let h = Array(Hex.encode(b))
         return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-"
@@ -382,6 +441,8 @@ public enum UUIDBytes {
 ///
 /// - SeeAlso: ``UTCTimestamp`` (RFC 3339 §5.6, without ICU), `Protocol/SPEC.md` §"Agreement".
 public enum ISO8601 {
+    /// `YYYY-MM-DDTHH:MM:SSZ`, truncated to the second (``UTCTimestamp/format(_:)``).
     public static func format(_ date: Date) -> String { UTCTimestamp.format(date) }
+    /// The instant `s` names, or `nil` when it is not an RFC 3339 `date-time` (``UTCTimestamp/parse(_:)``).
     public static func parse(_ s: String) -> Date? { UTCTimestamp.parse(s) }
 }

@@ -13,6 +13,7 @@ public struct RunHistory: Sendable {
     public var epsilonSpentMillis: Int
     /// Sketches of earlier runs' matched sets, from the coordinator-private store.
     public var sketches: [RunSketch]
+    /// A history; the defaults describe a collaboration with no earlier run.
     public init(
         usedRunIDs: Set<String> = [], runsInWindow: Int = 0, epsilonSpentMillis: Int = 0, sketches: [RunSketch] = []
     ) {
@@ -25,10 +26,15 @@ public struct RunHistory: Sendable {
 
 /// Counts of one run: all the consumer ever learns (through the audit log).
 public struct MatchCounts: Sendable, Equatable {
+    /// Consumer rows selected, as the consumer set's metadata reports them (0 when absent).
     public var consumerRows = 0
+    /// Distinct consumer identifiers: the consumer set's element count.
     public var consumerIdentifiers = 0
+    /// The provider set's element count.
     public var providerElements = 0
+    /// Matching element pairs, before deduplication by provider row.
     public var matchedElements = 0
+    /// Distinct provider rows matched: the exact count, which k is checked against.
     public var matchedRows = 0
     /// Under differential privacy: the noisy matched count, the only one the consumer may see.
     public var noisyMatchedRows: Int?
@@ -36,6 +42,7 @@ public struct MatchCounts: Sendable, Equatable {
     public var epsilonMillis: Int?
     /// The run's matched-set sketch, for the coordinator-private store (never the audit log).
     public var sketch: RunSketch?
+    /// All counts zero, no noise, no sketch.
     public init() {}
 
     /// The matched count the audit log may show the consumer: noisy under differential privacy.
@@ -54,11 +61,14 @@ public enum MatchOutcome: Sendable {
 /// provider's delivery. Does no I/O.
 /// - SeeAlso: `Protocol/SPEC.md` §6 round 5.
 public struct Coordinator: Sendable {
+    /// The verified agreement this coordinator acts under.
     public let agreement: VerifiedAgreement
     let identity: PartyIdentity
     /// Records per delivered object.
     public var recordsPerObject = 1_000_000
 
+    /// The coordinator named in `agreement`: throws `activation.agreement.signature_invalid` when
+    /// `identity`'s signing or sealing key is not the one the agreement names.
     public init(agreement: VerifiedAgreement, identity: PartyIdentity) throws(ActivationError) {
         guard identity.signingKey.verifyingKey == agreement.coordinatorKey,
             identity.sealingKey.publicKey == agreement.coordinatorSealingKey
@@ -96,12 +106,15 @@ public struct Coordinator: Sendable {
 
     /// How the three inputs are named in errors (their paths at the edge).
     public struct InputNames: Sendable {
+        /// Each input's name, as errors show it.
         public var payload: String, consumerSet: String, providerSet: String
+        /// Names for the payload, the consumer set and the provider set.
         public init(payload: String, consumerSet: String, providerSet: String) {
             self.payload = payload
             self.consumerSet = consumerSet
             self.providerSet = providerSet
         }
+        /// The names used when the caller gives none.
         public static let standard = InputNames(
             payload: "provider-payload", consumerSet: "consumer-reblinded", providerSet: "provider-reblinded")
     }
@@ -177,9 +190,12 @@ public struct Coordinator: Sendable {
         var payload: MessageReader
         var consumerSet: MessageReader
         var providerSet: MessageReader
-        /// The verified headers (signature, run, record size, reference and counts checked).
+        /// The payload's verified header (signature, run, record size, reference and counts checked).
         public var payloadHeader: MessageHeader { payload.header }
+        /// The consumer set's verified header (signature, run and record size checked, not empty).
         public var consumerSetHeader: MessageHeader { consumerSet.header }
+        /// The provider set's verified header (signature, run and record size checked; the payload's
+        /// reference and count, not empty).
         public var providerSetHeader: MessageHeader { providerSet.header }
     }
 

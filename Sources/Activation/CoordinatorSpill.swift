@@ -51,7 +51,10 @@ struct MatchSorter {
     private var runs: [(file: any ScratchFile, count: Int)] = []
     private(set) var count = 0
 
-    /// - Parameter expected: an upper bound on the records to come (sizes the first buffer).
+    /// - Parameters:
+    ///   - scratch: where each full buffer is written as a sorted run.
+    ///   - budget: bytes a buffer aims at (64 records at least).
+    ///   - expected: an upper bound on the records to come (sizes the first buffer).
     init(scratch: any ScratchSpace, budget: Int, expected: Int) {
         self.scratch = scratch
         capacity = max(64, budget / Self.recordSize)

@@ -5,23 +5,38 @@ import RistrettoPSI
 /// The delivery manifest: written last, it is the commit marker of a delivery.
 /// - SeeAlso: `Protocol/SPEC.md` §6 round 5 "Delivery".
 public struct Manifest: Codable, Equatable, Sendable {
+    /// One record object: the provider checks its size and SHA-256 before parsing any of it.
     public struct Object: Codable, Equatable, Sendable {
+        /// Object name in the run's delivery (`part-NNNNN.csv`, or `part-NNNNN.csv.gz` with gzip).
         public let name: String
+        /// Lowercase hex SHA-256 of the stored bytes.
         public let sha256: String
+        /// Size of the stored bytes.
         public let bytes: Int
+        /// Records in the object (CSV lines after the header).
         public let records: Int
     }
+    /// Always `cleanroom-delivery`; the open refuses any other.
     public var format = "cleanroom-delivery"
+    /// Manifest format version; the open accepts only `1`.
     public var version = 1
+    /// The collaboration's ID; the open refuses a manifest of another collaboration.
     public let collaborationID: String
+    /// The run's ID (a UUID), bound into the seal context of every sealed field.
     public let runID: String
+    /// Hex SHA-256 of the agreement's signed bytes (SPEC §8); the open refuses another agreement's.
     public let agreementHash: String
+    /// When the coordinator built the delivery (UTC, `YYYY-MM-DDTHH:MM:SSZ`).
     public let createdAt: String
+    /// Whether audience keys are sealed to the provider (set from the agreement's `output.sealed`).
     public let sealed: Bool
     /// `gzip` when the objects are gzip-compressed (the SHA-256 and size are of the stored bytes).
     public let compression: String?
+    /// The CSV header of every object, in order (`sealed_member_id` last when member IDs are delivered).
     public let columns: [String]
+    /// Records over all objects: the matched provider rows delivered.
     public let records: Int
+    /// The record objects, in the order they are written and opened.
     public let objects: [Object]
     /// Ephemeral X25519 key of the provider's own sealed audience keys.
     public let payloadSealingKey: String?
@@ -33,7 +48,9 @@ public struct Manifest: Codable, Equatable, Sendable {
 /// `"CLEANROOM-V01-MANIFEST\n" ‖ JSON(manifest, sorted keys)`.
 public struct SignedManifest: Codable, Equatable, Sendable {
     static let prefix = Array("CLEANROOM-V01-MANIFEST\n".utf8)
+    /// The manifest as signed.
     public let manifest: Manifest
+    /// Lowercase hex of the coordinator's Ed25519 signature over the prefixed manifest JSON.
     public let signature: String
 
     static func signedBytes(_ m: Manifest) -> [UInt8] {
@@ -53,17 +70,23 @@ public struct SignedManifest: Codable, Equatable, Sendable {
         return Array(try! e.encode(self))
     }
 
+    /// SHA-256 of ``json()``, the `manifest.json` bytes (what the audit entry records).
     public var sha256: [UInt8] { SHA256.hash(json()) }
 }
 
 /// What the coordinator writes for one run: record objects, then the manifest.
 public struct DeliveryPlan: Sendable {
+    /// One record object, with the figures its manifest entry lists.
     public struct Object: Sendable {
+        /// Object name in the run's delivery (`part-NNNNN.csv`, or `part-NNNNN.csv.gz` with gzip).
         public let name: String
+        /// Records in the object (CSV lines after the header).
         public let records: Int
         /// The object's bytes, read in pieces (a coordinator scratch file for a large delivery).
         public let content: ObjectContent
+        /// SHA-256 of the stored bytes (after gzip, when compressed).
         public let sha256: [UInt8]
+        /// Size of the stored bytes.
         public var size: Int { content.size }
 
         /// An object held in memory (small deliveries, tests).
@@ -80,8 +103,11 @@ public struct DeliveryPlan: Sendable {
         /// All the object's bytes at once (tests and small objects only).
         public func bytes() throws -> [UInt8] { try content.readAll() }
     }
+    /// The record objects, written before the manifest, in manifest order.
     public let objects: [Object]
+    /// The signed manifest, written last as the delivery's commit marker.
     public let manifest: SignedManifest
+    /// The manifest's object name, beside the record objects.
     public static let manifestName = "manifest.json"
 
     static func columns(sealed: Bool, memberID: Bool) -> [String] {
@@ -92,9 +118,13 @@ public struct DeliveryPlan: Sendable {
 
 /// One matched provider row, opened by the provider.
 public struct DeliveredRecord: Sendable, Equatable {
+    /// The provider's audience key (opened and unpadded when the delivery is sealed).
     public let audienceKey: [UInt8]
+    /// The consumer's segment ID for the run.
     public let segmentID: String
+    /// The consumer's segment name for the run.
     public let segmentName: String
+    /// The consumer's member ID, opened; `nil` when the delivery carries none.
     public let memberID: [UInt8]?
 }
 
@@ -103,13 +133,18 @@ public struct DeliveredRecord: Sendable, Equatable {
 /// returned (so nothing is visible at the output path after any error); an array in tests.
 /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory".
 public protocol OutputSink: AnyObject {
+    /// Appends the next piece of the CSV; `bytes` is valid only during the call, and a throw
+    /// stops the open.
     func append(_ bytes: UnsafeRawBufferPointer) throws
 }
 
 /// An in-memory ``OutputSink``.
 public final class BytesOutput: OutputSink, @unchecked Sendable {
+    /// Everything appended so far, in order.
     public private(set) var bytes: [UInt8] = []
+    /// An empty output.
     public init() {}
+    /// Appends a copy of `b`; never throws.
     public func append(_ b: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: b) }
 }
 
@@ -117,6 +152,8 @@ public final class BytesOutput: OutputSink, @unchecked Sendable {
 /// fetch each object the manifest names, one at a time, as a ``ByteSource`` (a file at the edge),
 /// so opening a delivery never holds a whole object or the opened set.
 public struct ReceivedDelivery {
+    /// The `manifest.json` bytes as fetched: nothing in them is trusted until
+    /// ``manifest(_:agreement:)`` has verified them.
     public let manifestBytes: [UInt8]
     /// Fetches the object a verified manifest names (called once per object, in manifest order,
     /// after the manifest verified; the source is released before the next object is fetched).
@@ -924,15 +961,18 @@ enum Base64 {
 /// coordinator wrote while building the delivery, so a destination can stream a large object
 /// instead of holding it (SPEC §9 "Bounded memory").
 public final class ObjectContent: @unchecked Sendable {
+    /// The object's length in bytes; every read stays within it.
     public let size: Int
     private let memory: [UInt8]?
     private let file: (any ScratchFile)?
 
+    /// Content held in memory.
     public init(_ bytes: [UInt8]) {
         memory = bytes
         file = nil
         size = bytes.count
     }
+    /// Content in a finished scratch file; `size` is the file's size when this is made.
     public init(file: any ScratchFile) {
         memory = nil
         self.file = file

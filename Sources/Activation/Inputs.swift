@@ -13,6 +13,7 @@ public struct InputRow: Sendable {
     /// `fieldCount` little-endian u32 end offsets (relative to the data), then the data.
     private let storage: [UInt8]
 
+    /// A row from its fields' bytes (copied into the compact storage).
     public init(row: Int, fields: [[UInt8]]) {
         self.row = row
         self.fieldCount = fields.count
@@ -73,9 +74,13 @@ public struct InputRow: Sendable {
 
 /// A column of a party's input that holds identifiers of one type.
 public struct IdentifierColumn: Sendable {
+    /// Zero-based position of the column in the input.
     public let index: Int
+    /// The column's header name, used in errors and skip reports.
     public let name: String
+    /// The identifier type its values are normalized as (`NORMALIZATION.md`).
     public let type: IdentifierType
+    /// A column of `type` identifiers at `index`, named `name`.
     public init(index: Int, name: String, type: IdentifierType) {
         self.index = index
         self.name = name
@@ -94,9 +99,13 @@ public enum InvalidValuePolicy: Sendable {
 
 /// A value left out under ``InvalidValuePolicy/skipAndReport``: where and why, never what.
 public struct SkippedValue: Sendable, CustomStringConvertible {
+    /// 1-based data row number (header excluded).
     public let row: Int
+    /// Header name of the column.
     public let column: String
+    /// Stable code of the rule the value broke (an `identifier.*` code).
     public let code: String
+    /// `row N, column 'name': code`, without the value.
     public var description: String { "row \(row), column '\(column)': \(code)" }
 }
 
@@ -105,13 +114,19 @@ public struct SkippedValue: Sendable, CustomStringConvertible {
 /// Its rows are an array (read afresh by each prepare) or a source read once, in order (the
 /// streamed CSV at the edge); with a source the audience is for one prepare, so it is not `Sendable`.
 public struct ProviderAudience {
+    /// Names the input (its file) in error reasons.
     public let source: String
     let rowStore: RowStore
     /// The rows, from the first: a new reader over an array, or the one-time source.
     public var rows: any InputRowSource { rowStore.source }
+    /// Columns whose values are matched; a blank cell is absent, not an error.
     public let identifierColumns: [IdentifierColumn]
+    /// The column of the key delivered for a matched row; a row kept for matching must hold
+    /// 1…128 bytes there (`activation.invalid_input`).
     public let audienceKeyColumn: (index: Int, name: String)
+    /// What to do with an identifier that fails normalization.
     public let invalidValues: InvalidValuePolicy
+    /// Rows read once from `rows`: the audience serves one prepare.
     public init(
         source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn],
         audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject
@@ -138,21 +153,27 @@ public struct ProviderAudience {
 /// The consumer's activation query for one run: its customer rows, which of them to activate, and
 /// under which segment. Its rows are a source read once (see ``ProviderAudience``).
 public struct ConsumerQuery {
+    /// A segment filter: a row passes if its column `index` holds one of `values`.
     public struct Filter: Sendable {
+        /// Zero-based position of the column in the input.
         public let index: Int
+        /// The column's header name, used in errors.
         public let name: String
         /// Accepted values (exact bytes after trimming ASCII spaces).
         public let values: Set<[UInt8]>
+        /// A filter accepting `values` in column `index`, named `name`.
         public init(index: Int, name: String, values: Set<[UInt8]>) {
             self.index = index
             self.name = name
             self.values = values
         }
     }
+    /// Names the input (its file) in error reasons.
     public let source: String
     let rowStore: RowStore
     /// The rows, from the first: a new reader over an array, or the one-time source.
     public var rows: any InputRowSource { rowStore.source }
+    /// Columns whose values are matched; a blank cell is absent, not an error.
     public let identifierColumns: [IdentifierColumn]
     /// Segment selection: a row is activated only if every filter accepts it.
     public let filters: [Filter]
@@ -160,9 +181,14 @@ public struct ConsumerQuery {
     public let consentColumns: [(index: Int, name: String)]
     /// The member ID column, required when the agreement delivers member IDs.
     public let memberIDColumn: (index: Int, name: String)?
+    /// Segment ID sent in the round-2 metadata and delivered on every row; prepare refuses one
+    /// that is not a safe label (`activation.invalid_input`).
     public let segmentID: String
+    /// Segment name, delivered and checked as ``segmentID``.
     public let segmentName: String
+    /// What to do with an identifier that fails normalization.
     public let invalidValues: InvalidValuePolicy
+    /// Rows read once from `rows`: the query serves one prepare.
     public init(
         source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn], filters: [Filter] = [],
         consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
@@ -205,14 +231,23 @@ public struct ConsumerQuery {
 
 /// Counts a party's prepare step reports (no identifiers).
 public struct PrepareSummary: Sendable, Equatable {
+    /// Data rows read from the input.
     public var rowsRead = 0
+    /// Rows that passed the filters and consent columns (for the provider, every row read).
     public var rowsSelected = 0
+    /// Rows a filter or consent column left out (always 0 for the provider).
     public var rowsFilteredOut = 0
+    /// Selected rows left with no identifier to match (all absent or skipped).
     public var rowsWithoutIdentifier = 0
+    /// Valid identifier values in the selected rows, duplicates included.
     public var identifiers = 0
+    /// Identifiers whose element an earlier one already gave (`identifiers - elements`).
     public var duplicateIdentifiers = 0
+    /// Invalid values left out under ``InvalidValuePolicy/skipAndReport``.
     public var skippedValues = 0
+    /// Distinct elements blinded and sent in the round message.
     public var elements = 0
+    /// All counts zero.
     public init() {}
 }
 

@@ -58,19 +58,30 @@ public struct SignedMessage: Sendable {
     static let fixedHeaderSize = 4 + 2 + 1 + 1 + 16 + 16 + 32 + 8 + 4 + 32 + 32 + 32 + 4
     static let maxMetadata = 64 * 1024
 
+    /// Which round message this is.
     public let kind: MessageKind
+    /// The role that signed it, fixed by `kind`.
     public let sender: Role
+    /// The collaboration's ID (16 UUID bytes).
     public let collaborationUUID: [UInt8]
+    /// The run's ID (16 UUID bytes).
     public let runUUID: [UInt8]
+    /// SHA-256 of the agreement's signed bytes (SPEC §8).
     public let agreementHash: [UInt8]
+    /// Number of records in the body.
     public let count: Int
+    /// Bytes per record, fixed by kind and agreement.
     public let recordSize: Int
+    /// SHA-256 of the body; in the signed header, so the signature covers the body.
     public let bodyHash: [UInt8]
     /// Body hash of the message this one answers or accompanies (zeros when none).
     public let reference: [UInt8]
     /// Ephemeral X25519 key of the records' seal (zeros when none).
     public let sealingKey: [UInt8]
+    /// Header metadata, a JSON object of strings (segment ID and name, consumer rows, inner
+    /// sealing key).
     public let metadata: [String: String]
+    /// The records back to back: `count × recordSize` bytes.
     public private(set) var body: [UInt8]
     let headerBytes: [UInt8]
     let signature: [UInt8]

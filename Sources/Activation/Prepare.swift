@@ -23,7 +23,9 @@ public protocol InputRowSource: AnyObject {
 public final class ArrayRowSource: InputRowSource {
     private var rows: [InputRow]
     private var position = 0
+    /// A source of `rows`, in order.
     public init(_ rows: [InputRow]) { self.rows = rows }
+    /// The next row, or `nil` after the last (the rows are then released).
     public func next() -> InputRow? {
         guard position < rows.count else {
             rows = []
@@ -604,16 +606,23 @@ private func forEachPiece(
 // MARK: Round 1
 
 extension Provider {
+    /// Round 1 in memory, written and parsed back: what ``prepare(runID:audience:scalar:permutation:)`` returns.
     public struct Prepared: Sendable {
+        /// The blinded, shuffled elements, for the consumer.
         public let forConsumer: ProviderBlindedSet
+        /// Each element's provider row and (sealed) audience key, in the same order, for the coordinator.
         public let forCoordinator: ProviderPayload
+        /// The provider's state for this run, holding its scalar `b`: kept private until round 3.
         public let state: RunState
+        /// The step's counts (no identifiers).
         public let summary: PrepareSummary
+        /// Every value left out under ``InvalidValuePolicy/skipAndReport``, in input order.
         public let skipped: [SkippedValue]
     }
 
     /// Round 1, validated and deduplicated, its records waiting in the shuffle: nothing written yet.
     public struct Staged {
+        /// The step's counts (no identifiers).
         public let summary: PrepareSummary
         /// Every value left out under `--skip-invalid` (the later ones in a scratch file).
         public let skipped: SkippedValues
@@ -802,15 +811,21 @@ extension Provider {
 // MARK: Round 2
 
 extension Consumer {
+    /// Round 2 in memory, written and parsed back: what ``prepare(runID:query:scalar:permutation:)`` returns.
     public struct Prepared: Sendable {
+        /// The blinded, shuffled elements (with their sealed attributes when delivered), for the provider.
         public let forProvider: ConsumerBlindedSet
+        /// The consumer's state for this run, holding its scalar `a`: kept private until round 4.
         public let state: RunState
+        /// The step's counts (no identifiers).
         public let summary: PrepareSummary
+        /// Every value left out under ``InvalidValuePolicy/skipAndReport``, in input order.
         public let skipped: [SkippedValue]
     }
 
     /// Round 2, selected, validated and deduplicated, its records waiting in the shuffle: nothing written yet.
     public struct Staged {
+        /// The step's counts (no identifiers).
         public let summary: PrepareSummary
         /// Every value left out under `--skip-invalid` (the later ones in a scratch file).
         public let skipped: SkippedValues

@@ -23,6 +23,8 @@ extension AgreementTerms.Privacy {
         public var budgetMillis: Int
         /// Provider rows one person can add to the matched count (the count's L1 sensitivity).
         public var sensitivity: Int
+        /// Noise terms; by default the only mechanism and sensitivity 1. Checked when the agreement
+        /// is verified, not here.
         public init(
             mechanism: String = Noise.twoSidedGeometric, epsilonMillis: Int, budgetMillis: Int, sensitivity: Int = 1
         ) {
@@ -110,6 +112,7 @@ public enum PrivacyGuards {
         }
     }
 
+    /// ε in thousandths as a decimal with three places (`1500` gives `1.500`), for reasons and summaries.
     public static func epsilonText(_ millis: Int) -> String { String(format: "%d.%03d", millis / 1000, millis % 1000) }
 }
 
@@ -127,6 +130,7 @@ public struct RunSketch: Sendable, Equatable {
     static let keyTag = Array("CLEANROOM-V01-DIFFERENCING-KEY".utf8)
     static let fileTag = "CLEANROOM-V01-SKETCH"
 
+    /// The run whose matched rows the sketch holds.
     public let runID: String
     /// Ascending, distinct, at most ``capacity``.
     public let tags: [UInt64]
@@ -146,7 +150,8 @@ public struct RunSketch: Sendable, Equatable {
     }
 
     /// Builds a sketch from rows handed over one at a time (the coordinator streams its matched
-    /// rows from scratch files, SPEC §9 "Bounded memory"); equal to ``make(runID:rows:coordinator:collaborationUUID:)``.
+    /// rows from scratch files, SPEC §9 "Bounded memory"); equal to
+    /// ``make(runID:rows:coordinator:collaborationUUID:)``.
     struct Builder {
         let runID: String
         private var key: [UInt8]

@@ -36,6 +36,7 @@ public struct RespondFootprint: Sendable, Equatable {
     /// the duplicate check released its partitions.
     public let answerWhileScratchHeld: Bool
 
+    /// A footprint from its three figures (the rounds compute theirs from the verified header).
     public init(answerBytes: Int, scratchBytes: Int, answerWhileScratchHeld: Bool) {
         self.answerBytes = answerBytes
         self.scratchBytes = scratchBytes
@@ -88,11 +89,18 @@ extension Provider {
     /// time (each about `budget` bytes); the rest of the set is in `scratch`, which holds
     /// blinded values and sealed records only.
     /// - Parameters:
+    ///   - source: the consumer's set (2), read in chunks.
     ///   - name: the file's name in errors.
+    ///   - state: the provider's run state from round 1 (its scalar `b` and the run expected).
+    ///   - sink: where `consumerReblinded` is written; abandoned on any error.
+    ///   - scratch: private space for the shuffle's buckets and the duplicate check's partitions.
     ///   - budget: bytes a shuffle bucket or a partition aims at (tests pass small ones).
     ///   - beforeBody: called once the header is verified and before any body byte is read, with
     ///     the disk the round will certainly use; what it throws stops the round (a free-space
     ///     preflight), with nothing written.
+    /// - Returns: the answer's record count and body hash.
+    /// - Throws: ``ActivationError`` for a refusal above; otherwise what `beforeBody`, `source`,
+    ///   `sink` or `scratch` throw. Nothing is visible in `sink` then.
     /// - SeeAlso: `Protocol/SPEC.md` §6 round 3, §9 "Bounded memory".
     public func respond(
         consumerSet source: any ByteSource, name: String, state: RunState, into sink: any MessageSink,

@@ -3,7 +3,13 @@ import RistrettoPSI
 
 /// Round 1 message for the consumer: the provider's blinded, shuffled elements `H(y)·b`.
 public struct ProviderBlindedSet: Sendable {
+    /// The message, verified when it was parsed (signature, body SHA-256, record size).
     public let message: SignedMessage
+    /// Parses and verifies `data` as a `providerBlinded` message under `agreement` (and of `run`,
+    /// when given), records of one element each; `source` names the file in errors.
+    ///
+    /// Throws the `activation.message.*` code of the first rule broken (`Protocol/SPEC.md` §7); a
+    /// record size the agreement does not imply is `activation.message.malformed`.
     public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
         throws(ActivationError)
     {
@@ -17,7 +23,10 @@ public struct ProviderBlindedSet: Sendable {
 /// Round 1 message for the coordinator: per element of ``ProviderBlindedSet`` (same order) the
 /// provider row and its sealed audience key.
 public struct ProviderPayload: Sendable {
+    /// The message, verified when it was parsed (signature, body SHA-256, record size).
     public let message: SignedMessage
+    /// As ``ProviderBlindedSet/init(parsing:agreement:run:source:)``, for a `providerPayload`
+    /// message, whose record size depends on whether the agreement seals audience keys.
     public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
         throws(ActivationError)
     {
@@ -31,7 +40,10 @@ public struct ProviderPayload: Sendable {
 /// Round 2 message for the provider: the consumer's blinded, shuffled elements `H(x)·a`, each with
 /// its doubly sealed attributes when the agreement delivers them.
 public struct ConsumerBlindedSet: Sendable {
+    /// The message, verified when it was parsed (signature, body SHA-256, record size).
     public let message: SignedMessage
+    /// As ``ProviderBlindedSet/init(parsing:agreement:run:source:)``, for a `consumerBlinded`
+    /// message, whose record size depends on whether the agreement delivers member IDs.
     public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
         throws(ActivationError)
     {
@@ -44,7 +56,10 @@ public struct ConsumerBlindedSet: Sendable {
 
 /// Round 3 message for the coordinator: `H(x)·a·b`, shuffled again by the provider.
 public struct ConsumerReblindedSet: Sendable {
+    /// The message, verified when it was parsed (signature, body SHA-256, record size).
     public let message: SignedMessage
+    /// As ``ProviderBlindedSet/init(parsing:agreement:run:source:)``, for a `consumerReblinded`
+    /// message, whose record size depends on whether the agreement delivers member IDs.
     public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
         throws(ActivationError)
     {
@@ -57,7 +72,10 @@ public struct ConsumerReblindedSet: Sendable {
 
 /// Round 4 message for the coordinator: `H(y)·b·a`, in round 1's order.
 public struct ProviderReblindedSet: Sendable {
+    /// The message, verified when it was parsed (signature, body SHA-256, record size).
     public let message: SignedMessage
+    /// As ``ProviderBlindedSet/init(parsing:agreement:run:source:)``, for a `providerReblinded`
+    /// message (records of one element each).
     public init(parsing data: consuming [UInt8], agreement: VerifiedAgreement, run: [UInt8]? = nil, source: String)
         throws(ActivationError)
     {
@@ -191,7 +209,9 @@ enum Layout {
 /// reference 32 | scalar 32`. The scalar is the party's blinding key for this run only.
 public final class RunState: Sendable {
     static let magic = Array("CLRS".utf8)
+    /// The party whose state this is (checked when the file is read back).
     public let role: Role
+    /// The run's UUID bytes.
     public let runUUID: [UInt8]
     let agreementHash: [UInt8]
     /// Body hash of the party's own outgoing set (checked when the answer comes back).
@@ -206,6 +226,7 @@ public final class RunState: Sendable {
         self.scalar = scalar
     }
 
+    /// The run ID, as a lowercase UUID string.
     public var runID: String { UUIDBytes.string(runUUID) }
 
     /// The state file's bytes, in a zeroing buffer.

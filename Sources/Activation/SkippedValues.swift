@@ -21,6 +21,7 @@ public struct SkippedValues {
     private var names: [String] = []
     private var file: (any ScratchFile)?
 
+    /// No skips; the scratch file is made only when a skip goes past ``keptInMemory``.
     public init() {}
 
     /// Records one skip; the ones after the first ``keptInMemory`` are appended to a scratch file

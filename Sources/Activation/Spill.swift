@@ -37,7 +37,12 @@ struct ExternalShuffle {
     private let random = BufferedRandom()
     static let stageBytes = 64 << 10
 
-    /// - Parameter expectedCount: the number of records that will be appended (sizes the buckets).
+    /// - Parameters:
+    ///   - recordSize: bytes per record.
+    ///   - expectedCount: the number of records that will be appended (sizes the buckets).
+    ///   - scratch: where the buckets spill when there is more than one.
+    ///   - budget: bytes a bucket aims at.
+    /// - Throws: the scratch space's errors, making one file per bucket.
     init(recordSize: Int, expectedCount: Int, scratch: any ScratchSpace, budget: Int = SpillBudget.bytes) throws {
         self.recordSize = recordSize
         buckets = SpillBudget.pieces(count: expectedCount, recordSize: recordSize, budget: budget)

@@ -48,9 +48,13 @@ public protocol ScratchFile: AnyObject {
 
 /// An in-memory ``ByteSource`` (tests, and the in-memory round APIs).
 public final class BytesSource: ByteSource, @unchecked Sendable {
+    /// The message's bytes, served as they are.
     public let bytes: [UInt8]
+    /// A source over `bytes`.
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// The length of ``bytes``.
     public var size: Int { bytes.count }
+    /// Fills `buffer` from `offset`; a range outside ``bytes`` throws `activation.message.malformed`.
     public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
         guard offset >= 0, offset + buffer.count <= bytes.count else {
             throw ActivationError(.messageMalformed, "read past the end of the message")
@@ -63,25 +67,35 @@ public final class BytesSource: ByteSource, @unchecked Sendable {
 
 /// An in-memory ``MessageSink``: ``bytes`` is the whole file once finished.
 public final class BytesSink: MessageSink, @unchecked Sendable {
+    /// The file so far: zeros in place of the header until ``finish(header:signature:)``, then
+    /// header, body and signature; empty after ``abandon()``.
     public private(set) var bytes: [UInt8] = []
     private var headerLength = 0
+    /// An empty sink.
     public init() {}
+    /// Starts the file afresh with `headerLength` zero bytes held for the header.
     public func begin(headerLength: Int) throws {
         self.headerLength = headerLength
         bytes = [UInt8](repeating: 0, count: headerLength)
     }
+    /// Appends body bytes after those held for the header.
     public func append(_ b: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: b) }
+    /// Writes `header` over the bytes held for it and appends `signature`; a header whose length
+    /// is not the one announced to ``begin(headerLength:)`` is a precondition failure.
     public func finish(header: [UInt8], signature: [UInt8]) throws {
         precondition(header.count == headerLength, "header length changed after begin")
         bytes.replaceSubrange(0..<headerLength, with: header)
         bytes += signature
     }
+    /// Drops everything written.
     public func abandon() { bytes = [] }
 }
 
 /// An in-memory ``ScratchSpace`` (tests and small in-memory runs).
 public final class MemoryScratch: ScratchSpace, @unchecked Sendable {
+    /// An empty scratch space.
     public init() {}
+    /// A new, empty file held in memory (never throws).
     public func makeFile() throws -> any ScratchFile { File() }
     final class File: ScratchFile {
         var bytes: [UInt8] = []
@@ -100,16 +114,28 @@ public final class MemoryScratch: ScratchSpace, @unchecked Sendable {
 /// A message's signed header, parsed and checked (everything but the body's hash).
 /// - SeeAlso: `Protocol/SPEC.md` §7 "Message layout".
 public struct MessageHeader: Sendable {
+    /// The message's kind, the one the reader expected.
     public let kind: MessageKind
+    /// The sender, the role the kind implies.
     public let sender: Role
+    /// The collaboration's UUID bytes, the agreement's.
     public let collaborationUUID: [UInt8]
+    /// The run's UUID bytes (the run expected, when the reader was given one).
     public let runUUID: [UInt8]
+    /// SHA-256 of the agreement's signed bytes, the verified agreement's.
     public let agreementHash: [UInt8]
+    /// Records in the body (at most the agreement's `matching.maxSetSize`, when it has one).
     public let count: Int
+    /// Bytes per record (1 to 65536; the round checks the size its agreement implies).
     public let recordSize: Int
+    /// The body's SHA-256 as signed; the body is checked against it as it is read
+    /// (``MessageReader/endPass()``).
     public let bodyHash: [UInt8]
+    /// Body hash of the message this one answers or accompanies (zeros when none).
     public let reference: [UInt8]
+    /// Ephemeral X25519 key of the records' seal (zeros when none).
     public let sealingKey: [UInt8]
+    /// The metadata: a JSON object of strings (empty when the header carries none).
     public let metadata: [String: String]
     /// The header's bytes (what the signature covers, after the domain prefix).
     let bytes: [UInt8]
@@ -233,12 +259,19 @@ public struct MessageHeader: Sendable {
 /// the source may be an untrusted exchange that changes between passes, so every pass is checked.
 /// - SeeAlso: `Protocol/SPEC.md` §7, §9 "Bounded memory".
 public struct MessageReader {
+    /// The header, checked and its signature verified (the body's hash is checked per pass).
     public let header: MessageHeader
     let source: any ByteSource
     let name: String
     private var hasher = SHA256.Hasher()
     private var nextRecord = 0
 
+    /// Opens `source` as a message of `kind` under `agreement` (and of `run`, when given): reads
+    /// the header and checks every header rule, then verifies the signature in the last 64 bytes.
+    /// No body byte is read. `name` names the source in errors.
+    ///
+    /// Throws the `activation.message.*` code of the first rule broken (`Protocol/SPEC.md` §7),
+    /// or the source's own read errors.
     public init(
         _ source: any ByteSource, expecting kind: MessageKind, agreement: VerifiedAgreement, run: [UInt8]? = nil,
         name: String
@@ -255,7 +288,9 @@ public struct MessageReader {
         self.name = name
     }
 
+    /// Records in the body, as the verified header says.
     public var count: Int { header.count }
+    /// Bytes per record, as the verified header says.
     public var recordSize: Int { header.recordSize }
     /// Records read so far in this pass.
     public var position: Int { nextRecord }
@@ -305,7 +340,9 @@ public struct MessageWriter {
     let kind: MessageKind
     let agreement: VerifiedAgreement
     let runUUID: [UInt8]
+    /// Records the header announces; ``finish()`` requires exactly this many appended.
     public let count: Int
+    /// Bytes per record.
     public let recordSize: Int
     /// Settable until ``finish()``: round 1's payload refers to the blinded message written beside it.
     var reference: [UInt8]
@@ -344,6 +381,7 @@ public struct MessageWriter {
         try sink.append(records)
     }
 
+    /// Appends whole records held in an array, as the buffer-pointer `append(_:)`.
     public mutating func append(_ records: [UInt8]) throws {
         try records.withUnsafeBytes { try append($0) }
     }

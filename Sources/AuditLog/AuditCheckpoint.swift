@@ -25,6 +25,8 @@ public struct AuditCheckpoint: Sendable, Equatable {
     /// When the checkpoint was taken, milliseconds since the epoch (UTC); informational.
     public let createdAtMilliseconds: Int64
 
+    /// Takes the fields as given, unchecked; ``AuditLog/checkpoint(pinnedKey:at:)`` takes one of a
+    /// log that verifies.
     public init(sequence: Int64, headHash: AuditDigest, coordinatorKey: VerifyingKey, createdAtMilliseconds: Int64) {
         self.sequence = sequence
         self.headHash = headHash

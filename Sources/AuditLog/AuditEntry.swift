@@ -37,6 +37,7 @@ public struct AuditDigest: Hashable, Sendable, CustomStringConvertible {
 
     /// Lowercase hex.
     public var hex: String { Hex.encode(bytes) }
+    /// The lowercase hex, as stored.
     public var description: String { hex }
 }
 
@@ -60,8 +61,11 @@ public enum AuditEventKind: String, Sendable, CaseIterable, Codable {
 /// carry an e-mail address, a free-text note or a path; reason codes are dotted lower-case codes.
 /// - SeeAlso: `Protocol/AUDIT_LOG.md` §"Field rules".
 public struct AuditEvent: Hashable, Sendable {
+    /// The collaboration the run belongs to (1–64 characters of `[A-Za-z0-9._-]`).
     public var collaborationID: String
+    /// The run the event is about (same rule as ``collaborationID``).
     public var runID: String
+    /// What became of the run; it decides which other fields are required or must be absent.
     public var kind: AuditEventKind
     /// Rows in the consumer's input file that the run read.
     public var consumerRowsProcessed: Int
@@ -87,6 +91,8 @@ public struct AuditEvent: Hashable, Sendable {
     /// noise. When present, `matchedRowsDelivered` holds the noisy count (schema version 2).
     public var privacyEpsilonMillis: Int?
 
+    /// Takes the fields as given: nothing is checked until ``validate()``, which
+    /// ``AuditLog/append(_:signedBy:at:)`` calls before writing.
     public init(
         collaborationID: String, runID: String, kind: AuditEventKind,
         consumerRowsProcessed: Int, consumerIdentifiersProcessed: Int,
@@ -161,6 +167,7 @@ public struct AuditEntry: Hashable, Sendable {
     public let entryID: String
     /// Milliseconds since 1970-01-01T00:00:00Z (UTC) when the entry was appended.
     public let recordedAtMilliseconds: Int64
+    /// The facts recorded, validated on append and again when read back.
     public let event: AuditEvent
     /// The entry hash of entry `sequence - 1`, or 32 zero bytes for entry 1.
     public let previousHash: AuditDigest

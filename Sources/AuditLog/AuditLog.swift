@@ -539,7 +539,8 @@ public final class AuditLog {
     }
 
     /// A checkpoint of the current head, after verifying the log (under `pinnedKey` if given).
-    /// - Throws: any ``verify(pinnedKey:checkpoint:)`` failure: a checkpoint is never taken of a log that does not verify.
+    /// - Throws: any ``verify(pinnedKey:checkpoint:)`` failure: a checkpoint is never taken of a log that
+    ///   does not verify.
     public func checkpoint(pinnedKey: VerifyingKey? = nil, at date: Date = Date()) throws(AuditLogError)
         -> AuditCheckpoint
     {
@@ -561,12 +562,16 @@ public struct AuditVerification: Sendable, Equatable {
         /// Only the key stored in the database itself.
         case database
     }
+    /// The number of entries verified (equal to ``headSequence``: sequences have no gaps).
     public let entryCount: Int
     /// The last sequence number (0 for an empty log).
     public let headSequence: Int64
     /// The last entry hash (32 zero bytes for an empty log).
     public let headHash: AuditDigest
+    /// The key every signature verified under: always the one the database records, since a
+    /// pinned or checkpoint key that differs is `.keyMismatch`.
     public let coordinatorKey: VerifyingKey
+    /// Where ``coordinatorKey`` came from; see ``reliedOnDatabaseKeyOnly``.
     public let keySource: KeySource
     /// The checkpoint sequence that was confirmed, if a checkpoint was given.
     public let checkpointSequence: Int64?

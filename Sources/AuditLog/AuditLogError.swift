@@ -47,18 +47,22 @@ public struct AuditLogError: Error, Equatable, Hashable, Sendable, CustomStringC
     /// The sequence number of the entry concerned, when the error is about one entry.
     public let sequence: Int64?
 
+    /// An error with its code, its reason and, when it concerns one entry, that entry's sequence number.
     public init(_ code: Code, _ reason: String, sequence: Int64? = nil) {
         self.code = code
         self.reason = reason
         self.sequence = sequence
     }
 
+    /// The code's raw value, then `entry <sequence>` when there is one, then the reason.
     public var description: String {
         if let sequence { return "\(code.rawValue): entry \(sequence): \(reason)" }
         return "\(code.rawValue): \(reason)"
     }
 
+    /// Equal when the codes are equal: the reason and the sequence number are ignored.
     public static func == (lhs: AuditLogError, rhs: AuditLogError) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code only, to agree with `==`.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 
     /// A code-only value for matching, e.g. `#expect(throws: AuditLogError(.truncated))`.

@@ -9,18 +9,27 @@ internal import CZlib
 public enum Gzip {
     /// Errors with stable codes (`gzip.*`), listed in `Protocol/SPEC.md` §10.
     public struct Error: Swift.Error, Equatable, Sendable, CustomStringConvertible {
+        /// Stable error codes; the raw values are the ones listed in `Protocol/SPEC.md` §10.
         public enum Code: String, Sendable {
+            /// Not one valid gzip member: bad header or CRC, truncated, or followed by trailing bytes.
             case corrupt = "gzip.corrupt"
+            /// Inflating would produce more than the caller's output limit.
             case tooLarge = "gzip.too_large"
+            /// zlib failed to initialise or to finish compressing.
             case failure = "gzip.failure"
         }
+        /// The stable code.
         public let code: Code
+        /// A human-readable reason naming the rule that failed.
         public let reason: String
+        /// Creates an error with a stable `code` and a `reason` for people.
         public init(code: Code, reason: String) {
             self.code = code
             self.reason = reason
         }
+        /// The code's raw value followed by the reason.
         public var description: String { "\(code.rawValue): \(reason)" }
+        /// Compares codes only, so callers can match on a code whatever the reason.
         public static func == (a: Error, b: Error) -> Bool { a.code == b.code }
     }
 
@@ -70,6 +79,8 @@ public enum Gzip {
         private var finished = false
         private var out = [UInt8](repeating: 0, count: 1 << 16)
 
+        /// A compressor with the same settings as ``Gzip/compress(_:)``.
+        /// - Throws: `gzip.failure` when zlib cannot initialise the stream.
         public init() throws(Gzip.Error) {
             stream.initialize(to: z_stream())
             guard
@@ -167,8 +178,12 @@ public enum Gzip {
         private var chunk = [UInt8](repeating: 0, count: 1 << 16)
         private var produced = 0
         private var ended = false
+        /// The most output bytes this inflater hands on before throwing `gzip.too_large`.
         public let limit: Int
 
+        /// An inflater for one gzip member (the gzip wrapper only, no zlib or raw deflate) whose
+        /// output may total at most `limit` bytes.
+        /// - Throws: `gzip.failure` when zlib cannot initialise the stream.
         public init(limit: Int) throws(Gzip.Error) {
             self.limit = limit
             // windowBits 15 + 16: the gzip wrapper only (no zlib or raw deflate).

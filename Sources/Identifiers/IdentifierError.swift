@@ -69,6 +69,7 @@ public struct IdentifierError: Error, Equatable, Hashable, Sendable, CustomStrin
         /// The column's name from the header.
         public var column: String?
 
+        /// A location; each part is optional and left out of ``IdentifierError/description`` when `nil`.
         public init(file: String? = nil, row: Int? = nil, column: String? = nil) {
             self.file = file
             self.row = row
@@ -107,6 +108,8 @@ public struct IdentifierError: Error, Equatable, Hashable, Sendable, CustomStrin
         return head.isEmpty ? body : "\(head): \(body)"
     }
 
+    /// Compares codes only, so callers can match on a code whatever the reason or location.
     public static func == (lhs: IdentifierError, rhs: IdentifierError) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code only, consistent with `==`.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

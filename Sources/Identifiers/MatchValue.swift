@@ -81,7 +81,9 @@ public struct MatchValue: Hashable, Sendable {
 extension MatchValue: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// `MatchValue(email, v1, <redacted>)`: the bytes are personal data and never printed.
     public var description: String { "MatchValue(\(type.rawValue), v\(rulesVersion), <redacted>)" }
+    /// Same as ``description``, so debugger output never shows the bytes.
     public var debugDescription: String { description }
+    /// Reflection shows the type and rule-set version, and `<redacted>` in place of the bytes.
     public var customMirror: Mirror {
         Mirror(
             self, children: ["type": type, "rulesVersion": rulesVersion, "bytes": "<redacted>"], displayStyle: .struct)

@@ -21,8 +21,11 @@ public struct NormalizationRules: Sendable, Codable, Equatable, Hashable {
     public let defaultCountryCallingCode: String?
 
     /// Validated rules.
-    /// - Parameter defaultCountryCallingCode: digits such as `"1"` or `"44"`; one leading `+` is
-    ///   accepted and dropped.
+    /// - Parameters:
+    ///   - version: the rule-set version; only ``currentVersion`` is accepted.
+    ///   - gmailRule: whether to apply the Gmail rule; both parties must agree on it.
+    ///   - defaultCountryCallingCode: digits such as `"1"` or `"44"`; one leading `+` is
+    ///     accepted and dropped.
     /// - Throws: ``IdentifierError/Code/rulesUnsupportedVersion``,
     ///   ``IdentifierError/Code/rulesInvalidCountryCode``.
     public init(
@@ -71,6 +74,7 @@ public struct NormalizationRules: Sendable, Codable, Equatable, Hashable {
         )
     }
 
+    /// Encodes the three options; `defaultCountryCallingCode` is omitted when `nil`.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(version, forKey: .version)

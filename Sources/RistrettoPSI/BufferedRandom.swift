@@ -119,7 +119,10 @@ public final class BufferedRandom: CustomStringConvertible, CustomDebugStringCon
         state.withUnsafeBytes { Array($0) }
     }
 
+    /// Names the construction only; the key and keystream are shown as `redacted`.
     public var description: String { "BufferedRandom(ChaCha20 fast-key-erasure, state redacted)" }
+    /// Same as ``description``, so debugger output never shows the state.
     public var debugDescription: String { description }
+    /// Reflection shows `redacted` in place of the state.
     public var customMirror: Mirror { Mirror(self, children: ["state": "redacted"], displayStyle: .class) }
 }

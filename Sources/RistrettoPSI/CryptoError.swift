@@ -35,18 +35,23 @@ public struct CryptoError: Error, Equatable, Hashable, Sendable, CustomStringCon
     /// Index of the offending element within a batch, when the error comes from a batch operation.
     public let index: Int?
 
+    /// Creates an error with a stable `code`, a `reason` that names the rule (never secret or
+    /// identifying bytes) and, for batch operations, the offending element's `index`.
     public init(_ code: Code, _ reason: String, index: Int? = nil) {
         self.code = code
         self.reason = reason
         self.index = index
     }
 
+    /// The code's raw value and the reason, followed by the element index when there is one.
     public var description: String {
         if let index { return "\(code.rawValue): \(reason) (element \(index))" }
         return "\(code.rawValue): \(reason)"
     }
 
+    /// Compares codes only, so callers can match on a code whatever the reason or index.
     public static func == (lhs: CryptoError, rhs: CryptoError) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code only, consistent with `==`.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 
     /// The same error, located at `index` of a batch.

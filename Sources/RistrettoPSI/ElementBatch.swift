@@ -13,7 +13,9 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
     /// Contiguous encodings, 32 bytes each.
     private(set) var storage: [UInt8]
 
+    /// Always 0: positions are record numbers in file order.
     public var startIndex: Int { 0 }
+    /// The number of records.
     public var endIndex: Int { storage.count / RistrettoElement.byteCount }
 
     /// An empty batch.
@@ -28,6 +30,8 @@ public struct ElementBatch: Sendable, RandomAccessCollection, Equatable {
 
     private init(storage: [UInt8]) { self.storage = storage }
 
+    /// The element at `position`, built from its record without re-validating it (every record
+    /// is already valid); traps when `position` is out of range.
     public subscript(position: Int) -> RistrettoElement {
         precondition(position >= 0 && position < count, "element index out of range")
         return storage.withUnsafeBytes { raw in
@@ -279,6 +283,7 @@ extension Parallel {
         private var outcome: Result<Success, any Error>?
         private var joined = false
 
+        /// Starts `work` on a new thread at once; the caller gets its outcome from ``join()``.
         public init(_ work: @escaping @Sendable () throws -> Success) {
             let thread = Thread { [self] in
                 outcome = Result { try work() }

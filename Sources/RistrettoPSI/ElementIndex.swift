@@ -167,6 +167,8 @@ public struct ElementIndex: Sendable {
 /// to disk uses (`Protocol/SPEC.md` §9 "Bounded memory").
 /// - SeeAlso: `Protocol/SPEC.md` §6 round 5 and §9 "Resource exhaustion".
 public enum ElementJoin {
+    /// What a join found: the first duplicate on each side and every match, with indices into the
+    /// original batches (or record runs).
     public struct Outcome: Sendable {
         /// First duplicate pair in `a` (`first < second`), if any.
         public let duplicateInA: (first: Int, second: Int)?
@@ -179,6 +181,8 @@ public enum ElementJoin {
     /// Elements per partition aimed at (a table of twice as many 8-byte slots stays in L2).
     static let partitionTarget = 16_384
 
+    /// Joins `a` (the build side) with `b` (the probe side); see the type's contract for which
+    /// duplicate is reported and the order of the matches.
     public static func intersect(_ a: ElementBatch, _ b: ElementBatch) -> Outcome {
         intersect(a, b, partitionTarget: partitionTarget)
     }

@@ -37,19 +37,23 @@ public enum SHA256 {
     public struct Hasher: Sendable {
         private var context = SHA256_CTX()
 
+        /// A hasher at the empty message.
         public init() { Self.check(SHA256_Init(&context), "SHA256_Init") }
 
+        /// Absorbs `bytes`; an empty buffer leaves the state unchanged.
         public mutating func update(_ bytes: UnsafeRawBufferPointer) {
             guard let base = bytes.baseAddress, bytes.count > 0 else { return }
             Self.check(SHA256_Update(&context, base, bytes.count), "SHA256_Update")
         }
 
+        /// Absorbs a byte sequence, copying it only when its storage is not contiguous.
         public mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
             if bytes.withContiguousStorageIfAvailable({ update(UnsafeRawBufferPointer($0)) }) == nil {
                 Array(bytes).withUnsafeBytes { update($0) }
             }
         }
 
+        /// The 32-byte digest of everything absorbed; the hasher then starts over at the empty message.
         public mutating func finalize() -> [UInt8] {
             let digest = [UInt8](unsafeUninitializedCapacity: SHA256.byteCount) { out, initialized in
                 Self.check(SHA256_Final(out.baseAddress, &context), "SHA256_Final")
@@ -105,20 +109,26 @@ public enum SHA512 {
     /// hash-to-group code uses to absorb the constant `Z_pad` block once per tag, not once per element.
     public struct Hasher: Sendable {
         fileprivate var state = crypto_hash_sha512_state()
+        /// A hasher at the empty message.
         public init() {
             _ = Sodium.ready
             _ = crypto_hash_sha512_init(&state)
         }
+        /// Absorbs `bytes`; an empty buffer leaves the state unchanged.
         public mutating func update(_ bytes: UnsafeRawBufferPointer) {
             guard bytes.count > 0 else { return }
             _ = crypto_hash_sha512_update(
                 &state, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
         }
+        /// Absorbs a byte sequence, copying it only when its storage is not contiguous.
         public mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
             if bytes.withContiguousStorageIfAvailable({ update(UnsafeRawBufferPointer($0)) }) == nil {
                 Array(bytes).withUnsafeBytes { update($0) }
             }
         }
+        /// The 64-byte digest of everything absorbed.
+        /// - Warning: unlike ``SHA256/Hasher/finalize()`` it does not start over; use a fresh hasher
+        ///   (or a copy taken before finalizing) for the next message.
         public mutating func finalize() -> [UInt8] {
             var out = [UInt8](repeating: 0, count: SHA512.byteCount)
             _ = crypto_hash_sha512_final(&state, &out)

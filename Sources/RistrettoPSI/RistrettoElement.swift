@@ -93,12 +93,16 @@ public struct RistrettoElement: Hashable, Sendable, CustomStringConvertible {
         try Swift.withUnsafeBytes(of: words, body)
     }
 
+    /// The canonical encoding in lowercase hex; an element is a public value, safe to print.
     public var description: String { "RistrettoElement(\(hex))" }
 
+    /// Byte equality of the canonical encodings, which is group-element equality since every
+    /// instance is canonical. Not constant-time: elements are public.
     public static func == (a: RistrettoElement, b: RistrettoElement) -> Bool {
         a.words.0 == b.words.0 && a.words.1 == b.words.1 && a.words.2 == b.words.2 && a.words.3 == b.words.3
     }
 
+    /// Hashes the canonical encoding, consistent with `==`.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(words.0)
         hasher.combine(words.1)

@@ -90,8 +90,11 @@ public final class Scalar: @unchecked Sendable, CustomStringConvertible, CustomD
         try secret.withUnsafeBytes(body)
     }
 
+    /// Always `Scalar(redacted)`: a blinding key is never printed.
     public var description: String { "Scalar(redacted)" }
+    /// Same as ``description``, so debugger output never shows the secret.
     public var debugDescription: String { description }
+    /// Reflection shows `redacted` in place of the value.
     public var customMirror: Mirror { Mirror(self, children: ["value": "redacted"], displayStyle: .class) }
 
     /// `bytes < ℓ`, comparing from the most significant byte. Branches depend only on how the

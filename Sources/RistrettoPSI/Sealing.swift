@@ -49,8 +49,11 @@ public final class SealingKey: @unchecked Sendable, CustomStringConvertible, Cus
         try secret.withUnsafeBytes(body)
     }
 
+    /// Names the key type and the public key only; the secret is shown as `redacted`.
     public var description: String { "SealingKey(X25519, public \(publicKey.hex), secret redacted)" }
+    /// Same as ``description``, so debugger output never shows the secret.
     public var debugDescription: String { description }
+    /// Reflection shows the public key and `redacted` in place of the secret.
     public var customMirror: Mirror {
         Mirror(self, children: ["publicKey": publicKey.hex, "secret": "redacted"], displayStyle: .class)
     }
@@ -83,7 +86,9 @@ public struct SealingPublicKey: Hashable, Sendable, CustomStringConvertible {
         try self.init(bytes: b)
     }
 
+    /// Lowercase hex of the key.
     public var hex: String { Hex.encode(bytes) }
+    /// The key in lowercase hex; a public key is safe to print.
     public var description: String { "SealingPublicKey(\(hex))" }
 }
 
@@ -152,6 +157,7 @@ public final class RecordSealer: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// Shows the ephemeral public key only; the file key is shown as `redacted`.
     public var description: String { "RecordSealer(ephemeral \(ephemeralPublicKey.hex), key redacted)" }
 }
 
@@ -187,6 +193,7 @@ public final class RecordOpener: @unchecked Sendable, CustomStringConvertible {
         return out
     }
 
+    /// Always `RecordOpener(key redacted)`: nothing about the file key is printed.
     public var description: String { "RecordOpener(key redacted)" }
 }
 

@@ -82,7 +82,10 @@ public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Cu
         }
     }
 
+    /// Gives the size only; the bytes are shown as `redacted`.
     public var description: String { "SecureBytes(\(count) bytes, redacted)" }
+    /// Same as ``description``, so debugger output never shows the secret.
     public var debugDescription: String { description }
+    /// Reflection shows only the size, under the label `redacted`.
     public var customMirror: Mirror { Mirror(self, children: ["redacted": count], displayStyle: .struct) }
 }

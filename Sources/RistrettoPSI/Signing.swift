@@ -80,8 +80,11 @@ public final class SigningKey: @unchecked Sendable, CustomStringConvertible, Cus
         Array(message).withUnsafeBytes { signature(for: $0) }
     }
 
+    /// Names the key type and the public key only; the secret is shown as `redacted`.
     public var description: String { "SigningKey(Ed25519, public \(verifyingKey.hex), secret redacted)" }
+    /// Same as ``description``, so debugger output never shows the secret.
     public var debugDescription: String { description }
+    /// Reflection shows the public key and `redacted` in place of the secret.
     public var customMirror: Mirror {
         Mirror(self, children: ["publicKey": verifyingKey.hex, "secret": "redacted"], displayStyle: .class)
     }
@@ -119,6 +122,7 @@ public struct VerifyingKey: Hashable, Sendable, CustomStringConvertible {
 
     /// Lowercase hex of the key.
     public var hex: String { Hex.encode(bytes) }
+    /// The key in lowercase hex; a public key is safe to print.
     public var description: String { "VerifyingKey(\(hex))" }
 
     /// Whether `signature` is a valid Ed25519 signature by this key over `message`.

@@ -4,9 +4,14 @@ import RistrettoPSI
 /// Retry rules: capped exponential backoff with full jitter.
 /// - SeeAlso: `Protocol/SPEC.md` §12.4 "Retries"; AWS Architecture Blog "Exponential Backoff And Jitter".
 public struct RetryPolicy: Sendable {
+    /// Attempts in all, the first included (the initializer raises a value below 1 to 1).
     public var maxAttempts: Int
+    /// Seconds: the bound on the first retry's delay, doubled for each later retry.
     public var baseDelay: TimeInterval
+    /// Seconds: the bound no delay exceeds, however many retries came before.
     public var maxDelay: TimeInterval
+    /// The defaults are SPEC §12.4's: 5 attempts, delays drawn under `min(10 s, 0.2 s · 2^n)`.
+    /// A `maxAttempts` below 1 becomes 1; the delays are taken as given.
     public init(maxAttempts: Int = 5, baseDelay: TimeInterval = 0.2, maxDelay: TimeInterval = 10) {
         self.maxAttempts = max(1, maxAttempts)
         self.baseDelay = baseDelay
@@ -30,10 +35,18 @@ public struct RetryPolicy: Sendable {
 /// Contract: thread-safe; blocking. Each attempt is signed afresh (new date, current credentials).
 public final class AWSHTTP: Sendable {
     let client: HTTPClient
+    /// The retry rules of the STS and S3 calls
+    /// (``signedRequest(method:url:path:query:headers:body:signer:credentials:)`` sends once, without them).
     public let retry: RetryPolicy
     let clock: @Sendable () -> Date
 
-    /// - Parameter timeout: per request; a slow server fails the attempt, which is retried.
+    /// A client over the system's libcurl, opened only when the first request is sent.
+    ///
+    /// - Parameters:
+    ///   - timeout: per request (clamped to 0.1 s … one day); a slow server fails the attempt, which
+    ///     is retried.
+    ///   - retry: how many attempts, and the delays between them.
+    ///   - clock: the time each attempt is signed with (tests pin it).
     public convenience init(
         timeout: TimeInterval = 30, retry: RetryPolicy = RetryPolicy(),
         clock: @escaping @Sendable () -> Date = { Date() }
@@ -41,7 +54,13 @@ public final class AWSHTTP: Sendable {
         self.init(timeout: timeout, retry: retry, clock: clock, libraryPath: Curl.defaultPath)
     }
 
-    /// - Parameter libraryPath: what the HTTP client opens as libcurl (tests name a missing one).
+    /// As the public initializer, with the library to open named.
+    ///
+    /// - Parameters:
+    ///   - timeout: per request; a slow server fails the attempt, which is retried.
+    ///   - retry: how many attempts, and the delays between them.
+    ///   - clock: the time each attempt is signed with.
+    ///   - libraryPath: what the HTTP client opens as libcurl (tests name a missing one).
     init(
         timeout: TimeInterval, retry: RetryPolicy, clock: @escaping @Sendable () -> Date = { Date() },
         libraryPath: String
@@ -151,11 +170,22 @@ public final class AWSHTTP: Sendable {
 public struct STSClient: Sendable {
     let endpoints: AWSEndpoints
     let http: AWSHTTP
+    /// A client that posts to `endpoints.sts` and signs for `endpoints.region`.
     public init(endpoints: AWSEndpoints, http: AWSHTTP) {
         self.endpoints = endpoints
         self.http = http
     }
 
+    /// STS `AssumeRole`, signed with `credentials`. The External ID is sent only when `externalID`
+    /// is not nil (``DestinationProbe`` leaves it out on purpose, expecting a refusal).
+    ///
+    /// - Returns: temporary credentials, with the answer's `Expiration` when it parses; their
+    ///   ``AWSCredentials/source`` names the role.
+    /// - Throws: ``AWSError/Code/assumeRoleDenied`` when STS refuses (HTTP 403, `AccessDenied`,
+    ///   `InvalidIdentityToken`, `ExpiredTokenException`); `.responseMalformed` for an answer without
+    ///   credentials (`.credentialsInvalid` for empty ones); otherwise the code of the failed request
+    ///   (`.network`, `.requestFailed`…).
+    /// - SeeAlso: `Protocol/SPEC.md` §12.3 "Per-run role".
     public func assumeRole(
         roleARN: String, externalID: String?, sessionName: String, durationSeconds: Int,
         credentials: AWSCredentials

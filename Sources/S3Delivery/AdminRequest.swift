@@ -8,6 +8,7 @@ public struct SignedAnswer: Sendable {
     /// The response body (AWS answers in XML).
     public let body: [UInt8]
 
+    /// An answer with this status and body, taken as given.
     public init(status: Int, body: [UInt8]) {
         self.status = status
         self.body = body
@@ -26,9 +27,19 @@ extension AWSHTTP {
     /// bucket owner's listing): the provider's tooling and the test suite's provisioning of a local
     /// S3 server. The coordinator's delivery path never uses it: it holds only an `S3Writer`, which
     /// has no read, list or delete (SPEC §12.2).
-    /// - Parameters: `path` and `query` exactly as signed (already URI-encoded); `url` the full URL.
-    /// - Throws: `.network` when no HTTP answer arrived. A non-2xx answer is returned, not thrown:
-    ///   use ``failure(operation:answer:)`` to turn it into an ``AWSError``.
+    /// - Parameters:
+    ///   - method: the HTTP method, sent and signed as given.
+    ///   - url: the full URL; its host (and a non-default port) becomes the signed `Host` header.
+    ///   - path: the path exactly as signed (already URI-encoded); it must match `url`'s.
+    ///   - query: the query exactly as signed (already URI-encoded, no `?`).
+    ///   - headers: further headers, signed and sent as given.
+    ///   - body: the request body; its SHA-256 is signed.
+    ///   - signer: the region, service and canonicalisation rules.
+    ///   - credentials: the identity the request is signed with.
+    /// - Returns: the answer's status and body, whatever the status.
+    /// - Throws: `.network` when no HTTP answer arrived (`.configuration` when libcurl cannot be
+    ///   loaded, `.responseMalformed` for an answer body over the size limit). A non-2xx answer is
+    ///   returned, not thrown: use ``failure(operation:answer:)`` to turn it into an ``AWSError``.
     /// - SeeAlso: `Protocol/SPEC.md` §12.
     public func signedRequest(
         method: String, url: URL, path: String, query: String = "",

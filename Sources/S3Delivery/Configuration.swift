@@ -7,9 +7,13 @@ import RistrettoPSI
 /// - SeeAlso: `Protocol/SPEC.md` §12.2 "Credentials"; AWS SDKs and Tools Reference Guide,
 ///   "Standardized credential providers" and "Service-specific endpoints".
 public struct AWSEnvironment: Sendable {
+    /// The environment variables this value resolves from.
     public let variables: [String: String]
+    /// Pins the variables; by default the process's environment at the time of the call. The shared
+    /// files are read later, when a setting needs them.
     public init(_ variables: [String: String] = ProcessInfo.processInfo.environment) { self.variables = variables }
 
+    /// `AWS_PROFILE`, else `AWS_DEFAULT_PROFILE`, else `default`: whose sections of the shared files count.
     public var profile: String { nonEmpty("AWS_PROFILE") ?? nonEmpty("AWS_DEFAULT_PROFILE") ?? "default" }
 
     func nonEmpty(_ k: String) -> String? { variables[k].flatMap { $0.isEmpty ? nil : $0 } }
@@ -45,11 +49,14 @@ public struct AWSEnvironment: Sendable {
 
 /// The two endpoints a delivery talks to, resolved once.
 public struct AWSEndpoints: Sendable {
+    /// The region requests are signed for, and that AWS's own S3 host names are built from.
     public let region: String
     /// `nil`: AWS itself (`https://<bucket>.s3.<region>.amazonaws.com`, virtual-hosted style).
     /// Set: an S3-compatible service, addressed path-style (`<endpoint>/<bucket>/<key>`).
     public let s3: URL?
+    /// The STS endpoint (``resolve(_:region:)``: the override, else `https://sts.<region>.amazonaws.com`).
     public let sts: URL
+    /// Takes the endpoints as given, unchecked; ``resolve(_:region:)`` derives and checks them.
     public init(region: String, s3: URL?, sts: URL) {
         self.region = region
         self.s3 = s3

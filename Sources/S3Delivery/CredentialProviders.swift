@@ -4,13 +4,16 @@ import RistrettoPSI
 /// Something that hands out current credentials, refreshing them before they expire.
 /// Implementations are thread-safe: parallel part uploads ask concurrently.
 public protocol CredentialProvider: Sendable {
+    /// Credentials valid now: cached ones, or new ones when they are about to expire.
     func credentials() throws(AWSError) -> AWSCredentials
 }
 
 /// Fixed credentials (long-term keys, or tests).
 public struct StaticCredentials: CredentialProvider {
     let value: AWSCredentials
+    /// A provider that always hands out `value`.
     public init(_ value: AWSCredentials) { self.value = value }
+    /// The fixed credentials; never throws and never refreshes.
     public func credentials() throws(AWSError) -> AWSCredentials { value }
 }
 
@@ -21,6 +24,13 @@ public struct StaticCredentials: CredentialProvider {
 /// is an error, not a fall-through.
 /// - SeeAlso: `Protocol/SPEC.md` §12.2.
 public enum CredentialChain {
+    /// The provider of the first source present: ``StaticCredentials`` for keys from the environment
+    /// or a profile; ``WebIdentityCredentials`` for a token file (STS is called only when credentials
+    /// are first asked for).
+    ///
+    /// - Throws: `.credentialsInvalid` for a source present but incomplete (a key ID without its
+    ///   secret, a token file without a role ARN) or a shared file that does not parse;
+    ///   `.credentialsMissing` when no source is present.
     public static func resolve(_ env: AWSEnvironment, endpoints: AWSEndpoints, http: AWSHTTP) throws(AWSError)
         -> any CredentialProvider
     {
@@ -102,6 +112,8 @@ final class RefreshingCredentials: CredentialProvider, @unchecked Sendable {
 /// `AssumeRoleWithWebIdentity` from a token file, re-read at each refresh (the platform rotates it).
 public final class WebIdentityCredentials: CredentialProvider, @unchecked Sendable {
     let inner: RefreshingCredentials
+    /// Reads nothing yet: the token file is read and STS called when credentials are first asked for,
+    /// and again once the cached ones are within `refreshMargin` seconds of expiring.
     public init(
         sts: STSClient, roleARN: String, tokenFile: String, sessionName: String, refreshMargin: TimeInterval = 300
     ) {
@@ -117,6 +129,10 @@ public final class WebIdentityCredentials: CredentialProvider, @unchecked Sendab
                 return try sts.assumeRoleWithWebIdentity(roleARN: roleARN, sessionName: sessionName, token: token)
             })
     }
+    /// The cached credentials, or new ones when they are near expiry; concurrent callers wait for
+    /// one refresh.
+    /// - Throws: `.credentialsInvalid` when the token file cannot be read; the errors of
+    ///   ``STSClient/assumeRoleWithWebIdentity(roleARN:sessionName:token:)``.
     public func credentials() throws(AWSError) -> AWSCredentials { try inner.credentials() }
 }
 
@@ -124,6 +140,9 @@ public final class WebIdentityCredentials: CredentialProvider, @unchecked Sendab
 /// coordinator's own credentials; refreshed during long uploads.
 public final class AssumedRoleCredentials: CredentialProvider, @unchecked Sendable {
     let inner: RefreshingCredentials
+    /// Calls STS only when credentials are first asked for (signed with `base`'s credentials of the
+    /// moment), then again within `refreshMargin` seconds of expiry or after ``invalidate()``;
+    /// `durationSeconds` is the session length asked of STS.
     public init(
         sts: STSClient, base: any CredentialProvider, roleARN: String, externalID: String?, sessionName: String,
         durationSeconds: Int = 3600, refreshMargin: TimeInterval = 300,
@@ -136,6 +155,10 @@ public final class AssumedRoleCredentials: CredentialProvider, @unchecked Sendab
                 durationSeconds: durationSeconds, credentials: try base.credentials())
         }
     }
+    /// The cached role credentials, or new ones when they are near expiry or were invalidated;
+    /// concurrent callers wait for one refresh.
+    /// - Throws: what `base` throws; the errors of
+    ///   ``STSClient/assumeRole(roleARN:externalID:sessionName:durationSeconds:credentials:)``.
     public func credentials() throws(AWSError) -> AWSCredentials { try inner.credentials() }
     /// Forces the next ``credentials()`` to call STS again.
     public func invalidate() { inner.invalidate() }

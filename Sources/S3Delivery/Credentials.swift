@@ -11,6 +11,7 @@ import RistrettoPSI
 ///   (only keys derived from it by HMAC do, and those are zeroed after use).
 /// - SeeAlso: `Protocol/SPEC.md` §12.2 "Credentials".
 public struct AWSCredentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The access key ID in full (not a secret); descriptions show only its last four characters.
     public let accessKeyID: String
     let secretAccessKey: SecureBytes
     let sessionToken: SecureBytes?
@@ -63,10 +64,13 @@ public struct AWSCredentials: Sendable, CustomStringConvertible, CustomDebugStri
         sessionToken?.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// The masked key ID, `redacted` for the secret and any session token, and the source.
     public var description: String {
         "AWSCredentials(\(maskedKeyID), secret redacted\(sessionToken == nil ? "" : ", session token redacted"), from \(source))"
     }
+    /// The same as ``description``: no secret in debug output either.
     public var debugDescription: String { description }
+    /// Only the masked key ID and `secret: redacted`, so `dump` and reflection print no secret.
     public var customMirror: Mirror {
         Mirror(self, children: ["accessKeyID": maskedKeyID, "secret": "redacted"], displayStyle: .struct)
     }

@@ -11,14 +11,24 @@ import RistrettoPSI
 /// The canary stays (the coordinator cannot delete); the provider may remove it.
 /// - SeeAlso: `Protocol/SPEC.md` §12.5.
 public enum DestinationProbe {
+    /// One check's outcome, as `verify-destination` prints it (`ok`, `warn` or `FAIL`).
     public struct Check: Sendable {
+        /// What was tried, in words (e.g. `read is denied`).
         public let name: String
+        /// Whether the role behaved as a write-only role should.
         public let passed: Bool
         /// For a check that failed only because the server does not enforce it (a warning).
         public let advisory: Bool
+        /// What backs the outcome: the role ARN, the key written or the error met; when the role could
+        /// do what it must not, what to change in its policies.
         public let detail: String
     }
 
+    /// Runs the checks in the order the type describes and returns every outcome; if the role
+    /// cannot be assumed with the External ID, that failed check is the only one returned.
+    ///
+    /// Failures are checks, never thrown: judge the list with ``confirmed(_:)``. `base` holds the
+    /// coordinator's own credentials; the role is assumed from them.
     public static func run(
         location: S3Location, collaborationID: String, roleARN: String, externalID: String,
         base: any CredentialProvider, endpoints: AWSEndpoints, http: AWSHTTP

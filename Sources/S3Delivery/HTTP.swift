@@ -59,6 +59,7 @@ final class HTTPClient: Sendable {
     /// - Parameters:
     ///   - timeout: connecting, and the longest stretch with no byte moving; a whole exchange
     ///     may take four times as long (as URLSession's request and resource timeouts did).
+    ///   - maxResponseBytes: the largest answer body accepted (64 MiB by default).
     ///   - libraryPath: what `dlopen` opens (tests name a missing one).
     init(timeout: TimeInterval, maxResponseBytes: Int = 64 << 20, libraryPath: String = Curl.defaultPath) {
         self.timeout = Self.clamped(timeout)

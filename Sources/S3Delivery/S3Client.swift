@@ -3,9 +3,14 @@ import RistrettoPSI
 
 /// A bucket and key prefix, from `s3://bucket/prefix`.
 public struct S3Location: Sendable, Equatable, CustomStringConvertible {
+    /// The bucket name, DNS-compatible so that virtual-hosted URLs are valid.
     public let bucket: String
     /// No leading or trailing slash; may be empty.
     public let prefix: String
+    /// Checks the bucket name and normalises the prefix (empty segments, leading and trailing
+    /// slashes dropped).
+    /// - Throws: `.configuration` for a bucket name that is not 3–63 characters of lowercase letters,
+    ///   digits, `.` and `-` starting with a letter or digit, or a prefix with a `.` or `..` segment.
     public init(bucket: String, prefix: String) throws(AWSError) {
         // DNS-compatible bucket names (S3 "Bucket naming rules"), so virtual-hosted URLs are valid.
         guard (3...63).contains(bucket.count),
@@ -32,6 +37,7 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
     public func key(_ components: String...) -> String {
         ([prefix] + components).filter { !$0.isEmpty }.joined(separator: "/")
     }
+    /// `s3://bucket`, or `s3://bucket/prefix`.
     public var description: String { prefix.isEmpty ? "s3://\(bucket)" : "s3://\(bucket)/\(prefix)" }
 }
 
@@ -42,7 +48,9 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
 /// object).
 /// - SeeAlso: `Protocol/SPEC.md` §12.4 "S3 writes".
 public struct S3Writer: Sendable {
+    /// Where the requests go, and the region they are signed for.
     public let endpoints: AWSEndpoints
+    /// The bucket every object is written into.
     public let bucket: String
     let http: AWSHTTP
     let credentials: any CredentialProvider
@@ -52,8 +60,12 @@ public struct S3Writer: Sendable {
     public let partSize: Int
     /// Parts uploaded at once.
     public let parallelParts: Int
+    /// S3's minimum size for every part but the last (5 MiB); a smaller `partSize` is raised to it.
     public static let minimumPartSize = 5 * 1024 * 1024
 
+    /// Sends nothing yet. Sizes are clamped: `partSize` to at least ``minimumPartSize``,
+    /// `multipartThreshold` to at least the part size, `parallelParts` to at least 1. `credentials`
+    /// is asked again before every attempt, so a refreshing provider keeps long uploads signed.
     public init(
         endpoints: AWSEndpoints, bucket: String, http: AWSHTTP, credentials: any CredentialProvider,
         multipartThreshold: Int = 16 * 1024 * 1024, partSize: Int = 8 * 1024 * 1024, parallelParts: Int = 4
@@ -71,6 +83,7 @@ public struct S3Writer: Sendable {
 
     /// How an object write ended.
     public enum WriteResult: Sendable, Equatable {
+        /// The object was written, and this call saw the service's answer saying so.
         case written
         /// A retry after a lost response found the object present: our earlier attempt applied it.
         /// (The coordinator may not read the bucket to compare; the manifest's SHA-256 lets the
@@ -117,9 +130,17 @@ public struct S3Writer: Sendable {
     /// read as they are sent, so at most ``parallelParts`` parts are in memory. A part that is
     /// retried is read again and must hash as it did the first time.
     ///
-    /// - Parameter sha256: when given, the SHA-256 the bytes read must have: checked before
-    ///   PutObject, and over the parts in order before CompleteMultipartUpload, so an object is
-    ///   never committed with bytes other than the ones its caller hashed.
+    /// - Parameters:
+    ///   - key: the object key, not URI-encoded (it is encoded once here, `/` kept).
+    ///   - size: the object's length in bytes, not negative (a precondition); `read` is asked for
+    ///     exactly these bytes.
+    ///   - sha256: when given, the SHA-256 the bytes read must have: checked before
+    ///     PutObject, and over the parts in order before CompleteMultipartUpload, so an object is
+    ///     never committed with bytes other than the ones its caller hashed.
+    ///   - contentType: the object's `Content-Type`.
+    ///   - read: fills each piece of the body; see ``BodyReader``.
+    /// - Returns: ``WriteResult/writtenByEarlierAttempt`` when a retry found the write its lost
+    ///   answer had made, else ``WriteResult/written``.
     /// - Throws: what `read` throws (the upload is aborted); ``AWSError/Code/bodyChanged`` when the
     ///   bytes read do not match `sha256` or a retried part reads differently; the errors of
     ///   ``put(key:bytes:contentType:)``.
@@ -389,10 +410,13 @@ public struct S3Writer: Sendable {
 /// GetObject with the bucket owner's own credentials: what `provider open` uses. Never given
 /// to the coordinator.
 public struct S3Reader: Sendable {
+    /// Where the requests go, and the region they are signed for.
     public let endpoints: AWSEndpoints
+    /// The bucket every object is read from.
     public let bucket: String
     let http: AWSHTTP
     let credentials: any CredentialProvider
+    /// Sends nothing yet; `credentials` (the bucket owner's own) are asked before every attempt.
     public init(endpoints: AWSEndpoints, bucket: String, http: AWSHTTP, credentials: any CredentialProvider) {
         self.endpoints = endpoints
         self.bucket = bucket
@@ -425,8 +449,13 @@ public struct S3Reader: Sendable {
     /// the first carries `If-Match` with the first answer's ETag: an object replaced mid-download
     /// fails with ``AWSError/Code/objectChanged`` instead of mixing two versions.
     ///
-    /// - Parameter expect: called once with the object's size (from `Content-Range`) before any
-    ///   byte is handed on; it may throw to stop (e.g. a size other than a manifest says).
+    /// - Parameters:
+    ///   - key: the object key, not URI-encoded (it is encoded once here, `/` kept).
+    ///   - rangeSize: the most bytes asked for per request; must be positive (a precondition).
+    ///   - expect: called once with the object's size (from `Content-Range`) before any
+    ///     byte is handed on; it may throw to stop (e.g. a size other than a manifest says).
+    ///   - write: receives the object's bytes in order, one answer at a time; the buffer is valid
+    ///     only during the call. It may throw to stop.
     /// - Returns: the object's size.
     /// - Throws: what `expect` or `write` throw; ``AWSError`` as ``get(key:)``.
     /// - SeeAlso: `Protocol/SPEC.md` §12.4 "Reads".

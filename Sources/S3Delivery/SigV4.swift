@@ -6,12 +6,17 @@ import RistrettoPSI
 /// `path` and `query` are exactly what goes on the wire (percent-encoded; no `?`). Header names
 /// keep their case here; the canonical form lowercases them.
 public struct SigV4Request: Sendable {
+    /// The HTTP method, as sent.
     public var method: String
+    /// The path as sent, percent-encoded.
     public var path: String
+    /// The query as sent, percent-encoded, without the `?`.
     public var query: String
+    /// The headers in the order given; `sign` drops any `Authorization` and `X-Amz-Date`, then appends its own.
     public var headers: [(name: String, value: String)]
     /// Lowercase hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`.
     public var payloadSHA256: String
+    /// Takes the parts as given. Signing adds no `Host`: put it among `headers` to have it signed.
     public init(
         method: String, path: String, query: String = "", headers: [(name: String, value: String)],
         payloadSHA256: String
@@ -45,14 +50,20 @@ public struct SigV4Signer: Sendable {
         case s3
     }
 
+    /// The algorithm name that opens the string to sign and the `Authorization` header.
     public static let algorithm = "AWS4-HMAC-SHA256"
+    /// Hex SHA-256 of the empty string: the payload hash of a request without a body.
     public static let emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
+    /// The region in the credential scope.
     public let region: String
+    /// The service in the credential scope (`s3`, `sts`…).
     public let service: String
+    /// The service's canonicalisation rules.
     public let rules: Rules
     let clock: @Sendable () -> Date
 
+    /// A signer for one region and service; `clock` dates every signature (tests pin it).
     public init(region: String, service: String, rules: Rules, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.region = region
         self.service = service

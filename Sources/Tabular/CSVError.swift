@@ -71,6 +71,8 @@ public struct CSVError: Error, Equatable, Hashable, Sendable, CustomStringConver
         return "\(location): \(code.rawValue): \(reason)"
     }
 
+    /// Compares codes only, so callers can match on a code whatever the location or reason.
     public static func == (lhs: CSVError, rhs: CSVError) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code only, consistent with `==`.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

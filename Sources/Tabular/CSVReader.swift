@@ -57,6 +57,7 @@ public struct CSVReader: ~Copyable {
     /// - Parameters:
     ///   - path: the file to read.
     ///   - displayName: the name errors use; defaults to the last path component.
+    ///   - options: the record-size limit, read size and header-only policy; see ``Options``.
     /// - Throws: `csv.io` if the file cannot be opened or read; `csv.empty_file`, `csv.blank_header`,
     ///   `csv.header_not_utf8`, `csv.duplicate_column` or a parse error for the header.
     /// - SeeAlso: `Protocol/SPEC.md` §"Input files"

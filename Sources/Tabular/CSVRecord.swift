@@ -24,7 +24,9 @@ public struct CSVRecord: RandomAccessCollection, Sendable, CustomStringConvertib
         self.row = row
     }
 
+    /// Always 0: positions are 0-based field numbers.
     public var startIndex: Int { 0 }
+    /// The number of fields.
     public var endIndex: Int { ends.count }
 
     /// The bytes of field `index` (0-based; `index < count`), sharing the record's storage.
@@ -53,7 +55,9 @@ public struct CSVRecord: RandomAccessCollection, Sendable, CustomStringConvertib
         bytes.withUnsafeBytes { b in ends.withUnsafeBufferPointer { e in body(b, e) } }
     }
 
+    /// The row, line and field count only; the contents are shown as `redacted`.
     public var description: String { "CSVRecord(row \(row), line \(line), \(count) fields, contents redacted)" }
+    /// Reflection shows the row, line and field count, never the field bytes.
     public var customMirror: Mirror {
         Mirror(self, children: ["row": row, "line": line, "count": count], displayStyle: .struct)
     }

@@ -66,6 +66,7 @@ public struct Header: Sendable, Equatable, CustomStringConvertible {
             file: file, line: 1, column: name)
     }
 
+    /// The column names, quoted, in file order (names are not row data, so they may be shown).
     public var description: String { "Header(\(names.map { "\"\($0)\"" }.joined(separator: ", ")))" }
 
     /// Headers are equal when their names are, whatever file they came from.

@@ -21,6 +21,11 @@ public final class AuditLedger: RunLedger {
         self.rulesVersion = "norm-\(agreement.terms.matching.rulesVersion)"
     }
 
+    /// Reads the collaboration's entries for the privacy rules: every run ID used, the runs of the
+    /// last `windowSeconds` before `now` that count toward the cap (every outcome but a refusal;
+    /// a near-duplicate refusal counts too), and the ε spent.
+    /// - Throws: `AuditLogError` when the log cannot be read.
+    /// - SeeAlso: `Protocol/SPEC.md` §9.1.
     public func history(collaborationID: String, windowSeconds: Int, now: Date) throws -> RunHistory {
         // Every run that reached matching counts toward the cap, refused ones do not; except a
         // near-duplicate refusal, which is decided on the matched set: counting it stops a
@@ -40,6 +45,11 @@ public final class AuditLedger: RunLedger {
             epsilonSpentMillis: try log.epsilonSpentMillis(collaborationID: collaborationID))
     }
 
+    /// Appends the run's entry, signed with the coordinator's key. Only a delivery records matched
+    /// rows, and under differential privacy only the noisy count.
+    /// - Throws: `AuditLogError` (e.g. `audit.invalid_field` for a field outside its rule, nothing
+    ///   appended; `audit.io`).
+    /// - SeeAlso: `Protocol/AUDIT_LOG.md`; `Protocol/SPEC.md` §6 round 5.
     public func record(_ e: RunEvent) throws {
         let kind: AuditEventKind
         switch e.kind {

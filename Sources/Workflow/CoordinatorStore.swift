@@ -18,7 +18,9 @@ import Glibc
 /// released by the kernel.
 /// - SeeAlso: `Protocol/SPEC.md` §9.1 "Differencing", §9.2 "Faults".
 public struct CoordinatorStore: Sendable {
+    /// The store's directory, `<audit-db>.private` as the CLI opens it (``beside(auditDB:)``).
     public let root: String
+    /// A store at `root`; its directories are created (mode 0700) when first used.
     public init(root: String) { self.root = root }
 
     /// The store that belongs to the audit log at `path`: `<path>.private`.
@@ -82,6 +84,7 @@ public struct CoordinatorStore: Sendable {
 public final class RunLock: @unchecked Sendable {
     private var fd: Int32
     init(fd: Int32) { self.fd = fd }
+    /// Unlocks and closes the lock file; a second call does nothing.
     public func release() {
         // Unlocked explicitly before the close: a child process forked by another thread holds a
         // copy of the descriptor until its exec closes it (O_CLOEXEC acts only at exec), and a
@@ -134,10 +137,15 @@ extension RunEvent {
 /// noise the audit log holds only noisy counts, so the exact count is not kept here either).
 /// - SeeAlso: `Protocol/SPEC.md` §12.8 "Crash after the manifest".
 public struct DeliveryIntent: Equatable, Sendable, Codable {
+    /// The run the delivery is for.
     public let runID: String
+    /// The agreement's hash, lowercase hex.
     public let agreementHash: String
+    /// The SHA-256 of the manifest about to be written, lowercase hex.
     public let manifestSHA256: String
+    /// SHA-256 over `name NUL sha256 LF` for each object in manifest order, lowercase hex.
     public let objectsDigest: String
+    /// The number of delivery objects.
     public let objects: Int
 
     /// The intent of delivering `plan` for `runID` under `agreement`.

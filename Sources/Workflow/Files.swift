@@ -9,25 +9,40 @@ import Glibc
 /// Errors at the edges (files, directories, destinations), with stable codes.
 /// - SeeAlso: `Protocol/SPEC.md` §10 (the `workflow.*` rows).
 public struct WorkflowError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Stable error codes; the raw values are the `workflow.*` rows of `Protocol/SPEC.md` §10.
     public enum Code: String, Sendable {
+        /// A file or directory could not be read, written or created (atomic writes leave nothing partial).
         case io = "workflow.io"
+        /// A file does not exist.
         case notFound = "workflow.not_found"
+        /// Refusing to overwrite (a message, a state file, an identity key, a delivered run).
         case alreadyExists = "workflow.already_exists"
+        /// Not an identity file, or the wrong party's.
         case keyFile = "workflow.key_file"
+        /// A missing column mapping.
         case input = "workflow.input"
+        /// A destination the agreement does not support or that is malformed (including a manifest there
+        /// that does not parse, or that names an object outside the run).
         case destination = "workflow.destination"
+        /// An S3 retry found a killed attempt's objects but its own differ, so it may not write a manifest
+        /// and cannot read whether one exists; nothing written (SPEC §12.8).
         case deliveryUnconfirmed = "workflow.delivery_unconfirmed"
         /// The scratch directory's file system lacks the space a step certainly needs (checked
         /// before any input body is read; nothing written, a run ID not used).
         case diskSpace = "workflow.disk_space"
     }
+    /// The stable code.
     public let code: Code
+    /// A human-readable reason naming the file and the rule (never an identifier, key or credential).
     public let reason: String
+    /// An error for `code`; `reason` must not contain an identifier, key or credential.
     public init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
     }
+    /// The code's raw value, then the reason.
     public var description: String { "\(code.rawValue): \(reason)" }
+    /// Equal when the codes are: callers and tests match on the stable code, the reason is context.
     public static func == (a: WorkflowError, b: WorkflowError) -> Bool { a.code == b.code }
 }
 
@@ -65,7 +80,15 @@ public enum Files {
 
     /// Writes `bytes` to a temporary file beside `path`, fsyncs it, then renames it into place and
     /// fsyncs the directory. `mode` applies from creation, so a private file is never world-readable.
-    /// - Parameter exclusive: refuse to replace an existing file.
+    /// - Parameters:
+    ///   - bytes: the whole content.
+    ///   - path: the final name; its directory is created if missing.
+    ///   - mode: the file's permissions, from creation.
+    ///   - exclusive: refuse to replace an existing file (the file is then linked, not renamed,
+    ///     into place, so of two writers only one wins).
+    /// - Throws: `workflow.already_exists` when `exclusive` and `path` exists; `workflow.io` when the
+    ///   directory, the write, the sync or the final link or rename fails. The temporary file is
+    ///   removed on any error, so nothing partial is visible under `path`.
     public static func writeAtomically(
         _ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644, exclusive: Bool = false
     ) throws(WorkflowError) {
@@ -179,6 +202,7 @@ public enum Files {
         }
     }
 
+    /// As ``writeAtomically(_:to:mode:exclusive:)-(UnsafeRawBufferPointer,_,_,_)``, from an array.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, exclusive: Bool = false)
         throws(WorkflowError)
     {

@@ -11,14 +11,21 @@ import RistrettoPSI
 public enum KeyFiles {
     static let magic = Array("CLRK".utf8)
 
+    /// The shareable half of an identity, the content of `identity.pub.json`: no secret.
     public struct PublicIdentity: Codable, Equatable, Sendable {
+        /// The file's kind, `cleanroom-public-identity` (written; not checked by ``KeyFiles/loadPublic(_:)``).
         public var format = "cleanroom-public-identity"
+        /// The party's role, as ``KeyFiles/roleName(_:)`` spells it.
         public let role: String
+        /// The party's name, as given to ``KeyFiles/generate(role:name:directory:)``.
         public let name: String
+        /// The Ed25519 verifying key of the party's signatures, lowercase hex.
         public let signingKey: String
+        /// The X25519 public key records are sealed to, lowercase hex.
         public let sealingKey: String
     }
 
+    /// A role's name in files: `consumer`, `provider` or `coordinator`; ``role(named:)`` reverses it.
     public static func roleName(_ r: Role) -> String {
         switch r {
         case .consumer: "consumer"
@@ -26,6 +33,7 @@ public enum KeyFiles {
         case .coordinator: "coordinator"
         }
     }
+    /// The role a name from ``roleName(_:)`` stands for; nil for any other string.
     public static func role(named s: String) -> Role? {
         switch s {
         case "consumer": .consumer
@@ -53,6 +61,7 @@ public enum KeyFiles {
         return pub
     }
 
+    /// The bytes of `identity.pub.json`: pretty-printed JSON with sorted keys.
     public static func publicJSON(_ p: PublicIdentity) -> [UInt8] {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .prettyPrinted]

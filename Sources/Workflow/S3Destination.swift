@@ -16,6 +16,7 @@ import S3Delivery
 /// - The provider side (``init(provider:…)``) reads with the provider's own credentials.
 /// - SeeAlso: `Protocol/SPEC.md` §12 "Delivery to Amazon S3".
 public struct S3Destination: DeliveryDestination {
+    /// The provider's bucket and prefix.
     public let location: S3Location
     enum Access: Sendable {
         case coordinator(base: any CredentialProvider, roleARN: String, externalID: String?)
@@ -29,6 +30,10 @@ public struct S3Destination: DeliveryDestination {
     /// Free bytes where a provider's open downloads each object (tests inject less).
     public var availableBytes: @Sendable (String) -> Int? = ScratchPreflight.availableBytes(at:)
 
+    /// The coordinator's write-only side: each run assumes `roleARN` from the `base` credentials with
+    /// `externalID`; an object above `multipartThreshold` bytes goes up in parts of `partSize` (both
+    /// clamped by ``S3Writer``: parts to at least 5 MiB, the threshold to at least a part).
+    /// - SeeAlso: `Protocol/SPEC.md` §12.3 "Per-run role", §12.4 "S3 writes".
     public init(
         coordinator base: any CredentialProvider, roleARN: String, externalID: String?, location: S3Location,
         endpoints: AWSEndpoints, http: AWSHTTP = AWSHTTP(),
@@ -42,6 +47,7 @@ public struct S3Destination: DeliveryDestination {
         self.partSize = partSize
     }
 
+    /// The provider's read side, with its own `credentials`; it cannot deliver.
     public init(
         provider credentials: any CredentialProvider, location: S3Location, endpoints: AWSEndpoints,
         http: AWSHTTP = AWSHTTP()
@@ -70,6 +76,9 @@ public struct S3Destination: DeliveryDestination {
             sessionName: Self.sessionName(collaborationID: collaborationID, runID: runID))
     }
 
+    /// ``deliver(_:collaborationID:runID:beforeManifest:)`` with no write-ahead record.
+    /// - Throws: `AWSError` (e.g. `aws.configuration` on the provider's side, `aws.sts.denied`,
+    ///   `aws.s3.already_exists` when the run's objects or manifest exist), or an object's read error.
     public func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws {
         try deliver(plan, collaborationID: collaborationID, runID: runID, beforeManifest: {})
     }

@@ -25,11 +25,17 @@ import Glibc
 public enum ScratchPreflight {
     /// What the inputs' headers say.
     public struct CoordinatorInputs: Sendable, Equatable {
+        /// Records in the provider's payload (round 1').
         public var payloadCount: Int
+        /// Bytes per payload record.
         public var payloadRecordSize: Int
+        /// Records in the consumer's set as the provider re-blinded it (round 3).
         public var consumerCount: Int
+        /// Bytes per round-3 record: a 32-byte element, then the sealed attributes.
         public var consumerRecordSize: Int
+        /// Elements in the provider's set as the consumer re-blinded it (round 4).
         public var providerCount: Int
+        /// The figures as given (tests; the match uses ``init(_:)``).
         public init(
             payloadCount: Int, payloadRecordSize: Int, consumerCount: Int, consumerRecordSize: Int, providerCount: Int
         ) {

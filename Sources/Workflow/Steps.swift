@@ -8,30 +8,44 @@ import Tabular
 /// The coordinator's record of runs: the audit log in production, read for the privacy rules and
 /// appended once per run.
 public protocol RunLedger {
+    /// What the privacy rules need from the collaboration's earlier runs: run IDs used, runs in
+    /// the window of `windowSeconds` before `now`, ε spent.
     func history(collaborationID: String, windowSeconds: Int, now: Date) throws -> RunHistory
+    /// Records one run's outcome: a delivery, a refusal or a failure.
     func record(_ event: RunEvent) throws
 }
 
 /// One run's outcome as the ledger records it: counts and codes only.
 public struct RunEvent: Sendable {
+    /// How the run ended; the raw values are the audit log's event kinds.
     public enum Kind: String, Sendable {
         case delivered, rejected
         case belowThreshold = "below_threshold"
         case failed
     }
+    /// How the run ended.
     public let kind: Kind
+    /// The collaboration the run belongs to.
     public let collaborationID: String
+    /// The run's ID.
     public let runID: String
+    /// The hash of the agreement the run ran under.
     public let agreementHash: [UInt8]
+    /// The match's counts; all zero for a refused run.
     public let counts: MatchCounts
+    /// The number of objects delivered; 0 unless delivered.
     public let deliveredObjects: Int
+    /// The SHA-256 of the delivery's manifest; nil unless delivered.
     public let manifestSHA256: [UInt8]?
+    /// The stable code of a refusal, a failure or a below-threshold run; nil for a delivery.
     public let reasonCode: String?
 }
 
 /// Which input columns hold which identifier types (from the CLI's `--email-column` etc.).
 public struct ColumnSpec: Sendable {
+    /// Each identifier type with the name of the column holding it.
     public var byType: [(IdentifierType, String)]
+    /// A mapping as given; an empty one is refused (`workflow.input`) when an input is read.
     public init(_ byType: [(IdentifierType, String)]) { self.byType = byType }
 
     func resolve(_ header: Header) throws(Error) -> [IdentifierColumn] {
@@ -51,12 +65,19 @@ public typealias ProgressReporter = @Sendable (String) -> Void
 /// Each role's step with its file I/O: what the CLI and the demo call.
 /// - SeeAlso: `Protocol/SPEC.md` §6; README.md "Running a collaboration".
 public enum Steps {
+    /// Reads the signed agreement at `path` and verifies it as of `now`.
+    /// - Throws: `workflow.not_found` or `workflow.io` for the file; `ActivationError` when it does not
+    ///   parse or verify.
+    /// - SeeAlso: `Protocol/SPEC.md` §8.
     public static func loadAgreement(_ path: String, now: Date = Date()) throws(Error) -> VerifiedAgreement {
         try SignedAgreement(json: Data(try Files.read(path))).verified(now: now)
     }
 
+    /// What a prepare (round 1 or 2) published.
     public struct PrepareResult: Sendable {
+        /// The run the round was published for.
         public let runID: String
+        /// The prepare's counts (rows read and selected, identifiers, duplicates, skips, elements).
         public let summary: PrepareSummary
         /// The first values left out under `--skip-invalid` (at most
         /// ``SkippedValues/keptInMemory``); every one of them (`summary.skippedValues`) is listed
@@ -65,6 +86,8 @@ public enum Steps {
         /// The file listing every skipped value by row, column and rule: nil when none was skipped.
         /// - SeeAlso: ``StateStore/skipReportPath(_:run:role:)``.
         public let skippedReport: String?
+        /// The messages written, as ``Exchange/path(_:run:_:)`` names them (round 1: the blinded set
+        /// first, then the payload).
         public let written: [String]
     }
 
@@ -275,9 +298,13 @@ public enum Steps {
         return (answered.count, exchange.path(agreement, run: runID, output))
     }
 
+    /// Round 5's outcome when the run was not refused: delivered or below the threshold.
     public struct MatchResult: Sendable {
+        /// `delivered` or `belowThreshold` (a refused or failed run throws instead).
         public let kind: RunEvent.Kind
+        /// The match's counts.
         public let counts: MatchCounts
+        /// The number of objects delivered; 0 below the threshold.
         public let objects: Int
     }
 

@@ -16,6 +16,7 @@ import Glibc
 /// read whole; every message is signed and verified by its reader, so the store is untrusted.
 /// - SeeAlso: `Protocol/SPEC.md` §12.7 "Exchanges on S3".
 public struct Exchange: Sendable {
+    /// The exchange's root: a local directory, or the `s3://bucket/prefix` location.
     public let root: String
     let s3: S3Exchange?
     /// A private directory (the party's state directory's `scratch`, the coordinator's private
@@ -42,9 +43,14 @@ public struct Exchange: Sendable {
 
     /// A local directory, or `s3://bucket/prefix` with the caller's credentials from `environment`
     /// (credential chain, `AWS_REGION`, endpoint overrides).
-    /// - Parameter scratchDirectory: for S3, where messages are staged to be streamed (created
-    ///   mode 0700 when first used; its files are 0600 and unlinked at once). Ignored for a
-    ///   local directory, whose files are read and written in place.
+    /// - Parameters:
+    ///   - location: a local directory, or `s3://bucket/prefix`.
+    ///   - environment: the AWS settings an S3 location is reached with; unused for a directory.
+    ///   - scratchDirectory: for S3, where messages are staged to be streamed (created
+    ///     mode 0700 when first used; its files are 0600 and unlinked at once). Ignored for a
+    ///     local directory, whose files are read and written in place.
+    /// - Throws: `AWSError` when an S3 location's URI, endpoints or credential chain cannot be
+    ///   resolved (e.g. `aws.configuration`).
     public init(location: String, environment: AWSEnvironment, scratchDirectory: String? = nil) throws {
         guard location.hasPrefix("s3://") else {
             self.init(root: location)
@@ -62,9 +68,12 @@ public struct Exchange: Sendable {
             scratchDirectory: scratchDirectory)
     }
 
+    /// The message's address, `<root>/<collaboration>/<run>/<file name>`: the file itself on a local
+    /// exchange, the object's `s3://` address on S3 (for errors and reports).
     public func path(_ a: VerifiedAgreement, run: String, _ kind: MessageKind) -> String {
         "\(root)/\(a.terms.collaborationID)/\(run)/\(Self.fileName(kind))"
     }
+    /// The file (or object) name of a message of `kind`, e.g. `provider-blinded.crm`.
     public static func fileName(_ kind: MessageKind) -> String {
         switch kind {
         case .providerBlinded: "provider-blinded.crm"
@@ -147,7 +156,9 @@ public struct Exchange: Sendable {
 /// A party's private state directory (mode 0700): per-run state files (mode 0600) that hold the
 /// run's scalar between the party's two steps, shredded after the second.
 public struct StateStore: Sendable {
+    /// The private state directory.
     public let root: String
+    /// A store at `root`; its directories are created (mode 0700) when first used.
     public init(root: String) { self.root = root }
     func path(_ a: VerifiedAgreement, run: String, role: Role) -> String {
         "\(root)/\(a.terms.collaborationID)/\(run).\(KeyFiles.roleName(role)).state"
@@ -252,9 +263,16 @@ func isObjectName(_ name: String) -> Bool { !name.isEmpty && !name.contains("/")
 /// Objects are staged in a hidden sibling directory, the manifest is written last, and the
 /// staging directory is renamed into place, so a reader never sees a partial delivery.
 public struct LocalDirectoryDestination: DeliveryDestination {
+    /// The directory standing in for the bucket.
     public let directory: String
+    /// A destination under `directory`, created when the first delivery is staged.
     public init(directory: String) { self.directory = directory }
 
+    /// Writes every object and then the manifest into a hidden `.staging-<run>-<random>` directory,
+    /// then renames it to `<directory>/<collaboration>/<run>`: a reader never sees a partial delivery.
+    /// - Throws: `workflow.already_exists` when the run was already delivered (also when another
+    ///   coordinator's delivery wins the rename); `workflow.io` when a write fails. The staging
+    ///   directory is removed on any error.
     public func deliver(_ plan: DeliveryPlan, collaborationID: String, runID: String) throws(WorkflowError) {
         let base = "\(directory)/\(collaborationID)"
         let final = "\(base)/\(runID)"
@@ -289,6 +307,11 @@ public struct LocalDirectoryDestination: DeliveryDestination {
         }
     }
 
+    /// Reads a committed delivery back: the manifest now (only parsed here; the open verifies it),
+    /// each object in place when the open reaches it, so `scratch` is not used.
+    /// - Throws: `workflow.not_found` without a manifest, `workflow.io` when it cannot be read,
+    ///   `workflow.destination` when it is not a manifest or (at the object) names an object outside
+    ///   the run.
     public func read(collaborationID: String, runID: String, scratch: any ScratchSpace) throws(WorkflowError)
         -> ReceivedDelivery
     {
@@ -327,12 +350,14 @@ public enum CSVInput {
 /// A streamed CSV file as an ``InputRowSource``: one record at a time from ``CSVReader``, whose
 /// errors (`csv.*`, naming file, row and line) pass through unchanged.
 public final class CSVRowSource: InputRowSource {
+    /// The file's header row.
     public let header: Header
     private var reader: CSVReader
     init(reader: consuming CSVReader) {
         header = reader.header
         self.reader = reader
     }
+    /// The next record, or nil at the end of the file; `csv.*` errors pass through.
     public func next() throws -> InputRow? {
         guard let r = try reader.next() else { return nil }
         // One copy into the row's compact storage: no array per field.

@@ -15,9 +15,14 @@ import Glibc
 /// reader's per-pass checksum).
 public final class FileSource: ByteSource, @unchecked Sendable {
     let fd: Int32
+    /// The path the file was opened at (named in errors).
     public let path: String
+    /// The file's size when it was opened.
     public let size: Int
 
+    /// Opens `path` for reading.
+    /// - Throws: `workflow.not_found` when it does not exist; `workflow.io` when it cannot be opened
+    ///   or is not a regular file.
     public init(path: String) throws(WorkflowError) {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -36,6 +41,8 @@ public final class FileSource: ByteSource, @unchecked Sendable {
 
     deinit { Glibc.close(fd) }
 
+    /// Fills the whole `buffer` from `offset`.
+    /// - Throws: `workflow.io` when a read fails or the file ends first (it shrank).
     public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
         try Self.preadAll(fd, buffer, at: offset, failure: "\(path): read failed or the file shrank while being read")
     }
@@ -59,6 +66,7 @@ public final class FileSource: ByteSource, @unchecked Sendable {
 /// signature appended, the file fsynced and linked to `path` only if nothing is there (so no
 /// partial message is ever visible under its name, and a message is written once).
 public final class FileMessageSink: MessageSink, @unchecked Sendable {
+    /// The message's final name: nothing is there until ``finish(header:signature:)`` links it.
     public let path: String
     let tmp: String
     let mode: mode_t
@@ -68,6 +76,10 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
     private var finished = false
     static let bufferSize = 1 << 20
 
+    /// Creates the hidden temporary file beside `path`, with `mode` from creation (first removing
+    /// the temporaries that dead writers to `path` left on this host).
+    /// - Throws: `workflow.already_exists` when `path` exists; `workflow.io` when the file cannot be
+    ///   created.
     public init(path: String, mode: mode_t = 0o644) throws(WorkflowError) {
         self.path = path
         self.mode = mode
@@ -84,10 +96,13 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
 
     deinit { if !finished { abandon() } }
 
+    /// Leaves the first `headerLength` bytes for the header; the body is written after them.
     public func begin(headerLength: Int) throws {
         offset = headerLength
     }
 
+    /// Appends body bytes through a 1 MiB buffer (a piece of at least 1 MiB is written directly).
+    /// - Throws: `workflow.io` when a write fails.
     public func append(_ bytes: UnsafeRawBufferPointer) throws {
         if buffer.count + bytes.count > Self.bufferSize { try flush() }
         if bytes.count >= Self.bufferSize {
@@ -123,6 +138,10 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
         }
     }
 
+    /// Writes the rest of the body, the signature after it and the header at offset 0, fsyncs, links
+    /// the file to `path` only if nothing is there, then syncs the directory.
+    /// - Throws: `workflow.already_exists` when `path` exists by then; `workflow.io` when a write,
+    ///   the sync or the link fails. On any error the temporary file is removed.
     public func finish(header: [UInt8], signature: [UInt8]) throws {
         do {
             try flush()
@@ -152,6 +171,8 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
         Files.syncDirectory(dir.isEmpty ? "." : dir)
     }
 
+    /// Closes and removes the temporary file, so nothing appears at `path` (also on deinit without
+    /// a finish).
     public func abandon() {
         if fd >= 0 {
             Glibc.close(fd)
@@ -167,13 +188,18 @@ public final class FileMessageSink: MessageSink, @unchecked Sendable {
 /// at once, so it is never visible to another process and disappears with its descriptor, even
 /// if the step is killed.
 public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
+    /// The private directory the files are created in.
     public let directory: String
 
+    /// Scratch in `directory`, created (with its parents) mode 0700 if missing.
+    /// - Throws: `workflow.io` when it cannot be created.
     public init(directory: String) throws(WorkflowError) {
         try Files.makeDirectory(directory, mode: 0o700)
         self.directory = directory
     }
 
+    /// A new scratch file, created mode 0600 and unlinked at once: only its descriptor reaches it.
+    /// - Throws: `workflow.io` when it cannot be created.
     public func makeFile() throws -> any ScratchFile {
         let name = "\(directory)/.scratch-\(getpid())-\(Hex.encode(SecureRandom.bytes(8)))"
         let fd = Glibc.open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -256,8 +282,12 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
 /// A ``ByteSource`` over a scratch file (an S3 object downloaded for one step).
 public final class ScratchFileSource: ByteSource, @unchecked Sendable {
     let file: any ScratchFile
+    /// A source over `file`, which it holds (a scratch file is deleted when the object goes).
     public init(_ file: any ScratchFile) { self.file = file }
+    /// The scratch file's size.
     public var size: Int { file.size }
+    /// Fills the whole `buffer` from `offset`.
+    /// - Throws: `workflow.io` for a range past the end of the file; else the file's own read error.
     public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
         guard offset >= 0, offset + buffer.count <= file.size else {
             throw WorkflowError(.io, "read past the end of a scratch file")
@@ -271,6 +301,7 @@ public final class ScratchFileSource: ByteSource, @unchecked Sendable {
 /// ``abandon()`` (also on deinit without a commit) unlinks the temporary file, so after any error
 /// nothing was written at `path`.
 public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
+    /// The final name: nothing is written there before ``commit()``.
     public let path: String
     let tmp: String
     private var fd: Int32
@@ -278,6 +309,9 @@ public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
     private var done = false
     static let bufferSize = 1 << 20
 
+    /// Creates the hidden temporary file beside `path`, with `mode` from creation (first removing
+    /// the temporaries that dead writers to `path` left on this host).
+    /// - Throws: `workflow.io` when the file cannot be created.
     public init(path: String, mode: mode_t = 0o644) throws(WorkflowError) {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
@@ -290,6 +324,9 @@ public final class AtomicOutputFile: OutputSink, @unchecked Sendable {
 
     deinit { if !done { abandon() } }
 
+    /// Appends bytes through a 1 MiB buffer (a piece of at least 1 MiB is written directly); never
+    /// after ``commit()`` or ``abandon()`` (a precondition).
+    /// - Throws: `workflow.io` when a write fails.
     public func append(_ bytes: UnsafeRawBufferPointer) throws {
         precondition(!done, "append after commit or abandon")
         if buffer.count + bytes.count > Self.bufferSize { try flush() }

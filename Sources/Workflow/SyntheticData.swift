@@ -9,7 +9,9 @@ import RistrettoPSI
 /// normalization, and a few consumer rows carry invalid identifiers. The expected delivery is
 /// computed from which identifiers each side actually holds.
 public struct SyntheticData: Sendable {
+    /// The provider's audience CSV: `audience_id,email,phone,mobile_ad_id,interest`.
     public let providerCSV: [UInt8]
+    /// The consumer's customer CSV: `member_id,email,phone,loyalty_tier,ads_consent`.
     public let consumerCSV: [UInt8]
     /// Audience keys the provider must receive.
     public let expectedAudienceKeys: Set<String>
@@ -44,7 +46,11 @@ public struct SyntheticData: Sendable {
         return Person(email: email, phoneDigits: phone, maid: maid)
     }
 
-    /// - Parameters: sizes of each list and of the overlap (≤ both sizes).
+    /// Generates both lists; audience keys and mobile ad IDs are random, so each call differs.
+    /// - Parameters:
+    ///   - providerRows: the provider list's size.
+    ///   - consumerRows: the consumer list's size, before the extra rows with invalid identifiers.
+    ///   - overlap: people on both lists; at most both sizes (a precondition).
     public init(providerRows: Int, consumerRows: Int, overlap: Int) {
         precondition(overlap <= providerRows && overlap <= consumerRows)
         let consumerStart = providerRows - overlap

@@ -112,9 +112,11 @@ struct FaultTests {
         }
 
         /// No staging directory or half-written object is visible in the provider's bucket.
-        /// - Parameter allowStaging: right after a `kill -9` during delivery, the hidden staging
-        ///   directory may still exist (the provider never reads it; the next match removes it);
-        ///   every visible delivery must still have its manifest.
+        /// - Parameters:
+        ///   - allowStaging: right after a `kill -9` during delivery, the hidden staging
+        ///     directory may still exist (the provider never reads it; the next match removes it);
+        ///     every visible delivery must still have its manifest.
+        ///   - sourceLocation: where a failed expectation is reported (the caller's line by default).
         func expectNoPartialDelivery(allowStaging: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) {
             let base = "\(c.bucket)/\(collaborationID)"
             let all = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []

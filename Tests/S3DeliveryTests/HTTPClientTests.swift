@@ -346,6 +346,7 @@ final class LoopbackServer: @unchecked Sendable {
     var url: URL { URL(string: "http://127.0.0.1:\(port)/b/k")! }
 
     /// - Parameter script: the step for the `request`-th request (from 0) on the `connection`-th connection.
+    /// - Throws: `POSIXError(.EADDRINUSE)` when the listening socket cannot be bound or listened on.
     init(
         script: @escaping @Sendable (_ connection: Int, _ request: Int) -> Step = { _, _ in .answer(LoopbackServer.ok) }
     ) throws {

@@ -11,6 +11,7 @@ import Glibc
 /// `Connection: close`, the answer read to EOF and relayed (or dropped, or delayed). One request
 /// per connection. Only 127.0.0.1; every loop is bounded by the rules' `times`.
 public final class FaultProxy: @unchecked Sendable {
+    /// What the proxy does to a request a rule matches, instead of forwarding it as it is.
     public enum Fault: Sendable {
         /// Answer with this status and S3 error code, without forwarding.
         case status(Int, code: String)
@@ -28,9 +29,13 @@ public final class FaultProxy: @unchecked Sendable {
     }
     /// A fault for the requests `matches` accepts, the first `times` of them.
     public struct Rule: Sendable {
+        /// Whether the rule applies to a request, given its method and request-line target (path and query).
         public let matches: @Sendable (_ method: String, _ target: String) -> Bool
+        /// What to do to a matching request.
         public let fault: Fault
+        /// How many more matching requests get the fault; the proxy counts down its own copy of the rule.
         public var times: Int
+        /// A rule for the first `times` requests `matches` accepts.
         public init(
             times: Int = 1, fault: Fault, matches: @escaping @Sendable (_ method: String, _ target: String) -> Bool
         ) {
@@ -40,7 +45,9 @@ public final class FaultProxy: @unchecked Sendable {
         }
     }
 
+    /// The loopback port the proxy listens on, chosen by the system.
     public let port: UInt16
+    /// The proxy's base URL, to give the client as its S3 endpoint in place of the server's.
     public var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
     let upstreamHost: String
     let upstreamPort: UInt16
@@ -51,12 +58,20 @@ public final class FaultProxy: @unchecked Sendable {
     public private(set) var log: [(method: String, target: String, action: String)] = []
     /// Each request's bytes as the client sent them (head and body), in order.
     private var receivedRequests: [[UInt8]] = []
+    /// Each request's bytes as the client sent them (head and body), in order; a copy taken under the lock.
     public var received: [[UInt8]] {
         lock.lock()
         defer { lock.unlock() }
         return receivedRequests
     }
 
+    /// Starts listening on 127.0.0.1 and accepting connections on a background thread.
+    ///
+    /// - Parameters:
+    ///   - upstream: the real server; only its host and port (80 if absent) are used, and a host other
+    ///     than `localhost` must be an IPv4 address.
+    ///   - rules: tried in order for each request; the first that matches and has `times` left applies.
+    /// - Throws: `POSIXError(.EADDRINUSE)` when the listening socket cannot be bound or listened on.
     public init(upstream: URL, rules: [Rule]) throws {
         upstreamHost = upstream.host ?? "127.0.0.1"
         upstreamPort = UInt16(upstream.port ?? 80)
@@ -262,6 +277,8 @@ public final class FaultProxy: @unchecked Sendable {
         }
     }
 
+    /// The index of the first occurrence of `needle` in `hay`, or nil: where an HTTP head's CRLF CRLF
+    /// starts. `needle` must not be empty.
     public static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
         guard hay.count >= needle.count else { return nil }
         for i in 0...(hay.count - needle.count)

@@ -10,18 +10,26 @@ import S3Delivery
 /// - `CLEANROOM_S3_CREDENTIALS`: the administrator's shared-credentials file (profile `admin`).
 /// - `CLEANROOM_S3_REQUIRED=1` (set by `make test`): a missing or dead server is a failure.
 public enum S3Server {
+    /// The test process's environment, where the `CLEANROOM_S3_*` variables are read.
     public static let env = ProcessInfo.processInfo.environment
+    /// `CLEANROOM_S3_ENDPOINT` as a URL; nil when it is unset or not a URL.
     public static let endpoint: URL? = env["CLEANROOM_S3_ENDPOINT"].flatMap(URL.init(string:))
+    /// Whether a server was given: the integration suites are enabled only then.
     public static var configured: Bool { endpoint != nil }
+    /// Whether a missing or dead server must fail the tests rather than skip them (`CLEANROOM_S3_REQUIRED=1`).
     public static var required: Bool { env["CLEANROOM_S3_REQUIRED"] == "1" }
+    /// The comment a skipped integration suite shows: how to run it.
     public static let skipMessage =
         "no CLEANROOM_S3_ENDPOINT: run `make test` (it starts a local S3 server) to run the S3 integration tests"
 
     /// Which server (`CLEANROOM_S3_SERVER`: `moto`, the default, or `ministack`): they enforce
     /// different things, and the tests say so where it matters.
     public static var kind: String { env["CLEANROOM_S3_SERVER"] ?? "moto" }
+    /// The region every test request is signed for.
     public static let region = "us-east-1"
+    /// The account ID for ARNs the tests build themselves, where no answer gives one.
     public static let accountID = "123456789012"
+    /// The HTTP client of these helpers and the integration tests: 20 s timeout, up to 3 attempts.
     public static let http = AWSHTTP(timeout: 20, retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.05, maxDelay: 0.5))
 
     /// Endpoints for every service pointing at the server, as `AWS_ENDPOINT_URL` would.
@@ -49,6 +57,17 @@ public enum S3Server {
         try query(service: "iam", action: action, version: "2010-05-08", params: params, creds: creds)
     }
 
+    /// An AWS Query API call (a form-encoded POST to `/`) signed with our own SigV4 for `service`,
+    /// returning the answer's body.
+    ///
+    /// - Parameters:
+    ///   - service: the SigV4 service name (`iam`, `sts`).
+    ///   - action: the Query API action.
+    ///   - version: the API version the action belongs to.
+    ///   - params: the action's parameters, form-encoded after `Action` and `Version`.
+    ///   - creds: the keys the request is signed with.
+    /// - Returns: the body of a 2xx answer.
+    /// - Throws: the transport's error, or `AWSHTTP.failure` for any other status.
     public static func query(
         service: String, action: String, version: String, params: [(String, String)], creds: AWSCredentials
     ) throws -> [UInt8] {
@@ -136,15 +155,21 @@ public enum S3Server {
     /// The first `<tag>` of an IAM answer's body.
     static func xml(_ tag: String, _ body: [UInt8]) -> String? { SignedAnswer(status: 200, body: body).xmlValue(tag) }
 
+    /// A fresh 8-hex-digit tag, so names made on the shared server do not collide between tests.
     public static func random() -> String { Hex.encode(SecureRandom.bytes(4)) }
 
     /// A provider's bucket and delivery role, and a coordinator user allowed only to assume roles,
     /// set up through IAM as `cleanroom provider aws-setup` describes.
     public struct Provisioned {
+        /// The new bucket and the delivery prefix in it.
         public let location: S3Location
+        /// The collaboration ID the role's permission policy is written for.
         public let collaborationID: String
+        /// The external ID the role's trust policy requires.
         public let externalID: String
+        /// The delivery role's ARN, as the server returned it.
         public let roleARN: String
+        /// The coordinator user's own keys, allowed only to assume roles.
         public let coordinator: AWSCredentials
         /// The coordinator's IAM user name (to grant it an exchange bucket).
         public let coordinatorUser: String
@@ -152,6 +177,17 @@ public enum S3Server {
         public let coordinatorEnvironment: [String: String]
     }
 
+    /// Creates a fresh bucket, coordinator user (with access keys) and delivery role as the administrator.
+    ///
+    /// - Parameters:
+    ///   - collaborationID: the collaboration ID (default: one made from a fresh ``random()`` tag).
+    ///   - externalID: the external ID (default: one made from the same tag).
+    ///   - trustPolicy: the role's trust policy from the coordinator's principal ARN and the external ID
+    ///     (default: `DeliveryPolicies.trustPolicy`).
+    ///   - permissionPolicy: the role's permission policy from the location and the collaboration ID
+    ///     (default: `DeliveryPolicies.permissionPolicy`); a test passes its own to probe a wrong one.
+    /// - Returns: what was made, with the coordinator process's environment.
+    /// - Throws: the error of the first step that fails (bucket, location, IAM call, access keys).
     public static func provision(
         collaborationID: String? = nil, externalID: String? = nil, trustPolicy: ((String, String) -> String)? = nil,
         permissionPolicy: ((S3Location, String) -> String)? = nil

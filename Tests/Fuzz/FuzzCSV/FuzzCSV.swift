@@ -56,6 +56,8 @@ func fuzzOne(_ data: [UInt8]) {
 }
 
 #if CLEANROOM_FUZZING
+/// libFuzzer's entry point: runs one input through `fuzzOne`; always returns 0 (a broken invariant
+/// stops the process instead).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     fuzzOne(fuzzInput(data, size))

@@ -5,6 +5,7 @@ import Activation
 import Foundation
 import RistrettoPSI
 
+/// The fixed collaboration of the message and agreement harnesses (see Tests/Fuzz/README.md, "Seeds").
 public enum FuzzCollaboration {
     static func signingKey(_ byte: UInt8) -> SigningKey {
         let seed = [UInt8](repeating: byte, count: SigningKey.seedByteCount)
@@ -15,15 +16,21 @@ public enum FuzzCollaboration {
         return secret.withUnsafeBytes { try! SealingKey(secretBytes: $0) }
     }
 
+    /// The consumer's identity, from constant key seeds.
     public static let consumer = PartyIdentity(signingKey: signingKey(1), sealingKey: sealingKey(11))
+    /// The provider's identity, from constant key seeds.
     public static let provider = PartyIdentity(signingKey: signingKey(2), sealingKey: sealingKey(12))
+    /// The coordinator's identity, from constant key seeds.
     public static let coordinator = PartyIdentity(signingKey: signingKey(3), sealingKey: sealingKey(13))
+    /// The honest run's run ID.
     public static let runID = "00000000-0000-4000-8000-00000000f022"
     /// 2026-01-01 and 2100-01-01: verification at `now` never expires during a fuzzing campaign.
     public static let now = Date(timeIntervalSince1970: 1_767_225_600)
     /// The agreed maximum set size, small so mutated counts cross it.
     public static let maxSetSize = 64
 
+    /// The terms both parties sign: email and phone, at most ``maxSetSize`` elements, sealed output
+    /// with member IDs, a local destination.
     public static let terms = AgreementTerms(
         collaborationID: "0f0e0d0c-0b0a-4908-8706-050403020100", externalID: "00112233-4455-4677-8899-aabbccddeeff",
         createdAt: now, expiresAt: Date(timeIntervalSince1970: 4_102_444_800),
@@ -47,13 +54,18 @@ public enum FuzzCollaboration {
         return s
     }()
 
+    /// ``signed``, verified at ``now``.
     public static let agreement: VerifiedAgreement = try! signed.verified(now: now)
 
     /// One honest run of rounds 1–4 on four people (two shared), with each party's state.
     public struct Run: Sendable {
+        /// Round 1: the provider's blinded set, its payload for the coordinator, and its state.
         public let providerPrepared: Provider.Prepared
+        /// Round 2: the consumer's blinded set and its state.
         public let consumerPrepared: Consumer.Prepared
+        /// Round 3: the consumer's set, re-blinded by the provider.
         public let consumerReblinded: ConsumerReblindedSet
+        /// Round 4: the provider's set, re-blinded by the consumer.
         public let providerReblinded: ProviderReblindedSet
 
         /// The five messages as files, named by kind.
@@ -68,6 +80,8 @@ public enum FuzzCollaboration {
         }
     }
 
+    /// The honest run, made once per process: the source of the message seeds and of the other
+    /// messages each fuzzed message is checked against.
     public static let run: Run = {
         let providerRole = try! Provider(agreement: agreement, identity: provider)
         let consumerRole = try! Consumer(agreement: agreement, signingKey: consumer.signingKey)
