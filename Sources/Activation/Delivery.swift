@@ -160,6 +160,9 @@ public struct ReceivedDelivery {
     let fetch: (Manifest.Object) throws -> any ByteSource
     /// Bytes actually held, for reserving the in-memory result (nil: unknown, nothing reserved).
     let heldBytes: Int?
+    /// The run this delivery was fetched for (its storage path names it); when set, a manifest
+    /// for any other run is refused, even one the coordinator signed.
+    public var expectedRunID: String?
 
     /// A delivery held in memory (tests, the benchmark).
     public init(manifestBytes: [UInt8], objects: [String: [UInt8]]) {
@@ -176,8 +179,17 @@ public struct ReceivedDelivery {
 
     /// A delivery whose objects are fetched on demand: `fetch` is called for each object of the
     /// verified manifest, in order; what it throws (a missing file, an S3 error) is rethrown.
-    public init(manifestBytes: [UInt8], fetch: @escaping (Manifest.Object) throws -> any ByteSource) {
+    /// - Parameters:
+    ///   - manifestBytes: the `manifest.json` bytes as fetched.
+    ///   - expectedRunID: the run whose path the manifest was read from; a manifest for another run
+    ///     is then refused (``expectedRunID``).
+    ///   - fetch: fetches one object the verified manifest names.
+    public init(
+        manifestBytes: [UInt8], expectedRunID: String? = nil,
+        fetch: @escaping (Manifest.Object) throws -> any ByteSource
+    ) {
         self.manifestBytes = manifestBytes
+        self.expectedRunID = expectedRunID
         self.fetch = fetch
         heldBytes = nil
     }
@@ -196,7 +208,12 @@ public struct ReceivedDelivery {
     /// the whole open on the calling thread). Tests force either path.
     var pipelined: Bool?
 
-    /// Parses and verifies the manifest (signature, collaboration, agreement).
+    /// Parses and verifies the manifest: the coordinator's signature, the collaboration and the
+    /// agreement it was made under, and the agreement's output terms (sealed or plain, gzip or not,
+    /// member IDs or not: the columns), so that a manifest cannot deliver in another form than the
+    /// parties agreed, whoever wrote it.
+    /// - Throws: `activation.delivery.invalid` naming the rule.
+    /// - SeeAlso: `Protocol/SPEC.md` §6 round 6.
     public static func manifest(_ bytes: [UInt8], agreement: VerifiedAgreement) throws(ActivationError) -> Manifest {
         let signed: SignedManifest
         do { signed = try JSONDecoder().decode(SignedManifest.self, from: Data(bytes)) } catch {
@@ -215,6 +232,15 @@ public struct ReceivedDelivery {
             m.agreementHash == Hex.encode(agreement.hash)
         else {
             throw ActivationError(.deliveryInvalid, "manifest belongs to another collaboration or agreement")
+        }
+        let output = agreement.terms.output
+        guard m.sealed == output.sealed, m.compression == (output.gzip ? "gzip" : nil),
+            m.columns == DeliveryPlan.columns(sealed: output.sealed, memberID: output.deliverMemberID)
+        else {
+            throw ActivationError(
+                .deliveryInvalid,
+                "manifest's output (sealed \(m.sealed), compression \(m.compression ?? "none"), columns "
+                    + "\(m.columns.joined(separator: ","))) is not the agreement's output terms")
         }
         return m
     }
@@ -458,6 +484,11 @@ public struct ReceivedDelivery {
         let m = try Self.manifest(manifestBytes, agreement: agreement)
         guard let run = UUIDBytes.parse(m.runID) else {
             throw ActivationError(.deliveryInvalid, "manifest run ID is not a UUID")
+        }
+        if let expectedRunID, m.runID.lowercased() != expectedRunID.lowercased() {
+            throw ActivationError(
+                .deliveryInvalid,
+                "manifest is for run \(m.runID), not for run \(expectedRunID) whose path it was read from")
         }
         func opener(_ hex: String?, _ context: [UInt8]) throws(ActivationError) -> RecordOpener {
             do {

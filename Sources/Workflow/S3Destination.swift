@@ -145,7 +145,7 @@ public struct S3Destination: DeliveryDestination {
                 .destination, "\(location)/\(collaborationID)/\(runID)/manifest.json is not a delivery manifest")
         }
         let location = self.location
-        return ReceivedDelivery(manifestBytes: manifestBytes) { o in
+        return ReceivedDelivery(manifestBytes: manifestBytes, expectedRunID: runID) { o in
             guard isObjectName(o.name) else {
                 throw WorkflowError(.destination, "manifest names an object outside the run")
             }

@@ -321,7 +321,7 @@ public struct LocalDirectoryDestination: DeliveryDestination {
             throw WorkflowError(.destination, "\(dir)/manifest.json is not a delivery manifest")
         }
         // Each object is read in place (pread), when the open reaches it.
-        return ReceivedDelivery(manifestBytes: manifestBytes) { o throws(WorkflowError) in
+        return ReceivedDelivery(manifestBytes: manifestBytes, expectedRunID: runID) { o throws(WorkflowError) in
             guard isObjectName(o.name) else {
                 throw WorkflowError(.destination, "manifest names an object outside the run")
             }

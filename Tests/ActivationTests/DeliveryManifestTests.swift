@@ -69,6 +69,23 @@ struct DeliveryManifestTests {
             name: "member sealing key missing", signer: .coordinator,
             edit: { $0.removeValue(forKey: "memberSealingKey") },
             reason: "manifest sealing key missing or invalid"),
+        // The agreement of these cases: sealed, uncompressed, member IDs delivered. A manifest the
+        // coordinator signed in another form is refused all the same.
+        Case(
+            name: "plain, where the agreement says sealed", signer: .coordinator, edit: { $0["sealed"] = false },
+            reason: terms(sealed: false, compression: nil, columns: sealedColumns)),
+        Case(
+            name: "gzip, where the agreement says uncompressed", signer: .coordinator,
+            edit: { $0["compression"] = "gzip" },
+            reason: terms(sealed: true, compression: "gzip", columns: sealedColumns)),
+        Case(
+            name: "no member IDs, where the agreement delivers them", signer: .coordinator,
+            edit: { $0["columns"] = Array(sealedColumns.dropLast()) },
+            reason: terms(sealed: true, compression: nil, columns: Array(sealedColumns.dropLast()))),
+        Case(
+            name: "a plain audience key column in a sealed delivery", signer: .coordinator,
+            edit: { $0["columns"] = ["audience_key"] + sealedColumns.dropFirst() },
+            reason: terms(sealed: true, compression: nil, columns: ["audience_key"] + sealedColumns.dropFirst())),
         Case(
             name: "an object the delivery does not hold", signer: .coordinator,
             edit: { m in
@@ -81,6 +98,13 @@ struct DeliveryManifestTests {
             },
             reason: "object part-99999.csv is missing"),
     ]
+
+    static let sealedColumns = ["sealed_audience_key", "segment_id", "segment_name", "sealed_member_id"]
+
+    static func terms(sealed: Bool, compression: String?, columns: [String]) -> String {
+        "manifest's output (sealed \(sealed), compression \(compression ?? "none"), columns "
+            + "\(columns.joined(separator: ","))) is not the agreement's output terms"
+    }
 
     /// A sealed delivery with member IDs, its manifest re-signed after `edit` (or not).
     static func edited(_ c: Case) throws -> (Fixture, ReceivedDelivery) {
@@ -125,6 +149,25 @@ struct DeliveryManifestTests {
         let out = BytesOutput()
         let n = try Provider(agreement: try f.agreement(), identity: f.providerID).open(delivery, into: out)
         #expect(n == People.expectedAudienceKeys.count)
+    }
+
+    /// A manifest read from one run's path but made for another run of the same collaboration and
+    /// agreement (the coordinator signed it; someone with write access copied it there) is
+    /// refused, naming both runs; read from its own path (any letter case) it opens.
+    @Test func aManifestForAnotherRunIsRefused() throws {
+        let (f, original) = try Self.edited(Case(name: "unchanged", signer: .coordinator, edit: { _ in }, reason: ""))
+        let agreement = try f.agreement()
+        let made = try ReceivedDelivery.manifest(original.manifestBytes, agreement: agreement).runID
+        var elsewhere = original
+        let other = UUID().uuidString.lowercased()
+        elsewhere.expectedRunID = other
+        #expect(
+            DeliveryOpenTests.openError(f, elsewhere)
+                == "manifest is for run \(made), not for run \(other) whose path it was read from")
+        var own = original
+        own.expectedRunID = made.uppercased()
+        let out = BytesOutput()
+        #expect(try Provider(agreement: agreement, identity: f.providerID).open(own, into: out) > 0)
     }
 
     /// Bytes that are not a signed manifest at all.

@@ -68,6 +68,30 @@ struct DeliveryStreamingTests {
         try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix(".") }
     }
 
+    /// A delivery copied whole under another run's path (its objects and the manifest the
+    /// coordinator signed for its own run): `provider open` of that other run refuses it, naming
+    /// both runs, with nothing at the output path.
+    @Test func aDeliveryCopiedUnderAnotherRunIsRefused() throws {
+        let room = try PrivacyGuardsTests.Room(.init(minConsumerRows: 10, minMatchedRows: 5))
+        let run = try room.prepare()
+        #expect(try room.match(run).kind == .delivered)
+        let other = AgreementTerms.newID()
+        try FileManager.default.copyItem(
+            atPath: "\(room.bucket)/\(room.collaboration)/\(run)",
+            toPath: "\(room.bucket)/\(room.collaboration)/\(other)")
+        let source = try Steps.destination(for: room.agreement, access: .provider)
+        let out = "\(room.root)/out/matched.csv"
+        #expect {
+            _ = try Steps.providerOpen(
+                agreement: room.agreement, identity: room.provider, runID: other, source: source, output: out)
+        } throws: {
+            ($0 as? ActivationError)?.code == .deliveryInvalid
+                && "\($0)".contains("manifest is for run \(run), not for run \(other) whose path it was read from")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+        #expect(try Self.leftovers("\(room.root)/out").isEmpty)
+    }
+
     /// `provider open` from a local delivery: the file equals the in-memory open's CSV; one
     /// flipped byte in an object gives `activation.delivery.invalid` and no output file, and no
     /// temporary or scratch file is left.
