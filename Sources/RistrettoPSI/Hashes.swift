@@ -126,17 +126,19 @@ public enum SHA512 {
                 Array(bytes).withUnsafeBytes { update($0) }
             }
         }
-        /// The 64-byte digest of everything absorbed.
-        /// - Warning: unlike ``SHA256/Hasher/finalize()`` it does not start over; use a fresh hasher
-        ///   (or a copy taken before finalizing) for the next message.
+        /// The 64-byte digest of everything absorbed; the hasher then starts over at the empty
+        /// message, as ``SHA256/Hasher/finalize()`` does (libsodium's final step wipes the state,
+        /// which a later update would otherwise have continued from).
         public mutating func finalize() -> [UInt8] {
             var out = [UInt8](repeating: 0, count: SHA512.byteCount)
-            _ = crypto_hash_sha512_final(&state, &out)
+            finalize(into: &out)
             return out
         }
-        /// Writes the 64-byte digest into `out` without allocating.
+        /// Writes the 64-byte digest into `out` without allocating, then starts over like
+        /// ``finalize()``.
         mutating func finalize(into out: UnsafeMutablePointer<UInt8>) {
             _ = crypto_hash_sha512_final(&state, out)
+            _ = crypto_hash_sha512_init(&state)
         }
     }
 }

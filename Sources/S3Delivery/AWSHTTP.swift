@@ -4,8 +4,12 @@ import RistrettoPSI
 /// Retry rules: capped exponential backoff with full jitter.
 /// - SeeAlso: `Protocol/SPEC.md` §12.4 "Retries"; AWS Architecture Blog "Exponential Backoff And Jitter".
 public struct RetryPolicy: Sendable {
-    /// Attempts in all, the first included (the initializer raises a value below 1 to 1).
-    public var maxAttempts: Int
+    /// Attempts in all, the first included: at least 1, whatever is assigned.
+    public var maxAttempts: Int {
+        get { attempts }
+        set { attempts = max(1, newValue) }
+    }
+    private var attempts = 1
     /// Seconds: the bound on the first retry's delay, doubled for each later retry.
     public var baseDelay: TimeInterval
     /// Seconds: the bound no delay exceeds, however many retries came before.
@@ -13,7 +17,7 @@ public struct RetryPolicy: Sendable {
     /// The defaults are SPEC §12.4's: 5 attempts, delays drawn under `min(10 s, 0.2 s · 2^n)`.
     /// A `maxAttempts` below 1 becomes 1; the delays are taken as given.
     public init(maxAttempts: Int = 5, baseDelay: TimeInterval = 0.2, maxDelay: TimeInterval = 10) {
-        self.maxAttempts = max(1, maxAttempts)
+        self.attempts = max(1, maxAttempts)
         self.baseDelay = baseDelay
         self.maxDelay = maxDelay
     }

@@ -7,7 +7,7 @@ import RistrettoPSI
 ///
 /// Private layout: `"CLRK" | version u8 = 1 | role u8 | Ed25519 seed 32 | X25519 secret 32 | name`.
 /// Binary, so the secret is never held in a JSON string Foundation would not zero.
-/// - SeeAlso: `Protocol/SPEC.md` §"Keys and files".
+/// - SeeAlso: `Protocol/SPEC.md` §8.1 "Keys and files".
 public enum KeyFiles {
     static let magic = Array("CLRK".utf8)
 

@@ -150,3 +150,26 @@ struct SHA256Tests {
         #expect(agreeing == inputs.count)
     }
 }
+
+/// SHA-512's hasher (libsodium's, used by hash-to-group) starts over after `finalize` as
+/// SHA-256's does: libsodium wipes the state in its final step, so a reused hasher used to hash
+/// from a zeroed state. Known answers: FIPS 180-4 examples (the empty message, "abc").
+@Suite("SHA-512 hasher")
+struct SHA512HasherTests {
+    static let abc =
+        "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
+        + "2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+    static let empty =
+        "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce"
+        + "47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e"
+
+    @Test func finalizeStartsOver() {
+        var h = SHA512.Hasher()
+        h.update(Array("abc".utf8))
+        #expect(Hex.encode(h.finalize()) == Self.abc)
+        #expect(Hex.encode(h.finalize()) == Self.empty)
+        h.update(Array("abc".utf8))
+        #expect(Hex.encode(h.finalize()) == Self.abc)
+        #expect(Hex.encode(SHA512.hash(Array("abc".utf8))) == Self.abc)
+    }
+}

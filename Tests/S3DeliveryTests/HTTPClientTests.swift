@@ -428,3 +428,15 @@ final class LoopbackServer: @unchecked Sendable {
         }
     }
 }
+
+/// A retry policy always makes at least one attempt, however it was set.
+@Suite("Retry policy")
+struct RetryPolicyTests {
+    @Test(arguments: [-3, 0, 1, 7])
+    func atLeastOneAttempt(_ n: Int) {
+        var p = RetryPolicy(maxAttempts: n)
+        #expect(p.maxAttempts == max(1, n))
+        p.maxAttempts = n - 5
+        #expect(p.maxAttempts == max(1, n - 5))
+    }
+}

@@ -57,7 +57,8 @@ public enum FuzzCollaboration {
     /// ``signed``, verified at ``now``.
     public static let agreement: VerifiedAgreement = try! signed.verified(now: now)
 
-    /// One honest run of rounds 1–4 on four people (two shared), with each party's state.
+    /// One honest run of rounds 1–4 on a handful of people (Ann in both lists, by email and by
+    /// phone), with each party's state.
     public struct Run: Sendable {
         /// Round 1: the provider's blinded set, its payload for the coordinator, and its state.
         public let providerPrepared: Provider.Prepared
