@@ -346,30 +346,11 @@ final class LoopbackServer: @unchecked Sendable {
     var url: URL { URL(string: "http://127.0.0.1:\(port)/b/k")! }
 
     /// - Parameter script: the step for the `request`-th request (from 0) on the `connection`-th connection.
-    /// - Throws: `POSIXError(.EADDRINUSE)` when the listening socket cannot be bound or listened on.
+    /// - Throws: `POSIXError` when the listening socket cannot be made (``Loopback/listen(backlog:)``).
     init(
         script: @escaping @Sendable (_ connection: Int, _ request: Int) -> Step = { _, _ in .answer(LoopbackServer.ok) }
     ) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard ok == 0, listen(fd, 16) == 0 else {
-            close(fd)
-            throw POSIXError(.EADDRINUSE)
-        }
-        var bound = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        port = UInt16(bigEndian: bound.sin_port)
-        listener = fd
+        (listener, port) = try Loopback.listen(backlog: 16)
         Thread { [self] in
             while true {
                 let c = accept(listener, nil, nil)

@@ -71,34 +71,12 @@ public final class FaultProxy: @unchecked Sendable {
     ///   - upstream: the real server; only its host and port (80 if absent) are used, and a host other
     ///     than `localhost` must be an IPv4 address.
     ///   - rules: tried in order for each request; the first that matches and has `times` left applies.
-    /// - Throws: `POSIXError(.EADDRINUSE)` when the listening socket cannot be bound or listened on.
+    /// - Throws: `POSIXError` when the listening socket cannot be made (``Loopback/listen(backlog:)``).
     public init(upstream: URL, rules: [Rule]) throws {
         upstreamHost = upstream.host ?? "127.0.0.1"
         upstreamPort = UInt16(upstream.port ?? 80)
         self.rules = rules
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard ok == 0, listen(fd, 64) == 0 else {
-            close(fd)
-            throw POSIXError(.EADDRINUSE)
-        }
-        var bound = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        port = UInt16(bigEndian: bound.sin_port)
-        listener = fd
+        (listener, port) = try Loopback.listen(backlog: 64)
         let t = Thread { [self] in acceptLoop() }
         t.start()
     }
