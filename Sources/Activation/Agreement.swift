@@ -129,7 +129,8 @@ public struct AgreementTerms: Codable, Equatable, Sendable {
         public var region: String?
         /// The provider's IAM role the coordinator assumes for each run with ``AgreementTerms/externalID`` (`s3`).
         public var roleARN: String?
-        /// A destination; the fields a `kind` needs are checked when a delivery is opened, not here.
+        /// A destination; the fields a `kind` needs are checked when a step builds the destination
+        /// (the coordinator's delivery, the provider's open), not here.
         public init(
             kind: String, directory: String? = nil, bucket: String? = nil, prefix: String? = nil,
             region: String? = nil, roleARN: String? = nil

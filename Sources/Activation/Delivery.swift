@@ -485,7 +485,7 @@ public struct ReceivedDelivery {
         guard let run = UUIDBytes.parse(m.runID) else {
             throw ActivationError(.deliveryInvalid, "manifest run ID is not a UUID")
         }
-        if let expectedRunID, m.runID.lowercased() != expectedRunID.lowercased() {
+        if let expectedRunID, m.runID != expectedRunID {
             throw ActivationError(
                 .deliveryInvalid,
                 "manifest is for run \(m.runID), not for run \(expectedRunID) whose path it was read from")

@@ -93,11 +93,14 @@ public struct RistrettoElement: Hashable, Sendable, CustomStringConvertible {
         try Swift.withUnsafeBytes(of: words, body)
     }
 
-    /// The canonical encoding in lowercase hex; an element is a public value, safe to print.
+    /// The canonical encoding in lowercase hex. A blinded element (what the round messages carry)
+    /// is public; an unblinded hash-to-group output `H(x)` is not: anyone who knows the
+    /// collaboration's tag can test it against guessed identifiers, so it must never be logged.
     public var description: String { "RistrettoElement(\(hex))" }
 
     /// Byte equality of the canonical encodings, which is group-element equality since every
-    /// instance is canonical. Not constant-time: elements are public.
+    /// instance is canonical. Not constant-time: the protocol compares only blinded elements,
+    /// which are public.
     public static func == (a: RistrettoElement, b: RistrettoElement) -> Bool {
         a.words.0 == b.words.0 && a.words.1 == b.words.1 && a.words.2 == b.words.2 && a.words.3 == b.words.3
     }

@@ -15,7 +15,7 @@ public struct RetryPolicy: Sendable {
     /// Seconds: the bound no delay exceeds, however many retries came before.
     public var maxDelay: TimeInterval
     /// The defaults are SPEC §12.4's: 5 attempts, delays drawn under `min(10 s, 0.2 s · 2^n)`.
-    /// A `maxAttempts` below 1 becomes 1; the delays are taken as given.
+    /// A `maxAttempts` below 1 becomes 1; a negative delay bound counts as 0 (``delay(afterAttempt:)``).
     public init(maxAttempts: Int = 5, baseDelay: TimeInterval = 0.2, maxDelay: TimeInterval = 10) {
         self.attempts = max(1, maxAttempts)
         self.baseDelay = baseDelay
@@ -23,7 +23,9 @@ public struct RetryPolicy: Sendable {
     }
     /// A delay drawn uniformly from `[0, min(maxDelay, baseDelay · 2^attempt)]`.
     func delay(afterAttempt attempt: Int) -> TimeInterval {
+        // A negative or NaN bound would make the range invalid (a trap): no wait instead.
         let cap = min(maxDelay, baseDelay * pow(2, Double(attempt)))
+        guard cap > 0 else { return 0 }
         return Double.random(in: 0...cap)
     }
     /// Service error codes worth another try (besides any 5xx and transport failures).

@@ -3,7 +3,8 @@ import RistrettoPSI
 
 /// A bucket and key prefix, from `s3://bucket/prefix`.
 public struct S3Location: Sendable, Equatable, CustomStringConvertible {
-    /// The bucket name, DNS-compatible so that virtual-hosted URLs are valid.
+    /// The bucket name: 3–63 lowercase letters, digits, dots and hyphens, starting with a letter or
+    /// digit (what the initializers check; not every rule of S3's naming, e.g. `a..b`).
     public let bucket: String
     /// No leading or trailing slash; may be empty.
     public let prefix: String

@@ -47,7 +47,10 @@ public enum KeyFiles {
     /// Refuses to overwrite an existing key.
     public static func generate(role: Role, name: String, directory: String) throws(WorkflowError) -> PublicIdentity {
         let identity = PartyIdentity.generate()
-        var bytes = magic + [1, role.rawValue]
+        // Sized once: growing would leave copies of the seed in freed, unzeroed memory.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(70 + name.utf8.count)
+        bytes += magic + [1, role.rawValue]
         identity.signingKey.withSeed { bytes += $0 }
         identity.sealingKey.withSecretBytes { bytes += $0 }
         bytes += Array(name.utf8)

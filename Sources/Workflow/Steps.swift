@@ -549,6 +549,10 @@ public enum Steps {
         agreement: VerifiedAgreement, identity: PartyIdentity, runID: String,
         source: DeliveryDestination, output: String, progress: ProgressReporter? = nil
     ) throws(Error) -> Int {
+        // Before any path is built from it: the run ID names the delivery's directory or S3 prefix.
+        guard UUIDBytes.parse(runID) != nil else {
+            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
+        }
         let provider = try Provider(agreement: agreement, identity: identity)
         progress?("reading run \(runID)'s delivery manifest")
         // Objects that must be copied to be read in pieces (S3) go to a private scratch directory
@@ -572,8 +576,10 @@ public enum Steps {
         defer { rmdir(scratchDir) }
         let sink = try AtomicOutputFile(path: output, mode: 0o600)
         do {
-            let delivery = try source.read(
+            var delivery = try source.read(
                 collaborationID: agreement.terms.collaborationID, runID: runID, scratch: scratch)
+            // Whatever the destination set: the manifest must be this run's (not one copied here).
+            delivery.expectedRunID = runID
             progress?("manifest read; verifying each object against it and opening its sealed records into \(output)")
             let n = try provider.open(delivery, into: sink)
             try sink.commit()

@@ -409,7 +409,6 @@ struct ParallelRoundsTests {
 
     @Test("round 6 reports the first bad record when several batches hold one, before a later read failure")
     func round6FirstBadRecord() throws {
-        let (f, plan) = try DeliveryOpenTests.delivered(memberIDs: false, sealed: false, gzip: false)
         let header = "audience_key,segment_id,segment_name"
         let long = String(repeating: "x", count: 1100)
         func good(_ n: Int) -> [String] { (0..<n).map { "k\($0),s,n" } }
@@ -417,6 +416,8 @@ struct ParallelRoundsTests {
         let lines = [header] + good(5) + ["k,s"] + good(5) + ["k,s"] + good(16) + ["\(long),s,n"] + good(3)
         let records = lines.count - 1
         for gzip in [false, true] {
+            // The agreement's output terms say whether objects are gzip (a manifest must match them).
+            let (f, plan) = try DeliveryOpenTests.delivered(memberIDs: false, sealed: false, gzip: gzip)
             var object = DeliveryOpenTests.csv(lines)
             if gzip { object = try Gzip.compress(object) }
             let d = try DeliveryOpenTests.forged(f, plan, object: object, records: records, gzip: gzip)
@@ -439,6 +440,7 @@ struct ParallelRoundsTests {
             }
         }
         // A gzip stream cut short fails at its end; a bad record before the cut is reported instead.
+        let (f, plan) = try DeliveryOpenTests.delivered(memberIDs: false, sealed: false, gzip: true)
         let cut = Array(try Gzip.compress(DeliveryOpenTests.csv([header] + good(9) + ["k,s"] + good(20))).dropLast(12))
         let d = try DeliveryOpenTests.forged(f, plan, object: cut, records: 30, gzip: true)
         for t in Self.openTunings {

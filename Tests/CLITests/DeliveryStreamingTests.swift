@@ -90,6 +90,11 @@ struct DeliveryStreamingTests {
         }
         #expect(!FileManager.default.fileExists(atPath: out))
         #expect(try Self.leftovers("\(room.root)/out").isEmpty)
+        // A run ID that is not a lowercase UUID names no path at all.
+        #expect {
+            _ = try Steps.providerOpen(
+                agreement: room.agreement, identity: room.provider, runID: "../\(run)", source: source, output: out)
+        } throws: { ($0 as? ActivationError)?.code == .invalidInput }
     }
 
     /// `provider open` from a local delivery: the file equals the in-memory open's CSV; one

@@ -420,4 +420,12 @@ struct RetryPolicyTests {
         p.maxAttempts = n - 5
         #expect(p.maxAttempts == max(1, n - 5))
     }
+
+    /// Delay bounds that make no sense never trap: a negative bound waits not at all, a NaN one
+    /// counts as absent (the other bound applies).
+    @Test(arguments: [(-1.0, 10.0, 0.0), (0.2, -1.0, 0.0), (0, 0, 0), (Double.nan, 10.0, 10.0), (0.2, Double.nan, 0.0)])
+    func nonsenseDelaysDoNotTrap(base: Double, max: Double, bound: Double) {
+        let p = RetryPolicy(maxAttempts: 3, baseDelay: base, maxDelay: max)
+        #expect((0..<4).allSatisfy { (0...bound).contains(p.delay(afterAttempt: $0)) })
+    }
 }
