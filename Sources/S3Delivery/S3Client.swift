@@ -3,22 +3,17 @@ import RistrettoPSI
 
 /// A bucket and key prefix, from `s3://bucket/prefix`.
 public struct S3Location: Sendable, Equatable, CustomStringConvertible {
-    /// The bucket name: 3–63 lowercase letters, digits, dots and hyphens, starting with a letter or
-    /// digit (what the initializers check; not every rule of S3's naming, e.g. `a..b`).
+    /// The bucket name, valid under S3's naming rules for general purpose buckets (``bucketNameProblem(_:)``).
     public let bucket: String
     /// No leading or trailing slash; may be empty.
     public let prefix: String
     /// Checks the bucket name and normalises the prefix (empty segments, leading and trailing
     /// slashes dropped).
-    /// - Throws: `.configuration` for a bucket name that is not 3–63 characters of lowercase letters,
-    ///   digits, `.` and `-` starting with a letter or digit, or a prefix with a `.` or `..` segment.
+    /// - Throws: `.configuration` naming the rule, for a bucket name S3 would refuse
+    ///   (``bucketNameProblem(_:)``) or a prefix with a `.` or `..` segment.
     public init(bucket: String, prefix: String) throws(AWSError) {
-        // DNS-compatible bucket names (S3 "Bucket naming rules"), so virtual-hosted URLs are valid.
-        guard (3...63).contains(bucket.count),
-            bucket.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") }),
-            bucket.first!.isLetter || bucket.first!.isNumber
-        else {
-            throw AWSError(.configuration, "'\(bucket)' is not a valid S3 bucket name")
+        if let problem = Self.bucketNameProblem(bucket) {
+            throw AWSError(.configuration, "'\(bucket)' is not a valid S3 bucket name: \(problem)")
         }
         let p = prefix.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
         guard !p.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) else {
@@ -27,6 +22,32 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
         self.bucket = bucket
         self.prefix = p
     }
+    /// The first of S3's naming rules for general purpose buckets that `name` breaks, or nil: so a
+    /// bad name is refused when the agreement or the command is read, with the rule, not later by
+    /// S3 (or by a TLS name check of a virtual-hosted URL). Rules from the Amazon S3 User Guide,
+    /// "General purpose bucket naming rules".
+    public static func bucketNameProblem(_ name: String) -> String? {
+        let bytes = Array(name.utf8)
+        func isAlnum(_ b: UInt8) -> Bool { (0x61...0x7a).contains(b) || (0x30...0x39).contains(b) }
+        guard (3...63).contains(bytes.count) else { return "it must be 3 to 63 characters long" }
+        guard bytes.allSatisfy({ isAlnum($0) || $0 == 0x2e || $0 == 0x2d }) else {
+            return "only lowercase letters, digits, '.' and '-' are allowed"
+        }
+        guard isAlnum(bytes.first!), isAlnum(bytes.last!) else { return "it must begin and end with a letter or digit" }
+        guard !name.contains("..") else { return "it must not contain two adjacent periods" }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        if labels.count == 4, labels.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) && $0.count <= 3 }) {
+            return "it must not be formatted as an IP address"
+        }
+        for reserved in ["xn--", "sthree-", "amzn-s3-demo-"] where name.hasPrefix(reserved) {
+            return "the prefix '\(reserved)' is reserved"
+        }
+        for reserved in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] where name.hasSuffix(reserved) {
+            return "the suffix '\(reserved)' is reserved"
+        }
+        return nil
+    }
+
     /// Parses `s3://bucket[/prefix]`.
     public init(uri: String) throws(AWSError) {
         guard uri.hasPrefix("s3://") else { throw AWSError(.configuration, "'\(uri)' is not an s3:// URI") }

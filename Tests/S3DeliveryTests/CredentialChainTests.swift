@@ -102,4 +102,30 @@ import Testing
         #expect(throws: AWSError(.configuration, "")) { try S3Location(uri: "s3://bucket/../x") }
         #expect(throws: AWSError(.configuration, "")) { try S3Location(uri: "https://bucket/x") }
     }
+
+    /// S3's naming rules for general purpose buckets, one case per rule, each refused with the
+    /// rule named; names at the edges of the rules pass.
+    @Test(arguments: [
+        ("ab", "3 to 63 characters"), (String(repeating: "a", count: 64), "3 to 63 characters"),
+        ("Bucket", "only lowercase letters"), ("my_bucket", "only lowercase letters"),
+        ("-bucket", "begin and end"), ("bucket-", "begin and end"), (".bucket", "begin and end"),
+        ("my..bucket", "two adjacent periods"), ("192.168.5.4", "IP address"),
+        ("xn--bucket", "prefix 'xn--'"), ("sthree-bucket", "prefix 'sthree-'"),
+        ("amzn-s3-demo-x", "prefix 'amzn-s3-demo-'"),
+        ("bucket-s3alias", "suffix '-s3alias'"), ("bucket--ol-s3", "suffix '--ol-s3'"),
+        ("bucket.mrap", "suffix '.mrap'"),
+        ("bucket--x-s3", "suffix '--x-s3'"), ("bucket--table-s3", "suffix '--table-s3'"),
+    ])
+    func bucketNamesS3WouldRefuseAreRefused(name: String, rule: String) {
+        let e = #expect(throws: AWSError.self) { try S3Location(bucket: name, prefix: "p") }
+        #expect(e?.code == .configuration)
+        #expect(e?.reason.contains(rule) == true, "\(e?.reason ?? "")")
+    }
+
+    @Test(arguments: [
+        "abc", String(repeating: "a", count: 63), "my.bucket.name", "1.2.3", "192.168.5.4a", "a-b-c", "0bucket9",
+    ])
+    func bucketNamesAtTheEdgesOfTheRulesPass(name: String) throws {
+        #expect(try S3Location(bucket: name, prefix: "").bucket == name)
+    }
 }
