@@ -54,8 +54,9 @@ public final class FaultProxy: @unchecked Sendable {
     let listener: Int32
     let lock = NSLock()
     var rules: [Rule]
-    /// (method, target, what happened) for each request, in order.
-    public private(set) var log: [(method: String, target: String, action: String)] = []
+    /// (method, target, what happened) for each request, in order; written and read under `lock`
+    /// only (the request threads append while a test may read ``actions``).
+    private var log: [(method: String, target: String, action: String)] = []
     /// Each request's bytes as the client sent them (head and body), in order.
     private var receivedRequests: [[UInt8]] = []
     /// Each request's bytes as the client sent them (head and body), in order; a copy taken under the lock.
