@@ -10,8 +10,8 @@ public struct AWSError: Error, Equatable, Sendable, CustomStringConvertible {
         case credentialsMissing = "aws.credentials.missing"
         /// A credentials/config file, token file or STS answer that cannot be parsed.
         case credentialsInvalid = "aws.credentials.invalid"
-        /// A malformed endpoint, region, role ARN or `s3://` URI; or no libcurl on this machine (SPEC §12
-        /// "HTTP"): a fault of the setup, never retried.
+        /// A malformed endpoint, region, role ARN or `s3://` URI; or no libcurl on this machine, or an
+        /// unreadable `AWS_CA_BUNDLE` (SPEC §12 "HTTP"): a fault of the setup, never retried.
         case configuration = "aws.configuration"
         /// STS refused to issue credentials (wrong External ID, untrusted principal, bad token).
         case assumeRoleDenied = "aws.sts.denied"
@@ -23,7 +23,8 @@ public struct AWSError: Error, Equatable, Sendable, CustomStringConvertible {
         case notFound = "aws.s3.not_found"
         /// Any other S3 or STS error, after the retries the error allows.
         case requestFailed = "aws.request_failed"
-        /// Connection refused/reset, timeout or a lost response, after the retries.
+        /// Connection refused/reset, timeout or a lost response, after the retries; a server
+        /// certificate that does not verify, at once.
         case network = "aws.network"
         /// A response that does not parse (XML, missing fields, a `Content-Range` other than the range
         /// asked for), or an answer body larger than 64 MiB (never retried).

@@ -53,11 +53,12 @@ public final class AWSHTTP: Sendable {
     ///     is retried.
     ///   - retry: how many attempts, and the delays between them.
     ///   - clock: the time each attempt is signed with (tests pin it).
+    ///   - caBundle: a PEM file of CA certificates to trust instead of the system's (`AWS_CA_BUNDLE`).
     public convenience init(
         timeout: TimeInterval = 30, retry: RetryPolicy = RetryPolicy(),
-        clock: @escaping @Sendable () -> Date = { Date() }
+        clock: @escaping @Sendable () -> Date = { Date() }, caBundle: String? = nil
     ) {
-        self.init(timeout: timeout, retry: retry, clock: clock, libraryPath: Curl.defaultPath)
+        self.init(timeout: timeout, retry: retry, clock: clock, libraryPath: Curl.defaultPath, caBundle: caBundle)
     }
 
     /// As the public initializer, with the library to open named.
@@ -67,21 +68,24 @@ public final class AWSHTTP: Sendable {
     ///   - retry: how many attempts, and the delays between them.
     ///   - clock: the time each attempt is signed with.
     ///   - libraryPath: what the HTTP client opens as libcurl (tests name a missing one).
+    ///   - caBundle: CA certificates to trust instead of the system's (`AWS_CA_BUNDLE`).
     init(
         timeout: TimeInterval, retry: RetryPolicy, clock: @escaping @Sendable () -> Date = { Date() },
-        libraryPath: String
+        libraryPath: String, caBundle: String? = nil
     ) {
-        client = HTTPClient(timeout: timeout, libraryPath: libraryPath)
+        client = HTTPClient(timeout: timeout, libraryPath: libraryPath, caBundle: caBundle)
         self.retry = retry
         self.clock = clock
     }
 
-    /// From the environment: `AWS_MAX_ATTEMPTS` (the SDKs' standard setting) and
-    /// `CLEANROOM_AWS_TIMEOUT_SECONDS` (per request; default 30).
+    /// From the environment: `AWS_MAX_ATTEMPTS` and `AWS_CA_BUNDLE` (the SDKs' standard settings)
+    /// and `CLEANROOM_AWS_TIMEOUT_SECONDS` (per request; default 30).
     public static func fromEnvironment(_ env: AWSEnvironment) -> AWSHTTP {
         let attempts = env.nonEmpty("AWS_MAX_ATTEMPTS").flatMap(Int.init) ?? 5
         let timeout = env.nonEmpty("CLEANROOM_AWS_TIMEOUT_SECONDS").flatMap(Double.init) ?? 30
-        return AWSHTTP(timeout: max(0.1, timeout), retry: RetryPolicy(maxAttempts: attempts))
+        return AWSHTTP(
+            timeout: max(0.1, timeout), retry: RetryPolicy(maxAttempts: attempts),
+            caBundle: env.nonEmpty("AWS_CA_BUNDLE"))
     }
 
     /// What one attempt produced.

@@ -15,10 +15,15 @@ struct TransportFailure: Error, Sendable {
     enum Kind: Sendable {
         /// Refused, reset, timed out, lost: worth another attempt.
         case transport
-        /// libcurl could not be loaded: a machine's configuration, not the network.
+        /// libcurl could not be loaded, or the CA bundle named by `AWS_CA_BUNDLE` could not be
+        /// read: a machine's configuration, not the network.
         case unavailable
         /// The answer's body is larger than ``HTTPClient/maxResponseBytes``.
         case tooLarge
+        /// The server's TLS certificate did not verify against the trusted CAs: the same server
+        /// would be refused again, so no retry (a wrong endpoint, or an intercepting proxy whose CA
+        /// is not in `AWS_CA_BUNDLE`).
+        case untrusted
     }
     let reason: String
     var kind: Kind = .transport
@@ -30,6 +35,7 @@ struct TransportFailure: Error, Sendable {
         case .transport: nil
         case .unavailable: AWSError(.configuration, "\(operation): \(reason)")
         case .tooLarge: AWSError(.responseMalformed, "\(operation): \(reason)")
+        case .untrusted: AWSError(.network, "\(operation): \(reason)")
         }
     }
 }
@@ -54,6 +60,9 @@ final class HTTPClient: Sendable {
     /// (``S3Client/defaultRangeSize``) or one small object (a manifest, an XML document).
     let maxResponseBytes: Int
     let libraryPath: String
+    /// A PEM file of CA certificates trusted instead of the system's (`AWS_CA_BUNDLE`, as the AWS
+    /// CLI and SDKs read it: an intercepting proxy's CA, a private endpoint's); nil: the system's.
+    let caBundle: String?
     private let pool = HandlePool()
 
     /// - Parameters:
@@ -61,10 +70,15 @@ final class HTTPClient: Sendable {
     ///     may take four times as long (as URLSession's request and resource timeouts did).
     ///   - maxResponseBytes: the largest answer body accepted (64 MiB by default).
     ///   - libraryPath: what `dlopen` opens (tests name a missing one).
-    init(timeout: TimeInterval, maxResponseBytes: Int = 64 << 20, libraryPath: String = Curl.defaultPath) {
+    ///   - caBundle: CA certificates to trust instead of the system's (``caBundle``).
+    init(
+        timeout: TimeInterval, maxResponseBytes: Int = 64 << 20, libraryPath: String = Curl.defaultPath,
+        caBundle: String? = nil
+    ) {
         self.timeout = Self.clamped(timeout)
         self.maxResponseBytes = maxResponseBytes
         self.libraryPath = libraryPath
+        self.caBundle = caBundle
     }
 
     deinit { pool.drain() }
@@ -103,6 +117,7 @@ final class HTTPClient: Sendable {
             set.long(CURLOPT_FOLLOWLOCATION, 0)
             set.long(CURLOPT_SSL_VERIFYPEER, 1)
             set.long(CURLOPT_SSL_VERIFYHOST, 2)
+            if let caBundle { set.string(CURLOPT_CAINFO, caBundle) }
             set.long(CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
             let seconds = timeout
             let ms = Int((seconds * 1000).rounded(.up))
@@ -145,7 +160,18 @@ final class HTTPClient: Sendable {
             throw TransportFailure(
                 reason: "the answer's body is larger than \(maxResponseBytes) bytes", kind: .tooLarge)
         }
-        guard result == CURLE_OK else {
+        switch result {
+        case CURLE_OK: break
+        case CURLE_PEER_FAILED_VERIFICATION:
+            throw TransportFailure(
+                reason: "the server's TLS certificate is not trusted (\(transfer.errorMessage)); "
+                    + "if an intercepting proxy or a private CA is expected, name its certificates in AWS_CA_BUNDLE",
+                kind: .untrusted)
+        case CURLE_SSL_CACERT_BADFILE:
+            throw TransportFailure(
+                reason: "the CA bundle \(caBundle ?? "of the system") could not be read (\(transfer.errorMessage))",
+                kind: .unavailable)
+        default:
             throw TransportFailure(reason: curl.describe(result, detail: transfer.errorMessage))
         }
         var status = 0

@@ -429,3 +429,121 @@ struct RetryPolicyTests {
         #expect((0..<4).allSatisfy { (0...bound).contains(p.delay(afterAttempt: $0)) })
     }
 }
+
+/// TLS as the client speaks it, against a real TLS server on loopback (Python's `ssl`, with a
+/// certificate `openssl` makes for 127.0.0.1 only): a server whose certificate no trusted CA
+/// signed is refused without retries, and accepted once `AWS_CA_BUNDLE` names it; a certificate
+/// for another host name is refused even from a trusted CA; an unreadable bundle is a setup fault.
+/// - SeeAlso: `Protocol/SPEC.md` §12 "HTTP".
+@Suite("HTTP client over TLS", .serialized)
+struct HTTPClientTLSTests {
+    /// A one-handler HTTPS server (`GET` answers `200 ok`) and the certificate it presents.
+    final class Server {
+        let directory: String
+        let certificate: String
+        let process = Process()
+        let port: UInt16
+
+        init() throws {
+            directory = NSTemporaryDirectory() + "cleanroom-tls-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            certificate = directory + "/cert.pem"
+            let key = directory + "/key.pem"
+            let openssl = Process()
+            openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            openssl.arguments = [
+                "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", key, "-out", certificate, "-days", "2", "-subj", "/CN=cleanroom-test",
+                "-addext", "subjectAltName=IP:127.0.0.1",
+            ]
+            openssl.standardError = FileHandle.nullDevice
+            try openssl.run()
+            openssl.waitUntilExit()
+            guard openssl.terminationStatus == 0 else { throw POSIXError(.EIO) }
+            let script = directory + "/server.py"
+            try """
+            import http.server, ssl, sys
+            class H(http.server.BaseHTTPRequestHandler):
+                def do_GET(self):
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                def log_message(self, *args):
+                    pass
+            s = http.server.HTTPServer(("127.0.0.1", 0), H)
+            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            c.load_cert_chain(sys.argv[1], sys.argv[2])
+            s.socket = c.wrap_socket(s.socket, server_side=True)
+            print(s.server_address[1], flush=True)
+            s.serve_forever()
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+            let out = Pipe()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", script, certificate, key]
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var line: [UInt8] = []
+            while let byte = try out.fileHandleForReading.read(upToCount: 1)?.first, byte != 0x0a { line.append(byte) }
+            guard let p = UInt16(String(decoding: line, as: UTF8.self)) else {
+                kill(process.processIdentifier, SIGKILL)
+                throw POSIXError(.EIO)
+            }
+            port = p
+        }
+
+        /// SIGKILL: a child of the test runner may inherit a signal mask that blocks SIGTERM.
+        func stop() {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+
+        func url(host: String = "127.0.0.1") -> URL { URL(string: "https://\(host):\(port)/x")! }
+    }
+
+    @Test func aCertificateNoTrustedCASignedIsRefused() throws {
+        let s = try Server()
+        defer { s.stop() }
+        let e = #expect(throws: TransportFailure.self) {
+            try HTTPClient(timeout: 5).send(method: "GET", url: s.url(), headers: [], body: [])
+        }
+        #expect(e?.kind == .untrusted)
+        #expect(e?.reason.contains("AWS_CA_BUNDLE") == true, "\(e?.reason ?? "")")
+        #expect(e?.permanentError("GetObject k")?.code == .network, "refused without retries")
+    }
+
+    @Test func theBundleInAWSCABundleIsTrusted() throws {
+        let s = try Server()
+        defer { s.stop() }
+        let http = AWSHTTP.fromEnvironment(AWSEnvironment(["AWS_CA_BUNDLE": s.certificate]))
+        #expect(http.client.caBundle == s.certificate)
+        let r = try http.client.send(method: "GET", url: s.url(), headers: [], body: [])
+        #expect(r.status == 200 && r.body == Array("ok".utf8))
+    }
+
+    /// The certificate names 127.0.0.1 only: reached as `localhost`, the host name check refuses
+    /// it even though its CA is trusted.
+    @Test func aCertificateForAnotherHostIsRefused() throws {
+        let s = try Server()
+        defer { s.stop() }
+        let e = #expect(throws: TransportFailure.self) {
+            try HTTPClient(timeout: 5, caBundle: s.certificate).send(
+                method: "GET", url: s.url(host: "localhost"), headers: [], body: [])
+        }
+        #expect(e?.kind == .untrusted)
+    }
+
+    @Test func anUnreadableBundleIsASetupFault() throws {
+        let s = try Server()
+        defer { s.stop() }
+        let e = #expect(throws: TransportFailure.self) {
+            try HTTPClient(timeout: 5, caBundle: s.directory + "/missing.pem").send(
+                method: "GET", url: s.url(), headers: [], body: [])
+        }
+        #expect(e?.kind == .unavailable)
+        #expect(e?.permanentError("GetObject k")?.code == .configuration)
+        #expect(e?.reason.contains("missing.pem") == true)
+    }
+}
