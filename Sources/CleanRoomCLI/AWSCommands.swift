@@ -100,7 +100,8 @@ enum AWSCommands {
         }
         let env = AWSEnvironment()
         let endpoints = try AWSEndpoints.resolve(env, region: d.region)
-        let http = AWSHTTP(timeout: 20, retry: RetryPolicy(maxAttempts: 3))
+        // The probe's own defaults (a quicker answer), the environment's settings over them.
+        let http = AWSHTTP.fromEnvironment(env, timeout: 20, attempts: 3)
         let base = try CredentialChain.resolve(env, endpoints: endpoints, http: http)
         let checks = DestinationProbe.run(
             location: try S3Location(bucket: bucket, prefix: d.prefix ?? ""), collaborationID: a.terms.collaborationID,

@@ -79,10 +79,16 @@ public final class AWSHTTP: Sendable {
     }
 
     /// From the environment: `AWS_MAX_ATTEMPTS` and `AWS_CA_BUNDLE` (the SDKs' standard settings)
-    /// and `CLEANROOM_AWS_TIMEOUT_SECONDS` (per request; default 30).
-    public static func fromEnvironment(_ env: AWSEnvironment) -> AWSHTTP {
-        let attempts = env.nonEmpty("AWS_MAX_ATTEMPTS").flatMap(Int.init) ?? 5
-        let timeout = env.nonEmpty("CLEANROOM_AWS_TIMEOUT_SECONDS").flatMap(Double.init) ?? 30
+    /// and `CLEANROOM_AWS_TIMEOUT_SECONDS` (per request).
+    /// - Parameters:
+    ///   - env: where the settings are read.
+    ///   - timeout: the per-request timeout when the environment sets none (30 s by default).
+    ///   - attempts: the attempts when the environment sets none (5 by default).
+    /// - Returns: a client with those settings.
+    public static func fromEnvironment(_ env: AWSEnvironment, timeout: TimeInterval = 30, attempts: Int = 5) -> AWSHTTP
+    {
+        let attempts = env.nonEmpty("AWS_MAX_ATTEMPTS").flatMap(Int.init) ?? attempts
+        let timeout = env.nonEmpty("CLEANROOM_AWS_TIMEOUT_SECONDS").flatMap(Double.init) ?? timeout
         return AWSHTTP(
             timeout: max(0.1, timeout), retry: RetryPolicy(maxAttempts: attempts),
             caBundle: env.nonEmpty("AWS_CA_BUNDLE"))

@@ -79,6 +79,11 @@ public struct AWSEndpoints: Sendable {
     }
 
     /// The URL and `Host` header of an object (key already URI-encoded once, `/` kept).
+    ///
+    /// Virtual-hosted on AWS, except for a bucket name with a dot: `a.b.s3.<region>.amazonaws.com`
+    /// is not covered by S3's wildcard certificate, so such a bucket is addressed path-style
+    /// (`s3.<region>.amazonaws.com/<bucket>/…`), as the AWS SDKs do; an endpoint override is always
+    /// path-style.
     func objectURL(bucket: String, encodedKey: String, query: String) -> (url: URL, path: String, host: String) {
         let base: URL
         let path: String
@@ -86,6 +91,9 @@ public struct AWSEndpoints: Sendable {
             base = s3
             let root = s3.path.hasSuffix("/") ? String(s3.path.dropLast()) : s3.path
             path = "\(root)/\(bucket)/\(encodedKey)"
+        } else if bucket.contains(".") {
+            base = URL(string: "https://s3.\(region).amazonaws.com")!
+            path = "/\(bucket)/\(encodedKey)"
         } else {
             base = URL(string: "https://\(bucket).s3.\(region).amazonaws.com")!
             path = "/\(encodedKey)"

@@ -117,7 +117,12 @@ final class HTTPClient: Sendable {
             set.long(CURLOPT_FOLLOWLOCATION, 0)
             set.long(CURLOPT_SSL_VERIFYPEER, 1)
             set.long(CURLOPT_SSL_VERIFYHOST, 2)
-            if let caBundle { set.string(CURLOPT_CAINFO, caBundle) }
+            if let caBundle {
+                // Instead of the system's CAs, as the AWS CLI reads AWS_CA_BUNDLE: Debian's libcurl
+                // also trusts the hashed directory /etc/ssl/certs (CURLOPT_CAPATH) unless told not to.
+                set.string(CURLOPT_CAINFO, caBundle)
+                set.none(CURLOPT_CAPATH)
+            }
             set.long(CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
             let seconds = timeout
             let ms = Int((seconds * 1000).rounded(.up))
@@ -302,6 +307,8 @@ final class HTTPClient: Sendable {
         func pointer(_ o: CURLoption, _ v: UnsafeMutableRawPointer) {
             check(cr_curl_setopt_pointer(curl.api, handle, o, v))
         }
+        /// A string option set to NULL: libcurl's way to turn it off (CURLOPT_CAPATH: the built-in directory).
+        func none(_ o: CURLoption) { check(cr_curl_setopt_string(curl.api, handle, o, nil)) }
         func list(_ o: CURLoption, _ v: UnsafeMutablePointer<curl_slist>?) {
             check(cr_curl_setopt_slist(curl.api, handle, o, v))
         }

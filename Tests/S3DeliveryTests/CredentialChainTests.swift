@@ -89,6 +89,10 @@ import Testing
         #expect(
             e.objectURL(bucket: "b", encodedKey: "p/k", query: "uploads=").url.absoluteString
                 == "http://127.0.0.1:4566/b/p/k?uploads=")
+        // A dotted name on AWS: path-style, since the wildcard certificate covers one label only.
+        let dotted = aws.objectURL(bucket: "my.bucket", encodedKey: "p/k", query: "")
+        #expect(dotted.url.absoluteString == "https://s3.us-west-2.amazonaws.com/my.bucket/p/k")
+        #expect(dotted.path == "/my.bucket/p/k" && dotted.host == "s3.us-west-2.amazonaws.com")
         #expect(throws: AWSError(.configuration, "")) {
             try AWSEndpoints.resolve(AWSEnvironment(["HOME": "/nonexistent"]))
         }

@@ -444,10 +444,33 @@ struct HTTPClientTLSTests {
         let process = Process()
         let port: UInt16
 
+        /// Why the server could not start, with the tools' own error output.
+        struct Failed: Error, CustomStringConvertible {
+            let description: String
+        }
+
+        /// Makes the certificate and starts the server; on any failure nothing is left running or
+        /// on disk.
         init() throws {
             directory = NSTemporaryDirectory() + "cleanroom-tls-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            do {
+                port = try Self.start(process, in: directory)
+            } catch {
+                try? FileManager.default.removeItem(atPath: directory)
+                throw error
+            }
             certificate = directory + "/cert.pem"
+        }
+
+        private static func start(_ process: Process, in directory: String) throws -> UInt16 {
+            let certificate = directory + "/cert.pem"
+            let errors = directory + "/stderr.txt"
+            _ = FileManager.default.createFile(atPath: errors, contents: nil)
+            func failed(_ what: String) -> Failed {
+                let text = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+                return Failed(description: "\(what): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
             let key = directory + "/key.pem"
             let openssl = Process()
             openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -456,10 +479,10 @@ struct HTTPClientTLSTests {
                 "-keyout", key, "-out", certificate, "-days", "2", "-subj", "/CN=cleanroom-test",
                 "-addext", "subjectAltName=IP:127.0.0.1",
             ]
-            openssl.standardError = FileHandle.nullDevice
+            openssl.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
             try openssl.run()
             openssl.waitUntilExit()
-            guard openssl.terminationStatus == 0 else { throw POSIXError(.EIO) }
+            guard openssl.terminationStatus == 0 else { throw failed("openssl could not make the test certificate") }
             let script = directory + "/server.py"
             try """
             import http.server, ssl, sys
@@ -482,15 +505,17 @@ struct HTTPClientTLSTests {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["python3", script, certificate, key]
             process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
             try process.run()
+            // The first line is the port; python3 closing its output first (it failed) ends the loop.
             var line: [UInt8] = []
             while let byte = try out.fileHandleForReading.read(upToCount: 1)?.first, byte != 0x0a { line.append(byte) }
             guard let p = UInt16(String(decoding: line, as: UTF8.self)) else {
                 kill(process.processIdentifier, SIGKILL)
-                throw POSIXError(.EIO)
+                process.waitUntilExit()
+                throw failed("python3 did not start the TLS server")
             }
-            port = p
+            return p
         }
 
         /// SIGKILL: a child of the test runner may inherit a signal mask that blocks SIGTERM.

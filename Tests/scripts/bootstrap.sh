@@ -6,10 +6,11 @@
 # python3 + python3-venv: the local S3 server of the tests (moto from PyPI, Tests/scripts/s3-server.sh),
 #   and the loopback TLS server of the HTTP client's TLS tests.
 # openssl: the command that makes those TLS tests' throwaway certificate.
+# ca-certificates: the system's CAs, which S3 over HTTPS verifies against (libcurl's default bundle).
 # Idempotent: installs only what is missing. Used by `make demo`, `make test` and .ci/run.
 set -euo pipefail
 
-packages=(pkg-config libsodium-dev libssl-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev python3 python3-venv openssl)
+packages=(pkg-config libsodium-dev libssl-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev python3 python3-venv openssl ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
