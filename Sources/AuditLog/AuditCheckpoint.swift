@@ -72,7 +72,14 @@ public struct AuditCheckpoint: Sendable, Equatable {
         guard let keyHex = object["coordinator_public_key"] as? String, let key = try? VerifyingKey(hex: keyHex) else {
             throw bad("coordinator_public_key must be a valid Ed25519 public key in hex")
         }
-        self.init(sequence: Int64(n.doubleValue), headHash: head, coordinatorKey: key, createdAtMilliseconds: 0)
+        // The time it was written, as written (milliseconds, UTC): a checkpoint read back is equal
+        // to the one written.
+        guard let created = object["created_at"] as? String, let date = UTCTimestamp.parse(created) else {
+            throw bad("created_at must be an RFC 3339 UTC time")
+        }
+        self.init(
+            sequence: Int64(n.doubleValue), headHash: head, coordinatorKey: key,
+            createdAtMilliseconds: Int64((date.timeIntervalSince1970 * 1000).rounded()))
     }
 
     /// Reads a checkpoint file. - Throws: `.io` when unreadable, `.invalidCheckpoint` when malformed.

@@ -312,4 +312,21 @@ struct BadInputTests {
     func badCheckpoint(text: String) throws {
         #expect(throws: AuditLogError(.invalidCheckpoint)) { _ = try AuditCheckpoint(jsonData: Data(text.utf8)) }
     }
+
+    /// A checkpoint read back equals the one written, its creation time included (it used to be
+    /// read as 0); one without a readable `created_at` is refused.
+    @Test(arguments: [Int64(0), 1_733_400_000_123, 1_733_400_000_999, 253_402_300_799_999])
+    func checkpointRoundTrip(createdAt: Int64) throws {
+        let written = AuditCheckpoint(
+            sequence: 7, headHash: try AuditDigest(hex: String(repeating: "ab", count: 32), field: "head_hash"),
+            coordinatorKey: SigningKey.generate().verifyingKey, createdAtMilliseconds: createdAt)
+        let read = try AuditCheckpoint(jsonData: written.jsonData())
+        #expect(read == written)
+        var object = try JSONSerialization.jsonObject(with: written.jsonData()) as! [String: Any]
+        object["created_at"] = "yesterday"
+        let e = #expect(throws: AuditLogError.self) {
+            _ = try AuditCheckpoint(jsonData: try JSONSerialization.data(withJSONObject: object))
+        }
+        #expect(e?.code == .invalidCheckpoint && e?.reason.contains("created_at") == true)
+    }
 }
