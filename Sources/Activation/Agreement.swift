@@ -421,6 +421,14 @@ public enum HashToGroupChoice: Sendable {
 
 /// UUID text ↔ 16 bytes, lowercase canonical form only (collaboration, run and External IDs).
 public enum UUIDBytes {
+    /// The 16 bytes of a run ID, which every step checks before using it (it names paths, S3 keys
+    /// and seal contexts).
+    /// - Throws: `activation.invalid_input` when it is not a lowercase 8-4-4-4-12 UUID.
+    public static func runID(_ s: String) throws(ActivationError) -> [UInt8] {
+        guard let bytes = parse(s) else { throw ActivationError(.invalidInput, "run ID is not a lowercase UUID") }
+        return bytes
+    }
+
     /// The 16 bytes of a lowercase 8-4-4-4-12 UUID; `nil` for anything else, uppercase included.
     public static func parse(_ s: String) -> [UInt8]? {
         let u = Array(s.utf8)

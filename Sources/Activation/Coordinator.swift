@@ -205,9 +205,7 @@ public struct Coordinator: Sendable {
     /// starts with them too). Returns the run ID's bytes.
     /// - SeeAlso: `Protocol/SPEC.md` §6 round 5, §9.1.
     public func checkRun(runID: String, history: RunHistory) throws(ActivationError) -> [UInt8] {
-        guard let run = UUIDBytes.parse(runID) else {
-            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
-        }
+        let run = try UUIDBytes.runID(runID)
         guard !history.usedRunIDs.contains(runID) else {
             throw ActivationError(.runAlreadyUsed, "run \(runID) already has an audit entry; a run ID is used once")
         }

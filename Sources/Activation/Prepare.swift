@@ -714,9 +714,7 @@ extension Provider {
         runID: String, audience: consuming ProviderAudience, scalar: Scalar, scratch: any ScratchSpace,
         permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int, tuning: PrepareTuning = .standard
     ) throws -> Staged {
-        guard let run = UUIDBytes.parse(runID) else {
-            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
-        }
+        let run = try UUIDBytes.runID(runID)
         let source = audience.source
         let keyColumn = audience.audienceKeyColumn
         let rows = audience.rows
@@ -887,9 +885,7 @@ extension Consumer {
         runID: String, query: consuming ConsumerQuery, scalar: Scalar, scratch: any ScratchSpace,
         permutation: [Int]?, progress: ((Int) -> Void)?, budget: Int, tuning: PrepareTuning = .standard
     ) throws -> Staged {
-        guard let run = UUIDBytes.parse(runID) else {
-            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
-        }
+        let run = try UUIDBytes.runID(runID)
         let source = query.source
         let filters = query.filters
         let consentColumns = query.consentColumns

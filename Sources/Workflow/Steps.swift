@@ -271,9 +271,7 @@ public enum Steps {
     )
         throws(Error) -> (elements: Int, written: String)
     {
-        guard UUIDBytes.parse(runID) != nil else {
-            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
-        }
+        _ = try UUIDBytes.runID(runID)
         let s = try state.load(agreement, run: runID, role: role)
         let answered: RespondSummary
         do {
@@ -342,9 +340,7 @@ public enum Steps {
                     kind: kind, collaborationID: collab, runID: runID, agreementHash: agreement.hash, counts: counts,
                     deliveredObjects: objects, manifestSHA256: manifest, reasonCode: reason))
         }
-        guard UUIDBytes.parse(runID) != nil else {
-            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
-        }
+        _ = try UUIDBytes.runID(runID)
         let lock = try store?.lock(collaborationID: collab, runID: runID)
         defer { lock?.release() }
         var history = try ledger.history(
@@ -550,9 +546,7 @@ public enum Steps {
         source: DeliveryDestination, output: String, progress: ProgressReporter? = nil
     ) throws(Error) -> Int {
         // Before any path is built from it: the run ID names the delivery's directory or S3 prefix.
-        guard UUIDBytes.parse(runID) != nil else {
-            throw ActivationError(.invalidInput, "run ID is not a lowercase UUID")
-        }
+        _ = try UUIDBytes.runID(runID)
         let provider = try Provider(agreement: agreement, identity: identity)
         progress?("reading run \(runID)'s delivery manifest")
         // Objects that must be copied to be read in pieces (S3) go to a private scratch directory
