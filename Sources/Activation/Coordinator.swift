@@ -146,7 +146,7 @@ public struct Coordinator: Sendable {
     }
 
     /// Records per chunk read from a message (ElementBatch validates a chunk on every core).
-    static let chunkRecords = 16_384
+    static let chunkRecords = 4_096
 
     /// How round 5 spreads its work. Production uses ``standard``; tests shrink the chunks and
     /// blocks and force either path, to show both give the same bytes and the same first error.

@@ -57,7 +57,11 @@ struct MatchSorter {
     ///   - expected: an upper bound on the records to come (sizes the first buffer).
     init(scratch: any ScratchSpace, budget: Int, expected: Int) {
         self.scratch = scratch
-        capacity = max(64, budget / Self.recordSize)
+        let byBudget = max(64, budget / Self.recordSize)
+        // As many runs as SpillBudget balances for the expected records (the merge holds one
+        // block of ≈ 56 KiB per run), so a buffer is not sized for the whole set.
+        let runs = SpillBudget.pieces(count: expected, recordSize: Self.recordSize, budget: budget)
+        capacity = runs > 1 ? max(64, min(byBudget, (expected + runs - 1) / runs)) : byBudget
         buffer.reserveCapacity(min(capacity, expected))
     }
 

@@ -130,7 +130,7 @@ struct TailSealing: Sendable {
 struct IdentifierStream {
     /// Messages hashed and blinded per batch: enough for ElementBatch's parallel paths to keep
     /// every core busy, small enough to be noise beside the spill budget.
-    static let defaultChunk = 16_384
+    static let defaultChunk = 4_096
     static let headSize = 32 + 8 + 1 + 8
     enum Status: UInt8 {
         case valid = 0

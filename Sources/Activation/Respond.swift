@@ -234,7 +234,7 @@ extension Consumer {
 enum Reblinding {
     /// Records per chunk: enough that each chunk's group arithmetic is split over every core
     /// (``ElementBatch`` cuts it into per-core pieces), small enough to be a few MiB.
-    static let chunkRecords = 16_384
+    static let chunkRecords = 4_096
 
     /// Refuses a record size the agreement does not imply and an empty set, each only after the
     /// body's checksum verified (a tampered body is reported as such first, as when the whole

@@ -1,19 +1,44 @@
 import Foundation
 import RistrettoPSI
 
-/// Memory a spilling algorithm aims to hold at once (one shuffle bucket, one join partition).
+/// How much of a set a spilling algorithm holds at once (one shuffle bucket, one join partition).
+///
+/// What a spilling pass holds is one piece plus a staging buffer per piece
+/// (``ExternalShuffle/stageBytes``): `total / p + p × stage` bytes for `p` pieces, least at
+/// `p = √(total / stage)`. So a set above ``wholeBytes`` is cut into that many pieces (at 100k
+/// records of 178 bytes, 24 pieces of ≈ 0.7 MiB instead of one of 17 MiB), and never so few that
+/// a piece exceeds ``bytes``. Scratch I/O goes through the page cache and costs ≈ 0.1 µs per record
+/// against ≈ 50 µs of group arithmetic (`BENCHMARKS.md`).
 /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory".
 public enum SpillBudget {
-    /// 32 MiB: a round's other buffers (chunks, tables) stay well under the 300 MB target of
-    /// issue 6 at any set size. `CLEANROOM_SPILL_BYTES` overrides it (tests force many buckets).
+    /// 32 MiB: the most one piece may hold, so a round's other buffers (chunks, tables) stay well
+    /// under the 300 MB target of issue 6 at any set size. `CLEANROOM_SPILL_BYTES` overrides it
+    /// (tests force many buckets).
     public static var bytes: Int {
         if let v = ProcessInfo.processInfo.environment["CLEANROOM_SPILL_BYTES"], let n = Int(v), n >= 4096 { return n }
         return 32 << 20
     }
 
-    /// Number of pieces so that `count` records of `recordSize` bytes fit the budget per piece.
-    static func pieces(count: Int, recordSize: Int, budget: Int = bytes) -> Int {
-        max(1, (count * recordSize + budget - 1) / budget)
+    /// Sets of at most this many bytes (1 MiB) are held whole: cutting them saves less than the
+    /// staging buffers cost.
+    public static let wholeBytes = 1 << 20
+
+    /// The balance asks for at most this many pieces (256; a piece is then 8 MiB at 2 GiB): each
+    /// is an open scratch file, and a step may hold three such sets at once. Larger sets are cut
+    /// by the budget alone, as before the balance.
+    static let maxBalancedPieces = 256
+
+    /// Number of pieces for `count` records of `recordSize` bytes: one when the set is at most
+    /// ``wholeBytes`` and `budget`; otherwise the memory-balanced count (at most
+    /// ``maxBalancedPieces``), or more when a piece would exceed `budget`.
+    public static func pieces(count: Int, recordSize: Int, budget: Int = bytes) -> Int {
+        let total = count * recordSize
+        let budget = max(1, budget)
+        guard total > min(budget, wholeBytes) else { return 1 }
+        let byBudget = (total + budget - 1) / budget
+        guard total > wholeBytes else { return max(1, byBudget) }
+        let balanced = Int(Double(total / ExternalShuffle.stageBytes).squareRoot().rounded(.up))
+        return max(1, byBudget, min(balanced, maxBalancedPieces))
     }
 }
 
@@ -35,7 +60,7 @@ struct ExternalShuffle {
     /// This shuffle's generator: a shuffle runs on one thread, so it needs no lock, and one
     /// `getrandom` call serves all its draws (SPEC §3.3 "Randomness").
     private let random = BufferedRandom()
-    static let stageBytes = 64 << 10
+    static let stageBytes = 32 << 10
 
     /// - Parameters:
     ///   - recordSize: bytes per record.
@@ -251,7 +276,7 @@ struct ElementPartitions {
         count += n
     }
 
-    /// Bytes reserved by the staging buffers (≤ 64 KiB per partition), for the tests.
+    /// Bytes reserved by the staging buffers (≤ ``ExternalShuffle/stageBytes`` per partition), for the tests.
     var stagingCapacity: Int { staged.reduce(0) { $0 + $1.capacity } }
 
     /// One partition, loaded: its elements back to back (for ``ElementJoin/intersect(records:_:)``)
@@ -289,8 +314,8 @@ struct ElementPartitions {
 /// records is not known in advance (a prepare step streams its input): what lets rounds 1 and 2
 /// deduplicate their own blinded elements without holding a whole set.
 ///
-/// Records stay in memory until they exceed the budget; then they are spread over
-/// ``fanout`` scratch files by a seeded hash of the element, and later records follow them. A
+/// Records stay in memory until they exceed ``memoryLimit`` (2 MiB, or the budget if smaller);
+/// then they are spread over ``fanout`` scratch files by a seeded hash of the element, and later records follow them. A
 /// partition found larger than the budget when drained is split again, by an independent hash,
 /// into as many pieces as its size needs (a piece that does not shrink, i.e. one element
 /// repeated, is taken whole). Within a partition records keep their append order, so the first
@@ -306,8 +331,11 @@ struct RecordPartitions {
     private var staged: [[UInt8]] = []
     private(set) var count = 0
     /// Files made at the first spill: 64 × 32 MiB covers 2 GiB of records in one pass, while the
-    /// staging buffers (64 KiB each, the only staging layer) stay at 4 MiB.
+    /// staging buffers (32 KiB each, the only staging layer) stay at 2 MiB.
     static let fanout = 64
+    /// Records held before the first spill: as much as the staging buffers it then needs
+    /// (``fanout`` × ``ExternalShuffle/stageBytes``, 2 MiB; ``SpillBudget``), or the budget if smaller.
+    var memoryLimit: Int { min(budget, Self.fanout * ExternalShuffle.stageBytes) }
 
     init(recordSize: Int, scratch: any ScratchSpace, budget: Int = SpillBudget.bytes, level: Int = 0) {
         precondition(recordSize >= 32)
@@ -338,9 +366,9 @@ struct RecordPartitions {
         count += records.count / recordSize
         if files.isEmpty {
             // Reserved once (untouched pages cost nothing), so growth never holds two copies.
-            if memory.capacity == 0 { memory.reserveCapacity(budget + records.count) }
+            if memory.capacity == 0 { memory.reserveCapacity(memoryLimit + records.count) }
             memory.append(contentsOf: records)
-            if memory.count > budget { try spill(into: Self.fanout) }
+            if memory.count > memoryLimit { try spill(into: Self.fanout) }
             return
         }
         try distribute(records)

@@ -60,7 +60,8 @@ public enum ScratchPreflight {
     public static func coordinatorNeed(_ i: CoordinatorInputs, budget: Int = SpillBudget.bytes) -> Int {
         let payloadCopy = i.payloadCount * i.payloadRecordSize
         let attributeCopy = i.consumerCount * max(0, i.consumerRecordSize - 32)
-        let partitionCount = max(1, ((i.consumerCount + i.providerCount) * 40 + budget - 1) / budget)
+        let partitionCount = SpillBudget.pieces(
+            count: i.consumerCount + i.providerCount, recordSize: 40, budget: budget)
         // One partition pair stays in memory only when there is one partition.
         let partitions = partitionCount > 1 ? (i.consumerCount + i.providerCount) * 40 : 0
         let rows = i.payloadCount * 8 > budget ? i.payloadCount * 8 : 0

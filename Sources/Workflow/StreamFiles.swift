@@ -213,7 +213,7 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
     /// One scratch file. Memory per file is small and fixed, whatever the set size (a step may
     /// hold hundreds of them open: one per partition or bucket, SPEC §9 "Bounded memory"): an
     /// append of at least ``directBytes`` (what the spilling algorithms hand over, having staged
-    /// about 64 KiB of records themselves) goes straight to the file, and only smaller appends
+    /// about 32 KiB of records themselves) goes straight to the file, and only smaller appends
     /// are gathered, in a buffer of ``bufferSize`` bytes allocated on the first small append and
     /// released when the file is read, so a partition file holds no buffer while it is filled
     /// and none once it is read: one staging layer, not two.
@@ -223,7 +223,7 @@ public final class DirectoryScratch: ScratchSpace, @unchecked Sendable {
         private(set) var size = 0
         private var buffer: [UInt8] = []
         static let bufferSize = 64 << 10
-        /// Appends this large are written at once (a stager's pieces are ≈ 64 KiB).
+        /// Appends this large are written at once (a stager's pieces are ≈ 32 KiB).
         static let directBytes = 16 << 10
 
         init(fd: Int32, directory: String) {

@@ -87,6 +87,44 @@ struct SpillTests {
                         / ExternalShuffle.pieceRecords(recordSize: recordSize)))
     }
 
+    static let mib = 1 << 20
+    /// (records, record size, budget, pieces)
+    static let pieceCases: [(Int, Int, Int, Int)] = [
+        (1000, 40, 32 * mib, 1),  // 40 KB: whole
+        (26_214, 40, 32 * mib, 1),  // 1,048,560 bytes: still whole
+        (26_215, 40, 32 * mib, 6),  // just above 1 MiB: √(1,048,600 / 32 Ki) ≈ 5.66, up
+        (100_000, 178, 32 * mib, 24),  // a 100k round-3 shuffle, 17.8 MB: pieces of ≈ 0.74 MB
+        (1_000_000, 178, 32 * mib, 74),  // 178 MB at 1M
+        (10_000_000, 178, 32 * mib, 234),  // 1.78 GB: pieces of ≈ 7.3 MiB
+        (100_000_000, 178, 32 * mib, 531),  // 17.8 GB: the balance stops at 256 pieces, the budget counts
+        (100_000_000, 178, 8 * mib, 2122),  // a smaller budget, more pieces
+        (1000, 40, 4096, 10),  // a small budget still forces many pieces
+        (0, 40, 4096, 1),
+    ]
+
+    /// SpillBudget's rule (SPEC §9 "Bounded memory"): a set of at most 1 MiB is held whole; a larger
+    /// one is cut into ≈ √(total / stage) pieces, the count that holds least (one piece plus a
+    /// staging buffer per piece), and never into pieces above the budget.
+    @Test("spill pieces: whole up to 1 MiB, then memory-balanced, never above the budget", arguments: pieceCases)
+    func spillPieces(records: Int, recordSize: Int, budget: Int, pieces: Int) {
+        let n = SpillBudget.pieces(count: records, recordSize: recordSize, budget: budget)
+        #expect(n == pieces)
+        // Whatever the count, no piece is planned above the budget.
+        #expect(records * recordSize <= n * budget)
+    }
+
+    @Test("the match sorter sizes its runs by the same balance, and by the budget when nothing is expected")
+    func sorterRunSize() {
+        let record = MatchSorter.recordSize
+        let big = MatchSorter(scratch: MemoryScratch(), budget: 32 << 20, expected: 100_000)
+        let runs = SpillBudget.pieces(count: 100_000, recordSize: record, budget: 32 << 20)
+        #expect(runs > 1)
+        #expect(big.capacity == (100_000 + runs - 1) / runs)
+        #expect(MatchSorter(scratch: MemoryScratch(), budget: 32 << 20, expected: 1000).capacity == (32 << 20) / record)
+        #expect(MatchSorter(scratch: MemoryScratch(), budget: 32 << 20, expected: 0).capacity == (32 << 20) / record)
+        #expect(MatchSorter(scratch: MemoryScratch(), budget: 1024, expected: 0).capacity == 64)
+    }
+
     /// Three records through three buckets, 60,000 times: each of the 6 orders must come out
     /// about 10,000 times. The bound (χ² > 45 with 5 degrees of freedom) fails by chance with
     /// probability below 10⁻⁸, and fails surely for a bucket shuffle that is not uniform (e.g.
