@@ -2,6 +2,9 @@
 // CleanRoom: privacy-first clean room activation over Ristretto255 (see README.md, Protocol/SPEC.md).
 import PackageDescription
 
+// The manifest's directory, for the link order file below (a linker flag needs a full path).
+let packageRoot = String(#filePath.dropLast("Package.swift".count))
+
 let package = Package(
     name: "CleanRoom",
     products: [
@@ -42,6 +45,8 @@ let package = Package(
             path: "Sources/CCurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // glibc's <malloc.h> (mallopt), which the Glibc module leaves out; libc itself, nothing to link.
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         // libcrypto only (no libssl): SHA-256 with the CPU's SHA extensions (Protocol/SPEC.md §3).
         .systemLibrary(
             name: "COpenSSL",
@@ -67,7 +72,9 @@ let package = Package(
         // The edges: files, state directories, destinations, the audit ledger; each role step.
         .target(
             name: "Workflow",
-            dependencies: ["RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog", "S3Delivery"]),
+            dependencies: [
+                "RistrettoPSI", "Identifiers", "Activation", "Tabular", "AuditLog", "S3Delivery", "CMalloc",
+            ]),
 
         // Thin CLI: parsing, wiring, printing.
         .executableTarget(
@@ -75,7 +82,20 @@ let package = Package(
             dependencies: [
                 "RistrettoPSI", "Identifiers", "AuditLog", "Activation", "Workflow", "Tabular", "S3Delivery",
             ],
-            path: "Sources/CleanRoomCLI"
+            path: "Sources/CleanRoomCLI",
+            exclude: ["link-order.txt"],
+            // Release only: lld with packed relative relocations (glibc ≥ 2.36), which spares every
+            // process 1.7 MiB of relocation pages, and the functions the steps run laid out first
+            // (link-order.txt, made by Benchmarks/link-order.sh), so the code a process touches
+            // fills fewer pages. BENCHMARKS.md "Fewer resident pages".
+            linkerSettings: [
+                .unsafeFlags(
+                    [
+                        "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                        "-Xlinker", "--symbol-ordering-file=\(packageRoot)Sources/CleanRoomCLI/link-order.txt",
+                        "-Xlinker", "--no-warn-symbol-ordering",
+                    ], .when(configuration: .release))
+            ]
         ),
 
         // The performance tester (BENCHMARKS.md): stages, end to end, the primitive bound, peak RSS.

@@ -57,6 +57,7 @@ let commands: [String: @Sendable ([String]) throws -> Void] = [
     }
     // Large sets spill to one scratch file per partition or bucket (SPEC §9 "Bounded memory").
     Files.raiseOpenFileLimit()
+    Files.limitMallocArenas()
     do {
         try command(Array(argv.dropFirst()))
         return ExitCode.success.rawValue
