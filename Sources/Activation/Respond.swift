@@ -46,8 +46,9 @@ public struct RespondFootprint: Sendable, Equatable {
     /// What one file system holding both the answer and the scratch needs at least.
     public var sharedBytes: Int { answerWhileScratchHeld ? answerBytes + scratchBytes : max(answerBytes, scratchBytes) }
 
-    /// What a spilled piece (partition or bucket) may hold in memory rather than on disk: its
-    /// stager's buffer (``ExternalShuffle/stageBytes``) and a scratch file's own (64 KiB at most).
+    /// What a spilled piece (partition or bucket) may hold in memory rather than on disk, counted
+    /// generously: its stager's buffer (``ExternalShuffle/stageBytes``) twice. A stager hands its
+    /// file pieces large enough to be written at once, so the file's own buffer stays empty.
     public static let bufferedPerPiece = 2 * ExternalShuffle.stageBytes
     /// What the answer's sink may hold in memory (a local answer file's buffer is 1 MiB).
     public static let bufferedByAnswerSink = 1 << 20

@@ -225,8 +225,9 @@ public enum Files {
 
     /// Raises this process's soft limit on open files to its hard limit and returns the new
     /// soft limit. A step holds one descriptor per spill partition or shuffle bucket at once: up
-    /// to 256 per set (`SpillBudget`), `set bytes / 32 MiB` for sets above 8 GiB (≈ 650 for
-    /// round 3 at 100M × 100M with member IDs), near a common default soft limit of 1024; the hard limit (often far higher) is the
+    /// to 256 per set (`SpillBudget`), `set bytes / 32 MiB` for sets above 8 GiB (≈ 790 for
+    /// round 3 at 100M × 100M with member IDs: 531 buckets and 256 partitions), near a common
+    /// default soft limit of 1024; the hard limit (often far higher) is the
     /// administrator's, so raising the soft one needs no privilege and changes nothing else.
     /// - SeeAlso: `Protocol/SPEC.md` §9 "Bounded memory".
     @discardableResult
