@@ -126,27 +126,38 @@ public struct ProviderAudience {
     public let audienceKeyColumn: (index: Int, name: String)
     /// What to do with an identifier that fails normalization.
     public let invalidValues: InvalidValuePolicy
+    /// The country calling code of this party's own national-format phone numbers (digits such
+    /// as `"44"`), overriding the agreement's `matching.defaultCountryCallingCode` for this
+    /// prepare only; `nil` keeps the agreement's. The setting is party-level
+    /// (`Protocol/NORMALIZATION.md` §1): each party describes its own data, and a number read with
+    /// the other party's country would be another subscriber's. Checked when the prepare starts
+    /// (`activation.invalid_input`, naming `identifier.rules.invalid_country_code`).
+    public let defaultCountryCallingCode: String?
     /// Rows read once from `rows`: the audience serves one prepare.
     public init(
         source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn],
-        audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject
+        audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject,
+        defaultCountryCallingCode: String? = nil
     ) {
         self.source = source
         self.rowStore = .stream(rows)
         self.identifierColumns = identifierColumns
         self.audienceKeyColumn = audienceKeyColumn
         self.invalidValues = invalidValues
+        self.defaultCountryCallingCode = defaultCountryCallingCode
     }
     /// Rows held in memory.
     public init(
         source: String, rows: [InputRow], identifierColumns: [IdentifierColumn],
-        audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject
+        audienceKeyColumn: (index: Int, name: String), invalidValues: InvalidValuePolicy = .reject,
+        defaultCountryCallingCode: String? = nil
     ) {
         self.source = source
         self.rowStore = .memory(rows)
         self.identifierColumns = identifierColumns
         self.audienceKeyColumn = audienceKeyColumn
         self.invalidValues = invalidValues
+        self.defaultCountryCallingCode = defaultCountryCallingCode
     }
 }
 
@@ -188,34 +199,43 @@ public struct ConsumerQuery {
     public let segmentName: String
     /// What to do with an identifier that fails normalization.
     public let invalidValues: InvalidValuePolicy
+    /// The country calling code of this party's own national-format phone numbers (digits such
+    /// as `"44"`), overriding the agreement's `matching.defaultCountryCallingCode` for this
+    /// prepare only; `nil` keeps the agreement's. The setting is party-level
+    /// (`Protocol/NORMALIZATION.md` §1): each party describes its own data, and a number read with
+    /// the other party's country would be another subscriber's. Checked when the prepare starts
+    /// (`activation.invalid_input`, naming `identifier.rules.invalid_country_code`).
+    public let defaultCountryCallingCode: String?
     /// Rows read once from `rows`: the query serves one prepare.
     public init(
         source: String, rows: any InputRowSource, identifierColumns: [IdentifierColumn], filters: [Filter] = [],
         consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
-        segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject
+        segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject,
+        defaultCountryCallingCode: String? = nil
     ) {
         self.init(
             source: source, rowStore: .stream(rows), identifierColumns: identifierColumns, filters: filters,
             consentColumns: consentColumns, memberIDColumn: memberIDColumn, segmentID: segmentID,
             segmentName: segmentName,
-            invalidValues: invalidValues)
+            invalidValues: invalidValues, defaultCountryCallingCode: defaultCountryCallingCode)
     }
     /// Rows held in memory.
     public init(
         source: String, rows: [InputRow], identifierColumns: [IdentifierColumn], filters: [Filter] = [],
         consentColumns: [(index: Int, name: String)] = [], memberIDColumn: (index: Int, name: String)? = nil,
-        segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject
+        segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy = .reject,
+        defaultCountryCallingCode: String? = nil
     ) {
         self.init(
             source: source, rowStore: .memory(rows), identifierColumns: identifierColumns, filters: filters,
             consentColumns: consentColumns, memberIDColumn: memberIDColumn, segmentID: segmentID,
             segmentName: segmentName,
-            invalidValues: invalidValues)
+            invalidValues: invalidValues, defaultCountryCallingCode: defaultCountryCallingCode)
     }
     init(
         source: String, rowStore: RowStore, identifierColumns: [IdentifierColumn], filters: [Filter],
         consentColumns: [(index: Int, name: String)], memberIDColumn: (index: Int, name: String)?,
-        segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy
+        segmentID: String, segmentName: String, invalidValues: InvalidValuePolicy, defaultCountryCallingCode: String?
     ) {
         self.source = source
         self.rowStore = rowStore
@@ -226,6 +246,7 @@ public struct ConsumerQuery {
         self.segmentID = segmentID
         self.segmentName = segmentName
         self.invalidValues = invalidValues
+        self.defaultCountryCallingCode = defaultCountryCallingCode
     }
 }
 

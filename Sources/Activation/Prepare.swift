@@ -183,9 +183,11 @@ struct IdentifierStream {
     private var sequence: UInt64 = 0
     private var batches = 0
 
+    /// `countryCode` overrides the agreement's default country calling code for this party's own
+    /// numbers (``ProviderAudience/defaultCountryCallingCode``); `nil` keeps the agreement's.
     init(
         source: String, columns: [IdentifierColumn], agreement: VerifiedAgreement, policy: InvalidValuePolicy,
-        scalar: Scalar,
+        countryCode: String? = nil, scalar: Scalar,
         sealing: TailSealing, scratch: any ScratchSpace, budget: Int, tuning: PrepareTuning
     ) throws(ActivationError) {
         let allowed = Set(agreement.identifierTypes)
@@ -204,7 +206,19 @@ struct IdentifierStream {
         self.sealing = sealing
         self.tuning = tuning
         self.scratch = scratch
-        normalizer = Normalizer(rules: agreement.rules)
+        var rules = agreement.rules
+        if let countryCode {
+            do {
+                rules = try NormalizationRules(
+                    version: rules.version, gmailRule: rules.gmailRule, defaultCountryCallingCode: countryCode)
+            } catch {
+                throw ActivationError(
+                    .invalidInput,
+                    "\(source): the default country calling code given for this party's numbers is not 1–3 digits with a non-zero first digit (\(error.code.rawValue))"
+                )
+            }
+        }
+        normalizer = Normalizer(rules: rules)
         queued = Batch(reserving: tuning.chunk, plainSize: sealing.plainSize)
         partitions = RecordPartitions(recordSize: Self.headSize + sealing.tailSize, scratch: scratch, budget: budget)
     }
@@ -737,7 +751,8 @@ extension Provider {
         precondition(sealing.tailSize == payloadSize)
         var stream = try IdentifierStream(
             source: source, columns: audience.identifierColumns, agreement: agreement,
-            policy: audience.invalidValues, scalar: scalar, sealing: sealing, scratch: scratch,
+            policy: audience.invalidValues, countryCode: audience.defaultCountryCallingCode, scalar: scalar,
+            sealing: sealing, scratch: scratch,
             budget: budget, tuning: tuning)
         var index = 0
         do {
@@ -919,7 +934,8 @@ extension Consumer {
         precondition(sealing.tailSize == Layout.consumerRecordSize(agreement) - Layout.elementSize)
         var stream = try IdentifierStream(
             source: source, columns: query.identifierColumns, agreement: agreement,
-            policy: query.invalidValues, scalar: scalar, sealing: sealing, scratch: scratch,
+            policy: query.invalidValues, countryCode: query.defaultCountryCallingCode, scalar: scalar, sealing: sealing,
+            scratch: scratch,
             budget: budget, tuning: tuning)
         var read = 0
         var selected = 0

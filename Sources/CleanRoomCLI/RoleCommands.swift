@@ -7,7 +7,9 @@ import Workflow
 
 /// Shared flag handling for the role steps.
 enum RoleFlags {
-    static let identifierOptions = ["email-column", "phone-column", "maid-column", "custom-column"]
+    static let identifierOptions = [
+        "email-column", "phone-column", "maid-column", "custom-column", "default-country-code",
+    ]
 
     /// `--exchange`; an S3 exchange's messages are staged in `<private>/scratch` (the party's
     /// state directory, the coordinator's private store) so they stream (SPEC §12.7).
@@ -82,9 +84,11 @@ enum ProviderCommands {
                     --agreement <file> --identity <provider identity.key> --state-dir <private dir>
                     --exchange <dir> --run-id <uuid> --input <audience.csv> --audience-key-column <name>
                     [--email-column <name>]… [--phone-column <name>]… [--maid-column <name>]… [--custom-column <name>]…
-                    [--skip-invalid] [--json] [--quiet]
-                    (--skip-invalid: leave invalid identifiers out instead of refusing the file; each is
-                    listed by row, column and rule in <state-dir>/<collaboration>/<run>.provider.skipped.csv)
+                    [--default-country-code <digits>] [--skip-invalid] [--json] [--quiet]
+                    (--default-country-code: the country of your own national-format phone numbers, e.g. 44,
+                    instead of the agreement's; --skip-invalid: leave invalid identifiers out instead of
+                    refusing the file; each is listed by row, column and rule in
+                    <state-dir>/<collaboration>/<run>.provider.skipped.csv)
           respond   round 3: re-blind the consumer's set, shuffle it; shreds the run's scalar
                     --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json] [--quiet]
           open      round 6: verify the delivery and write a plain CSV for the DSP upload
@@ -124,7 +128,9 @@ enum ProviderCommands {
             audienceKeyColumn: try args.required("audience-key-column"), runID: try RoleFlags.runID(args),
             exchange: try RoleFlags.exchange(args, privateDirectory: try args.required("state-dir")),
             state: StateStore(root: try args.required("state-dir")),
-            policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "provider"))
+            policy: args.has("skip-invalid") ? .skipAndReport : .reject,
+            defaultCountryCallingCode: try args.value("default-country-code"),
+            progress: RoleFlags.progress(args, "provider"))
         RoleFlags.report(r, json: args.has("json"), role: "provider")
     }
 
@@ -187,9 +193,11 @@ enum ConsumerCommands {
                     [--run-id <uuid>] (a new one is made and printed if omitted)
                     [--email-column <name>]… [--phone-column <name>]… [--maid-column <name>]… [--custom-column <name>]…
                     [--where <column>=<value>[,<value>…]]… [--consent-column <name>]…
-                    [--member-id-column <name>] [--skip-invalid] [--json] [--quiet]
-                    (--skip-invalid: leave invalid identifiers out instead of refusing the file; each is
-                    listed by row, column and rule in <state-dir>/<collaboration>/<run>.consumer.skipped.csv)
+                    [--member-id-column <name>] [--default-country-code <digits>] [--skip-invalid] [--json] [--quiet]
+                    (--default-country-code: the country of your own national-format phone numbers, e.g. 1,
+                    instead of the agreement's; --skip-invalid: leave invalid identifiers out instead of
+                    refusing the file; each is listed by row, column and rule in
+                    <state-dir>/<collaboration>/<run>.consumer.skipped.csv)
           respond   round 4: re-blind the provider's set; shreds the run's scalar
                     --agreement <file> --identity <file> --state-dir <dir> --exchange <dir> --run-id <uuid> [--json] [--quiet]
         """
@@ -234,7 +242,9 @@ enum ConsumerCommands {
             segmentID: try args.required("segment-id"), segmentName: try args.required("segment-name"),
             runID: runID, exchange: try RoleFlags.exchange(args, privateDirectory: try args.required("state-dir")),
             state: StateStore(root: try args.required("state-dir")),
-            policy: args.has("skip-invalid") ? .skipAndReport : .reject, progress: RoleFlags.progress(args, "consumer"))
+            policy: args.has("skip-invalid") ? .skipAndReport : .reject,
+            defaultCountryCallingCode: try args.value("default-country-code"),
+            progress: RoleFlags.progress(args, "consumer"))
         RoleFlags.report(r, json: args.has("json"), role: "consumer")
     }
 

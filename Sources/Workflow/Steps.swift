@@ -132,10 +132,13 @@ public enum Steps {
     /// abandoned earlier attempt of this run is cleared, the run state saved once both bodies
     /// are written, and the payload linked into place before the blinded set, which publishes
     /// the round. On a write failure the sinks are abandoned and the state shredded.
+    ///
+    /// `defaultCountryCallingCode` reads the provider's own national-format phone numbers with
+    /// that country code instead of the agreement's (``ProviderAudience/defaultCountryCallingCode``).
     public static func providerPrepare(
         agreement: VerifiedAgreement, identity: PartyIdentity, input: String, columns: ColumnSpec,
         audienceKeyColumn: String, runID: String, exchange: Exchange, state: StateStore,
-        policy: InvalidValuePolicy, progress: ProgressReporter? = nil
+        policy: InvalidValuePolicy, defaultCountryCallingCode: String? = nil, progress: ProgressReporter? = nil
     ) throws(Error) -> PrepareResult {
         let provider = try Provider(agreement: agreement, identity: identity)
         progress?("reading \(input); normalizing, hashing to the group and blinding as it streams")
@@ -144,7 +147,7 @@ public enum Steps {
         let audience = ProviderAudience(
             source: header.file, rows: rows, identifierColumns: try columns.resolve(header),
             audienceKeyColumn: (try header.require(audienceKeyColumn), audienceKeyColumn),
-            invalidValues: policy)
+            invalidValues: policy, defaultCountryCallingCode: defaultCountryCallingCode)
         var staged = try provider.stage(
             runID: runID, audience: audience, scratch: try state.scratch(),
             progress: progress.map { p in { n in p("read \(n) rows") } })
@@ -166,11 +169,13 @@ public enum Steps {
     }
 
     /// Round 2 (consumer): the activation query, in bounded memory as round 1 (one message).
+    /// `defaultCountryCallingCode` as in ``providerPrepare(agreement:identity:input:columns:audienceKeyColumn:runID:exchange:state:policy:defaultCountryCallingCode:progress:)``.
     public static func consumerPrepare(
         agreement: VerifiedAgreement, signingKey: SigningKey, input: String, columns: ColumnSpec,
         filters: [(column: String, values: [String])], consent: [String], memberIDColumn: String?,
         segmentID: String, segmentName: String, runID: String, exchange: Exchange,
-        state: StateStore, policy: InvalidValuePolicy, progress: ProgressReporter? = nil
+        state: StateStore, policy: InvalidValuePolicy, defaultCountryCallingCode: String? = nil,
+        progress: ProgressReporter? = nil
     ) throws(Error) -> PrepareResult {
         let consumer = try Consumer(agreement: agreement, signingKey: signingKey)
         progress?("reading \(input); selecting, normalizing, hashing to the group and blinding as it streams")
@@ -188,7 +193,7 @@ public enum Steps {
         let query = ConsumerQuery(
             source: header.file, rows: rows, identifierColumns: try columns.resolve(header), filters: fs,
             consentColumns: cs, memberIDColumn: member, segmentID: segmentID, segmentName: segmentName,
-            invalidValues: policy)
+            invalidValues: policy, defaultCountryCallingCode: defaultCountryCallingCode)
         var staged = try consumer.stage(
             runID: runID, query: query, scratch: try state.scratch(),
             progress: progress.map { p in { n in p("read \(n) rows") } })

@@ -244,6 +244,28 @@ struct BadInputCLITests {
         _ = run
     }
 
+    @Test("--default-country-code reads this party's national numbers with its own country; an invalid one is refused")
+    func partyCountryCode() throws {
+        // The agreement's code is 1; a UK customer file in national format needs 44. Both runs
+        // must accept the file (the numbers are well formed either way) and blind 12 elements:
+        // the override changes which numbers they are, which CountryCodeTests shows by matching.
+        var csv = Self.consumerHeader
+        for i in 0..<12 { csv += "M\(i),,020 7946 \(String(format: "%04d", i)),yes\n" }
+        for extra in [[], ["--default-country-code", "44"], ["--default-country-code", "+44"]] {
+            let (r, _) = try Self.consumerPrepare(Array(csv.utf8), extra: extra)
+            #expect(r.status == 0, "stderr: \(r.stderr)")
+            let summary = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            #expect(summary?["elements"] as? Int == 12)
+        }
+        for bad in ["0", "4a", "1234"] {
+            let (r, run) = try Self.consumerPrepare(Array(csv.utf8), extra: ["--default-country-code", bad])
+            try Self.expectRefused(r, run: run, code: "identifier.rules.invalid_country_code")
+        }
+        let usage = try CLI.run(["consumer", "--help"])
+        #expect(usage.stdout.contains("--default-country-code"))
+        #expect(try CLI.run(["provider", "--help"]).stdout.contains("--default-country-code"))
+    }
+
     @Test("a provider CSV without its audience key column, or empty, is refused")
     func providerCSVRefused() throws {
         let c = Self.shared
