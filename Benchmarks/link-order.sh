@@ -12,14 +12,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v valgrind >/dev/null; then
-  if [ "$(id -u)" -eq 0 ]; then apt-get install -y -q valgrind >&2; else sudo apt-get install -y -q valgrind >&2; fi
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -q >&2 && $sudo apt-get install -y -q valgrind >&2
 fi
 flags=(-c release --static-swift-stdlib)
 swift build "${flags[@]}" --product cleanroom >&2
 bin="$(swift build "${flags[@]}" --show-bin-path)/cleanroom"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-grind() { valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/callgrind.%p" "$@" >/dev/null 2>&1; }
+grind() {
+  valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/callgrind.%p" "$@" >"$work/grind.log" 2>&1 \
+    || { echo "link-order.sh: failed under valgrind: $*" >&2; tail -n 20 "$work/grind.log" >&2; exit 1; }
+}
 grind "$bin" --help
 grind "$bin" version
 grind "$bin" demo --work-dir "$work/demo"

@@ -29,7 +29,8 @@ public struct RespondFootprint: Sendable, Equatable {
     public let answerBytes: Int
     /// Scratch held at once at the end of the pass: the duplicate check's partitions (40 bytes an
     /// element) and, in round 3, the shuffle's buckets (`count × recordSize`), each only when it
-    /// spills (above the budget: one piece stays in memory), less ``bufferedPerPiece`` a piece.
+    /// spills (more than one piece, ``SpillBudget/pieces(count:recordSize:budget:)``; one piece
+    /// stays in memory), less ``bufferedPerPiece`` a piece.
     public let scratchBytes: Int
     /// Round 4 writes its answer during the pass, while the partitions are held; round 3 drains
     /// its shuffle into the answer bucket by bucket (each bucket file removed as it is read) after
@@ -87,7 +88,7 @@ extension Provider {
     /// of `source`, `sink` and `scratch` are theirs (e.g. `workflow.io`).
     ///
     /// Memory: one chunk of records, one shuffle bucket and one duplicate-check partition at a
-    /// time (each about `budget` bytes); the rest of the set is in `scratch`, which holds
+    /// time (each at most `budget` bytes, ``SpillBudget``); the rest of the set is in `scratch`, which holds
     /// blinded values and sealed records only.
     /// - Parameters:
     ///   - source: the consumer's set (2), read in chunks.

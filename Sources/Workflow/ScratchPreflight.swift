@@ -62,8 +62,11 @@ public enum ScratchPreflight {
         let attributeCopy = i.consumerCount * max(0, i.consumerRecordSize - 32)
         let partitionCount = SpillBudget.pieces(
             count: i.consumerCount + i.providerCount, recordSize: 40, budget: budget)
-        // One partition pair stays in memory only when there is one partition.
-        let partitions = partitionCount > 1 ? (i.consumerCount + i.providerCount) * 40 : 0
+        // One partition pair stays in memory only when there is one partition; otherwise all but
+        // what the two sides' staging buffers of each partition may still hold reaches the disk.
+        let partitionBytes = (i.consumerCount + i.providerCount) * 40
+        let partitions =
+            partitionCount > 1 ? max(0, partitionBytes - partitionCount * RespondFootprint.bufferedPerPiece) : 0
         let rows = i.payloadCount * 8 > budget ? i.payloadCount * 8 : 0
         return payloadCopy + attributeCopy + partitions + rows
     }

@@ -84,8 +84,8 @@ struct ScratchMemoryTests {
     }
 
     /// Hundreds of partitions on real files (a tiny budget): the partitions drained are those of
-    /// the in-memory scratch space, record for record; staging never exceeds 64 KiB per
-    /// partition and the files hold no buffer while they fill; every descriptor is closed after.
+    /// the in-memory scratch space, record for record; staging never exceeds 32 KiB
+    /// (``ExternalShuffle/stageBytes``) per partition and the files hold no buffer while they fill; every descriptor is closed after.
     @Test(
         "element partitions on files equal the in-memory ones, with fixed memory per partition",
         arguments: [4096, 1 << 20])

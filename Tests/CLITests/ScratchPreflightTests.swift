@@ -20,14 +20,14 @@ struct ScratchPreflightTests {
             Inputs(
                 payloadCount: 10_000_000, payloadRecordSize: 138, consumerCount: 10_000_000, consumerRecordSize: 32,
                 providerCount: 10_000_000),
-            2_260_000_000
-        ),  // payload copy 1.38 GB + partitions 0.8 GB + rows 80 MB; no attributes
+            2_249_710_848
+        ),  // payload copy 1.38 GB + partitions 0.8 GB less 157 × 64 KiB of staging + rows 80 MB; no attributes
         (
             Inputs(
                 payloadCount: 1_000_000, payloadRecordSize: 178, consumerCount: 2_000_000, consumerRecordSize: 178,
                 providerCount: 1_000_000),
-            590_000_000
-        ),  // 178 MB + attributes 2M × 146 + partitions 3M × 40; rows fit the budget
+            586_002_304
+        ),  // 178 MB + attributes 2M × 146 + partitions 3M × 40 less 61 × 64 KiB; rows fit the budget
         (
             Inputs(
                 payloadCount: 1_000, payloadRecordSize: 178, consumerCount: 1_000, consumerRecordSize: 32,
@@ -107,21 +107,24 @@ struct ScratchPreflightTests {
 @Suite("Respond free-space preflight")
 struct RespondPreflightTests {
     /// (count, record size, shuffled (round 3), budget) → answer, scratch, shared need: what
-    /// certainly reached the disk, each spilled piece less 128 KiB of buffers, the answer less 1 MiB.
+    /// certainly reached the disk, each spilled piece less 64 KiB of buffers, the answer less 1 MiB.
+    /// Piece counts are SpillBudget's: ⌈√⌊bytes / 32 KiB⌋⌉ above 1 MiB (at most 256), or more
+    /// when a piece would exceed the budget.
     static let footprints: [(Int, Int, Bool, Int, Int, Int, Int)] = [
-        // 10M consumer elements, plain (32-byte records), round 3: shuffle 320 MB in 10 buckets +
-        // partitions 400 MB in 12, then the answer (320 MB) drained from the shuffle: the larger
+        // 10M consumer elements, plain (32-byte records), round 3: shuffle 320 MB in 99 buckets +
+        // partitions 400 MB in 111, then the answer (320 MB) drained from the shuffle: the larger
         // need is the shuffle with the partitions. 318,951,424 = 320,000,000 − 1 MiB;
-        // 717,116,416 = (400,000,000 − 12 × 128 KiB) + (320,000,000 − 10 × 128 KiB).
-        (10_000_000, 32, true, 32 << 20, 318_951_424, 717_116_416, 717_116_416),
+        // 706,237,440 = (400,000,000 − 111 × 64 KiB) + (320,000,000 − 99 × 64 KiB).
+        (10_000_000, 32, true, 32 << 20, 318_951_424, 706_237_440, 706_237_440),
         // The same set in round 4: answer streamed while the partitions are held (both at once).
-        (10_000_000, 32, false, 32 << 20, 318_951_424, 398_427_136, 717_378_560),
-        // 1M records of 178 bytes (sealed attributes), round 3: shuffle 178 MB in 6 buckets +
-        // partitions 40 MB in 2.
-        (1_000_000, 178, true, 32 << 20, 176_951_424, 216_951_424, 216_951_424),
-        // 100k: partitions (4 MB) and shuffle (3.2 MB) fit the budget, nothing spills.
-        (100_000, 32, true, 32 << 20, 2_151_424, 0, 2_151_424),
-        (100_000, 32, false, 32 << 20, 2_151_424, 0, 2_151_424),
+        (10_000_000, 32, false, 32 << 20, 318_951_424, 392_725_504, 711_676_928),
+        // 1M records of 178 bytes (sealed attributes), round 3: shuffle 178 MB in 74 buckets +
+        // partitions 40 MB in 35.
+        (1_000_000, 178, true, 32 << 20, 176_951_424, 210_856_576, 210_856_576),
+        // 100k: partitions (4 MB, 12 pieces) and shuffle (3.2 MB, 10 pieces) spill, though they
+        // fit the budget: pieces of a few hundred KB hold less than one set (SpillBudget).
+        (100_000, 32, true, 32 << 20, 2_151_424, 5_758_208, 5_758_208),
+        (100_000, 32, false, 32 << 20, 2_151_424, 3_213_568, 5_364_992),
         // Smaller than the answer sink's buffer: nothing need reach the disk.
         (1_000, 32, false, 32 << 20, 0, 0, 0),
     ]
