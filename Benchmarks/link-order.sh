@@ -31,4 +31,6 @@ rm -rf "$work/demo"
 CLEANROOM_SPILL_BYTES=4096 grind "$bin" demo --work-dir "$work/demo"
 python3 Benchmarks/link_order.py "$bin" "$work"/callgrind.* > "$work/order.txt"
 mv "$work/order.txt" Sources/CleanRoomCLI/link-order.txt
+# SwiftPM does not track the order file as an input: removing the binary makes the next build relink.
+rm -f "$bin"
 echo "Sources/CleanRoomCLI/link-order.txt: $(wc -l < Sources/CleanRoomCLI/link-order.txt) functions" >&2

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Prints the functions of BINARY that ran in the given callgrind outputs, one symbol per line,
-in the order they first appear: the link order file of the release build (Benchmarks/link-order.sh).
+sorted by name (the set is what counts: laid out together they fill fewer pages; sorted, a rerun
+changes only the lines of functions that came or went): the link order file of the release
+build (Benchmarks/link-order.sh).
 
     link_order.py BINARY callgrind.out...
 """
@@ -41,7 +43,7 @@ def main() -> None:
                     seen.setdefault(symbol, None)
     if not seen:
         sys.exit(f"link_order.py: no function of {binary} in the callgrind outputs")
-    sys.stdout.write("".join(s + "\n" for s in seen))
+    sys.stdout.write("".join(s + "\n" for s in sorted(seen)))
 
 
 if __name__ == "__main__":
