@@ -438,8 +438,10 @@ public enum UUIDBytes {
         return Hex.decode(String(decoding: hex, as: UTF8.self))
     }
 
-    /// The lowercase 8-4-4-4-12 form of `b`, which must be 16 bytes.
+    /// The lowercase 8-4-4-4-12 form of `b`.
+    /// - Precondition: `b` is 16 bytes (callers pass fixed-size header fields, or ``parse(_:)``'s result).
     public static func string(_ b: [UInt8]) -> String {
+        precondition(b.count == 16, "a UUID is 16 bytes")
         let h = Array(Hex.encode(b))
         return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-"
             + String(h[20..<32])

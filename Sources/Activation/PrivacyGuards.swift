@@ -112,8 +112,15 @@ public enum PrivacyGuards {
         }
     }
 
-    /// ε in thousandths as a decimal with three places (`1500` gives `1.500`), for reasons and summaries.
-    public static func epsilonText(_ millis: Int) -> String { String(format: "%d.%03d", millis / 1000, millis % 1000) }
+    /// ε in thousandths as a decimal with three places (`1500` gives `1.500`, `-1500` gives
+    /// `-1.500`), for reasons and summaries. Agreements refuse a negative ε; the sign is kept
+    /// so that a value read from a damaged ledger is printed as it is, not as `-1.-500`.
+    public static func epsilonText(_ millis: Int) -> String {
+        let magnitude = millis.magnitude
+        let fraction = String(magnitude % 1000)
+        return (millis < 0 ? "-" : "") + "\(magnitude / 1000)." + String(repeating: "0", count: 3 - fraction.count)
+            + fraction
+    }
 }
 
 /// A bottom-k MinHash sketch of one run's matched provider rows, kept by the coordinator (never

@@ -15,6 +15,16 @@ struct PrivacyGuardTests {
     /// P(0) against the closed forms `0`, `2α/(1−α)²` and `(1−α)/(1+α)` with `α = exp(−ε)`. The
     /// bounds are ≥ 8 standard errors wide, so a correct sampler fails them with probability far
     /// below 10^-9, while a sampler off by a factor in scale or with a sign bias fails them.
+    @Test(
+        "ε prints with three decimals, its sign kept",
+        arguments: [
+            (0, "0.000"), (5, "0.005"), (1500, "1.500"), (1000, "1.000"), (12_345, "12.345"), (-1500, "-1.500"),
+            (-5, "-0.005"),
+        ])
+    func epsilonText(millis: Int, text: String) {
+        #expect(PrivacyGuards.epsilonText(millis) == text)
+    }
+
     @Test(arguments: [250, 500, 1000, 2000])
     func geometricNoiseMatchesItsDistribution(epsilonMillis: Int) {
         let n = 20_000
