@@ -199,12 +199,7 @@ public struct ConsumerQuery {
     public let segmentName: String
     /// What to do with an identifier that fails normalization.
     public let invalidValues: InvalidValuePolicy
-    /// The country calling code of this party's own national-format phone numbers (digits such
-    /// as `"44"`), overriding the agreement's `matching.defaultCountryCallingCode` for this
-    /// prepare only; `nil` keeps the agreement's. The setting is party-level
-    /// (`Protocol/NORMALIZATION.md` §1): each party describes its own data, and a number read with
-    /// the other party's country would be another subscriber's. Checked when the prepare starts
-    /// (`activation.invalid_input`, naming `identifier.rules.invalid_country_code`).
+    /// The consumer's own country calling code, as ``ProviderAudience/defaultCountryCallingCode``.
     public let defaultCountryCallingCode: String?
     /// Rows read once from `rows`: the query serves one prepare.
     public init(

@@ -212,10 +212,8 @@ struct IdentifierStream {
                 rules = try NormalizationRules(
                     version: rules.version, gmailRule: rules.gmailRule, defaultCountryCallingCode: countryCode)
             } catch {
-                throw ActivationError(
-                    .invalidInput,
-                    "\(source): the default country calling code given for this party's numbers is not 1–3 digits with a non-zero first digit (\(error.code.rawValue))"
-                )
+                // The rule's wording is NormalizationRules' own (`identifier.rules.invalid_country_code: …`).
+                throw ActivationError(.invalidInput, "\(source): this party's default country calling code: \(error)")
             }
         }
         normalizer = Normalizer(rules: rules)

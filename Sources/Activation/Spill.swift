@@ -21,7 +21,7 @@ public enum SpillBudget {
 
     /// Sets of at most this many bytes (1 MiB) are held whole: cutting them saves less than the
     /// staging buffers cost.
-    public static let wholeBytes = 1 << 20
+    static let wholeBytes = 1 << 20
 
     /// The balance asks for at most this many pieces (256; a piece is then 8 MiB at 2 GiB): each
     /// is an open scratch file, and a step may hold three such sets at once. Larger sets are cut
@@ -36,9 +36,9 @@ public enum SpillBudget {
         let budget = max(1, budget)
         guard total > min(budget, wholeBytes) else { return 1 }
         let byBudget = (total + budget - 1) / budget
-        guard total > wholeBytes else { return max(1, byBudget) }
+        guard total > wholeBytes else { return byBudget }
         let balanced = Int(Double(total / ExternalShuffle.stageBytes).squareRoot().rounded(.up))
-        return max(1, byBudget, min(balanced, maxBalancedPieces))
+        return max(byBudget, min(balanced, maxBalancedPieces))
     }
 }
 

@@ -60,11 +60,12 @@ public enum ScratchPreflight {
     public static func coordinatorNeed(_ i: CoordinatorInputs, budget: Int = SpillBudget.bytes) -> Int {
         let payloadCopy = i.payloadCount * i.payloadRecordSize
         let attributeCopy = i.consumerCount * max(0, i.consumerRecordSize - 32)
+        // Element partitions: 40 bytes an element, both sides. One partition pair stays in memory
+        // only when there is one partition; otherwise all but what the two sides' staging buffers
+        // of each partition may still hold reaches the disk.
+        let partitionBytes = (i.consumerCount + i.providerCount) * 40
         let partitionCount = SpillBudget.pieces(
             count: i.consumerCount + i.providerCount, recordSize: 40, budget: budget)
-        // One partition pair stays in memory only when there is one partition; otherwise all but
-        // what the two sides' staging buffers of each partition may still hold reaches the disk.
-        let partitionBytes = (i.consumerCount + i.providerCount) * 40
         let partitions =
             partitionCount > 1 ? max(0, partitionBytes - partitionCount * RespondFootprint.bufferedPerPiece) : 0
         let rows = i.payloadCount * 8 > budget ? i.payloadCount * 8 : 0

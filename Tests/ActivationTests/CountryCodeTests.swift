@@ -34,28 +34,8 @@ struct CountryCodeTests {
     /// Rows matched by a run of the three roles in memory (0 when below the threshold).
     static func matched(_ audience: ProviderAudience, _ query: ConsumerQuery) throws -> Int {
         let f = Fixture(deliverMemberID: false)  // the agreement's default country calling code is "1"
-        let agreement = try f.agreement()
-        #expect(agreement.rules.defaultCountryCallingCode == "1")
-        let provider = try Provider(agreement: agreement, identity: f.providerID)
-        let consumer = try Consumer(agreement: agreement, signingKey: f.consumerID.signingKey)
-        let coordinator = try Coordinator(agreement: agreement, identity: f.coordinatorID)
-        let runID = AgreementTerms.newID()
-        let p = try provider.prepare(runID: runID, audience: audience)
-        let c = try consumer.prepare(runID: runID, query: query)
-        let m4 = try provider.respond(
-            to: ConsumerBlindedSet(parsing: c.forProvider.message.serialized(), agreement: agreement, source: "m3"),
-            state: p.state)
-        let m5 = try consumer.respond(
-            to: ProviderBlindedSet(parsing: p.forConsumer.message.serialized(), agreement: agreement, source: "m1"),
-            state: c.state)
-        let outcome = try coordinator.match(
-            runID: runID,
-            payload: ProviderPayload(
-                parsing: p.forCoordinator.message.serialized(), agreement: agreement, source: "m2"),
-            consumerSet: ConsumerReblindedSet(parsing: m4.message.serialized(), agreement: agreement, source: "m4"),
-            providerSet: ProviderReblindedSet(parsing: m5.message.serialized(), agreement: agreement, source: "m5"),
-            history: RunHistory())
-        switch outcome {
+        #expect(try f.agreement().rules.defaultCountryCallingCode == "1")
+        switch try EndToEndTests.run(f, audience: audience, query: query).outcome {
         case .deliver(_, let counts): return counts.matchedRows
         case .belowThreshold(let counts): return counts.matchedRows
         }

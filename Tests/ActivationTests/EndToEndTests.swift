@@ -14,15 +14,18 @@ struct EndToEndTests {
         var runID: String
     }
 
-    static func run(_ f: Fixture, history: RunHistory = RunHistory()) throws -> Run {
+    static func run(
+        _ f: Fixture, history: RunHistory = RunHistory(), audience: ProviderAudience = People.audience(),
+        query: ConsumerQuery = People.query()
+    ) throws -> Run {
         let agreement = try f.agreement()
         let provider = try Provider(agreement: agreement, identity: f.providerID)
         let consumer = try Consumer(agreement: agreement, signingKey: f.consumerID.signingKey)
         let coordinator = try Coordinator(agreement: agreement, identity: f.coordinatorID)
         let runID = AgreementTerms.newID()
 
-        let p = try provider.prepare(runID: runID, audience: People.audience())
-        let c = try consumer.prepare(runID: runID, query: People.query())
+        let p = try provider.prepare(runID: runID, audience: audience)
+        let c = try consumer.prepare(runID: runID, query: query)
         let m1 = p.forConsumer.message.serialized()
         let m2 = p.forCoordinator.message.serialized()
         let m3 = c.forProvider.message.serialized()
